@@ -1,0 +1,127 @@
+//! Every limit in ordergate, in one place, with the reason it exists and what
+//! it costs. Anything that can grow is bounded by one of these (or by a config
+//! value that is checked against one of these at start-up), and running into
+//! a bound has a defined, tested behaviour that is named beside it.
+//!
+//! Names put the unit or qualifier last: `frame_size_max`, `keys_max`.
+
+use crate::wire;
+
+/// Largest frame of any template (Fill, 84 bytes). A length prefix above this
+/// is refused at once (Terminate MALFORMED / LogonReject MALFORMED) before any
+/// more bytes are buffered: there is no other way to make progress on a stream
+/// whose framing is broken.
+pub const FRAME_SIZE_MAX: usize = wire::FILL_SIZE;
+
+/// Smallest frame of any template (LogonReject, 32 bytes).
+pub const FRAME_SIZE_MIN: usize = wire::LOGON_REJECT_SIZE;
+
+/// Bytes a session keeps of a partly received frame. One frame is the most it
+/// can ever need to hold: whole frames are decoded straight from the receive
+/// buffer; only a frame split across reads is copied here.
+pub const RX_PARTIAL_MAX: usize = FRAME_SIZE_MAX;
+
+/// Bytes of encoded replies a session may hold before the socket takes them.
+/// 64 KiB is ~780 Fills: far more than a healthy client leaves unread between
+/// two reactor turns. A session that lets it fill is a slow consumer and is
+/// closed (the exchange convention); its input is not read while the buffer
+/// cannot take the worst-case direct reply to one more message.
+pub const TX_BUFFER_SIZE: usize = 64 * 1024;
+
+/// Room a session needs in its transmit buffer before it reads another
+/// client frame: the largest reply the session itself writes for one frame
+/// (OrderRejected or Terminate) plus a Terminate, so a refusal can always be
+/// written.
+pub const TX_REPLY_RESERVE: usize = wire::ORDER_REJECTED_SIZE + wire::TERMINATE_SIZE;
+
+/// API keys a gateway can hold. Each key costs one `KeyEntry` (~128 bytes)
+/// and a shared rate-limit cell; 4096 is far beyond any venue's member count.
+pub const KEYS_MAX: usize = 4096;
+
+/// Sessions one reactor serves. The session slot index is 16 bits in a
+/// `SessionId`, and each session holds `TX_BUFFER_SIZE` of transmit buffer,
+/// so 1024 sessions cost 64 MiB of buffers per reactor.
+pub const SESSIONS_PER_REACTOR_MAX: usize = 1 << 14;
+
+/// Reactor threads one gateway runs: the reactor index is 16 bits in a
+/// `SessionId`; 64 is more cores than any gateway host dedicates.
+pub const REACTORS_MAX: usize = 64;
+
+/// Slots in the logon nonce replay cache, shared by every reactor. A nonce
+/// must be remembered for the whole skew window (2 × 5 s by default); at 4096
+/// slots the gateway can take ~400 signed logons per second with no false
+/// refusals. When every slot a nonce may use is live, the logon is refused
+/// THROTTLED (never silently admitted).
+pub const NONCE_CACHE_SLOTS: usize = 1 << 12;
+
+/// Slots of the nonce cache one nonce may probe before the cache counts as
+/// full for it. Bounds the work of a logon.
+pub const NONCE_CACHE_PROBES_MAX: usize = 16;
+
+/// Slots in the per-address logon-attempt table (hashed). Collisions only make
+/// two addresses share a lockout budget, never admit anyone.
+pub const LOGON_ADDRESS_SLOTS: usize = 1 << 12;
+
+/// Events a reactor takes from its event ring per turn, and commands the
+/// engine takes per turn: a bounded batch, so neither side starves the other
+/// when they share a thread.
+pub const RING_BATCH_MAX: usize = 256;
+
+/// Instruments of the embedded engine by default (ids 1..=100).
+pub const INSTRUMENTS_DEFAULT: u32 = 100;
+
+/// Hard bound on instruments an embedded engine can be configured with: each
+/// costs two preallocated price-level arrays.
+pub const INSTRUMENTS_MAX: u32 = 10_000;
+
+/// Resting orders the embedded engine can hold at once, all instruments. A
+/// NewOrder that would rest beyond this is rejected ENGINE_REJECT. Each order
+/// is ~64 bytes: 1 Mi orders is 64 MiB, preallocated.
+pub const ORDERS_MAX_DEFAULT: usize = 1 << 20;
+
+/// Price levels per side of one book. A NewOrder that would open a level
+/// beyond this is rejected ENGINE_REJECT.
+pub const LEVELS_PER_SIDE_MAX: usize = 4096;
+
+/// Default skew window for `Logon.request_time_ns` (PROTOCOL.md: ±5 s).
+pub const LOGON_SKEW_NS_DEFAULT: u64 = 5_000_000_000;
+
+/// Default time a connection has to deliver a valid Logon (PROTOCOL.md: 1 s).
+pub const LOGON_TIMEOUT_NS_DEFAULT: u64 = 1_000_000_000;
+
+/// Bounds on the keepalive a client may ask for in Logon. Below 100 ms the
+/// heartbeat traffic is noise; above 60 s a dead peer holds a slot too long.
+/// A Logon outside the bounds is refused MALFORMED.
+pub const KEEPALIVE_MS_MIN: u16 = 100;
+pub const KEEPALIVE_MS_MAX: u16 = 60_000;
+
+/// Default per-session and per-key message rates when the keys file says
+/// nothing: 1000 messages/s with a burst of 100.
+pub const MSGS_PER_SEC_DEFAULT: u32 = 1_000;
+pub const BURST_DEFAULT: u32 = 100;
+
+/// Share of every rate-limit burst kept for cancels (CancelOrder,
+/// MassCancel): a flood of new orders can only use `burst - reserve` tokens,
+/// so cancels always get through while any token is free (as CME does).
+/// Expressed as a divisor of the burst: burst / 4, at least 1.
+pub const CANCEL_RESERVE_DIVISOR: u32 = 4;
+
+/// Consecutive throttled messages after which the session is ended with
+/// Terminate THROTTLE_BREACH: a client that ignores `retry_after_ns` that
+/// often is misbehaving, and its traffic costs other sessions.
+pub const THROTTLE_BREACH_RUN_DEFAULT: u32 = 100;
+
+/// Failed logons from one address within the lockout window before further
+/// logons from it are refused THROTTLED without any HMAC work (CME: 5 in 60 s).
+pub const LOGON_FAILURES_MAX_DEFAULT: u32 = 5;
+pub const LOGON_LOCKOUT_WINDOW_NS_DEFAULT: u64 = 60_000_000_000;
+
+const _: () = assert!(FRAME_SIZE_MAX <= RX_PARTIAL_MAX);
+const _: () = assert!(TX_REPLY_RESERVE < TX_BUFFER_SIZE);
+const _: () = assert!(SESSIONS_PER_REACTOR_MAX <= u16::MAX as usize);
+const _: () = assert!(REACTORS_MAX <= u16::MAX as usize);
+const _: () = assert!(NONCE_CACHE_SLOTS.is_power_of_two());
+const _: () = assert!(LOGON_ADDRESS_SLOTS.is_power_of_two());
+const _: () = assert!(NONCE_CACHE_PROBES_MAX <= NONCE_CACHE_SLOTS);
+const _: () = assert!(INSTRUMENTS_DEFAULT <= INSTRUMENTS_MAX);
+const _: () = assert!(KEEPALIVE_MS_MIN < KEEPALIVE_MS_MAX);

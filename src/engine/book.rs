@@ -1,0 +1,1 @@
+//! The embedded price-time priority matching engine (placeholder: being written).

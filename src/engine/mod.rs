@@ -1,0 +1,223 @@
+//! The hand-off between reactors and the matching engine, and the engine
+//! interface.
+//!
+//! Every reactor owns one pair of bounded SPSC rings to the engine: commands
+//! go one way, events come back. Records are fixed-size and `Copy`; nothing is
+//! ever allocated for a message.
+//!
+//! ```text
+//!   reactor 0 ──Command ring──▶ ┌────────┐ ──Event ring──▶ reactor 0
+//!   reactor 1 ──Command ring──▶ │ engine │ ──Event ring──▶ reactor 1
+//!      …                        └────────┘                    …
+//! ```
+//!
+//! Command record (64 bytes, one cache line):
+//!
+//! ```text
+//!  0        8          16              24       32            40    44      48   49   50       51  52      64
+//!  ├────────┼──────────┼───────────────┼────────┼─────────────┼─────┼───────┼────┼────┼────────┼───┼───────┤
+//!  │session │cl_ord_id │orig_cl_ord_id │ price  │ time_ns     │ qty │ instr │kind│side│ord_type│tif│reserved│
+//! ```
+//!
+//! Event record (64 bytes, one cache line):
+//!
+//! ```text
+//!  0        8          16        24        32              40      48    52     56    57  58     64
+//!  ├────────┼──────────┼─────────┼─────────┼───────────────┼───────┼─────┼──────┼─────┼───┼──────┤
+//!  │session │cl_ord_id │order_id │exec_id  │transact_time  │ price │ qty │leaves│kind │rsn│  pad │
+//! ```
+//!
+//! Ordering guarantee: for one session, events come back in the order the
+//! engine produced them, and the engine handles one session's commands in the
+//! order that session sent them (one ring per reactor, FIFO).
+
+use crate::wire::codes::{CancelReason, RejectReason};
+
+pub mod book;
+
+/// Nanoseconds since the Unix epoch. The only clock the sans-I/O core knows;
+/// the reactor reads it once per turn and passes it in.
+pub type Nanos = u64;
+
+/// Identifies one logged-on session across the whole gateway, and routes the
+/// engine's events back to the reactor that owns it.
+///
+/// ```text
+///  63        48 47        32 31                     0
+///  ├───────────┼────────────┼───────────────────────┤
+///  │ reactor   │   slot     │      generation        │
+/// ```
+///
+/// The generation grows each time a slot is reused, so an event for a session
+/// that has ended can never reach the next session in the same slot.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
+#[repr(transparent)]
+pub struct SessionId(pub u64);
+
+impl SessionId {
+    #[inline]
+    pub const fn new(reactor: u16, slot: u16, generation: u32) -> SessionId {
+        SessionId(((reactor as u64) << 48) | ((slot as u64) << 32) | generation as u64)
+    }
+    #[inline]
+    pub const fn reactor(self) -> u16 {
+        (self.0 >> 48) as u16
+    }
+    #[inline]
+    pub const fn slot(self) -> u16 {
+        (self.0 >> 32) as u16
+    }
+    #[inline]
+    pub const fn generation(self) -> u32 {
+        self.0 as u32
+    }
+}
+
+/// What a command asks of the engine.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+pub enum CommandKind {
+    /// A NewOrder: `cl_ord_id, price, qty, instrument_id, side, ord_type, tif`.
+    NewOrder = 1,
+    /// A CancelOrder: `cl_ord_id, orig_cl_ord_id, instrument_id`.
+    Cancel = 2,
+    /// A ReplaceOrder: `cl_ord_id, orig_cl_ord_id, price, qty, instrument_id`.
+    Replace = 3,
+    /// A MassCancel: `cl_ord_id, instrument_id` (0 = all), `side` (0 = both).
+    MassCancel = 4,
+    /// The session has ended and asked for cancel-on-disconnect: cancel every
+    /// live order of `session` with reason CANCEL_ON_DISCONNECT.
+    CancelOnDisconnect = 5,
+    /// The session's key was revoked: cancel every live order of `session`
+    /// with reason KEY_REVOKED.
+    CancelForRevocation = 6,
+}
+
+/// One request from a reactor to the engine. Fields a kind does not use are 0.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(C, align(64))]
+pub struct Command {
+    pub session: SessionId,
+    pub cl_ord_id: u64,
+    pub orig_cl_ord_id: u64,
+    pub price: i64,
+    /// When the reactor received the frame (for latency accounting).
+    pub time_ns: Nanos,
+    pub qty: u32,
+    pub instrument_id: u32,
+    pub kind: CommandKind,
+    /// Raw wire values: the engine validates them (INVALID_FIELD).
+    pub side: u8,
+    pub ord_type: u8,
+    pub tif: u8,
+}
+
+const _: () = assert!(std::mem::size_of::<Command>() == 64);
+
+impl Command {
+    /// A command of `kind` for `session` with every other field zero.
+    pub const fn empty(kind: CommandKind, session: SessionId) -> Command {
+        Command {
+            session,
+            cl_ord_id: 0,
+            orig_cl_ord_id: 0,
+            price: 0,
+            time_ns: 0,
+            qty: 0,
+            instrument_id: 0,
+            kind,
+            side: 0,
+            ord_type: 0,
+            tif: 0,
+        }
+    }
+}
+
+/// What an event reports back to the session.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+pub enum EventKind {
+    /// `cl_ord_id, order_id, transact_time_ns` → OrderAccepted.
+    Accepted = 1,
+    /// `cl_ord_id, transact_time_ns, reject` → OrderRejected.
+    Rejected = 2,
+    /// `cl_ord_id, order_id, transact_time_ns, qty` (canceled), `cancel` → OrderCanceled.
+    Canceled = 3,
+    /// `cl_ord_id, order_id, transact_time_ns, leaves_qty` → OrderReplaced.
+    Replaced = 4,
+    /// `cl_ord_id, order_id, exec_id, transact_time_ns, price, qty, leaves_qty` → Fill.
+    Fill = 5,
+    /// `cl_ord_id, transact_time_ns, qty` (canceled count) → MassCancelAck.
+    MassCancelAck = 6,
+}
+
+/// The reason carried by an event.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EventReason {
+    None,
+    Reject(RejectReason),
+    Cancel(CancelReason),
+}
+
+/// One report from the engine to the session that owns the order.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(C, align(64))]
+pub struct Event {
+    pub session: SessionId,
+    pub cl_ord_id: u64,
+    pub order_id: u64,
+    pub exec_id: u64,
+    pub transact_time_ns: Nanos,
+    pub price: i64,
+    pub qty: u32,
+    pub leaves_qty: u32,
+    pub kind: EventKind,
+    pub reason: EventReason,
+}
+
+const _: () = assert!(std::mem::size_of::<Event>() == 64);
+
+impl Event {
+    /// An event of `kind` for `session` with every other field zero.
+    pub const fn empty(kind: EventKind, session: SessionId) -> Event {
+        Event {
+            session,
+            cl_ord_id: 0,
+            order_id: 0,
+            exec_id: 0,
+            transact_time_ns: 0,
+            price: 0,
+            qty: 0,
+            leaves_qty: 0,
+            kind,
+            reason: EventReason::None,
+        }
+    }
+}
+
+/// Where an engine sends its events: in the gateway, the event rings of the
+/// reactors; in tests, a vector.
+pub trait EventSink {
+    /// Free event slots toward the reactor that owns `session`. The engine
+    /// asks before every step that emits, so that a step is never half
+    /// reported.
+    fn room(&mut self, session: SessionId) -> usize;
+    /// Sends one event. Only called after `room` promised a slot for it.
+    fn emit(&mut self, event: &Event);
+}
+
+/// The most events one atomic engine step can emit toward one reactor: the
+/// aggressor's Accepted + Fill + IOC Canceled, or the resting order's Fill.
+pub const EVENTS_PER_STEP_MAX: usize = 3;
+
+/// A matching engine. The embedded one is [`book::MatchingEngine`]; a real
+/// engine can stand behind the same interface.
+///
+/// Call order: `submit` a command; if it returns `false`, the engine stopped
+/// between two steps because an event ring had no room, keeps the command's
+/// progress, and must be `resume`d (until it returns `true`) before it is
+/// given another command. Nothing is ever dropped or emitted twice.
+pub trait Engine {
+    fn submit<S: EventSink>(&mut self, now: Nanos, command: &Command, out: &mut S) -> bool;
+    fn resume<S: EventSink>(&mut self, now: Nanos, out: &mut S) -> bool;
+}

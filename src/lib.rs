@@ -1,0 +1,11 @@
+//! ordergate: an order-entry gateway for colocated trading.
+//!
+//! The sans-I/O core (`wire`, `auth`, `limits`, `session`, `engine`) takes
+//! bytes and a `now` and returns bytes and engine commands; only `reactor`
+//! touches sockets, rings and clocks.
+
+#![deny(unsafe_op_in_unsafe_fn)]
+
+pub mod constants;
+pub mod engine;
+pub mod wire;

@@ -1,0 +1,4 @@
+fn main() {
+    eprintln!("ordergate: the CLI arrives with the reactor issue");
+    std::process::exit(2);
+}
