@@ -170,7 +170,10 @@ mod tests {
         assert_eq!(Tif::from_wire(3), Some(Tif::ImmediateOrCancel));
         assert_eq!(Side::from_wire(0), None);
         assert_eq!(Environment::from_wire(3), None);
-        assert_eq!(RejectReason::DUPLICATE_ORDER_ID.name(), "DUPLICATE_ORDER_ID");
+        assert_eq!(
+            RejectReason::DUPLICATE_ORDER_ID.name(),
+            "DUPLICATE_ORDER_ID"
+        );
     }
 
     #[test]

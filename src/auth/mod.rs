@@ -1,0 +1,4 @@
+//! Authentication: message tags, logon signatures, session keys.
+
+pub mod session_keys;
+pub mod tag;
