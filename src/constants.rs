@@ -103,7 +103,7 @@ pub const BURST_DEFAULT: u32 = 100;
 /// Share of every rate-limit burst kept for cancels (CancelOrder,
 /// MassCancel): a flood of new orders can only use `burst - reserve` tokens,
 /// so cancels always get through while any token is free (as CME does).
-/// Expressed as a divisor of the burst: burst / 4, at least 1.
+/// Expressed as a divisor of the burst: burst / 4 (none for bursts under 4).
 pub const CANCEL_RESERVE_DIVISOR: u32 = 4;
 
 /// Consecutive throttled messages after which the session is ended with

@@ -9,4 +9,5 @@
 pub mod auth;
 pub mod constants;
 pub mod engine;
+pub mod limits;
 pub mod wire;
