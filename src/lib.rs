@@ -7,7 +7,9 @@
 #![deny(unsafe_op_in_unsafe_fn)]
 
 pub mod auth;
+pub mod client;
 pub mod constants;
 pub mod engine;
 pub mod limits;
+pub mod session;
 pub mod wire;

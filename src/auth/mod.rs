@@ -1,4 +1,5 @@
 //! Authentication: message tags, logon signatures, session keys.
 
+pub mod keys;
 pub mod session_keys;
 pub mod tag;

@@ -124,14 +124,19 @@ pub struct Layout {
 impl Layout {
     /// Compile-time proof that a layout is well formed: fields start after
     /// the header, ascend without overlap, end before the tag, the tag is the
-    /// last 16 bytes, and tagged messages carry `seq` at offset 12.
+    /// last 16 bytes, and tagged messages carry `seq` at offset 12 — except
+    /// LogonAck, which carries it at 48.
     pub const fn check(&self) {
         assert!(self.size >= HEADER_SIZE);
         let body_end = match self.mac_offset {
             Some(mac) => {
                 assert!(mac + MAC_SIZE == self.size);
-                assert!(self.fields.len() > 0 && self.fields[0].offset == SEQ_OFFSET);
-                assert!(self.fields[0].len == 8);
+                let seq = if self.template_id == 2 { 6 } else { 0 };
+                assert!(self.fields.len() > seq);
+                assert!(self.fields[seq].len == 8);
+                let name = self.fields[seq].name.as_bytes();
+                assert!(name.len() == 3 && name[0] == b's' && name[1] == b'e' && name[2] == b'q');
+                assert!(self.template_id == 2 || self.fields[seq].offset == SEQ_OFFSET);
                 mac
             }
             None => self.size,
@@ -748,7 +753,8 @@ pub fn decode_gateway(frame: &[u8]) -> Result<GatewayFrame<'_>, DecodeError> {
     })
 }
 
-/// `seq` of a tagged frame (any template but Logon and LogonReject).
+/// `seq` of a tagged frame at offset 12: every tagged template but LogonAck
+/// (whose `seq` is at 48; read it with `LogonAckView::seq`).
 #[inline(always)]
 pub fn seq_of(frame: &[u8]) -> u64 {
     u64::read(frame, SEQ_OFFSET)

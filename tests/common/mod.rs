@@ -1,0 +1,259 @@
+//! A sans-I/O harness: one gateway session and one client, pumped by hand on
+//! a virtual clock. No sockets.
+#![allow(dead_code)]
+
+use std::net::IpAddr;
+
+use ordergate::auth::keys::{KeyEntry, KeyTable, Secret};
+use ordergate::client::{ClientSession, FrameReader};
+use ordergate::engine::{Command, SessionId};
+use ordergate::session::{Counters, GatewayConfig, Io, Session, Shared};
+use ordergate::wire::codes::{Environment, Scopes};
+use ordergate::wire::{self, GatewayFrame};
+
+pub const T0: u64 = 1_764_000_000_000_000_000;
+pub const MS: u64 = 1_000_000;
+pub const SEC: u64 = 1_000_000_000;
+pub const SECRET: [u8; 32] = [0x42; 32];
+pub const KEY_TRADER: u64 = 1001;
+pub const KEY_CANCEL_ONLY: u64 = 1002;
+pub const KEY_SANDBOX: u64 = 1003;
+pub const KEY_SLOW: u64 = 1004;
+
+pub fn entry(id: u64, scopes: Scopes, environment: Environment, rate: u32, burst: u32) -> KeyEntry {
+    KeyEntry {
+        id,
+        secret: Secret::from_bytes(SECRET),
+        scopes,
+        environment,
+        msgs_per_sec: rate,
+        burst,
+    }
+}
+
+pub fn keys() -> KeyTable {
+    let trade_cancel = Scopes::TRADE.union(Scopes::CANCEL);
+    KeyTable::from_entries(vec![
+        entry(
+            KEY_TRADER,
+            trade_cancel,
+            Environment::Production,
+            1_000_000,
+            1_000_000,
+        ),
+        entry(
+            KEY_CANCEL_ONLY,
+            Scopes::CANCEL,
+            Environment::Production,
+            1_000_000,
+            1_000_000,
+        ),
+        entry(
+            KEY_SANDBOX,
+            trade_cancel,
+            Environment::Sandbox,
+            1_000_000,
+            1_000_000,
+        ),
+        entry(KEY_SLOW, trade_cancel, Environment::Production, 10, 4),
+    ])
+    .unwrap()
+}
+
+pub fn shared_with(config: GatewayConfig) -> Shared {
+    Shared::new(config, keys(), [7; 32])
+}
+
+pub fn shared() -> Shared {
+    let config = GatewayConfig {
+        session_msgs_per_sec: 1_000_000,
+        session_burst: 1_000_000,
+        ..GatewayConfig::default()
+    };
+    shared_with(config)
+}
+
+pub struct Pair<'s> {
+    pub shared: &'s Shared,
+    pub session: Session,
+    pub client: ClientSession,
+    pub commands: Vec<Command>,
+    pub counters: Counters,
+    pub now: u64,
+    reader: FrameReader,
+    nonce: u8,
+}
+
+impl<'s> Pair<'s> {
+    pub fn new(shared: &'s Shared, key_id: u64, ring_capacity: usize) -> Pair<'s> {
+        Pair::with_peer(shared, key_id, ring_capacity, "192.0.2.10".parse().unwrap())
+    }
+
+    pub fn with_peer(shared: &'s Shared, key_id: u64, ring: usize, peer: IpAddr) -> Pair<'s> {
+        let mut session = Session::new_slot();
+        session.open(SessionId::new(0, 1, 1), peer, T0, shared);
+        Pair {
+            shared,
+            session,
+            client: ClientSession::new(key_id, SECRET),
+            commands: Vec::with_capacity(ring),
+            counters: Counters::default(),
+            now: T0,
+            reader: FrameReader::new(1 << 20),
+            nonce: 0,
+        }
+    }
+
+    pub fn send(&mut self, bytes: &[u8]) {
+        let mut io = Io {
+            now: self.now,
+            shared: self.shared,
+            commands: &mut self.commands,
+            counters: &mut self.counters,
+        };
+        self.session.handle_bytes(&mut io, bytes);
+    }
+
+    pub fn event(&mut self, e: &ordergate::engine::Event) {
+        let mut io = Io {
+            now: self.now,
+            shared: self.shared,
+            commands: &mut self.commands,
+            counters: &mut self.counters,
+        };
+        self.session.handle_event(&mut io, e);
+    }
+
+    pub fn tick(&mut self) {
+        let mut io = Io {
+            now: self.now,
+            shared: self.shared,
+            commands: &mut self.commands,
+            counters: &mut self.counters,
+        };
+        self.session.handle_timeout(&mut io);
+    }
+
+    pub fn transport_closed(&mut self) {
+        let mut io = Io {
+            now: self.now,
+            shared: self.shared,
+            commands: &mut self.commands,
+            counters: &mut self.counters,
+        };
+        self.session.on_transport_closed(&mut io);
+    }
+
+    /// Every frame the gateway queued, raw.
+    pub fn raw_frames(&mut self) -> Vec<Vec<u8>> {
+        let mut out = Vec::new();
+        self.session.tx_mut().take_all(&mut out);
+        self.reader.push(&out);
+        let mut frames = Vec::new();
+        while let Some(f) = self.reader.next_frame() {
+            frames.push(f.expect("gateway frames are well-formed").to_vec());
+        }
+        frames
+    }
+
+    /// Every frame the gateway queued, checked by the client, as owned
+    /// (template id, bytes).
+    pub fn frames(&mut self) -> Vec<Vec<u8>> {
+        let frames = self.raw_frames();
+        for f in &frames {
+            self.client
+                .receive(f)
+                .expect("the client accepts every gateway frame");
+        }
+        frames
+    }
+
+    pub fn next_nonce(&mut self) -> [u8; 16] {
+        self.nonce += 1;
+        let mut n = [0u8; 16];
+        n[0] = self.nonce;
+        n[1..9].copy_from_slice(&(self as *const _ as u64).to_le_bytes());
+        n
+    }
+
+    pub fn logon_frame(&mut self, keepalive_ms: u16, env: u8, flags: u8) -> [u8; 80] {
+        let nonce = self.next_nonce();
+        self.client.logon(self.now, nonce, keepalive_ms, env, flags)
+    }
+
+    /// Logs on and returns the LogonAck bytes.
+    pub fn logon(&mut self, flags: u8) -> Vec<u8> {
+        let f = self.logon_frame(1000, 1, flags);
+        self.send(&f);
+        let frames = self.frames();
+        assert_eq!(frames.len(), 1);
+        assert_eq!(
+            template(&frames[0]),
+            wire::LogonAck::TEMPLATE_ID,
+            "logon accepted"
+        );
+        frames[0].clone()
+    }
+
+    pub fn new_order(
+        &mut self,
+        cl_ord_id: u64,
+        price: i64,
+        qty: u32,
+        side: u8,
+        tif: u8,
+    ) -> [u8; 64] {
+        self.client.seal(
+            wire::NewOrder {
+                seq: 0,
+                cl_ord_id,
+                price,
+                qty,
+                instrument_id: 1,
+                side,
+                ord_type: 1,
+                tif,
+            }
+            .to_bytes(),
+        )
+    }
+
+    pub fn cancel(&mut self, cl_ord_id: u64, orig: u64) -> [u8; 60] {
+        self.client.seal(
+            wire::CancelOrder {
+                seq: 0,
+                cl_ord_id,
+                orig_cl_ord_id: orig,
+                instrument_id: 1,
+            }
+            .to_bytes(),
+        )
+    }
+}
+
+pub fn template(frame: &[u8]) -> u16 {
+    u16::from_le_bytes([frame[6], frame[7]])
+}
+
+/// The LogonReject reason of a single-frame reply.
+pub fn logon_reject_reason(frames: &[Vec<u8>]) -> u16 {
+    assert_eq!(frames.len(), 1, "one reply");
+    match wire::decode_gateway(&frames[0]).unwrap() {
+        GatewayFrame::LogonReject(r) => r.reason(),
+        other => panic!("expected LogonReject, got {other:?}"),
+    }
+}
+
+pub fn terminate_reason(frame: &[u8]) -> u16 {
+    match wire::decode_gateway(frame).unwrap() {
+        GatewayFrame::Terminate(t) => t.reason(),
+        other => panic!("expected Terminate, got {other:?}"),
+    }
+}
+
+pub fn rejected(frame: &[u8]) -> (u64, u16, u64) {
+    match wire::decode_gateway(frame).unwrap() {
+        GatewayFrame::OrderRejected(r) => (r.cl_ord_id(), r.reason(), r.retry_after_ns()),
+        other => panic!("expected OrderRejected, got {other:?}"),
+    }
+}
