@@ -1,0 +1,154 @@
+//! Hot-path stages of the sans-I/O core, each measured alone and as the
+//! whole per-message pipeline. No sockets. Run: `cargo bench --bench core`.
+//!
+//! Every figure is per message. On a noisy 2-core machine compare medians
+//! within one run (e.g. pipeline ÷ tag_verify), not absolute times.
+
+use std::hint::black_box;
+use std::time::{Duration, Instant};
+
+use criterion::{Criterion, criterion_group, criterion_main};
+use ordergate::auth::keys::{KeyEntry, KeyTable, Secret};
+use ordergate::auth::tag::TagKey;
+use ordergate::client::ClientSession;
+use ordergate::engine::{Command, SessionId};
+use ordergate::limits::{Class, LocalCell, Rate, SharedCell, admit};
+use ordergate::session::{CommandSink, Counters, GatewayConfig, Io, Session, Shared};
+use ordergate::wire::codes::{Environment, Scopes};
+use ordergate::wire::{self, ClientFrame};
+
+const T0: u64 = 1_764_000_000_000_000_000;
+
+fn new_order(seq: u64) -> wire::NewOrder {
+    wire::NewOrder {
+        seq,
+        cl_ord_id: 500_000 + seq,
+        price: 101_250_000,
+        qty: 10,
+        instrument_id: 7,
+        side: 1,
+        ord_type: 1,
+        tif: 0,
+    }
+}
+
+fn stages(c: &mut Criterion) {
+    let key = TagKey::new(&[0x42; 32]);
+    let mut frame = new_order(1).to_bytes();
+    key.seal(&mut frame);
+
+    c.bench_function("decode_new_order", |b| {
+        b.iter(|| match wire::decode_client(black_box(&frame)) {
+            Ok(ClientFrame::NewOrder(v)) => black_box(v.qty()),
+            _ => unreachable!(),
+        })
+    });
+    c.bench_function("tag_verify_new_order", |b| {
+        b.iter(|| key.verify(black_box(&frame)))
+    });
+    c.bench_function("tag_seal_order_accepted", |b| {
+        let mut out = wire::OrderAccepted {
+            seq: 2,
+            cl_ord_id: 1,
+            order_id: 2,
+            transact_time_ns: T0,
+        }
+        .to_bytes();
+        b.iter(|| key.seal(black_box(&mut out)))
+    });
+    c.bench_function("rate_limit_admit", |b| {
+        let rate = Rate::new(u32::MAX, u32::MAX);
+        let shared = SharedCell::default();
+        let mut cell = LocalCell::default();
+        let mut now = T0;
+        b.iter(|| {
+            now += 1;
+            admit(
+                &mut cell,
+                &rate,
+                &shared,
+                &rate,
+                black_box(now),
+                Class::Order,
+            )
+        })
+    });
+}
+
+/// A sink that takes everything: the pipeline bench measures the session,
+/// the ring hop has its own bench.
+struct Take;
+impl CommandSink for Take {
+    fn try_push(&mut self, command: Command) -> bool {
+        black_box(command);
+        true
+    }
+}
+
+fn pipeline(c: &mut Criterion) {
+    let keys = KeyTable::from_entries(vec![KeyEntry {
+        id: 1,
+        secret: Secret::from_bytes([0x42; 32]),
+        scopes: Scopes::TRADE.union(Scopes::CANCEL),
+        environment: Environment::Production,
+        msgs_per_sec: u32::MAX,
+        burst: u32::MAX,
+    }])
+    .unwrap();
+    let config = GatewayConfig {
+        session_msgs_per_sec: u32::MAX,
+        session_burst: u32::MAX,
+        ..GatewayConfig::default()
+    };
+    let shared = Shared::new(config, keys, [1; 32]);
+    let mut session = Session::new_slot();
+    session.open(
+        SessionId::new(0, 0, 1),
+        "127.0.0.1".parse().unwrap(),
+        T0,
+        &shared,
+    );
+    let mut client = ClientSession::new(1, [0x42; 32]);
+    let mut counters = Counters::default();
+    let logon = client.logon(T0, [3; 16], 1000, 1, 0);
+    let mut sink = Take;
+    let mut io = Io {
+        now: T0,
+        shared: &shared,
+        commands: &mut sink,
+        counters: &mut counters,
+    };
+    session.handle_bytes(&mut io, &logon);
+    let mut out = Vec::new();
+    session.tx_mut().take_all(&mut out);
+    client.receive(&out).expect("LogonAck");
+
+    const BATCH: usize = 1024;
+    let mut frames = vec![[0u8; 64]; BATCH];
+    c.bench_function("pipeline_new_order", |b| {
+        b.iter_custom(|iters| {
+            let mut elapsed = Duration::ZERO;
+            let mut left = iters;
+            while left > 0 {
+                let n = left.min(BATCH as u64) as usize;
+                for f in frames.iter_mut().take(n) {
+                    *f = client.seal(new_order(0).to_bytes());
+                }
+                let start = Instant::now();
+                for f in frames.iter().take(n) {
+                    session.handle_bytes(&mut io, black_box(f));
+                }
+                elapsed += start.elapsed();
+                left -= n as u64;
+            }
+            elapsed
+        })
+    });
+    assert!(
+        session.is_logged_on(),
+        "the bench must not have ended the session"
+    );
+}
+
+criterion_group!(benches, stages, pipeline);
+criterion_main!(benches);
