@@ -37,6 +37,15 @@ fn stages(c: &mut Criterion) {
     let mut frame = new_order(1).to_bytes();
     key.seal(&mut frame);
 
+    // The baseline for the tag: one SHA-256 compression. A tag over a
+    // hot-path message should cost about two of these.
+    c.bench_function("sha256_compress_1block", |b| {
+        let mut state = [0x6a09e667u32; 8];
+        let block = [[0x5au8; 64]];
+        b.iter(|| {
+            sha2::block_api::compress256(black_box(&mut state), black_box(&block));
+        })
+    });
     c.bench_function("decode_new_order", |b| {
         b.iter(|| match wire::decode_client(black_box(&frame)) {
             Ok(ClientFrame::NewOrder(v)) => black_box(v.qty()),

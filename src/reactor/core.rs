@@ -1,0 +1,200 @@
+//! The sans-I/O half of a reactor: a fixed slab of sessions, its pair of
+//! engine rings and its counters. The io_uring driver feeds it bytes,
+//! accepts, closes and the time; tests feed it the same without sockets.
+//!
+//! Slots are identified by index and generation: each `accept` bumps the
+//! slot's generation, and the `SessionId` (reactor, slot, generation) goes
+//! into every engine command, so an event or an I/O completion for a session
+//! that has ended can never reach the next session in the same slot.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use crate::engine::{Command, Event, Nanos, SessionId};
+use crate::ring::{Consumer, Producer};
+use crate::session::{CommandSink, Counters, Io, Session, Shared};
+use crate::wire::codes::{LogonRejectReason, TerminateReason};
+use crate::wire::{self};
+
+impl CommandSink for Producer<Command> {
+    #[inline]
+    fn try_push(&mut self, command: Command) -> bool {
+        Producer::try_push(self, command).is_ok()
+    }
+}
+
+pub struct ReactorCore {
+    index: u16,
+    shared: Arc<Shared>,
+    sessions: Box<[Session]>,
+    generations: Box<[u32]>,
+    /// Free slot indices (a stack, preallocated to the slab size).
+    free: Vec<u16>,
+    /// Slots in use, for timer scans and shutdown.
+    live: Vec<u16>,
+    commands: Producer<Command>,
+    events: Consumer<Event>,
+    pub counters: Counters,
+}
+
+impl ReactorCore {
+    /// Allocates the slab (every session's buffers): start-up only.
+    pub fn new(
+        index: u16,
+        shared: Arc<Shared>,
+        sessions: usize,
+        commands: Producer<Command>,
+        events: Consumer<Event>,
+    ) -> ReactorCore {
+        assert!(sessions > 0 && sessions <= crate::constants::SESSIONS_PER_REACTOR_MAX);
+        ReactorCore {
+            index,
+            shared,
+            sessions: (0..sessions).map(|_| Session::new_slot()).collect(),
+            generations: vec![0; sessions].into_boxed_slice(),
+            free: (0..sessions as u16).rev().collect(),
+            live: Vec::with_capacity(sessions),
+            commands,
+            events,
+            counters: Counters::default(),
+        }
+    }
+
+    pub fn shared(&self) -> &Arc<Shared> {
+        &self.shared
+    }
+
+    /// A new connection. `None` when every slot is taken: the caller answers
+    /// with [`session_limit_reject`] and closes.
+    pub fn accept(&mut self, now: Nanos, peer: IpAddr) -> Option<SessionId> {
+        let slot = self.free.pop()?;
+        let g = &mut self.generations[slot as usize];
+        *g = g.wrapping_add(1);
+        let id = SessionId::new(self.index, slot, *g);
+        self.sessions[slot as usize].open(id, peer, now, &self.shared);
+        self.live.push(slot);
+        Some(id)
+    }
+
+    /// The session of `id` if it is still the one in its slot.
+    pub fn session(&self, id: SessionId) -> Option<&Session> {
+        let s = self.sessions.get(id.slot() as usize)?;
+        (s.id() == id && self.generations[id.slot() as usize] == id.generation()).then_some(s)
+    }
+
+    pub fn session_mut(&mut self, id: SessionId) -> Option<&mut Session> {
+        let gen_ok = self.generations.get(id.slot() as usize) == Some(&id.generation());
+        let s = self.sessions.get_mut(id.slot() as usize)?;
+        (gen_ok && s.id() == id).then_some(s)
+    }
+
+    fn with_session(
+        &mut self,
+        id: SessionId,
+        now: Nanos,
+        f: impl FnOnce(&mut Session, &mut Io<'_, Producer<Command>>),
+    ) {
+        let gen_ok = self.generations.get(id.slot() as usize) == Some(&id.generation());
+        let Some(session) = self.sessions.get_mut(id.slot() as usize) else { return };
+        if !gen_ok || session.id() != id {
+            return;
+        }
+        let mut io = Io {
+            now,
+            shared: &self.shared,
+            commands: &mut self.commands,
+            counters: &mut self.counters,
+        };
+        f(session, &mut io);
+    }
+
+    /// Bytes received for `id`.
+    #[inline]
+    pub fn on_bytes(&mut self, id: SessionId, now: Nanos, bytes: &[u8]) {
+        self.with_session(id, now, |s, io| s.handle_bytes(io, bytes));
+    }
+
+    /// The socket of `id` is closed (by the peer, an error, or us).
+    pub fn on_closed(&mut self, id: SessionId, now: Nanos) {
+        self.with_session(id, now, |s, io| s.on_transport_closed(io));
+    }
+
+    /// Ends `id` with Terminate `reason` (shutdown, revocation).
+    pub fn terminate(&mut self, id: SessionId, now: Nanos, reason: TerminateReason) {
+        self.with_session(id, now, |s, io| s.terminate(io, reason));
+    }
+
+    /// Drains up to a batch of engine events into their sessions. Returns
+    /// the number of events.
+    pub fn poll_events(&mut self, now: Nanos) -> usize {
+        let sessions = &mut self.sessions;
+        let mut io = Io {
+            now,
+            shared: &self.shared,
+            commands: &mut self.commands,
+            counters: &mut self.counters,
+        };
+        let mut undeliverable = 0;
+        let n = self.events.drain(crate::constants::RING_BATCH_MAX, |event| {
+            match sessions.get_mut(event.session.slot() as usize) {
+                Some(s) => s.handle_event(&mut io, &event),
+                None => undeliverable += 1,
+            }
+        });
+        self.counters.events_undeliverable += undeliverable;
+        n
+    }
+
+    /// Runs every due session timer; releases finished slots. O(live
+    /// sessions): call it once per timer tick, not per message.
+    pub fn run_timers(&mut self, now: Nanos) {
+        let mut i = 0;
+        while i < self.live.len() {
+            let slot = self.live[i] as usize;
+            let session = &mut self.sessions[slot];
+            if session.poll_timeout().is_some_and(|t| t <= now) {
+                let mut io = Io {
+                    now,
+                    shared: &self.shared,
+                    commands: &mut self.commands,
+                    counters: &mut self.counters,
+                };
+                session.handle_timeout(&mut io);
+            }
+            i += 1;
+        }
+    }
+
+    /// Returns `id`'s slot to the free list once its session has finished
+    /// (socket closed, cancel-on-disconnect delivered). Returns whether it
+    /// was released.
+    pub fn release(&mut self, id: SessionId) -> bool {
+        let slot = id.slot();
+        let Some(s) = self.session(id) else { return false };
+        if !s.is_finished() {
+            return false;
+        }
+        if let Some(pos) = self.live.iter().position(|&l| l == slot) {
+            self.live.swap_remove(pos);
+            self.free.push(slot);
+            true
+        } else {
+            false
+        }
+    }
+
+    /// Ids of every slot in use.
+    pub fn live_ids(&self) -> impl Iterator<Item = SessionId> + '_ {
+        self.live.iter().map(|&s| self.sessions[s as usize].id())
+    }
+
+    pub fn live_count(&self) -> usize {
+        self.live.len()
+    }
+}
+
+/// The reply to a connection that found every slot taken.
+pub fn session_limit_reject(now: Nanos) -> [u8; wire::LOGON_REJECT_SIZE] {
+    wire::LogonReject { reason: LogonRejectReason::SESSION_LIMIT.wire(), server_time_ns: now }
+        .to_bytes()
+}
