@@ -23,9 +23,10 @@ pub const RX_PARTIAL_MAX: usize = FRAME_SIZE_MAX;
 
 /// Bytes of encoded replies a session may hold before the socket takes them.
 /// 64 KiB is ~780 Fills: far more than a healthy client leaves unread between
-/// two reactor turns. A session that lets it fill is a slow consumer and is
-/// closed (the exchange convention); its input is not read while the buffer
-/// cannot take the worst-case direct reply to one more message.
+/// two reactor turns. A session whose buffer cannot take a reply (or, before
+/// a frame is read, the worst-case direct reply to it) is a slow consumer:
+/// it is ended and its socket closed at once, queue abandoned (the exchange
+/// convention).
 pub const TX_BUFFER_SIZE: usize = 64 * 1024;
 
 /// Room a session needs in its transmit buffer before it reads another
@@ -38,10 +39,14 @@ pub const TX_REPLY_RESERVE: usize = wire::ORDER_REJECTED_SIZE + wire::TERMINATE_
 /// and a shared rate-limit cell; 4096 is far beyond any venue's member count.
 pub const KEYS_MAX: usize = 4096;
 
-/// Sessions one reactor serves. The session slot index is 16 bits in a
-/// `SessionId`, and each session holds `TX_BUFFER_SIZE` of transmit buffer,
-/// so 1024 sessions cost 64 MiB of buffers per reactor.
+/// Sessions one reactor can be configured to serve. The slot index is 16
+/// bits in a `SessionId`; each session holds `TX_BUFFER_SIZE` of transmit
+/// buffer, so this maximum costs 1 GiB per reactor, and the default of
+/// `SESSIONS_PER_REACTOR_DEFAULT` costs 16 MiB.
 pub const SESSIONS_PER_REACTOR_MAX: usize = 1 << 14;
+
+/// Sessions per reactor when the config says nothing.
+pub const SESSIONS_PER_REACTOR_DEFAULT: usize = 256;
 
 /// Reactor threads one gateway runs: the reactor index is 16 bits in a
 /// `SessionId`; 64 is more cores than any gateway host dedicates.

@@ -85,8 +85,7 @@ fn five_failures_lock_the_address_out_without_hmac_until_the_window_passes() {
     let mut q = Pair::new(&shared, KEY_TRADER, 4);
     q.logon(0);
     // After the 60 s window the address may log on again.
-    let mut p = Pair::with_peer(&shared, KEY_TRADER, 4, peer);
-    p.now = T0 + 61 * SEC;
+    let mut p = Pair::at(&shared, KEY_TRADER, 4, peer, T0 + 61 * SEC);
     let f = p.logon_frame(1000, 1, 0);
     p.send(&f);
     assert_eq!(template(&p.frames()[0]), wire::LogonAck::TEMPLATE_ID);
@@ -194,6 +193,19 @@ fn no_logon_before_the_deadline_closes_without_a_reply() {
     p.tick();
     assert!(p.session.wants_close());
     assert!(p.raw_frames().is_empty());
+    assert_eq!(p.session.close_reason(), Some(CloseReason::LogonTimeout));
+    assert_eq!(p.counters.logon_timeouts, 1);
+}
+
+#[test]
+fn a_logon_after_the_deadline_is_not_accepted_even_before_the_timer_runs() {
+    let shared = shared();
+    let mut p = Pair::new(&shared, KEY_TRADER, 4);
+    p.now = T0 + SEC;
+    let f = p.logon_frame(1000, 1, 0);
+    p.send(&f);
+    assert!(!p.session.is_logged_on());
+    assert!(p.raw_frames().is_empty(), "closed without a reply");
     assert_eq!(p.session.close_reason(), Some(CloseReason::LogonTimeout));
     assert_eq!(p.counters.logon_timeouts, 1);
 }
@@ -619,6 +631,11 @@ fn a_client_that_does_not_read_is_closed_as_a_slow_consumer() {
     // 64 KiB of 84-byte Fills, minus the LogonAck already taken.
     assert_eq!(n, (64 * 1024 / 84) as u64 + 1);
     assert_eq!(p.session.close_reason(), Some(CloseReason::SlowConsumer));
+    assert!(
+        p.session.wants_close(),
+        "closed at once: its queue will never drain"
+    );
+    assert!(!p.session.tx().is_empty());
     assert_eq!(p.counters.slow_consumers, 1);
     assert_eq!(p.commands[0].kind, CommandKind::CancelOnDisconnect);
 }

@@ -8,8 +8,9 @@
 //! compressions — one inner block holding the message and its padding, one
 //! outer block holding the inner digest and its padding — instead of four.
 //!
-//! Longer messages (LogonAck 56, Fill 68, Replace/Canceled 52 fit; Fill does
-//! not) take one more inner block. The result is cross-checked against the
+//! Longer tagged regions take one more inner block: LogonAck (56 bytes) and
+//! Fill (68) cost three compressions; OrderCanceled and OrderReplaced (52)
+//! still fit in two. The result is cross-checked against the
 //! `hmac` crate in the tests below.
 //!
 //! Tags are compared in constant time: the comparison's time does not depend

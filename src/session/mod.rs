@@ -230,10 +230,15 @@ impl Session {
         &mut self.tx
     }
 
-    /// The session has ended and everything queued has been sent: close the
-    /// socket.
+    /// Close the socket now: the session has ended and everything queued
+    /// has been sent — or it ended as a slow consumer, whose queue will
+    /// never drain and is abandoned.
     pub fn wants_close(&self) -> bool {
-        matches!(self.state, State::Closing(_)) && self.tx.is_empty()
+        match self.state {
+            State::Closing(CloseReason::SlowConsumer) => true,
+            State::Closing(_) => self.tx.is_empty(),
+            _ => false,
+        }
     }
 
     /// The slot can take a new connection.
@@ -349,6 +354,11 @@ impl Session {
             return self.slow_consumer(io);
         }
         match self.state {
+            State::AwaitingLogon { deadline } if io.now >= deadline => {
+                // Too late, even if the timer has not run yet this turn.
+                io.counters.logon_timeouts += 1;
+                self.state = State::Closing(CloseReason::LogonTimeout);
+            }
             State::AwaitingLogon { .. } => match wire::decode_client(frame) {
                 Ok(ClientFrame::Logon(logon)) => self.handle_logon(io, logon),
                 _ => self.logon_reject(io, LogonRejectReason::MALFORMED),

@@ -90,15 +90,20 @@ impl<'s> Pair<'s> {
     }
 
     pub fn with_peer(shared: &'s Shared, key_id: u64, ring: usize, peer: IpAddr) -> Pair<'s> {
+        Pair::at(shared, key_id, ring, peer, T0)
+    }
+
+    /// A connection accepted at `now`.
+    pub fn at(shared: &'s Shared, key_id: u64, ring: usize, peer: IpAddr, now: u64) -> Pair<'s> {
         let mut session = Session::new_slot();
-        session.open(SessionId::new(0, 1, 1), peer, T0, shared);
+        session.open(SessionId::new(0, 1, 1), peer, now, shared);
         Pair {
             shared,
             session,
             client: ClientSession::new(key_id, SECRET),
             commands: Vec::with_capacity(ring),
             counters: Counters::default(),
-            now: T0,
+            now,
             reader: FrameReader::new(1 << 20),
             nonce: 0,
         }
