@@ -6,6 +6,7 @@
 
 #![deny(unsafe_op_in_unsafe_fn)]
 
+pub mod auth;
 pub mod constants;
 pub mod engine;
 pub mod wire;
