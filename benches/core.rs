@@ -8,7 +8,8 @@ use std::hint::black_box;
 use std::time::{Duration, Instant};
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use ordergate::auth::keys::{KeyEntry, KeyTable, Secret};
+use ordergate::auth::keys::{KeyEntry, KeyTable};
+use ordergate::auth::secret::Secret;
 use ordergate::auth::tag::TagKey;
 use ordergate::client::ClientSession;
 use ordergate::engine::{Command, SessionId};

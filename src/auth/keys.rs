@@ -1,45 +1,1796 @@
-//! STUB with the agreed API; replaced by the real keys-file loader at merge.
+//! The API key table, loaded once at start-up from the keys file.
+//!
+//! # The keys file
+//!
+//! TOML, one `[[key]]` table per API key:
+//!
+//! ```toml
+//! [[key]]
+//! id = 1001
+//! secret = "8f1c2d3e4f5061728394a5b6c7d8e9f00112233445566778899aabbccddeeff0"
+//! scopes = ["trade", "cancel"]      # any of "trade", "cancel", "read"
+//! environment = "production"        # or "sandbox"
+//! msgs_per_sec = 500                # optional, default MSGS_PER_SEC_DEFAULT (1000)
+//! burst = 50                        # optional, default BURST_DEFAULT (100)
+//!
+//! [[key]]
+//! id = 1002
+//! secret = "…64 hex digits…"
+//! scopes = ["read"]
+//! environment = "sandbox"
+//! ```
+//!
+//! | field          | required | value                                                   |
+//! |----------------|----------|---------------------------------------------------------|
+//! | `id`           | yes      | integer, unique in the file                             |
+//! | `secret`       | yes      | string of exactly 64 hex digits (32 bytes), either case |
+//! | `scopes`       | yes      | non-empty array of `"trade"`, `"cancel"`, `"read"`      |
+//! | `environment`  | yes      | `"production"` or `"sandbox"`                           |
+//! | `msgs_per_sec` | no       | integer in `1..=MSGS_PER_SEC_MAX`                       |
+//! | `burst`        | no       | integer in `1..=BURST_MAX`                              |
+//!
+//! There is no withdrawal or transfer scope (PROTOCOL.md, "Codes").
+//!
+//! # What is refused
+//!
+//! Loading stops at the first problem, and the [`KeysError`] names the file,
+//! the line and column when there is one, the key (`key 1001 (#2)`, or
+//! `key #2` when its id is missing or bad) and the precise problem:
+//!
+//! - a keys file that group or others may access in any way
+//!   (`mode & 0o077 != 0`), that is not a regular file, or that is larger than
+//!   [`KEYS_FILE_SIZE_MAX`];
+//! - text that is not UTF-8, or not TOML;
+//! - any field not listed above, at the top level or in a `[[key]]`
+//!   (`deny_unknown_fields`: a misspelt `burts` must not silently become the
+//!   default);
+//! - a missing required field, a value of the wrong type, a malformed secret,
+//!   an unknown scope or environment, an empty `scopes`, a rate out of range;
+//! - two keys with the same id;
+//! - more than [`KEYS_MAX`] keys;
+//! - **no key at all**: a gateway nobody can log into is a misconfiguration
+//!   (a wrong path, an emptied file), not a state worth starting in.
+//!
+//! # Secrets in errors
+//!
+//! No error ever holds secret material. The text of the file is quoted only
+//! through field, scope and environment names, and only names that are short
+//! and do not contain a run of 8 or more hex digits (see `echoable`): a
+//! secret pasted into the wrong place is reported without being repeated.
+//! toml's own `Display` prints the offending source line, so it is never
+//! used: only its message (with quoted parts checked the same way) and the
+//! position, turned into line and column here.
+//!
+//! # Wiping, and what is not wiped
+//!
+//! [`KeyTable::load`] reads the file into a [`Zeroizing`] buffer of exactly
+//! the file's size (no reallocation, no intermediate buffer), which is wiped
+//! when loading ends. toml parses it without copying: strings are borrowed
+//! from that buffer, and each secret is decoded straight into its place in
+//! the table's final allocation, which is sized once and never moved.
+//!
+//! Copies this module cannot wipe:
+//!
+//! - On a TOML syntax error, toml copies the whole document into an
+//!   `Arc<str>` inside its error (for its own snippet display). That error is
+//!   dropped as soon as its message and position are read, unwiped.
+//! - A string written with escapes (`"\u0041"`) is unescaped by toml into a
+//!   buffer of its own. When that string is a secret the buffer is handed to
+//!   this module and wiped, but any reallocation during unescaping is not;
+//!   any other such string is dropped by toml unwiped. Hex secrets never need
+//!   escapes.
+//! - [`KeyTable::from_entries`] sorts the entries it is given: moving a
+//!   [`KeyEntry`] copies its secret, and the sources of those copies (stack
+//!   temporaries) are not wiped. Tests and tools only; `load` does not move
+//!   secrets.
+//! - The kernel's page cache and the file itself.
+
+use core::fmt;
+use core::marker::PhantomData;
+use core::ops::Range;
+use std::borrow::Cow;
+use std::fs::File;
+use std::io::{self, Read};
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+
+use serde::Deserialize;
+use serde::de::{self, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use toml::Spanned;
+use toml::de::DeTable;
+use zeroize::Zeroizing;
+
+use crate::auth::secret::{Secret, SecretError};
+use crate::constants::{BURST_DEFAULT, KEYS_MAX, MSGS_PER_SEC_DEFAULT};
 use crate::wire::codes::{Environment, Scopes};
 
-pub struct Secret([u8; 32]);
-impl Secret {
-    pub fn from_bytes(b: [u8; 32]) -> Secret {
-        Secret(b)
-    }
-    pub fn expose(&self) -> &[u8; 32] {
-        &self.0
-    }
-}
+/// Highest `msgs_per_sec` a key may have. One reactor core decodes, checks
+/// and forwards a few million messages a second at most; a per-key rate
+/// above ten million can never bind, so it is a typo (an extra zero or
+/// three), not a setting. Also keeps `tokens × 1e9` far inside `u64` for a
+/// nanosecond token bucket.
+pub const MSGS_PER_SEC_MAX: u32 = 10_000_000;
 
+/// Highest `burst` a key may have. A burst is how many messages a key may
+/// send back to back; a million is already more than a session's transmit
+/// buffer could ever answer, so anything larger is a typo.
+pub const BURST_MAX: u32 = 1_000_000;
+
+/// Largest keys file `load` reads. An entry with every planned field and a
+/// comment is under 512 bytes; 1 KiB per key for `KEYS_MAX` keys is 4 MiB.
+/// Bounds the one allocation loading makes for the text.
+pub const KEYS_FILE_SIZE_MAX: u64 = 1024 * KEYS_MAX as u64;
+
+/// Name used as the origin of errors from [`KeyTable::from_entries`].
+pub const ORIGIN_IN_MEMORY: &str = "<in memory>";
+
+const _: () = assert!(KEYS_MAX <= u32::MAX as usize, "KeyIndex is a u32");
+const _: () = assert!(MSGS_PER_SEC_DEFAULT >= 1 && MSGS_PER_SEC_DEFAULT <= MSGS_PER_SEC_MAX);
+const _: () = assert!(BURST_DEFAULT >= 1 && BURST_DEFAULT <= BURST_MAX);
+
+/// One API key.
+#[derive(Debug)]
 pub struct KeyEntry {
     pub id: u64,
+    /// `Debug` prints `Secret(<redacted>)`.
     pub secret: Secret,
+    /// Never empty, and only bits in `Scopes::DEFINED`.
     pub scopes: Scopes,
     pub environment: Environment,
+    /// In `1..=MSGS_PER_SEC_MAX`.
     pub msgs_per_sec: u32,
+    /// In `1..=BURST_MAX`.
     pub burst: u32,
 }
 
+/// Dense index of a key in its table, `0..table.len()`: the index into
+/// parallel arrays of per-key runtime state. Only meaningful for the table
+/// that returned it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct KeyIndex(pub u32);
 
+/// Every API key of the gateway, immutable once built.
+#[derive(Debug)]
 pub struct KeyTable {
+    /// Sorted by strictly increasing `id`; `1..=KEYS_MAX` entries. Never
+    /// pushed to after it is built, so its buffer (and the secrets in it) is
+    /// never moved.
     entries: Vec<KeyEntry>,
 }
 
 impl KeyTable {
-    pub fn from_entries(mut entries: Vec<KeyEntry>) -> Result<KeyTable, String> {
-        entries.sort_by_key(|e| e.id);
-        Ok(KeyTable { entries })
+    /// Reads, checks and parses the keys file at `path`.
+    ///
+    /// The permission check is made on the opened file (`fstat` of the
+    /// handle that is then read), so the file checked is the file read.
+    ///
+    /// # Errors
+    ///
+    /// See the module docs: every refusal names the file.
+    pub fn load(path: &Path) -> Result<KeyTable, KeysError> {
+        let origin = path.display().to_string();
+        let fail = |kind| KeysError::new(&origin, None, None, kind);
+
+        let mut file = File::open(path).map_err(|source| {
+            fail(KeysErrorKind::Io {
+                action: "open",
+                source,
+            })
+        })?;
+        let metadata = file.metadata().map_err(|source| {
+            fail(KeysErrorKind::Io {
+                action: "inspect",
+                source,
+            })
+        })?;
+        if !metadata.is_file() {
+            return Err(fail(KeysErrorKind::NotRegularFile));
+        }
+        let mode = metadata.permissions().mode() & 0o7777;
+        if mode & 0o077 != 0 {
+            return Err(fail(KeysErrorKind::Permissions { mode }));
+        }
+        let size = metadata.len();
+        if size > KEYS_FILE_SIZE_MAX {
+            return Err(fail(KeysErrorKind::TooLarge {
+                size,
+                max: KEYS_FILE_SIZE_MAX,
+            }));
+        }
+
+        // Exactly the file's size, read in place: no growth, so no copy of
+        // the text is ever left in a freed buffer.
+        let size = usize::try_from(size).expect("size is at most KEYS_FILE_SIZE_MAX");
+        let mut bytes = Zeroizing::new(vec![0u8; size]);
+        file.read_exact(&mut bytes).map_err(|source| {
+            fail(if source.kind() == io::ErrorKind::UnexpectedEof {
+                KeysErrorKind::ChangedWhileReading
+            } else {
+                KeysErrorKind::Io {
+                    action: "read",
+                    source,
+                }
+            })
+        })?;
+        let mut probe = Zeroizing::new([0u8; 1]);
+        match file.read(&mut probe[..]) {
+            Ok(0) => {}
+            Ok(_) => return Err(fail(KeysErrorKind::ChangedWhileReading)),
+            Err(source) => {
+                return Err(fail(KeysErrorKind::Io {
+                    action: "read",
+                    source,
+                }));
+            }
+        }
+
+        let text = core::str::from_utf8(&bytes).map_err(|e| {
+            fail(KeysErrorKind::NotUtf8 {
+                offset: e.valid_up_to(),
+            })
+        })?;
+        KeyTable::from_toml_str(text, &origin)
     }
+
+    /// Parses and checks the text of a keys file. `origin` names the file in
+    /// errors. `text` is the caller's to wipe (`load` holds it in a
+    /// `Zeroizing` buffer); nothing here copies a secret out of it except
+    /// into the returned table.
+    ///
+    /// # Errors
+    ///
+    /// See the module docs.
+    pub fn from_toml_str(text: &str, origin: &str) -> Result<KeyTable, KeysError> {
+        let root = DeTable::parse(text).map_err(|e| {
+            let location = e.span().map(|span| Location::of(text, span.start));
+            // Only the message: `e`'s Display quotes the source line.
+            let message = scrub(e.message());
+            KeysError::new(origin, location, None, KeysErrorKind::Syntax { message })
+        })?;
+
+        // Where each [[key]] is, and its id, so that an error toml reports
+        // inside an entry can name the key.
+        let probes = probe_entries(root.get_ref());
+        let file = RawFile::deserialize(toml::de::Deserializer::from(root))
+            .map_err(|e| structure_error(&e, text, origin, &probes))?;
+
+        let count = file.key.len();
+        if count == 0 {
+            return Err(KeysError::new(origin, None, None, KeysErrorKind::Empty));
+        }
+        if count > KEYS_MAX {
+            return Err(KeysError::new(
+                origin,
+                None,
+                None,
+                KeysErrorKind::TooManyKeys {
+                    count,
+                    max: KEYS_MAX,
+                },
+            ));
+        }
+
+        let mut checked = Vec::with_capacity(count);
+        for (index, entry) in file.key.iter().enumerate() {
+            checked.push(check_entry(text, origin, index + 1, entry)?);
+        }
+
+        // Sort what was checked (ids and references, no secret bytes), then
+        // build the table in order, decoding each secret in place.
+        checked.sort_by_key(|c| c.id);
+        if let Some(pair) = checked.windows(2).find(|w| w[0].id == w[1].id) {
+            let (first, second) = (&pair[0], &pair[1]);
+            return Err(KeysError::new(
+                origin,
+                Some(second.location),
+                Some(KeyRef {
+                    number: second.number,
+                    id: Some(second.id),
+                }),
+                KeysErrorKind::DuplicateId {
+                    id: second.id,
+                    first: first.number,
+                },
+            ));
+        }
+
+        let mut entries = Vec::with_capacity(count);
+        for c in &checked {
+            entries.push(KeyEntry {
+                id: c.id,
+                secret: Secret::from_bytes([0; 32]),
+                scopes: c.scopes,
+                environment: c.environment,
+                msgs_per_sec: c.msgs_per_sec,
+                burst: c.burst,
+            });
+            let slot = entries.last_mut().expect("just pushed");
+            slot.secret
+                .fill_from_hex(c.secret)
+                .expect("secret was checked with check_hex");
+        }
+        // Reserved once above, so no push reallocated (and left secrets in a
+        // freed buffer).
+        debug_assert!(entries.len() == count && entries.capacity() >= count);
+        Ok(KeyTable::from_sorted(entries))
+    }
+
+    /// A table from entries built in code (tests, tools): the same checks as
+    /// the file (count, scopes, rates, duplicate ids), then sorted by id.
+    /// Errors name the entry's position in `entries` (1-based) and use
+    /// [`ORIGIN_IN_MEMORY`] as origin.
+    ///
+    /// Sorting moves entries; see the module docs on what that leaves.
+    ///
+    /// # Errors
+    ///
+    /// The first problem found, as for a file.
+    pub fn from_entries(mut entries: Vec<KeyEntry>) -> Result<KeyTable, KeysError> {
+        let origin = ORIGIN_IN_MEMORY;
+        if entries.is_empty() {
+            return Err(KeysError::new(origin, None, None, KeysErrorKind::Empty));
+        }
+        if entries.len() > KEYS_MAX {
+            return Err(KeysError::new(
+                origin,
+                None,
+                None,
+                KeysErrorKind::TooManyKeys {
+                    count: entries.len(),
+                    max: KEYS_MAX,
+                },
+            ));
+        }
+        for (index, entry) in entries.iter().enumerate() {
+            let key = Some(KeyRef {
+                number: index + 1,
+                id: Some(entry.id),
+            });
+            let problem = if entry.scopes.0 == 0 {
+                Some(KeysErrorKind::EmptyScopes)
+            } else if !Scopes::DEFINED.contains(entry.scopes) {
+                Some(KeysErrorKind::UndefinedScopeBits {
+                    bits: entry.scopes.0,
+                })
+            } else {
+                check_rate("msgs_per_sec", entry.msgs_per_sec.into(), MSGS_PER_SEC_MAX)
+                    .and_then(|_| check_rate("burst", entry.burst.into(), BURST_MAX))
+                    .err()
+            };
+            if let Some(kind) = problem {
+                return Err(KeysError::new(origin, None, key, kind));
+            }
+        }
+        let mut order: Vec<(u64, usize)> = entries
+            .iter()
+            .enumerate()
+            .map(|(index, e)| (e.id, index + 1))
+            .collect();
+        order.sort_unstable();
+        if let Some(pair) = order.windows(2).find(|w| w[0].0 == w[1].0) {
+            let ((id, first), (_, second)) = (pair[0], pair[1]);
+            return Err(KeysError::new(
+                origin,
+                None,
+                Some(KeyRef {
+                    number: second,
+                    id: Some(id),
+                }),
+                KeysErrorKind::DuplicateId { id, first },
+            ));
+        }
+        entries.sort_unstable_by_key(|e| e.id);
+        Ok(KeyTable::from_sorted(entries))
+    }
+
+    fn from_sorted(entries: Vec<KeyEntry>) -> KeyTable {
+        assert!(!entries.is_empty() && entries.len() <= KEYS_MAX);
+        assert!(entries.windows(2).all(|w| w[0].id < w[1].id));
+        KeyTable { entries }
+    }
+
+    /// The key with this id, and its index. Binary search; allocates nothing.
+    #[inline]
     pub fn get(&self, id: u64) -> Option<(KeyIndex, &KeyEntry)> {
-        let i = self.entries.binary_search_by_key(&id, |e| e.id).ok()?;
-        Some((KeyIndex(i as u32), &self.entries[i]))
+        let index = self.entries.binary_search_by_key(&id, |e| e.id).ok()?;
+        // Cannot truncate: len <= KEYS_MAX <= u32::MAX (asserted above).
+        Some((KeyIndex(index as u32), &self.entries[index]))
     }
+
+    /// The key at `index`.
+    ///
+    /// # Panics
+    ///
+    /// If `index` is not below `len()`: an index from another table is a bug.
+    #[inline]
+    pub fn entry(&self, index: KeyIndex) -> &KeyEntry {
+        &self.entries[index.0 as usize]
+    }
+
+    /// Keys in the table; at least 1.
+    #[inline]
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// Always false for a built table (an empty one is refused); here for
+    /// the `len`/`is_empty` convention.
+    #[inline]
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// Every key with its index, in increasing id order.
     pub fn iter(&self) -> impl Iterator<Item = (KeyIndex, &KeyEntry)> {
+        // Cannot truncate: len <= KEYS_MAX <= u32::MAX.
         self.entries
             .iter()
             .enumerate()
-            .map(|(i, e)| (KeyIndex(i as u32), e))
+            .map(|(index, entry)| (KeyIndex(index as u32), entry))
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Errors
+
+/// Why the keys could not be loaded. `Display` names the origin (file), the
+/// place when known and the problem; nothing in it is secret.
+#[derive(Debug)]
+pub struct KeysError(Box<ErrorParts>);
+
+/// Boxed: errors are rare, and a small `Result` keeps the happy path lean.
+#[derive(Debug)]
+struct ErrorParts {
+    origin: String,
+    location: Option<Location>,
+    key: Option<KeyRef>,
+    kind: KeysErrorKind,
+}
+
+/// A place in the keys file, both 1-based; the column counts characters.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Location {
+    pub line: usize,
+    pub column: usize,
+}
+
+/// Which `[[key]]` an error is about.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct KeyRef {
+    /// Position of the entry in the file (or in `from_entries`' vector),
+    /// from 1.
+    pub number: usize,
+    /// The entry's id, when it has a valid one.
+    pub id: Option<u64>,
+}
+
+/// The problem itself. Names quoted from the file are `None` when they were
+/// withheld because they might be key material.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum KeysErrorKind {
+    /// The file could not be opened, inspected (`fstat`) or read.
+    Io {
+        action: &'static str,
+        source: io::Error,
+    },
+    /// A directory, device, socket…
+    NotRegularFile,
+    /// Group or others have some permission on the file.
+    Permissions {
+        mode: u32,
+    },
+    /// Larger than [`KEYS_FILE_SIZE_MAX`].
+    TooLarge {
+        size: u64,
+        max: u64,
+    },
+    /// The file's size changed between `fstat` and the end of the read.
+    ChangedWhileReading,
+    /// Not UTF-8; `offset` is of the first byte that is not.
+    NotUtf8 {
+        offset: usize,
+    },
+    /// Not TOML: toml's message, without its quote of the source.
+    Syntax {
+        message: String,
+    },
+    /// A field this version does not know, at the top level (no key) or in
+    /// a `[[key]]`. `expected` is toml's list of the known fields.
+    UnknownField {
+        field: Option<String>,
+        expected: String,
+    },
+    /// The document does not have the keys file's shape (e.g. `key` is not
+    /// an array of tables): toml's message, checked for quoted key material.
+    Structure {
+        message: String,
+    },
+    MissingField {
+        field: &'static str,
+    },
+    WrongType {
+        field: &'static str,
+        expected: &'static str,
+        found: &'static str,
+    },
+    /// An integer outside `min..=max`.
+    OutOfRange {
+        field: &'static str,
+        value: i128,
+        min: u64,
+        max: u64,
+    },
+    Secret(SecretError),
+    UnknownScope {
+        name: Option<String>,
+    },
+    EmptyScopes,
+    /// `from_entries` only: scope bits outside `Scopes::DEFINED`.
+    UndefinedScopeBits {
+        bits: u8,
+    },
+    UnknownEnvironment {
+        name: Option<String>,
+    },
+    /// The id of the key named by the error is also that of entry `first`.
+    DuplicateId {
+        id: u64,
+        first: usize,
+    },
+    TooManyKeys {
+        count: usize,
+        max: usize,
+    },
+    /// No `[[key]]` at all.
+    Empty,
+}
+
+impl KeysError {
+    fn new(
+        origin: &str,
+        location: Option<Location>,
+        key: Option<KeyRef>,
+        kind: KeysErrorKind,
+    ) -> KeysError {
+        KeysError(Box::new(ErrorParts {
+            origin: origin.to_owned(),
+            location,
+            key,
+            kind,
+        }))
+    }
+
+    /// The file (or [`ORIGIN_IN_MEMORY`]).
+    pub fn origin(&self) -> &str {
+        &self.0.origin
+    }
+
+    pub fn location(&self) -> Option<Location> {
+        self.0.location
+    }
+
+    pub fn key(&self) -> Option<KeyRef> {
+        self.0.key
+    }
+
+    pub fn kind(&self) -> &KeysErrorKind {
+        &self.0.kind
+    }
+}
+
+impl fmt::Display for KeysError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "keys file {}", self.0.origin)?;
+        if let Some(Location { line, column }) = self.0.location {
+            write!(f, ", line {line}, column {column}")?;
+        }
+        match self.0.key {
+            Some(KeyRef {
+                number,
+                id: Some(id),
+            }) => write!(f, ", key {id} (#{number})")?,
+            Some(KeyRef { number, id: None }) => write!(f, ", key #{number}")?,
+            None => {}
+        }
+        write!(f, ": {}", self.0.kind)
+    }
+}
+
+impl fmt::Display for KeysErrorKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fn name(name: &Option<String>) -> String {
+            match name {
+                Some(name) => format!("\"{name}\""),
+                None => "<withheld: it looks like key material>".to_owned(),
+            }
+        }
+        match self {
+            KeysErrorKind::Io { action, source } => write!(f, "cannot {action} it: {source}"),
+            KeysErrorKind::NotRegularFile => write!(f, "it is not a regular file"),
+            KeysErrorKind::Permissions { mode } => write!(
+                f,
+                "it has mode {mode:04o}: it must not be accessible by group or others (chmod 600)"
+            ),
+            KeysErrorKind::TooLarge { size, max } => write!(
+                f,
+                "it is {size} bytes; a keys file may be at most {max} bytes"
+            ),
+            KeysErrorKind::ChangedWhileReading => {
+                write!(f, "it changed size while being read; load it again")
+            }
+            KeysErrorKind::NotUtf8 { offset } => {
+                write!(f, "it is not UTF-8 (first bad byte at offset {offset})")
+            }
+            KeysErrorKind::Syntax { message } => write!(f, "not valid TOML: {message}"),
+            KeysErrorKind::UnknownField { field, expected } => {
+                write!(f, "unknown field {}; {expected}", name(field))
+            }
+            KeysErrorKind::Structure { message } => {
+                write!(f, "not a keys file ([[key]] tables): {message}")
+            }
+            KeysErrorKind::MissingField { field } => write!(f, "`{field}` is missing"),
+            KeysErrorKind::WrongType {
+                field,
+                expected,
+                found,
+            } => write!(f, "`{field}` must be {expected}, found {found}"),
+            KeysErrorKind::OutOfRange {
+                field,
+                value,
+                min,
+                max,
+            } => write!(f, "`{field}` is {value}; it must be in {min}..={max}"),
+            KeysErrorKind::Secret(e) => write!(f, "{e}"),
+            KeysErrorKind::UnknownScope { name: scope } => write!(
+                f,
+                "unknown scope {}; scopes are \"trade\", \"cancel\" and \"read\"",
+                name(scope)
+            ),
+            KeysErrorKind::EmptyScopes => {
+                write!(f, "`scopes` is empty; a key needs at least one scope")
+            }
+            KeysErrorKind::UndefinedScopeBits { bits } => write!(
+                f,
+                "scopes {bits:#010b} has bits outside TRADE, CANCEL and READ"
+            ),
+            KeysErrorKind::UnknownEnvironment { name: env } => write!(
+                f,
+                "unknown environment {}; it must be \"production\" or \"sandbox\"",
+                name(env)
+            ),
+            KeysErrorKind::DuplicateId { id, first } => {
+                write!(f, "duplicate id {id}: key #{first} has it too")
+            }
+            KeysErrorKind::TooManyKeys { count, max } => {
+                write!(f, "{count} keys; at most {max} (KEYS_MAX) are allowed")
+            }
+            KeysErrorKind::Empty => write!(
+                f,
+                "it defines no [[key]]; a gateway nobody can log into is refused"
+            ),
+        }
+    }
+}
+
+impl std::error::Error for KeysError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match &self.0.kind {
+            KeysErrorKind::Io { source, .. } => Some(source),
+            KeysErrorKind::Secret(e) => Some(e),
+            _ => None,
+        }
+    }
+}
+
+impl Location {
+    /// Line and column of byte `offset` of `text`.
+    fn of(text: &str, offset: usize) -> Location {
+        let mut offset = offset.min(text.len());
+        while !text.is_char_boundary(offset) {
+            offset -= 1;
+        }
+        let before = &text[..offset];
+        let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+        Location {
+            line: before.matches('\n').count() + 1,
+            column: before[line_start..].chars().count() + 1,
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Quoting text from the file in errors
+
+/// Longest name from the file an error repeats.
+const ECHO_LEN_MAX: usize = 32;
+
+/// A run of this many hex digits makes text look like key material.
+const ECHO_HEX_RUN_MIN: usize = 8;
+
+fn hex_run_max(text: &str) -> usize {
+    text.split(|c: char| !c.is_ascii_hexdigit())
+        .map(str::len)
+        .max()
+        .unwrap_or(0)
+}
+
+/// `name` if it is safe to repeat in an error: short, made of name
+/// characters, and without a run of hex digits that could be (part of) a
+/// secret pasted into the wrong place. `None` otherwise.
+fn echoable(name: &str) -> Option<String> {
+    let plain = name
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.' | ' '));
+    (plain && name.len() <= ECHO_LEN_MAX && hex_run_max(name) < ECHO_HEX_RUN_MIN)
+        .then(|| name.to_owned())
+}
+
+const WITHHELD: &str = "<withheld>";
+
+/// A toml or serde message with every quoted (`"…"` or `` `…` ``) part that
+/// is not [`echoable`] replaced by `<withheld>`. serde quotes values it
+/// refuses (`invalid type: string "…"`), and those can be secrets. If text
+/// outside quotes still looks like key material, the whole message goes.
+fn scrub(message: &str) -> String {
+    let mut out = String::with_capacity(message.len());
+    let mut rest = message;
+    while let Some(open) = rest.find(['"', '`']) {
+        out.push_str(&rest[..open]);
+        let quote = rest.as_bytes()[open] as char;
+        let body = &rest[open + 1..];
+        // End of the quoted part: the next unescaped closing quote.
+        let mut escaped = false;
+        let close = body.char_indices().find_map(|(i, c)| {
+            let end = c == quote && !escaped;
+            escaped = quote == '"' && c == '\\' && !escaped;
+            end.then_some(i)
+        });
+        out.push(quote);
+        match close {
+            Some(close) => {
+                let quoted = &body[..close];
+                // Names, and the parser's one- or two-character tokens (`=`).
+                let token =
+                    quoted.chars().count() <= 2 && quoted.chars().all(|c| c.is_ascii_punctuation());
+                match echoable(quoted) {
+                    Some(safe) => out.push_str(&safe),
+                    None if token => out.push_str(quoted),
+                    None => out.push_str(WITHHELD),
+                }
+                out.push(quote);
+                rest = &body[close + 1..];
+            }
+            None => {
+                out.push_str(WITHHELD);
+                rest = "";
+            }
+        }
+    }
+    out.push_str(rest);
+    if hex_run_max(&out) >= ECHO_HEX_RUN_MIN {
+        return "<message withheld: it quotes text that looks like key material>".to_owned();
+    }
+    out
+}
+
+// ---------------------------------------------------------------------------
+// The file as toml sees it
+
+/// Top level. `deny_unknown_fields`: only `key`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a keys file")]
+struct RawFile<'t> {
+    #[serde(default, borrow)]
+    key: Vec<Spanned<RawEntry<'t>>>,
+}
+
+/// One `[[key]]`. Every field is optional and takes any TOML value, so that
+/// missing fields and wrong types are reported here, with the key's id and
+/// without quoting the value; toml itself only refuses unknown fields
+/// (`deny_unknown_fields`). A new field is one line here and one check in
+/// `check_entry`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a [[key]] table")]
+struct RawEntry<'t> {
+    #[serde(borrow)]
+    id: Option<Spanned<Raw<'t>>>,
+    #[serde(borrow)]
+    secret: Option<Spanned<Raw<'t>>>,
+    #[serde(borrow)]
+    scopes: Option<Spanned<Raw<'t>>>,
+    #[serde(borrow)]
+    environment: Option<Spanned<Raw<'t>>>,
+    #[serde(borrow)]
+    msgs_per_sec: Option<Spanned<Raw<'t>>>,
+    #[serde(borrow)]
+    burst: Option<Spanned<Raw<'t>>>,
+}
+
+/// Any TOML value, reduced to what a keys file can use. No `Debug`: it may
+/// hold a secret.
+enum Raw<'t> {
+    Int(i128),
+    Str(Text<'t>),
+    Array(Vec<Spanned<Raw<'t>>>),
+    /// Anything else, by its TOML type name.
+    Other(&'static str),
+}
+
+/// A string value: borrowed from the (wiped) file text when toml needed no
+/// unescaping, else toml's own buffer, taken over and wiped on drop.
+enum Text<'t> {
+    Borrowed(&'t str),
+    Owned(Zeroizing<String>),
+}
+
+impl Text<'_> {
+    fn as_str(&self) -> &str {
+        match self {
+            Text::Borrowed(s) => s,
+            Text::Owned(s) => s,
+        }
+    }
+}
+
+impl Raw<'_> {
+    fn type_name(&self) -> &'static str {
+        match self {
+            Raw::Int(_) => "an integer",
+            Raw::Str(_) => "a string",
+            Raw::Array(_) => "an array",
+            Raw::Other(name) => name,
+        }
+    }
+}
+
+impl<'de: 't, 't> Deserialize<'de> for Raw<'t> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_any(RawVisitor(PhantomData))
+    }
+}
+
+struct RawVisitor<'t>(PhantomData<Raw<'t>>);
+
+/// The key toml uses to pass a datetime through serde as a one-entry map.
+const TOML_DATETIME_KEY: &str = "$__toml_private_datetime";
+
+impl<'de: 't, 't> Visitor<'de> for RawVisitor<'t> {
+    type Value = Raw<'t>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("any TOML value")
+    }
+
+    fn visit_bool<E: de::Error>(self, _: bool) -> Result<Raw<'t>, E> {
+        Ok(Raw::Other("a boolean"))
+    }
+
+    fn visit_i64<E: de::Error>(self, v: i64) -> Result<Raw<'t>, E> {
+        Ok(Raw::Int(v.into()))
+    }
+
+    fn visit_u64<E: de::Error>(self, v: u64) -> Result<Raw<'t>, E> {
+        Ok(Raw::Int(v.into()))
+    }
+
+    fn visit_i128<E: de::Error>(self, v: i128) -> Result<Raw<'t>, E> {
+        Ok(Raw::Int(v))
+    }
+
+    fn visit_u128<E: de::Error>(self, v: u128) -> Result<Raw<'t>, E> {
+        Ok(i128::try_from(v).map_or(Raw::Other("an integer beyond i128"), Raw::Int))
+    }
+
+    fn visit_f64<E: de::Error>(self, _: f64) -> Result<Raw<'t>, E> {
+        Ok(Raw::Other("a float"))
+    }
+
+    fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Raw<'t>, E> {
+        Ok(Raw::Str(Text::Borrowed(v)))
+    }
+
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<Raw<'t>, E> {
+        Ok(Raw::Str(Text::Owned(Zeroizing::new(v.to_owned()))))
+    }
+
+    fn visit_string<E: de::Error>(self, v: String) -> Result<Raw<'t>, E> {
+        Ok(Raw::Str(Text::Owned(Zeroizing::new(v))))
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Raw<'t>, A::Error> {
+        let mut items = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(8));
+        while let Some(item) = seq.next_element::<Spanned<Raw<'t>>>()? {
+            items.push(item);
+        }
+        Ok(Raw::Array(items))
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Raw<'t>, A::Error> {
+        let mut kind = "a table";
+        let mut first = true;
+        while let Some(key) = map.next_key::<Cow<'de, str>>()? {
+            if first && key == TOML_DATETIME_KEY {
+                kind = "a datetime";
+            }
+            first = false;
+            map.next_value::<IgnoredAny>()?;
+        }
+        Ok(Raw::Other(kind))
+    }
+}
+
+/// Where one `[[key]]` lies in the text (its header or braces, and every key
+/// and value in it), and its id if that is a valid integer.
+struct Probe {
+    extent: Range<usize>,
+    id: Option<u64>,
+}
+
+fn probe_entries(root: &DeTable<'_>) -> Vec<Probe> {
+    let Some(array) = root.get("key").and_then(|v| v.get_ref().as_array()) else {
+        return Vec::new();
+    };
+    let widen = |extent: &mut Range<usize>, span: Range<usize>| {
+        extent.start = extent.start.min(span.start);
+        extent.end = extent.end.max(span.end);
+    };
+    array
+        .iter()
+        .map(|item| {
+            let mut probe = Probe {
+                extent: item.span(),
+                id: None,
+            };
+            if let Some(table) = item.get_ref().as_table() {
+                for (key, value) in table.iter() {
+                    widen(&mut probe.extent, key.span());
+                    widen(&mut probe.extent, value.span());
+                    if key.get_ref() == "id" {
+                        probe.id = value
+                            .get_ref()
+                            .as_integer()
+                            .and_then(|i| u64::from_str_radix(i.as_str(), i.radix()).ok());
+                    }
+                }
+            }
+            probe
+        })
+        .collect()
+}
+
+/// Turns toml's error for the document's shape into a `KeysError`, naming
+/// the key when the error lies inside one.
+fn structure_error(e: &toml::de::Error, text: &str, origin: &str, probes: &[Probe]) -> KeysError {
+    let span = e.span();
+    let location = span.as_ref().map(|s| Location::of(text, s.start));
+    let key = span.as_ref().and_then(|s| {
+        probes
+            .iter()
+            .position(|p| p.extent.contains(&s.start))
+            .map(|index| KeyRef {
+                number: index + 1,
+                id: probes[index].id,
+            })
+    });
+    let message = e.message();
+    let kind = match unknown_field(message) {
+        Some((field, expected)) => KeysErrorKind::UnknownField {
+            field: echoable(field),
+            expected: scrub(expected),
+        },
+        None => KeysErrorKind::Structure {
+            message: scrub(message),
+        },
+    };
+    KeysError::new(origin, location, key, kind)
+}
+
+/// Splits serde's "unknown field `NAME`, expected …" into NAME and the
+/// "expected …" part (serde's list of the struct's fields). The split is at
+/// the *last* "`, expected ", so a NAME containing that text cannot leak
+/// into the list (which is made of field names, never "expected").
+fn unknown_field(message: &str) -> Option<(&str, &str)> {
+    let rest = message.strip_prefix("unknown field `")?;
+    let split = rest.rfind("`, expected ")?;
+    Some((&rest[..split], &rest[split + 3..]))
+}
+
+// ---------------------------------------------------------------------------
+// Checking one entry
+
+/// A `[[key]]` that passed every check. `secret` is checked hex, still in
+/// the text (or in a wiped buffer of `RawFile`).
+struct Checked<'a> {
+    number: usize,
+    location: Location,
+    id: u64,
+    secret: &'a str,
+    scopes: Scopes,
+    environment: Environment,
+    msgs_per_sec: u32,
+    burst: u32,
+}
+
+fn check_entry<'a>(
+    text: &str,
+    origin: &str,
+    number: usize,
+    entry: &'a Spanned<RawEntry<'_>>,
+) -> Result<Checked<'a>, KeysError> {
+    let header = Location::of(text, entry.span().start);
+    let raw = entry.get_ref();
+    let mut key = KeyRef { number, id: None };
+    let fail = |key: KeyRef, at: Option<&Spanned<Raw<'_>>>, kind| {
+        let location = at.map_or(header, |v| Location::of(text, v.span().start));
+        KeysError::new(origin, Some(location), Some(key), kind)
+    };
+    let wrong = |field, expected, value: &Spanned<Raw<'_>>| KeysErrorKind::WrongType {
+        field,
+        expected,
+        found: value.get_ref().type_name(),
+    };
+
+    // id
+    let Some(id) = &raw.id else {
+        return Err(fail(key, None, KeysErrorKind::MissingField { field: "id" }));
+    };
+    let Raw::Int(value) = *id.get_ref() else {
+        return Err(fail(key, Some(id), wrong("id", "an integer", id)));
+    };
+    let Ok(id_value) = u64::try_from(value) else {
+        let kind = KeysErrorKind::OutOfRange {
+            field: "id",
+            value,
+            min: 0,
+            max: u64::MAX,
+        };
+        return Err(fail(key, Some(id), kind));
+    };
+    key.id = Some(id_value);
+
+    // secret
+    let Some(secret) = &raw.secret else {
+        return Err(fail(
+            key,
+            None,
+            KeysErrorKind::MissingField { field: "secret" },
+        ));
+    };
+    let Raw::Str(secret_text) = secret.get_ref() else {
+        let kind = wrong("secret", "a string of 64 hex digits", secret);
+        return Err(fail(key, Some(secret), kind));
+    };
+    let secret_text = secret_text.as_str();
+    Secret::check_hex(secret_text)
+        .map_err(|e| fail(key, Some(secret), KeysErrorKind::Secret(e)))?;
+
+    // scopes
+    let Some(scopes_raw) = &raw.scopes else {
+        return Err(fail(
+            key,
+            None,
+            KeysErrorKind::MissingField { field: "scopes" },
+        ));
+    };
+    let Raw::Array(items) = scopes_raw.get_ref() else {
+        let kind = wrong("scopes", "an array of scope names", scopes_raw);
+        return Err(fail(key, Some(scopes_raw), kind));
+    };
+    if items.is_empty() {
+        return Err(fail(key, Some(scopes_raw), KeysErrorKind::EmptyScopes));
+    }
+    let mut scopes = Scopes::default();
+    for item in items {
+        let Raw::Str(name) = item.get_ref() else {
+            let kind = wrong("scopes", "an array of scope names", item);
+            return Err(fail(key, Some(item), kind));
+        };
+        let Some(scope) = Scopes::from_name(name.as_str()) else {
+            let kind = KeysErrorKind::UnknownScope {
+                name: echoable(name.as_str()),
+            };
+            return Err(fail(key, Some(item), kind));
+        };
+        scopes = scopes.union(scope);
+    }
+
+    // environment
+    let Some(env_raw) = &raw.environment else {
+        let kind = KeysErrorKind::MissingField {
+            field: "environment",
+        };
+        return Err(fail(key, None, kind));
+    };
+    let Raw::Str(env_name) = env_raw.get_ref() else {
+        let kind = wrong("environment", "\"production\" or \"sandbox\"", env_raw);
+        return Err(fail(key, Some(env_raw), kind));
+    };
+    let environment = match env_name.as_str() {
+        "production" => Environment::Production,
+        "sandbox" => Environment::Sandbox,
+        other => {
+            let kind = KeysErrorKind::UnknownEnvironment {
+                name: echoable(other),
+            };
+            return Err(fail(key, Some(env_raw), kind));
+        }
+    };
+
+    // rates
+    let rate = |field, value: &Option<Spanned<Raw<'_>>>, default, max| match value {
+        None => Ok(default),
+        Some(spanned) => match *spanned.get_ref() {
+            Raw::Int(n) => check_rate(field, n, max).map_err(|kind| fail(key, Some(spanned), kind)),
+            _ => Err(fail(
+                key,
+                Some(spanned),
+                wrong(field, "an integer", spanned),
+            )),
+        },
+    };
+    let msgs_per_sec = rate(
+        "msgs_per_sec",
+        &raw.msgs_per_sec,
+        MSGS_PER_SEC_DEFAULT,
+        MSGS_PER_SEC_MAX,
+    )?;
+    let burst = rate("burst", &raw.burst, BURST_DEFAULT, BURST_MAX)?;
+
+    Ok(Checked {
+        number,
+        location: header,
+        id: id_value,
+        secret: secret_text,
+        scopes,
+        environment,
+        msgs_per_sec,
+        burst,
+    })
+}
+
+/// A per-key rate: `1..=max`.
+fn check_rate(field: &'static str, value: i128, max: u32) -> Result<u32, KeysErrorKind> {
+    match u32::try_from(value) {
+        Ok(v) if (1..=max).contains(&v) => Ok(v),
+        _ => Err(KeysErrorKind::OutOfRange {
+            field,
+            value,
+            min: 1,
+            max: max.into(),
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ORIGIN: &str = "/etc/ordergate/test-keys.toml";
+    /// Recognisable in any error that leaked it.
+    const SECRET: &str = "d3adb33fd3adb33fd3adb33fd3adb33fd3adb33fd3adb33fd3adb33fd3adb33f";
+    const OTHER: &str = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+
+    fn entry(id: &str) -> String {
+        format!(
+            "[[key]]\nid = {id}\nsecret = \"{SECRET}\"\nscopes = [\"trade\"]\nenvironment = \"production\"\n"
+        )
+    }
+
+    /// Asserts that no 8-character window of `SECRET`, in either case,
+    /// appears in `text`.
+    fn assert_no_secret(text: &str) {
+        let lower = text.to_lowercase();
+        for start in 0..=SECRET.len() - 8 {
+            let window = &SECRET[start..start + 8];
+            assert!(!lower.contains(window), "secret leaked into: {text}");
+        }
+    }
+
+    fn refuse(text: &str) -> KeysError {
+        let err = KeyTable::from_toml_str(text, ORIGIN).expect_err("must be refused");
+        let display = err.to_string();
+        assert!(display.contains(ORIGIN), "{display}");
+        assert_no_secret(&display);
+        assert_no_secret(&format!("{err:?}"));
+        assert_no_secret(&format!("{err:#?}"));
+        err
+    }
+
+    /// Refused, and the error names key `id` (as "key ID (#n)").
+    fn refuse_key(text: &str, id: u64) -> KeysError {
+        let err = refuse(text);
+        assert_eq!(err.key().and_then(|k| k.id), Some(id), "{err}");
+        assert!(err.to_string().contains(&format!("key {id} (#")), "{err}");
+        err
+    }
+
+    /// Refused, and the error names the entry by position only ("key #n").
+    fn refuse_position(text: &str, number: usize) -> KeysError {
+        let err = refuse(text);
+        assert_eq!(err.key(), Some(KeyRef { number, id: None }), "{err}");
+        assert!(
+            err.to_string().contains(&format!("key #{number}:")),
+            "{err}"
+        );
+        err
+    }
+
+    #[test]
+    fn valid_file_with_every_field_and_defaults() {
+        let text = format!(
+            "# comment\n\
+             [[key]]\n\
+             id = 1002\n\
+             secret = \"{}\"\n\
+             scopes = [\"read\"]\n\
+             environment = \"sandbox\"\n\
+             \n\
+             [[key]]\n\
+             id = 1001\n\
+             secret = \"{}\"\n\
+             scopes = [\"trade\", \"cancel\", \"read\", \"trade\"]\n\
+             environment = \"production\"\n\
+             msgs_per_sec = 500\n\
+             burst = 50\n",
+            OTHER.to_uppercase(),
+            SECRET
+        );
+        let table = KeyTable::from_toml_str(&text, ORIGIN).unwrap();
+        assert_eq!(table.len(), 2);
+        assert!(!table.is_empty());
+
+        let (index, first) = table.get(1001).unwrap();
+        assert_eq!(index, KeyIndex(0));
+        assert_eq!(first.id, 1001);
+        assert_eq!(
+            first.secret.expose(),
+            Secret::from_hex(SECRET).unwrap().expose()
+        );
+        assert_eq!(first.scopes, Scopes::DEFINED);
+        assert_eq!(first.environment, Environment::Production);
+        assert_eq!((first.msgs_per_sec, first.burst), (500, 50));
+
+        let (index, second) = table.get(1002).unwrap();
+        assert_eq!(index, KeyIndex(1));
+        assert_eq!(
+            second.secret.expose(),
+            Secret::from_hex(OTHER).unwrap().expose()
+        );
+        assert_eq!(second.scopes, Scopes::READ);
+        assert_eq!(second.environment, Environment::Sandbox);
+        assert_eq!(
+            (second.msgs_per_sec, second.burst),
+            (MSGS_PER_SEC_DEFAULT, BURST_DEFAULT)
+        );
+
+        assert_eq!(table.entry(KeyIndex(1)).id, 1002);
+        let ids: Vec<_> = table.iter().map(|(i, e)| (i.0, e.id)).collect();
+        assert_eq!(ids, [(0, 1001), (1, 1002)]);
+        assert!(table.get(1003).is_none());
+        assert!(table.get(0).is_none());
+        assert!(table.get(u64::MAX).is_none());
+    }
+
+    #[test]
+    fn inline_array_of_tables_is_the_same_file() {
+        let text = format!(
+            "key = [{{ id = 7, secret = '{SECRET}', scopes = ['cancel'], environment = 'sandbox' }}]"
+        );
+        let table = KeyTable::from_toml_str(&text, ORIGIN).unwrap();
+        assert_eq!(table.get(7).unwrap().1.scopes, Scopes::CANCEL);
+    }
+
+    #[test]
+    fn debug_of_table_and_entry_shows_no_secret() {
+        let table = KeyTable::from_toml_str(&entry("1001"), ORIGIN).unwrap();
+        let debug = format!("{table:?} {table:#?} {:?}", table.entry(KeyIndex(0)));
+        assert!(debug.contains("Secret(<redacted>)"), "{debug}");
+        assert!(debug.contains("1001"));
+        assert_no_secret(&debug);
+        // Nor the bytes in decimal, as a derived Debug of [u8; 32] would print them.
+        assert!(!debug.contains("211, 173"), "{debug}");
+    }
+
+    #[test]
+    fn syntax_errors_give_position_but_not_the_source_line() {
+        // The unterminated string runs over the secret: toml's own Display
+        // would print this line.
+        let text = format!("[[key]]\nid = 1001\nsecret = \"{SECRET}\nscopes = []\n");
+        let err = refuse(&text);
+        assert!(matches!(err.kind(), KeysErrorKind::Syntax { .. }), "{err}");
+        assert_eq!(err.location().unwrap().line, 3, "{err}");
+
+        let err = refuse(&format!("[[key]]\nid = 1001\nsecret = {SECRET}\n"));
+        assert!(matches!(err.kind(), KeysErrorKind::Syntax { .. }), "{err}");
+        assert_eq!(err.location().unwrap().line, 3);
+
+        let err = refuse(&format!("[[key]]\nid = 1001\nsecret = \"{SECRET}\\q\"\n"));
+        assert!(matches!(err.kind(), KeysErrorKind::Syntax { .. }), "{err}");
+
+        let err = refuse(&format!("{}id = 5\n", entry("1001")));
+        assert!(matches!(err.kind(), KeysErrorKind::Syntax { .. }), "{err}");
+        assert!(err.to_string().contains("duplicate key"), "{err}");
+        assert_eq!(err.location(), Some(Location { line: 6, column: 1 }));
+    }
+
+    #[test]
+    fn unknown_fields_are_refused_in_an_entry_and_at_the_top() {
+        let text = format!("{}\n{}burts = 5\n", entry("1001"), entry("1002"));
+        let err = refuse_key(&text, 1002);
+        match err.kind() {
+            KeysErrorKind::UnknownField { field, expected } => {
+                assert_eq!(field.as_deref(), Some("burts"));
+                assert!(expected.contains("`burst`"), "{expected}");
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(err.key().unwrap().number, 2);
+        assert_eq!(err.location().unwrap().line, 12);
+        assert!(err.to_string().contains("\"burts\""), "{err}");
+
+        // A field planned for a later version is still unknown today.
+        let err = refuse_key(&format!("{}status = \"active\"\n", entry("1001")), 1001);
+        assert!(matches!(err.kind(), KeysErrorKind::UnknownField { .. }));
+
+        let err = refuse(&format!("version = 2\n{}", entry("1001")));
+        assert!(
+            matches!(err.kind(), KeysErrorKind::UnknownField { .. }),
+            "{err}"
+        );
+        assert_eq!(err.key(), None);
+
+        // A table after the keys is top level, not part of the last key.
+        let err = refuse(&format!("{}[limits]\nx = 1\n", entry("1001")));
+        match err.kind() {
+            KeysErrorKind::UnknownField { field, .. } => {
+                assert_eq!(field.as_deref(), Some("limits"))
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(err.key(), None, "{err}");
+
+        // An entry without a valid id is named by position.
+        let err = refuse_position(&format!("{}[[key]]\nid = -3\nbogus = 1\n", entry("1")), 2);
+        assert!(matches!(err.kind(), KeysErrorKind::UnknownField { .. }));
+    }
+
+    #[test]
+    fn missing_fields_are_named() {
+        let err = refuse_position(
+            &format!(
+                "{}[[key]]\nsecret = \"{SECRET}\"\nscopes = [\"trade\"]\nenvironment = \"sandbox\"\n",
+                entry("1")
+            ),
+            2,
+        );
+        assert!(
+            matches!(err.kind(), KeysErrorKind::MissingField { field: "id" }),
+            "{err}"
+        );
+        assert_eq!(err.location().unwrap().line, 6);
+
+        for field in ["secret", "scopes", "environment"] {
+            let text: String = entry("1001")
+                .lines()
+                .filter(|l| !l.starts_with(field))
+                .map(|l| format!("{l}\n"))
+                .collect();
+            let err = refuse_key(&text, 1001);
+            match err.kind() {
+                KeysErrorKind::MissingField { field: f } => assert_eq!(*f, field),
+                other => panic!("{other:?}"),
+            }
+            assert!(
+                err.to_string().contains(&format!("`{field}` is missing")),
+                "{err}"
+            );
+        }
+    }
+
+    #[test]
+    fn bad_secrets_are_refused_without_echo() {
+        let short = entry("1001").replace(SECRET, &SECRET[..63]);
+        let err = refuse_key(&short, 1001);
+        assert!(matches!(
+            err.kind(),
+            KeysErrorKind::Secret(SecretError::Length { found: 63 })
+        ));
+        assert_eq!(
+            err.location(),
+            Some(Location {
+                line: 3,
+                column: 10
+            })
+        );
+
+        let long = entry("1001").replace(SECRET, &format!("{SECRET}00"));
+        let err = refuse_key(&long, 1001);
+        assert!(matches!(
+            err.kind(),
+            KeysErrorKind::Secret(SecretError::Length { found: 66 })
+        ));
+
+        let mut bad = SECRET.to_owned();
+        bad.replace_range(9..10, "x");
+        let err = refuse_key(&entry("1001").replace(SECRET, &bad), 1001);
+        assert!(matches!(
+            err.kind(),
+            KeysErrorKind::Secret(SecretError::NotHex { position: 10 })
+        ));
+
+        let err = refuse_key(
+            &entry("1001").replace(&format!("\"{SECRET}\""), "0xd3adb33f"),
+            1001,
+        );
+        assert!(
+            matches!(
+                err.kind(),
+                KeysErrorKind::WrongType {
+                    field: "secret",
+                    ..
+                }
+            ),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn escaped_secret_is_decoded_and_accepted() {
+        // toml unescapes this into its own buffer, which is wiped here.
+        let escaped = format!("\\u0064{}", &SECRET[1..]);
+        let table = KeyTable::from_toml_str(&entry("1").replace(SECRET, &escaped), ORIGIN).unwrap();
+        assert_eq!(
+            table.entry(KeyIndex(0)).secret.expose(),
+            Secret::from_hex(SECRET).unwrap().expose()
+        );
+    }
+
+    #[test]
+    fn wrong_types_are_refused() {
+        let err = refuse_position(&entry("\"1001\""), 1);
+        assert!(
+            matches!(
+                err.kind(),
+                KeysErrorKind::WrongType {
+                    field: "id",
+                    found: "a string",
+                    ..
+                }
+            ),
+            "{err}"
+        );
+
+        let err = refuse_position(&entry("-1"), 1);
+        assert!(matches!(
+            err.kind(),
+            KeysErrorKind::OutOfRange {
+                field: "id",
+                value: -1,
+                ..
+            }
+        ));
+
+        let err = refuse_key(&entry("1001").replace("[\"trade\"]", "\"trade\""), 1001);
+        assert!(matches!(
+            err.kind(),
+            KeysErrorKind::WrongType {
+                field: "scopes",
+                ..
+            }
+        ));
+
+        let err = refuse_key(
+            &entry("1001").replace("[\"trade\"]", "[\"trade\", 1]"),
+            1001,
+        );
+        assert!(matches!(
+            err.kind(),
+            KeysErrorKind::WrongType {
+                field: "scopes",
+                found: "an integer",
+                ..
+            }
+        ));
+
+        let err = refuse_key(&entry("1001").replace("\"production\"", "1979-05-27"), 1001);
+        assert!(
+            matches!(
+                err.kind(),
+                KeysErrorKind::WrongType {
+                    field: "environment",
+                    found: "a datetime",
+                    ..
+                }
+            ),
+            "{err}"
+        );
+
+        let err = refuse_key(&format!("{}burst = 2.5\n", entry("1001")), 1001);
+        assert!(matches!(
+            err.kind(),
+            KeysErrorKind::WrongType {
+                field: "burst",
+                found: "a float",
+                ..
+            }
+        ));
+    }
+
+    #[test]
+    fn scopes_must_be_known_and_not_empty() {
+        let err = refuse_key(
+            &entry("1001").replace("\"trade\"", "\"trade\", \"withdraw\""),
+            1001,
+        );
+        match err.kind() {
+            KeysErrorKind::UnknownScope { name } => assert_eq!(name.as_deref(), Some("withdraw")),
+            other => panic!("{other:?}"),
+        }
+        assert!(err.to_string().contains("\"withdraw\""), "{err}");
+        assert_eq!(
+            err.location(),
+            Some(Location {
+                line: 4,
+                column: 20
+            })
+        );
+
+        // Case matters: the file's names are lower case.
+        let err = refuse_key(&entry("1001").replace("\"trade\"", "\"Trade\""), 1001);
+        assert!(matches!(err.kind(), KeysErrorKind::UnknownScope { .. }));
+
+        let err = refuse_key(&entry("1001").replace("[\"trade\"]", "[]"), 1001);
+        assert!(matches!(err.kind(), KeysErrorKind::EmptyScopes), "{err}");
+    }
+
+    #[test]
+    fn environment_must_be_known() {
+        let err = refuse_key(&entry("1001").replace("production", "prod"), 1001);
+        match err.kind() {
+            KeysErrorKind::UnknownEnvironment { name } => assert_eq!(name.as_deref(), Some("prod")),
+            other => panic!("{other:?}"),
+        }
+        assert!(err.to_string().contains("\"prod\""), "{err}");
+    }
+
+    #[test]
+    fn rates_are_bounded() {
+        let cases = [
+            ("msgs_per_sec = 0", "msgs_per_sec", 0),
+            ("msgs_per_sec = 10000001", "msgs_per_sec", 10_000_001),
+            ("msgs_per_sec = -5", "msgs_per_sec", -5),
+            ("burst = 0", "burst", 0),
+            ("burst = 1000001", "burst", 1_000_001),
+            ("burst = 9223372036854775807", "burst", i128::from(i64::MAX)),
+        ];
+        for (line, name, v) in cases {
+            let err = refuse_key(&format!("{}{line}\n", entry("1001")), 1001);
+            match err.kind() {
+                KeysErrorKind::OutOfRange {
+                    field,
+                    value,
+                    min: 1,
+                    ..
+                } => {
+                    assert_eq!((*field, *value), (name, v), "{err}")
+                }
+                other => panic!("{other:?}"),
+            }
+        }
+        let edges = format!(
+            "{}msgs_per_sec = {MSGS_PER_SEC_MAX}\nburst = 1\n{}msgs_per_sec = 1\nburst = {BURST_MAX}\n",
+            entry("1"),
+            entry("2")
+        );
+        let table = KeyTable::from_toml_str(&edges, ORIGIN).unwrap();
+        assert_eq!(table.get(1).unwrap().1.msgs_per_sec, MSGS_PER_SEC_MAX);
+        assert_eq!(table.get(2).unwrap().1.burst, BURST_MAX);
+    }
+
+    #[test]
+    fn duplicate_ids_are_refused_naming_the_id() {
+        let text = format!("{}{}{}", entry("5"), entry("1001"), entry("1001"));
+        let err = refuse_key(&text, 1001);
+        assert!(
+            matches!(
+                err.kind(),
+                KeysErrorKind::DuplicateId { id: 1001, first: 2 }
+            ),
+            "{err}"
+        );
+        assert_eq!(err.key().unwrap().number, 3);
+        assert!(err.to_string().contains("duplicate id 1001"), "{err}");
+    }
+
+    #[test]
+    fn empty_file_and_file_without_keys_are_refused() {
+        for text in ["", "# nothing yet\n", "key = []\n"] {
+            let err = refuse(text);
+            assert!(matches!(err.kind(), KeysErrorKind::Empty), "{err}");
+        }
+    }
+
+    #[test]
+    fn wrong_shape_is_refused_without_echo() {
+        for text in [
+            format!("key = \"{SECRET}\"\n"),
+            "key = 5\n".to_owned(),
+            "[key]\nid = 1\n".to_owned(),
+            format!("key = [\"{SECRET}\"]\n"),
+        ] {
+            let err = refuse(&text);
+            assert!(
+                matches!(err.kind(), KeysErrorKind::Structure { .. }),
+                "{err}"
+            );
+        }
+    }
+
+    #[test]
+    fn secret_pasted_in_the_wrong_place_is_never_echoed() {
+        let quoted = format!("\"{SECRET}\"");
+        let cases = [
+            entry("1001").replace("\"production\"", &quoted),
+            entry("1001").replace("\"trade\"", &quoted),
+            entry("1001").replace("\"trade\"", &format!("\"{}\"", &SECRET[..8])),
+            entry("1001").replace("\"production\"", &format!("\"{}\"", &SECRET[..16])),
+            entry("1001").replace("id = 1001", &format!("id = {quoted}")),
+            format!("{}{SECRET} = 1\n", entry("1001")),
+            format!("{}\"{}\" = 1\n", entry("1001"), &SECRET[..10]),
+            format!("{SECRET} = 1\n{}", entry("1001")),
+            format!("{}{quoted}\n", entry("1001")),
+            format!("{}{SECRET}\n", entry("1001")),
+        ];
+        for text in &cases {
+            let err = refuse(text);
+            match err.kind() {
+                KeysErrorKind::UnknownScope { name }
+                | KeysErrorKind::UnknownEnvironment { name }
+                | KeysErrorKind::UnknownField { field: name, .. } => {
+                    assert_eq!(*name, None, "{err}");
+                    assert!(err.to_string().contains("withheld"), "{err}");
+                }
+                KeysErrorKind::WrongType { .. } | KeysErrorKind::Syntax { .. } => {}
+                other => panic!("{other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn every_refusal_is_free_of_the_secret_also_in_upper_case() {
+        let upper = SECRET.to_uppercase();
+        let text = format!("{}{}", entry("1"), entry("1")).replace(SECRET, &upper);
+        let err = refuse(&text);
+        assert!(!err.to_string().contains(&upper[..8]));
+        let text = format!("{}bad = \"{upper}\"\n", entry("1")).replace(SECRET, &upper);
+        let err = refuse(&text);
+        assert!(!format!("{err} {err:?}").contains(&upper[..8]));
+    }
+
+    #[test]
+    fn too_many_keys_is_refused() {
+        let text: String = (0..=KEYS_MAX).map(|i| entry(&i.to_string())).collect();
+        let err = refuse(&text);
+        assert!(matches!(
+            err.kind(),
+            KeysErrorKind::TooManyKeys { count, max: KEYS_MAX } if *count == KEYS_MAX + 1
+        ));
+        let text: String = (0..KEYS_MAX).map(|i| entry(&i.to_string())).collect();
+        let table = KeyTable::from_toml_str(&text, ORIGIN).unwrap();
+        assert_eq!(table.len(), KEYS_MAX);
+        let last = u32::try_from(KEYS_MAX - 1).unwrap();
+        assert_eq!(table.get(KEYS_MAX as u64 - 1).unwrap().0, KeyIndex(last));
+    }
+
+    fn made(id: u64) -> KeyEntry {
+        KeyEntry {
+            id,
+            secret: Secret::from_hex(SECRET).unwrap(),
+            scopes: Scopes::TRADE,
+            environment: Environment::Sandbox,
+            msgs_per_sec: MSGS_PER_SEC_DEFAULT,
+            burst: BURST_DEFAULT,
+        }
+    }
+
+    #[test]
+    fn from_entries_sorts_and_checks() {
+        let table = KeyTable::from_entries(vec![made(9), made(3), made(5)]).unwrap();
+        let ids: Vec<_> = table.iter().map(|(_, e)| e.id).collect();
+        assert_eq!(ids, [3, 5, 9]);
+        assert_eq!(table.get(5).unwrap().0, KeyIndex(1));
+
+        let check = |entries: Vec<KeyEntry>| {
+            let err = KeyTable::from_entries(entries).unwrap_err();
+            assert!(err.to_string().contains(ORIGIN_IN_MEMORY), "{err}");
+            assert_no_secret(&format!("{err} {err:?}"));
+            err
+        };
+        let err = check(vec![made(9), made(3), made(9)]);
+        assert!(matches!(
+            err.kind(),
+            KeysErrorKind::DuplicateId { id: 9, first: 1 }
+        ));
+        assert_eq!(
+            err.key(),
+            Some(KeyRef {
+                number: 3,
+                id: Some(9)
+            })
+        );
+
+        assert!(matches!(check(Vec::new()).kind(), KeysErrorKind::Empty));
+
+        let mut no_scope = made(4);
+        no_scope.scopes = Scopes(0);
+        let err = check(vec![made(1), no_scope]);
+        assert!(matches!(err.kind(), KeysErrorKind::EmptyScopes));
+        assert!(err.to_string().contains("key 4 (#2)"), "{err}");
+
+        let mut stray = made(4);
+        stray.scopes = Scopes(0b1001);
+        assert!(matches!(
+            check(vec![stray]).kind(),
+            KeysErrorKind::UndefinedScopeBits { bits: 9 }
+        ));
+
+        let mut fast = made(4);
+        fast.msgs_per_sec = MSGS_PER_SEC_MAX + 1;
+        assert!(matches!(
+            check(vec![fast]).kind(),
+            KeysErrorKind::OutOfRange {
+                field: "msgs_per_sec",
+                ..
+            }
+        ));
+        let mut flat = made(4);
+        flat.burst = 0;
+        assert!(matches!(
+            check(vec![flat]).kind(),
+            KeysErrorKind::OutOfRange { field: "burst", .. }
+        ));
+
+        let err = check((0..=KEYS_MAX as u64).map(made).collect());
+        assert!(matches!(err.kind(), KeysErrorKind::TooManyKeys { .. }));
+        assert_eq!(
+            KeyTable::from_entries((0..KEYS_MAX as u64).map(made).collect())
+                .unwrap()
+                .len(),
+            KEYS_MAX
+        );
+    }
+
+    #[test]
+    fn scrub_keeps_names_and_drops_key_material() {
+        assert_eq!(scrub("expected `=`"), "expected `=`");
+        assert_eq!(
+            scrub("invalid type: string \"d3adb33fd3\", expected a sequence"),
+            "invalid type: string \"<withheld>\", expected a sequence"
+        );
+        assert_eq!(scrub("a \"b\\\"c\" d"), "a \"<withheld>\" d");
+        assert_eq!(scrub("open `d3adb33fd3adb33f"), "open `<withheld>");
+        assert!(scrub("raw d3adb33fd3adb33f").starts_with("<message withheld"));
+        assert_eq!(
+            echoable("max_order_notional").as_deref(),
+            Some("max_order_notional")
+        );
+        assert_eq!(echoable("deadbeef"), None);
+        assert_eq!(echoable(&"a".repeat(33)), None);
+        assert_eq!(
+            unknown_field("unknown field `a`, expected x`, expected one of `x`, `y`"),
+            Some(("a`, expected x", "expected one of `x`, `y`"))
+        );
+        assert_eq!(unknown_field("invalid type: map"), None);
+    }
+
+    #[test]
+    fn location_counts_lines_and_characters() {
+        let text = "ab\néé x\n";
+        assert_eq!(Location::of(text, 0), Location { line: 1, column: 1 });
+        assert_eq!(Location::of(text, 3), Location { line: 2, column: 1 });
+        assert_eq!(Location::of(text, 8), Location { line: 2, column: 4 });
+        assert_eq!(Location::of(text, 4), Location { line: 2, column: 1 });
+        assert_eq!(Location::of(text, 100), Location { line: 3, column: 1 });
     }
 }

@@ -4,7 +4,8 @@
 
 use std::net::IpAddr;
 
-use ordergate::auth::keys::{KeyEntry, KeyTable, Secret};
+use ordergate::auth::keys::{KeyEntry, KeyTable};
+use ordergate::auth::secret::Secret;
 use ordergate::client::{ClientSession, FrameReader};
 use ordergate::engine::{Command, SessionId};
 use ordergate::session::{Counters, GatewayConfig, Io, Session, Shared};
