@@ -206,8 +206,12 @@ pub trait EventSink {
     fn emit(&mut self, event: &Event);
 }
 
-/// The most events one atomic engine step can emit toward one reactor: the
-/// aggressor's Accepted + Fill + IOC Canceled, or the resting order's Fill.
+/// The most events one atomic engine step can emit toward one reactor: a new
+/// order's Accepted (or a replace's Replaced) rides with its first Fill, and
+/// the resting order's Fill goes out in the same step; when both sessions are
+/// on one reactor that is 3. (An IOC remainder's Canceled is a step of its
+/// own; see `book` for every step.) An event ring must be able to offer at
+/// least this much room, or the engine can never finish the step.
 pub const EVENTS_PER_STEP_MAX: usize = 3;
 
 /// A matching engine. The embedded one is [`book::MatchingEngine`]; a real
