@@ -8,4 +8,6 @@
 
 pub mod constants;
 pub mod engine;
+pub mod ring;
+pub mod sync;
 pub mod wire;
