@@ -11,5 +11,8 @@ pub mod client;
 pub mod constants;
 pub mod engine;
 pub mod limits;
+pub mod reactor;
+pub mod ring;
 pub mod session;
+pub mod sync;
 pub mod wire;

@@ -33,6 +33,7 @@
 
 use crate::wire::codes::{CancelReason, RejectReason};
 
+pub mod agent;
 pub mod book;
 
 /// Nanoseconds since the Unix epoch. The only clock the sans-I/O core knows;
