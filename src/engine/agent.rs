@@ -36,7 +36,9 @@ struct RingSink<'a> {
 impl EventSink for RingSink<'_> {
     #[inline]
     fn room(&mut self, session: SessionId) -> usize {
-        self.events.get_mut(session.reactor() as usize).map_or(usize::MAX, |p| p.free())
+        self.events
+            .get_mut(session.reactor() as usize)
+            .map_or(usize::MAX, |p| p.free())
     }
 
     #[inline]
@@ -45,7 +47,10 @@ impl EventSink for RingSink<'_> {
             return;
         };
         let pushed = ring.try_push(*event);
-        debug_assert!(pushed.is_ok(), "the engine emits only after room() promised a slot");
+        debug_assert!(
+            pushed.is_ok(),
+            "the engine emits only after room() promised a slot"
+        );
         *self.emitted += 1;
     }
 }
@@ -87,7 +92,10 @@ impl<E: Engine> EngineAgent<E> {
     /// Takes at most `RING_BATCH_MAX` commands from each reactor. Returns
     /// the number of commands handled (0 = idle).
     pub fn do_work(&mut self, now: Nanos) -> usize {
-        let mut sink = RingSink { events: &mut self.events, emitted: &mut self.counters.events };
+        let mut sink = RingSink {
+            events: &mut self.events,
+            emitted: &mut self.counters.events,
+        };
         if self.blocked {
             if !self.engine.resume(now, &mut sink) {
                 self.counters.blocked_turns += 1;
@@ -100,7 +108,9 @@ impl<E: Engine> EngineAgent<E> {
         for k in 0..reactors {
             let r = (self.next + k) % reactors;
             for _ in 0..RING_BATCH_MAX {
-                let Some(command) = self.commands[r].pop() else { break };
+                let Some(command) = self.commands[r].pop() else {
+                    break;
+                };
                 work += 1;
                 self.counters.commands += 1;
                 if command.session.reactor() as usize >= reactors {

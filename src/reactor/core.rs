@@ -95,7 +95,9 @@ impl ReactorCore {
         f: impl FnOnce(&mut Session, &mut Io<'_, Producer<Command>>),
     ) {
         let gen_ok = self.generations.get(id.slot() as usize) == Some(&id.generation());
-        let Some(session) = self.sessions.get_mut(id.slot() as usize) else { return };
+        let Some(session) = self.sessions.get_mut(id.slot() as usize) else {
+            return;
+        };
         if !gen_ok || session.id() != id {
             return;
         }
@@ -135,12 +137,14 @@ impl ReactorCore {
             counters: &mut self.counters,
         };
         let mut undeliverable = 0;
-        let n = self.events.drain(crate::constants::RING_BATCH_MAX, |event| {
-            match sessions.get_mut(event.session.slot() as usize) {
-                Some(s) => s.handle_event(&mut io, &event),
-                None => undeliverable += 1,
-            }
-        });
+        let n = self
+            .events
+            .drain(crate::constants::RING_BATCH_MAX, |event| {
+                match sessions.get_mut(event.session.slot() as usize) {
+                    Some(s) => s.handle_event(&mut io, &event),
+                    None => undeliverable += 1,
+                }
+            });
         self.counters.events_undeliverable += undeliverable;
         n
     }
@@ -170,7 +174,9 @@ impl ReactorCore {
     /// was released.
     pub fn release(&mut self, id: SessionId) -> bool {
         let slot = id.slot();
-        let Some(s) = self.session(id) else { return false };
+        let Some(s) = self.session(id) else {
+            return false;
+        };
         if !s.is_finished() {
             return false;
         }
@@ -195,6 +201,9 @@ impl ReactorCore {
 
 /// The reply to a connection that found every slot taken.
 pub fn session_limit_reject(now: Nanos) -> [u8; wire::LOGON_REJECT_SIZE] {
-    wire::LogonReject { reason: LogonRejectReason::SESSION_LIMIT.wire(), server_time_ns: now }
-        .to_bytes()
+    wire::LogonReject {
+        reason: LogonRejectReason::SESSION_LIMIT.wire(),
+        server_time_ns: now,
+    }
+    .to_bytes()
 }

@@ -64,7 +64,11 @@ pub struct Idle {
 
 impl Idle {
     pub fn new(kind: IdleKind) -> Idle {
-        Idle { kind, idle_turns: 0, park: PARK_MIN }
+        Idle {
+            kind,
+            idle_turns: 0,
+            park: PARK_MIN,
+        }
     }
 
     pub fn kind(&self) -> IdleKind {
@@ -112,7 +116,10 @@ mod tests {
         }
         let parks: Vec<_> = (0..7).map(|_| idle.next(0)).collect();
         let us = |n| IdleAction::Park(Duration::from_micros(n));
-        assert_eq!(parks, vec![us(10), us(20), us(40), us(80), us(160), us(200), us(200)]);
+        assert_eq!(
+            parks,
+            vec![us(10), us(20), us(40), us(80), us(160), us(200), us(200)]
+        );
         assert_eq!(idle.next(1), IdleAction::Spin);
         assert_eq!(idle.next(0), IdleAction::Spin);
     }

@@ -1,0 +1,314 @@
+//! Zero allocation after start-up, proven with a counting global allocator.
+//!
+//! After the key table, the session slab, the rings and the engine are built,
+//! 10,000 of every client message type (Logon, Heartbeat, Logout, NewOrder,
+//! CancelOrder, ReplaceOrder, MassCancel) go through the whole path — frame
+//! reassembly, decode, tag check, rate limits, command ring, engine, event
+//! ring, reply encoding, tag sealing — and the clients check every reply's
+//! tag and sequence. The allocation count must not move.
+//!
+//! The engine agent runs on the test's thread, as it does on a small host
+//! where it shares a reactor's thread (still through the rings), so a
+//! thread-local count sees every allocation of the path and no other test's.
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::cell::Cell;
+use std::sync::Arc;
+
+use ordergate::auth::keys::{KeyEntry, KeyTable};
+use ordergate::auth::secret::Secret;
+use ordergate::client::{ClientSession, FrameReader};
+use ordergate::engine::agent::EngineAgent;
+use ordergate::engine::book::{EngineConfig, MatchingEngine};
+use ordergate::engine::{Command, Event, SessionId};
+use ordergate::reactor::core::ReactorCore;
+use ordergate::ring;
+use ordergate::session::{GatewayConfig, Shared};
+use ordergate::wire::codes::{Environment, Scopes};
+use ordergate::wire::{self, GatewayFrame};
+
+struct Counting;
+
+thread_local! {
+    static ALLOCATIONS: Cell<u64> = const { Cell::new(0) };
+}
+
+// SAFETY: every call is forwarded unchanged to the system allocator; the
+// counter is a const-initialised thread-local Cell, which neither allocates
+// nor re-enters the allocator.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        ALLOCATIONS.with(|c| c.set(c.get() + 1));
+        // SAFETY: forwarded with the caller's layout, as GlobalAlloc requires.
+        unsafe { System.alloc(layout) }
+    }
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        ALLOCATIONS.with(|c| c.set(c.get() + 1));
+        // SAFETY: as above.
+        unsafe { System.alloc_zeroed(layout) }
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        ALLOCATIONS.with(|c| c.set(c.get() + 1));
+        // SAFETY: ptr was allocated by this allocator with `layout`.
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: ptr was allocated by this allocator with `layout`.
+        unsafe { System.dealloc(ptr, layout) }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
+
+fn allocations() -> u64 {
+    ALLOCATIONS.with(|c| c.get())
+}
+
+const SECRET: [u8; 32] = [0x5A; 32];
+const T0: u64 = 1_764_000_000_000_000_000;
+const MS: u64 = 1_000_000;
+const ROUNDS: u64 = 10_000;
+
+/// One client connection: the client state, its reader and reply counts by
+/// template id.
+struct Peer {
+    id: SessionId,
+    client: ClientSession,
+    reader: FrameReader,
+    replies: [u64; 32],
+}
+
+impl Peer {
+    fn new(id: SessionId) -> Peer {
+        Peer {
+            id,
+            client: ClientSession::new(1, SECRET),
+            reader: FrameReader::new(1 << 16),
+            replies: [0; 32],
+        }
+    }
+}
+
+struct Rig {
+    core: ReactorCore,
+    agent: EngineAgent<MatchingEngine>,
+    now: u64,
+}
+
+impl Rig {
+    /// Moves everything one step: the engine takes commands, the reactor
+    /// takes events, and each peer reads and checks what it was sent.
+    fn pump(&mut self, peers: &mut [&mut Peer]) {
+        loop {
+            let work = self.agent.do_work(self.now) + self.core.poll_events(self.now);
+            if work == 0 {
+                break;
+            }
+        }
+        for peer in peers.iter_mut() {
+            let Some(session) = self.core.session_mut(peer.id) else {
+                continue;
+            };
+            let tx = session.tx_mut();
+            let bytes = tx.begin_send();
+            let n = bytes.len();
+            peer.reader.push(bytes);
+            tx.complete_send(n);
+            while let Some(frame) = peer.reader.next_frame() {
+                let frame = frame.expect("well-formed");
+                let template = match peer.client.receive(frame).expect("tag and seq check") {
+                    GatewayFrame::LogonAck(_) => wire::LogonAck::TEMPLATE_ID,
+                    GatewayFrame::LogonReject(r) => panic!("logon rejected {}", r.reason()),
+                    GatewayFrame::OrderRejected(r) => panic!("order rejected {}", r.reason()),
+                    GatewayFrame::Heartbeat(_) => wire::Heartbeat::TEMPLATE_ID,
+                    GatewayFrame::Terminate(_) => wire::Terminate::TEMPLATE_ID,
+                    GatewayFrame::OrderAccepted(_) => wire::OrderAccepted::TEMPLATE_ID,
+                    GatewayFrame::OrderCanceled(_) => wire::OrderCanceled::TEMPLATE_ID,
+                    GatewayFrame::OrderReplaced(_) => wire::OrderReplaced::TEMPLATE_ID,
+                    GatewayFrame::Fill(_) => wire::Fill::TEMPLATE_ID,
+                    GatewayFrame::MassCancelAck(_) => wire::MassCancelAck::TEMPLATE_ID,
+                };
+                peer.replies[template as usize] += 1;
+            }
+        }
+    }
+
+    fn send(&mut self, peer: &mut Peer, frame: &[u8]) {
+        self.core.on_bytes(peer.id, self.now, frame);
+        self.pump(&mut [peer]);
+    }
+
+    fn logon(&mut self, peer: &mut Peer, nonce_seed: u64, flags: u8) {
+        let mut nonce = [0u8; 16];
+        nonce[..8].copy_from_slice(&nonce_seed.to_le_bytes());
+        let f = peer.client.logon(self.now, nonce, 1000, 1, flags);
+        self.send(peer, &f);
+        assert!(peer.client.is_logged_on());
+    }
+}
+
+fn start() -> Rig {
+    let keys = KeyTable::from_entries(vec![KeyEntry {
+        id: 1,
+        secret: Secret::from_bytes(SECRET),
+        scopes: Scopes::TRADE.union(Scopes::CANCEL),
+        environment: Environment::Production,
+        msgs_per_sec: 10_000_000,
+        burst: 1_000_000,
+    }])
+    .unwrap();
+    let config = GatewayConfig {
+        session_msgs_per_sec: 10_000_000,
+        session_burst: 1_000_000,
+        ..GatewayConfig::default()
+    };
+    let shared = Arc::new(Shared::new(config, keys, [9; 32]));
+    let (command_tx, command_rx) = ring::channel::<Command>(1024);
+    let (event_tx, event_rx) = ring::channel::<Event>(1024);
+    let core = ReactorCore::new(0, shared, 8, command_tx, event_rx);
+    let engine = MatchingEngine::new(EngineConfig {
+        orders_max: 4096,
+        ..EngineConfig::default()
+    });
+    let agent = EngineAgent::new(engine, vec![command_rx], vec![event_tx]);
+    Rig {
+        core,
+        agent,
+        now: T0,
+    }
+}
+
+#[test]
+fn ten_thousand_of_every_client_message_allocate_nothing_after_start_up() {
+    let mut rig = start();
+    let peer_addr = "127.0.0.1".parse().unwrap();
+    // Peer structs (their readers) are client-side start-up.
+    let a_id = rig.core.accept(rig.now, peer_addr).unwrap();
+    let b_id = rig.core.accept(rig.now, peer_addr).unwrap();
+    let mut a = Peer::new(a_id);
+    let mut b = Peer::new(b_id);
+    let mut c = Peer::new(SessionId(0));
+
+    let before = allocations();
+
+    rig.logon(&mut a, u64::MAX, 0);
+    rig.logon(&mut b, u64::MAX - 1, 1);
+    for i in 0..ROUNDS {
+        // Ten virtual milliseconds a round keeps the nonce cache sparse and
+        // the heartbeats of A and B inside their interval.
+        rig.now += 10 * MS;
+        let buy = i * 3 + 1;
+        let f = a.client.seal(
+            wire::NewOrder {
+                seq: 0,
+                cl_ord_id: buy,
+                price: 100,
+                qty: 2,
+                instrument_id: 1,
+                side: 1,
+                ord_type: 1,
+                tif: 0,
+            }
+            .to_bytes(),
+        );
+        rig.send(&mut a, &f);
+        // B sells 1 IOC into it: a Fill to each side.
+        let f = b.client.seal(
+            wire::NewOrder {
+                seq: 0,
+                cl_ord_id: i + 1,
+                price: 100,
+                qty: 1,
+                instrument_id: 1,
+                side: 2,
+                ord_type: 1,
+                tif: 3,
+            }
+            .to_bytes(),
+        );
+        rig.core.on_bytes(b.id, rig.now, &f);
+        rig.pump(&mut [&mut a, &mut b]);
+        let f = a.client.seal(
+            wire::ReplaceOrder {
+                seq: 0,
+                cl_ord_id: buy + 1,
+                orig_cl_ord_id: buy,
+                price: 100,
+                qty: 3,
+                instrument_id: 1,
+            }
+            .to_bytes(),
+        );
+        rig.send(&mut a, &f);
+        let f = a.client.seal(
+            wire::CancelOrder {
+                seq: 0,
+                cl_ord_id: buy + 2,
+                orig_cl_ord_id: buy + 1,
+                instrument_id: 1,
+            }
+            .to_bytes(),
+        );
+        rig.send(&mut a, &f);
+        let f = b.client.seal(
+            wire::MassCancel {
+                seq: 0,
+                cl_ord_id: i + 1,
+                instrument_id: 0,
+                side: 0,
+            }
+            .to_bytes(),
+        );
+        rig.send(&mut b, &f);
+        let f = a.client.seal(wire::Heartbeat { seq: 0 }.to_bytes());
+        rig.send(&mut a, &f);
+        let f = b.client.seal(wire::Heartbeat { seq: 0 }.to_bytes());
+        rig.send(&mut b, &f);
+
+        // C: a whole connection — accept, Logon, Logout, close, release.
+        c.id = rig.core.accept(rig.now, peer_addr).expect("a free slot");
+        c.client = ClientSession::new(1, SECRET);
+        rig.logon(&mut c, i, 1);
+        let f = c.client.seal(wire::Logout { seq: 0, reason: 0 }.to_bytes());
+        rig.send(&mut c, &f);
+        assert!(rig.core.session(c.id).unwrap().wants_close());
+        rig.core.on_closed(c.id, rig.now);
+        rig.pump(&mut [&mut c]); // the cancel-on-disconnect goes through the engine
+        assert!(rig.core.release(c.id));
+        rig.core.run_timers(rig.now);
+    }
+
+    let allocated = allocations() - before;
+
+    use wire::*;
+    let t = |id: u16| id as usize;
+    assert_eq!(a.replies[t(OrderAccepted::TEMPLATE_ID)], ROUNDS);
+    assert_eq!(a.replies[t(Fill::TEMPLATE_ID)], ROUNDS);
+    assert_eq!(a.replies[t(OrderReplaced::TEMPLATE_ID)], ROUNDS);
+    assert_eq!(a.replies[t(OrderCanceled::TEMPLATE_ID)], ROUNDS);
+    assert_eq!(b.replies[t(OrderAccepted::TEMPLATE_ID)], ROUNDS);
+    assert_eq!(b.replies[t(Fill::TEMPLATE_ID)], ROUNDS);
+    assert_eq!(b.replies[t(MassCancelAck::TEMPLATE_ID)], ROUNDS);
+    assert_eq!(c.replies[t(LogonAck::TEMPLATE_ID)], ROUNDS);
+    assert_eq!(c.replies[t(Terminate::TEMPLATE_ID)], ROUNDS);
+    let counters = &rig.core.counters;
+    assert_eq!(counters.logons_accepted, ROUNDS + 2);
+    // 7 messages a round from A and B, 1 Logout from C.
+    assert_eq!(counters.messages_in, ROUNDS * 8);
+    assert_eq!(counters.ring_full, 0);
+    assert_eq!(
+        allocated, 0,
+        "the message path allocated {allocated} times after start-up"
+    );
+}
+
+/// The instrument itself: an allocation inside the measured region is seen.
+/// Without this, a counter that never counts would pass the test above.
+#[test]
+fn the_counter_sees_an_allocation_in_the_measured_region() {
+    let before = allocations();
+    let b = std::hint::black_box(Box::new(7u64));
+    drop(b);
+    assert_eq!(allocations() - before, 1);
+}
