@@ -6,7 +6,8 @@
 //! different writes: they no longer agree on `n`). A small ring forces a lap
 //! every 64 records and constant full/empty transitions.
 
-use std::sync::mpsc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, mpsc};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -50,13 +51,37 @@ fn record(n: u64) -> Command {
 #[track_caller]
 fn check(command: &Command, expected: u64) {
     if *command != record(expected) {
+        let what = if *command == record(command.cl_ord_id) {
+            "a whole record, but the wrong one (lost, duplicated, reordered or stale)"
+        } else {
+            "a torn record (fields from different writes)"
+        };
         panic!(
-            "record {expected}: got {command:?} (cl_ord_id {} says record {}), \
-             want {:?}",
-            command.cl_ord_id,
-            command.cl_ord_id,
+            "record {expected}: got {what}: {command:?}, want {:?}",
             record(expected)
         );
+    }
+}
+
+/// Set when a thread leaves its loop, normally or by a failed assertion, so
+/// the other one stops waiting on the ring: a failure fails the test instead
+/// of leaving its peer spinning forever on a full or empty ring.
+#[derive(Clone, Default)]
+struct Done(Arc<AtomicBool>);
+
+impl Done {
+    fn is_set(&self) -> bool {
+        // Acquire: everything the peer pushed before leaving is visible.
+        self.0.load(Ordering::Acquire)
+    }
+}
+
+/// Sets `Done` when dropped, including on unwind.
+struct SetOnDrop(Done);
+
+impl Drop for SetOnDrop {
+    fn drop(&mut self) {
+        self.0.0.store(true, Ordering::Release);
     }
 }
 
@@ -77,7 +102,8 @@ impl Backoff {
     }
 }
 
-fn produce(mut producer: Producer<Command>) -> u64 {
+fn produce(mut producer: Producer<Command>, me: Done, consumer: Done) -> u64 {
+    let _done = SetOnDrop(me);
     let mut backoff = Backoff(0);
     let mut full = 0u64;
     for n in 0..RECORDS {
@@ -90,6 +116,10 @@ fn produce(mut producer: Producer<Command>) -> u64 {
                     assert_eq!(back.cl_ord_id, n);
                     command = back;
                     full += 1;
+                    if consumer.is_set() {
+                        // The consumer failed; its panic is the report.
+                        return full;
+                    }
                     backoff.wait();
                 }
             }
@@ -100,7 +130,8 @@ fn produce(mut producer: Producer<Command>) -> u64 {
 }
 
 /// Alternates `pop` and `drain` with batch limits 1..=RING_BATCH_MAX.
-fn consume(mut consumer: Consumer<Command>) -> (u64, u64) {
+fn consume(mut consumer: Consumer<Command>, me: Done, producer: Done) -> (u64, u64) {
+    let _done = SetOnDrop(me);
     let mut backoff = Backoff(0);
     let mut expected = 0u64;
     let mut empty = 0u64;
@@ -129,6 +160,11 @@ fn consume(mut consumer: Consumer<Command>) -> (u64, u64) {
         };
         if taken == 0 {
             empty += 1;
+            if producer.is_set() && consumer.is_empty() {
+                // The producer has left and everything it pushed has been
+                // read: the rest was lost (or the producer failed).
+                break;
+            }
             backoff.wait();
         } else {
             backoff.reset();
@@ -144,11 +180,18 @@ fn consume(mut consumer: Consumer<Command>) -> (u64, u64) {
 fn two_threads_lose_duplicate_reorder_or_tear_nothing() {
     let (producer, consumer) = ring::channel::<Command>(CAPACITY);
     let started = Instant::now();
-    let producer = thread::spawn(move || produce(producer));
-    let consumer = thread::spawn(move || consume(consumer));
-    let full = producer.join().expect("producer");
-    let (received, empty) = consumer.join().expect("consumer");
-    assert_eq!(received, RECORDS);
+    let (producer_done, consumer_done) = (Done::default(), Done::default());
+    let producer = {
+        let (me, peer) = (producer_done.clone(), consumer_done.clone());
+        thread::spawn(move || produce(producer, me, peer))
+    };
+    let consumer = thread::spawn(move || consume(consumer, consumer_done, producer_done));
+    // The consumer's panic names the bad record; report it first.
+    let consumed = consumer.join();
+    let full = producer.join();
+    let (received, empty) = consumed.unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+    let full = full.unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+    assert_eq!(received, RECORDS, "records lost");
     eprintln!(
         "{RECORDS} records through {CAPACITY} slots in {:?}: {full} full pushes, {empty} empty reads",
         started.elapsed()
