@@ -130,3 +130,22 @@ const _: () = assert!(LOGON_ADDRESS_SLOTS.is_power_of_two());
 const _: () = assert!(NONCE_CACHE_PROBES_MAX <= NONCE_CACHE_SLOTS);
 const _: () = assert!(INSTRUMENTS_DEFAULT <= INSTRUMENTS_MAX);
 const _: () = assert!(KEEPALIVE_MS_MIN < KEEPALIVE_MS_MAX);
+
+/// Slots of each command ring and each event ring by default. 4096 × 64 B =
+/// 256 KiB per ring. A full command ring answers ENGINE_BUSY; a full event
+/// ring pauses the engine between two steps.
+pub const RING_CAPACITY_DEFAULT: usize = 4096;
+
+/// Provided receive buffers per reactor, and their size. 512 × 4 KiB = 2 MiB
+/// per reactor. A receive that finds none free ends its multishot with
+/// ENOBUFS; the reactor re-arms it once it has recycled buffers (counted).
+pub const RECV_BUFFERS_DEFAULT: u16 = 512;
+pub const RECV_BUFFER_SIZE_DEFAULT: u32 = 4096;
+
+/// Submission queue entries per reactor ring; the completion queue is twice
+/// that. Each turn submits at most one send per session plus re-arms, so
+/// a full queue is flushed early and counted, never dropped.
+pub const URING_ENTRIES_DEFAULT: u32 = 1024;
+
+/// The engine needs this much room in an event ring to finish any step.
+const _: () = assert!(RING_CAPACITY_DEFAULT >= crate::engine::EVENTS_PER_STEP_MAX);

@@ -10,6 +10,7 @@ pub mod auth;
 pub mod client;
 pub mod constants;
 pub mod engine;
+pub mod gateway;
 pub mod limits;
 pub mod reactor;
 pub mod ring;
