@@ -93,6 +93,7 @@ impl Default for GatewaySpec {
 /// What one reactor's io_uring driver did.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct UringCounters {
+    /// Connections taken from the kernel, including those then refused.
     pub accepts: u64,
     /// Connections refused because every session slot was taken.
     pub accepts_refused_full: u64,

@@ -229,7 +229,8 @@ fn logon_ok_then_each_logon_reject_with_its_code() {
     let mut ok = Conn::connect(addr, TRADER);
     ok.logon(0);
 
-    let cases: Vec<(u64, Box<dyn Fn(&mut Conn) -> Vec<u8>>, LR)> = vec![
+    type Case = (u64, Box<dyn Fn(&mut Conn) -> Vec<u8>>, LR);
+    let cases: Vec<Case> = vec![
         (
             999,
             Box::new(|c: &mut Conn| c.logon_frame(0, 1, 1000).to_vec()),
