@@ -110,14 +110,20 @@ fn a_thousand_connects_and_a_thousand_garbage_connections_leak_nothing() {
     for i in 0..1000 {
         cycle(true, i);
     }
+    // A sentinel whose reply proves the gateway has accepted every earlier
+    // connection (one listener, accepted in order).
+    cycle(true, 0);
     let fds_after = settle(fds_before);
     let rss_after = rss_kib();
     let report = gw.shutdown();
     let r = &report.reactors[0];
     eprintln!(
         "churn: fds {fds_before} -> {fds_after}; rss {rss_before} KiB -> {rss_after} KiB; \
-         accepts {}; refused full {}; malformed {}",
-        r.uring.accepts, r.uring.accepts_refused_full, r.counters.logon_rejects[9]
+         accepts {}; refused full {}; malformed {}; logon timeouts {}",
+        r.uring.accepts,
+        r.uring.accepts_refused_full,
+        r.counters.logon_rejects[9],
+        r.counters.logon_timeouts
     );
     assert_eq!(fds_after, fds_before, "descriptors leaked");
     // Every buffer is preallocated; allow a little allocator noise.
@@ -126,7 +132,7 @@ fn a_thousand_connects_and_a_thousand_garbage_connections_leak_nothing() {
         "memory grew from {rss_before} KiB to {rss_after} KiB"
     );
     assert_eq!(
-        r.uring.accepts, 2100,
+        r.uring.accepts, 2101,
         "every connection accepted, slot or not"
     );
     assert_eq!(
