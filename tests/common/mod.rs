@@ -76,6 +76,7 @@ pub fn shared() -> Shared {
 
 pub struct Pair<'s> {
     pub shared: &'s Shared,
+    pub keys: std::sync::Arc<ordergate::session::KeySet>,
     pub session: Session,
     pub client: ClientSession,
     pub commands: Vec<Command>,
@@ -99,6 +100,7 @@ impl<'s> Pair<'s> {
         let mut session = Session::new_slot();
         session.open(SessionId::new(0, 1, 1), peer, now, shared);
         Pair {
+            keys: shared.key_set(),
             shared,
             session,
             client: ClientSession::new(key_id, SECRET),
@@ -114,6 +116,7 @@ impl<'s> Pair<'s> {
         let mut io = Io {
             now: self.now,
             shared: self.shared,
+            keys: &self.keys,
             commands: &mut self.commands,
             counters: &mut self.counters,
         };
@@ -124,6 +127,7 @@ impl<'s> Pair<'s> {
         let mut io = Io {
             now: self.now,
             shared: self.shared,
+            keys: &self.keys,
             commands: &mut self.commands,
             counters: &mut self.counters,
         };
@@ -134,6 +138,7 @@ impl<'s> Pair<'s> {
         let mut io = Io {
             now: self.now,
             shared: self.shared,
+            keys: &self.keys,
             commands: &mut self.commands,
             counters: &mut self.counters,
         };
@@ -144,6 +149,7 @@ impl<'s> Pair<'s> {
         let mut io = Io {
             now: self.now,
             shared: self.shared,
+            keys: &self.keys,
             commands: &mut self.commands,
             counters: &mut self.counters,
         };
