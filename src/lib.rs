@@ -8,6 +8,7 @@
 
 pub mod auth;
 pub mod client;
+pub mod config;
 pub mod constants;
 pub mod engine;
 pub mod gateway;
