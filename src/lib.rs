@@ -7,6 +7,7 @@
 #![deny(unsafe_op_in_unsafe_fn)]
 
 pub mod auth;
+pub mod cli;
 pub mod client;
 pub mod config;
 pub mod constants;
