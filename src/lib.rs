@@ -7,7 +7,9 @@
 #![deny(unsafe_op_in_unsafe_fn)]
 
 pub mod auth;
+pub mod cli;
 pub mod client;
+pub mod config;
 pub mod constants;
 pub mod engine;
 pub mod gateway;
