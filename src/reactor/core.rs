@@ -159,7 +159,10 @@ impl ReactorCore {
             let Some(key_id) = session.key_id() else {
                 continue;
             };
-            let usable = keys.table.get(key_id).filter(|(_, e)| key_usable(e, now));
+            let usable = keys
+                .table
+                .get(key_id)
+                .filter(|(_, e)| !keys.is_revoked(key_id) && key_usable(e, now));
             match usable {
                 Some((index, _)) => session.rebind_key(index, keys.state(index)),
                 None => {

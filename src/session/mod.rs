@@ -480,6 +480,9 @@ impl Session {
             shared.guard.record_failure(now, &self.peer);
             return self.logon_reject(io, LogonRejectReason::AUTH_FAILED);
         };
+        if keyset.is_revoked(entry.id) {
+            return self.logon_reject(io, LogonRejectReason::KEY_DISABLED);
+        }
         let keepalive_ms = logon.keepalive_ms();
         let flags = logon.flags();
         let Some(environment) = Environment::from_wire(logon.environment()) else {

@@ -61,7 +61,11 @@ pub struct KeyState {
 /// One generation of the key table with each key's run-time state. Reactors
 /// hold an `Arc` of the generation they use and switch between turns.
 pub struct KeySet {
-    pub table: KeyTable,
+    pub table: Arc<KeyTable>,
+    /// Keys revoked at run time (`admin revoke`/`kill`), sorted. An overlay
+    /// on the table that every later generation keeps: a reload cannot bring
+    /// a revoked key back within the run.
+    revoked: Box<[u64]>,
     states: Box<[KeyState]>,
     /// Generation number: 1 at start-up, +1 per reload or revocation.
     pub epoch: u64,
@@ -70,7 +74,12 @@ pub struct KeySet {
 impl KeySet {
     /// The next generation: `table`'s keys, keeping the rate cell and the
     /// session count of every key id that `previous` also had.
-    pub fn new(table: KeyTable, previous: Option<&KeySet>, epoch: u64) -> KeySet {
+    pub fn new(
+        table: Arc<KeyTable>,
+        revoked: Box<[u64]>,
+        previous: Option<&KeySet>,
+        epoch: u64,
+    ) -> KeySet {
         let states = table
             .iter()
             .map(|(_, e)| {
@@ -84,9 +93,16 @@ impl KeySet {
             .collect();
         KeySet {
             table,
+            revoked,
             states,
             epoch,
         }
+    }
+
+    /// Whether `key_id` was revoked at run time.
+    #[inline]
+    pub fn is_revoked(&self, key_id: u64) -> bool {
+        self.revoked.binary_search(&key_id).is_ok()
     }
 
     #[inline]
@@ -130,7 +146,7 @@ impl Shared {
                 config.logon_lockout_window_ns,
             ),
             config,
-            keys: Mutex::new(Arc::new(KeySet::new(keys, None, 1))),
+            keys: Mutex::new(Arc::new(KeySet::new(Arc::new(keys), Box::new([]), None, 1))),
             keys_epoch: AtomicU64::new(1),
             applied: (0..REACTORS_MAX).map(|_| AtomicU64::new(1)).collect(),
             nonce_prf: prf,
@@ -157,9 +173,46 @@ impl Shared {
     pub fn publish_keys(&self, table: KeyTable) -> u64 {
         let mut current = self.keys.lock().unwrap_or_else(|e| e.into_inner());
         let epoch = current.epoch + 1;
-        *current = Arc::new(KeySet::new(table, Some(&current), epoch));
+        let revoked = current.revoked.clone();
+        *current = Arc::new(KeySet::new(Arc::new(table), revoked, Some(&current), epoch));
         self.keys_epoch.store(epoch, Ordering::Release);
         epoch
+    }
+
+    /// Revokes `key_id` for the rest of the run: its sessions end
+    /// (Terminate KEY_REVOKED, orders canceled KEY_REVOKED) and its logons
+    /// are refused KEY_DISABLED. Returns the new generation number, or None
+    /// if it was already revoked.
+    pub fn revoke_key(&self, key_id: u64) -> Option<u64> {
+        let mut current = self.keys.lock().unwrap_or_else(|e| e.into_inner());
+        let mut revoked = current.revoked.to_vec();
+        let at = revoked.binary_search(&key_id).err()?;
+        revoked.insert(at, key_id);
+        let epoch = current.epoch + 1;
+        let table = current.table.clone();
+        *current = Arc::new(KeySet::new(table, revoked.into(), Some(&current), epoch));
+        self.keys_epoch.store(epoch, Ordering::Release);
+        Some(epoch)
+    }
+
+    /// Waits until reactors `0..reactors` all use generation `epoch`, up to
+    /// `timeout`. Returns how long it took from the call, or None on timeout.
+    pub fn wait_keys_applied(
+        &self,
+        reactors: usize,
+        epoch: u64,
+        timeout: std::time::Duration,
+    ) -> Option<std::time::Duration> {
+        let start = std::time::Instant::now();
+        loop {
+            if self.keys_applied(reactors, epoch) {
+                return Some(start.elapsed());
+            }
+            if start.elapsed() > timeout {
+                return None;
+            }
+            std::hint::spin_loop();
+        }
     }
 
     /// Reactor `reactor` now uses generation `epoch`.

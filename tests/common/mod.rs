@@ -2,6 +2,8 @@
 //! a virtual clock. No sockets.
 #![allow(dead_code)]
 
+pub mod net;
+
 use std::net::IpAddr;
 
 use ordergate::auth::keys::{KeyEntry, KeyTable};
