@@ -31,7 +31,7 @@ use std::time::{Duration, Instant};
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use hdrhistogram::Histogram;
-use signal_hook::consts::{SIGINT, SIGTERM};
+use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
 
 use crate::auth::keys::{KeyTable, MSGS_PER_SEC_MAX};
@@ -89,6 +89,37 @@ pub enum Command {
     Demo(DemoArgs),
     /// Send signed order traffic to a running gateway and report latency and rejects
     Load(LoadArgs),
+    /// Control a running gateway through its admin socket
+    Admin(AdminArgs),
+}
+
+/// `ordergate admin`.
+#[derive(Clone, Debug, PartialEq, Eq, Args)]
+pub struct AdminArgs {
+    /// The gateway's admin socket
+    #[arg(long, value_name = "PATH", default_value = crate::admin::ADMIN_SOCKET_DEFAULT)]
+    pub socket: PathBuf,
+    #[command(subcommand)]
+    pub action: AdminAction,
+}
+
+/// What `ordergate admin` asks.
+#[derive(Clone, Debug, PartialEq, Eq, Subcommand)]
+pub enum AdminAction {
+    /// Re-read the keys file (also SIGHUP); an invalid file keeps the old table
+    Reload,
+    /// Revoke a key for the rest of the run: its sessions end, its orders are canceled
+    Revoke {
+        /// Key id
+        key: u64,
+    },
+    /// The kill switch: revoke the key, end every session of it, cancel all its orders
+    Kill {
+        /// Key id
+        key: u64,
+    },
+    /// List each key's live sessions
+    Sessions,
 }
 
 /// `ordergate serve`.
@@ -106,6 +137,9 @@ pub struct ServeArgs {
     /// What a reactor does after a turn without work [overrides `reactors.idle`; default busy-spin]
     #[arg(long, value_enum, value_name = "IDLE")]
     pub idle: Option<IdleArg>,
+    /// Admin socket for `ordergate admin` (created mode 0600)
+    #[arg(long, value_name = "PATH", default_value = crate::admin::ADMIN_SOCKET_DEFAULT)]
+    pub admin_socket: PathBuf,
 }
 
 /// `--idle`.
@@ -180,6 +214,33 @@ pub fn main() -> ExitCode {
         Command::Serve(args) => serve(&args),
         Command::Demo(args) => run_demo(args),
         Command::Load(args) => run_load(args),
+        Command::Admin(args) => run_admin(&args),
+    }
+}
+
+fn run_admin(args: &AdminArgs) -> ExitCode {
+    let line = match &args.action {
+        AdminAction::Reload => "reload".to_string(),
+        AdminAction::Revoke { key } => format!("revoke {key}"),
+        AdminAction::Kill { key } => format!("kill {key}"),
+        AdminAction::Sessions => "sessions".to_string(),
+    };
+    match crate::admin::request(&args.socket, &line) {
+        Ok(answer) => {
+            print!("{answer}");
+            if answer.lines().last().is_some_and(|l| l.starts_with("ok")) {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(EXIT_FAILURE)
+            }
+        }
+        Err(e) => fail(
+            EXIT_FAILURE,
+            format!(
+                "cannot reach the admin socket {}: {e}",
+                args.socket.display()
+            ),
+        ),
     }
 }
 
@@ -305,9 +366,14 @@ fn serve(args: &ServeArgs) -> ExitCode {
     // Caught from before the start, so that a signal during it is kept
     // and acted on once the gateway runs (rather than killing it half
     // started).
-    let signals = match Signals::new([SIGINT, SIGTERM]) {
+    let signals = match Signals::new([SIGINT, SIGTERM, SIGHUP]) {
         Ok(signals) => signals,
-        Err(e) => return fail(EXIT_FAILURE, format!("cannot catch SIGINT/SIGTERM: {e}")),
+        Err(e) => {
+            return fail(
+                EXIT_FAILURE,
+                format!("cannot catch SIGINT/SIGTERM/SIGHUP: {e}"),
+            );
+        }
     };
     let shape = describe(&plan.spec);
     let gateway = match Gateway::start(plan.spec, keys) {
@@ -317,11 +383,33 @@ fn serve(args: &ServeArgs) -> ExitCode {
     let started = Instant::now();
     println!("ordergate serving on {} ({shape})", gateway.local_addr());
 
+    let admin = match crate::admin::AdminServer::start(
+        &args.admin_socket,
+        gateway.control(),
+        Some(plan.keys.clone()),
+    ) {
+        Ok(admin) => admin,
+        Err(e) => {
+            let report = gateway.shutdown();
+            print!("{}", summary(&report, started.elapsed()));
+            return fail(
+                EXIT_FAILURE,
+                format!(
+                    "cannot open the admin socket {}: {e}",
+                    args.admin_socket.display()
+                ),
+            );
+        }
+    };
+    println!("admin socket {}", admin.path().display());
+
     let signals_handle = signals.handle();
     let stop = gateway.stop_handle();
+    let control = gateway.control();
+    let keys_path = plan.keys.clone();
     let watcher = std::thread::Builder::new()
         .name("ordergate-signals".into())
-        .spawn(move || watch_signals(signals, stop));
+        .spawn(move || watch_signals(signals, stop, control, keys_path));
     let watcher = match watcher {
         Ok(watcher) => watcher,
         Err(e) => {
@@ -331,6 +419,7 @@ fn serve(args: &ServeArgs) -> ExitCode {
         }
     };
     let report = gateway.wait();
+    drop(admin);
     signals_handle.close();
     let _ = watcher.join();
     print!("{}", summary(&report, started.elapsed()));
@@ -338,10 +427,22 @@ fn serve(args: &ServeArgs) -> ExitCode {
 }
 
 /// The first SIGINT/SIGTERM stops the gateway; a second exits at once.
-/// Returns when `signals` is closed.
-fn watch_signals(mut signals: Signals, stop: StopHandle) {
+/// SIGHUP re-reads the keys file. Returns when `signals` is closed.
+fn watch_signals(
+    mut signals: Signals,
+    stop: StopHandle,
+    control: crate::gateway::GatewayControl,
+    keys_path: PathBuf,
+) {
     let mut stopping = false;
     for signal in signals.forever() {
+        if signal == SIGHUP {
+            eprintln!(
+                "ordergate: SIGHUP: {}",
+                crate::admin::execute("reload", &control, Some(&keys_path)).trim_end()
+            );
+            continue;
+        }
         let name = if signal == SIGINT {
             "SIGINT"
         } else {
@@ -576,6 +677,7 @@ mod tests {
                 keys: Some("k.toml".into()),
                 config: Some("c.toml".into()),
                 idle: Some(IdleArg::Backoff),
+                admin_socket: crate::admin::ADMIN_SOCKET_DEFAULT.into(),
             }
         );
         let Command::Serve(args) = cli(&["serve"]).unwrap() else {
@@ -717,6 +819,7 @@ mod tests {
             keys: None,
             config: Some(path.clone()),
             idle: None,
+            admin_socket: crate::admin::ADMIN_SOCKET_DEFAULT.into(),
         };
         let plan = plan_serve(&from_file, None).unwrap();
         assert_eq!(plan.keys, dir.join("k.toml"));
@@ -729,6 +832,7 @@ mod tests {
             keys: Some("/other/keys.toml".into()),
             config: Some(path.clone()),
             idle: Some(IdleArg::BusySpin),
+            admin_socket: crate::admin::ADMIN_SOCKET_DEFAULT.into(),
         };
         let plan = plan_serve(&over, None).unwrap();
         assert_eq!(plan.keys, PathBuf::from("/other/keys.toml"));
@@ -751,6 +855,7 @@ mod tests {
             keys: None,
             config: None,
             idle: None,
+            admin_socket: crate::admin::ADMIN_SOCKET_DEFAULT.into(),
         };
         let e = plan_serve(&bare, None).unwrap_err();
         assert!(e.contains("--keys"), "{e}");
