@@ -11,6 +11,7 @@ pub mod client;
 pub mod constants;
 pub mod engine;
 pub mod gateway;
+pub mod journal;
 pub mod limits;
 pub mod reactor;
 pub mod ring;
