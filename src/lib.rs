@@ -14,6 +14,7 @@ pub mod config;
 pub mod constants;
 pub mod engine;
 pub mod gateway;
+pub mod journal;
 pub mod limits;
 pub mod reactor;
 pub mod ring;
