@@ -116,12 +116,14 @@ fn pipeline(c: &mut Criterion) {
     const BATCH: usize = 1024;
     let (mut sink, mut engine_side) = ordergate::ring::channel::<Command>(2 * BATCH);
     let keys = shared.key_set();
+    let mut audit = ordergate::session::Audit::disabled();
     let mut io = Io {
         now: T0,
         shared: &shared,
         keys: &keys,
         commands: &mut sink,
         counters: &mut counters,
+        audit: &mut audit,
     };
     session.handle_bytes(&mut io, &logon);
     let mut out = Vec::new();

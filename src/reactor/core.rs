@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use crate::engine::{Command, Event, Nanos, SessionId};
 use crate::ring::{Consumer, Producer};
-use crate::session::{CommandSink, Counters, Io, KeySet, Session, Shared};
+use crate::session::{Audit, CommandSink, Counters, Io, KeySet, Session, Shared};
 use crate::wire::codes::{LogonRejectReason, TerminateReason};
 use crate::wire::{self};
 
@@ -42,6 +42,8 @@ pub struct ReactorCore {
     commands: Producer<Command>,
     events: Consumer<Event>,
     pub counters: Counters,
+    /// This reactor's audit ring to the journal thread.
+    pub audit: Audit,
 }
 
 impl ReactorCore {
@@ -67,6 +69,7 @@ impl ReactorCore {
             commands,
             events,
             counters: Counters::default(),
+            audit: Audit::disabled(),
         }
     }
 
@@ -122,6 +125,7 @@ impl ReactorCore {
             keys: &self.keys,
             commands: &mut self.commands,
             counters: &mut self.counters,
+            audit: &mut self.audit,
         };
         f(session, &mut io);
         mark(&mut self.dirty, &mut self.dirty_mark, id.slot());
@@ -172,6 +176,7 @@ impl ReactorCore {
                         keys: &keys,
                         commands: &mut self.commands,
                         counters: &mut self.counters,
+                        audit: &mut self.audit,
                     };
                     session.revoke(&mut io);
                     self.counters.revocations += 1;
@@ -211,6 +216,7 @@ impl ReactorCore {
             keys: &self.keys,
             commands: &mut self.commands,
             counters: &mut self.counters,
+            audit: &mut self.audit,
         };
         let mut undeliverable = 0;
         let n = self
@@ -239,6 +245,7 @@ impl ReactorCore {
                     keys: &self.keys,
                     commands: &mut self.commands,
                     counters: &mut self.counters,
+                    audit: &mut self.audit,
                 };
                 session.handle_timeout(&mut io);
                 mark(&mut self.dirty, &mut self.dirty_mark, slot as u16);

@@ -60,6 +60,7 @@ use crate::auth::session_keys::{SessionKeys, verify_logon};
 use crate::auth::tag::TagKey;
 use crate::constants::{KEEPALIVE_MS_MAX, KEEPALIVE_MS_MIN, RX_PARTIAL_MAX, TX_REPLY_RESERVE};
 use crate::engine::{Command, CommandKind, Event, EventKind, EventReason, Nanos, SessionId};
+use crate::journal::{AuditEvent, AuditSink, JournalHealth, from_ip};
 use crate::limits::{Class, LocalCell, NonceRefusal, Rate, admit};
 use crate::wire::codes::{
     CancelReason, Environment, LogonRejectReason, RejectReason, Scopes, TerminateReason,
@@ -99,6 +100,55 @@ pub struct Io<'a, S: CommandSink> {
     pub keys: &'a KeySet,
     pub commands: &'a mut S,
     pub counters: &'a mut Counters,
+    /// Where security events go: the reactor's audit ring.
+    pub audit: &'a mut Audit,
+}
+
+/// A reactor's link to the audit journal: its audit ring and the journal's
+/// health. Disabled (no journal) in tests and the demo.
+#[derive(Default)]
+pub struct Audit {
+    sink: Option<AuditSink>,
+    health: Option<std::sync::Arc<JournalHealth>>,
+}
+
+impl Audit {
+    pub fn new(sink: AuditSink, health: std::sync::Arc<JournalHealth>) -> Audit {
+        Audit {
+            sink: Some(sink),
+            health: Some(health),
+        }
+    }
+
+    /// No journal: events are not recorded and logons are never refused
+    /// for it.
+    pub fn disabled() -> Audit {
+        Audit::default()
+    }
+
+    /// Pushes one event (a full ring is counted and later reported as a
+    /// Gap record, never silently lost). No allocation, no syscall.
+    #[inline]
+    pub fn record(&mut self, event: AuditEvent) {
+        if let Some(sink) = &mut self.sink {
+            sink.record(event);
+        }
+    }
+
+    /// Whether new logons may be admitted: the journal is writing (fail
+    /// closed otherwise).
+    #[inline]
+    pub fn healthy(&self) -> bool {
+        self.health.as_ref().is_none_or(|h| h.is_healthy())
+    }
+
+    /// Reports events dropped to a full ring as a Gap record, once there is
+    /// room. Call on idle turns.
+    pub fn flush_gap(&mut self, now: Nanos, reactor: u16) {
+        if let Some(sink) = &mut self.sink {
+            sink.flush_gap(now, reactor);
+        }
+    }
 }
 
 /// `cl_ord_id` of the `CancelForRevocation` a revoked session sends; the
@@ -179,6 +229,8 @@ pub struct Session {
     cod_pending: bool,
     /// A `CancelForRevocation` that found the ring full.
     revoke_pending: bool,
+    /// The key id a Logon named (for the audit record of its refusal).
+    logon_key_id: u64,
     partial: [u8; RX_PARTIAL_MAX],
     /// Bytes of `partial` holding the start of a split frame.
     partial_len: usize,
@@ -197,6 +249,7 @@ impl Session {
             last_tx: 0,
             cod_pending: false,
             revoke_pending: false,
+            logon_key_id: 0,
             partial: [0; RX_PARTIAL_MAX],
             partial_len: 0,
             tx: TxBuffer::default(),
@@ -219,6 +272,7 @@ impl Session {
         self.last_tx = now;
         self.cod_pending = false;
         self.revoke_pending = false;
+        self.logon_key_id = 0;
         self.partial_len = 0;
         self.tx.clear();
     }
@@ -468,6 +522,11 @@ impl Session {
     fn handle_logon<S: CommandSink>(&mut self, io: &mut Io<'_, S>, logon: wire::LogonView<'_>) {
         let shared = io.shared;
         let now = io.now;
+        self.logon_key_id = logon.key_id();
+        if !io.audit.healthy() {
+            // Fail closed: nothing is admitted that could not be recorded.
+            return self.logon_reject(io, LogonRejectReason::SESSION_LIMIT);
+        }
         if shared.guard.check(now, &self.peer).is_err() {
             return self.logon_reject(io, LogonRejectReason::THROTTLED);
         }
@@ -477,7 +536,14 @@ impl Session {
         let secret = entry.map_or(shared.decoy_secret(), |(_, e)| e.secret.expose());
         let signature_ok = verify_logon(secret, logon.bytes());
         let Some((key, entry)) = entry.filter(|_| signature_ok) else {
-            shared.guard.record_failure(now, &self.peer);
+            if shared.guard.record_failure(now, &self.peer) {
+                io.audit.record(AuditEvent::lockout(
+                    now,
+                    self.id.reactor(),
+                    from_ip(self.peer),
+                    shared.config.logon_failures_max,
+                ));
+            }
             return self.logon_reject(io, LogonRejectReason::AUTH_FAILED);
         };
         if keyset.is_revoked(entry.id) {
@@ -532,6 +598,12 @@ impl Session {
         self.state = State::Active;
         self.last_rx = now;
         io.counters.logons_accepted += 1;
+        io.audit.record(AuditEvent::logon_accepted(
+            now,
+            self.id,
+            entry.id,
+            from_ip(self.peer),
+        ));
         let ack = wire::LogonAck {
             session_id: self.id.0,
             server_time_ns: now,
@@ -634,6 +706,14 @@ impl Session {
         ) {
             auth.throttled_run += 1;
             if auth.throttled_run >= shared.config.throttle_breach_run {
+                let (key_id, run) = (auth.key_id, auth.throttled_run);
+                io.audit.record(AuditEvent::throttle_breach(
+                    io.now,
+                    self.id,
+                    key_id,
+                    from_ip(self.peer),
+                    run,
+                ));
                 return self.terminate(io, TerminateReason::THROTTLE_BREACH);
             }
             return self.reject(
@@ -759,6 +839,14 @@ impl Session {
             return;
         }
         io.counters.terminates[reason.wire() as usize] += 1;
+        let key_id = self.auth.as_ref().map_or(0, |a| a.key_id);
+        io.audit.record(AuditEvent::terminated(
+            io.now,
+            self.id,
+            key_id,
+            from_ip(self.peer),
+            reason,
+        ));
         self.send_tagged::<{ wire::TERMINATE_SIZE }, S>(io, |seq, buf| {
             wire::Terminate {
                 seq,
@@ -818,6 +906,13 @@ impl Session {
 
     fn logon_reject<S: CommandSink>(&mut self, io: &mut Io<'_, S>, reason: LogonRejectReason) {
         io.counters.logon_rejects[reason.wire() as usize] += 1;
+        io.audit.record(AuditEvent::logon_rejected(
+            io.now,
+            self.id,
+            self.logon_key_id,
+            from_ip(self.peer),
+            reason,
+        ));
         if let Some(buf) = self.tx.frame::<{ wire::LOGON_REJECT_SIZE }>() {
             wire::LogonReject {
                 reason: reason.wire(),

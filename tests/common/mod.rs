@@ -83,6 +83,7 @@ pub struct Pair<'s> {
     pub client: ClientSession,
     pub commands: Vec<Command>,
     pub counters: Counters,
+    pub audit: ordergate::session::Audit,
     pub now: u64,
     reader: FrameReader,
     nonce: u8,
@@ -108,6 +109,7 @@ impl<'s> Pair<'s> {
             client: ClientSession::new(key_id, SECRET),
             commands: Vec::with_capacity(ring),
             counters: Counters::default(),
+            audit: ordergate::session::Audit::disabled(),
             now,
             reader: FrameReader::new(1 << 20),
             nonce: 0,
@@ -121,6 +123,7 @@ impl<'s> Pair<'s> {
             keys: &self.keys,
             commands: &mut self.commands,
             counters: &mut self.counters,
+            audit: &mut self.audit,
         };
         self.session.handle_bytes(&mut io, bytes);
     }
@@ -132,6 +135,7 @@ impl<'s> Pair<'s> {
             keys: &self.keys,
             commands: &mut self.commands,
             counters: &mut self.counters,
+            audit: &mut self.audit,
         };
         self.session.handle_event(&mut io, e);
     }
@@ -143,6 +147,7 @@ impl<'s> Pair<'s> {
             keys: &self.keys,
             commands: &mut self.commands,
             counters: &mut self.counters,
+            audit: &mut self.audit,
         };
         self.session.handle_timeout(&mut io);
     }
@@ -154,6 +159,7 @@ impl<'s> Pair<'s> {
             keys: &self.keys,
             commands: &mut self.commands,
             counters: &mut self.counters,
+            audit: &mut self.audit,
         };
         self.session.on_transport_closed(&mut io);
     }
