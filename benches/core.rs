@@ -86,14 +86,16 @@ fn stages(c: &mut Criterion) {
 }
 
 fn pipeline(c: &mut Criterion) {
-    let keys = KeyTable::from_entries(vec![KeyEntry {
-        id: 1,
-        secret: Secret::from_bytes([0x42; 32]),
-        scopes: Scopes::TRADE.union(Scopes::CANCEL),
-        environment: Environment::Production,
-        msgs_per_sec: 10_000_000,
-        burst: 1_000_000,
-    }])
+    let keys = KeyTable::from_entries(vec![
+        KeyEntry::new(
+            1,
+            Secret::from_bytes([0x42; 32]),
+            Scopes::TRADE.union(Scopes::CANCEL),
+            Environment::Production,
+        )
+        .with_rate(10_000_000, 1_000_000)
+        .allow_any(),
+    ])
     .unwrap();
     let config = GatewayConfig {
         session_msgs_per_sec: 10_000_000,

@@ -874,14 +874,7 @@ mod tests {
     }
 
     fn key(id: u64, environment: Environment) -> KeyEntry {
-        KeyEntry {
-            id,
-            secret: Secret::from_bytes([7; 32]),
-            scopes: Scopes::TRADE,
-            environment,
-            msgs_per_sec: 10,
-            burst: 10,
-        }
+        KeyEntry::new(id, Secret::from_bytes([7; 32]), Scopes::TRADE, environment).with_rate(10, 10)
     }
 
     #[test]

@@ -35,7 +35,7 @@ pub const TX_BUFFER_SIZE: usize = 64 * 1024;
 /// written.
 pub const TX_REPLY_RESERVE: usize = wire::ORDER_REJECTED_SIZE + wire::TERMINATE_SIZE;
 
-/// API keys a gateway can hold. Each key costs one `KeyEntry` (~128 bytes)
+/// API keys a gateway can hold. Each key costs one `KeyEntry` (~152 bytes)
 /// and a shared rate-limit cell; 4096 is far beyond any venue's member count.
 pub const KEYS_MAX: usize = 4096;
 

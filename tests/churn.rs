@@ -50,14 +50,16 @@ fn quiesce() -> usize {
 
 #[test]
 fn a_thousand_connects_and_a_thousand_garbage_connections_leak_nothing() {
-    let keys = KeyTable::from_entries(vec![KeyEntry {
-        id: 1,
-        secret: Secret::from_bytes([1; 32]),
-        scopes: Scopes::TRADE,
-        environment: Environment::Production,
-        msgs_per_sec: 1000,
-        burst: 100,
-    }])
+    let keys = KeyTable::from_entries(vec![
+        KeyEntry::new(
+            1,
+            Secret::from_bytes([1; 32]),
+            Scopes::TRADE,
+            Environment::Production,
+        )
+        .with_rate(1000, 100)
+        .allow_any(),
+    ])
     .unwrap();
     let spec = GatewaySpec {
         engine_config: EngineConfig {

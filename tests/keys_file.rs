@@ -1,17 +1,29 @@
-//! `KeyTable::load` against real files: permissions, reading, and that the
-//! errors name the file and never the secret.
+//! `KeyTable::load` against real files: permissions, reading, every field
+//! of an entry, and that the errors name the file and the key and never a
+//! secret.
 
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use ordergate::auth::keys::{KEYS_FILE_SIZE_MAX, KeyIndex, KeyTable, KeysError, KeysErrorKind};
-use ordergate::auth::secret::SecretError;
+use std::net::IpAddr;
+use std::num::{NonZeroU32, NonZeroU64};
+
+use ordergate::auth::keys::{
+    KEYS_FILE_SIZE_MAX, KeyIndex, KeyTable, KeyWarningKind, KeysError, KeysErrorKind,
+    new_key_entry_toml,
+};
+use ordergate::auth::policy::{
+    CidrError, KeyDisabled, KeyStatus, RiskReject, TimestampError, parse_rfc3339,
+};
+use ordergate::auth::secret::{Secret, SecretError};
 use ordergate::constants::{BURST_DEFAULT, KEYS_MAX, MSGS_PER_SEC_DEFAULT};
 use ordergate::wire::codes::{Environment, Scopes};
 
 const SECRET: &str = "5eC7e75eC7e75eC7e75eC7e75eC7e75eC7e75eC7e75eC7e75eC7e75eC7e75eC7";
+/// The `secret_next` of rotating keys, as recognisable.
+const NEXT: &str = "babe5eedbabe5eedbabe5eedbabe5eedbabe5eedbabe5eedbabe5eedbabe5eed";
 
 /// A file under the temp dir with a name no other test or process uses,
 /// removed on drop.
@@ -51,12 +63,13 @@ fn entry(id: u64) -> String {
 
 fn assert_no_secret(text: &str) {
     let lower = text.to_lowercase();
-    let secret = SECRET.to_lowercase();
-    for start in 0..=secret.len() - 8 {
-        assert!(
-            !lower.contains(&secret[start..start + 8]),
-            "secret leaked into: {text}"
-        );
+    for secret in [SECRET.to_lowercase(), NEXT.to_owned()] {
+        for start in 0..=secret.len() - 8 {
+            assert!(
+                !lower.contains(&secret[start..start + 8]),
+                "secret leaked into: {text}"
+            );
+        }
     }
 }
 
@@ -75,6 +88,7 @@ fn check_refusal(err: &KeysError, path: &Path) {
     assert_eq!(err.origin(), path.display().to_string());
     assert_no_secret(&display);
     assert_no_secret(&format!("{err:?}"));
+    assert_no_secret(&format!("{err:#?}"));
 }
 
 #[test]
@@ -230,6 +244,142 @@ fn every_refusal_names_the_file_and_the_key_and_not_the_secret() {
             matches!(k, KeysErrorKind::OutOfRange { field: "burst", .. })
         }),
         (
+            "next-length",
+            with(&format!("secret_next = \"{}\"\n", &NEXT[..60])),
+            |k| {
+                matches!(
+                    k,
+                    KeysErrorKind::SecretNext(SecretError::Length { found: 60 })
+                )
+            },
+        ),
+        (
+            "next-char",
+            with(&format!("secret_next = \"{}x\"\n", &NEXT[..63])),
+            |k| {
+                matches!(
+                    k,
+                    KeysErrorKind::SecretNext(SecretError::NotHex { position: 64 })
+                )
+            },
+        ),
+        (
+            "next-same",
+            with(&format!("secret_next = \"{}\"\n", SECRET.to_lowercase())),
+            |k| matches!(k, KeysErrorKind::SecretNextSameAsSecret),
+        ),
+        (
+            "cidr-address",
+            with("allow = [\"10.0.0.0/8\", \"300.0.0.0/8\"]\n"),
+            |k| {
+                matches!(
+                    k,
+                    KeysErrorKind::BadCidr { item: 2, text: Some(t), problem: CidrError::BadAddress }
+                        if t == "300.0.0.0/8"
+                )
+            },
+        ),
+        ("cidr-prefix", with("allow = [\"2001:db8::/200\"]\n"), |k| {
+            matches!(
+                k,
+                KeysErrorKind::BadCidr {
+                    item: 1,
+                    problem: CidrError::PrefixTooLong {
+                        prefix_len: 200,
+                        max: 128
+                    },
+                    ..
+                }
+            )
+        }),
+        (
+            "cidr-host-bits",
+            with("allow = [\"192.0.2.1/24\"]\n"),
+            |k| {
+                matches!(
+                    k,
+                    KeysErrorKind::BadCidr {
+                        problem: CidrError::HostBitsSet { .. },
+                        ..
+                    }
+                )
+            },
+        ),
+        (
+            "cidr-secret",
+            with(&format!("allow = [\"{SECRET}\"]\n")),
+            |k| matches!(k, KeysErrorKind::BadCidr { text: None, .. }),
+        ),
+        ("allow-empty", with("allow = []\n"), |k| {
+            matches!(k, KeysErrorKind::EmptyAllow)
+        }),
+        (
+            "date",
+            with("not_after = \"2027-02-29T00:00:00Z\"\n"),
+            |k| {
+                matches!(
+                    k,
+                    KeysErrorKind::BadTimestamp {
+                        field: "not_after",
+                        problem: TimestampError::NoSuchDay {
+                            year: 2027,
+                            month: 2,
+                            day: 29
+                        }
+                    }
+                )
+            },
+        ),
+        ("date-shape", with("not_before = \"23/11/2026\"\n"), |k| {
+            matches!(
+                k,
+                KeysErrorKind::BadTimestamp {
+                    field: "not_before",
+                    problem: TimestampError::Format { position: 3, .. }
+                }
+            )
+        }),
+        (
+            "window",
+            with("not_before = \"2027-01-01T00:00:00Z\"\nnot_after = \"2026-01-01T00:00:00Z\"\n"),
+            |k| matches!(k, KeysErrorKind::EmptyWindow { .. }),
+        ),
+        (
+            "status",
+            with("status = \"suspended\"\n"),
+            |k| matches!(k, KeysErrorKind::UnknownStatus { name: Some(n) } if n == "suspended"),
+        ),
+        ("max-sessions", with("max_sessions = 0\n"), |k| {
+            matches!(
+                k,
+                KeysErrorKind::OutOfRange {
+                    field: "max_sessions",
+                    value: 0,
+                    ..
+                }
+            )
+        }),
+        ("max-qty", with("max_order_qty = 0\n"), |k| {
+            matches!(
+                k,
+                KeysErrorKind::OutOfRange {
+                    field: "max_order_qty",
+                    value: 0,
+                    ..
+                }
+            )
+        }),
+        ("max-notional", with("max_order_notional = 0\n"), |k| {
+            matches!(
+                k,
+                KeysErrorKind::OutOfRange {
+                    field: "max_order_notional",
+                    value: 0,
+                    ..
+                }
+            )
+        }),
+        (
             "dup",
             format!("{}{}{}", entry(1001), entry(7), entry(1001)),
             |k| matches!(k, KeysErrorKind::DuplicateId { id: 1001, first: 1 }),
@@ -292,4 +442,135 @@ fn more_than_keys_max_is_refused() {
         matches!(err.kind(), KeysErrorKind::TooManyKeys { count, max } if *count == KEYS_MAX + 1 && *max == KEYS_MAX),
         "{err}"
     );
+}
+
+/// Key 1001 with every field, rotating; key 42 with none of the optional ones.
+fn full_file() -> String {
+    format!(
+        "{}secret_next = \"{NEXT}\"\n\
+         allow = [\"203.0.113.0/24\", \"2001:db8:1::/48\", \"198.51.100.7\"]\n\
+         msgs_per_sec = 500\n\
+         burst = 50\n\
+         not_before = \"2026-01-01T00:00:00Z\"\n\
+         not_after = 2027-01-01T01:00:00+01:00\n\
+         max_sessions = 2\n\
+         max_order_qty = 10000\n\
+         max_order_notional = 5000000000\n\
+         status = \"active\"\n\n{}",
+        entry(1001),
+        entry(42)
+    )
+}
+
+fn ip(text: &str) -> IpAddr {
+    text.parse().unwrap()
+}
+
+#[test]
+fn loads_every_policy_field_and_checks_with_it() {
+    let file = TempFile::new("policy", full_file().as_bytes(), 0o600);
+    let table = KeyTable::load(file.path()).unwrap();
+    let (_, key) = table.get(1001).unwrap();
+
+    let (current, next) = key.secrets();
+    assert_eq!(current.expose()[..3], [0x5e, 0xc7, 0xe7]);
+    assert_eq!(next.unwrap().expose()[..4], [0xba, 0xbe, 0x5e, 0xed]);
+    let signed_with_next = |s: &[u8; 32]| s[0] == 0xba;
+    assert_eq!(
+        key.secret_matching(signed_with_next).unwrap().expose()[0],
+        0xba
+    );
+
+    assert!(key.allows(ip("203.0.113.200")));
+    assert!(key.allows(ip("::ffff:203.0.113.200")));
+    assert!(key.allows(ip("2001:db8:1:ffff::1")));
+    assert!(key.allows(ip("198.51.100.7")));
+    assert!(!key.allows(ip("198.51.100.8")));
+    assert!(!key.allows(ip("2001:db8:2::1")));
+
+    let start = parse_rfc3339("2026-01-01T00:00:00Z").unwrap();
+    let end = parse_rfc3339("2027-01-01T00:00:00Z").unwrap();
+    assert_eq!(
+        (key.not_before_ns, key.not_after_ns),
+        (Some(start), Some(end))
+    );
+    assert_eq!(key.valid_at(start - 1), Err(KeyDisabled::NotYetValid));
+    assert_eq!(key.valid_at(start), Ok(()));
+    assert_eq!(key.valid_at(end - 1), Ok(()));
+    assert_eq!(key.valid_at(end), Err(KeyDisabled::Expired));
+
+    assert_eq!(key.max_sessions, NonZeroU32::new(2));
+    assert!(!key.session_limit_reached(1));
+    assert!(key.session_limit_reached(2));
+    assert_eq!(key.max_order_qty, NonZeroU32::new(10_000));
+    assert_eq!(key.max_order_notional, NonZeroU64::new(5_000_000_000));
+    assert_eq!(key.check_order(500_000, 10_000), Ok(()));
+    assert_eq!(key.check_order(-500_000, 10_000), Ok(()));
+    assert_eq!(key.check_order(1, 10_001), Err(RiskReject::MaxQty));
+    assert_eq!(
+        key.check_order(500_001, 10_000),
+        Err(RiskReject::MaxNotional)
+    );
+    assert_eq!(key.status, KeyStatus::Active);
+
+    let (_, plain) = table.get(42).unwrap();
+    assert!(plain.secrets().1.is_none());
+    assert!(plain.allow.is_empty());
+    assert!(!plain.allows(ip("127.0.0.1")));
+    assert_eq!(plain.valid_at(0), Ok(()));
+    assert_eq!(plain.check_order(i64::MIN, u32::MAX), Ok(()));
+    assert!(!plain.session_limit_reached(u32::MAX));
+
+    // Start-up warns about the key that connects from nowhere, naming the
+    // file; never a secret.
+    let warnings: Vec<_> = table.warnings(start).collect();
+    assert_eq!(warnings.len(), 1);
+    assert_eq!(
+        (warnings[0].id, warnings[0].kind),
+        (42, KeyWarningKind::NoAllowList)
+    );
+    let line = warnings[0].to_string();
+    assert!(
+        line.starts_with(&format!("keys file {}, key 42: ", file.path().display())),
+        "{line}"
+    );
+    assert_eq!(table.origin(), file.path().display().to_string());
+    // In id order.
+    let at_end: Vec<_> = table.warnings(end).map(|w| (w.id, w.kind)).collect();
+    assert_eq!(
+        at_end,
+        [
+            (42, KeyWarningKind::NoAllowList),
+            (1001, KeyWarningKind::Expired { not_after_ns: end })
+        ]
+    );
+
+    let debug = format!("{table:?} {table:#?}");
+    assert_eq!(debug.matches("Secret(<redacted>)").count(), 6, "{debug}");
+    assert_no_secret(&debug);
+}
+
+#[test]
+fn a_new_key_entry_appended_to_a_file_loads() {
+    let secret = Secret::from_hex(NEXT).unwrap();
+    let text = format!(
+        "{}\n{}",
+        entry(1),
+        new_key_entry_toml(77, &["trade", "read"], "sandbox", &secret)
+    );
+    assert!(text.contains(&format!("secret = \"{NEXT}\"")), "{text}");
+    let file = TempFile::new("new", text.as_bytes(), 0o600);
+    let table = KeyTable::load(file.path()).unwrap();
+    let (_, key) = table.get(77).unwrap();
+    assert_eq!(key.secret.expose(), secret.expose());
+    assert_eq!(key.scopes, Scopes::TRADE.union(Scopes::READ));
+    assert_eq!(key.environment, Environment::Sandbox);
+    assert!(key.allow.is_empty());
+    // Uncommenting the example line opens the key to those addresses.
+    let opened = text.replace("\n# allow = ", "\nallow = ");
+    let file = TempFile::new("new-allow", opened.as_bytes(), 0o600);
+    let table = KeyTable::load(file.path()).unwrap();
+    let key = table.get(77).unwrap().1;
+    assert!(!key.allow.is_empty());
+    assert_eq!(table.warnings(0).count(), 1, "only key 1 has no allow list");
 }

@@ -40,13 +40,15 @@ fn allocations() -> usize {
 #[test]
 fn get_allocates_nothing() {
     let entries = (0..KEYS_MAX as u64)
-        .map(|i| KeyEntry {
-            id: i * 3 + 1,
-            secret: Secret::from_bytes([7; 32]),
-            scopes: Scopes::TRADE,
-            environment: Environment::Production,
-            msgs_per_sec: MSGS_PER_SEC_DEFAULT,
-            burst: BURST_DEFAULT,
+        .map(|i| {
+            KeyEntry::new(
+                i * 3 + 1,
+                Secret::from_bytes([7; 32]),
+                Scopes::TRADE,
+                Environment::Production,
+            )
+            .with_rate(MSGS_PER_SEC_DEFAULT, BURST_DEFAULT)
+            .allow_any()
         })
         .collect();
     let table = KeyTable::from_entries(entries).unwrap();

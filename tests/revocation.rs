@@ -15,14 +15,10 @@ use ordergate::wire::codes::{
 };
 
 fn entry(id: u64) -> KeyEntry {
-    KeyEntry {
-        id,
-        secret: Secret::from_bytes(SECRET),
-        scopes: Scopes::TRADE.union(Scopes::CANCEL),
-        environment: Environment::Production,
-        msgs_per_sec: 1_000_000,
-        burst: 100_000,
-    }
+    let scopes = Scopes::TRADE.union(Scopes::CANCEL);
+    KeyEntry::new(id, Secret::from_bytes(SECRET), scopes, Environment::Production)
+        .with_rate(1_000_000, 100_000)
+        .allow_any()
 }
 
 fn two_reactors() -> GatewaySpec {

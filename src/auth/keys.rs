@@ -1,5 +1,7 @@
 //! The API key table, loaded once at start-up from the keys file.
 //!
+//! The same reference, for operators, is `docs/KEYS.md`.
+//!
 //! # The keys file
 //!
 //! TOML, one `[[key]]` table per API key:
@@ -10,26 +12,104 @@
 //! secret = "8f1c2d3e4f5061728394a5b6c7d8e9f00112233445566778899aabbccddeeff0"
 //! scopes = ["trade", "cancel"]      # any of "trade", "cancel", "read"
 //! environment = "production"        # or "sandbox"
+//! allow = ["203.0.113.0/24", "2001:db8:1::/48", "198.51.100.7"]
 //! msgs_per_sec = 500                # optional, default MSGS_PER_SEC_DEFAULT (1000)
 //! burst = 50                        # optional, default BURST_DEFAULT (100)
+//! not_before = "2026-01-01T00:00:00Z"
+//! not_after = "2027-01-01T00:00:00Z"
+//! max_sessions = 4
+//! max_order_qty = 10000
+//! max_order_notional = 5000000000   # |price| × qty, in price ticks
 //!
+//! # A key being rotated: both secrets log on until `secret` is replaced by
+//! # `secret_next` and `secret_next` removed.
 //! [[key]]
 //! id = 1002
 //! secret = "…64 hex digits…"
+//! secret_next = "…64 other hex digits…"
 //! scopes = ["read"]
 //! environment = "sandbox"
+//! allow = ["0.0.0.0/0", "::/0"]     # explicitly: from anywhere
+//!
+//! # Kept so that its id stays taken and the audit can name it.
+//! [[key]]
+//! id = 1003
+//! secret = "…"
+//! scopes = ["trade"]
+//! environment = "production"
+//! status = "revoked"
 //! ```
 //!
-//! | field          | required | value                                                   |
-//! |----------------|----------|---------------------------------------------------------|
-//! | `id`           | yes      | integer, unique in the file                             |
-//! | `secret`       | yes      | string of exactly 64 hex digits (32 bytes), either case |
-//! | `scopes`       | yes      | non-empty array of `"trade"`, `"cancel"`, `"read"`      |
-//! | `environment`  | yes      | `"production"` or `"sandbox"`                           |
-//! | `msgs_per_sec` | no       | integer in `1..=MSGS_PER_SEC_MAX`                       |
-//! | `burst`        | no       | integer in `1..=BURST_MAX`                              |
+//! | field                | required | value                                                   | when absent |
+//! |----------------------|----------|---------------------------------------------------------|-------------|
+//! | `id`                 | yes      | integer `0..=2^63-1`, unique in the file                | —           |
+//! | `secret`             | yes      | string of exactly 64 hex digits (32 bytes), either case | —           |
+//! | `secret_next`        | no       | as `secret`, and different from it                      | no rotation |
+//! | `scopes`             | yes      | non-empty array of `"trade"`, `"cancel"`, `"read"`      | —           |
+//! | `environment`        | yes      | `"production"` or `"sandbox"`                           | —           |
+//! | `allow`              | no       | non-empty array of up to [`ALLOW_CIDRS_MAX`] CIDRs      | **connects from nowhere** |
+//! | `msgs_per_sec`       | no       | integer in `1..=MSGS_PER_SEC_MAX`                       | `MSGS_PER_SEC_DEFAULT` |
+//! | `burst`              | no       | integer in `1..=BURST_MAX`                              | `BURST_DEFAULT` |
+//! | `not_before`         | no       | RFC 3339 timestamp, inclusive                           | valid since ever |
+//! | `not_after`          | no       | RFC 3339 timestamp, exclusive, after `not_before`       | valid forever |
+//! | `max_sessions`       | no       | integer `>= 1`: sessions logged on at once, gateway-wide | no limit |
+//! | `max_order_qty`      | no       | integer in `1..=2^32-1`: largest order quantity         | no limit |
+//! | `max_order_notional` | no       | integer `>= 1`: largest `|price| × qty`, in ticks       | no limit |
+//! | `status`             | no       | `"active"` or `"revoked"`                               | `"active"` |
 //!
-//! There is no withdrawal or transfer scope (PROTOCOL.md, "Codes").
+//! There is no withdrawal or transfer scope (PROTOCOL.md, "Codes"). TOML
+//! integers are signed 64-bit, so no integer field can exceed `2^63-1`.
+//!
+//! - **`secret_next`** is for rotation: while it is set, a logon signed with
+//!   either secret is accepted (and the session keys derive from the one
+//!   that signed). Rotate by adding `secret_next`, moving clients over, then
+//!   replacing `secret` with it and removing `secret_next`.
+//! - **`allow`**: each entry is `address/prefix` or a bare address (one
+//!   host: `/32`, `/128`), IPv4 or IPv6. A peer's IPv4-mapped IPv6 address
+//!   (`::ffff:10.1.2.3`) is its IPv4 address: it matches IPv4 entries and
+//!   never IPv6 ones, so `::/0` admits every IPv6 peer and no IPv4 one. An
+//!   entry with bits set after its prefix (`10.1.2.3/8`) is **refused**, not
+//!   rounded down to `10.0.0.0/8`: the writer meant either the network or
+//!   one host, and guessing the wider one would let in addresses nobody
+//!   chose. A prefix longer than the address, a zone id, a malformed address
+//!   are refused.
+//! - **`not_before` / `not_after`**: RFC 3339 with an offset, as a string
+//!   (`"2026-11-23T00:00:00Z"`, `"2026-11-23T09:00:00+09:00"`, fraction up
+//!   to 9 digits) or as a bare TOML offset datetime (same text unquoted).
+//!   Stored as `u64` nanoseconds since the Unix epoch. The key is valid at
+//!   `now` when `not_before <= now < not_after`: start inclusive, end
+//!   exclusive, so consecutive windows meet without gap or overlap. See
+//!   [`crate::auth::policy`] for exactly what is accepted; a date that does
+//!   not exist (Feb 30, Feb 29 of 2026), a leap second, a timestamp before
+//!   1970 or after 2554-07-21, or without an offset is refused.
+//! - **`max_order_notional`**: the notional of an order is `|price| × qty`
+//!   in price ticks times quantity units (the tick size is reference data,
+//!   so the gateway has no currency amount). Computed exactly in 128 bits:
+//!   no price and quantity can overflow it.
+//! - **`status = "revoked"`**: logons are refused `KEY_DISABLED`, as they
+//!   are before `not_before` and from `not_after` on.
+//!
+//! # No `allow` list: the key connects from nowhere
+//!
+//! A key without `allow` may not log on from any address (LogonReject
+//! `ADDRESS_NOT_ALLOWED`). The file is still loaded, and
+//! [`KeyTable::warnings`] names every such key so that start-up prints it.
+//!
+//! Why deny by default, although keys files written before `allow` existed
+//! then refuse every logon until an `allow` line is added: a key's secret
+//! is the only thing standing between the internet and order entry, and an
+//! address list is the second factor that makes a leaked secret useless
+//! from elsewhere. A default of "anywhere" would make every key that an
+//! operator forgot to restrict silently open, and nothing would ever show
+//! it; a default of "nowhere" fails loudly, at the first logon and in the
+//! start-up warning, and the fix is one line. Opening a key to every
+//! address is possible, and visible in the file:
+//! `allow = ["0.0.0.0/0", "::/0"]`. An empty `allow = []` is refused: it
+//! says the same as no list in a way that looks like a half-done edit (use
+//! `status = "revoked"` to disable a key).
+//!
+//! The same default holds for [`KeyEntry::new`]: [`KeyEntry::allow_any`]
+//! opens an entry built in code.
 //!
 //! # What is refused
 //!
@@ -44,8 +124,14 @@
 //! - any field not listed above, at the top level or in a `[[key]]`
 //!   (`deny_unknown_fields`: a misspelt `burts` must not silently become the
 //!   default);
-//! - a missing required field, a value of the wrong type, a malformed secret,
-//!   an unknown scope or environment, an empty `scopes`, a rate out of range;
+//! - a missing required field, a value of the wrong type, a malformed secret
+//!   or `secret_next`, a `secret_next` equal to `secret`, an unknown scope,
+//!   environment or status, an empty `scopes` or `allow`, a rate or limit out
+//!   of range (every `max_*` is at least 1);
+//! - a malformed `allow` entry (which one, and why: bad address, prefix too
+//!   long, host bits set), or more than [`ALLOW_CIDRS_MAX`] of them;
+//! - a malformed timestamp (which field, and why), or `not_before` not
+//!   before `not_after`;
 //! - two keys with the same id;
 //! - more than [`KEYS_MAX`] keys;
 //! - **no key at all**: a gateway nobody can log into is a misconfiguration
@@ -54,20 +140,22 @@
 //! # Secrets in errors
 //!
 //! No error ever holds secret material. The text of the file is quoted only
-//! through field, scope and environment names, and only names that are short
-//! and do not contain a run of 8 or more hex digits (see `echoable`): a
-//! secret pasted into the wrong place is reported without being repeated.
-//! toml's own `Display` prints the offending source line, so it is never
-//! used: only its message (with quoted parts checked the same way) and the
-//! position, turned into line and column here.
+//! through field, scope, environment and status names and `allow` entries,
+//! and only those that are short and do not contain a run of 8 or more hex
+//! digits (see `echoable`): a secret pasted into the wrong place is reported
+//! without being repeated. Timestamps are never quoted (the error says what
+//! is wrong with them, and where). toml's own `Display` prints the offending
+//! source line, so it is never used: only its message (with quoted parts
+//! checked the same way) and the position, turned into line and column here.
 //!
 //! # Wiping, and what is not wiped
 //!
 //! [`KeyTable::load`] reads the file into a [`Zeroizing`] buffer of exactly
 //! the file's size (no reallocation, no intermediate buffer), which is wiped
 //! when loading ends. toml parses it without copying: strings are borrowed
-//! from that buffer, and each secret is decoded straight into its place in
-//! the table's final allocation, which is sized once and never moved.
+//! from that buffer, and each secret (and `secret_next`) is decoded straight
+//! into its place in the table's final allocation, which is sized once and
+//! never moved.
 //!
 //! Copies this module cannot wipe:
 //!
@@ -83,10 +171,15 @@
 //!   [`KeyEntry`] copies its secret, and the sources of those copies (stack
 //!   temporaries) are not wiped. Tests and tools only; `load` does not move
 //!   secrets.
+//! - [`new_key_entry_toml`] returns text holding a secret, in a `String`
+//!   reserved once (never reallocated while it is written); wiping it is the
+//!   caller's (`Zeroizing::new(new_key_entry_toml(..))`).
 //! - The kernel's page cache and the file itself.
 
 use core::fmt;
+use core::fmt::Write as _;
 use core::marker::PhantomData;
+use core::num::{NonZeroU32, NonZeroU64};
 use core::ops::Range;
 use std::borrow::Cow;
 use std::fs::File;
@@ -100,6 +193,10 @@ use toml::Spanned;
 use toml::de::DeTable;
 use zeroize::Zeroizing;
 
+use crate::auth::policy::{
+    ALLOW_CIDRS_MAX, Cidr, CidrError, KeyDisabled, KeyStatus, Rfc3339, TimestampError,
+    parse_rfc3339,
+};
 use crate::auth::secret::{Secret, SecretError};
 use crate::constants::{BURST_DEFAULT, KEYS_MAX, MSGS_PER_SEC_DEFAULT};
 use crate::wire::codes::{Environment, Scopes};
@@ -116,9 +213,11 @@ pub const MSGS_PER_SEC_MAX: u32 = 10_000_000;
 /// buffer could ever answer, so anything larger is a typo.
 pub const BURST_MAX: u32 = 1_000_000;
 
-/// Largest keys file `load` reads. An entry with every planned field and a
-/// comment is under 512 bytes; 1 KiB per key for `KEYS_MAX` keys is 4 MiB.
-/// Bounds the one allocation loading makes for the text.
+/// Largest keys file `load` reads. An entry with every field, a comment and
+/// a few `allow` networks is under 1 KiB (a full list of `ALLOW_CIDRS_MAX`
+/// IPv6 networks adds under 2 KiB, and few keys need one); 1 KiB per key
+/// for `KEYS_MAX` keys is 4 MiB. Bounds the one allocation loading makes
+/// for the text.
 pub const KEYS_FILE_SIZE_MAX: u64 = 1024 * KEYS_MAX as u64;
 
 /// Name used as the origin of errors from [`KeyTable::from_entries`].
@@ -127,13 +226,27 @@ pub const ORIGIN_IN_MEMORY: &str = "<in memory>";
 const _: () = assert!(KEYS_MAX <= u32::MAX as usize, "KeyIndex is a u32");
 const _: () = assert!(MSGS_PER_SEC_DEFAULT >= 1 && MSGS_PER_SEC_DEFAULT <= MSGS_PER_SEC_MAX);
 const _: () = assert!(BURST_DEFAULT >= 1 && BURST_DEFAULT <= BURST_MAX);
+/// 152 bytes on x86-64 (the allow list lives in its own allocation): a
+/// table of `KEYS_MAX` entries is 608 KiB, built once.
+const _: () = assert!(size_of::<KeyEntry>() <= 160);
 
-/// One API key.
+/// One API key. The checks made with it at logon and per order are in
+/// [`crate::auth::policy`]: [`KeyEntry::allows`], [`KeyEntry::valid_at`],
+/// [`KeyEntry::secrets`], [`KeyEntry::secret_matching`],
+/// [`KeyEntry::session_limit_reached`], [`KeyEntry::check_order`].
+///
+/// `#[non_exhaustive]`: outside this crate an entry is built with
+/// [`KeyEntry::new`] and the `with_*` methods (or by setting fields of one),
+/// so that a new field does not break every test that makes keys. The
+/// invariants below hold in a [`KeyTable`], which checks them.
 #[derive(Debug)]
+#[non_exhaustive]
 pub struct KeyEntry {
     pub id: u64,
     /// `Debug` prints `Secret(<redacted>)`.
     pub secret: Secret,
+    /// The next secret during a rotation; never equal to `secret`.
+    pub secret_next: Option<Secret>,
     /// Never empty, and only bits in `Scopes::DEFINED`.
     pub scopes: Scopes,
     pub environment: Environment,
@@ -141,6 +254,74 @@ pub struct KeyEntry {
     pub msgs_per_sec: u32,
     /// In `1..=BURST_MAX`.
     pub burst: u32,
+    /// Networks the key may connect from; empty means none (see the module
+    /// docs). At most [`ALLOW_CIDRS_MAX`].
+    pub allow: Box<[Cidr]>,
+    /// Valid from this instant on (inclusive), ns since the Unix epoch.
+    pub not_before_ns: Option<u64>,
+    /// Valid until this instant (exclusive); after `not_before_ns` when
+    /// both are set.
+    pub not_after_ns: Option<u64>,
+    /// Sessions of this key logged on at once, gateway-wide.
+    pub max_sessions: Option<NonZeroU32>,
+    /// Largest quantity of one order.
+    pub max_order_qty: Option<NonZeroU32>,
+    /// Largest `|price| × qty` of one order, in price ticks.
+    pub max_order_notional: Option<NonZeroU64>,
+    pub status: KeyStatus,
+}
+
+impl KeyEntry {
+    /// An active key with the default rates, no rotation, no validity
+    /// bounds, no limits, and **no `allow` list**: like a file entry without
+    /// one, it connects from nowhere until [`KeyEntry::with_allow`] or
+    /// [`KeyEntry::allow_any`].
+    pub fn new(id: u64, secret: Secret, scopes: Scopes, environment: Environment) -> KeyEntry {
+        KeyEntry {
+            id,
+            secret,
+            secret_next: None,
+            scopes,
+            environment,
+            msgs_per_sec: MSGS_PER_SEC_DEFAULT,
+            burst: BURST_DEFAULT,
+            allow: Box::default(),
+            not_before_ns: None,
+            not_after_ns: None,
+            max_sessions: None,
+            max_order_qty: None,
+            max_order_notional: None,
+            status: KeyStatus::Active,
+        }
+    }
+
+    /// The key's rate limit (checked when the entry joins a table).
+    #[must_use]
+    pub fn with_rate(mut self, msgs_per_sec: u32, burst: u32) -> KeyEntry {
+        self.msgs_per_sec = msgs_per_sec;
+        self.burst = burst;
+        self
+    }
+
+    /// The networks the key may connect from (replacing any before).
+    #[must_use]
+    pub fn with_allow(mut self, allow: impl Into<Box<[Cidr]>>) -> KeyEntry {
+        self.allow = allow.into();
+        self
+    }
+
+    /// From every address: `allow = ["0.0.0.0/0", "::/0"]`.
+    #[must_use]
+    pub fn allow_any(self) -> KeyEntry {
+        self.with_allow([Cidr::ANY_V4, Cidr::ANY_V6])
+    }
+
+    /// A rotation in progress: `next` is accepted as well as `secret`.
+    #[must_use]
+    pub fn with_secret_next(mut self, next: Secret) -> KeyEntry {
+        self.secret_next = Some(next);
+        self
+    }
 }
 
 /// Dense index of a key in its table, `0..table.len()`: the index into
@@ -152,6 +333,8 @@ pub struct KeyIndex(pub u32);
 /// Every API key of the gateway, immutable once built.
 #[derive(Debug)]
 pub struct KeyTable {
+    /// The file it was loaded from, or [`ORIGIN_IN_MEMORY`]: for warnings.
+    origin: String,
     /// Sorted by strictly increasing `id`; `1..=KEYS_MAX` entries. Never
     /// pushed to after it is built, so its buffer (and the secrets in it) is
     /// never moved.
@@ -295,28 +478,44 @@ impl KeyTable {
         }
 
         let mut entries = Vec::with_capacity(count);
-        for c in &checked {
+        for c in checked {
             entries.push(KeyEntry {
                 id: c.id,
                 secret: Secret::from_bytes([0; 32]),
+                secret_next: c.secret_next.map(|_| Secret::from_bytes([0; 32])),
                 scopes: c.scopes,
                 environment: c.environment,
                 msgs_per_sec: c.msgs_per_sec,
                 burst: c.burst,
+                allow: c.allow.into_boxed_slice(),
+                not_before_ns: c.not_before_ns,
+                not_after_ns: c.not_after_ns,
+                max_sessions: c.max_sessions,
+                max_order_qty: c.max_order_qty,
+                max_order_notional: c.max_order_notional,
+                status: c.status,
             });
             let slot = entries.last_mut().expect("just pushed");
             slot.secret
                 .fill_from_hex(c.secret)
                 .expect("secret was checked with check_hex");
+            if let (Some(next), Some(hex)) = (slot.secret_next.as_mut(), c.secret_next) {
+                next.fill_from_hex(hex)
+                    .expect("secret_next was checked with check_hex");
+            }
         }
         // Reserved once above, so no push reallocated (and left secrets in a
         // freed buffer).
         debug_assert!(entries.len() == count && entries.capacity() >= count);
-        Ok(KeyTable::from_sorted(entries))
+        Ok(KeyTable::from_sorted(entries, origin))
     }
 
     /// A table from entries built in code (tests, tools): the same checks as
-    /// the file (count, scopes, rates, duplicate ids), then sorted by id.
+    /// the file (count, scopes, rates, `allow` length, validity window,
+    /// `secret_next` different from `secret`, duplicate ids), then sorted by
+    /// id. (`max_*` are `NonZero`, and a `Cidr` is valid by construction.)
+    /// An empty `allow` is accepted: it is `KeyEntry::new`'s default, and
+    /// means what a file entry without `allow` means.
     /// Errors name the entry's position in `entries` (1-based) and use
     /// [`ORIGIN_IN_MEMORY`] as origin.
     ///
@@ -352,6 +551,19 @@ impl KeyTable {
                 Some(KeysErrorKind::UndefinedScopeBits {
                     bits: entry.scopes.0,
                 })
+            } else if entry.allow.len() > ALLOW_CIDRS_MAX {
+                Some(KeysErrorKind::TooManyCidrs {
+                    count: entry.allow.len(),
+                    max: ALLOW_CIDRS_MAX,
+                })
+            } else if let Some(kind) = check_window(entry.not_before_ns, entry.not_after_ns) {
+                Some(kind)
+            } else if entry
+                .secret_next
+                .as_ref()
+                .is_some_and(|next| next.expose() == entry.secret.expose())
+            {
+                Some(KeysErrorKind::SecretNextSameAsSecret)
             } else {
                 check_rate("msgs_per_sec", entry.msgs_per_sec.into(), MSGS_PER_SEC_MAX)
                     .and_then(|_| check_rate("burst", entry.burst.into(), BURST_MAX))
@@ -380,13 +592,51 @@ impl KeyTable {
             ));
         }
         entries.sort_unstable_by_key(|e| e.id);
-        Ok(KeyTable::from_sorted(entries))
+        Ok(KeyTable::from_sorted(entries, origin))
     }
 
-    fn from_sorted(entries: Vec<KeyEntry>) -> KeyTable {
+    fn from_sorted(entries: Vec<KeyEntry>, origin: &str) -> KeyTable {
         assert!(!entries.is_empty() && entries.len() <= KEYS_MAX);
         assert!(entries.windows(2).all(|w| w[0].id < w[1].id));
-        KeyTable { entries }
+        assert!(entries.iter().all(|e| e.allow.len() <= ALLOW_CIDRS_MAX));
+        KeyTable {
+            origin: origin.to_owned(),
+            entries,
+        }
+    }
+
+    /// The file the table was loaded from, or [`ORIGIN_IN_MEMORY`].
+    pub fn origin(&self) -> &str {
+        &self.origin
+    }
+
+    /// What start-up should print about keys that load but cannot be used
+    /// at `now_ns`, in id order: a key with no `allow` list (it connects from
+    /// nowhere), and a key that is revoked, not valid yet or expired. A
+    /// revoked key is not also warned about for its `allow` list.
+    pub fn warnings(&self, now_ns: u64) -> impl Iterator<Item = KeyWarning<'_>> {
+        let origin = self.origin.as_str();
+        self.entries.iter().flat_map(move |entry| {
+            let disabled = entry.valid_at(now_ns).err().map(|why| match why {
+                KeyDisabled::Revoked => KeyWarningKind::Revoked,
+                KeyDisabled::NotYetValid => KeyWarningKind::NotYetValid {
+                    not_before_ns: entry.not_before_ns.unwrap_or(0),
+                },
+                KeyDisabled::Expired => KeyWarningKind::Expired {
+                    not_after_ns: entry.not_after_ns.unwrap_or(0),
+                },
+            });
+            let nowhere = (entry.allow.is_empty() && entry.status != KeyStatus::Revoked)
+                .then_some(KeyWarningKind::NoAllowList);
+            [nowhere, disabled]
+                .into_iter()
+                .flatten()
+                .map(move |kind| KeyWarning {
+                    origin,
+                    id: entry.id,
+                    kind,
+                })
+        })
     }
 
     /// The key with this id, and its index. Binary search; allocates nothing.
@@ -427,6 +677,135 @@ impl KeyTable {
             .iter()
             .enumerate()
             .map(|(index, entry)| (KeyIndex(index as u32), entry))
+    }
+}
+
+// ---------------------------------------------------------------------------
+// `ordergate keys new`
+
+/// Bytes of [`new_key_entry_toml`]'s fixed text (comments, field names,
+/// the secret, the id), rounded up: everything but the scope and
+/// environment names, which are counted separately.
+const NEW_ENTRY_FIXED_LEN_MAX: usize = 768;
+
+/// A ready `[[key]]` entry for a new key, to append to the keys file: a
+/// comment, `id`, `secret` (64 lowercase hex digits), `scopes`,
+/// `environment`, and an `allow` line commented out with an example (so the
+/// key connects from nowhere until the operator lists its addresses).
+///
+/// The names are written as given, as TOML strings (escaped where needed);
+/// they are not checked here: the caller checks them (`Scopes::from_name`,
+/// "production" / "sandbox"), and [`KeyTable::from_toml_str`] refuses an
+/// entry with a wrong one.
+///
+/// The result holds the secret (printing it is the point). It is written
+/// into one reservation that is never outgrown, so no copy is left in a
+/// freed buffer; wrap it in `Zeroizing` to wipe it after use.
+pub fn new_key_entry_toml(id: u64, scopes: &[&str], environment: &str, secret: &Secret) -> String {
+    // An escaped character takes at most 6 bytes (`\u001f`); 4 more per
+    // scope for the quotes, comma and space.
+    let names_len_max: usize =
+        scopes.iter().map(|s| 6 * s.len() + 4).sum::<usize>() + 6 * environment.len();
+    let mut out = String::with_capacity(NEW_ENTRY_FIXED_LEN_MAX + names_len_max);
+    let reserved = out.capacity();
+
+    let _ = writeln!(
+        out,
+        "# API key {id}, made by `ordergate keys new`. The secret is the whole\n\
+         # credential: hand it to the key's owner over a secure channel, and keep\n\
+         # this file mode 0600.\n\
+         [[key]]\n\
+         id = {id}"
+    );
+    out.push_str("secret = \"");
+    const HEX_DIGITS: &[u8; 16] = b"0123456789abcdef";
+    for byte in secret.expose() {
+        out.push(HEX_DIGITS[usize::from(byte >> 4)] as char);
+        out.push(HEX_DIGITS[usize::from(byte & 0xf)] as char);
+    }
+    out.push_str("\"\nscopes = [");
+    for (i, scope) in scopes.iter().enumerate() {
+        if i > 0 {
+            out.push_str(", ");
+        }
+        push_toml_string(&mut out, scope);
+    }
+    out.push_str("]\nenvironment = ");
+    push_toml_string(&mut out, environment);
+    out.push_str(
+        "\n# Without `allow` this key may not connect from anywhere. List the\n\
+         # addresses or networks of its clients, IPv4 or IPv6, for example:\n\
+         # allow = [\"203.0.113.7\", \"198.51.100.0/24\", \"2001:db8:1::/48\"]\n",
+    );
+    debug_assert_eq!(
+        out.capacity(),
+        reserved,
+        "the entry outgrew its reservation"
+    );
+    out
+}
+
+/// `text` as a TOML basic string: quotes, backslashes and control
+/// characters escaped.
+fn push_toml_string(out: &mut String, text: &str) {
+    out.push('"');
+    for c in text.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            c if c.is_control() => {
+                let _ = write!(out, "\\u{:04x}", u32::from(c));
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+}
+
+/// Something start-up should tell the operator about a key that loaded:
+/// `Display` names the file and the key and says what follows.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct KeyWarning<'t> {
+    pub origin: &'t str,
+    pub id: u64,
+    pub kind: KeyWarningKind,
+}
+
+/// See [`KeyTable::warnings`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum KeyWarningKind {
+    /// No `allow` list: every logon is refused ADDRESS_NOT_ALLOWED.
+    NoAllowList,
+    /// `status = "revoked"`: every logon is refused KEY_DISABLED.
+    Revoked,
+    /// Refused KEY_DISABLED until `not_before_ns`.
+    NotYetValid { not_before_ns: u64 },
+    /// Refused KEY_DISABLED since `not_after_ns`.
+    Expired { not_after_ns: u64 },
+}
+
+impl fmt::Display for KeyWarning<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "keys file {}, key {}: ", self.origin, self.id)?;
+        match self.kind {
+            KeyWarningKind::NoAllowList => f.write_str(
+                "no `allow` list, so it may not connect from anywhere (every logon is \
+                 refused ADDRESS_NOT_ALLOWED); list its clients' networks, e.g. \
+                 allow = [\"203.0.113.0/24\"], or allow = [\"0.0.0.0/0\", \"::/0\"] \
+                 for every address",
+            ),
+            KeyWarningKind::Revoked => f.write_str("revoked: every logon is refused KEY_DISABLED"),
+            KeyWarningKind::NotYetValid { not_before_ns } => write!(
+                f,
+                "not valid until {}: logons are refused KEY_DISABLED until then",
+                Rfc3339(not_before_ns)
+            ),
+            KeyWarningKind::Expired { not_after_ns } => write!(
+                f,
+                "expired at {}: every logon is refused KEY_DISABLED",
+                Rfc3339(not_after_ns)
+            ),
+        }
     }
 }
 
@@ -522,6 +901,10 @@ pub enum KeysErrorKind {
         max: u64,
     },
     Secret(SecretError),
+    /// `secret_next` is malformed.
+    SecretNext(SecretError),
+    /// `secret_next` is the same secret as `secret` (either case).
+    SecretNextSameAsSecret,
     UnknownScope {
         name: Option<String>,
     },
@@ -532,6 +915,33 @@ pub enum KeysErrorKind {
     },
     UnknownEnvironment {
         name: Option<String>,
+    },
+    UnknownStatus {
+        name: Option<String>,
+    },
+    /// `allow = []`.
+    EmptyAllow,
+    /// More than [`ALLOW_CIDRS_MAX`] entries in `allow`.
+    TooManyCidrs {
+        count: usize,
+        max: usize,
+    },
+    /// Entry `item` (1-based) of `allow` is not a CIDR. `text` is the entry
+    /// when it is safe to repeat (it looks like an address).
+    BadCidr {
+        item: usize,
+        text: Option<String>,
+        problem: CidrError,
+    },
+    /// `not_before` or `not_after` is not a timestamp this file accepts.
+    BadTimestamp {
+        field: &'static str,
+        problem: TimestampError,
+    },
+    /// `not_before >= not_after`: the key would never be valid.
+    EmptyWindow {
+        not_before_ns: u64,
+        not_after_ns: u64,
     },
     /// The id of the key named by the error is also that of entry `first`.
     DuplicateId {
@@ -642,6 +1052,11 @@ impl fmt::Display for KeysErrorKind {
                 max,
             } => write!(f, "`{field}` is {value}; it must be in {min}..={max}"),
             KeysErrorKind::Secret(e) => write!(f, "{e}"),
+            KeysErrorKind::SecretNext(e) => write!(f, "`secret_next`: {e}"),
+            KeysErrorKind::SecretNextSameAsSecret => write!(
+                f,
+                "`secret_next` is the same as `secret`; a rotation needs a new secret"
+            ),
             KeysErrorKind::UnknownScope { name: scope } => write!(
                 f,
                 "unknown scope {}; scopes are \"trade\", \"cancel\" and \"read\"",
@@ -658,6 +1073,47 @@ impl fmt::Display for KeysErrorKind {
                 f,
                 "unknown environment {}; it must be \"production\" or \"sandbox\"",
                 name(env)
+            ),
+            KeysErrorKind::UnknownStatus { name: status } => write!(
+                f,
+                "unknown status {}; it must be \"active\" or \"revoked\"",
+                name(status)
+            ),
+            KeysErrorKind::EmptyAllow => write!(
+                f,
+                "`allow` is empty, which would refuse every address; list the \
+                 networks the key may connect from (or use status = \"revoked\" to \
+                 disable it)"
+            ),
+            KeysErrorKind::TooManyCidrs { count, max } => write!(
+                f,
+                "`allow` has {count} entries; at most {max} (ALLOW_CIDRS_MAX) are allowed"
+            ),
+            KeysErrorKind::BadCidr {
+                item,
+                text,
+                problem,
+            } => {
+                write!(f, "`allow` entry {item} ")?;
+                match text {
+                    Some(text) => write!(f, "\"{text}\"")?,
+                    None => f.write_str("<withheld: it looks like key material>")?,
+                }
+                write!(f, " is not a CIDR: {problem}")
+            }
+            KeysErrorKind::BadTimestamp { field, problem } => write!(
+                f,
+                "`{field}` is not an RFC 3339 timestamp such as \"2026-11-23T00:00:00Z\": \
+                 {problem}"
+            ),
+            KeysErrorKind::EmptyWindow {
+                not_before_ns,
+                not_after_ns,
+            } => write!(
+                f,
+                "`not_before` ({}) is not before `not_after` ({}); the key would never be valid",
+                Rfc3339(*not_before_ns),
+                Rfc3339(*not_after_ns)
             ),
             KeysErrorKind::DuplicateId { id, first } => {
                 write!(f, "duplicate id {id}: key #{first} has it too")
@@ -677,7 +1133,9 @@ impl std::error::Error for KeysError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match &self.0.kind {
             KeysErrorKind::Io { source, .. } => Some(source),
-            KeysErrorKind::Secret(e) => Some(e),
+            KeysErrorKind::Secret(e) | KeysErrorKind::SecretNext(e) => Some(e),
+            KeysErrorKind::BadCidr { problem, .. } => Some(problem),
+            KeysErrorKind::BadTimestamp { problem, .. } => Some(problem),
             _ => None,
         }
     }
@@ -724,6 +1182,21 @@ fn echoable(name: &str) -> Option<String> {
         .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.' | ' '));
     (plain && name.len() <= ECHO_LEN_MAX && hex_run_max(name) < ECHO_HEX_RUN_MIN)
         .then(|| name.to_owned())
+}
+
+/// Longest `allow` entry an error repeats: the longest CIDR
+/// (`ffff:ffff:ffff:ffff:ffff:ffff:255.255.255.255/128`) is 49 characters.
+const ECHO_CIDR_LEN_MAX: usize = 64;
+
+/// An `allow` entry if it is safe to repeat in an error: only characters
+/// of addresses, prefixes, zone ids and host names, short, and no run of 8
+/// hex digits.
+fn echoable_cidr(text: &str) -> Option<String> {
+    let plain = text
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | ':' | '/' | '%' | '-' | '_'));
+    (plain && text.len() <= ECHO_CIDR_LEN_MAX && hex_run_max(text) < ECHO_HEX_RUN_MIN)
+        .then(|| text.to_owned())
 }
 
 const WITHHELD: &str = "<withheld>";
@@ -805,6 +1278,22 @@ struct RawEntry<'t> {
     msgs_per_sec: Option<Spanned<Raw<'t>>>,
     #[serde(borrow)]
     burst: Option<Spanned<Raw<'t>>>,
+    #[serde(borrow)]
+    secret_next: Option<Spanned<Raw<'t>>>,
+    #[serde(borrow)]
+    allow: Option<Spanned<Raw<'t>>>,
+    #[serde(borrow)]
+    not_before: Option<Spanned<Raw<'t>>>,
+    #[serde(borrow)]
+    not_after: Option<Spanned<Raw<'t>>>,
+    #[serde(borrow)]
+    max_sessions: Option<Spanned<Raw<'t>>>,
+    #[serde(borrow)]
+    max_order_qty: Option<Spanned<Raw<'t>>>,
+    #[serde(borrow)]
+    max_order_notional: Option<Spanned<Raw<'t>>>,
+    #[serde(borrow)]
+    status: Option<Spanned<Raw<'t>>>,
 }
 
 /// Any TOML value, reduced to what a keys file can use. No `Debug`: it may
@@ -813,6 +1302,9 @@ enum Raw<'t> {
     Int(i128),
     Str(Text<'t>),
     Array(Vec<Spanned<Raw<'t>>>),
+    /// A bare TOML datetime, as toml writes it back (RFC 3339 when it has a
+    /// date, a time and an offset).
+    Datetime(String),
     /// Anything else, by its TOML type name.
     Other(&'static str),
 }
@@ -839,6 +1331,7 @@ impl Raw<'_> {
             Raw::Int(_) => "an integer",
             Raw::Str(_) => "a string",
             Raw::Array(_) => "an array",
+            Raw::Datetime(_) => "a datetime",
             Raw::Other(name) => name,
         }
     }
@@ -907,16 +1400,19 @@ impl<'de: 't, 't> Visitor<'de> for RawVisitor<'t> {
     }
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Raw<'t>, A::Error> {
-        let mut kind = "a table";
+        // toml passes a datetime as a map of one entry, its text.
+        let mut raw = Raw::Other("a table");
         let mut first = true;
         while let Some(key) = map.next_key::<Cow<'de, str>>()? {
             if first && key == TOML_DATETIME_KEY {
-                kind = "a datetime";
+                raw = Raw::Datetime(map.next_value::<String>()?);
+            } else {
+                raw = Raw::Other("a table");
+                map.next_value::<IgnoredAny>()?;
             }
             first = false;
-            map.next_value::<IgnoredAny>()?;
         }
-        Ok(Raw::Other(kind))
+        Ok(raw)
     }
 }
 
@@ -1006,10 +1502,20 @@ struct Checked<'a> {
     location: Location,
     id: u64,
     secret: &'a str,
+    /// Checked hex, different from `secret`.
+    secret_next: Option<&'a str>,
     scopes: Scopes,
     environment: Environment,
     msgs_per_sec: u32,
     burst: u32,
+    /// Reserved to its exact length: boxed without reallocating.
+    allow: Vec<Cidr>,
+    not_before_ns: Option<u64>,
+    not_after_ns: Option<u64>,
+    max_sessions: Option<NonZeroU32>,
+    max_order_qty: Option<NonZeroU32>,
+    max_order_notional: Option<NonZeroU64>,
+    status: KeyStatus,
 }
 
 fn check_entry<'a>(
@@ -1137,16 +1643,171 @@ fn check_entry<'a>(
     )?;
     let burst = rate("burst", &raw.burst, BURST_DEFAULT, BURST_MAX)?;
 
+    // secret_next
+    let secret_next = match &raw.secret_next {
+        None => None,
+        Some(next) => {
+            let Raw::Str(next_text) = next.get_ref() else {
+                let kind = wrong("secret_next", "a string of 64 hex digits", next);
+                return Err(fail(key, Some(next), kind));
+            };
+            let next_text = next_text.as_str();
+            Secret::check_hex(next_text)
+                .map_err(|e| fail(key, Some(next), KeysErrorKind::SecretNext(e)))?;
+            // Both are 64 checked hex digits: the same bytes exactly when
+            // the same text but for case.
+            if next_text.eq_ignore_ascii_case(secret_text) {
+                return Err(fail(key, Some(next), KeysErrorKind::SecretNextSameAsSecret));
+            }
+            Some(next_text)
+        }
+    };
+
+    // allow
+    let allow = match &raw.allow {
+        None => Vec::new(),
+        Some(allow_raw) => {
+            let Raw::Array(items) = allow_raw.get_ref() else {
+                let kind = wrong("allow", "an array of CIDRs", allow_raw);
+                return Err(fail(key, Some(allow_raw), kind));
+            };
+            if items.is_empty() {
+                return Err(fail(key, Some(allow_raw), KeysErrorKind::EmptyAllow));
+            }
+            if items.len() > ALLOW_CIDRS_MAX {
+                let kind = KeysErrorKind::TooManyCidrs {
+                    count: items.len(),
+                    max: ALLOW_CIDRS_MAX,
+                };
+                return Err(fail(key, Some(allow_raw), kind));
+            }
+            let mut allow = Vec::with_capacity(items.len());
+            for (index, item) in items.iter().enumerate() {
+                let Raw::Str(text) = item.get_ref() else {
+                    let kind = wrong("allow", "an array of CIDRs", item);
+                    return Err(fail(key, Some(item), kind));
+                };
+                let cidr = Cidr::parse(text.as_str()).map_err(|problem| {
+                    let kind = KeysErrorKind::BadCidr {
+                        item: index + 1,
+                        text: echoable_cidr(text.as_str()),
+                        problem,
+                    };
+                    fail(key, Some(item), kind)
+                })?;
+                allow.push(cidr);
+            }
+            allow
+        }
+    };
+
+    // not_before, not_after
+    let timestamp = |field, value: &Option<Spanned<Raw<'_>>>| match value {
+        None => Ok(None),
+        Some(spanned) => match spanned.get_ref() {
+            Raw::Str(text) => parse_rfc3339(text.as_str()),
+            Raw::Datetime(text) => parse_rfc3339(text),
+            _ => {
+                let kind = wrong(field, "an RFC 3339 timestamp string", spanned);
+                return Err(fail(key, Some(spanned), kind));
+            }
+        }
+        .map(Some)
+        .map_err(|problem| {
+            fail(
+                key,
+                Some(spanned),
+                KeysErrorKind::BadTimestamp { field, problem },
+            )
+        }),
+    };
+    let not_before_ns = timestamp("not_before", &raw.not_before)?;
+    let not_after_ns = timestamp("not_after", &raw.not_after)?;
+    if let Some(kind) = check_window(not_before_ns, not_after_ns) {
+        return Err(fail(key, raw.not_after.as_ref(), kind));
+    }
+
+    // limits: at least 1, no upper bound but the type's.
+    let limit = |field, value: &Option<Spanned<Raw<'_>>>, max: u64| match value {
+        None => Ok(None),
+        Some(spanned) => match *spanned.get_ref() {
+            Raw::Int(n) => match u64::try_from(n) {
+                Ok(v) if (1..=max).contains(&v) => Ok(Some(v)),
+                _ => Err(fail(
+                    key,
+                    Some(spanned),
+                    KeysErrorKind::OutOfRange {
+                        field,
+                        value: n,
+                        min: 1,
+                        max,
+                    },
+                )),
+            },
+            _ => Err(fail(
+                key,
+                Some(spanned),
+                wrong(field, "an integer", spanned),
+            )),
+        },
+    };
+    let u32_max = u64::from(u32::MAX);
+    // In range 1..=max, so the conversions cannot fail.
+    let max_sessions = limit("max_sessions", &raw.max_sessions, u32_max)?
+        .map(|v| NonZeroU32::new(v as u32).expect("checked >= 1"));
+    let max_order_qty = limit("max_order_qty", &raw.max_order_qty, u32_max)?
+        .map(|v| NonZeroU32::new(v as u32).expect("checked >= 1"));
+    let max_order_notional = limit("max_order_notional", &raw.max_order_notional, u64::MAX)?
+        .map(|v| NonZeroU64::new(v).expect("checked >= 1"));
+
+    // status
+    let status = match &raw.status {
+        None => KeyStatus::Active,
+        Some(status_raw) => {
+            let Raw::Str(name) = status_raw.get_ref() else {
+                let kind = wrong("status", "\"active\" or \"revoked\"", status_raw);
+                return Err(fail(key, Some(status_raw), kind));
+            };
+            KeyStatus::from_name(name.as_str()).ok_or_else(|| {
+                let kind = KeysErrorKind::UnknownStatus {
+                    name: echoable(name.as_str()),
+                };
+                fail(key, Some(status_raw), kind)
+            })?
+        }
+    };
+
     Ok(Checked {
         number,
         location: header,
         id: id_value,
         secret: secret_text,
+        secret_next,
         scopes,
         environment,
         msgs_per_sec,
         burst,
+        allow,
+        not_before_ns,
+        not_after_ns,
+        max_sessions,
+        max_order_qty,
+        max_order_notional,
+        status,
     })
+}
+
+/// `not_before < not_after` when both are set.
+fn check_window(not_before_ns: Option<u64>, not_after_ns: Option<u64>) -> Option<KeysErrorKind> {
+    match (not_before_ns, not_after_ns) {
+        (Some(not_before_ns), Some(not_after_ns)) if not_before_ns >= not_after_ns => {
+            Some(KeysErrorKind::EmptyWindow {
+                not_before_ns,
+                not_after_ns,
+            })
+        }
+        _ => None,
+    }
 }
 
 /// A per-key rate: `1..=max`.
@@ -1170,6 +1831,8 @@ mod tests {
     /// Recognisable in any error that leaked it.
     const SECRET: &str = "d3adb33fd3adb33fd3adb33fd3adb33fd3adb33fd3adb33fd3adb33fd3adb33f";
     const OTHER: &str = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+    /// A `secret_next`, as recognisable.
+    const NEXT: &str = "feedc0defeedc0defeedc0defeedc0defeedc0defeedc0defeedc0defeedc0de";
 
     fn entry(id: &str) -> String {
         format!(
@@ -1177,13 +1840,15 @@ mod tests {
         )
     }
 
-    /// Asserts that no 8-character window of `SECRET`, in either case,
-    /// appears in `text`.
+    /// Asserts that no 8-character window of `SECRET` or `NEXT`, in either
+    /// case, appears in `text`.
     fn assert_no_secret(text: &str) {
         let lower = text.to_lowercase();
-        for start in 0..=SECRET.len() - 8 {
-            let window = &SECRET[start..start + 8];
-            assert!(!lower.contains(window), "secret leaked into: {text}");
+        for secret in [SECRET, NEXT] {
+            for start in 0..=secret.len() - 8 {
+                let window = &secret[start..start + 8];
+                assert!(!lower.contains(window), "secret leaked into: {text}");
+            }
         }
     }
 
@@ -1330,7 +1995,7 @@ mod tests {
         assert!(err.to_string().contains("\"burts\""), "{err}");
 
         // A field planned for a later version is still unknown today.
-        let err = refuse_key(&format!("{}status = \"active\"\n", entry("1001")), 1001);
+        let err = refuse_key(&format!("{}max_position = 5\n", entry("1001")), 1001);
         assert!(matches!(err.kind(), KeysErrorKind::UnknownField { .. }));
 
         let err = refuse(&format!("version = 2\n{}", entry("1001")));
@@ -1684,14 +2349,12 @@ mod tests {
     }
 
     fn made(id: u64) -> KeyEntry {
-        KeyEntry {
+        KeyEntry::new(
             id,
-            secret: Secret::from_hex(SECRET).unwrap(),
-            scopes: Scopes::TRADE,
-            environment: Environment::Sandbox,
-            msgs_per_sec: MSGS_PER_SEC_DEFAULT,
-            burst: BURST_DEFAULT,
-        }
+            Secret::from_hex(SECRET).unwrap(),
+            Scopes::TRADE,
+            Environment::Sandbox,
+        )
     }
 
     #[test]
@@ -1792,5 +2455,697 @@ mod tests {
         assert_eq!(Location::of(text, 8), Location { line: 2, column: 4 });
         assert_eq!(Location::of(text, 4), Location { line: 2, column: 1 });
         assert_eq!(Location::of(text, 100), Location { line: 3, column: 1 });
+    }
+
+    // -----------------------------------------------------------------------
+    // The access policy fields
+
+    /// `entry(id)` with `lines` (each ending in a newline) added.
+    fn with(id: &str, lines: &str) -> String {
+        format!("{}{lines}", entry(id))
+    }
+
+    fn load(text: &str) -> KeyTable {
+        KeyTable::from_toml_str(text, ORIGIN).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    #[test]
+    fn every_policy_field_is_parsed() {
+        let text = with(
+            "1001",
+            &format!(
+                "secret_next = \"{}\"\n\
+                 allow = [\"10.0.0.0/8\", \"2001:db8::/32\", \"192.0.2.7\", \"::1\", \"::ffff:10.1.0.0/112\"]\n\
+                 not_before = \"2026-01-01T00:00:00Z\"\n\
+                 not_after = \"2026-12-31T23:00:00.5-01:00\"\n\
+                 max_sessions = 4\n\
+                 max_order_qty = 4294967295\n\
+                 max_order_notional = 9223372036854775807\n\
+                 status = \"active\"\n",
+                NEXT.to_uppercase()
+            ),
+        );
+        let table = load(&text);
+        let (_, key) = table.get(1001).unwrap();
+        let (current, next) = key.secrets();
+        assert_eq!(current.expose(), Secret::from_hex(SECRET).unwrap().expose());
+        assert_eq!(
+            next.unwrap().expose(),
+            Secret::from_hex(NEXT).unwrap().expose()
+        );
+        let allow: Vec<String> = key.allow.iter().map(ToString::to_string).collect();
+        assert_eq!(
+            allow,
+            [
+                "10.0.0.0/8",
+                "2001:db8::/32",
+                "192.0.2.7/32",
+                "::1/128",
+                "10.1.0.0/16"
+            ]
+        );
+        assert_eq!(key.not_before_ns, Some(1_767_225_600_000_000_000));
+        assert_eq!(key.not_after_ns, Some(1_798_761_600_500_000_000));
+        assert_eq!(key.max_sessions, NonZeroU32::new(4));
+        assert_eq!(key.max_order_qty, NonZeroU32::new(u32::MAX));
+        assert_eq!(key.max_order_notional, NonZeroU64::new(i64::MAX as u64));
+        assert_eq!(key.status, KeyStatus::Active);
+
+        let revoked = load(&with("7", "status = \"revoked\"\n"));
+        assert_eq!(revoked.get(7).unwrap().1.status, KeyStatus::Revoked);
+    }
+
+    #[test]
+    fn absent_policy_fields_take_their_defaults() {
+        let table = load(&entry("1001"));
+        let key = table.entry(KeyIndex(0));
+        assert!(key.secret_next.is_none());
+        assert!(key.allow.is_empty());
+        assert_eq!((key.not_before_ns, key.not_after_ns), (None, None));
+        assert_eq!((key.max_sessions, key.max_order_qty), (None, None));
+        assert_eq!(key.max_order_notional, None);
+        assert_eq!(key.status, KeyStatus::Active);
+        // No allow list: from nowhere.
+        assert!(!key.allows("127.0.0.1".parse().unwrap()));
+        assert!(!key.allows("::1".parse().unwrap()));
+    }
+
+    #[test]
+    fn timestamps_may_be_bare_toml_datetimes() {
+        let table = load(&with(
+            "1",
+            "not_before = 2026-11-23T00:00:00Z\nnot_after = 2026-11-23T09:00:00.25+09:00\n",
+        ));
+        let key = table.entry(KeyIndex(0));
+        assert_eq!(key.not_before_ns, Some(1_795_392_000_000_000_000));
+        assert_eq!(key.not_after_ns, Some(1_795_392_000_250_000_000));
+
+        // A local datetime (no offset) names no instant.
+        let err = refuse_key(&with("1", "not_after = 2026-11-23T00:00:00\n"), 1);
+        assert!(
+            matches!(
+                err.kind(),
+                KeysErrorKind::BadTimestamp {
+                    field: "not_after",
+                    problem: TimestampError::Format { position: 20, .. }
+                }
+            ),
+            "{err}"
+        );
+        // A bare date is not a timestamp either.
+        let err = refuse_key(&with("1", "not_before = 2026-11-23\n"), 1);
+        assert!(
+            matches!(
+                err.kind(),
+                KeysErrorKind::BadTimestamp {
+                    field: "not_before",
+                    ..
+                }
+            ),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn bad_cidrs_are_refused_naming_the_entry_and_why() {
+        let cases: [(&str, usize, CidrError); 6] = [
+            ("\"10.0.0.0/8\", \"10.0.0.256\"", 2, CidrError::BadAddress),
+            (
+                "\"10.0.0.0/33\"",
+                1,
+                CidrError::PrefixTooLong {
+                    prefix_len: 33,
+                    max: 32,
+                },
+            ),
+            (
+                "\"::/0\", \"2001:db8::/129\"",
+                2,
+                CidrError::PrefixTooLong {
+                    prefix_len: 129,
+                    max: 128,
+                },
+            ),
+            (
+                "\"10.1.2.3/8\"",
+                1,
+                CidrError::HostBitsSet {
+                    network: Cidr::parse("10.0.0.0/8").unwrap(),
+                },
+            ),
+            ("\"10.0.0.0/\"", 1, CidrError::BadPrefix),
+            ("\"fe80::1%eth0\"", 1, CidrError::BadAddress),
+        ];
+        for (list, item_expected, problem_expected) in cases {
+            let err = refuse_key(&with("1001", &format!("allow = [{list}]\n")), 1001);
+            match err.kind() {
+                KeysErrorKind::BadCidr {
+                    item,
+                    text,
+                    problem,
+                } => {
+                    assert_eq!(
+                        (*item, *problem),
+                        (item_expected, problem_expected),
+                        "{err}"
+                    );
+                    assert!(text.is_some(), "{err}");
+                }
+                other => panic!("{other:?}"),
+            }
+            assert_eq!(err.location().unwrap().line, 6, "{err}");
+        }
+        let err = refuse_key(&with("1001", "allow = [\"10.1.2.3/8\"]\n"), 1001);
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "keys file {ORIGIN}, line 6, column 10, key 1001 (#1): `allow` entry 1 \
+                 \"10.1.2.3/8\" is not a CIDR: bits are set after the prefix: write the \
+                 network, 10.0.0.0/8, or one address as /32"
+            )
+        );
+
+        let err = refuse_key(&with("1001", "allow = []\n"), 1001);
+        assert!(matches!(err.kind(), KeysErrorKind::EmptyAllow), "{err}");
+        assert!(err.to_string().contains("`allow` is empty"), "{err}");
+
+        let many: Vec<String> = (0..=ALLOW_CIDRS_MAX)
+            .map(|i| format!("\"10.0.{i}.0/24\""))
+            .collect();
+        let err = refuse_key(
+            &with("1001", &format!("allow = [{}]\n", many.join(", "))),
+            1001,
+        );
+        assert!(
+            matches!(
+                err.kind(),
+                KeysErrorKind::TooManyCidrs { count, max: ALLOW_CIDRS_MAX } if *count == ALLOW_CIDRS_MAX + 1
+            ),
+            "{err}"
+        );
+        let table = load(&with(
+            "1001",
+            &format!("allow = [{}]\n", many[..ALLOW_CIDRS_MAX].join(", ")),
+        ));
+        assert_eq!(table.entry(KeyIndex(0)).allow.len(), ALLOW_CIDRS_MAX);
+
+        let err = refuse_key(&with("1001", "allow = \"10.0.0.0/8\"\n"), 1001);
+        assert!(
+            matches!(
+                err.kind(),
+                KeysErrorKind::WrongType {
+                    field: "allow",
+                    found: "a string",
+                    ..
+                }
+            ),
+            "{err}"
+        );
+        let err = refuse_key(&with("1001", "allow = [\"10.0.0.0/8\", 10]\n"), 1001);
+        assert!(
+            matches!(
+                err.kind(),
+                KeysErrorKind::WrongType {
+                    field: "allow",
+                    found: "an integer",
+                    ..
+                }
+            ),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_secret_pasted_into_allow_or_status_is_not_echoed() {
+        for text in [
+            with("1001", &format!("allow = [\"{SECRET}\"]\n")),
+            with("1001", &format!("allow = [\"{}/8\"]\n", &SECRET[..12])),
+            with("1001", &format!("allow = [\"::{}\"]\n", &SECRET[..10])),
+            with("1001", &format!("allow = [\"{NEXT}\"]\n")),
+        ] {
+            let err = refuse_key(&text, 1001);
+            match err.kind() {
+                KeysErrorKind::BadCidr { text, .. } => assert_eq!(*text, None, "{err}"),
+                other => panic!("{other:?}"),
+            }
+            assert!(err.to_string().contains("withheld"), "{err}");
+        }
+        for text in [
+            with("1001", &format!("status = \"{SECRET}\"\n")),
+            with("1001", &format!("status = \"{}\"\n", &NEXT[..9])),
+            with("1001", &format!("not_before = \"{NEXT}\"\n")),
+            with("1001", &format!("not_after = \"2026-{}\"\n", &NEXT[..16])),
+            with("1001", &format!("max_sessions = \"{SECRET}\"\n")),
+            with("1001", &format!("secret_next = \"{NEXT}0\"\n")),
+            with("1001", &format!("secret_next = [\"{NEXT}\"]\n")),
+        ] {
+            let err = refuse_key(&text, 1001);
+            if let KeysErrorKind::UnknownStatus { name } = err.kind() {
+                assert_eq!(*name, None, "{err}");
+            }
+        }
+    }
+
+    #[test]
+    fn bad_timestamps_are_refused_naming_the_field_and_why() {
+        let cases: [(&str, &str, TimestampError); 7] = [
+            (
+                "not_before",
+                "\"2026-02-30T00:00:00Z\"",
+                TimestampError::NoSuchDay {
+                    year: 2026,
+                    month: 2,
+                    day: 30,
+                },
+            ),
+            (
+                "not_after",
+                "\"2026-11-23\"",
+                TimestampError::Format {
+                    position: 11,
+                    expected: "'T'",
+                },
+            ),
+            (
+                "not_after",
+                "\"2026-11-23T00:00:00\"",
+                TimestampError::Format {
+                    position: 20,
+                    expected: "'Z', '+' or '-' (the UTC offset)",
+                },
+            ),
+            (
+                "not_before",
+                "\"1969-12-31T23:59:59Z\"",
+                TimestampError::BeforeEpoch,
+            ),
+            (
+                "not_before",
+                "\"2026-12-31T23:59:60Z\"",
+                TimestampError::LeapSecond,
+            ),
+            (
+                "not_after",
+                "\"2026-11-23T25:00:00Z\"",
+                TimestampError::OutOfRange {
+                    field: "hour",
+                    value: 25,
+                },
+            ),
+            (
+                "not_after",
+                "\"\"",
+                TimestampError::Format {
+                    position: 1,
+                    expected: "a digit",
+                },
+            ),
+        ];
+        for (field_expected, value, problem_expected) in cases {
+            let err = refuse_key(
+                &with("1001", &format!("{field_expected} = {value}\n")),
+                1001,
+            );
+            match err.kind() {
+                KeysErrorKind::BadTimestamp { field, problem } => {
+                    assert_eq!(
+                        (*field, *problem),
+                        (field_expected, problem_expected),
+                        "{err}"
+                    )
+                }
+                other => panic!("{other:?}"),
+            }
+            let display = err.to_string();
+            assert!(
+                display.contains(&format!("`{field_expected}` is not an RFC 3339")),
+                "{display}"
+            );
+            assert!(display.contains(&problem_expected.to_string()), "{display}");
+        }
+        let err = refuse_key(&with("1001", "not_after = 1795392000\n"), 1001);
+        assert!(
+            matches!(
+                err.kind(),
+                KeysErrorKind::WrongType {
+                    field: "not_after",
+                    found: "an integer",
+                    ..
+                }
+            ),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn the_validity_window_must_not_be_empty() {
+        for (before, after) in [
+            ("2026-11-23T00:00:00Z", "2026-11-23T00:00:00Z"),
+            ("2026-11-23T00:00:00Z", "2026-11-23T01:00:00+01:00"),
+            ("2026-11-24T00:00:00Z", "2026-11-23T00:00:00Z"),
+        ] {
+            let err = refuse_key(
+                &with(
+                    "1001",
+                    &format!("not_before = \"{before}\"\nnot_after = \"{after}\"\n"),
+                ),
+                1001,
+            );
+            assert!(
+                matches!(err.kind(), KeysErrorKind::EmptyWindow { .. }),
+                "{err}"
+            );
+            assert_eq!(err.location().unwrap().line, 7, "{err}");
+            assert!(
+                err.to_string().contains(&format!(
+                    "`not_before` ({}) is not before",
+                    Rfc3339(parse_rfc3339(before).unwrap())
+                )),
+                "{err}"
+            );
+        }
+        let table = load(&with(
+            "1001",
+            "not_before = \"2026-11-23T00:00:00Z\"\nnot_after = \"2026-11-23T00:00:00.000000001Z\"\n",
+        ));
+        let key = table.entry(KeyIndex(0));
+        assert_eq!(key.not_after_ns.unwrap() - key.not_before_ns.unwrap(), 1);
+    }
+
+    #[test]
+    fn secret_next_must_be_a_different_secret() {
+        let err = refuse_key(
+            &with("1001", &format!("secret_next = \"{}\"\n", &NEXT[..63])),
+            1001,
+        );
+        assert!(
+            matches!(
+                err.kind(),
+                KeysErrorKind::SecretNext(SecretError::Length { found: 63 })
+            ),
+            "{err}"
+        );
+        assert!(
+            err.to_string()
+                .contains("`secret_next`: secret has 63 characters"),
+            "{err}"
+        );
+
+        let mut bad = NEXT.to_owned();
+        bad.replace_range(0..1, "g");
+        let err = refuse_key(&with("1001", &format!("secret_next = \"{bad}\"\n")), 1001);
+        assert!(
+            matches!(
+                err.kind(),
+                KeysErrorKind::SecretNext(SecretError::NotHex { position: 1 })
+            ),
+            "{err}"
+        );
+
+        for same in [SECRET.to_owned(), SECRET.to_uppercase()] {
+            let err = refuse_key(&with("1001", &format!("secret_next = \"{same}\"\n")), 1001);
+            assert!(
+                matches!(err.kind(), KeysErrorKind::SecretNextSameAsSecret),
+                "{err}"
+            );
+            assert!(err.to_string().contains("same as `secret`"), "{err}");
+            assert_eq!(err.location().unwrap().line, 6, "{err}");
+        }
+
+        let err = refuse_key(&with("1001", "secret_next = 5\n"), 1001);
+        assert!(
+            matches!(
+                err.kind(),
+                KeysErrorKind::WrongType {
+                    field: "secret_next",
+                    ..
+                }
+            ),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn limits_are_at_least_one_and_status_is_known() {
+        let cases = [
+            ("max_sessions = 0", "max_sessions", 0, u64::from(u32::MAX)),
+            ("max_sessions = -1", "max_sessions", -1, u64::from(u32::MAX)),
+            (
+                "max_sessions = 4294967296",
+                "max_sessions",
+                1 << 32,
+                u64::from(u32::MAX),
+            ),
+            ("max_order_qty = 0", "max_order_qty", 0, u64::from(u32::MAX)),
+            (
+                "max_order_qty = 4294967296",
+                "max_order_qty",
+                1 << 32,
+                u64::from(u32::MAX),
+            ),
+            ("max_order_notional = 0", "max_order_notional", 0, u64::MAX),
+            (
+                "max_order_notional = -9",
+                "max_order_notional",
+                -9,
+                u64::MAX,
+            ),
+        ];
+        for (line, name, v, max_expected) in cases {
+            let err = refuse_key(&with("1001", &format!("{line}\n")), 1001);
+            match err.kind() {
+                KeysErrorKind::OutOfRange {
+                    field,
+                    value,
+                    min: 1,
+                    max,
+                } => assert_eq!((*field, *value, *max), (name, v, max_expected), "{err}"),
+                other => panic!("{other:?}"),
+            }
+            assert!(
+                err.to_string()
+                    .contains(&format!("`{name}` is {v}; it must be in 1..=")),
+                "{err}"
+            );
+        }
+        let edges = load(&with(
+            "1001",
+            "max_sessions = 1\nmax_order_qty = 1\nmax_order_notional = 1\n",
+        ));
+        let key = edges.entry(KeyIndex(0));
+        assert_eq!(key.max_sessions, NonZeroU32::new(1));
+        assert_eq!(key.max_order_qty, NonZeroU32::new(1));
+        assert_eq!(key.max_order_notional, NonZeroU64::new(1));
+
+        let err = refuse_key(&with("1001", "max_order_qty = 1.5\n"), 1001);
+        assert!(
+            matches!(
+                err.kind(),
+                KeysErrorKind::WrongType {
+                    field: "max_order_qty",
+                    found: "a float",
+                    ..
+                }
+            ),
+            "{err}"
+        );
+
+        for (status, echoed) in [("disabled", Some("disabled")), ("Active", Some("Active"))] {
+            let err = refuse_key(&with("1001", &format!("status = \"{status}\"\n")), 1001);
+            match err.kind() {
+                KeysErrorKind::UnknownStatus { name } => assert_eq!(name.as_deref(), echoed),
+                other => panic!("{other:?}"),
+            }
+            assert!(
+                err.to_string()
+                    .contains("it must be \"active\" or \"revoked\""),
+                "{err}"
+            );
+        }
+        let err = refuse_key(&with("1001", "status = true\n"), 1001);
+        assert!(
+            matches!(
+                err.kind(),
+                KeysErrorKind::WrongType {
+                    field: "status",
+                    found: "a boolean",
+                    ..
+                }
+            ),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn debug_with_every_field_shows_no_secret() {
+        let text = with(
+            "1001",
+            &format!("secret_next = \"{NEXT}\"\nallow = [\"10.0.0.0/8\"]\nmax_order_qty = 5\n"),
+        );
+        let table = load(&text);
+        let key = table.entry(KeyIndex(0));
+        let debug = format!("{table:?} {table:#?} {key:?} {key:#?} {:?}", key.secrets());
+        assert_eq!(debug.matches("Secret(<redacted>)").count(), 10, "{debug}");
+        assert!(debug.contains("Cidr(10.0.0.0/8)"), "{debug}");
+        assert_no_secret(&debug);
+        // Nor the bytes in decimal: 0xfe 0xed of NEXT, 0xd3 0xad of SECRET.
+        assert!(
+            !debug.contains("254, 237") && !debug.contains("211, 173"),
+            "{debug}"
+        );
+    }
+
+    #[test]
+    fn from_entries_checks_the_policy_fields() {
+        let check = |entry: KeyEntry| {
+            let err = KeyTable::from_entries(vec![made(1), entry]).unwrap_err();
+            assert!(err.to_string().contains("key 4 (#2)"), "{err}");
+            assert_no_secret(&format!("{err} {err:?}"));
+            err
+        };
+        let same = made(4).with_secret_next(Secret::from_hex(SECRET).unwrap());
+        assert!(matches!(
+            check(same).kind(),
+            KeysErrorKind::SecretNextSameAsSecret
+        ));
+
+        let mut window = made(4);
+        window.not_before_ns = Some(10);
+        window.not_after_ns = Some(10);
+        assert!(matches!(
+            check(window).kind(),
+            KeysErrorKind::EmptyWindow {
+                not_before_ns: 10,
+                not_after_ns: 10
+            }
+        ));
+
+        let wide = made(4).with_allow(vec![Cidr::ANY_V4; ALLOW_CIDRS_MAX + 1]);
+        assert!(matches!(
+            check(wide).kind(),
+            KeysErrorKind::TooManyCidrs { .. }
+        ));
+
+        let fine = made(4)
+            .with_secret_next(Secret::from_hex(NEXT).unwrap())
+            .with_allow(vec![Cidr::ANY_V4; ALLOW_CIDRS_MAX])
+            .with_rate(7, 3);
+        let table = KeyTable::from_entries(vec![made(1), fine]).unwrap();
+        let key = table.get(4).unwrap().1;
+        assert_eq!((key.msgs_per_sec, key.burst), (7, 3));
+        assert!(key.secret_next.is_some());
+        assert_eq!(table.origin(), ORIGIN_IN_MEMORY);
+    }
+
+    #[test]
+    fn warnings_name_keys_that_cannot_log_on() {
+        let text = format!(
+            "{}{}{}{}{}",
+            with("1", "allow = [\"0.0.0.0/0\", \"::/0\"]\n"),
+            entry("2"),
+            with("3", "allow = [\"10.0.0.0/8\"]\nstatus = \"revoked\"\n"),
+            with("4", "status = \"revoked\"\n"),
+            with(
+                "5",
+                "allow = [\"10.0.0.0/8\"]\nnot_before = \"2026-11-23T00:00:00Z\"\nnot_after = \"2026-11-24T00:00:00Z\"\n",
+            ),
+        );
+        let table = load(&text);
+        let start = parse_rfc3339("2026-11-23T00:00:00Z").unwrap();
+        let end = parse_rfc3339("2026-11-24T00:00:00Z").unwrap();
+        let at = |now| -> Vec<(u64, KeyWarningKind)> {
+            table.warnings(now).map(|w| (w.id, w.kind)).collect()
+        };
+        assert_eq!(
+            at(start),
+            [
+                (2, KeyWarningKind::NoAllowList),
+                (3, KeyWarningKind::Revoked),
+                (4, KeyWarningKind::Revoked)
+            ]
+        );
+        assert_eq!(
+            at(start - 1)[3],
+            (
+                5,
+                KeyWarningKind::NotYetValid {
+                    not_before_ns: start
+                }
+            )
+        );
+        assert_eq!(
+            at(end)[3],
+            (5, KeyWarningKind::Expired { not_after_ns: end })
+        );
+
+        let lines: Vec<String> = table.warnings(end).map(|w| w.to_string()).collect();
+        assert_eq!(lines.len(), 4);
+        for line in &lines {
+            assert!(
+                line.starts_with(&format!("keys file {ORIGIN}, key ")),
+                "{line}"
+            );
+            assert_no_secret(line);
+        }
+        assert!(lines[0].contains("key 2: no `allow` list"), "{}", lines[0]);
+        assert!(lines[0].contains("ADDRESS_NOT_ALLOWED"), "{}", lines[0]);
+        assert!(
+            lines[3].contains("expired at 2026-11-24T00:00:00Z"),
+            "{}",
+            lines[3]
+        );
+        let early: Vec<String> = table.warnings(start - 1).map(|w| w.to_string()).collect();
+        assert!(
+            early[3].contains("not valid until 2026-11-23T00:00:00Z"),
+            "{}",
+            early[3]
+        );
+    }
+
+    #[test]
+    fn new_key_entry_parses_back() {
+        let secret = Secret::from_hex(SECRET).unwrap();
+        let text = new_key_entry_toml(1001, &["trade", "cancel"], "production", &secret);
+        assert!(text.contains(&format!("secret = \"{SECRET}\"\n")), "{text}");
+        assert!(text.contains("\n# allow = [\""), "{text}");
+        assert!(text.starts_with("# "), "{text}");
+        let table = load(&text);
+        let (_, key) = table.get(1001).unwrap();
+        assert_eq!(key.secret.expose(), secret.expose());
+        assert_eq!(key.scopes, Scopes::TRADE.union(Scopes::CANCEL));
+        assert_eq!(key.environment, Environment::Production);
+        assert!(key.allow.is_empty(), "the allow line is a comment");
+        assert!(key.secret_next.is_none());
+
+        // Upper-case bytes come out as lower-case hex.
+        let upper = Secret::from_hex(&NEXT.to_uppercase()).unwrap();
+        let text = new_key_entry_toml(u64::from(u32::MAX), &["read"], "sandbox", &upper);
+        assert!(text.contains(NEXT), "{text}");
+        let table = load(&text);
+        let key = table.entry(KeyIndex(0));
+        assert_eq!(
+            (key.id, key.scopes, key.environment),
+            (u64::from(u32::MAX), Scopes::READ, Environment::Sandbox)
+        );
+
+        // Two entries make a file.
+        let both = format!(
+            "{}\n{}",
+            new_key_entry_toml(1, &["trade"], "production", &secret),
+            new_key_entry_toml(2, &["cancel"], "production", &upper)
+        );
+        assert_eq!(load(&both).len(), 2);
+
+        // Names are written as TOML strings; wrong ones are refused on load.
+        let odd = new_key_entry_toml(3, &["tr\"ade\\\n"], "prod", &secret);
+        assert!(odd.contains(r#"scopes = ["tr\"ade\\\u000a"]"#), "{odd}");
+        let err = KeyTable::from_toml_str(&odd, ORIGIN).unwrap_err();
+        assert!(
+            matches!(err.kind(), KeysErrorKind::UnknownScope { .. }),
+            "{err}"
+        );
+        let long = "x".repeat(300);
+        let text = new_key_entry_toml(u64::MAX, &[&long, &long, &long], &long, &secret);
+        assert!(text.contains(&long));
     }
 }

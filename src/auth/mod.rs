@@ -1,7 +1,9 @@
-//! Authentication: the keys file and secrets, the logon signature, the
+//! Authentication: the keys file and secrets, the access policy of a key
+//! (addresses, validity, risk limits), the logon signature, the
 //! per-direction session keys and message tags.
 
 pub mod keys;
+pub mod policy;
 pub mod secret;
 pub mod session_keys;
 pub mod tag;

@@ -24,14 +24,9 @@ pub const KEY_SANDBOX: u64 = 1003;
 pub const KEY_SLOW: u64 = 1004;
 
 pub fn entry(id: u64, scopes: Scopes, environment: Environment, rate: u32, burst: u32) -> KeyEntry {
-    KeyEntry {
-        id,
-        secret: Secret::from_bytes(SECRET),
-        scopes,
-        environment,
-        msgs_per_sec: rate,
-        burst,
-    }
+    KeyEntry::new(id, Secret::from_bytes(SECRET), scopes, environment)
+        .with_rate(rate, burst)
+        .allow_any()
 }
 
 pub fn keys() -> KeyTable {

@@ -25,23 +25,14 @@ pub const WAIT: Duration = Duration::from_secs(3);
 
 pub fn keys() -> KeyTable {
     let tc = Scopes::TRADE.union(Scopes::CANCEL);
-    let e = |id, scopes, environment, msgs_per_sec, burst| KeyEntry {
-        id,
-        secret: Secret::from_bytes(SECRET),
-        scopes,
-        environment,
-        msgs_per_sec,
-        burst,
+    let e = |id, scopes, environment, msgs_per_sec, burst| {
+        KeyEntry::new(id, Secret::from_bytes(SECRET), scopes, environment)
+            .with_rate(msgs_per_sec, burst)
+            .allow_any()
     };
     KeyTable::from_entries(vec![
         e(TRADER, tc, Environment::Production, 1_000_000, 100_000),
-        e(
-            CANCEL_ONLY,
-            Scopes::CANCEL,
-            Environment::Production,
-            1_000_000,
-            100_000,
-        ),
+        e(CANCEL_ONLY, Scopes::CANCEL, Environment::Production, 1_000_000, 100_000),
         e(SANDBOX, tc, Environment::Sandbox, 1_000_000, 100_000),
         e(SLOW, tc, Environment::Production, 10, 4),
     ])
