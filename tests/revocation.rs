@@ -16,9 +16,14 @@ use ordergate::wire::codes::{
 
 fn entry(id: u64) -> KeyEntry {
     let scopes = Scopes::TRADE.union(Scopes::CANCEL);
-    KeyEntry::new(id, Secret::from_bytes(SECRET), scopes, Environment::Production)
-        .with_rate(1_000_000, 100_000)
-        .allow_any()
+    KeyEntry::new(
+        id,
+        Secret::from_bytes(SECRET),
+        scopes,
+        Environment::Production,
+    )
+    .with_rate(1_000_000, 100_000)
+    .allow_any()
 }
 
 fn two_reactors() -> GatewaySpec {

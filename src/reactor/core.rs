@@ -73,6 +73,11 @@ impl ReactorCore {
         }
     }
 
+    /// This reactor's number.
+    pub fn index(&self) -> u16 {
+        self.index
+    }
+
     /// Session slots in the slab.
     pub fn capacity(&self) -> usize {
         self.sessions.len()
@@ -168,7 +173,7 @@ impl ReactorCore {
                 .get(key_id)
                 .filter(|(_, e)| !keys.is_revoked(key_id) && key_usable(e, now));
             match usable {
-                Some((index, _)) => session.rebind_key(index, keys.state(index)),
+                Some((index, _)) => session.rebind_key(&keys, index),
                 None => {
                     let mut io = Io {
                         now,
@@ -188,6 +193,35 @@ impl ReactorCore {
         self.keys = keys;
         self.shared.acknowledge_keys(self.index, applied);
         true
+    }
+
+    /// Revokes the sessions whose key stopped being usable with the passage
+    /// of time (its `not_after` passed). O(live sessions): call per timer
+    /// tick, not per message.
+    pub fn enforce_key_validity(&mut self, now: Nanos) {
+        let keys = self.keys.clone();
+        for i in 0..self.live.len() {
+            let slot = self.live[i] as usize;
+            let session = &mut self.sessions[slot];
+            if !session.is_logged_on() {
+                continue;
+            }
+            let Some(index) = session.key() else { continue };
+            if key_usable(keys.table.entry(index), now) {
+                continue;
+            }
+            let mut io = Io {
+                now,
+                shared: &self.shared,
+                keys: &keys,
+                commands: &mut self.commands,
+                counters: &mut self.counters,
+                audit: &mut self.audit,
+            };
+            session.revoke(&mut io);
+            self.counters.revocations += 1;
+            mark(&mut self.dirty, &mut self.dirty_mark, slot as u16);
+        }
     }
 
     /// Bytes received for `id`.
@@ -284,10 +318,10 @@ impl ReactorCore {
     }
 }
 
-/// Whether a key may keep its sessions. The access-policy fields (status,
-/// validity window) extend this.
-fn key_usable(_entry: &crate::auth::keys::KeyEntry, _now: Nanos) -> bool {
-    true
+/// Whether a key may keep its sessions: active and within its validity
+/// window.
+fn key_usable(entry: &crate::auth::keys::KeyEntry, now: Nanos) -> bool {
+    entry.valid_at(now).is_ok()
 }
 
 #[inline]

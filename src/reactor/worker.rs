@@ -494,6 +494,8 @@ impl Worker {
 
     fn tick(&mut self, now: Nanos) {
         self.core.run_timers(now);
+        self.core.enforce_key_validity(now);
+        self.core.audit.flush_gap(now, self.core.index());
         let mut i = 0;
         while i < self.unreleased.len() {
             if self.core.release(self.unreleased[i]) {

@@ -207,6 +207,8 @@ struct Authenticated {
     /// The key's rate and its shared cell and session count, held directly
     /// so the per-message path needs no table lookup; rebound on reload.
     key_state: KeyState,
+    /// The table `key` indexes (for the per-order risk limits).
+    table: std::sync::Arc<crate::auth::keys::KeyTable>,
     scopes: Scopes,
     /// Next `seq` expected from the client.
     next_in: u64,
@@ -323,10 +325,11 @@ impl Session {
     }
 
     /// Points a live session at its key in a new key generation (reload).
-    pub fn rebind_key(&mut self, index: KeyIndex, state: &KeyState) {
+    pub fn rebind_key(&mut self, keys: &KeySet, index: KeyIndex) {
         if let Some(a) = &mut self.auth {
             a.key = index;
-            a.key_state = state.clone();
+            a.key_state = keys.state(index).clone();
+            a.table = keys.table.clone();
         }
     }
 
@@ -533,8 +536,23 @@ impl Session {
         // The signature is checked before anything about the key is told.
         let keyset = io.keys;
         let entry = keyset.table.get(logon.key_id());
-        let secret = entry.map_or(shared.decoy_secret(), |(_, e)| e.secret.expose());
-        let signature_ok = verify_logon(secret, logon.bytes());
+        // During a rotation both secrets are tried (always both, so the time
+        // does not tell which one signed); an unknown key is verified
+        // against the decoy so its time matches a known key's.
+        let mut secret: &[u8; 32] = shared.decoy_secret();
+        let signature_ok = match entry {
+            Some((_, e)) => match e.secret_matching(|s| verify_logon(s, logon.bytes())) {
+                Some(matched) => {
+                    secret = matched.expose();
+                    true
+                }
+                None => false,
+            },
+            None => {
+                verify_logon(secret, logon.bytes());
+                false
+            }
+        };
         let Some((key, entry)) = entry.filter(|_| signature_ok) else {
             if shared.guard.record_failure(now, &self.peer) {
                 io.audit.record(AuditEvent::lockout(
@@ -546,8 +564,11 @@ impl Session {
             }
             return self.logon_reject(io, LogonRejectReason::AUTH_FAILED);
         };
-        if keyset.is_revoked(entry.id) {
+        if keyset.is_revoked(entry.id) || entry.valid_at(now).is_err() {
             return self.logon_reject(io, LogonRejectReason::KEY_DISABLED);
+        }
+        if !entry.allows(self.peer) {
+            return self.logon_reject(io, LogonRejectReason::ADDRESS_NOT_ALLOWED);
         }
         let keepalive_ms = logon.keepalive_ms();
         let flags = logon.flags();
@@ -576,17 +597,26 @@ impl Session {
             }
         }
 
+        // Take a place among the key's sessions (all reactors), or give it
+        // back and refuse.
+        let key_state = keyset.state(key).clone();
+        let live = key_state
+            .sessions
+            .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+        if entry.session_limit_reached(live) {
+            key_state
+                .sessions
+                .fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
+            return self.logon_reject(io, LogonRejectReason::SESSION_LIMIT);
+        }
         let server_nonce = shared.next_server_nonce();
         let keys = SessionKeys::derive(secret, &client_nonce, &server_nonce, self.id.0);
-        let key_state = keyset.state(key).clone();
-        key_state
-            .sessions
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         self.auth = Some(Authenticated {
             keys,
             key,
             key_id: entry.id,
             key_state,
+            table: keyset.table.clone(),
             scopes: entry.scopes,
             next_in: 1,
             next_out: 1,
@@ -726,6 +756,14 @@ impl Session {
         auth.throttled_run = 0;
         if !auth.scopes.contains(scope) {
             return self.reject(io, command.cl_ord_id, RejectReason::NOT_PERMITTED, 0);
+        }
+        if matches!(command.kind, CommandKind::NewOrder | CommandKind::Replace)
+            && let Err(risk) = auth
+                .table
+                .entry(auth.key)
+                .check_order(command.price, command.qty)
+        {
+            return self.reject(io, command.cl_ord_id, risk.reason(), 0);
         }
         if io.commands.try_push(command) {
             io.counters.commands_out += 1;

@@ -183,11 +183,16 @@ impl<'s> Pair<'s> {
         frames
     }
 
+    /// A nonce never used before in this test process.
     pub fn next_nonce(&mut self) -> [u8; 16] {
-        self.nonce += 1;
+        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+        self.nonce = self.nonce.wrapping_add(1);
         let mut n = [0u8; 16];
-        n[0] = self.nonce;
-        n[1..9].copy_from_slice(&(self as *const _ as u64).to_le_bytes());
+        n[..8].copy_from_slice(
+            &NEXT
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+                .to_le_bytes(),
+        );
         n
     }
 

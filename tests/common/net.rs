@@ -32,7 +32,13 @@ pub fn keys() -> KeyTable {
     };
     KeyTable::from_entries(vec![
         e(TRADER, tc, Environment::Production, 1_000_000, 100_000),
-        e(CANCEL_ONLY, Scopes::CANCEL, Environment::Production, 1_000_000, 100_000),
+        e(
+            CANCEL_ONLY,
+            Scopes::CANCEL,
+            Environment::Production,
+            1_000_000,
+            100_000,
+        ),
         e(SANDBOX, tc, Environment::Sandbox, 1_000_000, 100_000),
         e(SLOW, tc, Environment::Production, 10, 4),
     ])
