@@ -147,7 +147,11 @@ pub fn execute(request: &str, control: &GatewayControl, keys_path: Option<&Path>
                 Err(e) => format!("error: reload refused, the old table stays: {e}\n"),
             }
         }
-        ("revoke" | "kill", Some(Ok(id)), None) => match control.revoke(id) {
+        ("revoke" | "kill", Some(Ok(id)), None) => match if verb == "kill" {
+            control.kill(id)
+        } else {
+            control.revoke(id)
+        } {
             Some(r) => format!(
                 "ok {} key {id}: its sessions end with KEY_REVOKED and their orders are canceled \
                  (generation {}); {}\n",

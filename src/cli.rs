@@ -91,6 +91,12 @@ pub enum Command {
     Load(LoadArgs),
     /// Control a running gateway through its admin socket
     Admin(AdminArgs),
+    /// Check or print an audit journal: `audit verify FILE [--expect-records N] [--expect-last HASH]`, `audit show FILE [--json]`
+    Audit {
+        /// verify FILE [--expect-records N] [--expect-last HASH] | show FILE [--json]
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true, num_args = 1..)]
+        args: Vec<String>,
+    },
 }
 
 /// `ordergate admin`.
@@ -140,7 +146,13 @@ pub struct ServeArgs {
     /// Admin socket for `ordergate admin` (created mode 0600)
     #[arg(long, value_name = "PATH", default_value = crate::admin::ADMIN_SOCKET_DEFAULT)]
     pub admin_socket: PathBuf,
+    /// Tamper-evident audit journal (created and preallocated if missing; a corrupt one stops the start)
+    #[arg(long, value_name = "FILE", default_value = AUDIT_JOURNAL_DEFAULT)]
+    pub audit_journal: PathBuf,
 }
+
+/// Where `serve` keeps its audit journal unless told otherwise.
+pub const AUDIT_JOURNAL_DEFAULT: &str = "ordergate-audit.journal";
 
 /// `--idle`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -215,6 +227,11 @@ pub fn main() -> ExitCode {
         Command::Demo(args) => run_demo(args),
         Command::Load(args) => run_load(args),
         Command::Admin(args) => run_admin(&args),
+        Command::Audit { args } => {
+            let code =
+                crate::journal::audit_main(&args, &mut std::io::stdout(), &mut std::io::stderr());
+            ExitCode::from(code.clamp(0, 255) as u8)
+        }
     }
 }
 
@@ -376,7 +393,9 @@ fn serve(args: &ServeArgs) -> ExitCode {
         }
     };
     let shape = describe(&plan.spec);
-    let gateway = match Gateway::start(plan.spec, keys) {
+    let mut spec = plan.spec;
+    spec.audit_journal = Some(args.audit_journal.clone());
+    let gateway = match Gateway::start(spec, keys) {
         Ok(gateway) => gateway,
         Err(e) => return fail(EXIT_FAILURE, format!("cannot start: {e}")),
     };
@@ -401,7 +420,11 @@ fn serve(args: &ServeArgs) -> ExitCode {
             );
         }
     };
-    println!("admin socket {}", admin.path().display());
+    println!(
+        "admin socket {}; audit journal {}",
+        admin.path().display(),
+        args.audit_journal.display()
+    );
 
     let signals_handle = signals.handle();
     let stop = gateway.stop_handle();
@@ -678,6 +701,7 @@ mod tests {
                 config: Some("c.toml".into()),
                 idle: Some(IdleArg::Backoff),
                 admin_socket: crate::admin::ADMIN_SOCKET_DEFAULT.into(),
+                audit_journal: AUDIT_JOURNAL_DEFAULT.into(),
             }
         );
         let Command::Serve(args) = cli(&["serve"]).unwrap() else {
@@ -820,6 +844,7 @@ mod tests {
             config: Some(path.clone()),
             idle: None,
             admin_socket: crate::admin::ADMIN_SOCKET_DEFAULT.into(),
+            audit_journal: AUDIT_JOURNAL_DEFAULT.into(),
         };
         let plan = plan_serve(&from_file, None).unwrap();
         assert_eq!(plan.keys, dir.join("k.toml"));
@@ -833,6 +858,7 @@ mod tests {
             config: Some(path.clone()),
             idle: Some(IdleArg::BusySpin),
             admin_socket: crate::admin::ADMIN_SOCKET_DEFAULT.into(),
+            audit_journal: AUDIT_JOURNAL_DEFAULT.into(),
         };
         let plan = plan_serve(&over, None).unwrap();
         assert_eq!(plan.keys, PathBuf::from("/other/keys.toml"));
@@ -856,6 +882,7 @@ mod tests {
             config: None,
             idle: None,
             admin_socket: crate::admin::ADMIN_SOCKET_DEFAULT.into(),
+            audit_journal: AUDIT_JOURNAL_DEFAULT.into(),
         };
         let e = plan_serve(&bare, None).unwrap_err();
         assert!(e.contains("--keys"), "{e}");

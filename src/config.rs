@@ -207,6 +207,9 @@ impl Config {
                 session_msgs_per_sec: s.msgs_per_sec,
                 session_burst: s.burst,
             },
+            // The journal is chosen on the command line (`--audit-journal`).
+            audit_journal: None,
+            audit_capacity: crate::journal::CAPACITY_RECORDS_DEFAULT,
             engine_config: EngineConfig {
                 instruments: e.instruments,
                 orders_max: e.orders_max,

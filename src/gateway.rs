@@ -27,12 +27,13 @@ use crate::constants::*;
 use crate::engine::agent::{EngineAgent, EngineCounters};
 use crate::engine::book::{EngineConfig, MatchingEngine};
 use crate::engine::{Command, Event};
+use crate::journal::{AuditEvent, AuditSink, Journal, JournalHealth, JournalWriter};
 use crate::reactor::core::ReactorCore;
 use crate::reactor::idle::{Idle, IdleAction, IdleKind};
 use crate::reactor::uring;
 use crate::reactor::worker::{self, ReactorArgs};
 use crate::ring;
-use crate::session::{Counters, GatewayConfig, Shared};
+use crate::session::{Audit, Counters, GatewayConfig, Shared};
 
 /// Pending connections the kernel queues per listener before accept.
 pub const LISTEN_BACKLOG: i32 = 1024;
@@ -69,6 +70,10 @@ pub struct GatewaySpec {
     pub idle: IdleKind,
     pub session: GatewayConfig,
     pub engine_config: EngineConfig,
+    /// The tamper-evident audit journal; None = no journal (tests, demo).
+    pub audit_journal: Option<std::path::PathBuf>,
+    /// Records a new journal file is preallocated for.
+    pub audit_capacity: u64,
 }
 
 impl Default for GatewaySpec {
@@ -86,6 +91,8 @@ impl Default for GatewaySpec {
             idle: IdleKind::Backoff,
             session: GatewayConfig::default(),
             engine_config: EngineConfig::default(),
+            audit_journal: None,
+            audit_capacity: crate::journal::CAPACITY_RECORDS_DEFAULT,
         }
     }
 }
@@ -144,6 +151,9 @@ pub enum StartError {
     Listen(std::io::Error),
     /// Pinning a thread to its core failed.
     Affinity(String),
+    /// The audit journal cannot be opened (or is corrupt): the gateway does
+    /// not start without its record.
+    Journal(String),
 }
 
 impl std::fmt::Display for StartError {
@@ -153,6 +163,7 @@ impl std::fmt::Display for StartError {
             StartError::Uring(s) => write!(f, "io_uring: {s}"),
             StartError::Listen(e) => write!(f, "listener: {e}"),
             StartError::Affinity(s) => write!(f, "cpu affinity: {s}"),
+            StartError::Journal(s) => write!(f, "audit journal: {s}"),
         }
     }
 }
@@ -185,6 +196,8 @@ impl StopHandle {
 pub struct GatewayControl {
     shared: Arc<Shared>,
     reactors: usize,
+    /// The control plane's own audit ring (reload, revoke, kill).
+    audit: Arc<std::sync::Mutex<Audit>>,
 }
 
 /// What a reload or revocation did.
@@ -209,9 +222,8 @@ impl GatewayControl {
     pub fn reload(&self, table: KeyTable) -> ControlReport {
         let keys = table.len();
         let epoch = self.shared.publish_keys(table);
-        let applied_in = self
-            .shared
-            .wait_keys_applied(self.reactors, epoch, CONTROL_TIMEOUT);
+        let applied_in = self.wait(epoch);
+        self.record(AuditEvent::reload(worker::wall_ns(), keys as u32));
         ControlReport {
             epoch,
             keys,
@@ -222,22 +234,67 @@ impl GatewayControl {
     /// Re-reads the keys file; an invalid file keeps the current table and
     /// returns why.
     pub fn reload_file(&self, path: &std::path::Path) -> Result<ControlReport, String> {
-        let table = KeyTable::load(path).map_err(|e| e.to_string())?;
-        Ok(self.reload(table))
+        match KeyTable::load(path) {
+            Ok(table) => Ok(self.reload(table)),
+            Err(e) => {
+                self.record(AuditEvent::reload_failed(worker::wall_ns(), 0));
+                Err(e.to_string())
+            }
+        }
     }
 
     /// Revokes `key_id` for the rest of the run (see `Shared::revoke_key`).
     /// None if it was already revoked.
     pub fn revoke(&self, key_id: u64) -> Option<ControlReport> {
+        let (report, ended) = self.revoke_quietly(key_id)?;
+        self.record(AuditEvent::revoke(worker::wall_ns(), key_id, ended));
+        Some(report)
+    }
+
+    /// The kill switch: revokes `key_id`, ending every session of it and
+    /// canceling their orders; recorded as a kill.
+    pub fn kill(&self, key_id: u64) -> Option<ControlReport> {
+        let (report, ended) = self.revoke_quietly(key_id)?;
+        let all = crate::engine::SessionId(0);
+        let reason = crate::wire::codes::TerminateReason::KEY_REVOKED;
+        self.record(AuditEvent::kill(
+            worker::wall_ns(),
+            key_id,
+            all,
+            reason,
+            ended,
+        ));
+        Some(report)
+    }
+
+    fn revoke_quietly(&self, key_id: u64) -> Option<(ControlReport, u32)> {
+        let set = self.shared.key_set();
+        let live = set
+            .table
+            .get(key_id)
+            .map_or(0, |(i, _)| set.state(i).sessions.load(Ordering::Relaxed));
         let epoch = self.shared.revoke_key(key_id)?;
-        let applied_in = self
-            .shared
-            .wait_keys_applied(self.reactors, epoch, CONTROL_TIMEOUT);
-        Some(ControlReport {
-            epoch,
-            keys: self.shared.key_set().table.len(),
-            applied_in,
-        })
+        let applied_in = self.wait(epoch);
+        Some((
+            ControlReport {
+                epoch,
+                keys: set.table.len(),
+                applied_in,
+            },
+            live,
+        ))
+    }
+
+    fn wait(&self, epoch: u64) -> Option<std::time::Duration> {
+        self.shared
+            .wait_keys_applied(self.reactors, epoch, CONTROL_TIMEOUT)
+    }
+
+    fn record(&self, event: AuditEvent) {
+        self.audit
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .record(event);
     }
 
     /// Each key's id and its live sessions (all reactors).
@@ -264,6 +321,10 @@ pub struct Gateway {
     reactors: Vec<JoinHandle<Option<ReactorReport>>>,
     engine: Option<JoinHandle<EngineCounters>>,
     engine_stop: Arc<AtomicBool>,
+    journal: Option<JoinHandle<crate::journal::JournalStats>>,
+    journal_stop: Arc<AtomicBool>,
+    /// The journal's health (None without a journal).
+    pub journal_health: Option<Arc<JournalHealth>>,
     /// Ring setup of reactor 0 ("single-issuer+defer-taskrun", …).
     pub uring_mode: String,
     /// Whether the CPU has SHA-NI (tags cost about three times more without).
@@ -382,6 +443,26 @@ impl Gateway {
             );
         }
 
+        // The journal first: without its record the gateway does not start.
+        let journal = match &spec.audit_journal {
+            Some(path) => Some(
+                Journal::open(path, spec.audit_capacity)
+                    .map_err(|e| StartError::Journal(format!("{}: {e}", path.display())))?,
+            ),
+            None => None,
+        };
+        let health = journal.as_ref().map(|_| Arc::new(JournalHealth::new()));
+        let mut audit_rx = Vec::new();
+        let mut new_audit = || match &health {
+            Some(h) => {
+                let (tx, rx) =
+                    ring::channel::<AuditEvent>(crate::journal::AUDIT_RING_CAPACITY_DEFAULT);
+                audit_rx.push(rx);
+                Audit::new(AuditSink::new(tx), h.clone())
+            }
+            None => Audit::disabled(),
+        };
+
         let mut command_rx = Vec::new();
         let mut event_tx = Vec::new();
         let mut cores = Vec::new();
@@ -390,14 +471,26 @@ impl Gateway {
             let (etx, erx) = ring::channel::<Event>(spec.ring_capacity);
             command_rx.push(crx);
             event_tx.push(etx);
-            cores.push(ReactorCore::new(
+            let mut core = ReactorCore::new(
                 i as u16,
                 shared.clone(),
                 spec.sessions_per_reactor,
                 ctx,
                 erx,
-            ));
+            );
+            core.audit = new_audit();
+            cores.push(core);
         }
+        let control_audit = Arc::new(std::sync::Mutex::new(new_audit()));
+        let journal_stop = Arc::new(AtomicBool::new(false));
+        let journal_thread = journal.map(|j| {
+            JournalWriter::spawn(
+                j,
+                audit_rx,
+                health.clone().expect("a journal has a health"),
+                journal_stop.clone(),
+            )
+        });
         let engine = MatchingEngine::new(spec.engine_config);
         let mut agent = Some(EngineAgent::new(engine, command_rx, event_tx));
 
@@ -480,12 +573,16 @@ impl Gateway {
             control: GatewayControl {
                 shared: shared.clone(),
                 reactors: spec.reactors,
+                audit: control_audit,
             },
             local_addr,
             stop: StopHandle { stop },
             reactors,
             engine,
             engine_stop,
+            journal: journal_thread,
+            journal_stop,
+            journal_health: health,
             uring_mode: String::new(),
             sha_ni,
         };
@@ -540,6 +637,12 @@ impl Gateway {
             && let Ok(c) = h.join()
         {
             engine_counters = c;
+        }
+        // Last: every producer has stopped, so the journal drains all of it.
+        drop(self.control);
+        self.journal_stop.store(true, Ordering::Release);
+        if let Some(h) = self.journal {
+            let _ = h.join();
         }
         GatewayReport {
             reactors: reports,
