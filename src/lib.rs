@@ -9,9 +9,13 @@
 pub mod auth;
 pub mod client;
 pub mod constants;
+pub mod demo;
+pub mod echo;
 pub mod engine;
 pub mod gateway;
 pub mod limits;
+pub mod load;
+pub mod net_client;
 pub mod reactor;
 pub mod ring;
 pub mod session;

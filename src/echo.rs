@@ -1,0 +1,191 @@
+//! A baseline for round trips: a bare blocking TCP echo on loopback, and
+//! closed-loop ping-pong against it and against ordergate, so the demo can
+//! say what the gateway adds over the kernel's own loopback round trip, as a
+//! ratio measured in the same run on the same machine.
+//!
+//! ```text
+//!  echo:      client ──64-byte frame──▶ echo thread ──same bytes──▶ client      (one round trip)
+//!  ordergate: client ──NewOrder──▶ gateway ──OrderAccepted──▶ client            (recorded)
+//!             client ──CancelOrder──▶ gateway ──OrderCanceled──▶ client         (not recorded)
+//! ```
+//!
+//! Both are closed loop (one request outstanding), so they measure service
+//! time, not queueing: the load generator measures the latter.
+
+use std::io::{self, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use hdrhistogram::Histogram;
+
+use crate::load::new_histogram;
+use crate::net_client::{Connection, Order, Reply};
+use crate::wire::codes::Side;
+
+/// Unrecorded round trips before the measured ones: connection set-up,
+/// page faults, caches and CPU frequency settle.
+pub const WARMUP_ROUND_TRIPS: usize = 200;
+
+/// The longest one ordergate round trip may take before the measurement
+/// gives up (a gateway that does not answer).
+pub const ROUND_TRIP_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// cl_ord_ids used by `ordergate_round_trips`: far from those a session
+/// numbering from 1 uses.
+const ROUND_TRIP_ID_BASE: u64 = 1 << 62;
+
+/// Starts a bare TCP echo server on loopback: one thread accepting, one
+/// thread per connection echoing every byte back (TCP_NODELAY). It serves
+/// until the process exits; the handle is the accepting thread's.
+///
+/// # Panics
+///
+/// If no loopback port can be bound.
+pub fn spawn_echo_server() -> (SocketAddr, JoinHandle<()>) {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind a loopback port for the echo");
+    let addr = listener.local_addr().expect("local address of the echo");
+    let handle = std::thread::Builder::new()
+        .name("echo-accept".into())
+        .spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(stream) = stream else { return };
+                let _ = std::thread::Builder::new()
+                    .name("echo".into())
+                    .spawn(move || echo(stream));
+            }
+        })
+        .expect("start the echo thread");
+    (addr, handle)
+}
+
+fn echo(mut stream: TcpStream) -> io::Result<()> {
+    stream.set_nodelay(true)?;
+    let mut buf = [0u8; 4096];
+    loop {
+        let n = stream.read(&mut buf)?;
+        if n == 0 {
+            return Ok(());
+        }
+        stream.write_all(&buf[..n])?;
+    }
+}
+
+/// `n` closed-loop round trips of `frame` through the echo at `addr`, after
+/// `WARMUP_ROUND_TRIPS` unrecorded ones. Each is timed from before the
+/// write to after the last byte is read back, in ns.
+///
+/// # Errors
+///
+/// The connection failed.
+pub fn echo_round_trips(addr: SocketAddr, frame: &[u8], n: usize) -> io::Result<Histogram<u64>> {
+    let mut stream = TcpStream::connect(addr)?;
+    stream.set_nodelay(true)?;
+    stream.set_read_timeout(Some(ROUND_TRIP_TIMEOUT))?;
+    let mut back = vec![0u8; frame.len()];
+    let mut h = new_histogram();
+    for i in 0..WARMUP_ROUND_TRIPS + n {
+        let start = Instant::now();
+        stream.write_all(frame)?;
+        stream.read_exact(&mut back)?;
+        let ns = start.elapsed().as_nanos() as u64;
+        if i >= WARMUP_ROUND_TRIPS {
+            h.saturating_record(ns.max(1));
+        }
+    }
+    if back != frame {
+        return Err(io::Error::other("the echo changed the bytes"));
+    }
+    Ok(h)
+}
+
+/// `n` closed-loop round trips through ordergate on a logged-on `conn`:
+/// NewOrder (a buy far below any other order, so it rests and never trades)
+/// → its first reply is recorded; then it is canceled and the cancel's reply
+/// awaited, not recorded, so the book stays as it was. Preceded by
+/// `WARMUP_ROUND_TRIPS` unrecorded ones.
+///
+/// # Errors
+///
+/// The connection failed, a reply was not the expected one (a reject names
+/// its reason), or none came within `ROUND_TRIP_TIMEOUT`.
+pub fn ordergate_round_trips(conn: &mut Connection, n: usize) -> Result<Histogram<u64>, String> {
+    let mut h = new_histogram();
+    for i in 0..WARMUP_ROUND_TRIPS + n {
+        let id = ROUND_TRIP_ID_BASE + 2 * i as u64;
+        let order = Order::limit(id, 1, Side::Buy, 1, 1);
+        let start = Instant::now();
+        conn.send_new_order(&order).map_err(|e| e.to_string())?;
+        let reply = first_reply(conn, id)?;
+        let ns = start.elapsed().as_nanos() as u64;
+        if !matches!(reply, Reply::Accepted { .. }) {
+            return Err(format!("round trip {i}: expected Accepted, got {reply:?}"));
+        }
+        if i >= WARMUP_ROUND_TRIPS {
+            h.saturating_record(ns.max(1));
+        }
+        conn.send_cancel(id + 1, id, 1).map_err(|e| e.to_string())?;
+        let reply = first_reply(conn, id + 1)?;
+        if !matches!(reply, Reply::Canceled { .. }) {
+            return Err(format!("round trip {i}: expected Canceled, got {reply:?}"));
+        }
+    }
+    Ok(h)
+}
+
+/// The reply for `cl_ord_id`, skipping Heartbeats.
+fn first_reply(conn: &mut Connection, cl_ord_id: u64) -> Result<Reply, String> {
+    let deadline = Instant::now() + ROUND_TRIP_TIMEOUT;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(format!("no reply to {cl_ord_id} within {ROUND_TRIP_TIMEOUT:?}"));
+        }
+        match conn.recv(left) {
+            Ok(Some(Reply::Heartbeat)) => continue,
+            Ok(Some(r)) if r.cl_ord_id() == Some(cl_ord_id) => return Ok(r),
+            Ok(Some(r)) => return Err(format!("unexpected reply {r:?} (waiting for {cl_ord_id})")),
+            Ok(None) => continue,
+            Err(e) => return Err(e.to_string()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::net_client::ConnectOptions;
+    use crate::net_client::test_gateway::{KEY_ID, SECRET, TestGateway};
+    use crate::wire;
+
+    #[test]
+    fn echo_returns_every_byte_and_times_each_round_trip() {
+        let (addr, _server) = spawn_echo_server();
+        let frame = wire::NewOrder::default().to_bytes();
+        let h = echo_round_trips(addr, &frame, 50).unwrap();
+        assert_eq!(h.len(), 50);
+        assert!(h.min() >= 1);
+        // A second client is served at the same time (thread per connection).
+        let h2 = echo_round_trips(addr, &frame[..10], 5).unwrap();
+        assert_eq!(h2.len(), 5);
+    }
+
+    #[test]
+    fn ordergate_round_trips_leave_the_book_empty() {
+        let gw = TestGateway::start();
+        let mut c =
+            Connection::connect(gw.addr(), KEY_ID, SECRET, &ConnectOptions::default()).unwrap();
+        let h = ordergate_round_trips(&mut c, 20).unwrap();
+        assert_eq!(h.len(), 20);
+        // Every order was canceled: a mass cancel finds nothing.
+        c.send_mass_cancel(1, 0, None).unwrap();
+        assert!(matches!(
+            c.recv(Duration::from_secs(2)).unwrap(),
+            Some(Reply::MassCancelAck {
+                canceled_count: 0,
+                ..
+            })
+        ));
+        gw.shutdown();
+    }
+}
