@@ -290,11 +290,13 @@ mod tests {
             (Duration::from_millis(100), Duration::from_millis(900))
         );
         assert_eq!(split(60), (Duration::from_secs(1), Duration::from_secs(59)));
-        assert!(check(&DemoParams {
-            seconds: 0,
-            ..DemoParams::default()
-        })
-        .is_err());
+        assert!(
+            check(&DemoParams {
+                seconds: 0,
+                ..DemoParams::default()
+            })
+            .is_err()
+        );
     }
 
     #[test]
@@ -310,9 +312,11 @@ mod tests {
         let comparison = comparison.unwrap();
         assert_eq!(comparison.echo_ns.len() as usize, COMPARE_ROUND_TRIPS);
         assert_eq!(comparison.ordergate_ns.len() as usize, COMPARE_ROUND_TRIPS);
-        assert!(comparison.render().starts_with(
-            "round trip vs bare TCP echo (closed loop, same run): echo p50 "
-        ));
+        assert!(
+            comparison
+                .render()
+                .starts_with("round trip vs bare TCP echo (closed loop, same run): echo p50 ")
+        );
         assert!(load.sent() > 0);
         assert!(load.fills > 0, "{}", load.render());
         assert_eq!(load.unanswered, 0, "{}", load.render());
@@ -325,7 +329,10 @@ mod tests {
         };
         let text = report.render();
         println!("{text}");
-        assert!(text.contains("round trip from intended send (µs): p50 "), "{text}");
+        assert!(
+            text.contains("round trip from intended send (µs): p50 "),
+            "{text}"
+        );
         gw.shutdown();
     }
 }

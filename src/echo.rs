@@ -139,7 +139,9 @@ fn first_reply(conn: &mut Connection, cl_ord_id: u64) -> Result<Reply, String> {
     loop {
         let left = deadline.saturating_duration_since(Instant::now());
         if left.is_zero() {
-            return Err(format!("no reply to {cl_ord_id} within {ROUND_TRIP_TIMEOUT:?}"));
+            return Err(format!(
+                "no reply to {cl_ord_id} within {ROUND_TRIP_TIMEOUT:?}"
+            ));
         }
         match conn.recv(left) {
             Ok(Some(Reply::Heartbeat)) => continue,

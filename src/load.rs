@@ -118,7 +118,9 @@ impl Mix {
             ));
         }
         if self.new == 0 {
-            return Err("mix: new must be above 0% (nothing to cancel or replace otherwise)".into());
+            return Err(
+                "mix: new must be above 0% (nothing to cancel or replace otherwise)".into(),
+            );
         }
         if self.crossing > 100 {
             return Err(format!("mix: crossing {}% is above 100%", self.crossing));
@@ -247,7 +249,9 @@ pub fn read_secret_file(path: &Path) -> Result<[u8; 32], String> {
         .read_to_end(&mut text)
         .map_err(|e| format!("secret file {name}: cannot read: {e}"))?;
     let trimmed = std::str::from_utf8(&text)
-        .map_err(|_| format!("secret file {name}: not text; it must hold {SECRET_HEX_LEN} hex digits"))?
+        .map_err(|_| {
+            format!("secret file {name}: not text; it must hold {SECRET_HEX_LEN} hex digits")
+        })?
         .trim();
     let secret = Secret::from_hex(trimmed).map_err(|e| format!("secret file {name}: {e}"))?;
     Ok(*secret.expose())
@@ -370,7 +374,7 @@ impl LoadReport {
             .map(|r| (r.name(), self.rejects[r.wire() as usize]))
             .filter(|&(_, n)| n > 0)
             .collect();
-        out.sort_by(|a, b| b.1.cmp(&a.1));
+        out.sort_by_key(|&(_, n)| std::cmp::Reverse(n));
         out
     }
 
@@ -418,7 +422,11 @@ impl LoadReport {
             .map(|r| format!("{} {}", r.name(), self.terminates[r.wire() as usize]))
             .collect();
         if !abnormal.is_empty() {
-            let _ = writeln!(s, "  sessions terminated by the gateway: {}", abnormal.join(", "));
+            let _ = writeln!(
+                s,
+                "  sessions terminated by the gateway: {}",
+                abnormal.join(", ")
+            );
         }
         for e in &self.errors {
             let _ = writeln!(s, "  error: {e}");
@@ -647,7 +655,8 @@ impl SessionLoad {
         let rate = params.rate / sessions + u64::from(i < params.rate % sessions);
         let slots = (rate * INFLIGHT_WINDOW_S)
             .next_power_of_two()
-            .clamp(INFLIGHT_SLOTS_MIN as u64, INFLIGHT_SLOTS_MAX as u64) as usize;
+            .clamp(INFLIGHT_SLOTS_MIN as u64, INFLIGHT_SLOTS_MAX as u64)
+            as usize;
         SessionLoad {
             conn,
             index,
@@ -821,7 +830,7 @@ impl SessionLoad {
         let crossing = (self.rng.below(100) as u32) < mix.crossing;
         let (side, price, qty) = if crossing {
             // Alternate sides, sessions starting on opposite ones.
-            let buy = (self.crossing_count + self.index as u64).is_multiple_of(2);
+            let buy = (self.crossing_count + self.index as u64) % 2 == 0;
             self.crossing_count += 1;
             let side = if buy { Side::Buy } else { Side::Sell };
             (side, PRICE_BASE, CROSSING_QTY)
@@ -834,13 +843,8 @@ impl SessionLoad {
             (side, self.resting_price(side), self.random_qty())
         };
         let id = self.take_id();
-        self.conn.send_new_order(&Order::limit(
-            id,
-            self.instrument_id,
-            side,
-            price,
-            qty,
-        ))?;
+        self.conn
+            .send_new_order(&Order::limit(id, self.instrument_id, side, price, qty))?;
         self.orders[slot] = OrderSlot {
             state: SlotState::Pending,
             cl_ord_id: id,
@@ -936,7 +940,11 @@ impl SessionLoad {
         1 + self.rng.below(QTY_MAX) as u32
     }
 
-    fn send_mass_cancel(&mut self, now_ns: u64, report: &mut LoadReport) -> Result<(), ClientError> {
+    fn send_mass_cancel(
+        &mut self,
+        now_ns: u64,
+        report: &mut LoadReport,
+    ) -> Result<(), ClientError> {
         let id = self.take_id();
         self.conn.send_mass_cancel(id, self.instrument_id, None)?;
         self.track(
@@ -1077,7 +1085,9 @@ impl SessionLoad {
 
     fn fail(&mut self, error: &ClientError, report: &mut LoadReport) {
         if !self.ended {
-            report.errors.push(format!("session {}: {error}", self.index));
+            report
+                .errors
+                .push(format!("session {}: {error}", self.index));
         }
         self.alive = false;
         self.ended = true;
@@ -1184,7 +1194,7 @@ impl Driver<'_> {
             }
             let now = self.now_ns();
             if !outstanding && next_due > now + SLEEP_THRESHOLD_NS {
-                let until = next_due.min(self.end_ns) - SLEEP_EARLY_NS;
+                let until = next_due.min(self.end_ns).saturating_sub(SLEEP_EARLY_NS);
                 std::thread::sleep(Duration::from_nanos(until.saturating_sub(now)));
             } else {
                 std::thread::yield_now();
@@ -1262,7 +1272,10 @@ mod tests {
         let short = temp_file("short", &hex[..63], 0o600);
         let err = read_secret_file(&short).unwrap_err();
         assert!(err.contains("63 characters"), "{err}");
-        assert!(!err.contains(&hex[..8]), "the secret is never echoed: {err}");
+        assert!(
+            !err.contains(&hex[..8]),
+            "the secret is never echoed: {err}"
+        );
 
         let bad = temp_file("bad", &hex.replace('8', "x"), 0o400);
         let err = read_secret_file(&bad).unwrap_err();
@@ -1292,8 +1305,8 @@ mod tests {
         let mut p = LoadParams::new(gw.addr(), KEY_ID, SECRET);
         p.sessions = 3;
         p.rate = 1_000; // 334 + 333 + 333
-        let conn = Connection::connect(gw.addr(), KEY_ID, SECRET, &ConnectOptions::default())
-            .unwrap();
+        let conn =
+            Connection::connect(gw.addr(), KEY_ID, SECRET, &ConnectOptions::default()).unwrap();
         let s = SessionLoad::new(conn, 1, &p);
         assert_eq!(s.rate, 333);
         assert_eq!(s.offset_ns, 1_000_000); // staggered by the global interval
@@ -1331,9 +1344,19 @@ mod tests {
         assert!(r.fills > 0, "{text}");
         assert!(r.sent_cancel > 0 && r.sent_replace > 0, "{text}");
         // Everything left was canceled at the end, and every session logged out.
-        assert_eq!(r.terminates[TerminateReason::LOGOUT.wire() as usize], 3, "{text}");
-        assert!(text.contains("round trip from intended send (µs): p50 "), "{text}");
+        assert_eq!(
+            r.terminates[TerminateReason::LOGOUT.wire() as usize],
+            3,
+            "{text}"
+        );
+        assert!(
+            text.contains("round trip from intended send (µs): p50 "),
+            "{text}"
+        );
         let counters = gw.shutdown();
-        assert_eq!(counters.terminates[TerminateReason::SHUTDOWN.wire() as usize], 0);
+        assert_eq!(
+            counters.terminates[TerminateReason::SHUTDOWN.wire() as usize],
+            0
+        );
     }
 }

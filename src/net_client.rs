@@ -36,8 +36,7 @@ use crate::client::{self, ClientSession, FrameReader};
 use crate::engine::Nanos;
 use crate::session::LOGON_FLAG_CANCEL_ON_DISCONNECT;
 use crate::wire::codes::{
-    CancelReason, Environment, LogonRejectReason, OrdType, RejectReason, Side, Tif,
-    TerminateReason,
+    CancelReason, Environment, LogonRejectReason, OrdType, RejectReason, Side, TerminateReason, Tif,
 };
 use crate::wire::{self, GatewayFrame};
 
@@ -181,7 +180,10 @@ impl fmt::Display for ClientError {
             },
             ClientError::Frame(e) => write!(f, "bad frame from the gateway: {e:?}"),
             ClientError::Unexpected { template_id } => {
-                write!(f, "unexpected frame from the gateway: template {template_id}")
+                write!(
+                    f,
+                    "unexpected frame from the gateway: template {template_id}"
+                )
             }
             ClientError::UndefinedCode { field, value } => {
                 write!(f, "gateway sent undefined {field} code {value}")
@@ -253,7 +255,9 @@ pub enum Reply {
     },
     Heartbeat,
     /// The session has ended; the gateway closes the connection.
-    Terminate { reason: TerminateReason },
+    Terminate {
+        reason: TerminateReason,
+    },
 }
 
 impl Reply {
@@ -382,7 +386,8 @@ impl Connection {
         let deadline = Instant::now() + options.timeout;
         loop {
             if let Some(frame) = conn.reader.next_frame() {
-                let frame = frame.map_err(|e| ClientError::Frame(client::ClientError::Decode(e)))?;
+                let frame =
+                    frame.map_err(|e| ClientError::Frame(client::ClientError::Decode(e)))?;
                 return match conn.session.receive(frame).map_err(ClientError::Frame)? {
                     GatewayFrame::LogonAck(ack) => {
                         conn.grant = LogonGrant {
@@ -782,8 +787,7 @@ mod tests {
     const WAIT: Duration = Duration::from_secs(5);
 
     fn connect(gw: &TestGateway) -> Connection {
-        Connection::connect(gw.addr(), KEY_ID, SECRET, &ConnectOptions::default())
-            .expect("logon")
+        Connection::connect(gw.addr(), KEY_ID, SECRET, &ConnectOptions::default()).expect("logon")
     }
 
     fn next(conn: &mut Connection) -> Reply {
@@ -856,10 +860,16 @@ mod tests {
         // then the resting order its Fill, same exec id.
         c.send_new_order(&Order::limit(20, 2, Side::Sell, 50, 4))
             .unwrap();
-        assert!(matches!(next(&mut c), Reply::Accepted { cl_ord_id: 20, .. }));
+        assert!(matches!(
+            next(&mut c),
+            Reply::Accepted { cl_ord_id: 20, .. }
+        ));
         c.send_new_order(&Order::limit(21, 2, Side::Buy, 55, 4))
             .unwrap();
-        assert!(matches!(next(&mut c), Reply::Accepted { cl_ord_id: 21, .. }));
+        assert!(matches!(
+            next(&mut c),
+            Reply::Accepted { cl_ord_id: 21, .. }
+        ));
         let mut fills = Vec::new();
         for _ in 0..2 {
             match next(&mut c) {
@@ -884,8 +894,14 @@ mod tests {
             .unwrap();
         c.send_new_order(&Order::limit(31, 3, Side::Sell, 90, 1))
             .unwrap();
-        assert!(matches!(next(&mut c), Reply::Accepted { cl_ord_id: 30, .. }));
-        assert!(matches!(next(&mut c), Reply::Accepted { cl_ord_id: 31, .. }));
+        assert!(matches!(
+            next(&mut c),
+            Reply::Accepted { cl_ord_id: 30, .. }
+        ));
+        assert!(matches!(
+            next(&mut c),
+            Reply::Accepted { cl_ord_id: 31, .. }
+        ));
         c.send_mass_cancel(32, 0, None).unwrap();
         for id in [30, 31] {
             assert!(matches!(

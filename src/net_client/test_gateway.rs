@@ -51,7 +51,9 @@ impl TestGateway {
         };
         let shared = Arc::new(Shared::new(config, keys, [9; 32]));
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind loopback");
-        listener.set_nonblocking(true).expect("non-blocking listener");
+        listener
+            .set_nonblocking(true)
+            .expect("non-blocking listener");
         let addr = listener.local_addr().expect("local addr");
         let stop = Arc::new(AtomicBool::new(false));
         let stop2 = Arc::clone(&stop);
