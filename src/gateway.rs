@@ -16,15 +16,26 @@
 //! the kernel spreads connections across reactors.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread::JoinHandle;
 
 use hdrhistogram::Histogram;
 
 use crate::auth::keys::KeyTable;
 use crate::constants::*;
-use crate::engine::agent::EngineCounters;
-use crate::engine::book::EngineConfig;
-use crate::reactor::idle::IdleKind;
-use crate::session::{Counters, GatewayConfig};
+use crate::engine::agent::{EngineAgent, EngineCounters};
+use crate::engine::book::{EngineConfig, MatchingEngine};
+use crate::engine::{Command, Event};
+use crate::reactor::core::ReactorCore;
+use crate::reactor::idle::{Idle, IdleAction, IdleKind};
+use crate::reactor::uring;
+use crate::reactor::worker::{self, ReactorArgs};
+use crate::ring;
+use crate::session::{Counters, GatewayConfig, Shared};
+
+/// Pending connections the kernel queues per listener before accept.
+pub const LISTEN_BACKLOG: i32 = 1024;
 
 /// Where the engine agent runs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -82,6 +93,7 @@ impl Default for GatewaySpec {
 /// What one reactor's io_uring driver did.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct UringCounters {
+    /// Connections taken from the kernel, including those then refused.
     pub accepts: u64,
     /// Connections refused because every session slot was taken.
     pub accepts_refused_full: u64,
@@ -150,14 +162,18 @@ impl std::error::Error for StartError {}
 /// Stops a gateway from another thread (a signal handler's thread, a test).
 #[derive(Clone, Debug)]
 pub struct StopHandle {
-    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    stop: Arc<AtomicBool>,
 }
 
 impl StopHandle {
     /// Asks every reactor to stop accepting, send Terminate SHUTDOWN to every
     /// session, drain the rings and exit. Returns at once.
     pub fn stop(&self) {
-        self.stop.store(true, std::sync::atomic::Ordering::Release);
+        self.stop.store(true, Ordering::Release);
+    }
+
+    pub fn is_stopped(&self) -> bool {
+        self.stop.load(Ordering::Acquire)
     }
 }
 
@@ -165,15 +181,249 @@ impl StopHandle {
 pub struct Gateway {
     local_addr: SocketAddr,
     stop: StopHandle,
+    reactors: Vec<JoinHandle<Option<ReactorReport>>>,
+    engine: Option<JoinHandle<EngineCounters>>,
+    engine_stop: Arc<AtomicBool>,
+    /// Ring setup of reactor 0 ("single-issuer+defer-taskrun", …).
+    pub uring_mode: String,
+    /// Whether the CPU has SHA-NI (tags cost about three times more without).
+    pub sha_ni: bool,
+}
+
+impl GatewaySpec {
+    /// Checks the spec against the limits in `constants.rs`.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.reactors == 0 || self.reactors > REACTORS_MAX {
+            return Err(format!(
+                "reactors must be 1..={REACTORS_MAX}, not {}",
+                self.reactors
+            ));
+        }
+        if !self.reactor_cores.is_empty() && self.reactor_cores.len() != self.reactors {
+            return Err(format!(
+                "{} reactor cores given for {} reactors",
+                self.reactor_cores.len(),
+                self.reactors
+            ));
+        }
+        if self.sessions_per_reactor == 0 || self.sessions_per_reactor > SESSIONS_PER_REACTOR_MAX {
+            return Err(format!(
+                "sessions per reactor must be 1..={SESSIONS_PER_REACTOR_MAX}, not {}",
+                self.sessions_per_reactor
+            ));
+        }
+        if !self.ring_capacity.is_power_of_two()
+            || self.ring_capacity < crate::engine::EVENTS_PER_STEP_MAX
+        {
+            return Err(format!(
+                "ring capacity must be a power of two >= 4, not {}",
+                self.ring_capacity
+            ));
+        }
+        if !self.recv_buffers.is_power_of_two() || self.recv_buffers > 32768 {
+            return Err(format!(
+                "receive buffers must be a power of two <= 32768, not {}",
+                self.recv_buffers
+            ));
+        }
+        if (self.recv_buffer_size as usize) < FRAME_SIZE_MAX {
+            return Err(format!(
+                "receive buffer size must be at least {FRAME_SIZE_MAX}, not {}",
+                self.recv_buffer_size
+            ));
+        }
+        if !self.uring_entries.is_power_of_two() || self.uring_entries > 32768 {
+            return Err(format!(
+                "io_uring entries must be a power of two <= 32768, not {}",
+                self.uring_entries
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// 32 bytes from the OS random source (start-up only).
+pub fn os_random_32() -> std::io::Result<[u8; 32]> {
+    use std::io::Read;
+    let mut seed = [0u8; 32];
+    std::fs::File::open("/dev/urandom")?.read_exact(&mut seed)?;
+    Ok(seed)
+}
+
+/// Whether the CPU has the SHA extensions the tag path relies on.
+pub fn has_sha_ni() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        std::arch::is_x86_feature_detected!("sha")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
+
+fn pin(core: usize) -> Result<(), String> {
+    let ids = core_affinity::get_core_ids().unwrap_or_default();
+    let Some(id) = ids.into_iter().find(|c| c.id == core) else {
+        return Err(format!("core {core} does not exist on this host"));
+    };
+    if core_affinity::set_for_current(id) {
+        Ok(())
+    } else {
+        Err(format!("cannot pin a thread to core {core}"))
+    }
 }
 
 impl Gateway {
     /// Checks the host (io_uring and its features; SHA-NI, warning if
     /// absent), binds the listeners and starts every thread. Returns once
-    /// the gateway accepts connections.
+    /// every reactor accepts connections.
     pub fn start(spec: GatewaySpec, keys: KeyTable) -> Result<Gateway, StartError> {
-        let _ = (spec, keys);
-        Err(StartError::Uring("the reactor is being written".into()))
+        spec.validate().map_err(StartError::Spec)?;
+        let sha_ni = has_sha_ni();
+        if !sha_ni {
+            eprintln!(
+                "ordergate: WARNING: this CPU has no SHA-NI; every message tag costs about three \
+                 times more and the latency goals will not be met"
+            );
+        }
+        let seed = os_random_32().map_err(|e| StartError::Spec(format!("/dev/urandom: {e}")))?;
+        let shared = Arc::new(Shared::new(spec.session.clone(), keys, seed));
+
+        // Listeners first: the first resolves port 0, the rest share it.
+        let first =
+            uring::reuseport_listener(spec.listen, LISTEN_BACKLOG).map_err(StartError::Listen)?;
+        let local_addr = first.local_addr().map_err(StartError::Listen)?;
+        let mut listeners = vec![first];
+        for _ in 1..spec.reactors {
+            listeners.push(
+                uring::reuseport_listener(local_addr, LISTEN_BACKLOG)
+                    .map_err(StartError::Listen)?,
+            );
+        }
+
+        let mut command_rx = Vec::new();
+        let mut event_tx = Vec::new();
+        let mut cores = Vec::new();
+        for i in 0..spec.reactors {
+            let (ctx, crx) = ring::channel::<Command>(spec.ring_capacity);
+            let (etx, erx) = ring::channel::<Event>(spec.ring_capacity);
+            command_rx.push(crx);
+            event_tx.push(etx);
+            cores.push(ReactorCore::new(
+                i as u16,
+                shared.clone(),
+                spec.sessions_per_reactor,
+                ctx,
+                erx,
+            ));
+        }
+        let engine = MatchingEngine::new(spec.engine_config);
+        let mut agent = Some(EngineAgent::new(engine, command_rx, event_tx));
+
+        let stop = Arc::new(AtomicBool::new(false));
+        let engine_stop = Arc::new(AtomicBool::new(false));
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel::<Result<String, String>>();
+        let mut reactors = Vec::new();
+        for (i, (listener, core)) in listeners.into_iter().zip(cores).enumerate() {
+            let args = ReactorArgs {
+                index: i as u16,
+                listener,
+                core,
+                agent: if i == 0 && spec.engine == EnginePlacement::SharedWithReactor0 {
+                    agent.take()
+                } else {
+                    None
+                },
+                uring_entries: spec.uring_entries,
+                recv_buffers: spec.recv_buffers,
+                recv_buffer_size: spec.recv_buffer_size,
+                idle: spec.idle,
+                stop: stop.clone(),
+            };
+            let pin_to = spec.reactor_cores.get(i).copied();
+            let ready = ready_tx.clone();
+            let handle = std::thread::Builder::new()
+                .name(format!("ordergate-reactor-{i}"))
+                .spawn(move || {
+                    if let Some(core) = pin_to
+                        && let Err(e) = pin(core)
+                    {
+                        let _ = ready.send(Err(format!("affinity: {e}")));
+                        return None;
+                    }
+                    worker::run(args, |r| {
+                        let _ = ready.send(r);
+                    })
+                })
+                .map_err(|e| StartError::Spec(format!("cannot spawn a reactor thread: {e}")))?;
+            reactors.push(handle);
+        }
+        drop(ready_tx);
+
+        let engine = match (spec.engine, agent) {
+            (EnginePlacement::OwnThread { core }, Some(mut agent)) => {
+                let engine_stop = engine_stop.clone();
+                let idle_kind = spec.idle;
+                Some(
+                    std::thread::Builder::new()
+                        .name("ordergate-engine".into())
+                        .spawn(move || {
+                            if let Some(core) = core
+                                && let Err(e) = pin(core)
+                            {
+                                eprintln!("ordergate: engine {e}; running unpinned");
+                            }
+                            let mut idle = Idle::new(idle_kind);
+                            loop {
+                                let work = agent.do_work(worker::wall_ns());
+                                if work == 0 && engine_stop.load(Ordering::Acquire) {
+                                    break;
+                                }
+                                match idle.next(work) {
+                                    IdleAction::Spin => std::hint::spin_loop(),
+                                    IdleAction::Yield => std::thread::yield_now(),
+                                    IdleAction::Park(d) => std::thread::sleep(d),
+                                }
+                            }
+                            agent.counters.clone()
+                        })
+                        .map_err(|e| {
+                            StartError::Spec(format!("cannot spawn the engine thread: {e}"))
+                        })?,
+                )
+            }
+            _ => None,
+        };
+
+        let mut gateway = Gateway {
+            local_addr,
+            stop: StopHandle { stop },
+            reactors,
+            engine,
+            engine_stop,
+            uring_mode: String::new(),
+            sha_ni,
+        };
+        for _ in 0..spec.reactors {
+            match ready_rx.recv() {
+                Ok(Ok(mode)) => gateway.uring_mode = mode,
+                Ok(Err(e)) => {
+                    gateway.shutdown();
+                    return Err(match e.strip_prefix("affinity: ") {
+                        Some(why) => StartError::Affinity(why.to_string()),
+                        None => StartError::Uring(e),
+                    });
+                }
+                Err(_) => {
+                    gateway.shutdown();
+                    return Err(StartError::Uring(
+                        "a reactor thread died during start-up".into(),
+                    ));
+                }
+            }
+        }
+        Ok(gateway)
     }
 
     /// The address clients connect to (the port is resolved if `listen`
@@ -189,7 +439,23 @@ impl Gateway {
     /// Blocks until the gateway has stopped (after `StopHandle::stop`), and
     /// returns its figures.
     pub fn wait(self) -> GatewayReport {
-        unimplemented!("the reactor is being written")
+        let mut reports = Vec::new();
+        let mut engine_counters = EngineCounters::default();
+        for h in self.reactors {
+            if let Ok(Some(r)) = h.join() {
+                reports.push(r);
+            }
+        }
+        self.engine_stop.store(true, Ordering::Release);
+        if let Some(h) = self.engine
+            && let Ok(c) = h.join()
+        {
+            engine_counters = c;
+        }
+        GatewayReport {
+            reactors: reports,
+            engine: engine_counters,
+        }
     }
 
     /// Stops and waits.

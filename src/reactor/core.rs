@@ -32,6 +32,11 @@ pub struct ReactorCore {
     free: Vec<u16>,
     /// Slots in use, for timer scans and shutdown.
     live: Vec<u16>,
+    /// Slots touched since the driver last looked (may have bytes to send or
+    /// want to close), each at most once: `dirty_mark[slot]` says whether it
+    /// is listed.
+    dirty: Vec<u16>,
+    dirty_mark: Box<[bool]>,
     commands: Producer<Command>,
     events: Consumer<Event>,
     pub counters: Counters,
@@ -54,10 +59,17 @@ impl ReactorCore {
             generations: vec![0; sessions].into_boxed_slice(),
             free: (0..sessions as u16).rev().collect(),
             live: Vec::with_capacity(sessions),
+            dirty: Vec::with_capacity(sessions),
+            dirty_mark: vec![false; sessions].into_boxed_slice(),
             commands,
             events,
             counters: Counters::default(),
         }
+    }
+
+    /// Session slots in the slab.
+    pub fn capacity(&self) -> usize {
+        self.sessions.len()
     }
 
     pub fn shared(&self) -> &Arc<Shared> {
@@ -108,6 +120,21 @@ impl ReactorCore {
             counters: &mut self.counters,
         };
         f(session, &mut io);
+        mark(&mut self.dirty, &mut self.dirty_mark, id.slot());
+    }
+
+    /// Lists `id` for the driver's next look (e.g. after a send completed).
+    pub fn mark_dirty(&mut self, id: SessionId) {
+        if (id.slot() as usize) < self.sessions.len() {
+            mark(&mut self.dirty, &mut self.dirty_mark, id.slot());
+        }
+    }
+
+    /// The next session touched since the last call, if any.
+    pub fn pop_dirty(&mut self) -> Option<SessionId> {
+        let slot = self.dirty.pop()?;
+        self.dirty_mark[slot as usize] = false;
+        Some(self.sessions[slot as usize].id())
     }
 
     /// Bytes received for `id`.
@@ -164,6 +191,7 @@ impl ReactorCore {
                     counters: &mut self.counters,
                 };
                 session.handle_timeout(&mut io);
+                mark(&mut self.dirty, &mut self.dirty_mark, slot as u16);
             }
             i += 1;
         }
@@ -196,6 +224,14 @@ impl ReactorCore {
 
     pub fn live_count(&self) -> usize {
         self.live.len()
+    }
+}
+
+#[inline]
+fn mark(dirty: &mut Vec<u16>, dirty_mark: &mut [bool], slot: u16) {
+    if !dirty_mark[slot as usize] {
+        dirty_mark[slot as usize] = true;
+        dirty.push(slot);
     }
 }
 

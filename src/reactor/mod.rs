@@ -3,3 +3,5 @@
 
 pub mod core;
 pub mod idle;
+pub mod uring;
+pub mod worker;

@@ -1,0 +1,482 @@
+//! The raw io_uring layer of a reactor: the provided-buffer ring, the
+//! `user_data` encoding, one small function per opcode that builds an entry
+//! from plain data, and the listener socket. All of the reactor's `unsafe`
+//! is in this module; the worker loop above it is safe code.
+//!
+//! ## user_data
+//!
+//! ```text
+//!  63      56 55           40 39                          8 7       0
+//!  ├─────────┼───────────────┼────────────────────────────┼─────────┤
+//!  │   op    │     slot      │    generation (low 32)      │ reserved│
+//! ```
+//!
+//! Every completion carries the slot and generation of the session it was
+//! submitted for; the worker drops (and counts) a completion whose
+//! generation is not the slot's current one, so a completion can never reach
+//! a later session on a reused descriptor. Operations that belong to no
+//! session (accept, cancel) use slot 0xFFFF.
+//!
+//! ## The provided-buffer ring
+//!
+//! ```text
+//!  entries (page-aligned mmap, N × 16 B)         pool (N × buffer_size)
+//!  ┌──────┬──────┬─────┬──────┐                  ┌────────┬────────┬─────┐
+//!  │ addr │ addr │  …  │ addr │ ──points into──▶ │ buf 0  │ buf 1  │  …  │
+//!  │ len  │ len  │     │ len  │                  └────────┴────────┴─────┘
+//!  │ bid  │ bid  │     │ bid  │   tail (u16) overlays entry 0's `resv`
+//!  └──────┴──────┴─────┴──────┘
+//! ```
+//!
+//! The kernel takes a buffer for each receive and names it in the
+//! completion (`bid`); the worker hands the bytes to the session at once and
+//! gives the buffer back by writing an entry at `tail` and publishing
+//! `tail + 1` (Release). A buffer is the kernel's from the moment it is
+//! published until its completion arrives: nothing here reads it earlier.
+
+use std::io;
+use std::net::SocketAddr;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::sync::atomic::{AtomicU16, Ordering};
+
+use io_uring::types::{BufRingEntry, Fd};
+use io_uring::{IoUring, opcode, squeue};
+
+/// What a completion is for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+pub enum Op {
+    Accept = 1,
+    Recv = 2,
+    Send = 3,
+    Close = 4,
+    Cancel = 5,
+}
+
+/// Slot of operations that belong to no session.
+pub const NO_SLOT: u16 = u16::MAX;
+
+#[inline]
+pub fn user_data(op: Op, slot: u16, generation: u32) -> u64 {
+    ((op as u64) << 56) | ((slot as u64) << 40) | ((generation as u64) << 8)
+}
+
+#[inline]
+pub fn decode_user_data(data: u64) -> Option<(Op, u16, u32)> {
+    let op = match (data >> 56) as u8 {
+        1 => Op::Accept,
+        2 => Op::Recv,
+        3 => Op::Send,
+        4 => Op::Close,
+        5 => Op::Cancel,
+        _ => return None,
+    };
+    Some((op, (data >> 40) as u16, (data >> 8) as u32))
+}
+
+/// Multishot accept on the listener.
+pub fn accept_multi(listener: RawFd) -> squeue::Entry {
+    opcode::AcceptMulti::new(Fd(listener))
+        .flags(libc::SOCK_CLOEXEC)
+        .build()
+        .user_data(user_data(Op::Accept, NO_SLOT, 0))
+}
+
+/// Multishot receive into buffers of group `bgid`.
+pub fn recv_multi(fd: RawFd, bgid: u16, slot: u16, generation: u32) -> squeue::Entry {
+    opcode::RecvMulti::new(Fd(fd), bgid)
+        .build()
+        .user_data(user_data(Op::Recv, slot, generation))
+}
+
+/// Send `len` bytes at `ptr`.
+///
+/// The caller guarantees the bytes stay valid and unmoved until the
+/// completion arrives (the session's `TxBuffer` never moves bytes in flight,
+/// and a slot is not reused while a send is in flight).
+pub fn send(fd: RawFd, ptr: *const u8, len: u32, slot: u16, generation: u32) -> squeue::Entry {
+    opcode::Send::new(Fd(fd), ptr, len)
+        .flags(libc::MSG_NOSIGNAL)
+        .build()
+        .user_data(user_data(Op::Send, slot, generation))
+}
+
+/// Close a connection's descriptor.
+pub fn close(fd: RawFd, slot: u16, generation: u32) -> squeue::Entry {
+    opcode::Close::new(Fd(fd))
+        .build()
+        .user_data(user_data(Op::Close, slot, generation))
+}
+
+/// Cancel the operation submitted with `target` user_data.
+pub fn cancel(target: u64) -> squeue::Entry {
+    opcode::AsyncCancel::new(target)
+        .build()
+        .user_data(user_data(Op::Cancel, NO_SLOT, 0))
+}
+
+/// Pushes one entry, flushing the submission queue to the kernel first if
+/// it is full. Returns whether a flush was needed (counted as `sq_full`).
+pub fn push(ring: &mut IoUring, entry: &squeue::Entry) -> io::Result<bool> {
+    let mut flushed = false;
+    loop {
+        // SAFETY: every entry built by this module points only at memory
+        // that outlives its completion: the buffer ring (owned by the
+        // reactor until after the ring is torn down) or a session's transmit
+        // bytes (pinned while in flight, see `send`). Descriptors are closed
+        // only through `close` after their other operations completed.
+        let pushed = unsafe { ring.submission().push(entry) };
+        if pushed.is_ok() {
+            return Ok(flushed);
+        }
+        ring.submit()?;
+        flushed = true;
+    }
+}
+
+/// A page-aligned anonymous mapping, unmapped on drop.
+struct Mapping {
+    ptr: *mut u8,
+    len: usize,
+}
+
+impl Mapping {
+    fn new(len: usize) -> io::Result<Mapping> {
+        // SAFETY: an anonymous private mapping with no address hint has no
+        // preconditions; the result is checked for MAP_FAILED.
+        let ptr = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_POPULATE,
+                -1,
+                0,
+            )
+        };
+        if ptr == libc::MAP_FAILED {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(Mapping {
+            ptr: ptr.cast(),
+            len,
+        })
+    }
+}
+
+impl Drop for Mapping {
+    fn drop(&mut self) {
+        // SAFETY: ptr/len are exactly what mmap returned, unmapped once.
+        unsafe { libc::munmap(self.ptr.cast(), self.len) };
+    }
+}
+
+/// A provided-buffer ring registered with one io_uring.
+pub struct BufRing {
+    entries: Mapping,
+    pool: Mapping,
+    count: u16,
+    size: u32,
+    bgid: u16,
+    /// Next tail value to publish (wraps at 2^16, masked by count − 1).
+    tail: u16,
+}
+
+impl BufRing {
+    /// Maps and registers `count` buffers of `size` bytes as group `bgid`,
+    /// all given to the kernel.
+    pub fn register(ring: &IoUring, bgid: u16, count: u16, size: u32) -> io::Result<BufRing> {
+        assert!(count.is_power_of_two() && count <= 32768 && size > 0);
+        let entries = Mapping::new(count as usize * std::mem::size_of::<BufRingEntry>())?;
+        let pool = Mapping::new(count as usize * size as usize)?;
+        // SAFETY: `entries` is a fresh page-aligned mapping of exactly
+        // `count` entries that lives as long as this BufRing; the reactor
+        // unregisters the group (or tears down the ring) before dropping it.
+        unsafe {
+            ring.submitter()
+                .register_buf_ring_with_flags(entries.ptr as u64, count, bgid, 0)?;
+        }
+        let mut this = BufRing {
+            entries,
+            pool,
+            count,
+            size,
+            bgid,
+            tail: 0,
+        };
+        for bid in 0..count {
+            this.write_entry(bid);
+        }
+        this.publish();
+        Ok(this)
+    }
+
+    pub fn bgid(&self) -> u16 {
+        self.bgid
+    }
+
+    /// Writes the entry at the current tail for buffer `bid` (not yet
+    /// published).
+    fn write_entry(&mut self, bid: u16) {
+        let index = (self.tail & (self.count - 1)) as usize;
+        // SAFETY: index < count, so the entry lies inside the mapping; the
+        // kernel only reads entries below the published tail, and this one
+        // is at or past it (the ring holds at most `count` buffers and
+        // `bid` was just handed back by a completion, or this is setup).
+        let entry = unsafe { &mut *self.entries.ptr.cast::<BufRingEntry>().add(index) };
+        // SAFETY: bid < count, so the buffer lies inside the pool mapping.
+        let addr = unsafe { self.pool.ptr.add(bid as usize * self.size as usize) };
+        entry.set_addr(addr as u64);
+        entry.set_len(self.size);
+        entry.set_bid(bid);
+        self.tail = self.tail.wrapping_add(1);
+    }
+
+    /// Makes every written entry visible to the kernel.
+    fn publish(&mut self) {
+        // SAFETY: the tail field overlays entry 0's `resv` in the mapping,
+        // which is initialised and page-aligned; the kernel reads it
+        // concurrently, so it is written through an atomic with Release
+        // ordering (the entries' contents happen-before the new tail).
+        let tail = unsafe {
+            &*BufRingEntry::tail(self.entries.ptr.cast::<BufRingEntry>()).cast::<AtomicU16>()
+        };
+        tail.store(self.tail, Ordering::Release);
+    }
+
+    /// The first `len` bytes of buffer `bid`, which a completion just
+    /// handed back to us.
+    pub fn bytes(&self, bid: u16, len: usize) -> &[u8] {
+        assert!(bid < self.count && len <= self.size as usize);
+        // SAFETY: the range lies inside the pool mapping (checked above);
+        // the kernel wrote it before posting the completion that named
+        // `bid`, and will not touch it again until `recycle(bid)` publishes
+        // it, which needs `&mut self` and so ends this borrow first.
+        unsafe {
+            std::slice::from_raw_parts(self.pool.ptr.add(bid as usize * self.size as usize), len)
+        }
+    }
+
+    /// Gives buffer `bid` back to the kernel.
+    pub fn recycle(&mut self, bid: u16) {
+        assert!(bid < self.count);
+        self.write_entry(bid);
+        self.publish();
+    }
+}
+
+// SAFETY: a BufRing is owned and used by exactly one reactor thread; the raw
+// pointers are to private mappings no other thread touches (moving it to
+// the thread that runs the reactor is the only transfer).
+unsafe impl Send for BufRing {}
+
+/// A TCP listener with SO_REUSEPORT, so that every reactor can bind its own
+/// on the same address and the kernel spreads connections across them.
+pub fn reuseport_listener(addr: SocketAddr, backlog: i32) -> io::Result<std::net::TcpListener> {
+    let domain = if addr.is_ipv4() {
+        libc::AF_INET
+    } else {
+        libc::AF_INET6
+    };
+    // SAFETY: plain socket(2); the result is checked and owned at once.
+    let fd = unsafe { libc::socket(domain, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: fd is a fresh descriptor we own.
+    let owned = unsafe { OwnedFd::from_raw_fd(fd) };
+    set_int_opt(fd, libc::SOL_SOCKET, libc::SO_REUSEADDR, 1)?;
+    set_int_opt(fd, libc::SOL_SOCKET, libc::SO_REUSEPORT, 1)?;
+    let (storage, len) = sockaddr(addr);
+    // SAFETY: storage holds a valid sockaddr of `len` bytes for the domain.
+    if unsafe { libc::bind(fd, (&raw const storage).cast(), len) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: fd is a bound stream socket.
+    if unsafe { libc::listen(fd, backlog) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(std::net::TcpListener::from(owned))
+}
+
+fn sockaddr(addr: SocketAddr) -> (libc::sockaddr_storage, libc::socklen_t) {
+    // SAFETY: sockaddr_storage is plain data for which all-zero is valid.
+    let mut storage: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
+    let len = match addr {
+        SocketAddr::V4(a) => {
+            let sin = libc::sockaddr_in {
+                sin_family: libc::AF_INET as libc::sa_family_t,
+                sin_port: a.port().to_be(),
+                sin_addr: libc::in_addr {
+                    s_addr: u32::from_ne_bytes(a.ip().octets()),
+                },
+                sin_zero: [0; 8],
+            };
+            // SAFETY: sockaddr_storage is larger than and aligned for sockaddr_in.
+            unsafe { std::ptr::write((&raw mut storage).cast(), sin) };
+            std::mem::size_of::<libc::sockaddr_in>()
+        }
+        SocketAddr::V6(a) => {
+            let sin6 = libc::sockaddr_in6 {
+                sin6_family: libc::AF_INET6 as libc::sa_family_t,
+                sin6_port: a.port().to_be(),
+                sin6_flowinfo: a.flowinfo(),
+                sin6_addr: libc::in6_addr {
+                    s6_addr: a.ip().octets(),
+                },
+                sin6_scope_id: a.scope_id(),
+            };
+            // SAFETY: sockaddr_storage is larger than and aligned for sockaddr_in6.
+            unsafe { std::ptr::write((&raw mut storage).cast(), sin6) };
+            std::mem::size_of::<libc::sockaddr_in6>()
+        }
+    };
+    (storage, len as libc::socklen_t)
+}
+
+fn set_int_opt(fd: RawFd, level: i32, name: i32, value: i32) -> io::Result<()> {
+    // SAFETY: value is a live i32 and its size is passed exactly.
+    let r = unsafe {
+        libc::setsockopt(
+            fd,
+            level,
+            name,
+            (&raw const value).cast(),
+            std::mem::size_of::<i32>() as libc::socklen_t,
+        )
+    };
+    if r < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(())
+    }
+}
+
+/// TCP_NODELAY on an accepted connection.
+pub fn set_nodelay(fd: RawFd) -> io::Result<()> {
+    set_int_opt(fd, libc::IPPROTO_TCP, libc::TCP_NODELAY, 1)
+}
+
+/// The peer address of an accepted connection.
+pub fn peer_addr(fd: RawFd) -> io::Result<SocketAddr> {
+    // SAFETY: sockaddr_storage is plain data for which all-zero is valid.
+    let mut storage: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
+    let mut len = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+    // SAFETY: storage/len describe a writable buffer of the stated size.
+    if unsafe { libc::getpeername(fd, (&raw mut storage).cast(), &mut len) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    match storage.ss_family as i32 {
+        libc::AF_INET => {
+            // SAFETY: the kernel wrote a sockaddr_in for an AF_INET socket.
+            let sin: libc::sockaddr_in = unsafe { std::ptr::read((&raw const storage).cast()) };
+            let ip = std::net::Ipv4Addr::from(u32::from_be(sin.sin_addr.s_addr));
+            Ok(SocketAddr::new(ip.into(), u16::from_be(sin.sin_port)))
+        }
+        libc::AF_INET6 => {
+            // SAFETY: the kernel wrote a sockaddr_in6 for an AF_INET6 socket.
+            let sin6: libc::sockaddr_in6 = unsafe { std::ptr::read((&raw const storage).cast()) };
+            let ip = std::net::Ipv6Addr::from(sin6.sin6_addr.s6_addr);
+            Ok(SocketAddr::new(ip.into(), u16::from_be(sin6.sin6_port)))
+        }
+        family => Err(io::Error::other(format!(
+            "unexpected address family {family}"
+        ))),
+    }
+}
+
+/// Writes a small reply straight to a socket without waiting (the
+/// SESSION_LIMIT LogonReject to a connection that gets no slot), then
+/// closes it.
+pub fn reply_and_close(fd: RawFd, bytes: &[u8]) {
+    // SAFETY: bytes is a live slice; MSG_DONTWAIT makes this never block.
+    unsafe {
+        libc::send(
+            fd,
+            bytes.as_ptr().cast(),
+            bytes.len(),
+            libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL,
+        )
+    };
+    // SAFETY: fd came from accept and is owned by the caller, who hands it
+    // over here; no io_uring operation refers to it.
+    unsafe { libc::close(fd) };
+}
+
+/// Shuts a connection down both ways: its multishot receive completes and
+/// a send in flight fails, so its operations drain before `close`.
+pub fn shutdown(fd: RawFd) {
+    // SAFETY: fd is an open socket owned by the reactor.
+    unsafe { libc::shutdown(fd, libc::SHUT_RDWR) };
+}
+
+/// The raw descriptor of a listener.
+pub fn raw(listener: &std::net::TcpListener) -> RawFd {
+    listener.as_raw_fd()
+}
+
+/// Builds a reactor's ring: SINGLE_ISSUER and DEFER_TASKRUN (with
+/// TASKRUN_FLAG, so a turn without pending task work needs no syscall)
+/// where the kernel has them, falling back to COOP_TASKRUN. Returns the
+/// ring and the flags it got, for the start-up report.
+pub fn build_ring(entries: u32) -> io::Result<(IoUring, &'static str)> {
+    let cq = entries.saturating_mul(4);
+    if let Ok(ring) = IoUring::builder()
+        .setup_single_issuer()
+        .setup_defer_taskrun()
+        .setup_taskrun_flag()
+        .setup_cqsize(cq)
+        .build(entries)
+    {
+        return Ok((ring, "single-issuer+defer-taskrun"));
+    }
+    if let Ok(ring) = IoUring::builder()
+        .setup_coop_taskrun()
+        .setup_taskrun_flag()
+        .setup_cqsize(cq)
+        .build(entries)
+    {
+        return Ok((ring, "coop-taskrun"));
+    }
+    Ok((IoUring::builder().setup_cqsize(cq).build(entries)?, "plain"))
+}
+
+/// Checks that the kernel supports every opcode and feature the reactor
+/// uses; the error names what is missing.
+pub fn check_support(ring: &IoUring) -> Result<(), String> {
+    let mut probe = io_uring::Probe::new();
+    ring.submitter()
+        .register_probe(&mut probe)
+        .map_err(|e| format!("cannot probe io_uring opcodes: {e}"))?;
+    for (code, name) in [
+        (opcode::AcceptMulti::CODE, "ACCEPT (multishot)"),
+        (opcode::RecvMulti::CODE, "RECV (multishot)"),
+        (opcode::Send::CODE, "SEND"),
+        (opcode::Close::CODE, "CLOSE"),
+        (opcode::AsyncCancel::CODE, "ASYNC_CANCEL"),
+    ] {
+        if !probe.is_supported(code) {
+            return Err(format!(
+                "the kernel lacks io_uring opcode {name} (Linux 6.0 or later needed)"
+            ));
+        }
+    }
+    if !ring.params().is_feature_nodrop() {
+        return Err(
+            "the kernel lacks IORING_FEAT_NODROP (completion overflow would lose completions)"
+                .into(),
+        );
+    }
+    Ok(())
+}
+
+/// Why io_uring may be unavailable, for the start-up error.
+pub fn disabled_reason() -> Option<String> {
+    let v = std::fs::read_to_string("/proc/sys/kernel/io_uring_disabled").ok()?;
+    match v.trim() {
+        "0" => None,
+        other => Some(format!(
+            "io_uring is disabled by sysctl kernel.io_uring_disabled={other}"
+        )),
+    }
+}

@@ -1,0 +1,554 @@
+//! One reactor thread: its io_uring, its listener, its provided buffers and
+//! its [`ReactorCore`], pumped in a loop of turns.
+//!
+//! A turn:
+//!
+//! ```text
+//!  1. now ← wall clock (once)
+//!  2. reap up to CQE_BATCH completions: accept · recv · send · close
+//!        recv: bytes → core.on_bytes (sans-I/O) → buffer recycled at once
+//!  3. engine agent's do_work (when it shares this thread)
+//!  4. engine events → sessions (core.poll_events)
+//!  5. every TIMER_TICK: session timers, releases, counters
+//!  6. for each session touched this turn: one send of its waiting bytes,
+//!     or the start of its close
+//!  7. enter the kernel only if something is queued or task work is
+//!     pending; otherwise the idle strategy decides (spin, yield, park)
+//! ```
+//!
+//! A connection's descriptor is closed only after its receive and its send
+//! have completed (`shutdown` makes both complete promptly), and its slot is
+//! reused only after the close completed and its session finished, so the
+//! kernel never holds a buffer of a slot that has moved on.
+
+use std::net::{IpAddr, Ipv4Addr, TcpListener};
+use std::os::fd::RawFd;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use hdrhistogram::Histogram;
+use io_uring::{IoUring, cqueue, types};
+
+use super::core::{ReactorCore, session_limit_reject};
+use super::idle::{Idle, IdleAction, IdleKind};
+use super::uring::{self, BufRing, Op};
+use crate::engine::agent::EngineAgent;
+use crate::engine::book::MatchingEngine;
+use crate::engine::{Nanos, SessionId};
+use crate::gateway::{ReactorReport, UringCounters};
+use crate::wire::codes::{LogonRejectReason, TerminateReason};
+
+/// Completions handled per turn before the rest of the turn runs: bounds
+/// the time between two looks at the engine rings and the timers.
+pub const CQE_BATCH: usize = 256;
+/// How often session timers run (logon deadlines, heartbeats).
+pub const TIMER_TICK: Duration = Duration::from_millis(1);
+/// How long a stopping reactor waits for its sessions to flush their
+/// Terminate before it shuts every connection down hard.
+pub const STOP_GRACE: Duration = Duration::from_secs(2);
+/// How long it then waits for the kernel to finish the connections'
+/// operations before it gives up (and leaks the buffers rather than free
+/// memory the kernel may still write).
+pub const STOP_HARD: Duration = Duration::from_secs(2);
+/// Latency histogram range: 1 ns to 10 s, 3 significant digits.
+pub const LATENCY_MAX_NS: u64 = 10_000_000_000;
+/// Provided-buffer group id of every reactor (each has its own ring).
+const BGID: u16 = 0;
+
+#[derive(Clone, Copy, Debug)]
+struct Conn {
+    fd: RawFd,
+    id: SessionId,
+    recv_armed: bool,
+    send_inflight: bool,
+    /// `shutdown` issued; waiting for the receive and send to complete.
+    closing: bool,
+    close_submitted: bool,
+}
+
+impl Conn {
+    const EMPTY: Conn = Conn {
+        fd: -1,
+        id: SessionId(0),
+        recv_armed: false,
+        send_inflight: false,
+        closing: false,
+        close_submitted: false,
+    };
+}
+
+/// What a reactor thread is given.
+pub struct ReactorArgs {
+    pub index: u16,
+    pub listener: TcpListener,
+    pub core: ReactorCore,
+    pub agent: Option<EngineAgent<MatchingEngine>>,
+    pub uring_entries: u32,
+    pub recv_buffers: u16,
+    pub recv_buffer_size: u32,
+    pub idle: IdleKind,
+    pub stop: Arc<AtomicBool>,
+}
+
+struct Worker {
+    ring: IoUring,
+    bufs: BufRing,
+    listener: TcpListener,
+    accept_armed: bool,
+    conns: Box<[Conn]>,
+    /// Closed connections whose session has not finished yet (a
+    /// cancel-on-disconnect waiting for ring space).
+    unreleased: Vec<SessionId>,
+    core: ReactorCore,
+    agent: Option<EngineAgent<MatchingEngine>>,
+    uring: UringCounters,
+    latency: Histogram<u64>,
+    /// Operations submitted whose last completion has not arrived.
+    ops_outstanding: u64,
+    stopping: bool,
+    cqes: Box<[(u64, i32, u32)]>,
+}
+
+/// Builds the ring and buffers (on the reactor's own thread, as
+/// SINGLE_ISSUER requires), reports readiness, then runs until stopped.
+pub fn run(args: ReactorArgs, ready: impl FnOnce(Result<String, String>)) -> Option<ReactorReport> {
+    let setup = (|| -> Result<(IoUring, BufRing, &'static str), String> {
+        if let Some(reason) = uring::disabled_reason() {
+            return Err(reason);
+        }
+        let (ring, mode) = uring::build_ring(args.uring_entries).map_err(|e| {
+            format!(
+                "cannot create an io_uring of {} entries: {e}",
+                args.uring_entries
+            )
+        })?;
+        uring::check_support(&ring)?;
+        let bufs = BufRing::register(&ring, BGID, args.recv_buffers, args.recv_buffer_size)
+            .map_err(|e| format!("cannot register the provided-buffer ring (Linux 5.19+): {e}"))?;
+        Ok((ring, bufs, mode))
+    })();
+    let (ring, bufs, mode) = match setup {
+        Ok(ok) => ok,
+        Err(e) => {
+            ready(Err(e));
+            return None;
+        }
+    };
+    let slots = args.core.capacity();
+    let mut w = Worker {
+        ring,
+        bufs,
+        listener: args.listener,
+        accept_armed: false,
+        conns: vec![Conn::EMPTY; slots].into_boxed_slice(),
+        unreleased: Vec::with_capacity(slots),
+        core: args.core,
+        agent: args.agent,
+        uring: UringCounters::default(),
+        latency: Histogram::new_with_bounds(1, LATENCY_MAX_NS, 3).expect("valid bounds"),
+        ops_outstanding: 0,
+        stopping: false,
+        cqes: vec![(0, 0, 0); CQE_BATCH].into_boxed_slice(),
+    };
+    ready(Ok(mode.to_string()));
+    w.run(args.idle, &args.stop);
+    let report = ReactorReport {
+        counters: w.core.counters.clone(),
+        uring: w.uring.clone(),
+        recv_to_ring_ns: w.latency.clone(),
+    };
+    w.teardown();
+    Some(report)
+}
+
+/// Nanoseconds since the Unix epoch (vDSO, no syscall).
+#[inline]
+pub fn wall_ns() -> Nanos {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64)
+}
+
+impl Worker {
+    fn run(&mut self, idle: IdleKind, stop: &AtomicBool) {
+        let mut idle = Idle::new(idle);
+        let mut last_tick = Instant::now();
+        let mut stop_at: Option<Instant> = None;
+        loop {
+            let turn_start = Instant::now();
+            let now = wall_ns();
+            if !self.stopping && stop.load(Ordering::Acquire) {
+                self.begin_stop(now);
+                stop_at = Some(turn_start);
+            }
+            if !self.stopping && !self.accept_armed {
+                let e = uring::accept_multi(uring::raw(&self.listener));
+                self.push(&e);
+                self.accept_armed = true;
+            }
+
+            let mut work = self.reap(now);
+            if let Some(agent) = &mut self.agent {
+                work += agent.do_work(now);
+            }
+            work += self.core.poll_events(now);
+            if turn_start.duration_since(last_tick) >= TIMER_TICK {
+                last_tick = turn_start;
+                self.tick(now);
+            }
+            self.flush(now);
+
+            if let Some(at) = stop_at {
+                if self.core.live_count() == 0 && self.ops_outstanding == 0 {
+                    break;
+                }
+                if turn_start.duration_since(at) >= STOP_GRACE + STOP_HARD {
+                    break;
+                }
+                if turn_start.duration_since(at) >= STOP_GRACE {
+                    self.close_everything(now);
+                }
+            }
+
+            let turn_ns = turn_start.elapsed().as_nanos() as u64;
+            self.uring.turns += 1;
+            self.uring.turn_ns_max = self.uring.turn_ns_max.max(turn_ns);
+            self.enter(idle.next(work));
+        }
+        // Let the engine finish what the last sessions asked (their
+        // cancel-on-disconnect) while this thread still runs it.
+        if let Some(agent) = &mut self.agent {
+            let now = wall_ns();
+            for _ in 0..1024 {
+                if agent.do_work(now) + self.core.poll_events(now) == 0 {
+                    break;
+                }
+            }
+        }
+    }
+
+    /// Submits what is queued and waits as the idle strategy says. Enters
+    /// the kernel only when there is something to submit, task work to run,
+    /// overflowed completions to flush, or a park.
+    fn enter(&mut self, action: IdleAction) {
+        let needed = {
+            let sq = self.ring.submission();
+            !sq.is_empty() || sq.taskrun() || sq.cq_overflow()
+        };
+        match action {
+            IdleAction::Spin => {
+                if needed {
+                    let _ = self.ring.submit_and_wait(0);
+                } else {
+                    std::hint::spin_loop();
+                }
+            }
+            IdleAction::Yield => {
+                if needed {
+                    let _ = self.ring.submit_and_wait(0);
+                }
+                std::thread::yield_now();
+            }
+            IdleAction::Park(d) => {
+                let ts = types::Timespec::from(d);
+                let args = types::SubmitArgs::new().timespec(&ts);
+                // ETIME when the park ends without a completion: expected.
+                let _ = self.ring.submitter().submit_with_args(1, &args);
+            }
+        }
+    }
+
+    fn push(&mut self, entry: &io_uring::squeue::Entry) {
+        match uring::push(&mut self.ring, entry) {
+            Ok(flushed) => {
+                if flushed {
+                    self.uring.sq_full += 1;
+                }
+                self.ops_outstanding += 1;
+            }
+            Err(e) => panic!("io_uring submit failed: {e}"),
+        }
+    }
+
+    /// Handles up to CQE_BATCH completions. Returns how many.
+    fn reap(&mut self, now: Nanos) -> usize {
+        let mut n = 0;
+        for cqe in self.ring.completion().take(CQE_BATCH) {
+            self.cqes[n] = (cqe.user_data(), cqe.result(), cqe.flags());
+            n += 1;
+        }
+        for i in 0..n {
+            let (data, res, flags) = self.cqes[i];
+            let Some((op, slot, generation)) = uring::decode_user_data(data) else {
+                continue;
+            };
+            if !cqueue::more(flags) {
+                self.ops_outstanding -= 1;
+            }
+            match op {
+                Op::Accept => self.on_accept(now, res, flags),
+                Op::Recv => self.on_recv(now, slot, generation, res, flags),
+                Op::Send => self.on_send(now, slot, generation, res),
+                Op::Close => self.on_close(now, slot, generation),
+                Op::Cancel => {}
+            }
+        }
+        n
+    }
+
+    fn conn(&mut self, slot: u16, generation: u32) -> Option<&mut Conn> {
+        let c = self.conns.get_mut(slot as usize)?;
+        (c.fd >= 0 && c.id.generation() == generation).then_some(c)
+    }
+
+    fn on_accept(&mut self, now: Nanos, res: i32, flags: u32) {
+        if !cqueue::more(flags) {
+            self.accept_armed = false;
+        }
+        if res < 0 {
+            return;
+        }
+        let fd = res;
+        if self.stopping {
+            uring::reply_and_close(fd, &[]);
+            return;
+        }
+        self.uring.accepts += 1;
+        let peer = uring::peer_addr(fd).map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |a| a.ip());
+        let _ = uring::set_nodelay(fd);
+        match self.core.accept(now, peer) {
+            Some(id) => {
+                self.conns[id.slot() as usize] = Conn {
+                    fd,
+                    id,
+                    recv_armed: true,
+                    ..Conn::EMPTY
+                };
+                let e = uring::recv_multi(fd, self.bufs.bgid(), id.slot(), id.generation());
+                self.push(&e);
+            }
+            None => {
+                self.uring.accepts_refused_full += 1;
+                self.core.counters.logon_rejects
+                    [LogonRejectReason::SESSION_LIMIT.wire() as usize] += 1;
+                uring::reply_and_close(fd, &session_limit_reject(now));
+            }
+        }
+    }
+
+    fn on_recv(&mut self, now: Nanos, slot: u16, generation: u32, res: i32, flags: u32) {
+        let more = cqueue::more(flags);
+        let bid = cqueue::buffer_select(flags);
+        let Some(conn) = self.conn(slot, generation) else {
+            if let Some(bid) = bid {
+                self.bufs.recycle(bid);
+            }
+            self.uring.stale_completions += 1;
+            return;
+        };
+        if !more {
+            conn.recv_armed = false;
+        }
+        let id = conn.id;
+        let closing = conn.closing;
+        self.uring.recv_completions += 1;
+        if res > 0 {
+            let bid = bid.expect("a receive with data names its buffer");
+            let before = self.core.counters.commands_out;
+            let started = Instant::now();
+            self.core
+                .on_bytes(id, now, self.bufs.bytes(bid, res as usize));
+            let published = self.core.counters.commands_out - before;
+            if published > 0 {
+                let ns = (started.elapsed().as_nanos() as u64).clamp(1, LATENCY_MAX_NS);
+                self.latency.saturating_record_n(ns, published);
+            }
+            self.bufs.recycle(bid);
+            self.uring.bytes_in += res as u64;
+            if !more && !closing {
+                self.uring.recv_rearms += 1;
+                self.arm_recv(slot);
+            }
+        } else {
+            if let Some(bid) = bid {
+                self.bufs.recycle(bid);
+            }
+            if res == -libc::ENOBUFS && !closing {
+                self.uring.recv_enobufs += 1;
+                if !more {
+                    self.uring.recv_rearms += 1;
+                    self.arm_recv(slot);
+                }
+            } else {
+                // End of stream (0), reset, or cancellation: the session is over.
+                self.core.on_closed(id, now);
+                self.start_close(slot);
+            }
+        }
+        self.maybe_submit_close(slot);
+    }
+
+    fn arm_recv(&mut self, slot: u16) {
+        let c = self.conns[slot as usize];
+        if c.recv_armed || c.closing {
+            return;
+        }
+        self.conns[slot as usize].recv_armed = true;
+        let e = uring::recv_multi(c.fd, self.bufs.bgid(), slot, c.id.generation());
+        self.push(&e);
+    }
+
+    fn on_send(&mut self, now: Nanos, slot: u16, generation: u32, res: i32) {
+        let Some(conn) = self.conn(slot, generation) else {
+            self.uring.stale_completions += 1;
+            return;
+        };
+        conn.send_inflight = false;
+        let id = conn.id;
+        self.uring.send_completions += 1;
+        let Some(session) = self.core.session_mut(id) else {
+            return;
+        };
+        if res >= 0 {
+            session.tx_mut().complete_send(res as usize);
+            self.uring.bytes_out += res as u64;
+        } else {
+            session.tx_mut().complete_send(0);
+            self.core.on_closed(id, now);
+            self.start_close(slot);
+        }
+        self.core.mark_dirty(id);
+        self.maybe_submit_close(slot);
+    }
+
+    fn on_close(&mut self, now: Nanos, slot: u16, generation: u32) {
+        let Some(conn) = self.conn(slot, generation) else {
+            self.uring.stale_completions += 1;
+            return;
+        };
+        let id = conn.id;
+        conn.fd = -1;
+        self.core.on_closed(id, now);
+        if self.core.release(id) {
+            self.conns[slot as usize] = Conn::EMPTY;
+        } else {
+            self.unreleased.push(id);
+        }
+    }
+
+    /// Stops reading and writing on a connection; its close follows once
+    /// its operations have completed.
+    fn start_close(&mut self, slot: u16) {
+        let c = &mut self.conns[slot as usize];
+        if c.fd < 0 || c.closing {
+            return;
+        }
+        c.closing = true;
+        uring::shutdown(c.fd);
+        self.maybe_submit_close(slot);
+    }
+
+    fn maybe_submit_close(&mut self, slot: u16) {
+        let c = self.conns[slot as usize];
+        if c.fd >= 0 && c.closing && !c.recv_armed && !c.send_inflight && !c.close_submitted {
+            self.conns[slot as usize].close_submitted = true;
+            let e = uring::close(c.fd, slot, c.id.generation());
+            self.push(&e);
+        }
+    }
+
+    /// One send per touched session, or the start of its close.
+    fn flush(&mut self, _now: Nanos) {
+        while let Some(id) = self.core.pop_dirty() {
+            let slot = id.slot();
+            let conn = self.conns[slot as usize];
+            if conn.fd < 0 || conn.id != id || conn.closing {
+                continue;
+            }
+            let Some(session) = self.core.session_mut(id) else {
+                continue;
+            };
+            if session.wants_close() {
+                self.start_close(slot);
+                continue;
+            }
+            if conn.send_inflight || session.tx().waiting().is_empty() {
+                continue;
+            }
+            let bytes = session.tx_mut().begin_send();
+            let e = uring::send(
+                conn.fd,
+                bytes.as_ptr(),
+                bytes.len() as u32,
+                slot,
+                id.generation(),
+            );
+            self.conns[slot as usize].send_inflight = true;
+            self.push(&e);
+        }
+    }
+
+    fn tick(&mut self, now: Nanos) {
+        self.core.run_timers(now);
+        let mut i = 0;
+        while i < self.unreleased.len() {
+            if self.core.release(self.unreleased[i]) {
+                let id = self.unreleased.swap_remove(i);
+                self.conns[id.slot() as usize] = Conn::EMPTY;
+            } else {
+                i += 1;
+            }
+        }
+        self.uring.cq_overflow = self.ring.completion().overflow() as u64;
+    }
+
+    fn begin_stop(&mut self, now: Nanos) {
+        self.stopping = true;
+        if self.accept_armed {
+            let e = uring::cancel(uring::user_data(Op::Accept, uring::NO_SLOT, 0));
+            self.push(&e);
+        }
+        let ids: Vec<SessionId> = self.core.live_ids().collect();
+        for id in ids {
+            let logged_on = self.core.session(id).is_some_and(|s| s.is_logged_on());
+            if logged_on {
+                self.core.terminate(id, now, TerminateReason::SHUTDOWN);
+            } else if self.conns[id.slot() as usize].fd >= 0 {
+                self.start_close(id.slot());
+            }
+        }
+    }
+
+    fn close_everything(&mut self, now: Nanos) {
+        for slot in 0..self.conns.len() as u16 {
+            if self.conns[slot as usize].fd >= 0 && !self.conns[slot as usize].closing {
+                let id = self.conns[slot as usize].id;
+                self.core.on_closed(id, now);
+                self.start_close(slot);
+            }
+        }
+    }
+
+    fn teardown(self) {
+        let Worker {
+            ring,
+            bufs,
+            ops_outstanding,
+            ..
+        } = self;
+        if ops_outstanding == 0 {
+            let _ = ring.submitter().unregister_buf_ring(bufs.bgid());
+            drop(ring);
+            drop(bufs);
+        } else {
+            // The kernel may still write into the buffers: never free them.
+            eprintln!(
+                "ordergate: reactor stopped with {ops_outstanding} io_uring operations outstanding; \
+                 leaking its receive buffers rather than freeing memory the kernel may write"
+            );
+            drop(ring);
+            std::mem::forget(bufs);
+        }
+    }
+}
