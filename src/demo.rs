@@ -134,12 +134,10 @@ impl DemoReport {
                 .collect();
             let _ = writeln!(
                 s,
-                "  gateway: {} reactor{}, {} messages in, {} commands through the engine, {} events back; rejects {}; ring full {}, slow consumers {}",
+                "  gateway: {} reactor{}, {} messages in; rejects {}; ring full {}, slow consumers {}",
                 g.reactors.len(),
                 if g.reactors.len() == 1 { "" } else { "s" },
                 messages_in,
-                g.engine.commands,
-                g.engine.events,
                 if by_reason.is_empty() {
                     "none".to_string()
                 } else {
