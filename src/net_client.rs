@@ -596,7 +596,11 @@ impl Connection {
     /// `UndefinedCode` for a frame with no place here. After any error the
     /// connection is unusable.
     pub fn recv(&mut self, timeout: Duration) -> Result<Option<Reply>, ClientError> {
-        let deadline = (!timeout.is_zero()).then(|| Instant::now() + timeout);
+        let start = (!timeout.is_zero()).then(Instant::now);
+        // The first read waits exactly `timeout`, so a caller that always
+        // passes the same value makes no system call to set it; only a read
+        // that brought part of a frame shortens the wait for the rest.
+        let mut wait = timeout;
         loop {
             if let Some(reply) = self.next_buffered()? {
                 return Ok(Some(reply));
@@ -604,18 +608,15 @@ impl Connection {
             if self.broken {
                 return Err(ClientError::Closed);
             }
-            let remaining = match deadline {
-                None => Duration::ZERO,
-                Some(d) => {
-                    let now = Instant::now();
-                    if now >= d {
-                        return Ok(None);
-                    }
-                    d - now
-                }
-            };
-            if !self.fill(remaining)? {
+            if !self.fill(wait)? {
                 return Ok(None);
+            }
+            if let Some(start) = start {
+                let elapsed = start.elapsed();
+                if elapsed >= timeout {
+                    return self.next_buffered();
+                }
+                wait = timeout - elapsed;
             }
         }
     }
@@ -1010,6 +1011,64 @@ mod tests {
             }
         );
         gw.shutdown();
+    }
+
+    /// A scripted gateway: acks the Logon, then sends a Heartbeat in two
+    /// parts `gap` apart, then a frame with a bad tag.
+    fn scripted(gap: Duration) -> SocketAddr {
+        use crate::auth::session_keys::SessionKeys;
+        use std::net::TcpListener;
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        std::thread::spawn(move || {
+            let (mut s, _) = listener.accept().unwrap();
+            let mut logon = [0u8; wire::LOGON_SIZE];
+            s.read_exact(&mut logon).unwrap();
+            let Ok(wire::ClientFrame::Logon(l)) = wire::decode_client(&logon) else {
+                panic!("expected a Logon");
+            };
+            let keys = SessionKeys::derive(&SECRET, &l.client_nonce(), &[8; 16], 99);
+            let mut ack = wire::LogonAck {
+                session_id: 99,
+                server_time_ns: unix_now_ns(),
+                server_nonce: [8; 16],
+                keepalive_ms: l.keepalive_ms(),
+                scopes: 3,
+                environment: 1,
+                seq: 1,
+            }
+            .to_bytes();
+            keys.gateway.seal(&mut ack);
+            s.write_all(&ack).unwrap();
+            let mut hb = wire::Heartbeat { seq: 2 }.to_bytes();
+            keys.gateway.seal(&mut hb);
+            s.write_all(&hb[..10]).unwrap();
+            std::thread::sleep(gap);
+            s.write_all(&hb[10..]).unwrap();
+            let mut forged = wire::Heartbeat { seq: 3 }.to_bytes();
+            keys.client.seal(&mut forged); // the wrong direction's key
+            s.write_all(&forged).unwrap();
+            std::thread::sleep(Duration::from_secs(1));
+        });
+        addr
+    }
+
+    #[test]
+    fn a_split_frame_waits_for_its_rest_and_a_bad_tag_breaks_the_connection() {
+        let addr = scripted(Duration::from_millis(300));
+        let mut c = Connection::connect(addr, KEY_ID, SECRET, &ConnectOptions::default()).unwrap();
+        assert_eq!(c.session_id(), 99);
+        let t = Instant::now();
+        assert_eq!(c.recv(Duration::ZERO).unwrap(), None);
+        assert_eq!(c.recv(Duration::from_millis(50)).unwrap(), None);
+        assert!(t.elapsed() < Duration::from_millis(250));
+        assert_eq!(c.recv(WAIT).unwrap(), Some(Reply::Heartbeat));
+        assert!(matches!(
+            c.recv(WAIT),
+            Err(ClientError::Frame(client::ClientError::BadMac))
+        ));
+        assert!(matches!(c.recv(WAIT), Err(ClientError::Closed)));
+        assert!(matches!(c.send_heartbeat(), Err(ClientError::Closed)));
     }
 
     #[test]
