@@ -22,18 +22,20 @@ use zeroize::Zeroizing;
 
 use crate::auth::keys::{BURST_MAX, KeyEntry, KeyTable, MSGS_PER_SEC_MAX};
 use crate::auth::secret::Secret;
-use crate::echo::{echo_round_trips, ordergate_round_trips, spawn_echo_server};
+use crate::echo::{compare_interleaved, spawn_echo_server};
 use crate::gateway::{Gateway, GatewayReport, GatewaySpec};
 use crate::load::{LoadParams, LoadReport, Mix, new_histogram, percentiles_us, run_load};
 use crate::net_client::{ConnectOptions, Connection, read_urandom};
 use crate::wire::codes::{Environment, RejectReason, Scopes};
-use crate::wire::{self};
 
 /// The demo's one API key id.
 pub const DEMO_KEY_ID: u64 = 1;
 
 /// Closed-loop round trips of each kind for `--compare`: ~0.1–0.3 s.
 pub const COMPARE_ROUND_TRIPS: usize = 2_000;
+/// Alternating batches they are measured in, so that noise from the rest of
+/// the machine falls on both alike.
+pub const COMPARE_ROUNDS: usize = 20;
 
 /// Longest warm-up; shorter runs warm up for a tenth of their time.
 pub const WARMUP_MAX: Duration = Duration::from_secs(1);
@@ -257,13 +259,11 @@ fn drive(
 
 fn compare(addr: SocketAddr, key_id: u64, secret: [u8; 32]) -> Result<Comparison, String> {
     let (echo_addr, _echo) = spawn_echo_server();
-    let frame = wire::NewOrder::default().to_bytes();
-    let echo_ns = echo_round_trips(echo_addr, &frame, COMPARE_ROUND_TRIPS)
-        .map_err(|e| format!("echo baseline: {e}"))?;
     let mut conn = Connection::connect(addr, key_id, secret, &ConnectOptions::default())
         .map_err(|e| format!("compare session: {e}"))?;
-    let ordergate_ns = ordergate_round_trips(&mut conn, COMPARE_ROUND_TRIPS)
-        .map_err(|e| format!("ordergate round trips: {e}"))?;
+    let (echo_ns, ordergate_ns) =
+        compare_interleaved(echo_addr, &mut conn, COMPARE_ROUND_TRIPS, COMPARE_ROUNDS)
+            .map_err(|e| format!("round trip comparison: {e}"))?;
     let _ = conn.send_logout();
     let _ = conn.recv(Duration::from_millis(200));
     Ok(Comparison {

@@ -71,6 +71,51 @@ fn echo(mut stream: TcpStream) -> io::Result<()> {
     }
 }
 
+/// One closed-loop client of the echo server.
+pub struct EchoClient {
+    stream: TcpStream,
+    back: Vec<u8>,
+}
+
+impl EchoClient {
+    /// Connects with TCP_NODELAY (allocates the read-back buffer of
+    /// `frame_len` bytes once).
+    pub fn connect(addr: SocketAddr, frame_len: usize) -> io::Result<EchoClient> {
+        let stream = TcpStream::connect(addr)?;
+        stream.set_nodelay(true)?;
+        stream.set_read_timeout(Some(ROUND_TRIP_TIMEOUT))?;
+        Ok(EchoClient {
+            stream,
+            back: vec![0u8; frame_len],
+        })
+    }
+
+    /// `skip` unrecorded round trips of `frame`, then `n` recorded into `h`
+    /// (ns, from before the write to after the last byte is read back).
+    pub fn round_trips(
+        &mut self,
+        frame: &[u8],
+        skip: usize,
+        n: usize,
+        h: &mut Histogram<u64>,
+    ) -> io::Result<()> {
+        assert_eq!(frame.len(), self.back.len(), "one frame size per client");
+        for i in 0..skip + n {
+            let start = Instant::now();
+            self.stream.write_all(frame)?;
+            self.stream.read_exact(&mut self.back)?;
+            let ns = start.elapsed().as_nanos() as u64;
+            if i >= skip {
+                h.saturating_record(ns.max(1));
+            }
+        }
+        if self.back != frame {
+            return Err(io::Error::other("the echo changed the bytes"));
+        }
+        Ok(())
+    }
+}
+
 /// `n` closed-loop round trips of `frame` through the echo at `addr`, after
 /// `WARMUP_ROUND_TRIPS` unrecorded ones. Each is timed from before the
 /// write to after the last byte is read back, in ns.
@@ -79,23 +124,9 @@ fn echo(mut stream: TcpStream) -> io::Result<()> {
 ///
 /// The connection failed.
 pub fn echo_round_trips(addr: SocketAddr, frame: &[u8], n: usize) -> io::Result<Histogram<u64>> {
-    let mut stream = TcpStream::connect(addr)?;
-    stream.set_nodelay(true)?;
-    stream.set_read_timeout(Some(ROUND_TRIP_TIMEOUT))?;
-    let mut back = vec![0u8; frame.len()];
+    let mut client = EchoClient::connect(addr, frame.len())?;
     let mut h = new_histogram();
-    for i in 0..WARMUP_ROUND_TRIPS + n {
-        let start = Instant::now();
-        stream.write_all(frame)?;
-        stream.read_exact(&mut back)?;
-        let ns = start.elapsed().as_nanos() as u64;
-        if i >= WARMUP_ROUND_TRIPS {
-            h.saturating_record(ns.max(1));
-        }
-    }
-    if back != frame {
-        return Err(io::Error::other("the echo changed the bytes"));
-    }
+    client.round_trips(frame, WARMUP_ROUND_TRIPS, n, &mut h)?;
     Ok(h)
 }
 
@@ -111,8 +142,27 @@ pub fn echo_round_trips(addr: SocketAddr, frame: &[u8], n: usize) -> io::Result<
 /// its reason), or none came within `ROUND_TRIP_TIMEOUT`.
 pub fn ordergate_round_trips(conn: &mut Connection, n: usize) -> Result<Histogram<u64>, String> {
     let mut h = new_histogram();
-    for i in 0..WARMUP_ROUND_TRIPS + n {
-        let id = ROUND_TRIP_ID_BASE + 2 * i as u64;
+    let mut ids = ROUND_TRIP_ID_BASE;
+    ordergate_round_trips_into(conn, WARMUP_ROUND_TRIPS, n, &mut h, &mut ids)?;
+    Ok(h)
+}
+
+/// As [`ordergate_round_trips`]: `skip` unrecorded, then `n` recorded into
+/// `h`, with cl_ord_ids taken from `*next_id` upwards.
+///
+/// # Errors
+///
+/// As [`ordergate_round_trips`].
+pub fn ordergate_round_trips_into(
+    conn: &mut Connection,
+    skip: usize,
+    n: usize,
+    h: &mut Histogram<u64>,
+    next_id: &mut u64,
+) -> Result<(), String> {
+    for i in 0..skip + n {
+        let id = *next_id;
+        *next_id += 2;
         let order = Order::limit(id, 1, Side::Buy, 1, 1);
         let start = Instant::now();
         conn.send_new_order(&order).map_err(|e| e.to_string())?;
@@ -121,7 +171,7 @@ pub fn ordergate_round_trips(conn: &mut Connection, n: usize) -> Result<Histogra
         if !matches!(reply, Reply::Accepted { .. }) {
             return Err(format!("round trip {i}: expected Accepted, got {reply:?}"));
         }
-        if i >= WARMUP_ROUND_TRIPS {
+        if i >= skip {
             h.saturating_record(ns.max(1));
         }
         conn.send_cancel(id + 1, id, 1).map_err(|e| e.to_string())?;
@@ -130,7 +180,37 @@ pub fn ordergate_round_trips(conn: &mut Connection, n: usize) -> Result<Histogra
             return Err(format!("round trip {i}: expected Canceled, got {reply:?}"));
         }
     }
-    Ok(h)
+    Ok(())
+}
+
+/// `n` round trips of each kind, interleaved in `rounds` alternating
+/// batches (after one warm-up of each), so that a burst of noise from the
+/// rest of the machine lands on both sides alike. Returns (echo,
+/// ordergate), ns.
+///
+/// # Errors
+///
+/// Either side failed (named).
+pub fn compare_interleaved(
+    echo_addr: SocketAddr,
+    conn: &mut Connection,
+    n: usize,
+    rounds: usize,
+) -> Result<(Histogram<u64>, Histogram<u64>), String> {
+    let frame = crate::wire::NewOrder::default().to_bytes();
+    let mut echo = EchoClient::connect(echo_addr, frame.len()).map_err(|e| format!("echo: {e}"))?;
+    let (mut echo_h, mut gate_h) = (new_histogram(), new_histogram());
+    let mut ids = ROUND_TRIP_ID_BASE;
+    let rounds = rounds.clamp(1, n.max(1));
+    for r in 0..rounds {
+        let batch = n / rounds + usize::from(r < n % rounds);
+        let skip = if r == 0 { WARMUP_ROUND_TRIPS } else { 0 };
+        echo.round_trips(&frame, skip, batch, &mut echo_h)
+            .map_err(|e| format!("echo: {e}"))?;
+        ordergate_round_trips_into(conn, skip, batch, &mut gate_h, &mut ids)
+            .map_err(|e| format!("ordergate: {e}"))?;
+    }
+    Ok((echo_h, gate_h))
 }
 
 /// The reply for `cl_ord_id`, skipping Heartbeats. Every `recv` is given
@@ -172,6 +252,17 @@ mod tests {
         // A second client is served at the same time (thread per connection).
         let h2 = echo_round_trips(addr, &frame[..10], 5).unwrap();
         assert_eq!(h2.len(), 5);
+    }
+
+    #[test]
+    fn interleaved_batches_add_up_to_n_of_each() {
+        let gw = TestGateway::start();
+        let (addr, _server) = spawn_echo_server();
+        let mut c =
+            Connection::connect(gw.addr(), KEY_ID, SECRET, &ConnectOptions::default()).unwrap();
+        let (e, o) = compare_interleaved(addr, &mut c, 23, 5).unwrap();
+        assert_eq!((e.len(), o.len()), (23, 23));
+        gw.shutdown();
     }
 
     #[test]

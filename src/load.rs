@@ -2,9 +2,10 @@
 //!
 //! ```text
 //!  run_load ── logs on `sessions` sessions ── spreads them over ≤ available_parallelism threads
-//!     thread: ┌─ poll every session's socket (non-blocking), match replies to requests
+//!     thread: ┌─ epoll: read the sessions whose sockets are readable, match replies to requests
 //!             ├─ send every operation whose INTENDED time has come (a fixed schedule)
-//!             └─ idle: yield while replies are outstanding, else sleep until the next send
+//!             └─ idle: poll while replies are outstanding or a send is < 2 ms away,
+//!                      else block in epoll_wait until a frame or just before the next send
 //!  end: MassCancel + Logout per session, histograms merged → LoadReport
 //! ```
 //!
@@ -35,8 +36,9 @@
 
 use std::fmt::Write as _;
 use std::fs::File;
-use std::io::Read;
+use std::io::{self, Read};
 use std::net::SocketAddr;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -56,13 +58,15 @@ pub const LIVE_ORDERS_MAX: usize = 64;
 /// it cancels the oldest: they are the only ones a cancel can race a Fill on.
 pub const CROSSING_RESTING_MAX: usize = 8;
 
-/// Requests a session can have outstanding at once is a power of two sized
-/// from this many seconds of its rate (bounded below and above): a gateway
-/// that has not answered in this long has lost the request, which is
-/// counted as unanswered.
-pub const INFLIGHT_WINDOW_S: u64 = 2;
-const INFLIGHT_SLOTS_MIN: usize = 1 << 10;
-const INFLIGHT_SLOTS_MAX: usize = 1 << 16;
+/// Slots of a session's table of outstanding requests, indexed by
+/// `cl_ord_id` modulo its size. Every request but the final MassCancel
+/// targets an order slot that is then busy until it is answered, so at most
+/// `LIVE_ORDERS_MAX + 1` are ever outstanding: twice that means an entry is
+/// only overwritten once that many newer requests have gone out while it
+/// waited, i.e. its reply was lost (it is then counted unanswered).
+pub const INFLIGHT_SLOTS: usize = 2 * LIVE_ORDERS_MAX.next_power_of_two();
+
+const _: () = assert!(INFLIGHT_SLOTS.is_power_of_two() && INFLIGHT_SLOTS > LIVE_ORDERS_MAX + 1);
 
 /// Highest latency the histograms hold (60 s), at 3 significant digits.
 pub const LATENCY_NS_MAX: u64 = 60_000_000_000;
@@ -72,11 +76,15 @@ pub const LATENCY_NS_MAX: u64 = 60_000_000_000;
 pub const DRAIN_MAX: Duration = Duration::from_secs(2);
 pub const LOGOUT_WAIT_MAX: Duration = Duration::from_millis(500);
 
-/// A thread with nothing outstanding sleeps when its next send is further
-/// away than this, waking this much early (a sleep overshoots by ~50 µs of
-/// timer slack plus the wake-up).
-const SLEEP_THRESHOLD_NS: u64 = 300_000;
-const SLEEP_EARLY_NS: u64 = 150_000;
+/// A thread with nothing outstanding blocks in `epoll_wait` (millisecond
+/// timeouts) when its next send is at least this far away, waking this much
+/// early; closer sends are waited for by polling, which a sleep could not
+/// time (timer slack and wake-up are tens of µs).
+const BLOCK_THRESHOLD_NS: u64 = 2_000_000;
+const BLOCK_EARLY_NS: u64 = 1_000_000;
+
+/// Events one `epoll_wait` returns at most; more stay ready for the next.
+const READY_EVENTS_MAX: usize = 1024;
 
 /// The crossing price, and how far from it resting orders go (in ticks).
 const PRICE_BASE: i64 = 10_000;
@@ -637,7 +645,7 @@ struct SessionLoad {
     crossing_count: u64,
     instrument_id: u32,
     orders: [OrderSlot; LIVE_ORDERS_MAX],
-    inflight: Box<[Inflight]>,
+    inflight: Box<[Inflight; INFLIGHT_SLOTS]>,
     inflight_count: usize,
     rng: SplitMix,
     /// Still sending (logged on, no error, not terminated).
@@ -653,10 +661,6 @@ impl SessionLoad {
         let sessions = params.sessions as u64;
         let i = index as u64;
         let rate = params.rate / sessions + u64::from(i < params.rate % sessions);
-        let slots = (rate * INFLIGHT_WINDOW_S)
-            .next_power_of_two()
-            .clamp(INFLIGHT_SLOTS_MIN as u64, INFLIGHT_SLOTS_MAX as u64)
-            as usize;
         SessionLoad {
             conn,
             index,
@@ -667,7 +671,7 @@ impl SessionLoad {
             crossing_count: 0,
             instrument_id: params.instrument_id,
             orders: [FREE_SLOT; LIVE_ORDERS_MAX],
-            inflight: vec![NO_INFLIGHT; slots].into_boxed_slice(),
+            inflight: Box::new([NO_INFLIGHT; INFLIGHT_SLOTS]),
             inflight_count: 0,
             rng: SplitMix(0xC0FF_EE00 ^ (i + 1).wrapping_mul(0x2545_F491_4F6C_DD1D)),
             alive: true,
@@ -702,7 +706,7 @@ impl SessionLoad {
     }
 
     fn inflight_index(&self, id: u64) -> usize {
-        (id as usize) & (self.inflight.len() - 1)
+        (id as usize) & (INFLIGHT_SLOTS - 1)
     }
 
     fn track(&mut self, entry: Inflight, report: &mut LoadReport) {
@@ -1114,6 +1118,90 @@ impl SessionLoad {
     }
 }
 
+/// Readiness of many sockets in one system call: epoll, level-triggered,
+/// each socket registered with its session's index as token. The only
+/// `unsafe` of the load generator; every call is a plain libc call on
+/// descriptors this type owns or that outlive their registration.
+struct Readiness {
+    epfd: OwnedFd,
+    events: Box<[libc::epoll_event]>,
+}
+
+impl Readiness {
+    /// Room for `capacity` events per wait (more stay pending: level-triggered).
+    fn new(capacity: usize) -> io::Result<Readiness> {
+        // SAFETY: epoll_create1 takes no pointer; a negative result is an
+        // error, checked before the descriptor is used.
+        let fd = unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) };
+        if fd < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: `fd` was just returned by epoll_create1: open, and owned
+        // by nothing else.
+        let epfd = unsafe { OwnedFd::from_raw_fd(fd) };
+        let empty = libc::epoll_event { events: 0, u64: 0 };
+        Ok(Readiness {
+            epfd,
+            events: vec![empty; capacity.max(1)].into_boxed_slice(),
+        })
+    }
+
+    fn ctl(&self, op: libc::c_int, fd: BorrowedFd<'_>, token: u64) -> io::Result<()> {
+        let mut event = libc::epoll_event {
+            events: libc::EPOLLIN as u32,
+            u64: token,
+        };
+        // SAFETY: both descriptors are open for the duration of the call
+        // (`fd` is borrowed, `epfd` owned), and `event` is a valid
+        // epoll_event the kernel only reads.
+        let r = unsafe { libc::epoll_ctl(self.epfd.as_raw_fd(), op, fd.as_raw_fd(), &mut event) };
+        if r < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(())
+    }
+
+    fn add(&self, fd: BorrowedFd<'_>, token: u64) -> io::Result<()> {
+        self.ctl(libc::EPOLL_CTL_ADD, fd, token)
+    }
+
+    fn remove(&self, fd: BorrowedFd<'_>) -> io::Result<()> {
+        self.ctl(libc::EPOLL_CTL_DEL, fd, 0)
+    }
+
+    /// Waits up to `timeout_ms` (0: only what is ready now) and returns how
+    /// many events `token` can be asked for.
+    fn wait(&mut self, timeout_ms: i32) -> io::Result<usize> {
+        let max = self.events.len().min(i32::MAX as usize) as libc::c_int;
+        // SAFETY: `events` is a live buffer of at least `max` epoll_event
+        // that the kernel fills; `epfd` is open.
+        let n = unsafe {
+            libc::epoll_wait(
+                self.epfd.as_raw_fd(),
+                self.events.as_mut_ptr(),
+                max,
+                timeout_ms,
+            )
+        };
+        if n < 0 {
+            let e = io::Error::last_os_error();
+            return if e.kind() == io::ErrorKind::Interrupted {
+                Ok(0)
+            } else {
+                Err(e)
+            };
+        }
+        Ok(n as usize)
+    }
+
+    /// The token of event `i` of the last wait.
+    fn token(&self, i: usize) -> u64 {
+        // A copy out of a packed struct: no reference to the field is made.
+        let event = self.events[i];
+        event.u64
+    }
+}
+
 struct Driver<'r> {
     sessions: Vec<SessionLoad>,
     t0: Instant,
@@ -1131,12 +1219,21 @@ impl Driver<'_> {
     }
 
     fn run(&mut self) {
+        let mut ready = match self.register() {
+            Ok(ready) => ready,
+            Err(e) => {
+                self.report
+                    .errors
+                    .push(format!("load thread: cannot poll its sockets: {e}"));
+                return;
+            }
+        };
         if let Some(wait) = self.t0.checked_duration_since(Instant::now()) {
             std::thread::sleep(wait);
         }
-        self.drive();
+        self.drive(&mut ready);
         let sent_by_end: Vec<u64> = self.sessions.iter().map(|s| s.op).collect();
-        self.drain();
+        self.drain(&mut ready);
         for (s, sent_ops) in self.sessions.iter().zip(sent_by_end) {
             // Measured operations due before the end that were never sent.
             let due = s.ops_between(self.warmup_ns, self.end_ns);
@@ -1150,13 +1247,53 @@ impl Driver<'_> {
         }
     }
 
-    /// The measured run: poll, send what is due, idle.
-    fn drive(&mut self) {
-        loop {
-            let mut work = 0;
-            for s in self.sessions.iter_mut().filter(|s| !s.ended) {
-                work += s.poll(self.t0, self.warmup_ns, self.report);
+    fn register(&self) -> io::Result<Readiness> {
+        let ready = Readiness::new(self.sessions.len().min(READY_EVENTS_MAX))?;
+        for (i, s) in self.sessions.iter().enumerate() {
+            ready.add(s.conn.as_fd(), i as u64)?;
+        }
+        Ok(ready)
+    }
+
+    /// Reads the replies of every session whose socket is readable, waiting
+    /// up to `timeout_ms` for one. Returns the replies read.
+    fn poll_ready(&mut self, ready: &mut Readiness, timeout_ms: i32) -> usize {
+        let n = match ready.wait(timeout_ms) {
+            Ok(n) => n,
+            Err(e) => {
+                // Cannot happen with a valid epoll descriptor and buffer;
+                // if it does, the run cannot be measured any more.
+                self.report
+                    .errors
+                    .push(format!("load thread: epoll_wait: {e}"));
+                for s in &mut self.sessions {
+                    s.alive = false;
+                    s.ended = true;
+                }
+                return 0;
             }
+        };
+        let mut work = 0;
+        for i in 0..n {
+            let Some(s) = self.sessions.get_mut(ready.token(i) as usize) else {
+                continue;
+            };
+            if s.ended {
+                continue;
+            }
+            work += s.poll(self.t0, self.warmup_ns, self.report);
+            if s.ended {
+                // Its socket stays readable (end of stream): stop watching.
+                let _ = ready.remove(s.conn.as_fd());
+            }
+        }
+        work
+    }
+
+    /// The measured run: read what arrived, send what is due, idle.
+    fn drive(&mut self, ready: &mut Readiness) {
+        loop {
+            let mut work = self.poll_ready(ready, 0);
             let now = self.now_ns();
             if now >= self.end_ns {
                 return;
@@ -1171,7 +1308,7 @@ impl Driver<'_> {
                     }
                     let measured = intended >= self.warmup_ns;
                     if measured {
-                        let lag = self.t0.elapsed().as_nanos() as u64 - intended;
+                        let lag = (self.t0.elapsed().as_nanos() as u64).saturating_sub(intended);
                         self.report.send_lag_ns.saturating_record(lag.max(1));
                     }
                     if let Err(e) = s.send_op(intended, measured, &self.mix, self.report) {
@@ -1193,9 +1330,12 @@ impl Driver<'_> {
                 continue;
             }
             let now = self.now_ns();
-            if !outstanding && next_due > now + SLEEP_THRESHOLD_NS {
-                let until = next_due.min(self.end_ns).saturating_sub(SLEEP_EARLY_NS);
-                std::thread::sleep(Duration::from_nanos(until.saturating_sub(now)));
+            let until = next_due.min(self.end_ns);
+            if !outstanding && until > now + BLOCK_THRESHOLD_NS {
+                // Nothing to wait for but the clock: sleep in the kernel
+                // until a frame arrives or shortly before the next send.
+                let ms = (until - now - BLOCK_EARLY_NS) / 1_000_000;
+                self.poll_ready(ready, ms.clamp(1, i32::MAX as u64) as i32);
             } else {
                 std::thread::yield_now();
             }
@@ -1204,7 +1344,7 @@ impl Driver<'_> {
 
     /// After the end: cancel what is left, wait for the outstanding
     /// answers, log out.
-    fn drain(&mut self) {
+    fn drain(&mut self, ready: &mut Readiness) {
         let now = self.now_ns();
         for s in self.sessions.iter_mut().filter(|s| s.alive) {
             if let Err(e) = s.send_mass_cancel(now, self.report) {
@@ -1213,15 +1353,14 @@ impl Driver<'_> {
         }
         let deadline = Instant::now() + DRAIN_MAX;
         while Instant::now() < deadline {
-            let mut pending = false;
-            for s in self.sessions.iter_mut().filter(|s| !s.ended) {
-                s.poll(self.t0, self.warmup_ns, self.report);
-                pending |= !s.ended && (s.inflight_count > 0 || !s.cleaned);
-            }
+            let pending = self
+                .sessions
+                .iter()
+                .any(|s| !s.ended && (s.inflight_count > 0 || !s.cleaned));
             if !pending {
                 break;
             }
-            std::thread::yield_now();
+            self.poll_ready(ready, 1);
         }
         for s in self.sessions.iter_mut().filter(|s| s.alive) {
             if let Err(e) = s.conn.send_logout() {
@@ -1231,10 +1370,7 @@ impl Driver<'_> {
         }
         let deadline = Instant::now() + LOGOUT_WAIT_MAX;
         while Instant::now() < deadline && self.sessions.iter().any(|s| !s.ended) {
-            for s in self.sessions.iter_mut().filter(|s| !s.ended) {
-                s.poll(self.t0, self.warmup_ns, self.report);
-            }
-            std::thread::yield_now();
+            self.poll_ready(ready, 1);
         }
     }
 }
@@ -1317,6 +1453,37 @@ mod tests {
         assert_eq!(s.first_op_at(1_000_001), 1);
         assert_eq!(s.ops_between(0, 1_001_000_000), 333);
         assert_eq!(s.ops_between(0, 1_001_000_001), 334);
+        gw.shutdown();
+    }
+
+    #[test]
+    fn many_slow_sessions_on_one_thread_wait_in_epoll() {
+        let gw = TestGateway::start();
+        let mut p = LoadParams::new(gw.addr(), KEY_ID, SECRET);
+        p.sessions = 40;
+        p.rate = 400; // 10 a second each: the thread blocks between sends
+        p.warmup = Duration::from_millis(50);
+        p.duration = Duration::from_millis(500);
+        p.threads = 1;
+        let started = Instant::now();
+        let r = run_load(&p).unwrap();
+        let text = r.render();
+        assert!(started.elapsed() < Duration::from_secs(3), "{text}");
+        assert!(r.errors.is_empty(), "{text}");
+        assert_eq!(r.unanswered, 0, "{text}");
+        assert_eq!(r.behind, 0, "{text}");
+        // 40 sessions × 10/s × 0.5 s, give or take the edges.
+        assert!((180..=220).contains(&r.sent()), "{text}");
+        assert_eq!(
+            r.accepted + r.rejected + r.canceled + r.replaced,
+            r.sent(),
+            "{text}"
+        );
+        assert_eq!(
+            r.terminates[TerminateReason::LOGOUT.wire() as usize],
+            40,
+            "{text}"
+        );
         gw.shutdown();
     }
 

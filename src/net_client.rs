@@ -28,6 +28,7 @@
 use std::fmt;
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
+use std::os::fd::{AsFd, BorrowedFd};
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -43,9 +44,10 @@ use crate::wire::{self, GatewayFrame};
 #[cfg(test)]
 pub(crate) mod test_gateway;
 
-/// Bytes of a connection's receive buffer: ~780 of the largest frame (Fill),
-/// far more than a gateway sends between two reads of a live client.
-pub const RECV_BUFFER_SIZE: usize = 64 * 1024;
+/// Bytes of a connection's receive buffer: one read takes at most this
+/// (~48 of the largest frame, Fill); the rest waits in the kernel's socket
+/// buffer for the next. Small, so a load run can hold thousands of sessions.
+pub const RECV_BUFFER_SIZE: usize = 4 * 1024;
 
 /// Longest a `send_*` waits for a non-blocking socket to take a frame
 /// before giving up with `TimedOut`: a gateway that has not read for this
@@ -700,6 +702,14 @@ impl Connection {
     /// Closes the socket without a Logout (as a crashed client would).
     pub fn close(self) {
         let _ = self.stream.shutdown(Shutdown::Both);
+    }
+}
+
+/// The socket, for readiness polling (the load generator's epoll). Reading
+/// or writing it directly would desynchronise the session.
+impl AsFd for Connection {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.stream.as_fd()
     }
 }
 
