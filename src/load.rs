@@ -29,7 +29,10 @@
 //! one session trades with a sell of another and both get Fills. Cancels and
 //! replaces pick resting non-crossing orders first, so they rarely race a
 //! Fill (when they do, the gateway answers UNKNOWN_ORDER, counted like any
-//! reject).
+//! reject). Rejects are counted, never retried: a THROTTLED order is not
+//! resent after its `retry_after_ns` (that would close the loop), so a rate
+//! above the key's shows as THROTTLED rejects and, after a run of them, a
+//! Terminate THROTTLE_BREACH in the report.
 //!
 //! Memory is allocated when the sessions are set up; the send/receive loop
 //! allocates nothing per message.
