@@ -115,9 +115,11 @@ fn pipeline(c: &mut Criterion) {
     // It is drained between batches, outside the timed region.
     const BATCH: usize = 1024;
     let (mut sink, mut engine_side) = ordergate::ring::channel::<Command>(2 * BATCH);
+    let keys = shared.key_set();
     let mut io = Io {
         now: T0,
         shared: &shared,
+        keys: &keys,
         commands: &mut sink,
         counters: &mut counters,
     };

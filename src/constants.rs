@@ -149,3 +149,87 @@ pub const URING_ENTRIES_DEFAULT: u32 = 1024;
 
 /// The engine needs this much room in an event ring to finish any step.
 const _: () = assert!(RING_CAPACITY_DEFAULT >= crate::engine::EVENTS_PER_STEP_MAX);
+
+// ---------------------------------------------------------------------------
+// Bounds on what the `serve` config file may set. `config.rs` checks every
+// value against these at start-up and names the field it refuses; the
+// defaults above sit inside them (asserted below).
+
+/// Most provided receive buffers per reactor: one io_uring buffer ring holds
+/// at most 32768 entries (the kernel refuses 65536), and `GatewaySpec`
+/// carries the count as a `u16`. Must be a power of two (the buffer ring's
+/// index is masked).
+pub const RECV_BUFFERS_MAX: u16 = 1 << 15;
+
+/// Smallest receive buffer: one whole frame. A smaller buffer would make
+/// every large frame a partial one, copied through `RX_PARTIAL_MAX`.
+pub const RECV_BUFFER_SIZE_MIN: u32 = FRAME_SIZE_MAX as u32;
+
+/// Largest receive buffer. A buffer holds what one receive completion
+/// delivers; beyond 1 MiB it only holds backlog, and `RECV_BUFFERS_MAX` of
+/// them would be 32 GiB per reactor.
+pub const RECV_BUFFER_SIZE_MAX: u32 = 1 << 20;
+
+/// Most submission queue entries of one reactor's io_uring: the kernel's
+/// `IORING_MAX_ENTRIES`. Must be a power of two.
+pub const URING_ENTRIES_MAX: u32 = 1 << 15;
+
+/// Smallest command/event ring: the engine needs `EVENTS_PER_STEP_MAX` free
+/// slots to finish any step, and a ring is a power of two ≥ 2.
+pub const RING_CAPACITY_MIN: usize = crate::engine::EVENTS_PER_STEP_MAX.next_power_of_two();
+
+/// Largest command/event ring: 1 Mi slots × 64 B = 64 MiB per ring, two per
+/// reactor. A deeper ring only hides an engine that cannot keep up, and
+/// lengthens the queue every order waits in.
+pub const RING_CAPACITY_MAX: usize = 1 << 20;
+
+/// Longest logon timeout a config may set, in ms. A connection holds a
+/// session slot until it logs on or its deadline passes; an honest client
+/// logs on within a round trip, so a minute only helps slot-hogging.
+pub const LOGON_TIMEOUT_MS_MAX: u64 = 60_000;
+
+/// Widest logon skew window a config may set, in ms (one side). Nonces are
+/// remembered for 2 × skew in `NONCE_CACHE_SLOTS` slots: at a minute, the
+/// cache admits ~34 signed logons a second before refusing THROTTLED.
+pub const LOGON_SKEW_MS_MAX: u64 = 60_000;
+
+/// Longest run of throttled messages a config may tolerate before
+/// THROTTLE_BREACH. A run as long as `BURST_MAX` never ends a session in
+/// practice: anything longer is a typo.
+pub const THROTTLE_BREACH_RUN_MAX: u32 = 1_000_000;
+
+/// Most failed logons a config may allow one address before lock-out. The
+/// lock-out exists to stop secret guessing; a thousand guesses per window is
+/// already no lock-out.
+pub const LOGON_FAILURES_MAX_BOUND: u32 = 1_000;
+
+/// Longest lock-out window a config may set, in ms (an hour). Addresses
+/// share hashed slots, so a collision can lock an innocent address out for
+/// the whole window.
+pub const LOGON_LOCKOUT_WINDOW_MS_MAX: u64 = 3_600_000;
+
+const _: () = assert!(RECV_BUFFERS_MAX.is_power_of_two());
+const _: () = assert!(RECV_BUFFERS_DEFAULT.is_power_of_two());
+const _: () = assert!(RECV_BUFFERS_DEFAULT <= RECV_BUFFERS_MAX);
+const _: () = assert!(RECV_BUFFER_SIZE_MIN <= RECV_BUFFER_SIZE_DEFAULT);
+const _: () = assert!(RECV_BUFFER_SIZE_DEFAULT <= RECV_BUFFER_SIZE_MAX);
+const _: () = assert!(URING_ENTRIES_MAX.is_power_of_two());
+const _: () = assert!(URING_ENTRIES_DEFAULT.is_power_of_two());
+const _: () = assert!(URING_ENTRIES_DEFAULT <= URING_ENTRIES_MAX);
+const _: () = assert!(RING_CAPACITY_MIN >= 2);
+const _: () = assert!(RING_CAPACITY_MAX.is_power_of_two());
+const _: () = assert!(RING_CAPACITY_DEFAULT.is_power_of_two());
+const _: () = assert!(RING_CAPACITY_MIN <= RING_CAPACITY_DEFAULT);
+const _: () = assert!(RING_CAPACITY_DEFAULT <= RING_CAPACITY_MAX);
+const _: () = assert!(SESSIONS_PER_REACTOR_DEFAULT <= SESSIONS_PER_REACTOR_MAX);
+// The config file speaks milliseconds: the defaults must be whole ones.
+const _: () = assert!(LOGON_TIMEOUT_NS_DEFAULT % 1_000_000 == 0);
+const _: () = assert!(LOGON_TIMEOUT_NS_DEFAULT / 1_000_000 <= LOGON_TIMEOUT_MS_MAX);
+const _: () = assert!(LOGON_SKEW_NS_DEFAULT % 1_000_000 == 0);
+const _: () = assert!(LOGON_SKEW_NS_DEFAULT / 1_000_000 <= LOGON_SKEW_MS_MAX);
+const _: () = assert!(LOGON_LOCKOUT_WINDOW_NS_DEFAULT % 1_000_000 == 0);
+const _: () = assert!(LOGON_LOCKOUT_WINDOW_NS_DEFAULT / 1_000_000 <= LOGON_LOCKOUT_WINDOW_MS_MAX);
+const _: () = assert!(THROTTLE_BREACH_RUN_DEFAULT >= 1);
+const _: () = assert!(THROTTLE_BREACH_RUN_DEFAULT <= THROTTLE_BREACH_RUN_MAX);
+const _: () = assert!(LOGON_FAILURES_MAX_DEFAULT >= 1);
+const _: () = assert!(LOGON_FAILURES_MAX_DEFAULT <= LOGON_FAILURES_MAX_BOUND);

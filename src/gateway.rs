@@ -177,8 +177,88 @@ impl StopHandle {
     }
 }
 
+/// Reloads and revocations of a running gateway, from any thread (the
+/// signal thread, the admin socket, a test). Never touches a reactor
+/// directly: it publishes a new key generation and waits for every reactor
+/// to acknowledge it.
+#[derive(Clone)]
+pub struct GatewayControl {
+    shared: Arc<Shared>,
+    reactors: usize,
+}
+
+/// What a reload or revocation did.
+#[derive(Clone, Debug)]
+pub struct ControlReport {
+    pub epoch: u64,
+    /// Keys in the table now.
+    pub keys: usize,
+    /// From publishing the generation until every reactor had switched to
+    /// it (and so had stopped reading the revoked sessions): the revocation
+    /// latency. None if a reactor did not switch within `CONTROL_TIMEOUT`.
+    pub applied_in: Option<std::time::Duration>,
+}
+
+/// How long a reload or revocation waits for every reactor to switch.
+pub const CONTROL_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(1);
+
+impl GatewayControl {
+    /// Installs `table` (already validated by `KeyTable::load`). New keys
+    /// work at once; changed secrets apply from the next logon; sessions of
+    /// keys that are gone or no longer usable end with KEY_REVOKED.
+    pub fn reload(&self, table: KeyTable) -> ControlReport {
+        let keys = table.len();
+        let epoch = self.shared.publish_keys(table);
+        let applied_in = self
+            .shared
+            .wait_keys_applied(self.reactors, epoch, CONTROL_TIMEOUT);
+        ControlReport {
+            epoch,
+            keys,
+            applied_in,
+        }
+    }
+
+    /// Re-reads the keys file; an invalid file keeps the current table and
+    /// returns why.
+    pub fn reload_file(&self, path: &std::path::Path) -> Result<ControlReport, String> {
+        let table = KeyTable::load(path).map_err(|e| e.to_string())?;
+        Ok(self.reload(table))
+    }
+
+    /// Revokes `key_id` for the rest of the run (see `Shared::revoke_key`).
+    /// None if it was already revoked.
+    pub fn revoke(&self, key_id: u64) -> Option<ControlReport> {
+        let epoch = self.shared.revoke_key(key_id)?;
+        let applied_in = self
+            .shared
+            .wait_keys_applied(self.reactors, epoch, CONTROL_TIMEOUT);
+        Some(ControlReport {
+            epoch,
+            keys: self.shared.key_set().table.len(),
+            applied_in,
+        })
+    }
+
+    /// Each key's id and its live sessions (all reactors).
+    pub fn sessions(&self) -> Vec<(u64, u32, bool)> {
+        let set = self.shared.key_set();
+        set.table
+            .iter()
+            .map(|(i, e)| {
+                (
+                    e.id,
+                    set.state(i).sessions.load(Ordering::Relaxed),
+                    set.is_revoked(e.id),
+                )
+            })
+            .collect()
+    }
+}
+
 /// A running gateway.
 pub struct Gateway {
+    control: GatewayControl,
     local_addr: SocketAddr,
     stop: StopHandle,
     reactors: Vec<JoinHandle<Option<ReactorReport>>>,
@@ -397,6 +477,10 @@ impl Gateway {
         };
 
         let mut gateway = Gateway {
+            control: GatewayControl {
+                shared: shared.clone(),
+                reactors: spec.reactors,
+            },
             local_addr,
             stop: StopHandle { stop },
             reactors,
@@ -434,6 +518,11 @@ impl Gateway {
 
     pub fn stop_handle(&self) -> StopHandle {
         self.stop.clone()
+    }
+
+    /// The handle for reloads and revocations.
+    pub fn control(&self) -> GatewayControl {
+        self.control.clone()
     }
 
     /// Blocks until the gateway has stopped (after `StopHandle::stop`), and

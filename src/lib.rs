@@ -6,13 +6,17 @@
 
 #![deny(unsafe_op_in_unsafe_fn)]
 
+pub mod admin;
 pub mod auth;
+pub mod cli;
 pub mod client;
+pub mod config;
 pub mod constants;
 pub mod demo;
 pub mod echo;
 pub mod engine;
 pub mod gateway;
+pub mod journal;
 pub mod limits;
 pub mod load;
 pub mod net_client;

@@ -1,4 +1,6 @@
-fn main() {
-    eprintln!("ordergate: the CLI arrives with the reactor issue");
-    std::process::exit(2);
+//! `ordergate`: see `ordergate --help`, and `cli.rs` for what each command
+//! does and its exit codes.
+
+fn main() -> std::process::ExitCode {
+    ordergate::cli::main()
 }

@@ -29,13 +29,7 @@ fn logon_is_acknowledged_with_the_keys_scopes_and_seq_1() {
     }
     assert!(p.session.is_logged_on());
     assert_eq!(p.counters.logons_accepted, 1);
-    assert_eq!(
-        shared
-            .key_state(p.session.key().unwrap())
-            .sessions
-            .load(std::sync::atomic::Ordering::Relaxed),
-        1
-    );
+    assert_eq!(p.session.key_sessions(), Some(1));
 }
 
 fn logon_reply(p: &mut Pair<'_>, frame: &[u8]) -> u16 {
@@ -300,13 +294,7 @@ fn logout_is_answered_by_terminate_logout() {
         p.session.close_reason(),
         Some(CloseReason::Terminated(TR::LOGOUT))
     );
-    assert_eq!(
-        shared
-            .key_state(p.session.key().unwrap())
-            .sessions
-            .load(std::sync::atomic::Ordering::Relaxed),
-        0
-    );
+    assert_eq!(p.session.key_sessions(), Some(0));
 }
 
 #[test]

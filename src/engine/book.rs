@@ -102,8 +102,10 @@
 //!   → INVALID_FIELD (instrument is checked first). Only the sender's orders
 //!   are canceled, oldest first, each Canceled carrying that order's own
 //!   `cl_ord_id`; then MassCancelAck with the count (0 is a valid count).
-//!   CancelOnDisconnect / CancelForRevocation cancel all of the session's
-//!   orders the same way with their own reason and no ack.
+//!   CancelOnDisconnect cancels all of the session's orders the same way
+//!   with its own reason and no ack; CancelForRevocation does too and then
+//!   acks (MassCancelAck with the command's `cl_ord_id`), the gateway's
+//!   marker that every KEY_REVOKED cancel has been reported.
 //! * Unused event fields are 0; `transact_time_ns` is the `now` of the call
 //!   (`submit` or `resume`) that emitted the event.
 //!
@@ -891,8 +893,12 @@ impl MatchingEngine {
             CommandKind::CancelOnDisconnect => {
                 self.begin_sweep(c, 0, 0, CancelReason::CANCEL_ON_DISCONNECT, false)
             }
+            // Ends with a MassCancelAck carrying the command's cl_ord_id: the
+            // gateway holds the revoked session open until it arrives, so
+            // every OrderCanceled KEY_REVOKED reaches the client before its
+            // Terminate KEY_REVOKED. The ack itself is not sent on.
             CommandKind::CancelForRevocation => {
-                self.begin_sweep(c, 0, 0, CancelReason::KEY_REVOKED, false)
+                self.begin_sweep(c, 0, 0, CancelReason::KEY_REVOKED, true)
             }
         }
     }
@@ -2166,7 +2172,7 @@ mod tests {
     }
 
     #[test]
-    fn cancel_on_disconnect_and_revocation_cancel_everything_without_ack() {
+    fn cancel_on_disconnect_cancels_everything_without_ack_and_revocation_acks() {
         let mut e = two_instrument_book();
         assert_eq!(
             run(&mut e, Command::empty(CommandKind::CancelOnDisconnect, A)),
@@ -2180,11 +2186,14 @@ mod tests {
         assert_eq!(e.orders_live(), 1);
         assert_eq!(
             run(&mut e, Command::empty(CommandKind::CancelForRevocation, B)),
-            [canceled(B, 1, 3, 9, CancelReason::KEY_REVOKED)]
+            [
+                canceled(B, 1, 3, 9, CancelReason::KEY_REVOKED),
+                ack(B, 0, 1)
+            ]
         );
         assert_eq!(
             run(&mut e, Command::empty(CommandKind::CancelForRevocation, B)),
-            []
+            [ack(B, 0, 0)]
         );
         assert_eq!(e.orders_live(), 0);
     }

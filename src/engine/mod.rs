@@ -90,7 +90,8 @@ pub enum CommandKind {
     /// live order of `session` with reason CANCEL_ON_DISCONNECT.
     CancelOnDisconnect = 5,
     /// The session's key was revoked: cancel every live order of `session`
-    /// with reason KEY_REVOKED.
+    /// with reason KEY_REVOKED, then send a MassCancelAck (the gateway's
+    /// marker that every cancel has been reported; not sent on).
     CancelForRevocation = 6,
 }
 

@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use crate::engine::{Command, Event, Nanos, SessionId};
 use crate::ring::{Consumer, Producer};
-use crate::session::{CommandSink, Counters, Io, Session, Shared};
+use crate::session::{CommandSink, Counters, Io, KeySet, Session, Shared};
 use crate::wire::codes::{LogonRejectReason, TerminateReason};
 use crate::wire::{self};
 
@@ -26,6 +26,8 @@ impl CommandSink for Producer<Command> {
 pub struct ReactorCore {
     index: u16,
     shared: Arc<Shared>,
+    /// The key generation this reactor uses; switched between turns.
+    keys: Arc<KeySet>,
     sessions: Box<[Session]>,
     generations: Box<[u32]>,
     /// Free slot indices (a stack, preallocated to the slab size).
@@ -54,6 +56,7 @@ impl ReactorCore {
         assert!(sessions > 0 && sessions <= crate::constants::SESSIONS_PER_REACTOR_MAX);
         ReactorCore {
             index,
+            keys: shared.key_set(),
             shared,
             sessions: (0..sessions).map(|_| Session::new_slot()).collect(),
             generations: vec![0; sessions].into_boxed_slice(),
@@ -116,6 +119,7 @@ impl ReactorCore {
         let mut io = Io {
             now,
             shared: &self.shared,
+            keys: &self.keys,
             commands: &mut self.commands,
             counters: &mut self.counters,
         };
@@ -135,6 +139,50 @@ impl ReactorCore {
         let slot = self.dirty.pop()?;
         self.dirty_mark[slot as usize] = false;
         Some(self.sessions[slot as usize].id())
+    }
+
+    /// Switches to the newest key generation if it moved (one atomic load
+    /// when it did not): every live session is rebound to its key by id, or
+    /// revoked if its key is gone or no longer usable at `now`. Call between
+    /// turns. Returns whether it switched.
+    pub fn refresh_keys(&mut self, now: Nanos) -> bool {
+        let epoch = self.shared.keys_epoch();
+        if epoch == self.keys.epoch {
+            return false;
+        }
+        let keys = self.shared.key_set();
+        let mut i = 0;
+        while i < self.live.len() {
+            let slot = self.live[i] as usize;
+            i += 1;
+            let session = &mut self.sessions[slot];
+            let Some(key_id) = session.key_id() else {
+                continue;
+            };
+            let usable = keys
+                .table
+                .get(key_id)
+                .filter(|(_, e)| !keys.is_revoked(key_id) && key_usable(e, now));
+            match usable {
+                Some((index, _)) => session.rebind_key(index, keys.state(index)),
+                None => {
+                    let mut io = Io {
+                        now,
+                        shared: &self.shared,
+                        keys: &keys,
+                        commands: &mut self.commands,
+                        counters: &mut self.counters,
+                    };
+                    session.revoke(&mut io);
+                    self.counters.revocations += 1;
+                    mark(&mut self.dirty, &mut self.dirty_mark, slot as u16);
+                }
+            }
+        }
+        let applied = keys.epoch;
+        self.keys = keys;
+        self.shared.acknowledge_keys(self.index, applied);
+        true
     }
 
     /// Bytes received for `id`.
@@ -160,6 +208,7 @@ impl ReactorCore {
         let mut io = Io {
             now,
             shared: &self.shared,
+            keys: &self.keys,
             commands: &mut self.commands,
             counters: &mut self.counters,
         };
@@ -187,6 +236,7 @@ impl ReactorCore {
                 let mut io = Io {
                     now,
                     shared: &self.shared,
+                    keys: &self.keys,
                     commands: &mut self.commands,
                     counters: &mut self.counters,
                 };
@@ -225,6 +275,12 @@ impl ReactorCore {
     pub fn live_count(&self) -> usize {
         self.live.len()
     }
+}
+
+/// Whether a key may keep its sessions. The access-policy fields (status,
+/// validity window) extend this.
+fn key_usable(_entry: &crate::auth::keys::KeyEntry, _now: Nanos) -> bool {
+    true
 }
 
 #[inline]

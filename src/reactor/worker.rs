@@ -4,7 +4,7 @@
 //! A turn:
 //!
 //! ```text
-//!  1. now ← wall clock (once)
+//!  1. now ← wall clock (once); switch key generation if a reload published one
 //!  2. reap up to CQE_BATCH completions: accept · recv · send · close
 //!        recv: bytes → core.on_bytes (sans-I/O) → buffer recycled at once
 //!  3. engine agent's do_work (when it shares this thread)
@@ -178,6 +178,9 @@ impl Worker {
         loop {
             let turn_start = Instant::now();
             let now = wall_ns();
+            // A reload or revocation takes effect here, between two turns:
+            // one atomic load when nothing changed.
+            self.core.refresh_keys(now);
             if !self.stopping && stop.load(Ordering::Acquire) {
                 self.begin_stop(now);
                 stop_at = Some(turn_start);

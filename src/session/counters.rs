@@ -29,6 +29,8 @@ pub struct Counters {
     pub events_undeliverable: u64,
     /// Bytes received after a session ended (discarded).
     pub bytes_discarded: u64,
+    /// Sessions ended because their key was revoked, disabled or removed.
+    pub revocations: u64,
 }
 
 impl Counters {

@@ -71,7 +71,7 @@ pub mod shared;
 pub mod tx;
 
 pub use counters::Counters;
-pub use shared::{GatewayConfig, Shared};
+pub use shared::{GatewayConfig, KeySet, KeyState, Shared};
 pub use tx::TxBuffer;
 
 /// Where a session sends commands: the reactor's ring toward the engine.
@@ -95,9 +95,21 @@ impl CommandSink for Vec<Command> {
 pub struct Io<'a, S: CommandSink> {
     pub now: Nanos,
     pub shared: &'a Shared,
+    /// The key generation the reactor uses this turn.
+    pub keys: &'a KeySet,
     pub commands: &'a mut S,
     pub counters: &'a mut Counters,
 }
+
+/// `cl_ord_id` of the `CancelForRevocation` a revoked session sends; the
+/// engine's MassCancelAck carrying it says every KEY_REVOKED cancel has been
+/// reported, and is not sent on.
+pub const REVOKE_MARKER: u64 = u64::MAX;
+
+/// How long a revoked session waits for the engine to report its canceled
+/// orders before it is terminated anyway (the engine may be stalled behind a
+/// full event ring): its inbound frames are already discarded.
+pub const REVOKE_ACK_TIMEOUT_NS: u64 = 100_000_000;
 
 /// Logon flag bits a client may set: bit 0, cancel-on-disconnect.
 pub const LOGON_FLAG_CANCEL_ON_DISCONNECT: u8 = 1;
@@ -125,6 +137,12 @@ enum State {
         deadline: Nanos,
     },
     Active,
+    /// The key was revoked: inbound frames are discarded, the engine is
+    /// canceling the session's orders (their OrderCanceled KEY_REVOKED are
+    /// still delivered), then Terminate KEY_REVOKED.
+    Revoking {
+        deadline: Nanos,
+    },
     /// Ended: flushing what is queued, then the socket closes.
     Closing(CloseReason),
     /// The socket is closed.
@@ -135,6 +153,10 @@ enum State {
 struct Authenticated {
     keys: SessionKeys,
     key: KeyIndex,
+    key_id: u64,
+    /// The key's rate and its shared cell and session count, held directly
+    /// so the per-message path needs no table lookup; rebound on reload.
+    key_state: KeyState,
     scopes: Scopes,
     /// Next `seq` expected from the client.
     next_in: u64,
@@ -155,6 +177,8 @@ pub struct Session {
     last_tx: Nanos,
     /// A `CancelOnDisconnect` that found the ring full.
     cod_pending: bool,
+    /// A `CancelForRevocation` that found the ring full.
+    revoke_pending: bool,
     partial: [u8; RX_PARTIAL_MAX],
     /// Bytes of `partial` holding the start of a split frame.
     partial_len: usize,
@@ -172,6 +196,7 @@ impl Session {
             last_rx: 0,
             last_tx: 0,
             cod_pending: false,
+            revoke_pending: false,
             partial: [0; RX_PARTIAL_MAX],
             partial_len: 0,
             tx: TxBuffer::default(),
@@ -193,6 +218,7 @@ impl Session {
         self.last_rx = now;
         self.last_tx = now;
         self.cod_pending = false;
+        self.revoke_pending = false;
         self.partial_len = 0;
         self.tx.clear();
     }
@@ -209,6 +235,11 @@ impl Session {
         self.state == State::Active
     }
 
+    /// Revoked and waiting for the engine to report its canceled orders.
+    pub fn is_revoking(&self) -> bool {
+        matches!(self.state, State::Revoking { .. })
+    }
+
     /// Why the session ended, once it has.
     pub fn close_reason(&self) -> Option<CloseReason> {
         match self.state {
@@ -217,9 +248,60 @@ impl Session {
         }
     }
 
-    /// The key the session logged on with.
+    /// The key the session logged on with (index in the reactor's current
+    /// key generation).
     pub fn key(&self) -> Option<KeyIndex> {
         self.auth.as_ref().map(|a| a.key)
+    }
+
+    /// The id of the key the session logged on with.
+    pub fn key_id(&self) -> Option<u64> {
+        self.auth.as_ref().map(|a| a.key_id)
+    }
+
+    /// Sessions now logged on with this session's key (all reactors).
+    pub fn key_sessions(&self) -> Option<u32> {
+        self.auth.as_ref().map(|a| {
+            a.key_state
+                .sessions
+                .load(std::sync::atomic::Ordering::Relaxed)
+        })
+    }
+
+    /// Points a live session at its key in a new key generation (reload).
+    pub fn rebind_key(&mut self, index: KeyIndex, state: &KeyState) {
+        if let Some(a) = &mut self.auth {
+            a.key = index;
+            a.key_state = state.clone();
+        }
+    }
+
+    /// The session's key was revoked (or disabled, or removed): stop reading,
+    /// have the engine cancel its orders with KEY_REVOKED, deliver those
+    /// cancels, then Terminate KEY_REVOKED. Not logged on: just closed.
+    pub fn revoke<S: CommandSink>(&mut self, io: &mut Io<'_, S>) {
+        match self.state {
+            State::Active => {
+                self.state = State::Revoking {
+                    deadline: io.now + REVOKE_ACK_TIMEOUT_NS,
+                };
+                self.revoke_pending = true;
+                self.push_revocation(io);
+            }
+            State::AwaitingLogon { .. } => self.end(io, CloseReason::TransportClosed),
+            _ => {}
+        }
+    }
+
+    fn push_revocation<S: CommandSink>(&mut self, io: &mut Io<'_, S>) {
+        let mut command = Command::empty(CommandKind::CancelForRevocation, self.id);
+        command.cl_ord_id = REVOKE_MARKER;
+        if io.commands.try_push(command) {
+            io.counters.commands_out += 1;
+            self.revoke_pending = false;
+        } else {
+            io.counters.ring_full += 1;
+        }
     }
 
     pub fn tx(&self) -> &TxBuffer {
@@ -248,11 +330,12 @@ impl Session {
 
     /// When `handle_timeout` must next be called.
     pub fn poll_timeout(&self) -> Option<Nanos> {
-        if self.cod_pending {
+        if self.cod_pending || self.revoke_pending {
             return Some(0);
         }
         match (self.state, &self.auth) {
             (State::AwaitingLogon { deadline }, _) => Some(deadline),
+            (State::Revoking { deadline }, _) => Some(deadline),
             (State::Active, Some(a)) => {
                 Some((self.last_tx + a.keepalive_ns).min(self.last_rx + 2 * a.keepalive_ns))
             }
@@ -266,7 +349,13 @@ impl Session {
         if self.cod_pending {
             self.push_cancel_on_disconnect(io);
         }
+        if self.revoke_pending {
+            self.push_revocation(io);
+        }
         match self.state {
+            State::Revoking { deadline } if io.now >= deadline => {
+                self.terminate(io, TerminateReason::KEY_REVOKED);
+            }
             State::AwaitingLogon { deadline } if io.now >= deadline => {
                 io.counters.logon_timeouts += 1;
                 self.state = State::Closing(CloseReason::LogonTimeout);
@@ -289,7 +378,7 @@ impl Session {
         match self.state {
             State::Idle | State::Closed(_) => {}
             State::Closing(r) => self.state = State::Closed(r),
-            State::AwaitingLogon { .. } | State::Active => {
+            State::AwaitingLogon { .. } | State::Active | State::Revoking { .. } => {
                 self.end(io, CloseReason::TransportClosed);
                 self.state = State::Closed(CloseReason::TransportClosed);
             }
@@ -383,13 +472,17 @@ impl Session {
             return self.logon_reject(io, LogonRejectReason::THROTTLED);
         }
         // The signature is checked before anything about the key is told.
-        let entry = shared.keys.get(logon.key_id());
+        let keyset = io.keys;
+        let entry = keyset.table.get(logon.key_id());
         let secret = entry.map_or(shared.decoy_secret(), |(_, e)| e.secret.expose());
         let signature_ok = verify_logon(secret, logon.bytes());
         let Some((key, entry)) = entry.filter(|_| signature_ok) else {
             shared.guard.record_failure(now, &self.peer);
             return self.logon_reject(io, LogonRejectReason::AUTH_FAILED);
         };
+        if keyset.is_revoked(entry.id) {
+            return self.logon_reject(io, LogonRejectReason::KEY_DISABLED);
+        }
         let keepalive_ms = logon.keepalive_ms();
         let flags = logon.flags();
         let Some(environment) = Environment::from_wire(logon.environment()) else {
@@ -419,13 +512,15 @@ impl Session {
 
         let server_nonce = shared.next_server_nonce();
         let keys = SessionKeys::derive(secret, &client_nonce, &server_nonce, self.id.0);
-        shared
-            .key_state(key)
+        let key_state = keyset.state(key).clone();
+        key_state
             .sessions
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         self.auth = Some(Authenticated {
             keys,
             key,
+            key_id: entry.id,
+            key_state,
             scopes: entry.scopes,
             next_in: 1,
             next_out: 1,
@@ -527,7 +622,7 @@ impl Session {
             .auth
             .as_mut()
             .expect("Active sessions are authenticated");
-        let key = shared.key_state(auth.key);
+        let key = &auth.key_state;
         let session_rate: &Rate = &shared.session_rate;
         if let Err(retry_after_ns) = admit(
             &mut auth.cell,
@@ -562,9 +657,14 @@ impl Session {
 
     /// An event from the engine for this session.
     pub fn handle_event<S: CommandSink>(&mut self, io: &mut Io<'_, S>, e: &Event) {
-        if self.state != State::Active || e.session != self.id {
+        let revoking = matches!(self.state, State::Revoking { .. });
+        if !(self.state == State::Active || revoking) || e.session != self.id {
             io.counters.events_undeliverable += 1;
             return;
+        }
+        if revoking && e.kind == EventKind::MassCancelAck && e.cl_ord_id == REVOKE_MARKER {
+            // Every KEY_REVOKED cancel has been delivered.
+            return self.terminate(io, TerminateReason::KEY_REVOKED);
         }
         let t = e.transact_time_ns;
         match e.kind {
@@ -655,7 +755,7 @@ impl Session {
     /// Ends the session with Terminate `reason` (e.g. SHUTDOWN from the
     /// reactor, KEY_REVOKED from a reload).
     pub fn terminate<S: CommandSink>(&mut self, io: &mut Io<'_, S>, reason: TerminateReason) {
-        if self.state != State::Active {
+        if !matches!(self.state, State::Active | State::Revoking { .. }) {
             return;
         }
         io.counters.terminates[reason.wire() as usize] += 1;
@@ -736,15 +836,14 @@ impl Session {
 
     /// The session is over: stop reading, and cancel its orders if it asked.
     fn end<S: CommandSink>(&mut self, io: &mut Io<'_, S>, reason: CloseReason) {
-        if !self.is_reading() {
+        let was_logged_on = matches!(self.state, State::Active | State::Revoking { .. });
+        if !(self.is_reading() || was_logged_on) {
             return;
         }
-        let was_active = self.state == State::Active;
         self.state = State::Closing(reason);
         if let Some(auth) = &self.auth {
-            if was_active {
-                io.shared
-                    .key_state(auth.key)
+            if was_logged_on {
+                auth.key_state
                     .sessions
                     .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
             }

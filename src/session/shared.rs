@@ -4,6 +4,7 @@
 //! everything that changes at run time is an atomic.
 
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
 use crate::auth::keys::{KeyIndex, KeyTable};
 use crate::auth::tag::TagKey;
@@ -47,19 +48,77 @@ impl Default for GatewayConfig {
     }
 }
 
-/// Run-time state of one key, shared by its sessions on every reactor.
-#[derive(Debug)]
+/// Run-time state of one key, shared by its sessions on every reactor and
+/// carried over (by key id) when the keys file is reloaded.
+#[derive(Debug, Clone)]
 pub struct KeyState {
     pub rate: Rate,
-    pub cell: SharedCell,
+    pub cell: Arc<SharedCell>,
     /// Sessions logged on with this key now.
-    pub sessions: AtomicU32,
+    pub sessions: Arc<AtomicU32>,
+}
+
+/// One generation of the key table with each key's run-time state. Reactors
+/// hold an `Arc` of the generation they use and switch between turns.
+pub struct KeySet {
+    pub table: Arc<KeyTable>,
+    /// Keys revoked at run time (`admin revoke`/`kill`), sorted. An overlay
+    /// on the table that every later generation keeps: a reload cannot bring
+    /// a revoked key back within the run.
+    revoked: Box<[u64]>,
+    states: Box<[KeyState]>,
+    /// Generation number: 1 at start-up, +1 per reload or revocation.
+    pub epoch: u64,
+}
+
+impl KeySet {
+    /// The next generation: `table`'s keys, keeping the rate cell and the
+    /// session count of every key id that `previous` also had.
+    pub fn new(
+        table: Arc<KeyTable>,
+        revoked: Box<[u64]>,
+        previous: Option<&KeySet>,
+        epoch: u64,
+    ) -> KeySet {
+        let states = table
+            .iter()
+            .map(|(_, e)| {
+                let carried = previous.and_then(|p| p.table.get(e.id).map(|(i, _)| p.state(i)));
+                KeyState {
+                    rate: Rate::new(e.msgs_per_sec, e.burst),
+                    cell: carried.map_or_else(Default::default, |c| c.cell.clone()),
+                    sessions: carried.map_or_else(Default::default, |c| c.sessions.clone()),
+                }
+            })
+            .collect();
+        KeySet {
+            table,
+            revoked,
+            states,
+            epoch,
+        }
+    }
+
+    /// Whether `key_id` was revoked at run time.
+    #[inline]
+    pub fn is_revoked(&self, key_id: u64) -> bool {
+        self.revoked.binary_search(&key_id).is_ok()
+    }
+
+    #[inline]
+    pub fn state(&self, index: KeyIndex) -> &KeyState {
+        &self.states[index.0 as usize]
+    }
 }
 
 pub struct Shared {
     pub config: GatewayConfig,
-    pub keys: KeyTable,
-    key_states: Box<[KeyState]>,
+    /// The current key generation; replaced whole by `publish_keys`. Read
+    /// under the lock only when `keys_epoch` moved (never per message).
+    keys: Mutex<Arc<KeySet>>,
+    keys_epoch: AtomicU64,
+    /// The key generation each reactor has switched to.
+    applied: Box<[AtomicU64]>,
     pub session_rate: Rate,
     pub nonces: NonceCache,
     pub guard: LogonGuard,
@@ -76,14 +135,6 @@ impl Shared {
     /// `seed`: 32 bytes from the OS random source (tests pass a fixed one),
     /// keying the server nonces and the decoy secret.
     pub fn new(config: GatewayConfig, keys: KeyTable, seed: [u8; 32]) -> Shared {
-        let key_states = keys
-            .iter()
-            .map(|(_, e)| KeyState {
-                rate: Rate::new(e.msgs_per_sec, e.burst),
-                cell: SharedCell::default(),
-                sessions: AtomicU32::new(0),
-            })
-            .collect();
         let prf = TagKey::new(&seed);
         let decoy_secret = prf.mac(b"ordergate decoy secret");
         Shared {
@@ -95,16 +146,85 @@ impl Shared {
                 config.logon_lockout_window_ns,
             ),
             config,
-            keys,
-            key_states,
+            keys: Mutex::new(Arc::new(KeySet::new(Arc::new(keys), Box::new([]), None, 1))),
+            keys_epoch: AtomicU64::new(1),
+            applied: (0..REACTORS_MAX).map(|_| AtomicU64::new(1)).collect(),
             nonce_prf: prf,
             nonce_counter: AtomicU64::new(0),
             decoy_secret,
         }
     }
 
-    pub fn key_state(&self, index: KeyIndex) -> &KeyState {
-        &self.key_states[index.0 as usize]
+    /// The current key generation (takes the lock: start-up, reloads, tests).
+    pub fn key_set(&self) -> Arc<KeySet> {
+        self.keys.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// The current generation number: one atomic load, checked by each
+    /// reactor once per turn.
+    #[inline]
+    pub fn keys_epoch(&self) -> u64 {
+        self.keys_epoch.load(Ordering::Acquire)
+    }
+
+    /// Installs a new key table. Reactors switch at their next turn, ending
+    /// the sessions of keys that are gone or no longer usable. Returns the
+    /// new generation number.
+    pub fn publish_keys(&self, table: KeyTable) -> u64 {
+        let mut current = self.keys.lock().unwrap_or_else(|e| e.into_inner());
+        let epoch = current.epoch + 1;
+        let revoked = current.revoked.clone();
+        *current = Arc::new(KeySet::new(Arc::new(table), revoked, Some(&current), epoch));
+        self.keys_epoch.store(epoch, Ordering::Release);
+        epoch
+    }
+
+    /// Revokes `key_id` for the rest of the run: its sessions end
+    /// (Terminate KEY_REVOKED, orders canceled KEY_REVOKED) and its logons
+    /// are refused KEY_DISABLED. Returns the new generation number, or None
+    /// if it was already revoked.
+    pub fn revoke_key(&self, key_id: u64) -> Option<u64> {
+        let mut current = self.keys.lock().unwrap_or_else(|e| e.into_inner());
+        let mut revoked = current.revoked.to_vec();
+        let at = revoked.binary_search(&key_id).err()?;
+        revoked.insert(at, key_id);
+        let epoch = current.epoch + 1;
+        let table = current.table.clone();
+        *current = Arc::new(KeySet::new(table, revoked.into(), Some(&current), epoch));
+        self.keys_epoch.store(epoch, Ordering::Release);
+        Some(epoch)
+    }
+
+    /// Waits until reactors `0..reactors` all use generation `epoch`, up to
+    /// `timeout`. Returns how long it took from the call, or None on timeout.
+    pub fn wait_keys_applied(
+        &self,
+        reactors: usize,
+        epoch: u64,
+        timeout: std::time::Duration,
+    ) -> Option<std::time::Duration> {
+        let start = std::time::Instant::now();
+        loop {
+            if self.keys_applied(reactors, epoch) {
+                return Some(start.elapsed());
+            }
+            if start.elapsed() > timeout {
+                return None;
+            }
+            std::hint::spin_loop();
+        }
+    }
+
+    /// Reactor `reactor` now uses generation `epoch`.
+    pub fn acknowledge_keys(&self, reactor: u16, epoch: u64) {
+        self.applied[reactor as usize].store(epoch, Ordering::Release);
+    }
+
+    /// Whether reactors `0..reactors` all use generation `epoch` or later.
+    pub fn keys_applied(&self, reactors: usize, epoch: u64) -> bool {
+        self.applied[..reactors]
+            .iter()
+            .all(|a| a.load(Ordering::Acquire) >= epoch)
     }
 
     pub fn decoy_secret(&self) -> &[u8; 32] {

@@ -2,6 +2,8 @@
 //! a virtual clock. No sockets.
 #![allow(dead_code)]
 
+pub mod net;
+
 use std::net::IpAddr;
 
 use ordergate::auth::keys::{KeyEntry, KeyTable};
@@ -76,6 +78,7 @@ pub fn shared() -> Shared {
 
 pub struct Pair<'s> {
     pub shared: &'s Shared,
+    pub keys: std::sync::Arc<ordergate::session::KeySet>,
     pub session: Session,
     pub client: ClientSession,
     pub commands: Vec<Command>,
@@ -99,6 +102,7 @@ impl<'s> Pair<'s> {
         let mut session = Session::new_slot();
         session.open(SessionId::new(0, 1, 1), peer, now, shared);
         Pair {
+            keys: shared.key_set(),
             shared,
             session,
             client: ClientSession::new(key_id, SECRET),
@@ -114,6 +118,7 @@ impl<'s> Pair<'s> {
         let mut io = Io {
             now: self.now,
             shared: self.shared,
+            keys: &self.keys,
             commands: &mut self.commands,
             counters: &mut self.counters,
         };
@@ -124,6 +129,7 @@ impl<'s> Pair<'s> {
         let mut io = Io {
             now: self.now,
             shared: self.shared,
+            keys: &self.keys,
             commands: &mut self.commands,
             counters: &mut self.counters,
         };
@@ -134,6 +140,7 @@ impl<'s> Pair<'s> {
         let mut io = Io {
             now: self.now,
             shared: self.shared,
+            keys: &self.keys,
             commands: &mut self.commands,
             counters: &mut self.counters,
         };
@@ -144,6 +151,7 @@ impl<'s> Pair<'s> {
         let mut io = Io {
             now: self.now,
             shared: self.shared,
+            keys: &self.keys,
             commands: &mut self.commands,
             counters: &mut self.counters,
         };

@@ -1,0 +1,998 @@
+//! The `ordergate` command line: `serve`, `demo` and `load` (parsed by
+//! clap; `ordergate --help` shows every command and flag).
+//!
+//! # `serve`
+//!
+//! 1. The config file (`--config`, else every default: see `config.rs`),
+//!    then `--listen`, `--keys` and `--idle` over it.
+//! 2. No keys file either way, a bad config, or a pinned core this process
+//!    may not run on: exit 2, naming the file, the field or the flag.
+//! 3. [`KeyTable::load`]: its error as is, exit 2. No key for the
+//!    environment the gateway serves: exit 2 (nobody could log on).
+//! 4. SIGINT and SIGTERM are caught from here on, so one that arrives while
+//!    the gateway starts still stops it cleanly once it runs.
+//! 5. [`Gateway::start`]: its error, exit 1. Else one line on stdout,
+//!    `ordergate serving on ADDR (N reactors, engine …, idle …)`.
+//! 6. The first signal calls [`StopHandle::stop`]; a second exits at once
+//!    (128 + signal) in case stopping hangs. When the gateway has stopped,
+//!    the summary of its report goes to stdout: exit 0.
+//!
+//! # Exit codes
+//!
+//! 0: done. 1: the gateway could not start or run ([`EXIT_FAILURE`]).
+//! 2: the command line, the config or the keys were refused
+//! ([`EXIT_USAGE`], as clap's own usage errors).
+
+use std::fmt::Write as _;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use hdrhistogram::Histogram;
+use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+use signal_hook::iterator::Signals;
+
+use crate::auth::keys::{KeyTable, MSGS_PER_SEC_MAX};
+use crate::config::{self, Config, ConfigError};
+use crate::constants::{SESSIONS_PER_REACTOR_DEFAULT, SESSIONS_PER_REACTOR_MAX};
+use crate::gateway::{EnginePlacement, Gateway, GatewayReport, GatewaySpec, StopHandle};
+use crate::reactor::idle::IdleKind;
+use crate::wire::codes::{Environment, LogonRejectReason, RejectReason, TerminateReason};
+
+/// The gateway could not start, or failed while running.
+pub const EXIT_FAILURE: u8 = 1;
+/// The command line, the config file or the keys file was refused.
+pub const EXIT_USAGE: u8 = 2;
+
+/// `demo --seconds` when not given, and its bound: an hour is a soak test,
+/// not a demo.
+pub const DEMO_SECONDS_DEFAULT: u64 = 10;
+pub const DEMO_SECONDS_MAX: u64 = 3_600;
+/// `demo --sessions` when not given, and its bound: the demo gateway has
+/// the default session slots (one reactor).
+pub const DEMO_SESSIONS_DEFAULT: usize = 4;
+pub const DEMO_SESSIONS_MAX: usize = SESSIONS_PER_REACTOR_DEFAULT;
+/// Bound on `load --sessions`: one reactor's slots at most.
+pub const LOAD_SESSIONS_MAX: usize = SESSIONS_PER_REACTOR_MAX;
+/// Bound on `load --rate`: all sessions share one key, and no key may be
+/// allowed more than `MSGS_PER_SEC_MAX`.
+pub const LOAD_RATE_MAX: u64 = MSGS_PER_SEC_MAX as u64;
+/// Bound on any duration flag: a day.
+pub const DURATION_MAX: Duration = Duration::from_secs(24 * 3600);
+
+const EXIT_CODES: &str = "\
+Exit codes: 0 done; 1 the gateway could not start or failed; 2 the command \
+line, the config file or the keys file was refused.
+Config file reference: docs/CONFIG.md; example: tuning/ordergate.example.toml.";
+
+/// Order-entry gateway for colocated trading: OGP v1 over TCP, io_uring
+/// reactors, embedded matching engine.
+#[derive(Debug, Parser)]
+#[command(
+    name = "ordergate",
+    version,
+    flatten_help = true,
+    after_help = EXIT_CODES,
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the gateway until SIGINT or SIGTERM, then print what it did
+    Serve(ServeArgs),
+    /// Run a gateway and a load generator against it on loopback, then print both sides' figures
+    Demo(DemoArgs),
+    /// Send signed order traffic to a running gateway and report latency and rejects
+    Load(LoadArgs),
+    /// Control a running gateway through its admin socket
+    Admin(AdminArgs),
+}
+
+/// `ordergate admin`.
+#[derive(Clone, Debug, PartialEq, Eq, Args)]
+pub struct AdminArgs {
+    /// The gateway's admin socket
+    #[arg(long, value_name = "PATH", default_value = crate::admin::ADMIN_SOCKET_DEFAULT)]
+    pub socket: PathBuf,
+    #[command(subcommand)]
+    pub action: AdminAction,
+}
+
+/// What `ordergate admin` asks.
+#[derive(Clone, Debug, PartialEq, Eq, Subcommand)]
+pub enum AdminAction {
+    /// Re-read the keys file (also SIGHUP); an invalid file keeps the old table
+    Reload,
+    /// Revoke a key for the rest of the run: its sessions end, its orders are canceled
+    Revoke {
+        /// Key id
+        key: u64,
+    },
+    /// The kill switch: revoke the key, end every session of it, cancel all its orders
+    Kill {
+        /// Key id
+        key: u64,
+    },
+    /// List each key's live sessions
+    Sessions,
+}
+
+/// `ordergate serve`.
+#[derive(Clone, Debug, PartialEq, Eq, Args)]
+pub struct ServeArgs {
+    /// Address to listen on, e.g. 0.0.0.0:9000 [overrides `listen`; default 127.0.0.1:0, port chosen by the kernel]
+    #[arg(long, value_name = "ADDR")]
+    pub listen: Option<SocketAddr>,
+    /// Keys file, mode 0600 [overrides `keys`; required here or in the config file]
+    #[arg(long, value_name = "FILE")]
+    pub keys: Option<PathBuf>,
+    /// Config file, TOML (docs/CONFIG.md) [default: every setting at its default]
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// What a reactor does after a turn without work [overrides `reactors.idle`; default busy-spin]
+    #[arg(long, value_enum, value_name = "IDLE")]
+    pub idle: Option<IdleArg>,
+    /// Admin socket for `ordergate admin` (created mode 0600)
+    #[arg(long, value_name = "PATH", default_value = crate::admin::ADMIN_SOCKET_DEFAULT)]
+    pub admin_socket: PathBuf,
+}
+
+/// `--idle`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum IdleArg {
+    /// Never give up the core: isolated cores, lowest latency
+    BusySpin,
+    /// Spin, yield, then park up to 200 µs: shared or small hosts
+    Backoff,
+}
+
+impl From<IdleArg> for IdleKind {
+    fn from(idle: IdleArg) -> IdleKind {
+        match idle {
+            IdleArg::BusySpin => IdleKind::BusySpin,
+            IdleArg::Backoff => IdleKind::Backoff,
+        }
+    }
+}
+
+/// `ordergate demo`: what `demo::run` takes.
+#[derive(Clone, Debug, PartialEq, Eq, Args)]
+pub struct DemoArgs {
+    /// How long the load runs, in seconds (1..=3600)
+    #[arg(
+        long,
+        value_name = "N",
+        default_value_t = DEMO_SECONDS_DEFAULT,
+        value_parser = clap::value_parser!(u64).range(1..=DEMO_SECONDS_MAX),
+    )]
+    pub seconds: u64,
+    /// Client sessions (1..=256)
+    #[arg(
+        long,
+        value_name = "N",
+        default_value_t = DEMO_SESSIONS_DEFAULT,
+        value_parser = parse_demo_sessions,
+    )]
+    pub sessions: usize,
+}
+
+/// `ordergate load`: what `load::run` takes.
+#[derive(Clone, Debug, PartialEq, Eq, Args)]
+pub struct LoadArgs {
+    /// Gateway address, e.g. 127.0.0.1:9000
+    #[arg(long, value_name = "ADDR")]
+    pub connect: SocketAddr,
+    /// API key id every session logs on with
+    #[arg(long, value_name = "N")]
+    pub key_id: u64,
+    /// File holding that key's secret (64 hex digits, as in the keys file), mode 0600
+    #[arg(long, value_name = "FILE")]
+    pub secret_file: PathBuf,
+    /// Sessions to open (1..=16384)
+    #[arg(long, value_name = "S", value_parser = parse_load_sessions)]
+    pub sessions: usize,
+    /// Messages per second, all sessions together (1..=10000000)
+    #[arg(
+        long,
+        value_name = "R",
+        value_parser = clap::value_parser!(u64).range(1..=LOAD_RATE_MAX),
+    )]
+    pub rate: u64,
+    /// How long to send: a whole number and a unit, ms, s, m or h (e.g. 500ms, 10s, 2m)
+    #[arg(long, value_name = "D", value_parser = parse_duration)]
+    pub duration: Duration,
+}
+
+/// Parses the arguments of this process and runs the command.
+pub fn main() -> ExitCode {
+    match Cli::parse().command {
+        Command::Serve(args) => serve(&args),
+        Command::Demo(args) => run_demo(args),
+        Command::Load(args) => run_load(args),
+        Command::Admin(args) => run_admin(&args),
+    }
+}
+
+fn run_admin(args: &AdminArgs) -> ExitCode {
+    let line = match &args.action {
+        AdminAction::Reload => "reload".to_string(),
+        AdminAction::Revoke { key } => format!("revoke {key}"),
+        AdminAction::Kill { key } => format!("kill {key}"),
+        AdminAction::Sessions => "sessions".to_string(),
+    };
+    match crate::admin::request(&args.socket, &line) {
+        Ok(answer) => {
+            print!("{answer}");
+            if answer.lines().last().is_some_and(|l| l.starts_with("ok")) {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(EXIT_FAILURE)
+            }
+        }
+        Err(e) => fail(
+            EXIT_FAILURE,
+            format!(
+                "cannot reach the admin socket {}: {e}",
+                args.socket.display()
+            ),
+        ),
+    }
+}
+
+// TODO(load/demo merge): replace with `crate::demo::run(args)`, mapping its
+// result to an exit code.
+pub fn run_demo(args: DemoArgs) -> ExitCode {
+    let _ = args;
+    fail(EXIT_USAGE, "demo: not yet available in this build")
+}
+
+// TODO(load/demo merge): replace with `crate::load::run(args)`, mapping its
+// result to an exit code.
+pub fn run_load(args: LoadArgs) -> ExitCode {
+    let _ = args;
+    fail(EXIT_USAGE, "load: not yet available in this build")
+}
+
+fn fail(code: u8, message: impl std::fmt::Display) -> ExitCode {
+    eprintln!("ordergate: {message}");
+    ExitCode::from(code)
+}
+
+// ---------------------------------------------------------------------------
+// serve
+
+/// What `serve` starts, once the command line and the config file agree.
+#[derive(Debug)]
+pub struct ServePlan {
+    pub spec: GatewaySpec,
+    pub keys: PathBuf,
+}
+
+/// Steps 1 and 2 of `serve` (module docs): the config, the flags over it,
+/// and the checks that need no keys. `available` is what
+/// [`config::available_cores`] says (a parameter so tests can give any
+/// host).
+///
+/// # Errors
+///
+/// The message to print; the exit code is [`EXIT_USAGE`].
+pub fn plan_serve(args: &ServeArgs, available: Option<&[usize]>) -> Result<ServePlan, String> {
+    let (mut config, origin) = match &args.config {
+        Some(path) => (
+            config::load(path).map_err(|e| e.to_string())?,
+            path.display().to_string(),
+        ),
+        None => (Config::default(), "<defaults>".to_owned()),
+    };
+    if let Some(listen) = args.listen {
+        config.listen = listen;
+    }
+    if let Some(keys) = &args.keys {
+        config.keys = Some(keys.clone());
+    }
+    if let Some(idle) = args.idle {
+        config.reactors.idle = idle.into();
+    }
+    let Some(keys) = config.keys.clone() else {
+        return Err(match &args.config {
+            Some(path) => format!(
+                "no keys file: give --keys FILE, or set `keys` in {}",
+                path.display()
+            ),
+            None => "no keys file: give --keys FILE (or `keys` in a --config file)".to_owned(),
+        });
+    };
+    config
+        .check_cores(available)
+        .map_err(|kind| ConfigError::new(&origin, None, kind).to_string())?;
+    Ok(ServePlan {
+        spec: config.to_spec(),
+        keys,
+    })
+}
+
+/// Refuses a key table with no key for `environment`: every logon would be
+/// refused WRONG_ENVIRONMENT, so it is a misconfiguration (as an empty keys
+/// file is).
+///
+/// # Errors
+///
+/// The message to print; the exit code is [`EXIT_USAGE`].
+pub fn check_environment(
+    keys: &KeyTable,
+    environment: Environment,
+    path: &Path,
+) -> Result<(), String> {
+    if keys
+        .iter()
+        .any(|(_, entry)| entry.environment == environment)
+    {
+        return Ok(());
+    }
+    Err(format!(
+        "keys file {}: none of its {} keys is for the {} environment this gateway serves \
+         (`session.environment`); every logon would be refused WRONG_ENVIRONMENT",
+        path.display(),
+        keys.len(),
+        environment_name(environment),
+    ))
+}
+
+fn environment_name(environment: Environment) -> &'static str {
+    match environment {
+        Environment::Production => "production",
+        Environment::Sandbox => "sandbox",
+    }
+}
+
+fn serve(args: &ServeArgs) -> ExitCode {
+    let plan = match plan_serve(args, config::available_cores().as_deref()) {
+        Ok(plan) => plan,
+        Err(message) => return fail(EXIT_USAGE, message),
+    };
+    let keys = match KeyTable::load(&plan.keys) {
+        Ok(keys) => keys,
+        Err(e) => return fail(EXIT_USAGE, e),
+    };
+    if let Err(message) = check_environment(&keys, plan.spec.session.environment, &plan.keys) {
+        return fail(EXIT_USAGE, message);
+    }
+
+    // Caught from before the start, so that a signal during it is kept
+    // and acted on once the gateway runs (rather than killing it half
+    // started).
+    let signals = match Signals::new([SIGINT, SIGTERM, SIGHUP]) {
+        Ok(signals) => signals,
+        Err(e) => {
+            return fail(
+                EXIT_FAILURE,
+                format!("cannot catch SIGINT/SIGTERM/SIGHUP: {e}"),
+            );
+        }
+    };
+    let shape = describe(&plan.spec);
+    let gateway = match Gateway::start(plan.spec, keys) {
+        Ok(gateway) => gateway,
+        Err(e) => return fail(EXIT_FAILURE, format!("cannot start: {e}")),
+    };
+    let started = Instant::now();
+    println!("ordergate serving on {} ({shape})", gateway.local_addr());
+
+    let admin = match crate::admin::AdminServer::start(
+        &args.admin_socket,
+        gateway.control(),
+        Some(plan.keys.clone()),
+    ) {
+        Ok(admin) => admin,
+        Err(e) => {
+            let report = gateway.shutdown();
+            print!("{}", summary(&report, started.elapsed()));
+            return fail(
+                EXIT_FAILURE,
+                format!(
+                    "cannot open the admin socket {}: {e}",
+                    args.admin_socket.display()
+                ),
+            );
+        }
+    };
+    println!("admin socket {}", admin.path().display());
+
+    let signals_handle = signals.handle();
+    let stop = gateway.stop_handle();
+    let control = gateway.control();
+    let keys_path = plan.keys.clone();
+    let watcher = std::thread::Builder::new()
+        .name("ordergate-signals".into())
+        .spawn(move || watch_signals(signals, stop, control, keys_path));
+    let watcher = match watcher {
+        Ok(watcher) => watcher,
+        Err(e) => {
+            let report = gateway.shutdown();
+            print!("{}", summary(&report, started.elapsed()));
+            return fail(EXIT_FAILURE, format!("cannot start the signal thread: {e}"));
+        }
+    };
+    let report = gateway.wait();
+    drop(admin);
+    signals_handle.close();
+    let _ = watcher.join();
+    print!("{}", summary(&report, started.elapsed()));
+    ExitCode::SUCCESS
+}
+
+/// The first SIGINT/SIGTERM stops the gateway; a second exits at once.
+/// SIGHUP re-reads the keys file. Returns when `signals` is closed.
+fn watch_signals(
+    mut signals: Signals,
+    stop: StopHandle,
+    control: crate::gateway::GatewayControl,
+    keys_path: PathBuf,
+) {
+    let mut stopping = false;
+    for signal in signals.forever() {
+        if signal == SIGHUP {
+            eprintln!(
+                "ordergate: SIGHUP: {}",
+                crate::admin::execute("reload", &control, Some(&keys_path)).trim_end()
+            );
+            continue;
+        }
+        let name = if signal == SIGINT {
+            "SIGINT"
+        } else {
+            "SIGTERM"
+        };
+        if stopping {
+            eprintln!("ordergate: {name} again: exiting without waiting for the gateway");
+            std::process::exit(128 + signal);
+        }
+        eprintln!("ordergate: {name}: stopping (send it again to exit at once)");
+        stop.stop();
+        stopping = true;
+    }
+}
+
+/// The part of the "serving on" line in parentheses.
+pub fn describe(spec: &GatewaySpec) -> String {
+    let mut out = format!(
+        "{} reactor{}",
+        spec.reactors,
+        if spec.reactors == 1 { "" } else { "s" }
+    );
+    if !spec.reactor_cores.is_empty() {
+        let cores: Vec<String> = spec.reactor_cores.iter().map(usize::to_string).collect();
+        let _ = write!(
+            out,
+            " on core{} {}",
+            if cores.len() == 1 { "" } else { "s" },
+            cores.join(", ")
+        );
+    }
+    out.push_str(match spec.engine {
+        EnginePlacement::SharedWithReactor0 => ", engine shared with reactor 0",
+        EnginePlacement::OwnThread { core: None } => ", engine on its own thread",
+        EnginePlacement::OwnThread { core: Some(_) } => ", engine on its own thread on core ",
+    });
+    if let EnginePlacement::OwnThread { core: Some(core) } = spec.engine {
+        let _ = write!(out, "{core}");
+    }
+    let _ = write!(out, ", idle {}", spec.idle.name());
+    out
+}
+
+/// The shutdown summary: per reactor, sessions and logons, messages,
+/// rejects and terminates by reason name, ring-full and the
+/// receive → ring latency percentiles; then the engine.
+pub fn summary(report: &GatewayReport, ran: Duration) -> String {
+    let mut out = String::new();
+    let _ = writeln!(out, "ordergate stopped after {:.1} s", ran.as_secs_f64());
+    for (index, reactor) in report.reactors.iter().enumerate() {
+        let c = &reactor.counters;
+        let u = &reactor.uring;
+        let _ = write!(
+            out,
+            "reactor {index}: {} sessions, {} logons, {} messages in, {} frames out, {} commands",
+            u.accepts, c.logons_accepted, c.messages_in, c.frames_out, c.commands_out
+        );
+        if u.accepts_refused_full > 0 {
+            let _ = write!(
+                out,
+                ", {} connections refused (full)",
+                u.accepts_refused_full
+            );
+        }
+        out.push('\n');
+        let logon_rejects = by_reason(
+            LogonRejectReason::ALL
+                .iter()
+                .map(|r| (r.name(), c.logon_reject(*r))),
+        );
+        let order_rejects = by_reason(
+            RejectReason::ALL
+                .iter()
+                .map(|r| (r.name(), c.order_reject(*r))),
+        );
+        let terminates = by_reason(
+            TerminateReason::ALL
+                .iter()
+                .map(|r| (r.name(), c.terminate(*r))),
+        );
+        let _ = writeln!(out, "  logon rejects: {logon_rejects}");
+        let _ = writeln!(out, "  order rejects: {order_rejects}");
+        let _ = writeln!(out, "  terminates: {terminates}");
+        let _ = writeln!(
+            out,
+            "  ring full {}, slow consumers {}, logon timeouts {}",
+            c.ring_full, c.slow_consumers, c.logon_timeouts
+        );
+        let _ = writeln!(out, "  recv→ring: {}", latency(&reactor.recv_to_ring_ns));
+    }
+    let e = &report.engine;
+    let _ = writeln!(
+        out,
+        "engine: {} commands, {} events, {} blocked turns, {} misrouted",
+        e.commands, e.events, e.blocked_turns, e.misrouted
+    );
+    out
+}
+
+/// "NAME count, NAME count" for the non-zero counts, or "none".
+fn by_reason<'a>(counts: impl Iterator<Item = (&'a str, u64)>) -> String {
+    let parts: Vec<String> = counts
+        .filter(|(_, n)| *n > 0)
+        .map(|(name, n)| format!("{name} {n}"))
+        .collect();
+    if parts.is_empty() {
+        "none".to_owned()
+    } else {
+        parts.join(", ")
+    }
+}
+
+fn latency(h: &Histogram<u64>) -> String {
+    if h.is_empty() {
+        return "no messages".to_owned();
+    }
+    format!(
+        "p50 {}, p99 {}, p99.9 {}, max {} ({} messages)",
+        nanos(h.value_at_quantile(0.50)),
+        nanos(h.value_at_quantile(0.99)),
+        nanos(h.value_at_quantile(0.999)),
+        nanos(h.max()),
+        h.len()
+    )
+}
+
+/// A duration in ns, in the unit that keeps it short.
+fn nanos(ns: u64) -> String {
+    match ns {
+        0..1_000 => format!("{ns} ns"),
+        1_000..1_000_000 => format!("{:.1} µs", ns as f64 / 1e3),
+        1_000_000..1_000_000_000 => format!("{:.1} ms", ns as f64 / 1e6),
+        _ => format!("{:.2} s", ns as f64 / 1e9),
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Flag values
+
+/// A duration flag: a whole number and a unit, `ms`, `s`, `m` or `h`
+/// ("500ms", "10s", "2m"); more than zero and at most [`DURATION_MAX`].
+///
+/// # Errors
+///
+/// What is wrong, for clap to print with the flag's name.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    const FORM: &str = "give a whole number and a unit: ms, s, m or h (e.g. 500ms, 10s, 2m)";
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (digits, unit) = text.split_at(split);
+    if digits.is_empty() {
+        return Err(format!("not a duration; {FORM}"));
+    }
+    let ms_per_unit: u64 = match unit {
+        "ms" => 1,
+        "s" => 1_000,
+        "m" => 60_000,
+        "h" => 3_600_000,
+        "" => return Err(format!("no unit; {FORM}")),
+        _ => return Err(format!("unknown unit `{unit}`; {FORM}")),
+    };
+    let max_ms = DURATION_MAX.as_millis() as u64;
+    let ms = digits
+        .parse::<u64>()
+        .ok()
+        .and_then(|n| n.checked_mul(ms_per_unit))
+        .filter(|ms| *ms <= max_ms)
+        .ok_or_else(|| format!("longer than the most allowed, {}h", max_ms / 3_600_000))?;
+    if ms == 0 {
+        return Err("must be longer than zero".to_owned());
+    }
+    Ok(Duration::from_millis(ms))
+}
+
+fn parse_count(text: &str, max: usize) -> Result<usize, String> {
+    match text.parse::<usize>() {
+        Ok(n) if (1..=max).contains(&n) => Ok(n),
+        _ => Err(format!("must be a whole number in 1..={max}")),
+    }
+}
+
+fn parse_demo_sessions(text: &str) -> Result<usize, String> {
+    parse_count(text, DEMO_SESSIONS_MAX)
+}
+
+fn parse_load_sessions(text: &str) -> Result<usize, String> {
+    parse_count(text, LOAD_SESSIONS_MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::auth::keys::KeyEntry;
+    use crate::auth::secret::Secret;
+    use crate::engine::agent::EngineCounters;
+    use crate::gateway::{ReactorReport, UringCounters};
+    use crate::session::Counters;
+    use crate::wire::codes::Scopes;
+    use clap::CommandFactory;
+
+    fn cli(args: &[&str]) -> Result<Command, clap::Error> {
+        let argv = std::iter::once("ordergate").chain(args.iter().copied());
+        Cli::try_parse_from(argv).map(|c| c.command)
+    }
+
+    #[test]
+    fn clap_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn serve_flags_parse() {
+        let Command::Serve(args) = cli(&[
+            "serve",
+            "--listen",
+            "0.0.0.0:9000",
+            "--keys",
+            "k.toml",
+            "--config",
+            "c.toml",
+            "--idle",
+            "backoff",
+        ])
+        .unwrap() else {
+            panic!("not serve")
+        };
+        assert_eq!(
+            args,
+            ServeArgs {
+                listen: Some("0.0.0.0:9000".parse().unwrap()),
+                keys: Some("k.toml".into()),
+                config: Some("c.toml".into()),
+                idle: Some(IdleArg::Backoff),
+                admin_socket: crate::admin::ADMIN_SOCKET_DEFAULT.into(),
+            }
+        );
+        let Command::Serve(args) = cli(&["serve"]).unwrap() else {
+            panic!("not serve")
+        };
+        assert_eq!(args.idle, None);
+        assert!(cli(&["serve", "--idle", "spin"]).is_err());
+        assert!(cli(&["serve", "--listen", "localhost:9000"]).is_err());
+    }
+
+    #[test]
+    fn demo_flags_parse_with_defaults() {
+        let Command::Demo(args) = cli(&["demo"]).unwrap() else {
+            panic!("not demo")
+        };
+        assert_eq!(
+            args,
+            DemoArgs {
+                seconds: DEMO_SECONDS_DEFAULT,
+                sessions: DEMO_SESSIONS_DEFAULT
+            }
+        );
+        let Command::Demo(args) = cli(&["demo", "--seconds", "3", "--sessions", "8"]).unwrap()
+        else {
+            panic!("not demo")
+        };
+        assert_eq!(
+            args,
+            DemoArgs {
+                seconds: 3,
+                sessions: 8
+            }
+        );
+        for bad in [
+            ["--seconds", "0"],
+            ["--seconds", "3601"],
+            ["--sessions", "0"],
+            ["--sessions", "257"],
+            ["--sessions", "x"],
+        ] {
+            assert!(cli(&["demo", bad[0], bad[1]]).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn load_flags_parse() {
+        let base = [
+            "load",
+            "--connect",
+            "127.0.0.1:9000",
+            "--key-id",
+            "1001",
+            "--secret-file",
+            "s.hex",
+            "--sessions",
+            "16",
+            "--rate",
+            "5000",
+            "--duration",
+            "2m",
+        ];
+        let Command::Load(args) = cli(&base).unwrap() else {
+            panic!("not load")
+        };
+        assert_eq!(
+            args,
+            LoadArgs {
+                connect: "127.0.0.1:9000".parse().unwrap(),
+                key_id: 1001,
+                secret_file: "s.hex".into(),
+                sessions: 16,
+                rate: 5000,
+                duration: Duration::from_secs(120),
+            }
+        );
+        // Every flag is required.
+        for skip in (1..base.len()).step_by(2) {
+            let args: Vec<&str> = base
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| *i != skip && *i != skip + 1)
+                .map(|(_, a)| *a)
+                .collect();
+            assert!(cli(&args).is_err(), "accepted without {}", base[skip]);
+        }
+        for (flag, bad) in [
+            ("--rate", "0"),
+            ("--rate", "10000001"),
+            ("--sessions", "0"),
+            ("--sessions", "16385"),
+            ("--duration", "10"),
+            ("--duration", "0s"),
+            ("--key-id", "-1"),
+        ] {
+            let mut args = base.to_vec();
+            let at = args.iter().position(|a| *a == flag).unwrap();
+            args[at + 1] = bad;
+            assert!(cli(&args).is_err(), "{flag} {bad}");
+        }
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_duration("10s"), Ok(Duration::from_secs(10)));
+        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
+        assert_eq!(parse_duration("24h"), Ok(DURATION_MAX));
+        for bad in [
+            "",
+            "10",
+            "s",
+            "1.5s",
+            "-1s",
+            "10 s",
+            "10sec",
+            "0ms",
+            "25h",
+            "1441m",
+            "99999999999999999999s",
+            "18446744073709551615h",
+        ] {
+            assert!(parse_duration(bad).is_err(), "{bad:?}");
+        }
+        assert!(parse_duration("10x").unwrap_err().contains("`x`"));
+    }
+
+    #[test]
+    fn plan_takes_flags_over_the_config_file() {
+        let dir = std::env::temp_dir().join(format!("ordergate-cli-plan-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("gw.toml");
+        std::fs::write(
+            &path,
+            "listen = \"127.0.0.1:7000\"\nkeys = \"k.toml\"\n[reactors]\nidle = \"backoff\"\ncount = 2\n",
+        )
+        .unwrap();
+        let from_file = ServeArgs {
+            listen: None,
+            keys: None,
+            config: Some(path.clone()),
+            idle: None,
+            admin_socket: crate::admin::ADMIN_SOCKET_DEFAULT.into(),
+        };
+        let plan = plan_serve(&from_file, None).unwrap();
+        assert_eq!(plan.keys, dir.join("k.toml"));
+        assert_eq!(plan.spec.listen, "127.0.0.1:7000".parse().unwrap());
+        assert_eq!(plan.spec.idle, IdleKind::Backoff);
+        assert_eq!(plan.spec.reactors, 2);
+
+        let over = ServeArgs {
+            listen: Some("0.0.0.0:9000".parse().unwrap()),
+            keys: Some("/other/keys.toml".into()),
+            config: Some(path.clone()),
+            idle: Some(IdleArg::BusySpin),
+            admin_socket: crate::admin::ADMIN_SOCKET_DEFAULT.into(),
+        };
+        let plan = plan_serve(&over, None).unwrap();
+        assert_eq!(plan.keys, PathBuf::from("/other/keys.toml"));
+        assert_eq!(plan.spec.listen, "0.0.0.0:9000".parse().unwrap());
+        assert_eq!(plan.spec.idle, IdleKind::BusySpin);
+        assert_eq!(plan.spec.reactors, 2);
+
+        std::fs::write(&path, "[reactors]\ncount = 2\ncores = [0, 9]\n").unwrap();
+        let e = plan_serve(&over, Some(&[0, 1])).unwrap_err();
+        assert!(e.contains("gw.toml") && e.contains("core 9"), "{e}");
+        let e = plan_serve(&from_file, Some(&[0, 9])).unwrap_err();
+        assert!(e.contains("--keys") && e.contains("gw.toml"), "{e}");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn plan_without_config_is_the_defaults_and_needs_keys() {
+        let bare = ServeArgs {
+            listen: None,
+            keys: None,
+            config: None,
+            idle: None,
+            admin_socket: crate::admin::ADMIN_SOCKET_DEFAULT.into(),
+        };
+        let e = plan_serve(&bare, None).unwrap_err();
+        assert!(e.contains("--keys"), "{e}");
+        let plan = plan_serve(
+            &ServeArgs {
+                keys: Some("k".into()),
+                ..bare
+            },
+            None,
+        )
+        .unwrap();
+        assert_eq!(
+            format!("{:?}", plan.spec),
+            format!("{:?}", Config::default().to_spec())
+        );
+    }
+
+    fn key(id: u64, environment: Environment) -> KeyEntry {
+        KeyEntry {
+            id,
+            secret: Secret::from_bytes([7; 32]),
+            scopes: Scopes::TRADE,
+            environment,
+            msgs_per_sec: 10,
+            burst: 10,
+        }
+    }
+
+    #[test]
+    fn keys_must_include_one_for_the_gateway_environment() {
+        let sandbox_only = KeyTable::from_entries(vec![key(1, Environment::Sandbox)]).unwrap();
+        let e = check_environment(&sandbox_only, Environment::Production, Path::new("k.toml"))
+            .unwrap_err();
+        assert!(e.contains("k.toml") && e.contains("production"), "{e}");
+        assert!(check_environment(&sandbox_only, Environment::Sandbox, Path::new("k")).is_ok());
+        let both = KeyTable::from_entries(vec![
+            key(1, Environment::Sandbox),
+            key(2, Environment::Production),
+        ])
+        .unwrap();
+        assert!(check_environment(&both, Environment::Production, Path::new("k")).is_ok());
+    }
+
+    #[test]
+    fn describe_names_reactors_engine_and_idle() {
+        let mut spec = Config::default().to_spec();
+        assert_eq!(
+            describe(&spec),
+            "1 reactor, engine shared with reactor 0, idle busy-spin"
+        );
+        spec.reactors = 2;
+        spec.reactor_cores = vec![2, 3];
+        spec.engine = EnginePlacement::OwnThread { core: Some(4) };
+        spec.idle = IdleKind::Backoff;
+        assert_eq!(
+            describe(&spec),
+            "2 reactors on cores 2, 3, engine on its own thread on core 4, idle backoff"
+        );
+        spec.engine = EnginePlacement::OwnThread { core: None };
+        assert!(describe(&spec).contains("engine on its own thread, idle"));
+    }
+
+    #[test]
+    fn summary_shows_each_reactor_and_the_engine() {
+        let mut counters = Counters {
+            messages_in: 1000,
+            frames_out: 2000,
+            logons_accepted: 3,
+            commands_out: 900,
+            ring_full: 7,
+            ..Counters::default()
+        };
+        counters.logon_rejects[LogonRejectReason::AUTH_FAILED.wire() as usize] = 2;
+        counters.order_rejects[RejectReason::THROTTLED.wire() as usize] = 5;
+        counters.order_rejects[RejectReason::ENGINE_BUSY.wire() as usize] = 7;
+        counters.terminates[TerminateReason::SHUTDOWN.wire() as usize] = 3;
+        let mut histogram = Histogram::<u64>::new(3).unwrap();
+        for ns in 1..=1000u64 {
+            histogram.record(ns * 10).unwrap();
+        }
+        let busy = ReactorReport {
+            counters,
+            uring: UringCounters {
+                accepts: 4,
+                ..UringCounters::default()
+            },
+            recv_to_ring_ns: histogram,
+        };
+        let idle = ReactorReport {
+            counters: Counters::default(),
+            uring: UringCounters::default(),
+            recv_to_ring_ns: Histogram::new(3).unwrap(),
+        };
+        let report = GatewayReport {
+            reactors: vec![busy, idle],
+            engine: EngineCounters {
+                commands: 900,
+                events: 1800,
+                blocked_turns: 1,
+                misrouted: 0,
+            },
+        };
+        let text = summary(&report, Duration::from_millis(12_345));
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines[0], "ordergate stopped after 12.3 s");
+        assert_eq!(
+            lines[1],
+            "reactor 0: 4 sessions, 3 logons, 1000 messages in, 2000 frames out, 900 commands"
+        );
+        assert_eq!(lines[2], "  logon rejects: AUTH_FAILED 2");
+        assert_eq!(lines[3], "  order rejects: THROTTLED 5, ENGINE_BUSY 7");
+        assert_eq!(lines[4], "  terminates: SHUTDOWN 3");
+        assert_eq!(
+            lines[5],
+            "  ring full 7, slow consumers 0, logon timeouts 0"
+        );
+        assert!(
+            lines[6].starts_with(
+                "  recv→ring: p50 5.0 µs, p99 9.9 µs, p99.9 10.0 µs, max 10.0 µs (1000 messages)"
+            ),
+            "{}",
+            lines[6]
+        );
+        assert_eq!(lines[8], "  logon rejects: none");
+        assert_eq!(lines[12], "  recv→ring: no messages");
+        assert_eq!(
+            lines[13],
+            "engine: 900 commands, 1800 events, 1 blocked turns, 0 misrouted"
+        );
+        assert_eq!(lines.len(), 14);
+    }
+
+    #[test]
+    fn nanos_pick_a_short_unit() {
+        assert_eq!(nanos(999), "999 ns");
+        assert_eq!(nanos(1_500), "1.5 µs");
+        assert_eq!(nanos(2_500_000), "2.5 ms");
+        assert_eq!(nanos(3_000_000_000), "3.00 s");
+    }
+}

@@ -1,0 +1,1310 @@
+//! The `serve` configuration file, checked against the limits of
+//! `constants.rs` and turned into a [`GatewaySpec`].
+//!
+//! [`load`] reads and checks a file; [`parse`] checks text (tests, tools);
+//! [`Config::to_spec`] gives the spec `Gateway::start` takes;
+//! [`Config::check_cores`] (at `serve` time) checks the pinning against the
+//! cores this process may use. Checks run in the order of the table below,
+//! and stop at the first problem.
+//!
+//! The reference below is `docs/CONFIG.md`, included as is.
+//!
+#![doc = include_str!("../docs/CONFIG.md")]
+
+use std::fmt;
+use std::fs::File;
+use std::io::{self, Read};
+use std::net::SocketAddr;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+use serde::de::{self, Deserializer};
+use toml::Spanned;
+use toml::de::{DeTable, DeValue};
+
+use crate::auth::keys::{BURST_MAX, MSGS_PER_SEC_MAX};
+use crate::constants::*;
+use crate::engine::book::{ENGINE_ORDERS_MAX_BOUND, EngineConfig};
+use crate::gateway::{EnginePlacement, GatewaySpec};
+use crate::reactor::idle::IdleKind;
+use crate::session::GatewayConfig;
+use crate::wire::codes::Environment;
+
+/// Largest config file `load` reads. The complete example, comments and
+/// all, is under 8 KiB; anything much larger is not a config file.
+pub const CONFIG_FILE_SIZE_MAX: u64 = 64 * 1024;
+
+const NS_PER_MS: u64 = 1_000_000;
+
+/// The whole file. `Default` is [`GatewaySpec::default`] with `idle`
+/// busy-spin; see the module docs for every field's default and bound.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default, expecting = "a table of config fields")]
+pub struct Config {
+    pub listen: SocketAddr,
+    /// `None`: not in the file (then `--keys` must give it). [`load`] makes
+    /// a relative path relative to the config file's directory.
+    pub keys: Option<PathBuf>,
+    pub reactors: ReactorsSection,
+    pub engine: EngineSection,
+    pub session: SessionSection,
+}
+
+/// `[reactors]`.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default, expecting = "a [reactors] table")]
+pub struct ReactorsSection {
+    pub count: usize,
+    /// Empty: not pinned. Else one core per reactor.
+    pub cores: Vec<usize>,
+    /// Session slots per reactor.
+    pub sessions: usize,
+    #[serde(deserialize_with = "idle_kind")]
+    pub idle: IdleKind,
+    pub uring_entries: u32,
+    pub recv_buffers: u16,
+    pub recv_buffer_size: u32,
+    pub ring_capacity: usize,
+}
+
+/// `[engine]`.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default, expecting = "an [engine] table")]
+pub struct EngineSection {
+    pub placement: Placement,
+    /// Only with [`Placement::OwnThread`].
+    pub core: Option<usize>,
+    pub instruments: u32,
+    pub orders_max: usize,
+}
+
+/// `engine.placement`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Placement {
+    /// `"own-thread"`: [`EnginePlacement::OwnThread`].
+    OwnThread,
+    /// `"shared"`: [`EnginePlacement::SharedWithReactor0`].
+    Shared,
+}
+
+/// `[session]`: the gateway-wide session policy, in milliseconds where
+/// [`GatewayConfig`] has nanoseconds.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default, expecting = "a [session] table")]
+pub struct SessionSection {
+    #[serde(deserialize_with = "environment")]
+    pub environment: Environment,
+    pub logon_timeout_ms: u64,
+    pub logon_skew_ms: u64,
+    pub throttle_breach_run: u32,
+    pub msgs_per_sec: u32,
+    pub burst: u32,
+    pub logon_failures_max: u32,
+    pub logon_lockout_window_ms: u64,
+}
+
+impl Default for Config {
+    fn default() -> Config {
+        let mut config = Config::from_spec(&GatewaySpec::default());
+        config.reactors.idle = IdleKind::BusySpin;
+        config
+    }
+}
+
+// Each section's default is its part of `Config::default()`, so a partly
+// written section fills its gaps exactly as a missing one would.
+impl Default for ReactorsSection {
+    fn default() -> ReactorsSection {
+        Config::default().reactors
+    }
+}
+
+impl Default for EngineSection {
+    fn default() -> EngineSection {
+        Config::default().engine
+    }
+}
+
+impl Default for SessionSection {
+    fn default() -> SessionSection {
+        Config::default().session
+    }
+}
+
+impl Config {
+    /// The config that gives `spec` back through [`Config::to_spec`], as
+    /// far as the file can say it: `keys` is `None`, times are truncated to
+    /// whole milliseconds, and the engine's `levels_per_side_max` and
+    /// `first_order_id` (not in the file) are dropped.
+    pub fn from_spec(spec: &GatewaySpec) -> Config {
+        let (placement, core) = match spec.engine {
+            EnginePlacement::OwnThread { core } => (Placement::OwnThread, core),
+            EnginePlacement::SharedWithReactor0 => (Placement::Shared, None),
+        };
+        let s = &spec.session;
+        Config {
+            listen: spec.listen,
+            keys: None,
+            reactors: ReactorsSection {
+                count: spec.reactors,
+                cores: spec.reactor_cores.clone(),
+                sessions: spec.sessions_per_reactor,
+                idle: spec.idle,
+                uring_entries: spec.uring_entries,
+                recv_buffers: spec.recv_buffers,
+                recv_buffer_size: spec.recv_buffer_size,
+                ring_capacity: spec.ring_capacity,
+            },
+            engine: EngineSection {
+                placement,
+                core,
+                instruments: spec.engine_config.instruments,
+                orders_max: spec.engine_config.orders_max,
+            },
+            session: SessionSection {
+                environment: s.environment,
+                logon_timeout_ms: s.logon_timeout_ns / NS_PER_MS,
+                logon_skew_ms: s.logon_skew_ns / NS_PER_MS,
+                throttle_breach_run: s.throttle_breach_run,
+                msgs_per_sec: s.session_msgs_per_sec,
+                burst: s.session_burst,
+                logon_failures_max: s.logon_failures_max,
+                logon_lockout_window_ms: s.logon_lockout_window_ns / NS_PER_MS,
+            },
+        }
+    }
+
+    /// The spec `Gateway::start` takes. Meant for a config that passed
+    /// [`Config::validate`] ([`load`] and [`parse`] only return those); on
+    /// any other it does not panic, and `start` refuses what is wrong.
+    pub fn to_spec(&self) -> GatewaySpec {
+        let r = &self.reactors;
+        let e = &self.engine;
+        let s = &self.session;
+        GatewaySpec {
+            listen: self.listen,
+            reactors: r.count,
+            reactor_cores: r.cores.clone(),
+            engine: match e.placement {
+                Placement::OwnThread => EnginePlacement::OwnThread { core: e.core },
+                Placement::Shared => EnginePlacement::SharedWithReactor0,
+            },
+            sessions_per_reactor: r.sessions,
+            ring_capacity: r.ring_capacity,
+            recv_buffers: r.recv_buffers,
+            recv_buffer_size: r.recv_buffer_size,
+            uring_entries: r.uring_entries,
+            idle: r.idle,
+            session: GatewayConfig {
+                environment: s.environment,
+                logon_skew_ns: s.logon_skew_ms.saturating_mul(NS_PER_MS),
+                logon_timeout_ns: s.logon_timeout_ms.saturating_mul(NS_PER_MS),
+                throttle_breach_run: s.throttle_breach_run,
+                logon_failures_max: s.logon_failures_max,
+                logon_lockout_window_ns: s.logon_lockout_window_ms.saturating_mul(NS_PER_MS),
+                session_msgs_per_sec: s.msgs_per_sec,
+                session_burst: s.burst,
+            },
+            engine_config: EngineConfig {
+                instruments: e.instruments,
+                orders_max: e.orders_max,
+                ..EngineConfig::default()
+            },
+        }
+    }
+
+    /// Checks every value against its bound, in the order of the module
+    /// docs' table, and returns the first problem. Does not look at the
+    /// host: see [`Config::check_cores`].
+    ///
+    /// # Errors
+    ///
+    /// The first value out of its bound, naming the field.
+    pub fn validate(&self) -> Result<(), ConfigErrorKind> {
+        use ConfigErrorKind::*;
+        let r = &self.reactors;
+        in_range("reactors.count", r.count as u64, 1, REACTORS_MAX as u64)?;
+        if !r.cores.is_empty() {
+            if r.cores.len() != r.count {
+                return Err(CoresLength {
+                    cores: r.cores.len(),
+                    count: r.count,
+                });
+            }
+            for (second, core) in r.cores.iter().enumerate() {
+                if let Some(first) = r.cores[..second].iter().position(|c| c == core) {
+                    return Err(DuplicateCore {
+                        core: *core,
+                        first,
+                        second,
+                    });
+                }
+            }
+        }
+        in_range(
+            "reactors.sessions",
+            r.sessions as u64,
+            1,
+            SESSIONS_PER_REACTOR_MAX as u64,
+        )?;
+        power_of_two(
+            "reactors.uring_entries",
+            r.uring_entries.into(),
+            1,
+            URING_ENTRIES_MAX.into(),
+        )?;
+        power_of_two(
+            "reactors.recv_buffers",
+            r.recv_buffers.into(),
+            1,
+            RECV_BUFFERS_MAX.into(),
+        )?;
+        in_range(
+            "reactors.recv_buffer_size",
+            r.recv_buffer_size.into(),
+            RECV_BUFFER_SIZE_MIN.into(),
+            RECV_BUFFER_SIZE_MAX.into(),
+        )?;
+        power_of_two(
+            "reactors.ring_capacity",
+            r.ring_capacity as u64,
+            RING_CAPACITY_MIN as u64,
+            RING_CAPACITY_MAX as u64,
+        )?;
+
+        let e = &self.engine;
+        if let Some(core) = e.core {
+            if e.placement == Placement::Shared {
+                return Err(EngineCoreWhenShared { core });
+            }
+            if let Some(reactor) = r.cores.iter().position(|c| *c == core) {
+                return Err(EngineCoreTaken { core, reactor });
+            }
+        }
+        in_range(
+            "engine.instruments",
+            e.instruments.into(),
+            1,
+            INSTRUMENTS_MAX.into(),
+        )?;
+        in_range(
+            "engine.orders_max",
+            e.orders_max as u64,
+            1,
+            ENGINE_ORDERS_MAX_BOUND as u64,
+        )?;
+
+        let s = &self.session;
+        in_range(
+            "session.logon_timeout_ms",
+            s.logon_timeout_ms,
+            1,
+            LOGON_TIMEOUT_MS_MAX,
+        )?;
+        in_range(
+            "session.logon_skew_ms",
+            s.logon_skew_ms,
+            1,
+            LOGON_SKEW_MS_MAX,
+        )?;
+        in_range(
+            "session.throttle_breach_run",
+            s.throttle_breach_run.into(),
+            1,
+            THROTTLE_BREACH_RUN_MAX.into(),
+        )?;
+        in_range(
+            "session.msgs_per_sec",
+            s.msgs_per_sec.into(),
+            1,
+            MSGS_PER_SEC_MAX.into(),
+        )?;
+        in_range("session.burst", s.burst.into(), 1, BURST_MAX.into())?;
+        in_range(
+            "session.logon_failures_max",
+            s.logon_failures_max.into(),
+            1,
+            LOGON_FAILURES_MAX_BOUND.into(),
+        )?;
+        in_range(
+            "session.logon_lockout_window_ms",
+            s.logon_lockout_window_ms,
+            1,
+            LOGON_LOCKOUT_WINDOW_MS_MAX,
+        )?;
+        Ok(())
+    }
+
+    /// Checks `reactors.cores` and `engine.core` against `available`, the
+    /// core ids this process may run on (`None`: the host would not say).
+    /// Pure, so tests can give any host; `serve` passes
+    /// [`available_cores`].
+    ///
+    /// # Errors
+    ///
+    /// The first pinned core not in `available`, or
+    /// [`ConfigErrorKind::CoresUnknown`] if there is a pinned core and
+    /// `available` is `None`.
+    pub fn check_cores(&self, available: Option<&[usize]>) -> Result<(), ConfigErrorKind> {
+        let pinned = self
+            .reactors
+            .cores
+            .iter()
+            .map(|core| ("reactors.cores", *core))
+            .chain(self.engine.core.map(|core| ("engine.core", core)));
+        for (field, core) in pinned {
+            let Some(available) = available else {
+                return Err(ConfigErrorKind::CoresUnknown { field });
+            };
+            if !available.contains(&core) {
+                return Err(ConfigErrorKind::CoreUnavailable {
+                    field,
+                    core,
+                    available: available.to_vec(),
+                });
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The core ids this process may run on (its affinity mask), sorted; `None`
+/// if the host does not say.
+pub fn available_cores() -> Option<Vec<usize>> {
+    let mut ids: Vec<usize> = core_affinity::get_core_ids()?
+        .into_iter()
+        .map(|c| c.id)
+        .collect();
+    ids.sort_unstable();
+    Some(ids)
+}
+
+fn in_range(field: &'static str, value: u64, min: u64, max: u64) -> Result<(), ConfigErrorKind> {
+    if (min..=max).contains(&value) {
+        Ok(())
+    } else {
+        Err(ConfigErrorKind::OutOfRange {
+            field,
+            value,
+            min,
+            max,
+        })
+    }
+}
+
+fn power_of_two(
+    field: &'static str,
+    value: u64,
+    min: u64,
+    max: u64,
+) -> Result<(), ConfigErrorKind> {
+    in_range(field, value, min, max)?;
+    if value.is_power_of_two() {
+        Ok(())
+    } else {
+        Err(ConfigErrorKind::NotPowerOfTwo { field, value })
+    }
+}
+
+fn idle_kind<'de, D: Deserializer<'de>>(d: D) -> Result<IdleKind, D::Error> {
+    const NAMES: &[&str] = &["busy-spin", "backoff"];
+    let name = String::deserialize(d)?;
+    match name.as_str() {
+        "busy-spin" => Ok(IdleKind::BusySpin),
+        "backoff" => Ok(IdleKind::Backoff),
+        other => Err(de::Error::unknown_variant(other, NAMES)),
+    }
+}
+
+fn environment<'de, D: Deserializer<'de>>(d: D) -> Result<Environment, D::Error> {
+    const NAMES: &[&str] = &["production", "sandbox"];
+    let name = String::deserialize(d)?;
+    match name.as_str() {
+        "production" => Ok(Environment::Production),
+        "sandbox" => Ok(Environment::Sandbox),
+        other => Err(de::Error::unknown_variant(other, NAMES)),
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Loading
+
+/// Reads, parses and checks the config file at `path` (not against the
+/// host: `serve` calls [`Config::check_cores`] too). A relative `keys` is
+/// made relative to the file's directory.
+///
+/// # Errors
+///
+/// The first problem, naming the file, the place and the field.
+pub fn load(path: &Path) -> Result<Config, ConfigError> {
+    let origin = path.display().to_string();
+    let fail = |kind| ConfigError::new(&origin, None, kind);
+    let io = |action| move |source| fail(ConfigErrorKind::Io { action, source });
+
+    let file = File::open(path).map_err(io("open"))?;
+    let size = file.metadata().map_err(io("inspect"))?.len();
+    if size > CONFIG_FILE_SIZE_MAX {
+        return Err(fail(ConfigErrorKind::TooLarge {
+            size,
+            max: CONFIG_FILE_SIZE_MAX,
+        }));
+    }
+    // Read through a bound, not the size: the file may grow meanwhile.
+    let mut bytes = Vec::with_capacity(size as usize);
+    file.take(CONFIG_FILE_SIZE_MAX + 1)
+        .read_to_end(&mut bytes)
+        .map_err(io("read"))?;
+    if bytes.len() as u64 > CONFIG_FILE_SIZE_MAX {
+        return Err(fail(ConfigErrorKind::TooLarge {
+            size: bytes.len() as u64,
+            max: CONFIG_FILE_SIZE_MAX,
+        }));
+    }
+    let text = std::str::from_utf8(&bytes).map_err(|e| {
+        fail(ConfigErrorKind::NotUtf8 {
+            offset: e.valid_up_to(),
+        })
+    })?;
+
+    let mut config = parse(text, &origin)?;
+    if let Some(keys) = &mut config.keys
+        && keys.is_relative()
+        && let Some(dir) = path.parent()
+    {
+        *keys = dir.join(&*keys);
+    }
+    Ok(config)
+}
+
+/// Parses and checks the text of a config file; `origin` names it in
+/// errors. `keys` is left as written.
+///
+/// # Errors
+///
+/// As [`load`], but never `Io`, `TooLarge` or `NotUtf8`.
+pub fn parse(text: &str, origin: &str) -> Result<Config, ConfigError> {
+    let root = DeTable::parse(text).map_err(|e| {
+        let location = e.span().map(|s| Location::of(text, s.start));
+        ConfigError::new(
+            origin,
+            location,
+            ConfigErrorKind::Syntax {
+                message: e.message().to_owned(),
+            },
+        )
+    })?;
+    let mut fields = Vec::new();
+    index_fields(root.get_ref(), &mut String::new(), &mut fields);
+
+    let config = Config::deserialize(toml::de::Deserializer::from(root)).map_err(|e| {
+        let span = e.span();
+        let field = span
+            .as_ref()
+            .and_then(|s| field_at(&fields, s.start))
+            .unwrap_or_default();
+        let location = span.map(|s| Location::of(text, s.start));
+        let message = e.message();
+        let kind = match unknown_field(message) {
+            Some((name, expected)) => ConfigErrorKind::UnknownField {
+                // The index names a key at the error's span; if it found
+                // none, the name from the message is still the field.
+                field: if field.is_empty() {
+                    name.to_owned()
+                } else {
+                    field
+                },
+                expected: expected.to_owned(),
+            },
+            None => ConfigErrorKind::Invalid {
+                field,
+                message: message.to_owned(),
+            },
+        };
+        ConfigError::new(origin, location, kind)
+    })?;
+
+    config.validate().map_err(|kind| {
+        let location = kind
+            .field()
+            .and_then(|f| fields.iter().find(|(name, _)| name == f))
+            .map(|(_, span)| Location::of(text, span.start));
+        ConfigError::new(origin, location, kind)
+    })?;
+    Ok(config)
+}
+
+/// Every key of the document with its dotted name and the span of its key
+/// and value together (`reactors.count`, `count = 0`), outermost first.
+fn index_fields(table: &DeTable<'_>, prefix: &mut String, out: &mut Vec<(String, Range<usize>)>) {
+    for (key, value) in table.iter() {
+        let name = if prefix.is_empty() {
+            key.get_ref().to_string()
+        } else {
+            format!("{prefix}.{}", key.get_ref())
+        };
+        out.push((name.clone(), span_of(key, value)));
+        if let DeValue::Table(inner) = value.get_ref() {
+            let mut inner_prefix = name;
+            index_fields(inner, &mut inner_prefix, out);
+        }
+    }
+}
+
+fn span_of<K, V>(key: &Spanned<K>, value: &Spanned<V>) -> Range<usize> {
+    let (k, v) = (key.span(), value.span());
+    k.start.min(v.start)..k.end.max(v.end)
+}
+
+/// The innermost field whose key or value holds byte `offset`.
+fn field_at(fields: &[(String, Range<usize>)], offset: usize) -> Option<String> {
+    fields
+        .iter()
+        .filter(|(_, span)| span.contains(&offset))
+        .max_by_key(|(name, _)| name.matches('.').count())
+        .map(|(name, _)| name.clone())
+}
+
+/// Splits serde's "unknown field `NAME`, expected …" into NAME and the
+/// "expected …" part.
+fn unknown_field(message: &str) -> Option<(&str, &str)> {
+    let rest = message.strip_prefix("unknown field `")?;
+    let split = rest.rfind("`, expected ")?;
+    Some((&rest[..split], &rest[split + 3..]))
+}
+
+// ---------------------------------------------------------------------------
+// Errors
+
+/// Why a config was refused. `Display` names the file, the place when known,
+/// the field and the problem.
+#[derive(Debug)]
+pub struct ConfigError {
+    origin: String,
+    location: Option<Location>,
+    kind: ConfigErrorKind,
+}
+
+/// A place in the file, both 1-based; the column counts characters.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Location {
+    pub line: usize,
+    pub column: usize,
+}
+
+/// The problem itself. `field` is the dotted name (`reactors.count`).
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum ConfigErrorKind {
+    /// The file could not be opened, inspected or read.
+    Io {
+        action: &'static str,
+        source: io::Error,
+    },
+    /// Larger than [`CONFIG_FILE_SIZE_MAX`].
+    TooLarge { size: u64, max: u64 },
+    /// Not UTF-8; `offset` is of the first byte that is not.
+    NotUtf8 { offset: usize },
+    /// Not TOML: toml's message.
+    Syntax { message: String },
+    /// A field this version does not know. `expected` is serde's list of
+    /// the fields that table has.
+    UnknownField { field: String, expected: String },
+    /// A value of the wrong type, an unknown name, a bad address: serde's
+    /// message. `field` is empty when the place names no field.
+    Invalid { field: String, message: String },
+    /// An integer outside `min..=max`.
+    OutOfRange {
+        field: &'static str,
+        value: u64,
+        min: u64,
+        max: u64,
+    },
+    /// Within its range, but not a power of two.
+    NotPowerOfTwo { field: &'static str, value: u64 },
+    /// `reactors.cores` is not empty and not one core per reactor.
+    CoresLength { cores: usize, count: usize },
+    /// `reactors.cores[first]` and `reactors.cores[second]` are both `core`.
+    DuplicateCore {
+        core: usize,
+        first: usize,
+        second: usize,
+    },
+    /// `engine.core` is set but the engine shares reactor 0's thread.
+    EngineCoreWhenShared { core: usize },
+    /// `engine.core` is `reactors.cores[reactor]`.
+    EngineCoreTaken { core: usize, reactor: usize },
+    /// A pinned core this process may not run on (`serve` time).
+    CoreUnavailable {
+        field: &'static str,
+        core: usize,
+        available: Vec<usize>,
+    },
+    /// A core is pinned but the host would not list its cores.
+    CoresUnknown { field: &'static str },
+}
+
+impl ConfigError {
+    /// A refusal of the config from `origin` (a path, or a name such as
+    /// `<command line>`), for callers that check more than this module.
+    pub fn new(origin: &str, location: Option<Location>, kind: ConfigErrorKind) -> ConfigError {
+        ConfigError {
+            origin: origin.to_owned(),
+            location,
+            kind,
+        }
+    }
+
+    pub fn origin(&self) -> &str {
+        &self.origin
+    }
+
+    pub fn location(&self) -> Option<Location> {
+        self.location
+    }
+
+    pub fn kind(&self) -> &ConfigErrorKind {
+        &self.kind
+    }
+}
+
+impl ConfigErrorKind {
+    /// The dotted name of the field the problem is about, if one.
+    pub fn field(&self) -> Option<&str> {
+        use ConfigErrorKind::*;
+        match self {
+            UnknownField { field, .. } | Invalid { field, .. } if !field.is_empty() => Some(field),
+            OutOfRange { field, .. }
+            | NotPowerOfTwo { field, .. }
+            | CoreUnavailable { field, .. }
+            | CoresUnknown { field } => Some(field),
+            CoresLength { .. } | DuplicateCore { .. } => Some("reactors.cores"),
+            EngineCoreWhenShared { .. } | EngineCoreTaken { .. } => Some("engine.core"),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "config file {}", self.origin)?;
+        if let Some(Location { line, column }) = self.location {
+            write!(f, ", line {line}, column {column}")?;
+        }
+        write!(f, ": {}", self.kind)
+    }
+}
+
+impl fmt::Display for ConfigErrorKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fn list(cores: &[usize]) -> String {
+            let names: Vec<String> = cores.iter().map(usize::to_string).collect();
+            names.join(", ")
+        }
+        use ConfigErrorKind::*;
+        match self {
+            Io { action, source } => write!(f, "cannot {action} it: {source}"),
+            TooLarge { size, max } => write!(
+                f,
+                "it is {size} bytes; a config file may be at most {max} bytes"
+            ),
+            NotUtf8 { offset } => {
+                write!(f, "it is not UTF-8 (first bad byte at offset {offset})")
+            }
+            Syntax { message } => write!(f, "not valid TOML: {message}"),
+            UnknownField { field, expected } => {
+                write!(f, "unknown field `{field}`; {expected}")
+            }
+            Invalid { field, message } if field.is_empty() => write!(f, "{message}"),
+            Invalid { field, message } => write!(f, "`{field}`: {message}"),
+            OutOfRange {
+                field,
+                value,
+                min,
+                max,
+            } => write!(f, "`{field}` is {value}; it must be in {min}..={max}"),
+            NotPowerOfTwo { field, value } => {
+                write!(f, "`{field}` is {value}; it must be a power of two")
+            }
+            CoresLength { cores, count } => write!(
+                f,
+                "`reactors.cores` lists {cores} cores for {count} reactors; \
+                 give one per reactor, or [] to leave them unpinned"
+            ),
+            DuplicateCore {
+                core,
+                first,
+                second,
+            } => write!(
+                f,
+                "`reactors.cores` gives core {core} to reactors {first} and {second}; \
+                 each reactor needs a core of its own"
+            ),
+            EngineCoreWhenShared { core } => write!(
+                f,
+                "`engine.core` is {core} but `engine.placement` is \"shared\" \
+                 (the engine runs on reactor 0's thread); use \"own-thread\" or remove it"
+            ),
+            EngineCoreTaken { core, reactor } => write!(
+                f,
+                "`engine.core` {core} is reactor {reactor}'s core; to run the engine \
+                 on reactor 0's thread, use `engine.placement = \"shared\"`"
+            ),
+            CoreUnavailable {
+                field,
+                core,
+                available,
+            } => write!(
+                f,
+                "`{field}` names core {core}, which this process may not run on \
+                 (it may run on {})",
+                list(available)
+            ),
+            CoresUnknown { field } => write!(
+                f,
+                "`{field}` pins a thread, but this host would not list its cores"
+            ),
+        }
+    }
+}
+
+impl std::error::Error for ConfigError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match &self.kind {
+            ConfigErrorKind::Io { source, .. } => Some(source),
+            _ => None,
+        }
+    }
+}
+
+impl Location {
+    /// Line and column of byte `offset` of `text`.
+    fn of(text: &str, offset: usize) -> Location {
+        let mut offset = offset.min(text.len());
+        while !text.is_char_boundary(offset) {
+            offset -= 1;
+        }
+        let before = &text[..offset];
+        let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+        Location {
+            line: before.matches('\n').count() + 1,
+            column: before[line_start..].chars().count() + 1,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ConfigErrorKind::*;
+
+    const EXAMPLE: &str = include_str!("../tuning/ordergate.example.toml");
+    const REFERENCE: &str = include_str!("../docs/CONFIG.md");
+
+    fn refused(text: &str) -> ConfigError {
+        match parse(text, "test.toml") {
+            Ok(config) => panic!("accepted {text:?} as {config:?}"),
+            Err(e) => e,
+        }
+    }
+
+    /// `field` out of `min..=max`: the value just outside each end is
+    /// refused with exactly that bound, and each end itself is accepted.
+    fn check_range(section: &str, name: &'static str, min: u64, max: u64) {
+        let field = format!("{section}.{name}");
+        let text = |v: u64| format!("[{section}]\n{name} = {v}\n");
+        for v in [min, max] {
+            parse(&text(v), "t").unwrap_or_else(|e| panic!("{field} = {v}: {e}"));
+        }
+        let mut outside = vec![max + 1];
+        if min > 0 {
+            outside.push(min - 1);
+        }
+        for v in outside {
+            let e = refused(&text(v));
+            match e.kind() {
+                OutOfRange {
+                    field: f,
+                    value,
+                    min: lo,
+                    max: hi,
+                } => {
+                    assert_eq!((*f, *value, *lo, *hi), (field.as_str(), v, min, max));
+                }
+                other => panic!("{field} = {v}: {other:?}"),
+            }
+            assert_eq!(e.location(), Some(Location { line: 2, column: 1 }));
+        }
+    }
+
+    #[test]
+    fn empty_file_is_the_default_and_valid() {
+        let config = parse("", "t").unwrap();
+        assert_eq!(config, Config::default());
+        assert_eq!(Config::default().validate().unwrap(), ());
+    }
+
+    #[test]
+    fn example_parses_and_equals_the_defaults() {
+        assert_eq!(parse(EXAMPLE, "example").unwrap(), Config::default());
+    }
+
+    #[test]
+    fn default_is_the_gateway_default_but_busy_spin() {
+        let mut expected = GatewaySpec::default();
+        assert_eq!(expected.idle, IdleKind::Backoff);
+        expected.idle = IdleKind::BusySpin;
+        // GatewaySpec has no PartialEq; its Debug shows every field.
+        assert_eq!(
+            format!("{:?}", Config::default().to_spec()),
+            format!("{expected:?}")
+        );
+    }
+
+    #[test]
+    fn a_partial_section_keeps_the_other_defaults() {
+        let config = parse("[reactors]\ncount = 2\n", "t").unwrap();
+        let mut expected = Config::default();
+        expected.reactors.count = 2;
+        assert_eq!(config, expected);
+    }
+
+    #[test]
+    fn every_field_maps_onto_the_spec() {
+        let text = r#"
+            listen = "0.0.0.0:9000"
+            keys = "keys.toml"
+            [reactors]
+            count = 2
+            cores = [5, 3]
+            sessions = 100
+            idle = "backoff"
+            uring_entries = 2048
+            recv_buffers = 1024
+            recv_buffer_size = 8192
+            ring_capacity = 512
+            [engine]
+            placement = "own-thread"
+            core = 1
+            instruments = 7
+            orders_max = 1000
+            [session]
+            environment = "sandbox"
+            logon_timeout_ms = 250
+            logon_skew_ms = 2000
+            throttle_breach_run = 9
+            msgs_per_sec = 50
+            burst = 8
+            logon_failures_max = 3
+            logon_lockout_window_ms = 30000
+        "#;
+        let config = parse(text, "t").unwrap();
+        assert_eq!(config.keys, Some(PathBuf::from("keys.toml")));
+        let spec = config.to_spec();
+        assert_eq!(spec.listen, "0.0.0.0:9000".parse().unwrap());
+        assert_eq!(spec.reactors, 2);
+        assert_eq!(spec.reactor_cores, vec![5, 3]);
+        assert_eq!(spec.sessions_per_reactor, 100);
+        assert_eq!(spec.idle, IdleKind::Backoff);
+        assert_eq!(spec.uring_entries, 2048);
+        assert_eq!(spec.recv_buffers, 1024);
+        assert_eq!(spec.recv_buffer_size, 8192);
+        assert_eq!(spec.ring_capacity, 512);
+        assert_eq!(spec.engine, EnginePlacement::OwnThread { core: Some(1) });
+        assert_eq!(
+            spec.engine_config,
+            EngineConfig {
+                instruments: 7,
+                orders_max: 1000,
+                ..EngineConfig::default()
+            }
+        );
+        let s = &spec.session;
+        assert_eq!(s.environment, Environment::Sandbox);
+        assert_eq!(s.logon_timeout_ns, 250 * NS_PER_MS);
+        assert_eq!(s.logon_skew_ns, 2000 * NS_PER_MS);
+        assert_eq!(s.throttle_breach_run, 9);
+        assert_eq!(s.session_msgs_per_sec, 50);
+        assert_eq!(s.session_burst, 8);
+        assert_eq!(s.logon_failures_max, 3);
+        assert_eq!(s.logon_lockout_window_ns, 30_000 * NS_PER_MS);
+        // And back.
+        let mut back = Config::from_spec(&spec);
+        back.keys = config.keys.clone();
+        assert_eq!(back, config);
+    }
+
+    #[test]
+    fn own_thread_without_core_is_unpinned() {
+        let config = parse("[engine]\nplacement = \"own-thread\"\n", "t").unwrap();
+        assert_eq!(
+            config.to_spec().engine,
+            EnginePlacement::OwnThread { core: None }
+        );
+    }
+
+    #[test]
+    fn syntax_error_names_the_place() {
+        let e = refused("listen = \n");
+        assert!(matches!(e.kind(), Syntax { .. }), "{e:?}");
+        assert_eq!(e.location().map(|l| l.line), Some(1));
+        assert!(
+            e.to_string().starts_with("config file test.toml, line 1"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn unknown_fields_are_refused_with_their_dotted_name() {
+        for (text, field, line) in [
+            ("lisen = \"127.0.0.1:1\"\n", "lisen", 1),
+            ("[reactors]\ncount = 1\ncuont = 2\n", "reactors.cuont", 3),
+            ("[engine]\ncores = 2\n", "engine.cores", 2),
+            ("[session]\nburts = 5\n", "session.burts", 2),
+            ("[reactor]\ncount = 2\n", "reactor", 1),
+            ("reactors.cuont = 2\n", "reactors.cuont", 1),
+        ] {
+            let e = refused(text);
+            match e.kind() {
+                UnknownField { field: f, expected } => {
+                    assert_eq!(f, field, "{text:?}");
+                    assert!(expected.starts_with("expected"), "{expected}");
+                }
+                other => panic!("{text:?}: {other:?}"),
+            }
+            assert_eq!(e.location().map(|l| l.line), Some(line), "{text:?}");
+            let shown = e.to_string();
+            assert!(shown.contains("test.toml"), "{shown}");
+            assert!(shown.contains(&format!("`{field}`")), "{shown}");
+        }
+    }
+
+    #[test]
+    fn values_of_the_wrong_kind_are_refused_naming_the_field() {
+        for (text, field) in [
+            ("listen = \"localhost:9000\"\n", "listen"),
+            ("listen = 9000\n", "listen"),
+            ("keys = 3\n", "keys"),
+            ("[reactors]\ncount = \"two\"\n", "reactors.count"),
+            ("[reactors]\ncount = -1\n", "reactors.count"),
+            ("[reactors]\ncores = [1, \"x\"]\n", "reactors.cores"),
+            ("[reactors]\nidle = \"spin\"\n", "reactors.idle"),
+            (
+                "[reactors]\nrecv_buffers = 65536\n",
+                "reactors.recv_buffers",
+            ),
+            (
+                "[reactors]\nuring_entries = 4294967296\n",
+                "reactors.uring_entries",
+            ),
+            ("[engine]\nplacement = \"own\"\n", "engine.placement"),
+            ("[engine]\ncore = -2\n", "engine.core"),
+            (
+                "[session]\nenvironment = \"staging\"\n",
+                "session.environment",
+            ),
+            (
+                "[session]\nlogon_timeout_ms = 1.5\n",
+                "session.logon_timeout_ms",
+            ),
+            ("reactors = 3\n", "reactors"),
+        ] {
+            let e = refused(text);
+            match e.kind() {
+                Invalid { field: f, .. } => assert_eq!(f, field, "{text:?}"),
+                other => panic!("{text:?}: {other:?}"),
+            }
+            assert!(e.location().is_some(), "{text:?}");
+            assert!(e.to_string().contains(&format!("`{field}`")), "{e}");
+        }
+    }
+
+    #[test]
+    fn names_list_what_is_allowed() {
+        let shown = refused("[reactors]\nidle = \"spin\"\n").to_string();
+        assert!(
+            shown.contains("busy-spin") && shown.contains("backoff"),
+            "{shown}"
+        );
+        let shown = refused("[engine]\nplacement = \"own\"\n").to_string();
+        assert!(
+            shown.contains("own-thread") && shown.contains("shared"),
+            "{shown}"
+        );
+        let shown = refused("[session]\nenvironment = \"x\"\n").to_string();
+        assert!(
+            shown.contains("production") && shown.contains("sandbox"),
+            "{shown}"
+        );
+    }
+
+    #[test]
+    fn every_bound_is_checked() {
+        check_range("reactors", "count", 1, REACTORS_MAX as u64);
+        check_range("reactors", "sessions", 1, SESSIONS_PER_REACTOR_MAX as u64);
+        check_range("reactors", "uring_entries", 1, URING_ENTRIES_MAX.into());
+        check_range("reactors", "recv_buffers", 1, RECV_BUFFERS_MAX.into());
+        check_range(
+            "reactors",
+            "recv_buffer_size",
+            FRAME_SIZE_MAX as u64,
+            RECV_BUFFER_SIZE_MAX.into(),
+        );
+        check_range(
+            "reactors",
+            "ring_capacity",
+            RING_CAPACITY_MIN as u64,
+            RING_CAPACITY_MAX as u64,
+        );
+        check_range("engine", "instruments", 1, INSTRUMENTS_MAX.into());
+        check_range("engine", "orders_max", 1, ENGINE_ORDERS_MAX_BOUND as u64);
+        check_range("session", "logon_timeout_ms", 1, LOGON_TIMEOUT_MS_MAX);
+        check_range("session", "logon_skew_ms", 1, LOGON_SKEW_MS_MAX);
+        check_range(
+            "session",
+            "throttle_breach_run",
+            1,
+            THROTTLE_BREACH_RUN_MAX.into(),
+        );
+        check_range("session", "msgs_per_sec", 1, MSGS_PER_SEC_MAX.into());
+        check_range("session", "burst", 1, BURST_MAX.into());
+        check_range(
+            "session",
+            "logon_failures_max",
+            1,
+            LOGON_FAILURES_MAX_BOUND.into(),
+        );
+        check_range(
+            "session",
+            "logon_lockout_window_ms",
+            1,
+            LOGON_LOCKOUT_WINDOW_MS_MAX,
+        );
+    }
+
+    #[test]
+    fn count_zero_is_refused() {
+        let e = refused("[reactors]\ncount = 0\n");
+        assert!(
+            matches!(
+                e.kind(),
+                OutOfRange {
+                    field: "reactors.count",
+                    value: 0,
+                    min: 1,
+                    max: 64
+                }
+            ),
+            "{e:?}"
+        );
+        assert_eq!(
+            e.to_string(),
+            "config file test.toml, line 2, column 1: `reactors.count` is 0; it must be in 1..=64"
+        );
+    }
+
+    #[test]
+    fn ring_sizes_must_be_powers_of_two() {
+        for (name, value) in [
+            ("uring_entries", 1000u64),
+            ("recv_buffers", 500),
+            ("ring_capacity", 4095),
+            ("ring_capacity", 6),
+        ] {
+            let e = refused(&format!("[reactors]\n{name} = {value}\n"));
+            match e.kind() {
+                NotPowerOfTwo { field, value: v } => {
+                    assert_eq!((*field, *v), (format!("reactors.{name}").as_str(), value));
+                }
+                other => panic!("{name} = {value}: {other:?}"),
+            }
+        }
+        // recv_buffer_size need not be one.
+        parse("[reactors]\nrecv_buffer_size = 1500\n", "t").unwrap();
+    }
+
+    #[test]
+    fn cores_must_be_one_distinct_core_per_reactor() {
+        let e = refused("[reactors]\ncount = 2\ncores = [1]\n");
+        assert!(
+            matches!(e.kind(), CoresLength { cores: 1, count: 2 }),
+            "{e:?}"
+        );
+        assert_eq!(e.location().map(|l| l.line), Some(3));
+        let e = refused("[reactors]\ncount = 1\ncores = [1, 2]\n");
+        assert!(
+            matches!(e.kind(), CoresLength { cores: 2, count: 1 }),
+            "{e:?}"
+        );
+        let e = refused("[reactors]\ncount = 3\ncores = [4, 5, 4]\n");
+        assert!(
+            matches!(
+                e.kind(),
+                DuplicateCore {
+                    core: 4,
+                    first: 0,
+                    second: 2
+                }
+            ),
+            "{e:?}"
+        );
+        parse("[reactors]\ncount = 2\ncores = [7, 2]\n", "t").unwrap();
+        parse("[reactors]\ncount = 2\ncores = []\n", "t").unwrap();
+    }
+
+    #[test]
+    fn engine_core_needs_its_own_thread_and_its_own_core() {
+        let e = refused("[engine]\ncore = 2\n");
+        assert!(
+            matches!(e.kind(), EngineCoreWhenShared { core: 2 }),
+            "{e:?}"
+        );
+        let e = refused(
+            "[reactors]\ncount = 2\ncores = [0, 1]\n[engine]\nplacement = \"own-thread\"\ncore = 1\n",
+        );
+        assert!(
+            matches!(
+                e.kind(),
+                EngineCoreTaken {
+                    core: 1,
+                    reactor: 1
+                }
+            ),
+            "{e:?}"
+        );
+        assert_eq!(e.location().map(|l| l.line), Some(6));
+        parse(
+            "[reactors]\ncount = 2\ncores = [0, 1]\n[engine]\nplacement = \"own-thread\"\ncore = 2\n",
+            "t",
+        )
+        .unwrap();
+    }
+
+    #[test]
+    fn pinned_cores_must_be_available_to_the_process() {
+        let text = "[reactors]\ncount = 2\ncores = [0, 5]\n[engine]\nplacement = \"own-thread\"\ncore = 6\n";
+        let config = parse(text, "t").unwrap();
+        assert!(config.check_cores(Some(&[0, 5, 6])).is_ok());
+        match config.check_cores(Some(&[0, 1])) {
+            Err(CoreUnavailable {
+                field: "reactors.cores",
+                core: 5,
+                available,
+            }) => assert_eq!(available, vec![0, 1]),
+            other => panic!("{other:?}"),
+        }
+        match config.check_cores(Some(&[0, 5])) {
+            Err(CoreUnavailable {
+                field: "engine.core",
+                core: 6,
+                ..
+            }) => {}
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(
+            config.check_cores(None),
+            Err(CoresUnknown {
+                field: "reactors.cores"
+            })
+        ));
+        // Nothing pinned: nothing to check, whatever the host says.
+        assert!(Config::default().check_cores(None).is_ok());
+        let shown = ConfigError::new(
+            "g.toml",
+            None,
+            config.check_cores(Some(&[0, 1])).unwrap_err(),
+        )
+        .to_string();
+        assert!(
+            shown.contains("g.toml") && shown.contains("core 5"),
+            "{shown}"
+        );
+        assert!(shown.contains("0, 1"), "{shown}");
+    }
+
+    #[test]
+    fn this_host_lists_its_cores() {
+        let cores = available_cores().expect("Linux lists the affinity mask");
+        assert!(!cores.is_empty());
+        assert!(cores.windows(2).all(|w| w[0] < w[1]));
+    }
+
+    struct TempDir(PathBuf);
+
+    impl TempDir {
+        fn new(tag: &str) -> TempDir {
+            let path =
+                std::env::temp_dir().join(format!("ordergate-config-{}-{tag}", std::process::id()));
+            let _ = std::fs::remove_dir_all(&path);
+            std::fs::create_dir_all(&path).unwrap();
+            TempDir(path)
+        }
+    }
+
+    impl Drop for TempDir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+
+    #[test]
+    fn load_resolves_keys_against_the_config_directory() {
+        let dir = TempDir::new("keys");
+        let path = dir.0.join("gw.toml");
+        std::fs::write(&path, "keys = \"secrets/keys.toml\"\n").unwrap();
+        assert_eq!(
+            load(&path).unwrap().keys,
+            Some(dir.0.join("secrets/keys.toml"))
+        );
+        std::fs::write(&path, "keys = \"/etc/ordergate/keys.toml\"\n").unwrap();
+        assert_eq!(
+            load(&path).unwrap().keys,
+            Some(PathBuf::from("/etc/ordergate/keys.toml"))
+        );
+    }
+
+    #[test]
+    fn load_refuses_what_is_not_a_config_file() {
+        let dir = TempDir::new("files");
+        let e = load(&dir.0.join("missing.toml")).unwrap_err();
+        assert!(matches!(e.kind(), Io { action: "open", .. }), "{e:?}");
+        assert!(e.to_string().contains("missing.toml"), "{e}");
+
+        let big = dir.0.join("big.toml");
+        std::fs::write(&big, vec![b'#'; CONFIG_FILE_SIZE_MAX as usize + 1]).unwrap();
+        let e = load(&big).unwrap_err();
+        assert!(matches!(e.kind(), TooLarge { .. }), "{e:?}");
+
+        let binary = dir.0.join("binary.toml");
+        std::fs::write(&binary, b"listen = \"\xff\"\n").unwrap();
+        let e = load(&binary).unwrap_err();
+        assert!(matches!(e.kind(), NotUtf8 { offset: 10 }), "{e:?}");
+
+        let e = load(&dir.0).unwrap_err();
+        assert!(matches!(e.kind(), Io { action: "read", .. }), "{e:?}");
+    }
+
+    /// Every field the example sets, and the two it can only show in a
+    /// comment, has a row in docs/CONFIG.md (so in these module docs too).
+    #[test]
+    fn the_reference_documents_every_field() {
+        let example: toml::Table = toml::from_str(EXAMPLE).unwrap();
+        let mut fields = vec!["keys".to_owned(), "engine.core".to_owned()];
+        for (key, value) in &example {
+            match value {
+                toml::Value::Table(section) => {
+                    fields.extend(section.keys().map(|k| format!("{key}.{k}")))
+                }
+                _ => fields.push(key.clone()),
+            }
+        }
+        assert_eq!(fields.len(), 22);
+        for field in fields {
+            assert!(
+                REFERENCE.contains(&format!("| `{field}` |")),
+                "docs/CONFIG.md has no row for `{field}`"
+            );
+        }
+    }
+}

@@ -1,0 +1,413 @@
+//! [`Journal`]: open (create, or reopen and recover), append, flush.
+
+use std::fmt;
+use std::io;
+use std::path::Path;
+use std::sync::atomic::{Ordering, fence};
+
+use super::RECOVERY_WINDOW_RECORDS;
+use super::event::{AuditEvent, OpenKind};
+use super::format::{
+    CAPACITY_RECORDS_MAX, HEADER_INDEX, HEADER_SIZE, Hash, Header, RECORD_COMMIT_OFFSET,
+    RECORD_SIZE, encode_record, record_offset,
+};
+use super::scan::Scanner;
+use super::storage::{MmapStorage, Storage};
+
+/// Why the journal cannot take a record, or cannot be opened.
+#[derive(Debug)]
+pub enum JournalError {
+    /// Every slot is used. The journal fails closed: the gateway must stop
+    /// admitting logons until an operator rotates the file.
+    Full { capacity: u64 },
+    /// The storage failed. The record being appended, if any, may be torn;
+    /// the journal takes no more appends (`Broken`).
+    Io(io::Error),
+    /// An earlier write failed; nothing more is appended.
+    Broken,
+    /// The file is held by another process (exclusive `flock`).
+    Locked,
+    /// The file is not a journal this build can continue: bad header, a
+    /// record that does not belong in the chain, or residue beyond what a
+    /// crash can leave. Nothing was changed. `index` is the first bad record
+    /// ([`HEADER_INDEX`] for the header).
+    Corrupt { index: u64, problem: String },
+    /// A capacity of 0 or above `CAPACITY_RECORDS_MAX`, or a storage whose
+    /// length does not fit the capacity.
+    BadCapacity { capacity: u64 },
+}
+
+impl fmt::Display for JournalError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            JournalError::Full { capacity } => write!(f, "audit journal full ({capacity} records)"),
+            JournalError::Io(e) => write!(f, "audit journal I/O error: {e}"),
+            JournalError::Broken => write!(f, "audit journal stopped after an earlier write error"),
+            JournalError::Locked => write!(f, "audit journal is in use by another process"),
+            JournalError::Corrupt { index, problem } if *index == HEADER_INDEX => {
+                write!(f, "audit journal header: {problem}")
+            }
+            JournalError::Corrupt { index, problem } => {
+                write!(f, "audit journal record {index}: {problem}")
+            }
+            JournalError::BadCapacity { capacity } => write!(
+                f,
+                "audit journal capacity {capacity} records does not fit (1..={CAPACITY_RECORDS_MAX})"
+            ),
+        }
+    }
+}
+
+impl std::error::Error for JournalError {}
+
+impl From<io::Error> for JournalError {
+    fn from(e: io::Error) -> JournalError {
+        if e.kind() == io::ErrorKind::WouldBlock {
+            JournalError::Locked
+        } else {
+            JournalError::Io(e)
+        }
+    }
+}
+
+/// The append end of one journal file. Owned by the journal thread; see the
+/// [module docs](super) for the format and the durability policy.
+pub struct Journal {
+    storage: Box<dyn Storage>,
+    header: Header,
+    /// Committed, chained records: `[0, records)`. The next append is slot
+    /// `records`.
+    records: u64,
+    /// Hash of record `records - 1`, or of the header when `records == 0`.
+    last_hash: Hash,
+    /// Records covered by a completed flush: `flushed <= records`.
+    flushed: u64,
+    opened: OpenKind,
+    /// Residue slots zeroed by `open`.
+    discarded: u64,
+    /// Set when a write failed; `append` refuses from then on.
+    broken: bool,
+}
+
+impl Journal {
+    /// Opens the journal at `path`, creating it with `capacity_records`
+    /// slots (preallocated) if it does not exist. An existing file keeps its
+    /// own capacity; `capacity_records` is then ignored.
+    ///
+    /// On reopen the whole chain is checked. Residue a crash can leave (a
+    /// torn record, records written after one that was lost, all within
+    /// [`RECOVERY_WINDOW_RECORDS`] of the end) is zeroed and flushed, and
+    /// the journal continues after the last good record; anything else is
+    /// [`JournalError::Corrupt`] and the file is left untouched.
+    pub fn open(path: &Path, capacity_records: u64) -> Result<Journal, JournalError> {
+        let create = !path.exists();
+        if create {
+            check_capacity(capacity_records)?;
+            let header = Header {
+                capacity: capacity_records,
+                created_ns: wall_ns(),
+                file_id: random_id(),
+            };
+            let (bytes, _) = header.encode();
+            MmapStorage::create(path, header.file_len(), &bytes)?;
+        }
+        let storage = MmapStorage::open(path)?;
+        let mut journal = Journal::open_in(Box::new(storage), capacity_records, wall_ns())?;
+        if create {
+            journal.opened = OpenKind::Created;
+        }
+        Ok(journal)
+    }
+
+    /// [`Journal::open`] on any storage. If its first `HEADER_SIZE` bytes
+    /// are all zero it is formatted: a header for `capacity_records` slots
+    /// (the storage must be exactly that long), created at `now_ns`.
+    pub fn open_in(
+        mut storage: Box<dyn Storage>,
+        capacity_records: u64,
+        now_ns: u64,
+    ) -> Result<Journal, JournalError> {
+        let len = storage.len();
+        if len < HEADER_SIZE as u64 {
+            return Err(JournalError::Corrupt {
+                index: HEADER_INDEX,
+                problem: format!("{len} bytes is shorter than the header"),
+            });
+        }
+        let mut bytes = [0u8; HEADER_SIZE];
+        storage.read_at(0, &mut bytes)?;
+        let mut opened = OpenKind::Reopened;
+        if bytes.iter().all(|&b| b == 0) {
+            check_capacity(capacity_records)?;
+            let header = Header {
+                capacity: capacity_records,
+                created_ns: now_ns,
+                file_id: random_id(),
+            };
+            if header.file_len() != len {
+                return Err(JournalError::BadCapacity {
+                    capacity: capacity_records,
+                });
+            }
+            bytes = header.encode().0;
+            storage.write_at(0, &bytes)?;
+            storage.flush(0, HEADER_SIZE as u64)?;
+            opened = OpenKind::Created;
+        }
+        let (header, header_hash) =
+            Header::decode(&bytes).map_err(|problem| JournalError::Corrupt {
+                index: HEADER_INDEX,
+                problem,
+            })?;
+        if len != header.file_len() {
+            return Err(JournalError::Corrupt {
+                index: HEADER_INDEX,
+                problem: format!(
+                    "file is {len} bytes, header says {} ({} records)",
+                    header.file_len(),
+                    header.capacity
+                ),
+            });
+        }
+
+        let mut scan = Scanner::new(header_hash);
+        let mut slot = [0u8; RECORD_SIZE];
+        for index in 0..header.capacity {
+            storage.read_at(record_offset(index), &mut slot)?;
+            if !scan.slot(index, &slot) {
+                break;
+            }
+        }
+        if let Some((index, problem)) = scan.misplaced {
+            return Err(JournalError::Corrupt { index, problem });
+        }
+        let mut discarded = 0;
+        if let Some(residue) = scan.residue {
+            // A crash leaves residue only in slots written since the last
+            // flush, and the writer never has more than
+            // RECOVERY_WINDOW_RECORDS of those.
+            if residue.last - scan.records >= RECOVERY_WINDOW_RECORDS {
+                return Err(JournalError::Corrupt {
+                    index: scan.records,
+                    problem: format!(
+                        "{} non-empty slots after the {} good records, up to slot {}: more than a \
+                         crash can leave ({RECOVERY_WINDOW_RECORDS} unflushed records); edited?",
+                        residue.count, scan.records, residue.last
+                    ),
+                });
+            }
+            let zero = [0u8; RECORD_SIZE];
+            for index in residue.first..=residue.last {
+                storage.write_at(record_offset(index), &zero)?;
+            }
+            let from = record_offset(residue.first);
+            storage.flush(from, record_offset(residue.last + 1) - from)?;
+            discarded = residue.count;
+            opened = OpenKind::Recovered;
+        }
+        Ok(Journal {
+            storage,
+            header,
+            records: scan.records,
+            last_hash: scan.last_hash,
+            flushed: scan.records,
+            opened,
+            discarded,
+            broken: false,
+        })
+    }
+
+    /// Appends `event` as record [`records()`](Self::records) and returns
+    /// its index. Visible to readers at once; durable after the next
+    /// [`flush`](Self::flush).
+    ///
+    /// Store order: the record's bytes `[0, RECORD_COMMIT_OFFSET)` first,
+    /// then a Release fence, then the commit field. A reader or write-back
+    /// that sees the commit sees the bytes before it; if write-back still
+    /// tears the record, the commit (a hash of those bytes) does not match
+    /// and the slot reads as not written.
+    pub fn append(&mut self, event: &AuditEvent) -> Result<u64, JournalError> {
+        if self.broken {
+            return Err(JournalError::Broken);
+        }
+        if self.records == self.header.capacity {
+            return Err(JournalError::Full {
+                capacity: self.header.capacity,
+            });
+        }
+        let index = self.records;
+        let (bytes, hash) = encode_record(index, &self.last_hash, event);
+        let offset = record_offset(index);
+        let written = self
+            .storage
+            .write_at(offset, &bytes[..RECORD_COMMIT_OFFSET])
+            .and_then(|()| {
+                fence(Ordering::Release);
+                self.storage.write_at(
+                    offset + RECORD_COMMIT_OFFSET as u64,
+                    &bytes[RECORD_COMMIT_OFFSET..],
+                )
+            });
+        if let Err(e) = written {
+            self.broken = true;
+            return Err(JournalError::Io(e));
+        }
+        self.records = index + 1;
+        self.last_hash = hash;
+        Ok(index)
+    }
+
+    /// Makes every appended record durable (`msync(MS_SYNC)` of the
+    /// unflushed records' range on a file). Blocks for the disk; only the
+    /// journal thread calls it.
+    pub fn flush(&mut self) -> Result<(), JournalError> {
+        if self.flushed == self.records {
+            return Ok(());
+        }
+        let from = record_offset(self.flushed);
+        let len = record_offset(self.records) - from;
+        if let Err(e) = self.storage.flush(from, len) {
+            self.broken = true;
+            return Err(JournalError::Io(e));
+        }
+        self.flushed = self.records;
+        Ok(())
+    }
+
+    /// Committed records: the index the next append gets.
+    pub fn records(&self) -> u64 {
+        self.records
+    }
+
+    /// Records covered by a completed flush.
+    pub fn flushed_records(&self) -> u64 {
+        self.flushed
+    }
+
+    /// Appended since the last flush.
+    pub fn unflushed_records(&self) -> u64 {
+        self.records - self.flushed
+    }
+
+    pub fn capacity(&self) -> u64 {
+        self.header.capacity
+    }
+
+    /// Hash of the last record (of the header if there is none): the anchor
+    /// an operator records elsewhere.
+    pub fn last_hash(&self) -> Hash {
+        self.last_hash
+    }
+
+    pub fn file_id(&self) -> [u8; 16] {
+        self.header.file_id
+    }
+
+    pub fn created_ns(&self) -> u64 {
+        self.header.created_ns
+    }
+
+    /// How `open` found the file, and how many residue slots it zeroed.
+    pub fn opened(&self) -> (OpenKind, u64) {
+        (self.opened, self.discarded)
+    }
+
+    /// The [`JournalOpened`](super::AuditKind::JournalOpened) record that
+    /// says how this journal was opened; the writer thread appends it first.
+    pub fn opened_event(&self, time_ns: u64) -> AuditEvent {
+        let discarded = u32::try_from(self.discarded).unwrap_or(u32::MAX);
+        AuditEvent::journal_opened(time_ns, self.opened, discarded)
+    }
+}
+
+fn check_capacity(capacity: u64) -> Result<(), JournalError> {
+    if capacity == 0 || capacity > CAPACITY_RECORDS_MAX {
+        return Err(JournalError::BadCapacity { capacity });
+    }
+    Ok(())
+}
+
+/// Nanoseconds since the Unix epoch.
+pub fn wall_ns() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64)
+}
+
+/// 16 random bytes from the kernel (getrandom); if that fails, a hash of
+/// the time, pid and a stack address: a file id needs to be unique, not
+/// secret.
+fn random_id() -> [u8; 16] {
+    let mut id = [0u8; 16];
+    // SAFETY: `id` is a valid, writable buffer of `id.len()` bytes for the
+    // duration of the call.
+    let got = unsafe { libc::getrandom(id.as_mut_ptr().cast(), id.len(), 0) };
+    if got == id.len() as isize {
+        return id;
+    }
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    h.update(wall_ns().to_le_bytes());
+    h.update(std::process::id().to_le_bytes());
+    h.update((&id as *const _ as usize).to_le_bytes());
+    let digest: [u8; 32] = h.finalize().into();
+    id.copy_from_slice(&digest[..16]);
+    id
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::journal::storage::MemStorage;
+
+    fn mem(capacity: u64) -> MemStorage {
+        MemStorage::new(HEADER_SIZE as u64 + capacity * RECORD_SIZE as u64)
+    }
+
+    #[test]
+    fn formats_a_zeroed_storage_and_appends_in_order() {
+        let s = mem(4);
+        let mut j = Journal::open_in(Box::new(s.clone()), 4, 1).unwrap();
+        assert_eq!(j.opened(), (OpenKind::Created, 0));
+        let h0 = j.last_hash();
+        for i in 0..4 {
+            assert_eq!(j.append(&AuditEvent::reload(i, 1)).unwrap(), i);
+        }
+        assert_ne!(j.last_hash(), h0);
+        assert!(matches!(
+            j.append(&AuditEvent::reload(9, 1)),
+            Err(JournalError::Full { capacity: 4 })
+        ));
+        assert_eq!(j.unflushed_records(), 4);
+        j.flush().unwrap();
+        assert_eq!(s.pending_writes(), 0);
+    }
+
+    #[test]
+    fn refuses_a_storage_that_does_not_fit_the_capacity() {
+        assert!(matches!(
+            Journal::open_in(Box::new(mem(4)), 5, 1),
+            Err(JournalError::BadCapacity { capacity: 5 })
+        ));
+        assert!(matches!(
+            Journal::open_in(Box::new(mem(0)), 0, 1),
+            Err(JournalError::BadCapacity { capacity: 0 })
+        ));
+    }
+
+    #[test]
+    fn a_write_error_breaks_the_journal() {
+        let s = mem(4);
+        let mut j = Journal::open_in(Box::new(s.clone()), 4, 1).unwrap();
+        s.set_failing(true, false);
+        assert!(matches!(
+            j.append(&AuditEvent::reload(1, 1)),
+            Err(JournalError::Io(_))
+        ));
+        s.set_failing(false, false);
+        assert!(matches!(
+            j.append(&AuditEvent::reload(1, 1)),
+            Err(JournalError::Broken)
+        ));
+    }
+}

@@ -1,0 +1,388 @@
+//! The on-disk layout: header and record offsets (chained from each other),
+//! encoding, decoding and hashing. Pure: no I/O. The diagrams are in the
+//! [module docs](super) and `docs/JOURNAL.md`.
+
+use sha2::{Digest, Sha256};
+
+use super::event::{AuditEvent, AuditKind};
+
+/// First bytes of every journal file.
+pub const MAGIC: [u8; 8] = *b"OGAUDIT1";
+/// Format version; bumped on any layout change.
+pub const VERSION: u32 = 1;
+
+// Header ------------------------------------------------------------------
+
+pub const HEADER_MAGIC_OFFSET: usize = 0;
+pub const HEADER_VERSION_OFFSET: usize = HEADER_MAGIC_OFFSET + 8;
+pub const HEADER_RECORD_SIZE_OFFSET: usize = HEADER_VERSION_OFFSET + 4;
+pub const HEADER_CAPACITY_OFFSET: usize = HEADER_RECORD_SIZE_OFFSET + 4;
+pub const HEADER_CREATED_NS_OFFSET: usize = HEADER_CAPACITY_OFFSET + 8;
+pub const HEADER_FILE_ID_OFFSET: usize = HEADER_CREATED_NS_OFFSET + 8;
+pub const HEADER_RESERVED_OFFSET: usize = HEADER_FILE_ID_OFFSET + 16;
+pub const HEADER_HASH_OFFSET: usize = HEADER_RESERVED_OFFSET + 48;
+pub const HEADER_SIZE: usize = HEADER_HASH_OFFSET + 32;
+
+// Record ------------------------------------------------------------------
+
+pub const RECORD_INDEX_OFFSET: usize = 0;
+pub const RECORD_TIME_OFFSET: usize = RECORD_INDEX_OFFSET + 8;
+pub const RECORD_KEY_ID_OFFSET: usize = RECORD_TIME_OFFSET + 8;
+pub const RECORD_SESSION_OFFSET: usize = RECORD_KEY_ID_OFFSET + 8;
+pub const RECORD_ADDR_OFFSET: usize = RECORD_SESSION_OFFSET + 8;
+pub const RECORD_DETAIL_OFFSET: usize = RECORD_ADDR_OFFSET + 16;
+pub const RECORD_REASON_OFFSET: usize = RECORD_DETAIL_OFFSET + 4;
+pub const RECORD_REACTOR_OFFSET: usize = RECORD_REASON_OFFSET + 2;
+pub const RECORD_KIND_OFFSET: usize = RECORD_REACTOR_OFFSET + 2;
+pub const RECORD_RESERVED_A_OFFSET: usize = RECORD_KIND_OFFSET + 1;
+pub const RECORD_PREV_HASH_OFFSET: usize = RECORD_RESERVED_A_OFFSET + 7;
+pub const RECORD_RESERVED_B_OFFSET: usize = RECORD_PREV_HASH_OFFSET + 32;
+/// The commit field: written last, after everything before it.
+pub const RECORD_COMMIT_OFFSET: usize = RECORD_RESERVED_B_OFFSET + 24;
+pub const RECORD_SIZE: usize = RECORD_COMMIT_OFFSET + 8;
+
+const _: () = assert!(HEADER_SIZE == 128);
+const _: () = assert!(RECORD_SIZE == 128);
+// Records are 128-aligned in the file and 4096 is a multiple of 128, so no
+// record straddles a page (the unit of mmap write-back) or a 512-byte sector.
+const _: () = assert!(HEADER_SIZE % RECORD_SIZE == 0);
+const _: () = assert!(4096 % RECORD_SIZE == 0);
+const _: () = assert!(RECORD_PREV_HASH_OFFSET % 8 == 0);
+
+/// `index` of [`super::VerifyError`] and [`super::JournalError::Corrupt`]
+/// when the header, not a record, is at fault.
+pub const HEADER_INDEX: u64 = u64::MAX;
+
+/// A SHA-256 digest.
+pub type Hash = [u8; 32];
+
+#[inline]
+fn sha256(bytes: &[u8]) -> Hash {
+    Sha256::digest(bytes).into()
+}
+
+#[inline]
+fn u32_at(b: &[u8], at: usize) -> u32 {
+    u32::from_le_bytes(b[at..at + 4].try_into().expect("4 bytes"))
+}
+
+#[inline]
+fn u64_at(b: &[u8], at: usize) -> u64 {
+    u64::from_le_bytes(b[at..at + 8].try_into().expect("8 bytes"))
+}
+
+#[inline]
+fn u16_at(b: &[u8], at: usize) -> u16 {
+    u16::from_le_bytes(b[at..at + 2].try_into().expect("2 bytes"))
+}
+
+/// The decoded header.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Header {
+    /// Record slots in the file; the file is exactly
+    /// `HEADER_SIZE + capacity * RECORD_SIZE` bytes.
+    pub capacity: u64,
+    pub created_ns: u64,
+    /// Random, so records copied from another journal break the chain even
+    /// if everything else in the two headers is equal.
+    pub file_id: [u8; 16],
+}
+
+impl Header {
+    /// File length the header promises.
+    pub const fn file_len(&self) -> u64 {
+        HEADER_SIZE as u64 + self.capacity * RECORD_SIZE as u64
+    }
+
+    /// The header's bytes and its hash (the `prev_hash` of record 0).
+    pub fn encode(&self) -> ([u8; HEADER_SIZE], Hash) {
+        let mut b = [0u8; HEADER_SIZE];
+        b[HEADER_MAGIC_OFFSET..HEADER_VERSION_OFFSET].copy_from_slice(&MAGIC);
+        b[HEADER_VERSION_OFFSET..HEADER_RECORD_SIZE_OFFSET].copy_from_slice(&VERSION.to_le_bytes());
+        b[HEADER_RECORD_SIZE_OFFSET..HEADER_CAPACITY_OFFSET]
+            .copy_from_slice(&(RECORD_SIZE as u32).to_le_bytes());
+        b[HEADER_CAPACITY_OFFSET..HEADER_CREATED_NS_OFFSET]
+            .copy_from_slice(&self.capacity.to_le_bytes());
+        b[HEADER_CREATED_NS_OFFSET..HEADER_FILE_ID_OFFSET]
+            .copy_from_slice(&self.created_ns.to_le_bytes());
+        b[HEADER_FILE_ID_OFFSET..HEADER_RESERVED_OFFSET].copy_from_slice(&self.file_id);
+        let hash = sha256(&b[..HEADER_HASH_OFFSET]);
+        b[HEADER_HASH_OFFSET..HEADER_SIZE].copy_from_slice(&hash);
+        (b, hash)
+    }
+
+    /// Checks magic, version, record size, reserved bytes and the header
+    /// hash; returns the header and its hash.
+    pub fn decode(b: &[u8; HEADER_SIZE]) -> Result<(Header, Hash), String> {
+        if b[HEADER_MAGIC_OFFSET..HEADER_VERSION_OFFSET] != MAGIC {
+            return Err("not an ordergate audit journal (bad magic)".into());
+        }
+        let version = u32_at(b, HEADER_VERSION_OFFSET);
+        if version != VERSION {
+            return Err(format!(
+                "unsupported version {version} (this build reads {VERSION})"
+            ));
+        }
+        let record_size = u32_at(b, HEADER_RECORD_SIZE_OFFSET);
+        if record_size as usize != RECORD_SIZE {
+            return Err(format!("record size {record_size}, expected {RECORD_SIZE}"));
+        }
+        let hash = sha256(&b[..HEADER_HASH_OFFSET]);
+        if b[HEADER_HASH_OFFSET..HEADER_SIZE] != hash {
+            return Err("header hash does not match the header (header edited)".into());
+        }
+        if b[HEADER_RESERVED_OFFSET..HEADER_HASH_OFFSET]
+            .iter()
+            .any(|&x| x != 0)
+        {
+            return Err("reserved header bytes are not zero".into());
+        }
+        let header = Header {
+            capacity: u64_at(b, HEADER_CAPACITY_OFFSET),
+            created_ns: u64_at(b, HEADER_CREATED_NS_OFFSET),
+            file_id: b[HEADER_FILE_ID_OFFSET..HEADER_RESERVED_OFFSET]
+                .try_into()
+                .expect("16 bytes"),
+        };
+        if header.capacity == 0 || header.capacity > CAPACITY_RECORDS_MAX {
+            return Err(format!(
+                "capacity {} records is outside 1..={CAPACITY_RECORDS_MAX}",
+                header.capacity
+            ));
+        }
+        Ok((header, hash))
+    }
+}
+
+/// Largest capacity a header may declare: 2^32 records is 512 GiB, beyond
+/// any sane audit file, and keeps `file_len` far from overflow.
+pub const CAPACITY_RECORDS_MAX: u64 = 1 << 32;
+
+/// Byte offset of record slot `index`.
+#[inline]
+pub const fn record_offset(index: u64) -> u64 {
+    HEADER_SIZE as u64 + index * RECORD_SIZE as u64
+}
+
+/// Record `index` of `event`, chained to `prev_hash`: its bytes and its
+/// hash. The hash covers bytes `[0, RECORD_COMMIT_OFFSET)`; the commit
+/// field is the hash's first 8 bytes, so all 128 bytes are bound by it.
+pub fn encode_record(index: u64, prev_hash: &Hash, e: &AuditEvent) -> ([u8; RECORD_SIZE], Hash) {
+    let mut b = [0u8; RECORD_SIZE];
+    b[RECORD_INDEX_OFFSET..RECORD_TIME_OFFSET].copy_from_slice(&index.to_le_bytes());
+    b[RECORD_TIME_OFFSET..RECORD_KEY_ID_OFFSET].copy_from_slice(&e.time_ns.to_le_bytes());
+    b[RECORD_KEY_ID_OFFSET..RECORD_SESSION_OFFSET].copy_from_slice(&e.key_id.to_le_bytes());
+    b[RECORD_SESSION_OFFSET..RECORD_ADDR_OFFSET].copy_from_slice(&e.session.to_le_bytes());
+    b[RECORD_ADDR_OFFSET..RECORD_DETAIL_OFFSET].copy_from_slice(&e.addr);
+    b[RECORD_DETAIL_OFFSET..RECORD_REASON_OFFSET].copy_from_slice(&e.detail.to_le_bytes());
+    b[RECORD_REASON_OFFSET..RECORD_REACTOR_OFFSET].copy_from_slice(&e.reason.to_le_bytes());
+    b[RECORD_REACTOR_OFFSET..RECORD_KIND_OFFSET].copy_from_slice(&e.reactor.to_le_bytes());
+    b[RECORD_KIND_OFFSET] = e.kind.code();
+    b[RECORD_PREV_HASH_OFFSET..RECORD_RESERVED_B_OFFSET].copy_from_slice(prev_hash);
+    let hash = sha256(&b[..RECORD_COMMIT_OFFSET]);
+    b[RECORD_COMMIT_OFFSET..RECORD_SIZE].copy_from_slice(&hash[..8]);
+    (b, hash)
+}
+
+/// What a record slot holds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Slot {
+    /// All zero: never written (the file is preallocated with zeros).
+    Empty,
+    /// Not all zero, but the commit field does not match the hash of the
+    /// rest: torn by a crash, or edited.
+    Uncommitted,
+    /// The commit field matches: the record is whole as written (or was
+    /// rewritten by someone who recomputed the commit; the chain checks
+    /// that).
+    Committed(Record),
+}
+
+/// A committed record, decoded. Its fields are not yet checked against the
+/// chain: see [`Record::check`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Record {
+    pub index: u64,
+    pub prev_hash: Hash,
+    /// SHA-256 of bytes `[0, RECORD_COMMIT_OFFSET)`: the next record's
+    /// `prev_hash`.
+    pub hash: Hash,
+    pub time_ns: u64,
+    pub key_id: u64,
+    pub session: u64,
+    pub addr: [u8; 16],
+    pub detail: u32,
+    pub reason: u16,
+    pub reactor: u16,
+    /// Raw: may be undefined in an edited record; [`Record::check`] refuses.
+    pub kind_code: u8,
+    reserved_zero: bool,
+}
+
+impl Record {
+    /// The event, if the kind byte is defined.
+    pub fn event(&self) -> Option<AuditEvent> {
+        Some(AuditEvent {
+            time_ns: self.time_ns,
+            key_id: self.key_id,
+            session: self.session,
+            addr: self.addr,
+            detail: self.detail,
+            reason: self.reason,
+            reactor: self.reactor,
+            kind: AuditKind::from_code(self.kind_code)?,
+        })
+    }
+
+    /// Checks that this record is the one that belongs in slot `index`
+    /// after a record (or header) whose hash is `prev_hash`.
+    pub fn check(&self, index: u64, prev_hash: &Hash) -> Result<(), String> {
+        if self.index != index {
+            return Err(format!(
+                "index field says {}: a record was deleted, inserted or moved here",
+                self.index
+            ));
+        }
+        if self.prev_hash != *prev_hash {
+            return Err(if index == 0 {
+                "prev_hash is not the header's hash: the record belongs to another \
+                 journal, or the header was rewritten"
+                    .to_string()
+            } else {
+                format!(
+                    "prev_hash is not the hash of record {}: it or this record was rewritten \
+                     with a recomputed commit",
+                    index - 1
+                )
+            });
+        }
+        if AuditKind::from_code(self.kind_code).is_none() {
+            return Err(format!("undefined kind {}", self.kind_code));
+        }
+        if !self.reserved_zero {
+            return Err("reserved record bytes are not zero".into());
+        }
+        Ok(())
+    }
+}
+
+/// Classifies and decodes one record slot.
+pub fn decode_slot(b: &[u8; RECORD_SIZE]) -> Slot {
+    if b.iter().all(|&x| x == 0) {
+        return Slot::Empty;
+    }
+    let hash = sha256(&b[..RECORD_COMMIT_OFFSET]);
+    if b[RECORD_COMMIT_OFFSET..RECORD_SIZE] != hash[..8] {
+        return Slot::Uncommitted;
+    }
+    Slot::Committed(Record {
+        index: u64_at(b, RECORD_INDEX_OFFSET),
+        prev_hash: b[RECORD_PREV_HASH_OFFSET..RECORD_RESERVED_B_OFFSET]
+            .try_into()
+            .expect("32 bytes"),
+        hash,
+        time_ns: u64_at(b, RECORD_TIME_OFFSET),
+        key_id: u64_at(b, RECORD_KEY_ID_OFFSET),
+        session: u64_at(b, RECORD_SESSION_OFFSET),
+        addr: b[RECORD_ADDR_OFFSET..RECORD_DETAIL_OFFSET]
+            .try_into()
+            .expect("16 bytes"),
+        detail: u32_at(b, RECORD_DETAIL_OFFSET),
+        reason: u16_at(b, RECORD_REASON_OFFSET),
+        reactor: u16_at(b, RECORD_REACTOR_OFFSET),
+        kind_code: b[RECORD_KIND_OFFSET],
+        reserved_zero: b[RECORD_RESERVED_A_OFFSET..RECORD_PREV_HASH_OFFSET]
+            .iter()
+            .chain(&b[RECORD_RESERVED_B_OFFSET..RECORD_COMMIT_OFFSET])
+            .all(|&x| x == 0),
+    })
+}
+
+/// Lower-case hex of `bytes`.
+pub fn hex(bytes: &[u8]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut s = String::with_capacity(bytes.len() * 2);
+    for &b in bytes {
+        s.push(DIGITS[(b >> 4) as usize] as char);
+        s.push(DIGITS[(b & 0xf) as usize] as char);
+    }
+    s
+}
+
+/// Parses 64 hex digits (either case) into a hash.
+pub fn parse_hash(s: &str) -> Option<Hash> {
+    let s = s.trim();
+    if s.len() != 64 || !s.is_ascii() {
+        return None;
+    }
+    let mut out = [0u8; 32];
+    for (i, pair) in s.as_bytes().chunks(2).enumerate() {
+        let pair = std::str::from_utf8(pair).ok()?;
+        out[i] = u8::from_str_radix(pair, 16).ok()?;
+    }
+    Some(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::SessionId;
+    use crate::journal::event::from_ip;
+
+    fn header() -> Header {
+        Header {
+            capacity: 16,
+            created_ns: 7,
+            file_id: [9; 16],
+        }
+    }
+
+    #[test]
+    fn header_round_trips_and_refuses_any_edit() {
+        let (bytes, hash) = header().encode();
+        assert_eq!(&bytes[..8], b"OGAUDIT1");
+        assert_eq!(Header::decode(&bytes), Ok((header(), hash)));
+        for at in 0..HEADER_SIZE {
+            let mut edited = bytes;
+            edited[at] ^= 1;
+            assert!(
+                Header::decode(&edited).is_err(),
+                "edit at {at} went unnoticed"
+            );
+        }
+    }
+
+    #[test]
+    fn record_round_trips_and_any_edit_uncommits_it() {
+        let e = AuditEvent::logon_accepted(
+            123,
+            SessionId::new(1, 2, 3),
+            1001,
+            from_ip("10.0.0.1".parse().unwrap()),
+        );
+        let prev = [5u8; 32];
+        let (bytes, hash) = encode_record(4, &prev, &e);
+        let Slot::Committed(r) = decode_slot(&bytes) else {
+            panic!("not committed")
+        };
+        assert_eq!(r.hash, hash);
+        assert_eq!(r.event(), Some(e));
+        assert_eq!(r.check(4, &prev), Ok(()));
+        assert!(r.check(5, &prev).is_err());
+        assert!(r.check(4, &[6u8; 32]).is_err());
+        for at in 0..RECORD_SIZE {
+            let mut edited = bytes;
+            edited[at] ^= 0x80;
+            assert_eq!(decode_slot(&edited), Slot::Uncommitted, "edit at {at}");
+        }
+        assert_eq!(decode_slot(&[0; RECORD_SIZE]), Slot::Empty);
+    }
+
+    #[test]
+    fn hex_round_trips() {
+        let h = [0xa5u8; 32];
+        assert_eq!(parse_hash(&hex(&h)), Some(h));
+        assert_eq!(parse_hash(&hex(&h).to_uppercase()), Some(h));
+        assert_eq!(parse_hash("zz"), None);
+    }
+}

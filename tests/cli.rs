@@ -1,0 +1,232 @@
+//! The `ordergate` binary: its help, and every refusal `serve` makes before
+//! it would start a gateway. No test here starts one (each case fails
+//! before `Gateway::start`), so they hold whatever the reactor does.
+
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+const SECRET: &str = "5eC7e75eC7e75eC7e75eC7e75eC7e75eC7e75eC7e75eC7e75eC7e75eC7e75eC7";
+
+/// A directory of its own under the temp dir, removed on drop.
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new(tag: &str) -> TempDir {
+        static COUNTER: AtomicUsize = AtomicUsize::new(0);
+        let path = std::env::temp_dir().join(format!(
+            "ordergate-cli-{}-{tag}-{}",
+            std::process::id(),
+            COUNTER.fetch_add(1, Ordering::Relaxed)
+        ));
+        fs::create_dir_all(&path).unwrap();
+        TempDir(path)
+    }
+
+    fn file(&self, name: &str, contents: &str, mode: u32) -> PathBuf {
+        let path = self.0.join(name);
+        fs::write(&path, contents).unwrap();
+        fs::set_permissions(&path, fs::Permissions::from_mode(mode)).unwrap();
+        path
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = fs::remove_dir_all(&self.0);
+    }
+}
+
+fn keys_text(environment: &str) -> String {
+    format!(
+        "[[key]]\nid = 1001\nsecret = \"{SECRET}\"\nscopes = [\"trade\", \"cancel\"]\nenvironment = \"{environment}\"\n"
+    )
+}
+
+fn ordergate(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_ordergate"))
+        .args(args)
+        .output()
+        .expect("run ordergate")
+}
+
+fn path(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// Refused with `code`, nothing on stdout (the "serving on" line is never
+/// printed), and stderr as returned.
+fn refused(out: &Output, code: i32) -> String {
+    let err = stderr(out);
+    assert_eq!(out.status.code(), Some(code), "stderr: {err}");
+    assert!(out.stdout.is_empty(), "stdout: {:?}", out.stdout);
+    err
+}
+
+#[test]
+fn help_lists_every_command_and_flag() {
+    let out = ordergate(&["--help"]);
+    assert_eq!(out.status.code(), Some(0));
+    let help = String::from_utf8(out.stdout).unwrap();
+    for word in [
+        "serve",
+        "--listen",
+        "--keys",
+        "--config",
+        "--idle",
+        "busy-spin",
+        "backoff",
+        "demo",
+        "--seconds",
+        "--sessions",
+        "load",
+        "--connect",
+        "--key-id",
+        "--secret-file",
+        "--rate",
+        "--duration",
+        "Exit codes",
+    ] {
+        assert!(
+            help.contains(word),
+            "--help does not mention {word}:\n{help}"
+        );
+    }
+    let out = ordergate(&["serve", "--help"]);
+    assert_eq!(out.status.code(), Some(0));
+    assert!(String::from_utf8(out.stdout).unwrap().contains("--keys"));
+}
+
+#[test]
+fn no_command_is_a_usage_error() {
+    let err = refused(&ordergate(&[]), 2);
+    assert!(err.contains("Usage"), "{err}");
+}
+
+#[test]
+fn serve_without_keys_names_the_flag() {
+    let err = refused(&ordergate(&["serve", "--listen", "127.0.0.1:0"]), 2);
+    assert!(err.contains("--keys"), "{err}");
+
+    let dir = TempDir::new("nokeys");
+    let config = dir.file("gw.toml", "listen = \"127.0.0.1:0\"\n", 0o644);
+    let err = refused(&ordergate(&["serve", "--config", path(&config)]), 2);
+    assert!(
+        err.contains("--keys") && err.contains(path(&config)),
+        "{err}"
+    );
+}
+
+#[test]
+fn serve_refuses_a_keys_file_others_can_read() {
+    let dir = TempDir::new("mode");
+    let keys = dir.file("keys.toml", &keys_text("production"), 0o644);
+    let err = refused(&ordergate(&["serve", "--keys", path(&keys)]), 2);
+    assert!(err.contains(path(&keys)), "{err}");
+    assert!(err.contains("0644"), "{err}");
+    assert!(!err.contains(SECRET), "{err}");
+}
+
+#[test]
+fn serve_refuses_a_missing_keys_file() {
+    let dir = TempDir::new("missing");
+    let keys = dir.0.join("absent.toml");
+    let err = refused(&ordergate(&["serve", "--keys", path(&keys)]), 2);
+    assert!(err.contains(path(&keys)), "{err}");
+}
+
+#[test]
+fn serve_refuses_keys_with_none_for_its_environment() {
+    let dir = TempDir::new("env");
+    let keys = dir.file("keys.toml", &keys_text("sandbox"), 0o600);
+    let err = refused(&ordergate(&["serve", "--keys", path(&keys)]), 2);
+    assert!(err.contains(path(&keys)), "{err}");
+    assert!(
+        err.contains("production") && err.contains("WRONG_ENVIRONMENT"),
+        "{err}"
+    );
+}
+
+#[test]
+fn serve_refuses_an_unknown_config_field() {
+    let dir = TempDir::new("unknown");
+    let keys = dir.file("keys.toml", &keys_text("production"), 0o600);
+    let config = dir.file("gw.toml", "[reactors]\ncount = 1\ncuont = 2\n", 0o644);
+    let out = ordergate(&["serve", "--config", path(&config), "--keys", path(&keys)]);
+    let err = refused(&out, 2);
+    assert!(err.contains(path(&config)), "{err}");
+    assert!(err.contains("reactors.cuont"), "{err}");
+    assert!(err.contains("line 3"), "{err}");
+}
+
+#[test]
+fn serve_refuses_zero_reactors() {
+    let dir = TempDir::new("count");
+    let keys = dir.file("keys.toml", &keys_text("production"), 0o600);
+    let config = dir.file("gw.toml", "[reactors]\ncount = 0\n", 0o644);
+    let out = ordergate(&["serve", "--config", path(&config), "--keys", path(&keys)]);
+    let err = refused(&out, 2);
+    assert!(err.contains(path(&config)), "{err}");
+    assert!(
+        err.contains("reactors.count") && err.contains("1..=64"),
+        "{err}"
+    );
+}
+
+#[test]
+fn serve_refuses_a_core_the_process_may_not_use() {
+    let dir = TempDir::new("cores");
+    let keys = dir.file("keys.toml", &keys_text("production"), 0o600);
+    // No host has 60000 cores in a test runner's affinity mask.
+    let config = dir.file(
+        "gw.toml",
+        "[engine]\nplacement = \"own-thread\"\ncore = 60000\n",
+        0o644,
+    );
+    let out = ordergate(&["serve", "--config", path(&config), "--keys", path(&keys)]);
+    let err = refused(&out, 2);
+    assert!(err.contains(path(&config)), "{err}");
+    assert!(
+        err.contains("engine.core") && err.contains("60000"),
+        "{err}"
+    );
+}
+
+#[test]
+fn serve_refuses_a_bad_idle_flag() {
+    let err = refused(&ordergate(&["serve", "--idle", "spin"]), 2);
+    assert!(err.contains("busy-spin"), "{err}");
+}
+
+#[test]
+fn load_refuses_a_duration_without_unit() {
+    let out = ordergate(&[
+        "load",
+        "--connect",
+        "127.0.0.1:9000",
+        "--key-id",
+        "1",
+        "--secret-file",
+        "s",
+        "--sessions",
+        "1",
+        "--rate",
+        "10",
+        "--duration",
+        "10",
+    ]);
+    let err = refused(&out, 2);
+    assert!(err.contains("--duration") && err.contains("unit"), "{err}");
+}
+
+#[test]
+fn demo_refuses_zero_sessions() {
+    let err = refused(&ordergate(&["demo", "--sessions", "0"]), 2);
+    assert!(err.contains("--sessions"), "{err}");
+}
