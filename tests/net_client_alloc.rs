@@ -1,0 +1,118 @@
+//! The client's per-message path allocates nothing: after logon and a
+//! warm-up, thousands of orders, replaces, cancels, heartbeats and polls
+//! through `net_client::Connection` against the real gateway leave this
+//! thread's allocation count where it was. (The gateway's own threads are
+//! proven by `zero_alloc.rs`; a thread-local count sees only this one.)
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::cell::Cell;
+use std::time::Duration;
+
+use ordergate::auth::keys::{KeyEntry, KeyTable};
+use ordergate::auth::secret::Secret;
+use ordergate::engine::book::EngineConfig;
+use ordergate::gateway::{Gateway, GatewaySpec};
+use ordergate::net_client::{ConnectOptions, Connection, Order, Reply};
+use ordergate::wire::codes::{Environment, Scopes, Side};
+
+struct Counting;
+
+thread_local! {
+    static ALLOCATIONS: Cell<u64> = const { Cell::new(0) };
+}
+
+// SAFETY: every call is forwarded unchanged to the system allocator; the
+// counter is a const-initialised thread-local Cell, which neither allocates
+// nor re-enters the allocator.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        ALLOCATIONS.with(|c| c.set(c.get() + 1));
+        // SAFETY: forwarded with the caller's layout, as GlobalAlloc requires.
+        unsafe { System.alloc(layout) }
+    }
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        ALLOCATIONS.with(|c| c.set(c.get() + 1));
+        // SAFETY: as above.
+        unsafe { System.alloc_zeroed(layout) }
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        ALLOCATIONS.with(|c| c.set(c.get() + 1));
+        // SAFETY: ptr was allocated by this allocator with `layout`.
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: ptr was allocated by this allocator with `layout`.
+        unsafe { System.dealloc(ptr, layout) }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
+
+fn allocations() -> u64 {
+    ALLOCATIONS.with(Cell::get)
+}
+
+const SECRET: [u8; 32] = [0x61; 32];
+const WAIT: Duration = Duration::from_secs(5);
+
+fn next(c: &mut Connection) -> Reply {
+    loop {
+        match c.recv(WAIT).expect("recv").expect("a reply in time") {
+            Reply::Heartbeat => continue,
+            r => return r,
+        }
+    }
+}
+
+/// New → Accepted, Replace → Replaced, Cancel → Canceled, a heartbeat and
+/// a poll, with ids from `base`.
+fn cycle(c: &mut Connection, base: u64) {
+    c.send_new_order(&Order::limit(base, 1, Side::Buy, 100, 5))
+        .unwrap();
+    assert!(matches!(next(c), Reply::Accepted { .. }));
+    c.send_replace(base + 1, base, 1, 99, 4).unwrap();
+    assert!(matches!(next(c), Reply::Replaced { .. }));
+    c.send_cancel(base + 2, base + 1, 1).unwrap();
+    assert!(matches!(next(c), Reply::Canceled { .. }));
+    c.send_heartbeat().unwrap();
+    assert_eq!(c.recv(Duration::ZERO).unwrap(), None);
+}
+
+#[test]
+fn orders_replies_and_polls_allocate_nothing_on_the_client() {
+    let keys = KeyTable::from_entries(vec![KeyEntry {
+        id: 1,
+        secret: Secret::from_bytes(SECRET),
+        scopes: Scopes::TRADE.union(Scopes::CANCEL),
+        environment: Environment::Production,
+        msgs_per_sec: 10_000_000,
+        burst: 1_000_000,
+    }])
+    .unwrap();
+    let mut spec = GatewaySpec::default();
+    spec.session.session_msgs_per_sec = 10_000_000;
+    spec.session.session_burst = 1_000_000;
+    spec.engine_config = EngineConfig {
+        orders_max: 1024,
+        ..EngineConfig::default()
+    };
+    let gw = Gateway::start(spec, keys).expect("the gateway starts");
+    let mut c =
+        Connection::connect(gw.local_addr(), 1, SECRET, &ConnectOptions::default()).expect("logon");
+    for i in 0..100 {
+        cycle(&mut c, 3 * i + 1);
+    }
+
+    let before = allocations();
+    for i in 100..2_100 {
+        cycle(&mut c, 3 * i + 1);
+    }
+    let after = allocations();
+    assert_eq!(
+        after - before,
+        0,
+        "2000 order/replace/cancel cycles allocated on the client"
+    );
+    gw.shutdown();
+}
