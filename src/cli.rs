@@ -48,7 +48,7 @@ pub const EXIT_USAGE: u8 = 2;
 
 /// `demo --seconds` when not given, and its bound: an hour is a soak test,
 /// not a demo.
-pub const DEMO_SECONDS_DEFAULT: u64 = 10;
+pub const DEMO_SECONDS_DEFAULT: u64 = 5;
 pub const DEMO_SECONDS_MAX: u64 = 3_600;
 /// `demo --sessions` when not given, and its bound: the demo gateway has
 /// the default session slots (one reactor).
@@ -191,6 +191,9 @@ pub struct DemoArgs {
         value_parser = parse_demo_sessions,
     )]
     pub sessions: usize,
+    /// Skip the closed-loop comparison against a bare TCP echo
+    #[arg(long)]
+    pub no_compare: bool,
 }
 
 /// `ordergate load`: what `load::run` takes.
@@ -261,18 +264,43 @@ fn run_admin(args: &AdminArgs) -> ExitCode {
     }
 }
 
-// TODO(load/demo merge): replace with `crate::demo::run(args)`, mapping its
-// result to an exit code.
+/// `ordergate demo`: a gateway on loopback with a fresh key, driven for
+/// `--seconds` by `--sessions` sessions, then the report.
 pub fn run_demo(args: DemoArgs) -> ExitCode {
-    let _ = args;
-    fail(EXIT_USAGE, "demo: not yet available in this build")
+    let params = crate::demo::DemoParams {
+        seconds: args.seconds,
+        sessions: args.sessions,
+        compare: !args.no_compare,
+        ..crate::demo::DemoParams::default()
+    };
+    match crate::demo::run_demo(&params) {
+        Ok(report) => {
+            report.print();
+            ExitCode::SUCCESS
+        }
+        Err(e) => fail(EXIT_FAILURE, format!("demo: {e}")),
+    }
 }
 
-// TODO(load/demo merge): replace with `crate::load::run(args)`, mapping its
-// result to an exit code.
+/// `ordergate load`: signed order traffic against a running gateway.
 pub fn run_load(args: LoadArgs) -> ExitCode {
-    let _ = args;
-    fail(EXIT_USAGE, "load: not yet available in this build")
+    let secret = match crate::load::read_secret_file(&args.secret_file) {
+        Ok(secret) => secret,
+        Err(e) => return fail(EXIT_USAGE, e),
+    };
+    let params = crate::load::LoadParams {
+        sessions: args.sessions,
+        rate: args.rate,
+        duration: args.duration,
+        ..crate::load::LoadParams::new(args.connect, args.key_id, secret)
+    };
+    match crate::load::run_load(&params) {
+        Ok(report) => {
+            report.print();
+            ExitCode::SUCCESS
+        }
+        Err(e) => fail(EXIT_FAILURE, format!("load: {e}")),
+    }
 }
 
 fn fail(code: u8, message: impl std::fmt::Display) -> ExitCode {
@@ -721,7 +749,8 @@ mod tests {
             args,
             DemoArgs {
                 seconds: DEMO_SECONDS_DEFAULT,
-                sessions: DEMO_SESSIONS_DEFAULT
+                sessions: DEMO_SESSIONS_DEFAULT,
+                no_compare: false,
             }
         );
         let Command::Demo(args) = cli(&["demo", "--seconds", "3", "--sessions", "8"]).unwrap()
@@ -732,7 +761,8 @@ mod tests {
             args,
             DemoArgs {
                 seconds: 3,
-                sessions: 8
+                sessions: 8,
+                no_compare: false,
             }
         );
         for bad in [
@@ -963,11 +993,13 @@ mod tests {
                 ..UringCounters::default()
             },
             recv_to_ring_ns: histogram,
+            engine: None,
         };
         let idle = ReactorReport {
             counters: Counters::default(),
             uring: UringCounters::default(),
             recv_to_ring_ns: Histogram::new(3).unwrap(),
+            engine: None,
         };
         let report = GatewayReport {
             reactors: vec![busy, idle],

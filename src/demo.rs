@@ -186,14 +186,16 @@ pub fn run_demo(params: &DemoParams) -> Result<DemoReport, String> {
         read_urandom(&mut s).map_err(|e| format!("cannot read /dev/urandom: {e}"))?;
         s
     });
-    let keys = KeyTable::from_entries(vec![KeyEntry {
-        id: DEMO_KEY_ID,
-        secret: Secret::from_bytes(*secret),
-        scopes: Scopes::TRADE.union(Scopes::CANCEL),
-        environment: Environment::Production,
-        msgs_per_sec: MSGS_PER_SEC_MAX,
-        burst: BURST_MAX,
-    }])
+    let keys = KeyTable::from_entries(vec![
+        KeyEntry::new(
+            DEMO_KEY_ID,
+            Secret::from_bytes(*secret),
+            Scopes::TRADE.union(Scopes::CANCEL),
+            Environment::Production,
+        )
+        .with_rate(MSGS_PER_SEC_MAX, BURST_MAX)
+        .allow_any(),
+    ])
     .map_err(|e| e.to_string())?;
     let mut spec = GatewaySpec::default();
     spec.session.session_msgs_per_sec = MSGS_PER_SEC_MAX;

@@ -128,6 +128,8 @@ pub struct UringCounters {
 #[derive(Clone, Debug)]
 pub struct ReactorReport {
     pub counters: Counters,
+    /// The engine agent's counters when it ran on this reactor's thread.
+    pub engine: Option<EngineCounters>,
     pub uring: UringCounters,
     /// Receive completion → command published on the ring, per message, ns.
     pub recv_to_ring_ns: Histogram<u64>,
@@ -629,6 +631,9 @@ impl Gateway {
         let mut engine_counters = EngineCounters::default();
         for h in self.reactors {
             if let Ok(Some(r)) = h.join() {
+                if let Some(e) = &r.engine {
+                    engine_counters = e.clone();
+                }
                 reports.push(r);
             }
         }

@@ -25,14 +25,16 @@ const WAIT: Duration = Duration::from_secs(5);
 /// A gateway with one trade+cancel key whose rates never bind, and a small
 /// engine (these tests rest a handful of orders).
 fn start() -> Gateway {
-    let keys = KeyTable::from_entries(vec![KeyEntry {
-        id: KEY,
-        secret: Secret::from_bytes(SECRET),
-        scopes: Scopes::TRADE.union(Scopes::CANCEL),
-        environment: Environment::Production,
-        msgs_per_sec: 1_000_000,
-        burst: 100_000,
-    }])
+    let keys = KeyTable::from_entries(vec![
+        KeyEntry::new(
+            KEY,
+            Secret::from_bytes(SECRET),
+            Scopes::TRADE.union(Scopes::CANCEL),
+            Environment::Production,
+        )
+        .with_rate(1_000_000, 100_000)
+        .allow_any(),
+    ])
     .unwrap();
     let mut spec = GatewaySpec::default();
     spec.session.session_msgs_per_sec = 1_000_000;

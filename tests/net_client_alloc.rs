@@ -81,14 +81,16 @@ fn cycle(c: &mut Connection, base: u64) {
 
 #[test]
 fn orders_replies_and_polls_allocate_nothing_on_the_client() {
-    let keys = KeyTable::from_entries(vec![KeyEntry {
-        id: 1,
-        secret: Secret::from_bytes(SECRET),
-        scopes: Scopes::TRADE.union(Scopes::CANCEL),
-        environment: Environment::Production,
-        msgs_per_sec: 10_000_000,
-        burst: 1_000_000,
-    }])
+    let keys = KeyTable::from_entries(vec![
+        KeyEntry::new(
+            1,
+            Secret::from_bytes(SECRET),
+            Scopes::TRADE.union(Scopes::CANCEL),
+            Environment::Production,
+        )
+        .with_rate(10_000_000, 1_000_000)
+        .allow_any(),
+    ])
     .unwrap();
     let mut spec = GatewaySpec::default();
     spec.session.session_msgs_per_sec = 10_000_000;

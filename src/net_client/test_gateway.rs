@@ -35,14 +35,16 @@ pub struct TestGateway {
 impl TestGateway {
     /// Key `KEY_ID` with `SECRET`, trade and cancel, rates that never bind.
     pub fn start() -> TestGateway {
-        let keys = KeyTable::from_entries(vec![KeyEntry {
-            id: KEY_ID,
-            secret: Secret::from_bytes(SECRET),
-            scopes: Scopes::TRADE.union(Scopes::CANCEL),
-            environment: Environment::Production,
-            msgs_per_sec: 10_000_000,
-            burst: 1_000_000,
-        }])
+        let keys = KeyTable::from_entries(vec![
+            KeyEntry::new(
+                KEY_ID,
+                Secret::from_bytes(SECRET),
+                Scopes::TRADE.union(Scopes::CANCEL),
+                Environment::Production,
+            )
+            .with_rate(10_000_000, 1_000_000)
+            .allow_any(),
+        ])
         .expect("test key");
         let config = GatewayConfig {
             session_msgs_per_sec: 10_000_000,

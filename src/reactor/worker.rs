@@ -155,6 +155,7 @@ pub fn run(args: ReactorArgs, ready: impl FnOnce(Result<String, String>)) -> Opt
     w.run(args.idle, &args.stop);
     let report = ReactorReport {
         counters: w.core.counters.clone(),
+        engine: w.agent.as_ref().map(|a| a.counters.clone()),
         uring: w.uring.clone(),
         recv_to_ring_ns: w.latency.clone(),
     };
