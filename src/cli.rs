@@ -91,6 +91,11 @@ pub enum Command {
     Load(LoadArgs),
     /// Control a running gateway through its admin socket
     Admin(AdminArgs),
+    /// Make API keys: `keys new` prints a ready [[key]] entry with a fresh secret
+    Keys {
+        #[command(subcommand)]
+        action: KeysAction,
+    },
     /// Check or print an audit journal: `audit verify FILE [--expect-records N] [--expect-last HASH]`, `audit show FILE [--json]`
     Audit {
         /// verify FILE [--expect-records N] [--expect-last HASH] | show FILE [--json]
@@ -107,6 +112,23 @@ pub struct AdminArgs {
     pub socket: PathBuf,
     #[command(subcommand)]
     pub action: AdminAction,
+}
+
+/// `ordergate keys`.
+#[derive(Clone, Debug, PartialEq, Eq, Subcommand)]
+pub enum KeysAction {
+    /// Print a ready [[key]] entry whose secret comes from the OS random source
+    New {
+        /// Key id [default: random]
+        #[arg(long)]
+        id: Option<u64>,
+        /// Comma-separated scopes: trade, cancel, read (there is no withdrawal scope)
+        #[arg(long, default_value = "trade,cancel", value_delimiter = ',')]
+        scopes: Vec<String>,
+        /// production or sandbox
+        #[arg(long, default_value = "production")]
+        environment: String,
+    },
 }
 
 /// What `ordergate admin` asks.
@@ -230,12 +252,43 @@ pub fn main() -> ExitCode {
         Command::Demo(args) => run_demo(args),
         Command::Load(args) => run_load(args),
         Command::Admin(args) => run_admin(&args),
+        Command::Keys {
+            action:
+                KeysAction::New {
+                    id,
+                    scopes,
+                    environment,
+                },
+        } => keys_new(id, &scopes, &environment),
         Command::Audit { args } => {
             let code =
                 crate::journal::audit_main(&args, &mut std::io::stdout(), &mut std::io::stderr());
             ExitCode::from(code.clamp(0, 255) as u8)
         }
     }
+}
+
+fn keys_new(id: Option<u64>, scopes: &[String], environment: &str) -> ExitCode {
+    let seed = match crate::gateway::os_random_32() {
+        Ok(seed) => seed,
+        Err(e) => return fail(EXIT_FAILURE, format!("cannot read /dev/urandom: {e}")),
+    };
+    let id = id.unwrap_or_else(|| u64::from_le_bytes(seed[..8].try_into().expect("8 bytes")) >> 12);
+    let mut secret_bytes = match crate::gateway::os_random_32() {
+        Ok(s) => s,
+        Err(e) => return fail(EXIT_FAILURE, format!("cannot read /dev/urandom: {e}")),
+    };
+    let secret = crate::auth::secret::Secret::from_bytes(secret_bytes);
+    zeroize::Zeroize::zeroize(&mut secret_bytes);
+    let names: Vec<&str> = scopes.iter().map(String::as_str).collect();
+    let entry = crate::auth::keys::new_key_entry_toml(id, &names, environment, &secret);
+    // Check it the way serve will read it, so a bad scope or environment is
+    // reported here rather than at the next start.
+    if let Err(e) = KeyTable::from_toml_str(&entry, "<keys new>") {
+        return fail(EXIT_USAGE, e);
+    }
+    print!("{entry}");
+    ExitCode::SUCCESS
 }
 
 fn run_admin(args: &AdminArgs) -> ExitCode {
@@ -406,6 +459,9 @@ fn serve(args: &ServeArgs) -> ExitCode {
     };
     if let Err(message) = check_environment(&keys, plan.spec.session.environment, &plan.keys) {
         return fail(EXIT_USAGE, message);
+    }
+    for warning in keys.warnings(crate::reactor::worker::wall_ns()) {
+        eprintln!("ordergate: warning: {warning}");
     }
 
     // Caught from before the start, so that a signal during it is kept
