@@ -66,15 +66,24 @@ fn unknown_key_and_bad_signature_both_get_auth_failed() {
 fn five_failures_lock_the_address_out_without_hmac_until_the_window_passes() {
     let shared = shared();
     let peer = "198.51.100.7".parse().unwrap();
-    for _ in 0..5 {
+    for i in 0..5 {
         let mut p = Pair::with_peer(&shared, 424242, 4, peer);
         let f = p.logon_frame(1000, 1, 0);
         assert_eq!(logon_reply(&mut p, &f), LR::AUTH_FAILED.wire());
+        assert_eq!(
+            p.counters.lockouts,
+            u64::from(i == 4),
+            "the fifth failure locks"
+        );
     }
     // Even a good logon is now THROTTLED.
     let mut p = Pair::with_peer(&shared, KEY_TRADER, 4, peer);
     let f = p.logon_frame(1000, 1, 0);
     assert_eq!(logon_reply(&mut p, &f), LR::THROTTLED.wire());
+    assert_eq!(
+        p.counters.lockouts, 0,
+        "this session did not cause the lockout"
+    );
     // Another address is not affected.
     let mut q = Pair::new(&shared, KEY_TRADER, 4);
     q.logon(0);

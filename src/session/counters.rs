@@ -31,6 +31,8 @@ pub struct Counters {
     pub bytes_discarded: u64,
     /// Sessions ended because their key was revoked, disabled or removed.
     pub revocations: u64,
+    /// Addresses locked out by this reactor's failed logons.
+    pub lockouts: u64,
 }
 
 impl Counters {

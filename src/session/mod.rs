@@ -555,6 +555,7 @@ impl Session {
         };
         let Some((key, entry)) = entry.filter(|_| signature_ok) else {
             if shared.guard.record_failure(now, &self.peer) {
+                io.counters.lockouts += 1;
                 io.audit.record(AuditEvent::lockout(
                     now,
                     self.id.reactor(),
