@@ -233,3 +233,10 @@ const _: () = assert!(THROTTLE_BREACH_RUN_DEFAULT >= 1);
 const _: () = assert!(THROTTLE_BREACH_RUN_DEFAULT <= THROTTLE_BREACH_RUN_MAX);
 const _: () = assert!(LOGON_FAILURES_MAX_DEFAULT >= 1);
 const _: () = assert!(LOGON_FAILURES_MAX_DEFAULT <= LOGON_FAILURES_MAX_BOUND);
+
+/// Ended sessions per reactor whose orders may still rest in the book (they
+/// logged on without cancel-on-disconnect), remembered so that revoking or
+/// killing their key also cancels those orders. 4096 × 16 bytes = 64 KiB per
+/// reactor. When it is full the oldest entry is forgotten and counted
+/// (`orphans_forgotten`): a kill then cannot reach that session's orders.
+pub const ORPHANS_PER_REACTOR: usize = 4096;

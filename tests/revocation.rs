@@ -172,3 +172,35 @@ fn revocation_latency_is_measured_across_reactors() {
     );
     gw.shutdown();
 }
+
+#[test]
+fn kill_also_cancels_orders_left_by_the_keys_ended_sessions() {
+    let gw = Gateway::start(spec(), keys()).unwrap();
+    let addr = gw.local_addr();
+    // A session without cancel-on-disconnect leaves a resting bid behind.
+    let mut a = Conn::connect(addr, TRADER);
+    a.logon(0);
+    a.send_order(1, 100, 5, 1, 0);
+    accepted(&a.recv().unwrap());
+    let f =
+        a.c.seal(ordergate::wire::Logout { seq: 0, reason: 0 }.to_bytes());
+    a.send(&f);
+    assert_eq!(terminate(&a.recv().unwrap()), TR::LOGOUT.wire());
+    a.expect_closed();
+    // Wait until the reactor has released the slot (and remembered it).
+    std::thread::sleep(Duration::from_millis(50));
+
+    gw.control().kill(TRADER).expect("not yet revoked");
+    std::thread::sleep(Duration::from_millis(50));
+    // The bid is gone: an IOC sell at 100 finds nothing to fill.
+    let mut c = Conn::connect(addr, SLOW);
+    c.logon(0);
+    c.send_order(9, 100, 5, 2, 3);
+    assert_eq!(accepted(&c.recv().unwrap()).0, 9);
+    assert_eq!(
+        canceled(&c.recv().unwrap()),
+        (9, 5, CR::IMMEDIATE_OR_CANCEL.wire())
+    );
+    let report = gw.shutdown();
+    assert_eq!(report.reactors[0].counters.orphans_swept, 1);
+}

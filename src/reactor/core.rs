@@ -10,7 +10,7 @@
 use std::net::IpAddr;
 use std::sync::Arc;
 
-use crate::engine::{Command, Event, Nanos, SessionId};
+use crate::engine::{Command, CommandKind, Event, Nanos, SessionId};
 use crate::ring::{Consumer, Producer};
 use crate::session::{Audit, CommandSink, Counters, Io, KeySet, Session, Shared};
 use crate::wire::codes::{LogonRejectReason, TerminateReason};
@@ -44,6 +44,12 @@ pub struct ReactorCore {
     pub counters: Counters,
     /// This reactor's audit ring to the journal thread.
     pub audit: Audit,
+    /// Ended sessions that may have left orders in the book, as (key id,
+    /// session), a ring of `ORPHANS_PER_REACTOR`; key id 0 = empty.
+    orphans: Box<[(u64, SessionId)]>,
+    orphans_next: usize,
+    /// A revocation found the command ring full while sweeping orphans.
+    orphans_pending: bool,
 }
 
 impl ReactorCore {
@@ -70,6 +76,10 @@ impl ReactorCore {
             events,
             counters: Counters::default(),
             audit: Audit::disabled(),
+            orphans: vec![(0, SessionId(0)); crate::constants::ORPHANS_PER_REACTOR]
+                .into_boxed_slice(),
+            orphans_next: 0,
+            orphans_pending: false,
         }
     }
 
@@ -191,8 +201,47 @@ impl ReactorCore {
         }
         let applied = keys.epoch;
         self.keys = keys;
+        self.sweep_orphans(now);
         self.shared.acknowledge_keys(self.index, applied);
         true
+    }
+
+    /// Cancels (KEY_REVOKED) the orders that ended sessions of keys no
+    /// longer usable may have left in the book. Their events are then
+    /// undeliverable and counted. Retried each tick if the ring was full.
+    pub fn sweep_orphans(&mut self, now: Nanos) {
+        self.orphans_pending = false;
+        for entry in self.orphans.iter_mut() {
+            let (key_id, session) = *entry;
+            if key_id == 0 {
+                continue;
+            }
+            let usable = !self.keys.is_revoked(key_id)
+                && self
+                    .keys
+                    .table
+                    .get(key_id)
+                    .is_some_and(|(_, e)| key_usable(e, now));
+            if usable {
+                continue;
+            }
+            let mut command = Command::empty(CommandKind::CancelForRevocation, session);
+            command.cl_ord_id = crate::session::REVOKE_MARKER;
+            if self.commands.try_push(command).is_ok() {
+                self.counters.commands_out += 1;
+                self.counters.orphans_swept += 1;
+                *entry = (0, SessionId(0));
+            } else {
+                self.counters.ring_full += 1;
+                self.orphans_pending = true;
+                return;
+            }
+        }
+    }
+
+    /// Whether an orphan sweep is waiting for ring space (see `tick`).
+    pub fn orphans_pending(&self) -> bool {
+        self.orphans_pending
     }
 
     /// Revokes the sessions whose key stopped being usable with the passage
@@ -298,6 +347,14 @@ impl ReactorCore {
         };
         if !s.is_finished() {
             return false;
+        }
+        if let Some(key_id) = s.may_leave_orders() {
+            let at = self.orphans_next % self.orphans.len();
+            if self.orphans[at].0 != 0 {
+                self.counters.orphans_forgotten += 1;
+            }
+            self.orphans[at] = (key_id, id);
+            self.orphans_next = self.orphans_next.wrapping_add(1);
         }
         if let Some(pos) = self.live.iter().position(|&l| l == slot) {
             self.live.swap_remove(pos);

@@ -33,6 +33,10 @@ pub struct Counters {
     pub revocations: u64,
     /// Addresses locked out by this reactor's failed logons.
     pub lockouts: u64,
+    /// Ended sessions forgotten by the orphan registry because it was full.
+    pub orphans_forgotten: u64,
+    /// Ended sessions whose orders a revocation canceled.
+    pub orphans_swept: u64,
 }
 
 impl Counters {

@@ -315,6 +315,15 @@ impl Session {
         self.auth.as_ref().map(|a| a.key_id)
     }
 
+    /// The key of a session that logged on and did not ask for
+    /// cancel-on-disconnect: its orders may outlive it in the book.
+    pub fn may_leave_orders(&self) -> Option<u64> {
+        self.auth
+            .as_ref()
+            .filter(|a| !a.cancel_on_disconnect)
+            .map(|a| a.key_id)
+    }
+
     /// Sessions now logged on with this session's key (all reactors).
     pub fn key_sessions(&self) -> Option<u32> {
         self.auth.as_ref().map(|a| {
