@@ -2,57 +2,14 @@
 //! nothing after `MatchingEngine::new`, stalls included, and it is driven only
 //! through the `Engine` trait.
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::cell::Cell;
-
 use ordergate::engine::book::{EngineConfig, MatchingEngine};
 use ordergate::engine::{
     Command, CommandKind, EVENTS_PER_STEP_MAX, Engine, Event, EventKind, EventSink, SessionId,
 };
 
-/// Counts allocations made by the current thread while counting is on (the
-/// test harness's own threads are not counted).
-struct CountingAllocator;
-
-thread_local! {
-    static COUNTING: Cell<bool> = const { Cell::new(false) };
-    static ALLOCATIONS: Cell<u64> = const { Cell::new(0) };
-}
-
-fn count_one() {
-    let counting = COUNTING.try_with(Cell::get).unwrap_or(false);
-    if counting {
-        let _ = ALLOCATIONS.try_with(|a| a.set(a.get() + 1));
-    }
-}
-
-// SAFETY: every call is forwarded unchanged to `System`, which upholds the
-// `GlobalAlloc` contract; the counting touches only const-initialized
-// thread-locals, which never allocate.
-unsafe impl GlobalAlloc for CountingAllocator {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        count_one();
-        // SAFETY: the caller's contract for `alloc` is passed on unchanged.
-        unsafe { System.alloc(layout) }
-    }
-    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        count_one();
-        // SAFETY: as for `alloc`.
-        unsafe { System.alloc_zeroed(layout) }
-    }
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        count_one();
-        // SAFETY: `ptr` and `layout` come from this allocator, i.e. from `System`.
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        // SAFETY: `ptr` and `layout` come from this allocator, i.e. from `System`.
-        unsafe { System.dealloc(ptr, layout) }
-    }
-}
-
-#[global_allocator]
-static ALLOCATOR: CountingAllocator = CountingAllocator;
+#[path = "support/counting_alloc.rs"]
+mod counting_alloc;
+use counting_alloc::allocations;
 
 /// A sink over a preallocated buffer, with a room budget per reactor that a
 /// test can squeeze; it never grows.
@@ -157,14 +114,12 @@ fn nothing_is_allocated_after_new() {
     let commands: Vec<Command> = (0..100_000).map(|_| random_command(&mut rng)).collect();
 
     let mut live_peak = 0;
-    COUNTING.with(|c| c.set(true));
+    let before = allocations();
     for (i, c) in commands.iter().enumerate() {
         drive(&mut engine, i as u64, c, &mut sink, i % 3 == 0);
         live_peak = live_peak.max(engine.orders_live());
     }
-    COUNTING.with(|c| c.set(false));
-
-    assert_eq!(ALLOCATIONS.with(Cell::get), 0, "the engine allocated");
+    assert_eq!(allocations() - before, 0, "the engine allocated");
     engine.assert_consistent();
     // The workload really exercised the book and the back-pressure path.
     let counters = engine.counters();
