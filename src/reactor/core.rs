@@ -16,6 +16,21 @@ use crate::session::{Audit, CommandSink, Counters, Io, KeySet, Session, Shared};
 use crate::wire::codes::{LogonRejectReason, TerminateReason};
 use crate::wire::{self};
 
+/// An `Io` over a `ReactorCore`'s fields, borrowed one by one so that a
+/// session of the slab can be borrowed beside it.
+macro_rules! io {
+    ($core:ident, $now:expr, $keys:expr) => {
+        Io {
+            now: $now,
+            shared: &$core.shared,
+            keys: $keys,
+            commands: &mut $core.commands,
+            counters: &mut $core.counters,
+            audit: &mut $core.audit,
+        }
+    };
+}
+
 impl CommandSink for Producer<Command> {
     #[inline]
     fn try_push(&mut self, command: Command) -> bool {
@@ -134,14 +149,7 @@ impl ReactorCore {
         if !gen_ok || session.id() != id {
             return;
         }
-        let mut io = Io {
-            now,
-            shared: &self.shared,
-            keys: &self.keys,
-            commands: &mut self.commands,
-            counters: &mut self.counters,
-            audit: &mut self.audit,
-        };
+        let mut io = io!(self, now, &self.keys);
         f(session, &mut io);
         mark(&mut self.dirty, &mut self.dirty_mark, id.slot());
     }
@@ -185,14 +193,7 @@ impl ReactorCore {
             match usable {
                 Some((index, _)) => session.rebind_key(&keys, index),
                 None => {
-                    let mut io = Io {
-                        now,
-                        shared: &self.shared,
-                        keys: &keys,
-                        commands: &mut self.commands,
-                        counters: &mut self.counters,
-                        audit: &mut self.audit,
-                    };
+                    let mut io = io!(self, now, &keys);
                     session.revoke(&mut io);
                     self.counters.revocations += 1;
                     mark(&mut self.dirty, &mut self.dirty_mark, slot as u16);
@@ -259,14 +260,7 @@ impl ReactorCore {
             if key_usable(keys.table.entry(index), now) {
                 continue;
             }
-            let mut io = Io {
-                now,
-                shared: &self.shared,
-                keys: &keys,
-                commands: &mut self.commands,
-                counters: &mut self.counters,
-                audit: &mut self.audit,
-            };
+            let mut io = io!(self, now, &keys);
             session.revoke(&mut io);
             self.counters.revocations += 1;
             mark(&mut self.dirty, &mut self.dirty_mark, slot as u16);
@@ -293,14 +287,7 @@ impl ReactorCore {
     /// the number of events.
     pub fn poll_events(&mut self, now: Nanos) -> usize {
         let sessions = &mut self.sessions;
-        let mut io = Io {
-            now,
-            shared: &self.shared,
-            keys: &self.keys,
-            commands: &mut self.commands,
-            counters: &mut self.counters,
-            audit: &mut self.audit,
-        };
+        let mut io = io!(self, now, &self.keys);
         let mut undeliverable = 0;
         let n = self
             .events
@@ -322,14 +309,7 @@ impl ReactorCore {
             let slot = self.live[i] as usize;
             let session = &mut self.sessions[slot];
             if session.poll_timeout().is_some_and(|t| t <= now) {
-                let mut io = Io {
-                    now,
-                    shared: &self.shared,
-                    keys: &self.keys,
-                    commands: &mut self.commands,
-                    counters: &mut self.counters,
-                    audit: &mut self.audit,
-                };
+                let mut io = io!(self, now, &self.keys);
                 session.handle_timeout(&mut io);
                 mark(&mut self.dirty, &mut self.dirty_mark, slot as u16);
             }

@@ -111,7 +111,8 @@ impl<'s> Pair<'s> {
         }
     }
 
-    pub fn send(&mut self, bytes: &[u8]) {
+    /// Runs `f` on the session with an `Io` over this pair's state.
+    fn drive(&mut self, f: impl FnOnce(&mut Session, &mut Io<'_, Vec<Command>>)) {
         let mut io = Io {
             now: self.now,
             shared: self.shared,
@@ -120,43 +121,23 @@ impl<'s> Pair<'s> {
             counters: &mut self.counters,
             audit: &mut self.audit,
         };
-        self.session.handle_bytes(&mut io, bytes);
+        f(&mut self.session, &mut io);
+    }
+
+    pub fn send(&mut self, bytes: &[u8]) {
+        self.drive(|s, io| s.handle_bytes(io, bytes));
     }
 
     pub fn event(&mut self, e: &ordergate::engine::Event) {
-        let mut io = Io {
-            now: self.now,
-            shared: self.shared,
-            keys: &self.keys,
-            commands: &mut self.commands,
-            counters: &mut self.counters,
-            audit: &mut self.audit,
-        };
-        self.session.handle_event(&mut io, e);
+        self.drive(|s, io| s.handle_event(io, e));
     }
 
     pub fn tick(&mut self) {
-        let mut io = Io {
-            now: self.now,
-            shared: self.shared,
-            keys: &self.keys,
-            commands: &mut self.commands,
-            counters: &mut self.counters,
-            audit: &mut self.audit,
-        };
-        self.session.handle_timeout(&mut io);
+        self.drive(|s, io| s.handle_timeout(io));
     }
 
     pub fn transport_closed(&mut self) {
-        let mut io = Io {
-            now: self.now,
-            shared: self.shared,
-            keys: &self.keys,
-            commands: &mut self.commands,
-            counters: &mut self.counters,
-            audit: &mut self.audit,
-        };
-        self.session.on_transport_closed(&mut io);
+        self.drive(|s, io| s.on_transport_closed(io));
     }
 
     /// Every frame the gateway queued, raw.
