@@ -248,12 +248,12 @@ pub struct CompareArgs {
     /// HAProxy binary [default: `haproxy` on PATH, installed with apt-get if missing and root; a path that does not exist skips row (c)]
     #[arg(long, value_name = "PATH")]
     pub haproxy: Option<PathBuf>,
-    /// The gateway's idle strategy [default: backoff, the fair one on a 2-core host]
+    /// The gateway's idle strategy [default: backoff: busy-spin steals a core from the other rows on a small host]
     #[arg(long, value_enum, value_name = "IDLE")]
     pub idle: Option<IdleArg>,
-    /// Run every thread of the comparison, and HAProxy, on this one CPU: steadier figures on a small shared host (not with --idle busy-spin)
-    #[arg(long, value_name = "N")]
-    pub cpu: Option<usize>,
+    /// The one CPU every thread of the comparison and HAProxy run on, so all rows see the same conditions; `any` lets the scheduler place them (needed for --idle busy-spin) [default: the last CPU this process may use]
+    #[arg(long, value_name = "N|any", value_parser = crate::compare::CpuChoice::parse)]
+    pub cpu: Option<crate::compare::CpuChoice>,
     /// Also write every number to FILE as JSON
     #[arg(long, value_name = "FILE")]
     pub json: Option<PathBuf>,
@@ -337,7 +337,7 @@ pub fn run_compare(args: &CompareArgs) -> ExitCode {
         idle: args
             .idle
             .map_or(crate::compare::IDLE_DEFAULT, IdleKind::from),
-        cpu: args.cpu,
+        cpu: crate::compare::CpuChoice::resolve(args.cpu),
         ..CompareParams::new(HaproxyBinary::Missing {
             note: String::new(),
         })

@@ -21,13 +21,17 @@
 //! running, the dominant noise is not bursts but placement: a wake-up that
 //! lands on the other CPU, busy with someone's job, apparently waits ~20 µs
 //! for that job to be preempted, and the scheduler keeps a thread on its
-//! CPU for hundreds of milliseconds. So a row's round p50 jumps by whole multiples of ~20 µs
-//! (echo 4 → 42 µs: two wake-ups; HAProxy 13 → 53 → 93 µs: four) for many
-//! rounds at a time, independently per row, and interleaving cannot cancel
-//! that. `--cpu N` runs every thread of the comparison and HAProxy on one
-//! CPU: every wake-up is then a switch on the CPU just given up, and the
-//! rows' round p50s stay within a few tenths of a µs. The report prints the
-//! spread of the rounds' own p50s so a reader can see which case a run was.
+//! CPU for hundreds of milliseconds. So a row's round p50 jumps by whole
+//! multiples of ~20 µs (echo 4 → 42 µs: two wake-ups; HAProxy 13 → 53 →
+//! 93 µs: four) for many rounds at a time, independently per row, and
+//! interleaving cannot cancel that — worse, one row can stay in a slow placement for a whole run and
+//! the run still looks steady (HAProxy at 55 µs instead of 13 µs for all
+//! 50 rounds, ratio 3.7% "met"). So by default every thread of the
+//! comparison and HAProxy run on one CPU ([`default_cpu`], `--cpu N`; `--cpu
+//! any` lets the scheduler place them): every wake-up is then a switch on
+//! the CPU just given up, the same condition for all three rows, and five
+//! runs agreed within a few percent. The report prints the spread of the
+//! rounds' own p50s and flags runs whose rounds disagree.
 //!
 //! **Added latency** is a row's percentile minus the echo's at the same
 //! percentile: `ordergate added = b − a`, `HAProxy added = c − a`. (A
@@ -39,8 +43,9 @@
 //! asserted.
 //!
 //! The gateway runs in process as `demo` starts it (`GatewaySpec::default`:
-//! one reactor, the engine on its thread, a fresh key); only the idle
-//! strategy is chosen here (`--idle`, see [`IDLE_DEFAULT`]). HAProxy is a
+//! one reactor with the engine on its thread, a fresh key); only the idle
+//! strategy (`--idle`, see [`IDLE_DEFAULT`]) and the reactor's CPU (the
+//! pinned one) are chosen here. HAProxy is a
 //! child process with a generated config in a private temp dir, killed and
 //! the dir removed when [`Haproxy`] drops (on every return path); should
 //! ordergate die without unwinding (the release build aborts on panic, or
@@ -99,7 +104,8 @@ pub const WARMUP_PER_ROUND: usize = 100;
 /// milliseconds, from time-slice preemption). In the closed loop of row (b)
 /// the reactor sees a request every few µs (the untimed cancel included),
 /// so it stays in its spin phase and rarely parks: row (b)'s p50 is the
-/// same under both strategies. Busy-spin is refused with `--cpu`.
+/// same under both strategies. Busy-spin needs `--cpu any`: pinned to the
+/// client's CPU it would starve the client.
 pub const IDLE_DEFAULT: IdleKind = IdleKind::Backoff;
 
 /// The issue's goals, printed for context: ordergate should add at most a
@@ -530,8 +536,8 @@ pub struct CompareParams {
     pub haproxy: HaproxyBinary,
     /// The gateway's idle strategy.
     pub idle: IdleKind,
-    /// Run every thread of the comparison on this one CPU (see
-    /// [`run_compare`]); None = wherever the scheduler puts them.
+    /// Run every thread of the comparison, and HAProxy, on this one CPU
+    /// (module docs); None = wherever the scheduler puts them.
     pub cpu: Option<usize>,
 }
 
@@ -543,7 +549,7 @@ impl CompareParams {
             rounds: ROUNDS_DEFAULT,
             haproxy,
             idle: IDLE_DEFAULT,
-            cpu: None,
+            cpu: default_cpu(),
         }
     }
 }
@@ -769,10 +775,16 @@ impl CompareReport {
             100.0,
             "%",
         ));
-        if self.cpu.is_none() && self.noisy() {
-            s.push_str(
-                "    noisy run: some row's rounds differ by more than half its fastest p50, \
-                 i.e. threads waited for other jobs' CPUs; on a small shared host use --cpu N\n",
+        if self.noisy() {
+            let _ = writeln!(
+                s,
+                "    noisy run: some row's rounds differ by more than half its fastest p50 \
+                 (other jobs took the CPU{}); read with care, or rerun",
+                if self.cpu.is_some() {
+                    ""
+                } else {
+                    "s; pinning with --cpu N keeps the rows alike"
+                }
             );
         }
         let _ = writeln!(s, "  compare took {:.2} s", self.elapsed.as_secs_f64());
@@ -958,6 +970,45 @@ fn json_opt_str(v: Option<&str>) -> String {
     v.map_or("null".into(), json_str)
 }
 
+/// `--cpu`: one CPU, or `any` (let the scheduler place every thread).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CpuChoice {
+    Any,
+    Cpu(usize),
+}
+
+impl CpuChoice {
+    /// `N` or `any`.
+    ///
+    /// # Errors
+    ///
+    /// Neither.
+    pub fn parse(text: &str) -> Result<CpuChoice, String> {
+        if text == "any" {
+            return Ok(CpuChoice::Any);
+        }
+        text.parse()
+            .map(CpuChoice::Cpu)
+            .map_err(|_| "expected a CPU number or `any`".to_string())
+    }
+
+    /// The CPU to pin to; `None` given means [`default_cpu`].
+    pub fn resolve(choice: Option<CpuChoice>) -> Option<usize> {
+        match choice {
+            None => default_cpu(),
+            Some(CpuChoice::Any) => None,
+            Some(CpuChoice::Cpu(cpu)) => Some(cpu),
+        }
+    }
+}
+
+/// The CPU the comparison runs on unless told: the last one this process
+/// may run on (CPU 0 usually takes the most interrupts and housekeeping).
+/// None if the allowed CPUs cannot be read.
+pub fn default_cpu() -> Option<usize> {
+    crate::config::available_cores()?.last().copied()
+}
+
 /// Refuses parameters the comparison cannot run with (the command line
 /// calls it before it looks for HAProxy, so a bad command installs
 /// nothing).
@@ -983,8 +1034,8 @@ pub fn check(params: &CompareParams) -> Result<(), String> {
     };
     if params.idle == IdleKind::BusySpin {
         return Err(format!(
-            "--idle busy-spin with --cpu {cpu}: the reactor would spin on the CPU the client, \
-             the echo and HAProxy need; pin with backoff, or spin unpinned"
+            "--idle busy-spin on CPU {cpu}: the reactor would spin on the CPU the client, \
+             the echo and HAProxy need; add --cpu any to spin unpinned"
         ));
     }
     let allowed = crate::config::available_cores().unwrap_or_default();
@@ -1175,6 +1226,16 @@ mod tests {
         assert_eq!(json_str("a\"b\\c\nd\u{1}"), "\"a\\\"b\\\\c\\nd\\u0001\"");
         assert_eq!(json_num(f64::NAN), "null");
         assert_eq!(json_num(1.23456), "1.235");
+    }
+
+    #[test]
+    fn cpu_is_a_number_or_any() {
+        assert_eq!(CpuChoice::parse("any"), Ok(CpuChoice::Any));
+        assert_eq!(CpuChoice::parse("3"), Ok(CpuChoice::Cpu(3)));
+        assert!(CpuChoice::parse("-1").is_err() && CpuChoice::parse("").is_err());
+        assert_eq!(CpuChoice::resolve(Some(CpuChoice::Any)), None);
+        assert_eq!(CpuChoice::resolve(Some(CpuChoice::Cpu(3))), Some(3));
+        assert_eq!(CpuChoice::resolve(None), default_cpu());
     }
 
     #[test]

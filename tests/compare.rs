@@ -83,7 +83,12 @@ fn with_haproxy_installed_there_are_three_rows_and_the_ratio() {
         // Nothing more to check here: the test above covers two rows.
         return;
     };
-    let report = run_compare(&small(HaproxyBinary::At(path.clone()))).unwrap();
+    // Unpinned here (the default pins; the test below pins explicitly).
+    let report = run_compare(&CompareParams {
+        cpu: None,
+        ..small(HaproxyBinary::At(path.clone()))
+    })
+    .unwrap();
     let text = report.render();
     println!("{text}");
     assert_rows(
@@ -184,6 +189,7 @@ fn check_json(v: &serde_json::Value, rows: &[&str]) {
         "warmup_per_round",
         "frame_bytes",
         "idle",
+        "cpu",
         "haproxy",
         "rows",
         "added",
@@ -199,6 +205,11 @@ fn check_json(v: &serde_json::Value, rows: &[&str]) {
     assert_eq!(v["rounds"], 3);
     assert_eq!(v["frame_bytes"], 64);
     assert_eq!(v["idle"], "backoff");
+    assert_eq!(
+        v["cpu"].as_u64(),
+        ordergate::compare::default_cpu().map(|c| c as u64),
+        "pinned by default"
+    );
     let got: Vec<&str> = v["rows"]
         .as_array()
         .unwrap()
@@ -278,12 +289,15 @@ fn pinned_to_one_cpu_every_row_still_runs() {
 
 #[test]
 fn the_command_refuses_bad_flags_before_looking_for_haproxy() {
-    let cases: [(&[&str], &str); 5] = [
+    let cases: [(&[&str], &str); 7] = [
         (&["--round-trips", "0"], "--round-trips"),
         (&["--rounds", "0"], "--rounds"),
         (&["--round-trips", "100001"], "--round-trips"),
         (&["--cpu", "0", "--idle", "busy-spin"], "busy-spin"),
+        // Pinned by default, so spinning needs `--cpu any`.
+        (&["--idle", "busy-spin"], "--cpu any"),
         (&["--cpu", "100000"], "--cpu 100000"),
+        (&["--cpu", "first"], "--cpu"),
     ];
     for (args, named) in cases {
         // No --haproxy: were the flags accepted, it might install HAProxy;

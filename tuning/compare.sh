@@ -5,7 +5,7 @@
 # noise also changes from one run to the next (other jobs come and go), so
 # read the median of a few runs, and the spread, rather than one table.
 #
-#   tuning/compare.sh [RUNS] [compare flags...]     e.g. tuning/compare.sh 5 --idle busy-spin
+#   tuning/compare.sh [RUNS] [compare flags...]     e.g. tuning/compare.sh 5 --cpu any
 #
 # RUNS defaults to 5. The binary is $ORDERGATE, else target/release/ordergate
 # (build it first: cargo build --release). Each run's full table goes to
