@@ -89,6 +89,8 @@ pub enum Command {
     Demo(DemoArgs),
     /// Send signed order traffic to a running gateway and report latency and rejects
     Load(LoadArgs),
+    /// Round trips, same run: bare TCP echo vs ordergate vs HAProxy (mode tcp) in front of the echo
+    Compare(CompareArgs),
     /// Control a running gateway through its admin socket
     Admin(AdminArgs),
     /// Make API keys: `keys new` prints a ready [[key]] entry with a fresh secret
@@ -245,12 +247,55 @@ pub struct LoadArgs {
     pub duration: Duration,
 }
 
+/// `ordergate compare`: what `compare::run_compare` takes (see
+/// `compare.rs` for the method).
+#[derive(Clone, Debug, PartialEq, Eq, Args)]
+pub struct CompareArgs {
+    /// Recorded round trips per row per round (1..=100000)
+    #[arg(
+        long,
+        value_name = "N",
+        default_value_t = crate::compare::ROUND_TRIPS_DEFAULT,
+        value_parser = parse_compare_round_trips,
+    )]
+    pub round_trips: usize,
+    /// Rounds the rows take turns in (1..=1000)
+    #[arg(
+        long,
+        value_name = "R",
+        default_value_t = crate::compare::ROUNDS_DEFAULT,
+        value_parser = parse_compare_rounds,
+    )]
+    pub rounds: usize,
+    /// HAProxy binary [default: `haproxy` on PATH, installed with apt-get if missing and root; a path that does not exist skips row (c)]
+    #[arg(long, value_name = "PATH")]
+    pub haproxy: Option<PathBuf>,
+    /// The gateway's idle strategy [default: backoff: busy-spin steals a core from the other rows on a small host]
+    #[arg(long, value_enum, value_name = "IDLE")]
+    pub idle: Option<IdleArg>,
+    /// The one CPU every thread of the comparison and HAProxy run on, so all rows see the same conditions; `any` lets the scheduler place them (needed for --idle busy-spin) [default: the last CPU this process may use]
+    #[arg(long, value_name = "N|any", value_parser = crate::compare::CpuChoice::parse)]
+    pub cpu: Option<crate::compare::CpuChoice>,
+    /// Also write every number to FILE as JSON
+    #[arg(long, value_name = "FILE")]
+    pub json: Option<PathBuf>,
+}
+
+fn parse_compare_round_trips(s: &str) -> Result<usize, String> {
+    parse_count(s, crate::compare::ROUND_TRIPS_MAX)
+}
+
+fn parse_compare_rounds(s: &str) -> Result<usize, String> {
+    parse_count(s, crate::compare::ROUNDS_MAX)
+}
+
 /// Parses the arguments of this process and runs the command.
 pub fn main() -> ExitCode {
     match Cli::parse().command {
         Command::Serve(args) => serve(&args),
         Command::Demo(args) => run_demo(args),
         Command::Load(args) => run_load(args),
+        Command::Compare(args) => run_compare(&args),
         Command::Admin(args) => run_admin(&args),
         Command::Keys {
             action:
@@ -333,6 +378,39 @@ pub fn run_demo(args: DemoArgs) -> ExitCode {
         }
         Err(e) => fail(EXIT_FAILURE, format!("demo: {e}")),
     }
+}
+
+/// `ordergate compare`: the report on stdout (and `--json`); exit 0 also
+/// when row (c) was skipped (the report says why), 1 when a row failed.
+pub fn run_compare(args: &CompareArgs) -> ExitCode {
+    use crate::compare::{CompareParams, HaproxyBinary, Install, locate_haproxy};
+    let mut params = CompareParams {
+        round_trips: args.round_trips,
+        rounds: args.rounds,
+        idle: args
+            .idle
+            .map_or(crate::compare::IDLE_DEFAULT, IdleKind::from),
+        cpu: crate::compare::CpuChoice::resolve(args.cpu),
+        ..CompareParams::new(HaproxyBinary::Missing {
+            note: String::new(),
+        })
+    };
+    // Refused before looking for HAProxy, so a bad command installs nothing.
+    if let Err(e) = crate::compare::check(&params) {
+        return fail(EXIT_USAGE, format!("compare: {e}"));
+    }
+    params.haproxy = locate_haproxy(args.haproxy.as_deref(), Install::IfRoot);
+    let report = match crate::compare::run_compare(&params) {
+        Ok(report) => report,
+        Err(e) => return fail(EXIT_FAILURE, format!("compare: {e}")),
+    };
+    print!("{}", report.render());
+    if let Some(path) = &args.json
+        && let Err(e) = std::fs::write(path, report.to_json())
+    {
+        return fail(EXIT_FAILURE, format!("compare: {}: {e}", path.display()));
+    }
+    ExitCode::SUCCESS
 }
 
 /// `ordergate load`: signed order traffic against a running gateway.

@@ -10,6 +10,7 @@ pub mod admin;
 pub mod auth;
 pub mod cli;
 pub mod client;
+pub mod compare;
 pub mod config;
 pub mod constants;
 pub mod demo;

@@ -1,0 +1,61 @@
+#!/usr/bin/env bash
+# Runs `ordergate compare` several times and prints each run's headline
+# numbers and their median across runs. One run already interleaves its rows
+# so that noise lands on all of them alike; on a shared or small host the
+# noise also changes from one run to the next (other jobs come and go), so
+# read the median of a few runs, and the spread, rather than one table.
+#
+#   tuning/compare.sh [RUNS] [compare flags...]     e.g. tuning/compare.sh 5 --cpu any
+#
+# RUNS defaults to 5. The binary is $ORDERGATE, else target/release/ordergate
+# (build it first: cargo build --release). Each run's full table goes to
+# stdout as it finishes; the JSON files are kept in $COMPARE_OUT if set, else
+# in a temp dir removed at exit.
+set -euo pipefail
+
+runs=5
+if [[ $# -gt 0 && $1 =~ ^[0-9]+$ ]]; then
+    runs=$1
+    shift
+fi
+bin=${ORDERGATE:-target/release/ordergate}
+if [[ ! -x $bin ]]; then
+    echo "compare.sh: no $bin: run cargo build --release, or set ORDERGATE" >&2
+    exit 2
+fi
+if [[ -n ${COMPARE_OUT:-} ]]; then
+    out=$COMPARE_OUT
+    mkdir -p "$out"
+else
+    out=$(mktemp -d)
+    trap 'rm -rf "$out"' EXIT
+fi
+
+for ((i = 1; i <= runs; i++)); do
+    echo "=== run $i of $runs"
+    "$bin" compare --json "$out/run-$i.json" "$@"
+done
+
+# The JSON is ordergate's own (one object per line for these keys): the
+# first "p50_us" on the "added" line is ordergate's, the second HAProxy's.
+field() { # FILE LINE-KEY NTH
+    grep "\"$2\":" "$1" | grep -oE '"p50(_us)?": (-?[0-9.]+|null)' | sed -n "${3}p" | awk '{print $2} END {if (NR == 0) print "n/a"}'
+}
+median() {
+    grep -E '^-?[0-9.]+$' | sort -g | awk '{v[NR] = $1} END {
+        if (NR == 0) { print "n/a"; exit }
+        if (NR % 2) print v[(NR + 1) / 2]; else print (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
+}
+
+echo
+printf '%-6s %22s %22s %20s\n' run "ordergate added p50" "HAProxy added p50" "ratio p50"
+for ((i = 1; i <= runs; i++)); do
+    f=$out/run-$i.json
+    printf '%-6s %19s µs %19s µs %20s\n' "$i" "$(field "$f" added 1)" "$(field "$f" added 2)" \
+        "$(field "$f" ratio_ordergate_to_haproxy 1)"
+done
+printf '%-6s %19s µs %19s µs %20s\n' median \
+    "$(for f in "$out"/run-*.json; do field "$f" added 1; done | median)" \
+    "$(for f in "$out"/run-*.json; do field "$f" added 2; done | median)" \
+    "$(for f in "$out"/run-*.json; do field "$f" ratio_ordergate_to_haproxy 1; done | median)"
+echo "(goals, for context: ratio ≤ 0.10, ordergate added p50 ≤ 1.5 µs)"
