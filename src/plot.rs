@@ -173,6 +173,10 @@ const CHAR_WIDTH_12PX: f64 = 6.6;
 const LEGEND_SAMPLE_WIDTH: f64 = 32.0;
 const LEGEND_GAP: f64 = 28.0;
 const LEGEND_ROW_HEIGHT: f64 = 19.0;
+/// A white outline under a label's glyphs, so that it stays legible where
+/// it crosses a line or the grid.
+const HALO: &str =
+    r##"stroke="#ffffff" stroke-width="3.5" stroke-linejoin="round" paint-order="stroke""##;
 
 impl Axis {
     fn to_unit(&self, v: f64) -> f64 {
@@ -390,10 +394,12 @@ pub fn svg(chart: &Chart) -> String {
             r#"<line class="rule" x1="{PLOT_LEFT}" y1="{y:.1}" x2="{PLOT_RIGHT}" y2="{y:.1}" stroke="{}" stroke-width="1.5" stroke-dasharray="7 4"/>"#,
             r.color
         );
+        // At the left: latency curves rise to the right, so the left end
+        // of a horizontal line is the least crowded.
         let _ = writeln!(
             s,
-            r#"<text class="rule-label" x="{:.1}" y="{:.1}" font-size="12" text-anchor="end" fill="{}">{}</text>"#,
-            PLOT_RIGHT - 6.0,
+            r#"<text class="rule-label" x="{:.1}" y="{:.1}" font-size="12" text-anchor="start" fill="{}" {HALO}>{}</text>"#,
+            PLOT_LEFT + 6.0,
             y - 6.0,
             r.color,
             xml_escape(&r.label)
@@ -409,7 +415,7 @@ pub fn svg(chart: &Chart) -> String {
         let (lx, ly) = (x - 6.0, top + 8.0);
         let _ = writeln!(
             s,
-            r#"<text class="rule-label" x="{lx:.1}" y="{ly:.1}" font-size="12" text-anchor="end" fill="{}" transform="rotate(-90 {lx:.1} {ly:.1})">{}</text>"#,
+            r#"<text class="rule-label" x="{lx:.1}" y="{ly:.1}" font-size="12" text-anchor="end" fill="{}" {HALO} transform="rotate(-90 {lx:.1} {ly:.1})">{}</text>"#,
             r.color,
             xml_escape(&r.label)
         );
