@@ -21,6 +21,7 @@ pub mod journal;
 pub mod limits;
 pub mod load;
 pub mod net_client;
+pub mod plot;
 pub mod reactor;
 pub mod ring;
 pub mod session;

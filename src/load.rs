@@ -1,12 +1,20 @@
-//! The open-loop load generator behind `ordergate load` and the demo.
+//! The load generator behind `ordergate load` and the demo: open or closed
+//! loop, one run or a capacity sweep, a progress line while it runs, and
+//! the outputs (`.hgrm`, JSON, SVG; see [`execute`]).
 //!
 //! ```text
-//!  run_load ── logs on `sessions` sessions ── spreads them over ≤ available_parallelism threads
-//!     thread: ┌─ epoll: read the sessions whose sockets are readable, match replies to requests
-//!             ├─ send every operation whose INTENDED time has come (a fixed schedule)
-//!             └─ idle: poll while replies are outstanding or a send is < 2 ms away,
-//!                      else block in epoll_wait until a frame or just before the next send
-//!  end: MassCancel + Logout per session, histograms merged → LoadReport
+//!  Fleet::start ── logs on `sessions` sessions ── spreads them over `threads` threads (optionally pinned)
+//!   per step, each thread:
+//!     ┌─ epoll: read the sessions whose sockets are readable, match replies to requests
+//!     ├─ open loop: send every operation whose INTENDED time has come (a fixed schedule)
+//!     │  closed loop: send a session's next operation as soon as its last one is answered
+//!     ├─ idle: poll while replies are outstanding or a send is < 2 ms away,
+//!     │        else block in epoll_wait until a frame or just before the next send
+//!     ├─ every 100 ms: publish its counts and recent latencies (the progress line reads them)
+//!     └─ end: wait for the outstanding replies → the step's LoadReport
+//!   Fleet::finish: MassCancel + Logout per session
+//!  run_load  = one step (warm-up + duration) + finish
+//!  run_sweep = steps at rising offered rates (each after a short settle) + finish
 //! ```
 //!
 //! **Open loop, coordinated-omission corrected.** Each session has a fixed
@@ -18,6 +26,19 @@
 //! request that should have been sent during it, not only in the one that
 //! was waiting (Gil Tene's coordinated omission). Requests intended during
 //! the warm-up are sent but neither counted nor recorded.
+//!
+//! **Closed loop.** Each session has one request outstanding: it sends the
+//! next as soon as the previous got its first reply, and the latency is
+//! from the actual send. That measures service time, not queueing, and the
+//! rate is whatever the round trip allows: the report gives the achieved
+//! rate and no offered one.
+//!
+//! **Sweeps.** [`run_sweep`] keeps the same sessions logged on and runs one
+//! open-loop step per offered rate (`start`, `start × factor`, …, `max`),
+//! each measured after a short settle, until a step's p99 passes the SLO,
+//! its achieved rate falls below 95 % of the offered one, or the gateway
+//! refuses or loses requests. The last step that passed is the highest
+//! sustainable rate.
 //!
 //! **The order flow.** Each operation is a NewOrder, CancelOrder or
 //! ReplaceOrder drawn by the `Mix` percentages. Each session keeps at most
@@ -34,23 +55,28 @@
 //! above the key's shows as THROTTLED rejects and, after a run of them, a
 //! Terminate THROTTLE_BREACH in the report.
 //!
-//! Memory is allocated when the sessions are set up; the send/receive loop
-//! allocates nothing per message.
+//! Memory is allocated when the sessions are set up and at each step's
+//! start and end; the send/receive loop allocates nothing per message.
 
 use std::fmt::Write as _;
 use std::fs::File;
-use std::io::{self, Read};
+use std::io::{self, IsTerminal, Read, Write as _};
 use std::net::SocketAddr;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 use std::os::unix::fs::PermissionsExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError, TryLockError, mpsc};
+use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
 use zeroize::Zeroizing;
 
+use crate::auth::keys::MSGS_PER_SEC_MAX;
 use crate::auth::secret::{SECRET_HEX_LEN, Secret};
 use crate::net_client::{ClientError, ConnectOptions, Connection, NonceSource, Order, Reply};
+use crate::plot;
 use crate::wire::codes::{CancelReason, Environment, RejectReason, Side, TerminateReason};
 
 /// Resting (or pending) orders one session keeps at most: bounds the book
@@ -74,8 +100,12 @@ const _: () = assert!(INFLIGHT_SLOTS.is_power_of_two() && INFLIGHT_SLOTS > LIVE_
 /// Highest latency the histograms hold (60 s), at 3 significant digits.
 pub const LATENCY_NS_MAX: u64 = 60_000_000_000;
 
-/// How long the end of a run waits for outstanding replies and the mass
-/// cancels' acks, and then for the Logouts' Terminates.
+/// Load threads at most: more than any host gives a load generator cores
+/// for; each costs a stack and two histograms (~0.5 MiB).
+pub const THREADS_MAX: usize = 256;
+
+/// How long the end of a step waits for the outstanding replies, and the
+/// end of a run for the mass cancels' acks, then for the Logouts' Terminates.
 pub const DRAIN_MAX: Duration = Duration::from_secs(2);
 pub const LOGOUT_WAIT_MAX: Duration = Duration::from_millis(500);
 
@@ -89,11 +119,54 @@ const BLOCK_EARLY_NS: u64 = 1_000_000;
 /// Events one `epoll_wait` returns at most; more stay ready for the next.
 const READY_EVENTS_MAX: usize = 1024;
 
+/// How often a load thread publishes its counts and recent latencies for
+/// the progress line: a try-lock and a pointer swap, so it never waits.
+const PUBLISH_INTERVAL_NS: u64 = 100_000_000;
+/// How often the progress line is printed.
+pub const PROGRESS_INTERVAL: Duration = Duration::from_secs(1);
+/// A step starts this long after it is announced, so every thread starts
+/// on the same clock.
+const STEP_START_DELAY: Duration = Duration::from_millis(5);
+/// Beyond a step's planned end and its drain, how long the coordinator
+/// waits for the threads' reports before it gives up on them.
+const REPORT_GRACE: Duration = Duration::from_secs(5);
+
 /// The crossing price, and how far from it resting orders go (in ticks).
 const PRICE_BASE: i64 = 10_000;
 const PRICE_SPREAD: u64 = 20;
 const CROSSING_QTY: u32 = 10;
 const QTY_MAX: u64 = 100;
+
+/// Percentiles of the table, the JSON summary and the sweep:
+/// (label, JSON key, quantile).
+pub const PERCENTILES: [(&str, &str, f64); 5] = [
+    ("p50", "p50", 0.50),
+    ("p90", "p90", 0.90),
+    ("p99", "p99", 0.99),
+    ("p99.9", "p99_9", 0.999),
+    ("p99.99", "p99_99", 0.9999),
+];
+
+/// How requests are paced.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Mode {
+    /// At the offered rate on a fixed schedule, latency from the intended
+    /// send (coordinated-omission corrected).
+    #[default]
+    Open,
+    /// One request outstanding per session: the next goes when the previous
+    /// is answered; latency from the actual send.
+    Closed,
+}
+
+impl Mode {
+    pub fn name(self) -> &'static str {
+        match self {
+            Mode::Open => "open",
+            Mode::Closed => "closed",
+        }
+    }
+}
 
 /// What share of operations is of each kind.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -120,7 +193,10 @@ impl Default for Mix {
 }
 
 impl Mix {
-    fn check(&self) -> Result<(), String> {
+    /// # Errors
+    ///
+    /// The percentages do not add up, new is 0, or crossing is above 100.
+    pub fn check(&self) -> Result<(), String> {
         let sum = self.new + self.cancel + self.replace;
         if sum != 100 {
             return Err(format!(
@@ -138,6 +214,108 @@ impl Mix {
         }
         Ok(())
     }
+
+    /// "new 50 / cancel 35 / replace 15, crossing 20%".
+    pub fn describe(&self) -> String {
+        format!(
+            "new {} / cancel {} / replace {}, crossing {}%",
+            self.new, self.cancel, self.replace, self.crossing
+        )
+    }
+}
+
+/// `--mix`: `KIND=PERCENT` pairs separated by commas, kinds `new`, `cancel`
+/// and `replace`, each at most once, summing to 100 (a kind left out is
+/// 0%): `new=60,cancel=30,replace=10`. The crossing share is the default
+/// one (`--crossing` sets it).
+///
+/// # Errors
+///
+/// What is wrong, naming the part of the text that is.
+pub fn parse_mix(text: &str) -> Result<Mix, String> {
+    const FORM: &str = "give KIND=PERCENT pairs, e.g. new=60,cancel=30,replace=10";
+    if text.trim().is_empty() {
+        return Err(format!("empty; {FORM}"));
+    }
+    let mut pct = [None::<u32>; 3];
+    for part in text.split(',') {
+        let part = part.trim();
+        let Some((kind, value)) = part.split_once('=') else {
+            return Err(format!("`{part}` is not KIND=PERCENT; {FORM}"));
+        };
+        let (kind, value) = (kind.trim(), value.trim());
+        let index = match kind {
+            "new" => 0,
+            "cancel" => 1,
+            "replace" => 2,
+            "crossing" => {
+                return Err(format!(
+                    "`{part}`: the crossing share has its own flag, --crossing PCT"
+                ));
+            }
+            _ => {
+                return Err(format!(
+                    "`{part}`: unknown kind `{kind}`; the kinds are new, cancel and replace"
+                ));
+            }
+        };
+        let value = value
+            .parse::<u32>()
+            .ok()
+            .filter(|v| *v <= 100)
+            .ok_or_else(|| format!("`{part}`: `{value}` is not a whole percentage 0..=100"))?;
+        if pct[index].replace(value).is_some() {
+            return Err(format!("`{part}`: {kind} is given twice"));
+        }
+    }
+    let mix = Mix {
+        new: pct[0].unwrap_or(0),
+        cancel: pct[1].unwrap_or(0),
+        replace: pct[2].unwrap_or(0),
+        crossing: Mix::default().crossing,
+    };
+    mix.check()?;
+    Ok(mix)
+}
+
+/// `--pin CORES`: core ids separated by commas, or ranges `a-b`: `2,3`,
+/// `4-7`, `0,2-3`. Sorted, without repeats.
+///
+/// # Errors
+///
+/// What is wrong, naming the part of the text that is.
+pub fn parse_cores(text: &str) -> Result<Vec<usize>, String> {
+    /// Above any core id a host has.
+    const CORE_ID_MAX: usize = 4095;
+    let core = |part: &str, s: &str| -> Result<usize, String> {
+        s.trim()
+            .parse::<usize>()
+            .ok()
+            .filter(|c| *c <= CORE_ID_MAX)
+            .ok_or_else(|| {
+                format!(
+                    "`{part}`: `{}` is not a core id 0..={CORE_ID_MAX}",
+                    s.trim()
+                )
+            })
+    };
+    let mut cores = Vec::new();
+    for part in text.split(',') {
+        let part = part.trim();
+        match part.split_once('-') {
+            Some((a, b)) => {
+                let (a, b) = (core(part, a)?, core(part, b)?);
+                if a > b {
+                    return Err(format!("`{part}`: the range runs backwards"));
+                }
+                cores.extend(a..=b);
+            }
+            None => cores.push(core(part, part)?),
+        }
+    }
+    cores.sort_unstable();
+    cores.dedup();
+    Ok(cores)
 }
 
 /// Everything a load run needs. `Debug` does not show the secret.
@@ -147,7 +325,9 @@ pub struct LoadParams {
     pub key_id: u64,
     pub secret: [u8; 32],
     pub sessions: usize,
-    /// Operations per second, all sessions together (offered rate).
+    pub mode: Mode,
+    /// Operations per second, all sessions together (offered rate; open
+    /// loop only).
     pub rate: u64,
     /// Measured time, after the warm-up.
     pub duration: Duration,
@@ -156,9 +336,14 @@ pub struct LoadParams {
     pub mix: Mix,
     /// Threads driving the sessions; 0 = `min(sessions, available_parallelism)`.
     pub threads: usize,
+    /// Cores the load threads are pinned to, thread `i` to
+    /// `pin_cores[i % len]`; empty = not pinned.
+    pub pin_cores: Vec<usize>,
     /// The instrument every order is for (the embedded engine has `1..=100`).
     pub instrument_id: u32,
     pub environment: Environment,
+    /// Print a progress line on stderr once a second while it runs.
+    pub progress: bool,
 }
 
 impl std::fmt::Debug for LoadParams {
@@ -168,41 +353,51 @@ impl std::fmt::Debug for LoadParams {
             .field("key_id", &self.key_id)
             .field("secret", &"<redacted>")
             .field("sessions", &self.sessions)
+            .field("mode", &self.mode)
             .field("rate", &self.rate)
             .field("duration", &self.duration)
             .field("warmup", &self.warmup)
             .field("mix", &self.mix)
             .field("threads", &self.threads)
+            .field("pin_cores", &self.pin_cores)
             .field("instrument_id", &self.instrument_id)
             .field("environment", &self.environment)
+            .field("progress", &self.progress)
             .finish()
     }
 }
 
 impl LoadParams {
     /// Defaults for everything but where to connect and the key: 4 sessions,
-    /// 20 000 orders/s for 5 s after a 1 s warm-up, the default mix.
+    /// open loop at 20 000 orders/s for 5 s after a 1 s warm-up, the default
+    /// mix, threads unpinned, no progress line.
     pub fn new(connect: SocketAddr, key_id: u64, secret: [u8; 32]) -> LoadParams {
         LoadParams {
             connect,
             key_id,
             secret,
             sessions: 4,
+            mode: Mode::Open,
             rate: 20_000,
             duration: Duration::from_secs(5),
             warmup: Duration::from_secs(1),
             mix: Mix::default(),
             threads: 0,
+            pin_cores: Vec::new(),
             instrument_id: 1,
             environment: Environment::Production,
+            progress: false,
         }
     }
 
-    fn check(&self) -> Result<(), String> {
+    /// # Errors
+    ///
+    /// What is inconsistent, in words a user of the command line knows.
+    pub fn check(&self) -> Result<(), String> {
         if self.sessions == 0 {
             return Err("sessions must be at least 1".into());
         }
-        if self.rate < self.sessions as u64 {
+        if self.mode == Mode::Open && self.rate < self.sessions as u64 {
             return Err(format!(
                 "rate {} orders/s is below one order per second per session ({} sessions)",
                 self.rate, self.sessions
@@ -210,6 +405,12 @@ impl LoadParams {
         }
         if self.duration.is_zero() {
             return Err("duration must be above 0".into());
+        }
+        if self.threads > THREADS_MAX {
+            return Err(format!(
+                "threads {} is above the most allowed, {THREADS_MAX}",
+                self.threads
+            ));
         }
         if self.instrument_id == 0 {
             return Err("instrument_id must be at least 1".into());
@@ -225,6 +426,23 @@ impl LoadParams {
             self.threads
         };
         cap.clamp(1, self.sessions.max(1))
+    }
+
+    /// "4 sessions on 2 threads (pinned to cores 0, 1)".
+    fn describe_threads(&self) -> String {
+        let threads = self.thread_count();
+        let mut s = format!(
+            "{} session{} on {} thread{}",
+            self.sessions,
+            plural(self.sessions as u64),
+            threads,
+            plural(threads as u64)
+        );
+        if !self.pin_cores.is_empty() {
+            let cores: Vec<String> = self.pin_cores.iter().map(usize::to_string).collect();
+            let _ = write!(s, " (pinned to cores {})", cores.join(", "));
+        }
+        s
     }
 }
 
@@ -268,13 +486,14 @@ pub fn read_secret_file(path: &Path) -> Result<[u8; 32], String> {
     Ok(*secret.expose())
 }
 
-/// What a load run saw. Counts cover requests intended after the warm-up
-/// (and Fills received after it).
+/// What a load run (or one sweep step) saw. Counts cover requests intended
+/// after the warm-up (and Fills received after it).
 #[derive(Clone, Debug)]
 pub struct LoadReport {
     pub sessions: usize,
     pub threads: usize,
-    /// Offered operations per second.
+    pub mode: Mode,
+    /// Offered operations per second (0 in a closed loop: none is offered).
     pub rate: u64,
     pub duration: Duration,
     pub warmup: Duration,
@@ -282,7 +501,7 @@ pub struct LoadReport {
     pub sent_cancel: u64,
     pub sent_replace: u64,
     /// Operations due before the end that the generator never got to send
-    /// (it fell behind its schedule).
+    /// (it fell behind its schedule; open loop).
     pub behind: u64,
     /// Operations due with every order slot waiting on the gateway (nothing
     /// could be sent): a sign the gateway is far behind.
@@ -304,10 +523,11 @@ pub struct LoadReport {
     pub terminates: [u64; 9],
     /// Sessions that failed (socket or protocol), with what happened.
     pub errors: Vec<String>,
-    /// Intended send → first reply, ns.
+    /// Intended send (open loop) or send (closed loop) → first reply, ns.
     pub latency_ns: Histogram<u64>,
     /// Intended send → actual send, ns: how far the generator itself ran
     /// behind its schedule (part of `latency_ns`, not the gateway's doing).
+    /// Empty in a closed loop.
     pub send_lag_ns: Histogram<u64>,
 }
 
@@ -316,7 +536,11 @@ impl LoadReport {
         LoadReport {
             sessions: params.sessions,
             threads,
-            rate: params.rate,
+            mode: params.mode,
+            rate: match params.mode {
+                Mode::Open => params.rate,
+                Mode::Closed => 0,
+            },
             duration: params.duration,
             warmup: params.warmup,
             sent_new: 0,
@@ -344,9 +568,29 @@ impl LoadReport {
         self.sent_new + self.sent_cancel + self.sent_replace
     }
 
+    /// First replies received: `sent - unanswered` when all is well.
+    pub fn replies(&self) -> u64 {
+        self.accepted + self.rejected + self.canceled + self.replaced
+    }
+
     /// Operations sent per second of measured time.
     pub fn achieved_rate(&self) -> f64 {
         self.sent() as f64 / self.duration.as_secs_f64()
+    }
+
+    /// The offered rate, if the loop was open.
+    pub fn offered_rate(&self) -> Option<u64> {
+        (self.mode == Mode::Open).then_some(self.rate)
+    }
+
+    /// Terminates other than LOGOUT: sessions the gateway ended.
+    pub fn abnormal_terminates(&self) -> Vec<(&'static str, u64)> {
+        TerminateReason::ALL
+            .iter()
+            .filter(|r| **r != TerminateReason::LOGOUT)
+            .map(|r| (r.name(), self.terminates[r.wire() as usize]))
+            .filter(|&(_, n)| n > 0)
+            .collect()
     }
 
     fn merge(&mut self, other: &LoadReport) {
@@ -389,33 +633,79 @@ impl LoadReport {
         out
     }
 
-    /// The report as text (what `print` prints).
+    /// What the latency is measured from, for labels.
+    fn latency_origin(&self) -> &'static str {
+        match self.mode {
+            Mode::Open => "intended send",
+            Mode::Closed => "send",
+        }
+    }
+
+    /// The report as text (what `print` prints; the demo's form): the
+    /// round trip percentiles on one line.
     pub fn render(&self) -> String {
+        self.render_with(false)
+    }
+
+    /// As [`render`](Self::render), with the round trip as a percentile
+    /// table (p50, p90, p99, p99.9, p99.99, max): what `ordergate load`
+    /// prints.
+    pub fn render_table(&self) -> String {
+        self.render_with(true)
+    }
+
+    fn render_with(&self, table: bool) -> String {
         let mut s = String::new();
-        let _ = writeln!(
-            s,
-            "load: {} session{} on {} thread{}; offered {} orders/s for {:.2} s after a {:.2} s warm-up",
-            self.sessions,
-            plural(self.sessions as u64),
-            self.threads,
-            plural(self.threads as u64),
-            self.rate,
-            self.duration.as_secs_f64(),
-            self.warmup.as_secs_f64()
-        );
         let achieved = self.achieved_rate();
-        let _ = writeln!(
-            s,
-            "  sent {} (new {}, cancel {}, replace {}); achieved {:.0} orders/s ({:.1}% of offered); behind schedule {}, skipped {}",
-            self.sent(),
-            self.sent_new,
-            self.sent_cancel,
-            self.sent_replace,
-            achieved,
-            100.0 * achieved / self.rate as f64,
-            self.behind,
-            self.skipped
-        );
+        match self.mode {
+            Mode::Open => {
+                let _ = writeln!(
+                    s,
+                    "load: {} session{} on {} thread{}; offered {} orders/s for {:.2} s after a {:.2} s warm-up",
+                    self.sessions,
+                    plural(self.sessions as u64),
+                    self.threads,
+                    plural(self.threads as u64),
+                    self.rate,
+                    self.duration.as_secs_f64(),
+                    self.warmup.as_secs_f64()
+                );
+                let _ = writeln!(
+                    s,
+                    "  sent {} (new {}, cancel {}, replace {}); achieved {:.0} orders/s ({:.1}% of offered); behind schedule {}, skipped {}",
+                    self.sent(),
+                    self.sent_new,
+                    self.sent_cancel,
+                    self.sent_replace,
+                    achieved,
+                    100.0 * achieved / self.rate.max(1) as f64,
+                    self.behind,
+                    self.skipped
+                );
+            }
+            Mode::Closed => {
+                let _ = writeln!(
+                    s,
+                    "load: closed loop, {} session{} on {} thread{}, one request outstanding per session, for {:.2} s after a {:.2} s warm-up",
+                    self.sessions,
+                    plural(self.sessions as u64),
+                    self.threads,
+                    plural(self.threads as u64),
+                    self.duration.as_secs_f64(),
+                    self.warmup.as_secs_f64()
+                );
+                let _ = writeln!(
+                    s,
+                    "  sent {} (new {}, cancel {}, replace {}); achieved {:.0} orders/s; skipped {}",
+                    self.sent(),
+                    self.sent_new,
+                    self.sent_cancel,
+                    self.sent_replace,
+                    achieved,
+                    self.skipped
+                );
+            }
+        }
         let _ = writeln!(
             s,
             "  replies: accepted {}, rejected {}, canceled {}, replaced {}; fills {}; unanswered {}",
@@ -426,11 +716,10 @@ impl LoadReport {
             let list: Vec<String> = rejects.iter().map(|(n, c)| format!("{n} {c}")).collect();
             let _ = writeln!(s, "  rejects by reason: {}", list.join(", "));
         }
-        let abnormal: Vec<String> = TerminateReason::ALL
+        let abnormal: Vec<String> = self
+            .abnormal_terminates()
             .iter()
-            .filter(|r| **r != TerminateReason::LOGOUT)
-            .filter(|r| self.terminates[r.wire() as usize] > 0)
-            .map(|r| format!("{} {}", r.name(), self.terminates[r.wire() as usize]))
+            .map(|(n, c)| format!("{n} {c}"))
             .collect();
         if !abnormal.is_empty() {
             let _ = writeln!(
@@ -442,12 +731,23 @@ impl LoadReport {
         for e in &self.errors {
             let _ = writeln!(s, "  error: {e}");
         }
-        let _ = writeln!(
-            s,
-            "  round trip from intended send (µs): {} ({} samples)",
-            percentiles_us(&self.latency_ns),
-            self.latency_ns.len()
-        );
+        if table {
+            let _ = writeln!(
+                s,
+                "  round trip from {} to first reply (µs), {} samples:",
+                self.latency_origin(),
+                self.latency_ns.len()
+            );
+            s.push_str(&percentile_table(&self.latency_ns));
+        } else {
+            let _ = writeln!(
+                s,
+                "  round trip from {} (µs): {} ({} samples)",
+                self.latency_origin(),
+                percentiles_us(&self.latency_ns),
+                self.latency_ns.len()
+            );
+        }
         if !self.send_lag_ns.is_empty() {
             let us = |ns: u64| ns as f64 / 1_000.0;
             let _ = writeln!(
@@ -475,6 +775,12 @@ pub fn new_histogram() -> Histogram<u64> {
     Histogram::new_with_bounds(1, LATENCY_NS_MAX, 3).expect("valid histogram bounds")
 }
 
+/// The progress line's histograms: 2 significant digits are plenty for
+/// "p99 87 µs", and keep them small (a few KiB) and cheap to reset.
+fn progress_histogram() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, LATENCY_NS_MAX, 2).expect("valid histogram bounds")
+}
+
 /// `p50 … max` of a histogram of nanoseconds, in µs with 2 decimals.
 pub fn percentiles_us(h: &Histogram<u64>) -> String {
     if h.is_empty() {
@@ -491,6 +797,24 @@ pub fn percentiles_us(h: &Histogram<u64>) -> String {
     )
 }
 
+/// The [`PERCENTILES`] and the max of a histogram of nanoseconds, as a
+/// two-line table in µs (indented 3; columns of 11, which hold the
+/// histogram's highest value, 60 s, as `60000000.00`, plus a space).
+pub fn percentile_table(h: &Histogram<u64>) -> String {
+    if h.is_empty() {
+        return "    no samples\n".into();
+    }
+    let mut head = String::from("   ");
+    let mut values = String::from("   ");
+    for (label, _, q) in PERCENTILES {
+        let _ = write!(head, " {label:>11}");
+        let _ = write!(values, " {:>11.2}", h.value_at_quantile(q) as f64 / 1_000.0);
+    }
+    let _ = write!(head, " {:>11}", "max");
+    let _ = write!(values, " {:>11.2}", h.max() as f64 / 1_000.0);
+    format!("{head}\n{values}\n")
+}
+
 /// Runs the load: logs on every session, drives them for warm-up +
 /// duration, cancels what is left, logs out, and reports.
 ///
@@ -499,54 +823,1318 @@ pub fn percentiles_us(h: &Histogram<u64>) -> String {
 /// Inconsistent parameters, or a session that could not log on (naming
 /// which and why). Failures after the start are in `LoadReport::errors`.
 pub fn run_load(params: &LoadParams) -> Result<LoadReport, String> {
+    let mut fleet = Fleet::start(params)?;
+    let label = params.progress.then_some("load");
+    let mut report = fleet.step(params.rate, params.warmup, params.duration, label)?;
+    let teardown = fleet.finish()?;
+    report.merge(&teardown);
+    Ok(report)
+}
+
+// ---------------------------------------------------------------------------
+// Sweeps
+
+/// A step passes only if its achieved rate is at least this share of the
+/// offered one.
+pub const SWEEP_ACHIEVED_MIN: f64 = 0.95;
+/// Steps one sweep takes at most (a 3 s step: 5 minutes and more).
+pub const SWEEP_STEPS_MAX: usize = 100;
+/// Bounds on the factor between steps: below 1.05 steps are within the
+/// noise of each other; above 10 the knee is missed.
+pub const SWEEP_FACTOR_MIN: f64 = 1.05;
+pub const SWEEP_FACTOR_MAX: f64 = 10.0;
+/// The settle before each step's measurement is a fifth of the step, at
+/// most this: time for the queues of the previous, lower rate to change.
+pub const SWEEP_SETTLE_MAX: Duration = Duration::from_millis(500);
+/// Defaults of the sweep flags.
+pub const SWEEP_START_DEFAULT: u64 = 1_000;
+pub const SWEEP_FACTOR_DEFAULT: f64 = 1.5;
+pub const SWEEP_MAX_DEFAULT: u64 = MSGS_PER_SEC_MAX as u64;
+pub const SWEEP_STEP_DEFAULT: Duration = Duration::from_secs(3);
+
+/// What a capacity sweep steps through.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SweepParams {
+    /// A step whose p99 is above this fails.
+    pub slo_p99: Duration,
+    /// Offered rate of the first step, orders/s.
+    pub start: u64,
+    /// Each step offers this times the last.
+    pub factor: f64,
+    /// The last step's rate: the sweep ends there if nothing failed.
+    pub max: u64,
+    /// Measured time of each step (after its settle).
+    pub step_duration: Duration,
+}
+
+impl SweepParams {
+    /// The defaults around an SLO: from 1000 orders/s, × 1.5, up to the
+    /// highest rate a key may have, 3 s steps.
+    pub fn new(slo_p99: Duration) -> SweepParams {
+        SweepParams {
+            slo_p99,
+            start: SWEEP_START_DEFAULT,
+            factor: SWEEP_FACTOR_DEFAULT,
+            max: SWEEP_MAX_DEFAULT,
+            step_duration: SWEEP_STEP_DEFAULT,
+        }
+    }
+
+    /// The offered rate of each step: `start × factor^k` (rounded, always
+    /// rising) below `max`, then `max` itself, which replaces the last of
+    /// those if it is within `√factor` of it (no near-duplicate last step).
+    pub fn rates(&self) -> Vec<u64> {
+        let mut out = Vec::new();
+        let mut r = self.start.max(1);
+        while r < self.max && out.len() <= SWEEP_STEPS_MAX {
+            out.push(r);
+            r = ((r as f64 * self.factor).round() as u64).max(r + 1);
+        }
+        if let Some(&last) = out.last()
+            && (self.max as f64) / (last as f64) < self.factor.sqrt()
+            && out.len() > 1
+        {
+            out.pop();
+        }
+        out.push(self.max);
+        out
+    }
+
+    /// The unmeasured time before each step's measurement.
+    pub fn settle(&self) -> Duration {
+        (self.step_duration / 5).min(SWEEP_SETTLE_MAX)
+    }
+
+    /// # Errors
+    ///
+    /// What is inconsistent, with these load parameters.
+    pub fn check(&self, params: &LoadParams) -> Result<(), String> {
+        if params.mode != Mode::Open {
+            return Err(
+                "a sweep raises the offered rate: it needs the open loop (--mode open)".into(),
+            );
+        }
+        if self.slo_p99.is_zero() {
+            return Err("the p99 SLO must be above 0".into());
+        }
+        if self.start < params.sessions as u64 {
+            return Err(format!(
+                "sweep start {} orders/s is below one order per second per session ({} sessions)",
+                self.start, params.sessions
+            ));
+        }
+        if self.max < self.start {
+            return Err(format!(
+                "sweep max {} orders/s is below its start, {}",
+                self.max, self.start
+            ));
+        }
+        if !(SWEEP_FACTOR_MIN..=SWEEP_FACTOR_MAX).contains(&self.factor) {
+            return Err(format!(
+                "sweep step factor {} is outside {SWEEP_FACTOR_MIN}..={SWEEP_FACTOR_MAX}",
+                self.factor
+            ));
+        }
+        if self.step_duration.is_zero() {
+            return Err("the step duration must be above 0".into());
+        }
+        let steps = self.rates().len();
+        if steps > SWEEP_STEPS_MAX {
+            return Err(format!(
+                "from {} to {} orders/s by × {} is more than {SWEEP_STEPS_MAX} steps: raise the factor or the start, or lower the max",
+                self.start, self.max, self.factor
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// One step of a sweep: its report and why it failed, if it did.
+#[derive(Clone, Debug)]
+pub struct SweepStep {
+    pub offered: u64,
+    pub report: LoadReport,
+    /// Empty: the step is sustainable.
+    pub problems: Vec<String>,
+}
+
+impl SweepStep {
+    /// Judges a step against the SLO and the other conditions a
+    /// sustainable rate must meet: every session alive, every request
+    /// answered, no THROTTLED or ENGINE_BUSY (the gateway or the key
+    /// refusing load is not capacity), the achieved rate within 95 % of
+    /// the offered one, and the p99 within the SLO.
+    pub fn judge(report: LoadReport, slo_p99: Duration) -> SweepStep {
+        let mut problems = Vec::new();
+        let abnormal = report.abnormal_terminates();
+        if !report.errors.is_empty() || !abnormal.is_empty() {
+            let failed = report.errors.len() as u64 + abnormal.iter().map(|x| x.1).sum::<u64>();
+            problems.push(format!("{failed} sessions failed"));
+        }
+        if report.unanswered > 0 {
+            problems.push(format!("{} unanswered", report.unanswered));
+        }
+        for reason in [RejectReason::THROTTLED, RejectReason::ENGINE_BUSY] {
+            let n = report.rejects[reason.wire() as usize];
+            if n > 0 {
+                problems.push(format!("{} {n}", reason.name()));
+            }
+        }
+        let achieved = report.achieved_rate() / report.rate.max(1) as f64;
+        if achieved < SWEEP_ACHIEVED_MIN {
+            problems.push(format!("achieved {:.0}% of offered", 100.0 * achieved));
+        }
+        if report.latency_ns.is_empty() {
+            problems.push("no replies".into());
+        } else if report.latency_ns.value_at_quantile(0.99) > slo_p99.as_nanos() as u64 {
+            problems.push("p99 over the SLO".into());
+        }
+        SweepStep {
+            offered: report.rate,
+            report,
+            problems,
+        }
+    }
+
+    pub fn ok(&self) -> bool {
+        self.problems.is_empty()
+    }
+
+    /// "ok", or the problems.
+    pub fn verdict(&self) -> String {
+        if self.ok() {
+            "ok".into()
+        } else {
+            self.problems.join("; ")
+        }
+    }
+
+    /// The step's row of the sweep table.
+    pub fn render_row(&self) -> String {
+        let h = &self.report.latency_ns;
+        let us = |q: Option<f64>| -> String {
+            if h.is_empty() {
+                return "-".into();
+            }
+            let ns = q.map_or(h.max(), |q| h.value_at_quantile(q));
+            format!("{:.2}", ns as f64 / 1_000.0)
+        };
+        format!(
+            "  {:>10} {:>11.0} {:>10} {:>10} {:>10} {:>10}  {}\n",
+            self.offered,
+            self.report.achieved_rate(),
+            us(Some(0.5)),
+            us(Some(0.99)),
+            us(Some(0.999)),
+            us(None),
+            self.verdict()
+        )
+    }
+}
+
+/// A sweep's steps, in order; it stopped at the first that failed.
+#[derive(Clone, Debug)]
+pub struct SweepReport {
+    pub sweep: SweepParams,
+    pub steps: Vec<SweepStep>,
+    /// The end of the run: mass cancels and logouts (errors and
+    /// terminates there).
+    pub teardown: LoadReport,
+}
+
+/// The sweep's heading and the table's header row.
+pub fn sweep_header(params: &LoadParams, sweep: &SweepParams) -> String {
+    format!(
+        "sweep: {}; p99 SLO {}; steps of {:.2} s after a {:.2} s settle ({:.2} s warm-up first), × {} from {} to {} orders/s; mix {}\n  {:>10} {:>11} {:>10} {:>10} {:>10} {:>10}  verdict\n",
+        params.describe_threads(),
+        plot::fmt_latency_us(sweep.slo_p99.as_nanos() as f64 / 1_000.0),
+        sweep.step_duration.as_secs_f64(),
+        sweep.settle().as_secs_f64(),
+        params.warmup.max(sweep.settle()).as_secs_f64(),
+        sweep.factor,
+        sweep.start,
+        sweep.max,
+        params.mix.describe(),
+        "offered/s",
+        "achieved/s",
+        "p50 µs",
+        "p99 µs",
+        "p99.9 µs",
+        "max µs",
+    )
+}
+
+impl SweepReport {
+    /// The offered rate of the last step that passed (they pass in a row:
+    /// the sweep stops at the first failure).
+    pub fn highest_sustainable(&self) -> Option<u64> {
+        self.steps
+            .iter()
+            .take_while(|s| s.ok())
+            .last()
+            .map(|s| s.offered)
+    }
+
+    /// The sentence under the table.
+    pub fn render_conclusion(&self) -> String {
+        let mut s = String::new();
+        let failed = self.steps.iter().find(|s| !s.ok());
+        match (self.highest_sustainable(), failed) {
+            (Some(rate), None) => {
+                let _ = writeln!(
+                    s,
+                    "highest sustainable rate: {rate} orders/s (every step passed; the sweep ended at its max: raise --sweep-max to find the limit)"
+                );
+            }
+            (Some(rate), Some(next)) => {
+                let _ = writeln!(
+                    s,
+                    "highest sustainable rate: {rate} orders/s (the next step, {} orders/s, failed: {})",
+                    next.offered,
+                    next.verdict()
+                );
+            }
+            (None, Some(first)) => {
+                let _ = writeln!(
+                    s,
+                    "no sustainable rate: the first step, {} orders/s, failed: {} (lower --sweep-start)",
+                    first.offered,
+                    first.verdict()
+                );
+            }
+            (None, None) => {
+                let _ = writeln!(s, "no step ran");
+            }
+        }
+        let abnormal = self.teardown.abnormal_terminates();
+        if !abnormal.is_empty() {
+            let list: Vec<String> = abnormal.iter().map(|(n, c)| format!("{n} {c}")).collect();
+            let _ = writeln!(
+                s,
+                "  at the end, sessions terminated by the gateway: {}",
+                list.join(", ")
+            );
+        }
+        for e in &self.teardown.errors {
+            let _ = writeln!(s, "  error at the end: {e}");
+        }
+        s
+    }
+
+    /// Header, every row, conclusion.
+    pub fn render(&self, params: &LoadParams) -> String {
+        let mut s = sweep_header(params, &self.sweep);
+        for step in &self.steps {
+            s.push_str(&step.render_row());
+        }
+        s.push_str(&self.render_conclusion());
+        s
+    }
+}
+
+/// Runs a capacity sweep: logs on the sessions once, then one open-loop
+/// step per rate of [`SweepParams::rates`] (the first after `params.warmup`
+/// or the settle, whichever is longer; the others after the settle), until
+/// a step fails ([`SweepStep::judge`]). `on_step` sees each step as it
+/// ends (to print its row).
+///
+/// # Errors
+///
+/// As [`run_load`], and inconsistent sweep parameters.
+pub fn run_sweep(
+    params: &LoadParams,
+    sweep: &SweepParams,
+    mut on_step: impl FnMut(&SweepStep),
+) -> Result<SweepReport, String> {
     params.check()?;
-    let threads = params.thread_count();
-    let options = ConnectOptions {
-        keepalive_ms: 1_000,
-        cancel_on_disconnect: true,
-        environment: params.environment,
-        nonce: NonceSource::Process,
-        timeout: Duration::from_secs(2),
+    sweep.check(params)?;
+    let rates = sweep.rates();
+    let mut fleet = Fleet::start(params)?;
+    let mut steps = Vec::new();
+    for (k, &rate) in rates.iter().enumerate() {
+        let settle = if k == 0 {
+            params.warmup.max(sweep.settle())
+        } else {
+            sweep.settle()
+        };
+        let label = format!("sweep step {}/{} at {rate}/s", k + 1, rates.len());
+        let report = fleet.step(
+            rate,
+            settle,
+            sweep.step_duration,
+            params.progress.then_some(label.as_str()),
+        )?;
+        let step = SweepStep::judge(report, sweep.slo_p99);
+        on_step(&step);
+        let ok = step.ok();
+        steps.push(step);
+        if !ok {
+            break;
+        }
+    }
+    let teardown = fleet.finish()?;
+    Ok(SweepReport {
+        sweep: sweep.clone(),
+        steps,
+        teardown,
+    })
+}
+
+// ---------------------------------------------------------------------------
+// JSON
+
+/// A JSON value, written by hand: the summary needs objects, arrays,
+/// numbers and escaped strings, not a serializer.
+#[derive(Clone, Debug)]
+enum Json {
+    Null,
+    Bool(bool),
+    Int(u64),
+    Num(f64),
+    Str(String),
+    Arr(Vec<Json>),
+    Obj(Vec<(String, Json)>),
+}
+
+impl Json {
+    fn obj<const N: usize>(pairs: [(&str, Json); N]) -> Json {
+        Json::Obj(pairs.into_iter().map(|(k, v)| (k.to_owned(), v)).collect())
+    }
+
+    fn str(s: impl Into<String>) -> Json {
+        Json::Str(s.into())
+    }
+
+    fn write(&self, out: &mut String, depth: usize) {
+        let pad = |out: &mut String, depth: usize| {
+            for _ in 0..depth {
+                out.push_str("  ");
+            }
+        };
+        match self {
+            Json::Null => out.push_str("null"),
+            Json::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
+            Json::Int(n) => {
+                let _ = write!(out, "{n}");
+            }
+            Json::Num(x) if x.is_finite() => {
+                let text = format!("{x:.3}");
+                out.push_str(text.trim_end_matches('0').trim_end_matches('.'));
+            }
+            Json::Num(_) => out.push_str("null"),
+            Json::Str(s) => json_string(out, s),
+            Json::Arr(items) if items.is_empty() => out.push_str("[]"),
+            Json::Arr(items) => {
+                out.push_str("[\n");
+                for (i, item) in items.iter().enumerate() {
+                    pad(out, depth + 1);
+                    item.write(out, depth + 1);
+                    out.push_str(if i + 1 < items.len() { ",\n" } else { "\n" });
+                }
+                pad(out, depth);
+                out.push(']');
+            }
+            Json::Obj(pairs) if pairs.is_empty() => out.push_str("{}"),
+            Json::Obj(pairs) => {
+                out.push_str("{\n");
+                for (i, (key, value)) in pairs.iter().enumerate() {
+                    pad(out, depth + 1);
+                    json_string(out, key);
+                    out.push_str(": ");
+                    value.write(out, depth + 1);
+                    out.push_str(if i + 1 < pairs.len() { ",\n" } else { "\n" });
+                }
+                pad(out, depth);
+                out.push('}');
+            }
+        }
+    }
+
+    fn render(&self) -> String {
+        let mut out = String::new();
+        self.write(&mut out, 0);
+        out.push('\n');
+        out
+    }
+}
+
+fn json_string(out: &mut String, s: &str) {
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if (c as u32) < 0x20 => {
+                let _ = write!(out, "\\u{:04x}", c as u32);
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+}
+
+fn environment_name(environment: Environment) -> &'static str {
+    match environment {
+        Environment::Production => "production",
+        Environment::Sandbox => "sandbox",
+    }
+}
+
+/// The parameters, never the secret. A sweep sets the rate and the
+/// duration per step: they are null here and in the sweep object.
+fn params_json(params: &LoadParams, sweep: bool) -> Json {
+    let fixed_rate = params.mode == Mode::Open && !sweep;
+    Json::obj([
+        ("connect", Json::str(params.connect.to_string())),
+        ("key_id", Json::Int(params.key_id)),
+        ("sessions", Json::Int(params.sessions as u64)),
+        ("threads", Json::Int(params.thread_count() as u64)),
+        (
+            "pin_cores",
+            Json::Arr(
+                params
+                    .pin_cores
+                    .iter()
+                    .map(|&c| Json::Int(c as u64))
+                    .collect(),
+            ),
+        ),
+        ("mode", Json::str(params.mode.name())),
+        (
+            "rate",
+            if fixed_rate {
+                Json::Int(params.rate)
+            } else {
+                Json::Null
+            },
+        ),
+        (
+            "duration_s",
+            if sweep {
+                Json::Null
+            } else {
+                Json::Num(params.duration.as_secs_f64())
+            },
+        ),
+        ("warmup_s", Json::Num(params.warmup.as_secs_f64())),
+        (
+            "mix",
+            Json::obj([
+                ("new", Json::Int(u64::from(params.mix.new))),
+                ("cancel", Json::Int(u64::from(params.mix.cancel))),
+                ("replace", Json::Int(u64::from(params.mix.replace))),
+                ("crossing", Json::Int(u64::from(params.mix.crossing))),
+            ]),
+        ),
+        ("instrument_id", Json::Int(u64::from(params.instrument_id))),
+        (
+            "environment",
+            Json::str(environment_name(params.environment)),
+        ),
+    ])
+}
+
+/// Count, min, mean, the [`PERCENTILES`] and max, in ns (null when empty).
+fn latency_json(h: &Histogram<u64>) -> Json {
+    let mut pairs = vec![("count".to_owned(), Json::Int(h.len()))];
+    let value = |v: u64| {
+        if h.is_empty() {
+            Json::Null
+        } else {
+            Json::Int(v)
+        }
     };
-    let mut per_thread: Vec<Vec<SessionLoad>> = (0..threads).map(|_| Vec::new()).collect();
-    for index in 0..params.sessions {
-        let conn = Connection::connect(params.connect, params.key_id, params.secret, &options)
-            .map_err(|e| format!("session {index} of {}: {e}", params.sessions))?;
-        per_thread[index % threads].push(SessionLoad::new(conn, index, params));
+    pairs.push(("min".into(), value(h.min())));
+    pairs.push((
+        "mean".into(),
+        if h.is_empty() {
+            Json::Null
+        } else {
+            Json::Num(h.mean())
+        },
+    ));
+    for (_, key, q) in PERCENTILES {
+        pairs.push((key.into(), value(h.value_at_quantile(q))));
     }
-    // Every thread starts on the same clock, shortly after all are spawned.
-    let t0 = Instant::now() + Duration::from_millis(5);
-    let warmup_ns = params.warmup.as_nanos() as u64;
-    let end_ns = warmup_ns + params.duration.as_nanos() as u64;
-    let handles: Vec<_> = per_thread
-        .into_iter()
-        .enumerate()
-        .map(|(i, sessions)| {
-            let mut report = LoadReport::empty(params, threads);
-            let mix = params.mix;
-            std::thread::Builder::new()
-                .name(format!("load-{i}"))
-                .spawn(move || {
-                    let mut driver = Driver {
-                        sessions,
-                        t0,
-                        warmup_ns,
-                        end_ns,
-                        mix,
-                        report: &mut report,
-                    };
-                    driver.run();
-                    report
-                })
-                .map_err(|e| format!("cannot start load thread {i}: {e}"))
+    pairs.push(("max".into(), value(h.max())));
+    Json::Obj(pairs)
+}
+
+fn by_name(pairs: Vec<(&'static str, u64)>) -> Json {
+    Json::Obj(
+        pairs
+            .into_iter()
+            .map(|(n, c)| (n.to_owned(), Json::Int(c)))
+            .collect(),
+    )
+}
+
+/// Counts, rates and percentiles of one run or step.
+fn result_json(r: &LoadReport) -> Vec<(String, Json)> {
+    let terminates = TerminateReason::ALL
+        .iter()
+        .map(|t| (t.name(), r.terminates[t.wire() as usize]))
+        .filter(|&(_, n)| n > 0)
+        .collect();
+    let pairs = [
+        (
+            "offered_rate",
+            r.offered_rate().map_or(Json::Null, Json::Int),
+        ),
+        ("achieved_rate", Json::Num(r.achieved_rate())),
+        ("duration_s", Json::Num(r.duration.as_secs_f64())),
+        ("warmup_s", Json::Num(r.warmup.as_secs_f64())),
+        (
+            "sent",
+            Json::obj([
+                ("total", Json::Int(r.sent())),
+                ("new", Json::Int(r.sent_new)),
+                ("cancel", Json::Int(r.sent_cancel)),
+                ("replace", Json::Int(r.sent_replace)),
+            ]),
+        ),
+        (
+            "replies",
+            Json::obj([
+                ("total", Json::Int(r.replies())),
+                ("accepted", Json::Int(r.accepted)),
+                ("rejected", Json::Int(r.rejected)),
+                ("canceled", Json::Int(r.canceled)),
+                ("replaced", Json::Int(r.replaced)),
+            ]),
+        ),
+        ("rejects", by_name(r.rejects_by_name())),
+        ("fills", Json::Int(r.fills)),
+        ("unanswered", Json::Int(r.unanswered)),
+        ("behind_schedule", Json::Int(r.behind)),
+        ("skipped", Json::Int(r.skipped)),
+        ("heartbeats", Json::Int(r.heartbeats)),
+        ("cleanup_canceled", Json::Int(r.cleanup_canceled)),
+        ("terminates", by_name(terminates)),
+        (
+            "errors",
+            Json::Arr(r.errors.iter().map(|e| Json::str(e.as_str())).collect()),
+        ),
+        ("latency_ns", latency_json(&r.latency_ns)),
+        ("send_lag_ns", latency_json(&r.send_lag_ns)),
+    ];
+    pairs.into_iter().map(|(k, v)| (k.to_owned(), v)).collect()
+}
+
+/// The JSON summary of a run: `{"tool", "version", "params", "result"}`.
+pub fn report_json(params: &LoadParams, report: &LoadReport) -> String {
+    Json::obj([
+        ("tool", Json::str("ordergate load")),
+        ("version", Json::str(env!("CARGO_PKG_VERSION"))),
+        ("params", params_json(params, false)),
+        ("result", Json::Obj(result_json(report))),
+    ])
+    .render()
+}
+
+/// The JSON summary of a sweep: `{"tool", "version", "params", "sweep":
+/// {…, "highest_sustainable_rate", "steps": [...], "teardown"}}`.
+pub fn sweep_json(params: &LoadParams, sweep: &SweepReport) -> String {
+    let steps = sweep
+        .steps
+        .iter()
+        .map(|step| {
+            let mut pairs = vec![
+                ("offered_rate".to_owned(), Json::Int(step.offered)),
+                ("ok".to_owned(), Json::Bool(step.ok())),
+                ("verdict".to_owned(), Json::str(step.verdict())),
+            ];
+            pairs.extend(
+                result_json(&step.report)
+                    .into_iter()
+                    .filter(|(k, _)| k != "offered_rate"),
+            );
+            Json::Obj(pairs)
         })
-        .collect::<Result<_, _>>()?;
-    let mut total = LoadReport::empty(params, threads);
-    for h in handles {
-        let part = h.join().map_err(|_| "a load thread panicked".to_string())?;
-        total.merge(&part);
+        .collect();
+    let s = &sweep.sweep;
+    Json::obj([
+        ("tool", Json::str("ordergate load --sweep")),
+        ("version", Json::str(env!("CARGO_PKG_VERSION"))),
+        ("params", params_json(params, true)),
+        (
+            "sweep",
+            Json::obj([
+                ("slo_p99_ns", Json::Int(s.slo_p99.as_nanos() as u64)),
+                ("start", Json::Int(s.start)),
+                ("factor", Json::Num(s.factor)),
+                ("max", Json::Int(s.max)),
+                ("step_duration_s", Json::Num(s.step_duration.as_secs_f64())),
+                ("settle_s", Json::Num(s.settle().as_secs_f64())),
+                (
+                    "highest_sustainable_rate",
+                    sweep.highest_sustainable().map_or(Json::Null, Json::Int),
+                ),
+                ("steps", Json::Arr(steps)),
+                (
+                    "teardown",
+                    Json::obj([
+                        (
+                            "cleanup_canceled",
+                            Json::Int(sweep.teardown.cleanup_canceled),
+                        ),
+                        (
+                            "terminates",
+                            by_name(
+                                TerminateReason::ALL
+                                    .iter()
+                                    .map(|t| {
+                                        (t.name(), sweep.teardown.terminates[t.wire() as usize])
+                                    })
+                                    .filter(|&(_, n)| n > 0)
+                                    .collect(),
+                            ),
+                        ),
+                        (
+                            "errors",
+                            Json::Arr(
+                                sweep
+                                    .teardown
+                                    .errors
+                                    .iter()
+                                    .map(|e| Json::str(e.as_str()))
+                                    .collect(),
+                            ),
+                        ),
+                    ]),
+                ),
+            ]),
+        ),
+    ])
+    .render()
+}
+
+// ---------------------------------------------------------------------------
+// Plots
+
+/// "p50 12.3 · p99 45.6 · p99.9 80.1 · max 140 µs".
+fn legend_figures(h: &Histogram<u64>) -> String {
+    if h.is_empty() {
+        return "no samples".into();
     }
-    Ok(total)
+    let us = |ns: u64| plot::fmt_num(ns as f64 / 1_000.0);
+    format!(
+        "p50 {} · p99 {} · p99.9 {} · max {} µs",
+        us(h.value_at_quantile(0.5)),
+        us(h.value_at_quantile(0.99)),
+        us(h.value_at_quantile(0.999)),
+        us(h.max())
+    )
+}
+
+/// The percentile distribution of a run: the round trip, and in an open
+/// loop the generator's own lag (intended → sent) under it.
+pub fn report_chart(params: &LoadParams, report: &LoadReport) -> plot::Chart {
+    let title = match report.mode {
+        Mode::Open => format!(
+            "ordergate load: open loop at {} orders/s offered",
+            report.rate
+        ),
+        Mode::Closed => {
+            "ordergate load: closed loop, one request outstanding per session".to_owned()
+        }
+    };
+    let subtitle = format!(
+        "{} · {:.1} s measured after {:.1} s warm-up · mix {}\nachieved {:.0} orders/s · {} samples",
+        params.describe_threads(),
+        report.duration.as_secs_f64(),
+        report.warmup.as_secs_f64(),
+        params.mix.describe(),
+        report.achieved_rate(),
+        report.latency_ns.len()
+    );
+    let mut series = vec![(
+        format!(
+            "round trip, {} → first reply: {}",
+            report.latency_origin(),
+            legend_figures(&report.latency_ns)
+        ),
+        &report.latency_ns,
+    )];
+    if !report.send_lag_ns.is_empty() {
+        series.push((
+            format!(
+                "generator lag, intended → sent: {}",
+                legend_figures(&report.send_lag_ns)
+            ),
+            &report.send_lag_ns,
+        ));
+    }
+    plot::percentile_chart(&title, &subtitle, &series)
+}
+
+/// p50, p99, p99.9 against the offered rate, the SLO and the highest
+/// sustainable rate.
+pub fn sweep_chart(params: &LoadParams, sweep: &SweepReport) -> plot::Chart {
+    let points: Vec<plot::SweepPoint> = sweep
+        .steps
+        .iter()
+        .filter(|s| !s.report.latency_ns.is_empty())
+        .map(|s| {
+            let h = &s.report.latency_ns;
+            plot::SweepPoint {
+                offered: s.offered as f64,
+                p50_ns: h.value_at_quantile(0.5) as f64,
+                p99_ns: h.value_at_quantile(0.99) as f64,
+                p999_ns: h.value_at_quantile(0.999) as f64,
+            }
+        })
+        .collect();
+    let slo = plot::fmt_latency_us(sweep.sweep.slo_p99.as_nanos() as f64 / 1_000.0);
+    let title = match sweep.highest_sustainable() {
+        Some(r) => format!(
+            "ordergate load --sweep: highest sustainable {} orders/s at p99 ≤ {slo}",
+            plot::fmt_rate(r as f64)
+        ),
+        None => format!("ordergate load --sweep: no step met p99 ≤ {slo}"),
+    };
+    let verdict = match sweep.steps.iter().find(|s| !s.ok()) {
+        Some(failed) => format!(
+            "stopped at {}/s: {}",
+            plot::fmt_rate(failed.offered as f64),
+            failed.verdict()
+        ),
+        None => "every step passed".to_owned(),
+    };
+    let subtitle = format!(
+        "{} · {:.1} s steps after {:.1} s settle · mix {}\n{verdict}",
+        params.describe_threads(),
+        sweep.sweep.step_duration.as_secs_f64(),
+        sweep.sweep.settle().as_secs_f64(),
+        params.mix.describe()
+    );
+    plot::sweep_chart(
+        &title,
+        &subtitle,
+        &points,
+        sweep.sweep.slo_p99.as_nanos() as f64,
+        sweep.highest_sustainable().map(|r| r as f64),
+    )
+}
+
+// ---------------------------------------------------------------------------
+// Outputs and the command
+
+/// The files `ordergate load` writes besides its report on stdout.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Outputs {
+    /// The round trip's percentile distribution (`.hgrm`, µs); a sweep
+    /// writes one per step, see [`step_hgrm_path`].
+    pub hgrm: Option<PathBuf>,
+    /// The JSON summary.
+    pub json: Option<PathBuf>,
+    /// The SVG plot.
+    pub plot: Option<PathBuf>,
+}
+
+/// Where a sweep step's `.hgrm` goes: `out.hgrm` → `out-1500.hgrm`.
+pub fn step_hgrm_path(base: &Path, offered: u64) -> PathBuf {
+    let stem = base
+        .file_stem()
+        .map_or_else(String::new, |s| s.to_string_lossy().into_owned());
+    let name = match base.extension() {
+        Some(ext) => format!("{stem}-{offered}.{}", ext.to_string_lossy()),
+        None => format!("{stem}-{offered}"),
+    };
+    base.with_file_name(name)
+}
+
+impl Outputs {
+    /// Creates (empties) every file now, so that a path that cannot be
+    /// written fails before the run rather than after it; for a sweep's
+    /// `.hgrm` files, checks their directory.
+    ///
+    /// # Errors
+    ///
+    /// The file and why it cannot be written.
+    pub fn prepare(&self, sweep: bool) -> Result<(), String> {
+        for path in [&self.json, &self.plot].into_iter().flatten() {
+            File::create(path).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+        }
+        if let Some(path) = &self.hgrm {
+            if sweep {
+                let dir = match path.parent() {
+                    Some(p) if !p.as_os_str().is_empty() => p,
+                    _ => Path::new("."),
+                };
+                if !dir.is_dir() {
+                    return Err(format!(
+                        "cannot write {}: {} is not a directory",
+                        step_hgrm_path(path, 0).display(),
+                        dir.display()
+                    ));
+                }
+            } else {
+                File::create(path).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+            }
+        }
+        Ok(())
+    }
+}
+
+fn write_file(path: &Path, text: &str, what: &str) -> Result<(), String> {
+    std::fs::write(path, text).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+    eprintln!("load: wrote {} ({what})", path.display());
+    Ok(())
+}
+
+/// Writes a run's `.hgrm`, JSON and plot, as `outputs` asks.
+///
+/// # Errors
+///
+/// A file that could not be written.
+pub fn write_report_outputs(
+    params: &LoadParams,
+    report: &LoadReport,
+    outputs: &Outputs,
+) -> Result<(), String> {
+    if let Some(path) = &outputs.hgrm {
+        let text = plot::hgrm(&report.latency_ns, plot::NS_PER_US);
+        write_file(path, &text, "percentile distribution, µs")?;
+    }
+    if let Some(path) = &outputs.json {
+        write_file(path, &report_json(params, report), "JSON summary")?;
+    }
+    if let Some(path) = &outputs.plot {
+        let svg = plot::svg(&report_chart(params, report));
+        write_file(path, &svg, "percentile plot")?;
+    }
+    Ok(())
+}
+
+/// Writes a sweep's `.hgrm` per step, JSON and plot, as `outputs` asks.
+///
+/// # Errors
+///
+/// A file that could not be written.
+pub fn write_sweep_outputs(
+    params: &LoadParams,
+    sweep: &SweepReport,
+    outputs: &Outputs,
+) -> Result<(), String> {
+    if let Some(base) = &outputs.hgrm {
+        for step in &sweep.steps {
+            let text = plot::hgrm(&step.report.latency_ns, plot::NS_PER_US);
+            let path = step_hgrm_path(base, step.offered);
+            write_file(&path, &text, "percentile distribution of the step, µs")?;
+        }
+    }
+    if let Some(path) = &outputs.json {
+        write_file(path, &sweep_json(params, sweep), "JSON summary")?;
+    }
+    if let Some(path) = &outputs.plot {
+        let svg = plot::svg(&sweep_chart(params, sweep));
+        write_file(path, &svg, "sweep plot")?;
+    }
+    Ok(())
+}
+
+/// `ordergate load`: one run, or a sweep; the report on stdout (a sweep's
+/// rows as its steps end), the progress line on stderr if
+/// `params.progress`, then the files of `outputs`.
+///
+/// # Errors
+///
+/// As [`run_load`] / [`run_sweep`], or a file that could not be written.
+pub fn execute(
+    params: &LoadParams,
+    sweep: Option<&SweepParams>,
+    outputs: &Outputs,
+) -> Result<(), String> {
+    match sweep {
+        None => {
+            let report = run_load(params)?;
+            print!("{}", report.render_table());
+            write_report_outputs(params, &report, outputs)
+        }
+        Some(sweep) => {
+            params.check()?;
+            sweep.check(params)?;
+            print!("{}", sweep_header(params, sweep));
+            let _ = io::stdout().flush();
+            let report = run_sweep(params, sweep, |step| {
+                print!("{}", step.render_row());
+                let _ = io::stdout().flush();
+            })?;
+            print!("{}", report.render_conclusion());
+            write_sweep_outputs(params, &report, outputs)
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Progress
+
+/// One load thread's share of the live figures. The thread stores its
+/// counts and swaps its recent latencies in every 100 ms; the progress line
+/// reads them once a second.
+struct ThreadLive {
+    /// Requests sent since the fleet started (warm-up included).
+    sent: AtomicU64,
+    /// First replies received since the fleet started.
+    answered: AtomicU64,
+    /// Latencies the progress line has not read yet. The thread only swaps
+    /// its own in when this is empty (the line has read and reset it), so
+    /// nothing is counted twice and the thread never waits: it `try_lock`s.
+    recent_ns: Mutex<Histogram<u64>>,
+}
+
+impl ThreadLive {
+    fn new() -> ThreadLive {
+        ThreadLive {
+            sent: AtomicU64::new(0),
+            answered: AtomicU64::new(0),
+            recent_ns: Mutex::new(progress_histogram()),
+        }
+    }
+}
+
+/// A thread's own side of [`ThreadLive`].
+struct Live {
+    sent: u64,
+    answered: u64,
+    recent_ns: Histogram<u64>,
+    /// When to publish next, ns after the step's t0.
+    next_publish_ns: u64,
+}
+
+/// The progress line: "load    3 s measuring: sent 59812, replies 59800,
+/// p99 87.3 µs", where p99 is over the last second.
+pub fn progress_text(
+    label: &str,
+    elapsed: Duration,
+    warming_up: bool,
+    sent: u64,
+    replies: u64,
+    p99_ns: Option<u64>,
+) -> String {
+    let p99 = p99_ns.map_or_else(
+        || "-".to_owned(),
+        |ns| format!("{:.1} µs", ns as f64 / 1_000.0),
+    );
+    format!(
+        "{label} {:>4.0} s {}: sent {sent}, replies {replies}, p99 {p99}",
+        elapsed.as_secs_f64(),
+        if warming_up { "warm-up" } else { "measuring" },
+    )
+}
+
+struct ProgressLine {
+    label: String,
+    /// Rewrite one line with `\r` (a terminal), or print a line each time.
+    tty: bool,
+    t0: Instant,
+    warmup: Duration,
+    base_sent: u64,
+    base_answered: u64,
+    recent_ns: Histogram<u64>,
+    shown: bool,
+}
+
+fn live_totals(live: &[ThreadLive]) -> (u64, u64) {
+    live.iter().fold((0, 0), |(s, a), t| {
+        (
+            s + t.sent.load(Ordering::Relaxed),
+            a + t.answered.load(Ordering::Relaxed),
+        )
+    })
+}
+
+impl ProgressLine {
+    fn new(label: &str, t0: Instant, warmup: Duration, live: &[ThreadLive]) -> ProgressLine {
+        let (base_sent, base_answered) = live_totals(live);
+        ProgressLine {
+            label: label.to_owned(),
+            tty: io::stderr().is_terminal(),
+            t0,
+            warmup,
+            base_sent,
+            base_answered,
+            recent_ns: progress_histogram(),
+            shown: false,
+        }
+    }
+
+    fn tick(&mut self, live: &[ThreadLive]) {
+        let (sent, answered) = live_totals(live);
+        for t in live {
+            let mut h = t.recent_ns.lock().unwrap_or_else(PoisonError::into_inner);
+            let _ = self.recent_ns.add(&*h);
+            h.reset();
+        }
+        let p99 = (!self.recent_ns.is_empty()).then(|| self.recent_ns.value_at_quantile(0.99));
+        self.recent_ns.reset();
+        let elapsed = self.t0.elapsed();
+        let line = progress_text(
+            &self.label,
+            elapsed,
+            elapsed < self.warmup,
+            sent - self.base_sent,
+            answered - self.base_answered,
+            p99,
+        );
+        if self.tty {
+            eprint!("\r\x1b[K{line}");
+        } else {
+            eprintln!("{line}");
+        }
+        self.shown = true;
+    }
+
+    /// Clears a terminal's line, so that the report starts clean.
+    fn done(&mut self) {
+        if self.tty && self.shown {
+            eprint!("\r\x1b[K");
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// The fleet: sessions, threads, steps
+
+/// What a load thread is told to do next.
+enum Phase {
+    Step(StepPlan),
+    /// Cancel what is left, log out, report, end.
+    Finish,
+}
+
+/// One step, on every thread's clock alike.
+#[derive(Clone, Copy, Debug)]
+struct StepPlan {
+    t0: Instant,
+    /// Offered rate, all sessions together (open loop).
+    rate: u64,
+    warmup_ns: u64,
+    end_ns: u64,
+}
+
+/// The logged-on sessions and the threads driving them, between steps.
+struct Fleet {
+    phases: Vec<mpsc::Sender<Phase>>,
+    reports: mpsc::Receiver<LoadReport>,
+    handles: Vec<JoinHandle<()>>,
+    live: Arc<[ThreadLive]>,
+    threads: usize,
+}
+
+impl Fleet {
+    /// Logs every session on (in order), spreads them over the threads
+    /// round robin, starts the threads (pinned if asked); they wait for a
+    /// step.
+    fn start(params: &LoadParams) -> Result<Fleet, String> {
+        params.check()?;
+        let threads = params.thread_count();
+        let options = ConnectOptions {
+            keepalive_ms: 1_000,
+            cancel_on_disconnect: true,
+            environment: params.environment,
+            nonce: NonceSource::Process,
+            timeout: Duration::from_secs(2),
+        };
+        let mut per_thread: Vec<Vec<SessionLoad>> = (0..threads).map(|_| Vec::new()).collect();
+        for index in 0..params.sessions {
+            let conn = Connection::connect(params.connect, params.key_id, params.secret, &options)
+                .map_err(|e| format!("session {index} of {}: {e}", params.sessions))?;
+            per_thread[index % threads].push(SessionLoad::new(conn, index, params));
+        }
+        let live: Arc<[ThreadLive]> = (0..threads).map(|_| ThreadLive::new()).collect();
+        let (report_tx, reports) = mpsc::channel();
+        let blank = LoadReport::empty(params, threads);
+        let mut phases = Vec::with_capacity(threads);
+        let mut handles = Vec::with_capacity(threads);
+        for (i, sessions) in per_thread.into_iter().enumerate() {
+            let (phase_tx, phase_rx) = mpsc::channel();
+            let core = (!params.pin_cores.is_empty())
+                .then(|| params.pin_cores[i % params.pin_cores.len()]);
+            let driver = Driver {
+                thread: i,
+                sessions,
+                sessions_total: params.sessions,
+                mode: params.mode,
+                mix: params.mix,
+                ready: None,
+                t0: Instant::now(),
+                warmup_ns: 0,
+                end_ns: 0,
+                report: blank.clone(),
+                blank: blank.clone(),
+                live: Live {
+                    sent: 0,
+                    answered: 0,
+                    recent_ns: progress_histogram(),
+                    next_publish_ns: 0,
+                },
+                shared: Arc::clone(&live),
+                setup_errors: Vec::new(),
+            };
+            let report_tx = report_tx.clone();
+            let handle = std::thread::Builder::new()
+                .name(format!("load-{i}"))
+                .spawn(move || thread_main(driver, core, &phase_rx, &report_tx))
+                .map_err(|e| format!("cannot start load thread {i}: {e}"))?;
+            phases.push(phase_tx);
+            handles.push(handle);
+        }
+        Ok(Fleet {
+            phases,
+            reports,
+            handles,
+            live,
+            threads,
+        })
+    }
+
+    /// One step: `warmup` unmeasured, then `duration` measured at `rate`
+    /// (open loop), then the outstanding replies; the threads' reports
+    /// merged. Prints the progress line once a second if `progress` names it.
+    fn step(
+        &mut self,
+        rate: u64,
+        warmup: Duration,
+        duration: Duration,
+        progress: Option<&str>,
+    ) -> Result<LoadReport, String> {
+        let t0 = Instant::now() + STEP_START_DELAY;
+        let warmup_ns = warmup.as_nanos() as u64;
+        let plan = StepPlan {
+            t0,
+            rate,
+            warmup_ns,
+            end_ns: warmup_ns + duration.as_nanos() as u64,
+        };
+        for tx in &self.phases {
+            tx.send(Phase::Step(plan))
+                .map_err(|_| "a load thread has stopped".to_string())?;
+        }
+        let deadline = t0 + warmup + duration + DRAIN_MAX + REPORT_GRACE;
+        let mut line = progress.map(|label| ProgressLine::new(label, t0, warmup, &self.live));
+        let result = self.collect(deadline, line.as_mut());
+        if let Some(line) = &mut line {
+            line.done();
+        }
+        result
+    }
+
+    /// Ends the run: every thread cancels its sessions' orders and logs
+    /// them out; their reports merged; the threads joined.
+    fn finish(&mut self) -> Result<LoadReport, String> {
+        for tx in &self.phases {
+            tx.send(Phase::Finish)
+                .map_err(|_| "a load thread has stopped".to_string())?;
+        }
+        let deadline = Instant::now() + DRAIN_MAX + LOGOUT_WAIT_MAX + REPORT_GRACE;
+        let report = self.collect(deadline, None);
+        self.phases.clear();
+        for h in self.handles.drain(..) {
+            let _ = h.join();
+        }
+        report
+    }
+
+    /// One report from each thread, merged, by `deadline`.
+    fn collect(
+        &mut self,
+        deadline: Instant,
+        mut line: Option<&mut ProgressLine>,
+    ) -> Result<LoadReport, String> {
+        let mut total: Option<LoadReport> = None;
+        let mut received = 0;
+        let mut next_tick = Instant::now() + PROGRESS_INTERVAL;
+        if let Some(line) = &line {
+            next_tick = line.t0 + PROGRESS_INTERVAL;
+        }
+        while received < self.threads {
+            let now = Instant::now();
+            if now >= deadline {
+                return Err(format!(
+                    "{} of {} load threads did not report in time",
+                    self.threads - received,
+                    self.threads
+                ));
+            }
+            let wake = if line.is_some() {
+                next_tick.min(deadline)
+            } else {
+                deadline
+            };
+            match self
+                .reports
+                .recv_timeout(wake.saturating_duration_since(now))
+            {
+                Ok(part) => {
+                    match &mut total {
+                        None => total = Some(part),
+                        Some(t) => t.merge(&part),
+                    }
+                    received += 1;
+                }
+                Err(mpsc::RecvTimeoutError::Timeout) => {
+                    if let Some(line) = line.as_deref_mut()
+                        && Instant::now() >= next_tick
+                    {
+                        line.tick(&self.live);
+                        next_tick += PROGRESS_INTERVAL;
+                    }
+                }
+                Err(mpsc::RecvTimeoutError::Disconnected) => {
+                    return Err("the load threads stopped before reporting".into());
+                }
+            }
+        }
+        total.ok_or_else(|| "no load thread".to_string())
+    }
+}
+
+impl Drop for Fleet {
+    /// Threads not told to finish (an error between steps) still cancel
+    /// and log out when their channel closes; they are waited for.
+    fn drop(&mut self) {
+        self.phases.clear();
+        for h in self.handles.drain(..) {
+            let _ = h.join();
+        }
+    }
+}
+
+fn thread_main(
+    mut driver: Driver,
+    core: Option<usize>,
+    phases: &mpsc::Receiver<Phase>,
+    reports: &mpsc::Sender<LoadReport>,
+) {
+    if let Some(core) = core
+        && !core_affinity::set_for_current(core_affinity::CoreId { id: core })
+    {
+        driver.setup_errors.push(format!(
+            "load thread {}: cannot pin it to core {core}",
+            driver.thread
+        ));
+    }
+    driver.register();
+    while let Ok(phase) = phases.recv() {
+        match phase {
+            Phase::Step(plan) => {
+                let report = driver.step(plan);
+                if reports.send(report).is_err() {
+                    break;
+                }
+            }
+            Phase::Finish => {
+                let _ = reports.send(driver.finish());
+                return;
+            }
+        }
+    }
+    driver.finish();
 }
 
 /// A small, fast PRNG (SplitMix64): the order flow needs variety, not
@@ -591,7 +2179,7 @@ struct OrderSlot {
     price: i64,
     qty: u32,
     crossing: bool,
-    /// When it was placed (op number): the oldest crossing order goes first.
+    /// Its first cl_ord_id (ids only grow): the oldest crossing order goes first.
     placed: u64,
 }
 
@@ -638,11 +2226,12 @@ const NO_INFLIGHT: Inflight = Inflight {
 struct SessionLoad {
     conn: Connection,
     index: usize,
-    /// Operations per second of this session.
+    /// Operations per second of this session in the current step (open
+    /// loop; at least 1).
     rate: u64,
-    /// Intended time of operation 0, ns after t0.
+    /// Intended time of operation 0 of the step, ns after the step's t0.
     offset_ns: u64,
-    /// Next operation number.
+    /// Next operation number within the step.
     op: u64,
     next_cl_ord_id: u64,
     crossing_count: u64,
@@ -661,14 +2250,12 @@ struct SessionLoad {
 
 impl SessionLoad {
     fn new(conn: Connection, index: usize, params: &LoadParams) -> SessionLoad {
-        let sessions = params.sessions as u64;
         let i = index as u64;
-        let rate = params.rate / sessions + u64::from(i < params.rate % sessions);
-        SessionLoad {
+        let mut s = SessionLoad {
             conn,
             index,
-            rate,
-            offset_ns: i * 1_000_000_000 / params.rate,
+            rate: 1,
+            offset_ns: 0,
             op: 0,
             next_cl_ord_id: 1,
             crossing_count: 0,
@@ -680,7 +2267,21 @@ impl SessionLoad {
             alive: true,
             cleaned: false,
             ended: false,
-        }
+        };
+        s.schedule(params.rate, params.sessions);
+        s
+    }
+
+    /// This session's share of `rate_total` operations per second over
+    /// `sessions` sessions, staggered by the global interval so the
+    /// sessions' sends interleave; operation numbers start again at 0.
+    fn schedule(&mut self, rate_total: u64, sessions: usize) {
+        let sessions = sessions.max(1) as u64;
+        let rate_total = rate_total.max(sessions);
+        let i = self.index as u64;
+        self.rate = rate_total / sessions + u64::from(i < rate_total % sessions);
+        self.offset_ns = i * 1_000_000_000 / rate_total;
+        self.op = 0;
     }
 
     /// Intended time of operation `op`, ns after t0.
@@ -777,14 +2378,16 @@ impl SessionLoad {
             .min_by_key(|&i| self.orders[i].placed)
     }
 
-    /// Sends operation `self.op`, intended at `intended_ns`.
+    /// Sends operation `self.op`, intended at `intended_ns`. Returns
+    /// whether anything was sent (not when every order slot waits on the
+    /// gateway).
     fn send_op(
         &mut self,
         intended_ns: u64,
         measured: bool,
         mix: &Mix,
         report: &mut LoadReport,
-    ) -> Result<(), ClientError> {
+    ) -> Result<bool, ClientError> {
         let roll = self.rng.below(100) as u32;
         let free = self.orders.iter().position(|o| o.state == SlotState::Free);
         let wanted = if roll < mix.new {
@@ -808,22 +2411,25 @@ impl SessionLoad {
             _ => None,
         };
         match (kind, target, free) {
-            (Kind::Cancel, Some(slot), _) => self.send_cancel(slot, intended_ns, measured, report),
-            (Kind::Replace { .. }, Some(slot), _) => {
-                self.send_replace(slot, intended_ns, measured, report)
+            (Kind::Cancel, Some(slot), _) => {
+                self.send_cancel(slot, intended_ns, measured, report)?
             }
-            (_, _, Some(slot)) => self.send_new(slot, intended_ns, measured, mix, report),
+            (Kind::Replace { .. }, Some(slot), _) => {
+                self.send_replace(slot, intended_ns, measured, report)?
+            }
+            (_, _, Some(slot)) => self.send_new(slot, intended_ns, measured, mix, report)?,
             (_, _, None) => match self.pick_live(true) {
-                Some(slot) => self.send_cancel(slot, intended_ns, measured, report),
+                Some(slot) => self.send_cancel(slot, intended_ns, measured, report)?,
                 None => {
                     // Every slot waits on the gateway: nothing to send.
                     if measured {
                         report.skipped += 1;
                     }
-                    Ok(())
+                    return Ok(false);
                 }
             },
         }
+        Ok(true)
     }
 
     fn send_new(
@@ -859,7 +2465,7 @@ impl SessionLoad {
             price,
             qty,
             crossing,
-            placed: self.op,
+            placed: id,
         };
         self.track(
             Inflight {
@@ -967,15 +2573,25 @@ impl SessionLoad {
         Ok(())
     }
 
-    /// A reply received at `t_ns`.
-    fn on_reply(&mut self, reply: Reply, t_ns: u64, warmup_ns: u64, report: &mut LoadReport) {
+    /// A reply received at `t_ns` (after the step's t0).
+    fn on_reply(
+        &mut self,
+        reply: Reply,
+        t_ns: u64,
+        warmup_ns: u64,
+        report: &mut LoadReport,
+        live: &mut Live,
+    ) {
         // The first reply of a request completes it and gives its latency.
-        let first = |s: &mut SessionLoad, id: u64, report: &mut LoadReport| {
+        let mut first = |s: &mut SessionLoad, id: u64, report: &mut LoadReport| {
             let entry = s.complete(id)?;
+            let latency_ns = t_ns.saturating_sub(entry.intended_ns).max(1);
+            if entry.kind != Kind::MassCancel {
+                live.answered += 1;
+                live.recent_ns.saturating_record(latency_ns);
+            }
             if entry.measured {
-                report
-                    .latency_ns
-                    .saturating_record(t_ns.saturating_sub(entry.intended_ns).max(1));
+                report.latency_ns.saturating_record(latency_ns);
             }
             Some(entry)
         };
@@ -1101,14 +2717,20 @@ impl SessionLoad {
     }
 
     /// Reads every reply already arrived. Returns how many.
-    fn poll(&mut self, t0: Instant, warmup_ns: u64, report: &mut LoadReport) -> usize {
+    fn poll(
+        &mut self,
+        t0: Instant,
+        warmup_ns: u64,
+        report: &mut LoadReport,
+        live: &mut Live,
+    ) -> usize {
         let mut n = 0;
         while !self.ended {
             match self.conn.recv(Duration::ZERO) {
                 Ok(Some(reply)) => {
                     n += 1;
                     let t = t0.elapsed().as_nanos() as u64;
-                    self.on_reply(reply, t, warmup_ns, report);
+                    self.on_reply(reply, t, warmup_ns, report, live);
                 }
                 Ok(None) => break,
                 Err(e) => {
@@ -1205,62 +2827,141 @@ impl Readiness {
     }
 }
 
-struct Driver<'r> {
+/// One load thread: its sessions, driven step after step.
+struct Driver {
+    thread: usize,
     sessions: Vec<SessionLoad>,
+    /// Sessions of the whole fleet (each session's share of the rate).
+    sessions_total: usize,
+    mode: Mode,
+    mix: Mix,
+    /// None if the sockets could not be registered (every session ended).
+    ready: Option<Readiness>,
+    /// The current step's clock: times are ns after `t0`.
     t0: Instant,
     warmup_ns: u64,
     end_ns: u64,
-    mix: Mix,
-    report: &'r mut LoadReport,
+    /// The current step's (or the finish's) report.
+    report: LoadReport,
+    /// An empty report with the run's figures, to start each step from.
+    blank: LoadReport,
+    live: Live,
+    shared: Arc<[ThreadLive]>,
+    /// Pinning or registration failures, reported with the next report.
+    setup_errors: Vec<String>,
 }
 
-impl Driver<'_> {
+impl Driver {
     fn now_ns(&self) -> u64 {
         Instant::now()
             .checked_duration_since(self.t0)
             .map_or(0, |d| d.as_nanos() as u64)
     }
 
-    fn run(&mut self) {
-        let mut ready = match self.register() {
-            Ok(ready) => ready,
-            Err(e) => {
-                self.report
-                    .errors
-                    .push(format!("load thread: cannot poll its sockets: {e}"));
-                return;
+    fn register(&mut self) {
+        let registered = Readiness::new(self.sessions.len().min(READY_EVENTS_MAX)).and_then(|r| {
+            for (i, s) in self.sessions.iter().enumerate() {
+                r.add(s.conn.as_fd(), i as u64)?;
             }
-        };
-        if let Some(wait) = self.t0.checked_duration_since(Instant::now()) {
-            std::thread::sleep(wait);
-        }
-        self.drive(&mut ready);
-        let sent_by_end: Vec<u64> = self.sessions.iter().map(|s| s.op).collect();
-        self.drain(&mut ready);
-        for (s, sent_ops) in self.sessions.iter().zip(sent_by_end) {
-            // Measured operations due before the end that were never sent.
-            let due = s.ops_between(self.warmup_ns, self.end_ns);
-            let first_measured = s.first_op_at(self.warmup_ns);
-            let sent_measured = sent_ops.saturating_sub(first_measured);
-            self.report.behind += due.saturating_sub(sent_measured);
-        }
-        for s in &self.sessions {
-            let left = s.inflight.iter().filter(|e| e.id != 0 && e.measured);
-            self.report.unanswered += left.count() as u64;
+            Ok(r)
+        });
+        match registered {
+            Ok(r) => self.ready = Some(r),
+            Err(e) => {
+                self.setup_errors.push(format!(
+                    "load thread {}: cannot poll its sockets: {e}",
+                    self.thread
+                ));
+                for s in &mut self.sessions {
+                    s.alive = false;
+                    s.ended = true;
+                }
+            }
         }
     }
 
-    fn register(&self) -> io::Result<Readiness> {
-        let ready = Readiness::new(self.sessions.len().min(READY_EVENTS_MAX))?;
-        for (i, s) in self.sessions.iter().enumerate() {
-            ready.add(s.conn.as_fd(), i as u64)?;
+    /// Runs one step and returns its report.
+    fn step(&mut self, plan: StepPlan) -> LoadReport {
+        self.t0 = plan.t0;
+        self.warmup_ns = plan.warmup_ns;
+        self.end_ns = plan.end_ns;
+        let mut report = self.blank.clone();
+        if self.mode == Mode::Open {
+            report.rate = plan.rate;
         }
-        Ok(ready)
+        report.warmup = Duration::from_nanos(plan.warmup_ns);
+        report.duration = Duration::from_nanos(plan.end_ns - plan.warmup_ns);
+        report.errors.append(&mut self.setup_errors);
+        self.report = report;
+        for s in &mut self.sessions {
+            s.schedule(plan.rate, self.sessions_total);
+        }
+        self.live.next_publish_ns = 0;
+        if let Some(wait) = self.t0.checked_duration_since(Instant::now()) {
+            std::thread::sleep(wait);
+        }
+        self.drive();
+        let sent_by_end: Vec<u64> = self.sessions.iter().map(|s| s.op).collect();
+        self.settle();
+        if self.mode == Mode::Open {
+            for (s, sent_ops) in self.sessions.iter().zip(sent_by_end) {
+                // Measured operations due before the end that were never sent.
+                let due = s.ops_between(self.warmup_ns, self.end_ns);
+                let first_measured = s.first_op_at(self.warmup_ns);
+                let sent_measured = sent_ops.saturating_sub(first_measured);
+                self.report.behind += due.saturating_sub(sent_measured);
+            }
+        }
+        for s in &mut self.sessions {
+            for e in s.inflight.iter_mut().filter(|e| e.id != 0 && e.measured) {
+                // Counted here; a late answer in a later step is not counted again.
+                self.report.unanswered += 1;
+                e.measured = false;
+            }
+        }
+        self.publish(true);
+        std::mem::replace(&mut self.report, self.blank.clone())
+    }
+
+    /// Publishes the counts and, if the progress line has taken the last
+    /// batch, the recent latencies. `force`: wait for the lock, and merge
+    /// rather than drop (the end of a step).
+    fn publish(&mut self, force: bool) {
+        let slot = &self.shared[self.thread];
+        slot.sent.store(self.live.sent, Ordering::Relaxed);
+        slot.answered.store(self.live.answered, Ordering::Relaxed);
+        if self.live.recent_ns.is_empty() {
+            return;
+        }
+        let guard = if force {
+            Some(
+                slot.recent_ns
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner),
+            )
+        } else {
+            match slot.recent_ns.try_lock() {
+                Ok(g) => Some(g),
+                Err(TryLockError::Poisoned(p)) => Some(p.into_inner()),
+                Err(TryLockError::WouldBlock) => None,
+            }
+        };
+        if let Some(mut shared) = guard {
+            if shared.is_empty() {
+                std::mem::swap(&mut *shared, &mut self.live.recent_ns);
+            } else if force {
+                let _ = shared.add(&self.live.recent_ns);
+                self.live.recent_ns.reset();
+            }
+        }
     }
 
     /// Reads the replies of every session whose socket is readable, waiting
     /// up to `timeout_ms` for one. Returns the replies read.
-    fn poll_ready(&mut self, ready: &mut Readiness, timeout_ms: i32) -> usize {
+    fn poll_ready(&mut self, timeout_ms: i32) -> usize {
+        let Some(ready) = self.ready.as_mut() else {
+            return 0;
+        };
         let n = match ready.wait(timeout_ms) {
             Ok(n) => n,
             Err(e) => {
@@ -1268,7 +2969,7 @@ impl Driver<'_> {
                 // if it does, the run cannot be measured any more.
                 self.report
                     .errors
-                    .push(format!("load thread: epoll_wait: {e}"));
+                    .push(format!("load thread {}: epoll_wait: {e}", self.thread));
                 for s in &mut self.sessions {
                     s.alive = false;
                     s.ended = true;
@@ -1284,7 +2985,7 @@ impl Driver<'_> {
             if s.ended {
                 continue;
             }
-            work += s.poll(self.t0, self.warmup_ns, self.report);
+            work += s.poll(self.t0, self.warmup_ns, &mut self.report, &mut self.live);
             if s.ended {
                 // Its socket stays readable (end of stream): stop watching.
                 let _ = ready.remove(s.conn.as_fd());
@@ -1293,36 +2994,67 @@ impl Driver<'_> {
         work
     }
 
-    /// The measured run: read what arrived, send what is due, idle.
-    fn drive(&mut self, ready: &mut Readiness) {
+    /// The step's run: read what arrived, send what is due, idle.
+    fn drive(&mut self) {
         loop {
-            let mut work = self.poll_ready(ready, 0);
+            let mut work = self.poll_ready(0);
             let now = self.now_ns();
             if now >= self.end_ns {
                 return;
             }
+            if now >= self.live.next_publish_ns {
+                self.publish(false);
+                self.live.next_publish_ns = now + PUBLISH_INTERVAL_NS;
+            }
             let mut next_due = u64::MAX;
             let mut outstanding = false;
             for s in self.sessions.iter_mut() {
-                while s.alive {
-                    let intended = s.intended_ns(s.op);
-                    if intended > now || intended >= self.end_ns {
-                        break;
+                match self.mode {
+                    Mode::Open => {
+                        while s.alive {
+                            let intended = s.intended_ns(s.op);
+                            if intended > now || intended >= self.end_ns {
+                                break;
+                            }
+                            let measured = intended >= self.warmup_ns;
+                            if measured {
+                                let lag =
+                                    (self.t0.elapsed().as_nanos() as u64).saturating_sub(intended);
+                                self.report.send_lag_ns.saturating_record(lag.max(1));
+                            }
+                            match s.send_op(intended, measured, &self.mix, &mut self.report) {
+                                Ok(sent) => self.live.sent += u64::from(sent),
+                                Err(e) => {
+                                    s.fail(&e, &mut self.report);
+                                    break;
+                                }
+                            }
+                            s.op += 1;
+                            work += 1;
+                        }
                     }
-                    let measured = intended >= self.warmup_ns;
-                    if measured {
-                        let lag = (self.t0.elapsed().as_nanos() as u64).saturating_sub(intended);
-                        self.report.send_lag_ns.saturating_record(lag.max(1));
+                    Mode::Closed => {
+                        if s.alive && s.inflight_count == 0 {
+                            // The previous request is answered: the next
+                            // goes now, and its latency runs from now.
+                            let at = self.t0.elapsed().as_nanos() as u64;
+                            let measured = at >= self.warmup_ns;
+                            match s.send_op(at, measured, &self.mix, &mut self.report) {
+                                Ok(sent) => self.live.sent += u64::from(sent),
+                                Err(e) => s.fail(&e, &mut self.report),
+                            }
+                            s.op += 1;
+                            work += 1;
+                        }
                     }
-                    if let Err(e) = s.send_op(intended, measured, &self.mix, self.report) {
-                        s.fail(&e, self.report);
-                        break;
-                    }
-                    s.op += 1;
-                    work += 1;
                 }
                 if s.alive {
-                    next_due = next_due.min(s.intended_ns(s.op));
+                    let due = match self.mode {
+                        Mode::Open => s.intended_ns(s.op),
+                        Mode::Closed if s.inflight_count == 0 => now,
+                        Mode::Closed => self.end_ns,
+                    };
+                    next_due = next_due.min(due);
                     outstanding |= s.inflight_count > 0;
                 }
             }
@@ -1333,25 +3065,42 @@ impl Driver<'_> {
                 continue;
             }
             let now = self.now_ns();
-            let until = next_due.min(self.end_ns);
+            let until = next_due
+                .min(self.end_ns)
+                .min(self.live.next_publish_ns.max(now));
             if !outstanding && until > now + BLOCK_THRESHOLD_NS {
                 // Nothing to wait for but the clock: sleep in the kernel
                 // until a frame arrives or shortly before the next send.
                 let ms = (until - now - BLOCK_EARLY_NS) / 1_000_000;
-                self.poll_ready(ready, ms.clamp(1, i32::MAX as u64) as i32);
+                self.poll_ready(ms.clamp(1, i32::MAX as u64) as i32);
             } else {
                 std::thread::yield_now();
             }
         }
     }
 
-    /// After the end: cancel what is left, wait for the outstanding
-    /// answers, log out.
-    fn drain(&mut self, ready: &mut Readiness) {
+    /// After a step's end: wait for the outstanding replies.
+    fn settle(&mut self) {
+        let deadline = Instant::now() + DRAIN_MAX;
+        while Instant::now() < deadline
+            && self
+                .sessions
+                .iter()
+                .any(|s| !s.ended && s.inflight_count > 0)
+        {
+            self.poll_ready(1);
+        }
+    }
+
+    /// The end of the run: cancel what is left, wait for the outstanding
+    /// answers, log out. Returns what that saw (cleanup, terminates).
+    fn finish(&mut self) -> LoadReport {
+        self.report = self.blank.clone();
+        self.report.errors.append(&mut self.setup_errors);
         let now = self.now_ns();
         for s in self.sessions.iter_mut().filter(|s| s.alive) {
-            if let Err(e) = s.send_mass_cancel(now, self.report) {
-                s.fail(&e, self.report);
+            if let Err(e) = s.send_mass_cancel(now, &mut self.report) {
+                s.fail(&e, &mut self.report);
             }
         }
         let deadline = Instant::now() + DRAIN_MAX;
@@ -1363,18 +3112,20 @@ impl Driver<'_> {
             if !pending {
                 break;
             }
-            self.poll_ready(ready, 1);
+            self.poll_ready(1);
         }
         for s in self.sessions.iter_mut().filter(|s| s.alive) {
             if let Err(e) = s.conn.send_logout() {
-                s.fail(&e, self.report);
+                s.fail(&e, &mut self.report);
             }
             s.alive = false;
         }
         let deadline = Instant::now() + LOGOUT_WAIT_MAX;
         while Instant::now() < deadline && self.sessions.iter().any(|s| !s.ended) {
-            self.poll_ready(ready, 1);
+            self.poll_ready(1);
         }
+        self.publish(true);
+        std::mem::replace(&mut self.report, self.blank.clone())
     }
 }
 
@@ -1474,7 +3225,13 @@ mod tests {
         assert!(started.elapsed() < Duration::from_secs(3), "{text}");
         assert!(r.errors.is_empty(), "{text}");
         assert_eq!(r.unanswered, 0, "{text}");
-        assert_eq!(r.behind, 0, "{text}");
+        // Blocking in epoll never makes it late; a thread descheduled for
+        // milliseconds by a loaded host (2 shared cores) can be, and then
+        // its lag shows it.
+        assert!(
+            r.behind == 0 || r.send_lag_ns.max() > BLOCK_EARLY_NS,
+            "{text}"
+        );
         // 40 sessions × 10/s × 0.5 s, give or take the edges.
         assert!((180..=220).contains(&r.sent()), "{text}");
         assert_eq!(
@@ -1528,5 +3285,175 @@ mod tests {
             counters.terminates[TerminateReason::SHUTDOWN.wire() as usize],
             0
         );
+    }
+
+    #[test]
+    fn mix_flags_parse_and_errors_name_the_bad_part() {
+        assert_eq!(
+            parse_mix("new=60,cancel=30,replace=10"),
+            Ok(Mix {
+                new: 60,
+                cancel: 30,
+                replace: 10,
+                crossing: Mix::default().crossing
+            })
+        );
+        assert_eq!(parse_mix(" new = 100 ").unwrap().cancel, 0);
+        for (bad, named) in [
+            ("new=60,cancle=30,replace=10", "`cancle=30`"),
+            ("new=60,cancel=3x,replace=10", "`cancel=3x`"),
+            ("new=60,cancel,replace=10", "`cancel`"),
+            ("new=60,new=30,replace=10", "given twice"),
+            ("new=60,cancel=30,replace=20", "110%"),
+            ("new=0,cancel=100", "new must be above 0%"),
+            ("new=101", "`new=101`"),
+            ("crossing=20,new=100", "--crossing"),
+            ("", "empty"),
+        ] {
+            let e = parse_mix(bad).unwrap_err();
+            assert!(e.contains(named), "{bad}: {e}");
+        }
+    }
+
+    #[test]
+    fn core_lists_parse() {
+        assert_eq!(parse_cores("2,3"), Ok(vec![2, 3]));
+        assert_eq!(parse_cores("4-6,0,5"), Ok(vec![0, 4, 5, 6]));
+        assert!(parse_cores("3-1").unwrap_err().contains("`3-1`"));
+        assert!(parse_cores("1,x").unwrap_err().contains("`x`"));
+        assert!(parse_cores("").is_err());
+    }
+
+    #[test]
+    fn sweep_rates_rise_geometrically_to_the_max() {
+        let mut s = SweepParams::new(Duration::from_micros(300));
+        s.start = 200;
+        s.factor = 2.0;
+        s.max = 800;
+        assert_eq!(s.rates(), vec![200, 400, 800]);
+        s.start = 1000;
+        s.factor = 1.5;
+        s.max = 5100; // 5062 would be a near-duplicate of the max
+        assert_eq!(s.rates(), vec![1000, 1500, 2250, 3375, 5100]);
+        s.max = 1000;
+        assert_eq!(s.rates(), vec![1000]);
+        s.step_duration = Duration::from_secs(3);
+        assert_eq!(s.settle(), Duration::from_millis(500));
+        s.step_duration = Duration::from_millis(300);
+        assert_eq!(s.settle(), Duration::from_millis(60));
+
+        let p = LoadParams::new("127.0.0.1:1".parse().unwrap(), 1, [0; 32]);
+        let mut s = SweepParams::new(Duration::from_micros(300));
+        assert!(s.check(&p).is_ok());
+        assert!(s.rates().len() <= SWEEP_STEPS_MAX);
+        s.factor = 1.01;
+        assert!(s.check(&p).unwrap_err().contains("factor"));
+        s.factor = 1.05;
+        assert!(s.check(&p).unwrap_err().contains("steps"));
+        s.factor = 1.5;
+        s.start = 2;
+        assert!(s.check(&p).unwrap_err().contains("4 sessions"));
+        let closed = LoadParams {
+            mode: Mode::Closed,
+            ..p
+        };
+        assert!(
+            SweepParams::new(Duration::from_micros(1))
+                .check(&closed)
+                .is_err()
+        );
+    }
+
+    #[test]
+    fn steps_are_judged_on_every_condition() {
+        let p = LoadParams {
+            duration: Duration::from_secs(1),
+            rate: 1000,
+            ..LoadParams::new("127.0.0.1:1".parse().unwrap(), 1, [0; 32])
+        };
+        let mut r = LoadReport::empty(&p, 1);
+        r.sent_new = 990;
+        r.accepted = 990;
+        for _ in 0..990 {
+            r.latency_ns.record(100_000).unwrap();
+        }
+        let slo = Duration::from_micros(200);
+        assert!(SweepStep::judge(r.clone(), slo).ok());
+        assert_eq!(SweepStep::judge(r.clone(), slo).verdict(), "ok");
+        assert_eq!(
+            SweepStep::judge(r.clone(), Duration::from_micros(50)).verdict(),
+            "p99 over the SLO"
+        );
+        let mut slow = r.clone();
+        slow.sent_new = 900;
+        assert_eq!(
+            SweepStep::judge(slow, slo).verdict(),
+            "achieved 90% of offered"
+        );
+        let mut refused = r.clone();
+        refused.rejects[RejectReason::ENGINE_BUSY.wire() as usize] = 3;
+        refused.unanswered = 1;
+        refused.terminates[TerminateReason::THROTTLE_BREACH.wire() as usize] = 1;
+        assert_eq!(
+            SweepStep::judge(refused, slo).verdict(),
+            "1 sessions failed; 1 unanswered; ENGINE_BUSY 3"
+        );
+        let mut empty = LoadReport::empty(&p, 1);
+        empty.sent_new = 1000;
+        assert_eq!(SweepStep::judge(empty, slo).verdict(), "no replies");
+    }
+
+    #[test]
+    fn progress_lines_and_json_strings() {
+        assert_eq!(
+            progress_text(
+                "load",
+                Duration::from_millis(3_020),
+                false,
+                59_812,
+                59_800,
+                Some(87_300)
+            ),
+            "load    3 s measuring: sent 59812, replies 59800, p99 87.3 µs"
+        );
+        assert_eq!(
+            progress_text("load", Duration::from_secs(1), true, 0, 0, None),
+            "load    1 s warm-up: sent 0, replies 0, p99 -"
+        );
+        let mut out = String::new();
+        json_string(&mut out, "a\"b\\c\nd\u{1}é");
+        assert_eq!(out, r#""a\"b\\c\nd\u0001é""#);
+        assert_eq!(
+            step_hgrm_path(Path::new("/tmp/x/run.hgrm"), 1500),
+            Path::new("/tmp/x/run-1500.hgrm")
+        );
+        assert_eq!(step_hgrm_path(Path::new("run"), 7), Path::new("run-7"));
+    }
+
+    #[test]
+    fn a_closed_loop_keeps_one_request_outstanding_per_session() {
+        let gw = TestGateway::start();
+        let mut p = LoadParams::new(gw.addr(), KEY_ID, SECRET);
+        p.mode = Mode::Closed;
+        p.sessions = 2;
+        p.rate = 0; // not used by a closed loop
+        p.warmup = Duration::from_millis(50);
+        p.duration = Duration::from_millis(300);
+        p.threads = 1;
+        let r = run_load(&p).unwrap();
+        let text = r.render_table();
+        assert!(r.errors.is_empty(), "{text}");
+        assert_eq!(r.unanswered, 0, "{text}");
+        assert_eq!(r.behind, 0, "{text}");
+        assert!(r.sent() > 50, "{text}");
+        assert_eq!(r.replies(), r.sent(), "{text}");
+        assert!(r.send_lag_ns.is_empty(), "{text}");
+        assert_eq!(r.offered_rate(), None);
+        assert!(text.contains("closed loop, 2 sessions"), "{text}");
+        assert!(
+            text.contains("round trip from send to first reply (µs)"),
+            "{text}"
+        );
+        gw.shutdown();
     }
 }
