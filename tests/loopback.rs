@@ -480,3 +480,34 @@ fn shutdown_sends_terminate_shutdown_to_every_session() {
     let report = waiter.join().unwrap();
     assert_eq!(report.reactors[0].counters.terminate(TR::SHUTDOWN), 2);
 }
+
+/// The resting side of a fill sent nothing in the turn its Fill arrives; the
+/// Fill must still go out at once. With keepalive at 60 s no timer can
+/// rescue a reply the reactor forgot to flush, so a forgotten one times out.
+#[test]
+fn engine_replies_go_out_at_once_whatever_the_engine_placement() {
+    use ordergate::gateway::EnginePlacement;
+    for engine in [
+        EnginePlacement::SharedWithReactor0,
+        EnginePlacement::OwnThread { core: None },
+    ] {
+        let gw =
+            Gateway::start(ordergate::gateway::GatewaySpec { engine, ..spec() }, keys()).unwrap();
+        let addr = gw.local_addr();
+        let mut a = Conn::connect(addr, TRADER);
+        let f = a.logon_frame(0, 1, 60_000);
+        a.send(&f);
+        assert_eq!(template(&a.recv().unwrap()), wire::LogonAck::TEMPLATE_ID);
+        let mut b = Conn::connect(addr, TRADER);
+        let f = b.logon_frame(0, 1, 60_000);
+        b.send(&f);
+        assert_eq!(template(&b.recv().unwrap()), wire::LogonAck::TEMPLATE_ID);
+        a.send_order(1, 100, 5, 1, 0);
+        assert_eq!(accepted(&a.recv().unwrap()).0, 1, "{engine:?}");
+        b.send_order(2, 100, 5, 2, 0);
+        assert_eq!(accepted(&b.recv().unwrap()).0, 2, "{engine:?}");
+        assert_eq!(fill(&b.recv().unwrap()), (2, 100, 5, 0), "{engine:?}");
+        assert_eq!(fill(&a.recv().unwrap()), (1, 100, 5, 0), "{engine:?}");
+        finish(gw);
+    }
+}

@@ -289,11 +289,18 @@ impl ReactorCore {
         let sessions = &mut self.sessions;
         let mut io = io!(self, now, &self.keys);
         let mut undeliverable = 0;
+        let (dirty, dirty_mark) = (&mut self.dirty, &mut self.dirty_mark);
         let n = self
             .events
             .drain(crate::constants::RING_BATCH_MAX, |event| {
-                match sessions.get_mut(event.session.slot() as usize) {
-                    Some(s) => s.handle_event(&mut io, &event),
+                let slot = event.session.slot();
+                match sessions.get_mut(slot as usize) {
+                    Some(s) => {
+                        s.handle_event(&mut io, &event);
+                        // The reply must go out this turn, even for a session
+                        // that sent nothing in it (the resting side of a fill).
+                        mark(dirty, dirty_mark, slot);
+                    }
                     None => undeliverable += 1,
                 }
             });
