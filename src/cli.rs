@@ -104,6 +104,8 @@ pub enum Command {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true, num_args = 1..)]
         args: Vec<String>,
     },
+    /// Show a running gateway's counters from its stats file: a live table, or one snapshot with --once
+    Stat(crate::telemetry::stat::StatArgs),
 }
 
 /// `ordergate admin`.
@@ -173,6 +175,12 @@ pub struct ServeArgs {
     /// Tamper-evident audit journal (created and preallocated if missing; a corrupt one stops the start)
     #[arg(long, value_name = "FILE", default_value = AUDIT_JOURNAL_DEFAULT)]
     pub audit_journal: PathBuf,
+    /// Stats file the reactors publish their counters to, read by `ordergate stat` (docs/STATS.md)
+    #[arg(long, value_name = "PATH", default_value = crate::telemetry::STATS_FILE_DEFAULT)]
+    pub stats_file: PathBuf,
+    /// Serve GET /metrics (Prometheus text format) on this address, e.g. 127.0.0.1:9464 [default: off]
+    #[arg(long, value_name = "ADDR")]
+    pub prometheus: Option<SocketAddr>,
 }
 
 /// Where `serve` keeps its audit journal unless told otherwise.
@@ -408,6 +416,7 @@ pub fn main() -> ExitCode {
                 crate::journal::audit_main(&args, &mut std::io::stdout(), &mut std::io::stderr());
             ExitCode::from(code.clamp(0, 255) as u8)
         }
+        Command::Stat(args) => crate::telemetry::stat::run(&args),
     }
 }
 
@@ -819,6 +828,7 @@ fn serve(args: &ServeArgs) -> ExitCode {
     let shape = describe(&plan.spec);
     let mut spec = plan.spec;
     spec.audit_journal = Some(args.audit_journal.clone());
+    spec.stats_file = Some(args.stats_file.clone());
     let gateway = match Gateway::start(spec, keys) {
         Ok(gateway) => gateway,
         Err(e) => return fail(EXIT_FAILURE, format!("cannot start: {e}")),
@@ -845,10 +855,32 @@ fn serve(args: &ServeArgs) -> ExitCode {
         }
     };
     println!(
-        "admin socket {}; audit journal {}",
+        "admin socket {}; audit journal {}; stats file {}",
         admin.path().display(),
-        args.audit_journal.display()
+        args.audit_journal.display(),
+        args.stats_file.display()
     );
+    let prometheus = match args
+        .prometheus
+        .map(|addr| crate::telemetry::prometheus::PrometheusServer::start(addr, &args.stats_file))
+    {
+        None => None,
+        Some(Ok(server)) => {
+            println!(
+                "prometheus metrics on http://{}/metrics",
+                server.local_addr()
+            );
+            Some(server)
+        }
+        Some(Err(e)) => {
+            let report = gateway.shutdown();
+            print!("{}", summary(&report, started.elapsed()));
+            return fail(
+                EXIT_FAILURE,
+                format!("cannot serve prometheus metrics: {e}"),
+            );
+        }
+    };
 
     let signals_handle = signals.handle();
     let stop = gateway.stop_handle();
@@ -866,6 +898,7 @@ fn serve(args: &ServeArgs) -> ExitCode {
         }
     };
     let report = gateway.wait();
+    drop(prometheus);
     drop(admin);
     signals_handle.close();
     let _ = watcher.join();
@@ -1126,6 +1159,8 @@ mod tests {
                 idle: Some(IdleArg::Backoff),
                 admin_socket: crate::admin::ADMIN_SOCKET_DEFAULT.into(),
                 audit_journal: AUDIT_JOURNAL_DEFAULT.into(),
+                stats_file: crate::telemetry::STATS_FILE_DEFAULT.into(),
+                prometheus: None,
             }
         );
         let Command::Serve(args) = cli(&["serve"]).unwrap() else {
@@ -1134,6 +1169,42 @@ mod tests {
         assert_eq!(args.idle, None);
         assert!(cli(&["serve", "--idle", "spin"]).is_err());
         assert!(cli(&["serve", "--listen", "localhost:9000"]).is_err());
+    }
+
+    #[test]
+    fn stat_and_the_serve_stats_flags_parse() {
+        let Command::Stat(args) = cli(&["stat"]).unwrap() else {
+            panic!("not stat")
+        };
+        assert_eq!(
+            args.file,
+            PathBuf::from(crate::telemetry::STATS_FILE_DEFAULT)
+        );
+        assert_eq!(args.interval, Duration::from_secs(1));
+        assert!(!args.once);
+        let Command::Stat(args) =
+            cli(&["stat", "--file", "x.stats", "--interval", "250ms", "--once"]).unwrap()
+        else {
+            panic!("not stat")
+        };
+        assert_eq!(
+            (args.file, args.interval, args.once),
+            ("x.stats".into(), Duration::from_millis(250), true)
+        );
+        assert!(cli(&["stat", "--interval", "0s"]).is_err());
+        let Command::Serve(args) = cli(&[
+            "serve",
+            "--stats-file",
+            "/tmp/s",
+            "--prometheus",
+            "127.0.0.1:9464",
+        ])
+        .unwrap() else {
+            panic!("not serve")
+        };
+        assert_eq!(args.stats_file, PathBuf::from("/tmp/s"));
+        assert_eq!(args.prometheus, Some("127.0.0.1:9464".parse().unwrap()));
+        assert!(cli(&["serve", "--prometheus", "localhost:9464"]).is_err());
     }
 
     #[test]
@@ -1484,6 +1555,8 @@ mod tests {
             idle: None,
             admin_socket: crate::admin::ADMIN_SOCKET_DEFAULT.into(),
             audit_journal: AUDIT_JOURNAL_DEFAULT.into(),
+            stats_file: crate::telemetry::STATS_FILE_DEFAULT.into(),
+            prometheus: None,
         };
         let plan = plan_serve(&from_file, None).unwrap();
         assert_eq!(plan.keys, dir.join("k.toml"));
@@ -1498,6 +1571,8 @@ mod tests {
             idle: Some(IdleArg::BusySpin),
             admin_socket: crate::admin::ADMIN_SOCKET_DEFAULT.into(),
             audit_journal: AUDIT_JOURNAL_DEFAULT.into(),
+            stats_file: crate::telemetry::STATS_FILE_DEFAULT.into(),
+            prometheus: None,
         };
         let plan = plan_serve(&over, None).unwrap();
         assert_eq!(plan.keys, PathBuf::from("/other/keys.toml"));
@@ -1522,6 +1597,8 @@ mod tests {
             idle: None,
             admin_socket: crate::admin::ADMIN_SOCKET_DEFAULT.into(),
             audit_journal: AUDIT_JOURNAL_DEFAULT.into(),
+            stats_file: crate::telemetry::STATS_FILE_DEFAULT.into(),
+            prometheus: None,
         };
         let e = plan_serve(&bare, None).unwrap_err();
         assert!(e.contains("--keys"), "{e}");

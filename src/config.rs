@@ -210,6 +210,8 @@ impl Config {
             // The journal is chosen on the command line (`--audit-journal`).
             audit_journal: None,
             audit_capacity: crate::journal::CAPACITY_RECORDS_DEFAULT,
+            // So is the stats file (`--stats-file`).
+            stats_file: None,
             engine_config: EngineConfig {
                 instruments: e.instruments,
                 orders_max: e.orders_max,

@@ -26,7 +26,7 @@ use crate::auth::keys::KeyTable;
 use crate::constants::*;
 use crate::engine::agent::{EngineAgent, EngineCounters};
 use crate::engine::book::{EngineConfig, MatchingEngine};
-use crate::engine::{Command, Event};
+use crate::engine::{Command, Event, Nanos};
 use crate::journal::{AuditEvent, AuditSink, Journal, JournalHealth, JournalWriter};
 use crate::reactor::core::ReactorCore;
 use crate::reactor::idle::{Idle, IdleAction, IdleKind};
@@ -34,6 +34,10 @@ use crate::reactor::uring;
 use crate::reactor::worker::{self, ReactorArgs};
 use crate::ring;
 use crate::session::{Audit, Counters, GatewayConfig, Shared};
+use crate::telemetry::StatsFile;
+
+/// The engine thread publishes its stats as often as a reactor ticks.
+const TIMER_TICK_NS: Nanos = worker::TIMER_TICK.as_nanos() as Nanos;
 
 /// Pending connections the kernel queues per listener before accept.
 pub const LISTEN_BACKLOG: i32 = 1024;
@@ -74,6 +78,9 @@ pub struct GatewaySpec {
     pub audit_journal: Option<std::path::PathBuf>,
     /// Records a new journal file is preallocated for.
     pub audit_capacity: u64,
+    /// The stats file the reactors publish their counters to every timer
+    /// tick (docs/STATS.md); None = no stats file (tests, demo).
+    pub stats_file: Option<std::path::PathBuf>,
 }
 
 impl Default for GatewaySpec {
@@ -93,6 +100,7 @@ impl Default for GatewaySpec {
             engine_config: EngineConfig::default(),
             audit_journal: None,
             audit_capacity: crate::journal::CAPACITY_RECORDS_DEFAULT,
+            stats_file: None,
         }
     }
 }
@@ -156,6 +164,8 @@ pub enum StartError {
     /// The audit journal cannot be opened (or is corrupt): the gateway does
     /// not start without its record.
     Journal(String),
+    /// The stats file cannot be created (or another gateway writes it).
+    Stats(String),
 }
 
 impl std::fmt::Display for StartError {
@@ -166,6 +176,7 @@ impl std::fmt::Display for StartError {
             StartError::Listen(e) => write!(f, "listener: {e}"),
             StartError::Affinity(s) => write!(f, "cpu affinity: {s}"),
             StartError::Journal(s) => write!(f, "audit journal: {s}"),
+            StartError::Stats(s) => write!(f, "{s}"),
         }
     }
 }
@@ -496,6 +507,17 @@ impl Gateway {
         let engine = MatchingEngine::new(spec.engine_config);
         let mut agent = Some(EngineAgent::new(engine, command_rx, event_tx));
 
+        // Stats: one writer per reactor, the engine's goes with the agent.
+        let (mut stats_writers, mut engine_stats) = match &spec.stats_file {
+            Some(path) => {
+                let file = StatsFile::create(path, spec.reactors)
+                    .map_err(|e| StartError::Stats(e.to_string()))?;
+                let (reactors, engine) = file.into_writers();
+                (reactors.into_iter().map(Some).collect(), Some(engine))
+            }
+            None => (Vec::new(), None),
+        };
+
         let stop = Arc::new(AtomicBool::new(false));
         let engine_stop = Arc::new(AtomicBool::new(false));
         let (ready_tx, ready_rx) = std::sync::mpsc::channel::<Result<String, String>>();
@@ -515,6 +537,12 @@ impl Gateway {
                 recv_buffer_size: spec.recv_buffer_size,
                 idle: spec.idle,
                 stop: stop.clone(),
+                stats: stats_writers.get_mut(i).and_then(Option::take),
+                engine_stats: if i == 0 && spec.engine == EnginePlacement::SharedWithReactor0 {
+                    engine_stats.take()
+                } else {
+                    None
+                },
             };
             let pin_to = spec.reactor_cores.get(i).copied();
             let ready = ready_tx.clone();
@@ -540,6 +568,7 @@ impl Gateway {
             (EnginePlacement::OwnThread { core }, Some(mut agent)) => {
                 let engine_stop = engine_stop.clone();
                 let idle_kind = spec.idle;
+                let mut stats = engine_stats.take();
                 Some(
                     std::thread::Builder::new()
                         .name("ordergate-engine".into())
@@ -550,9 +579,20 @@ impl Gateway {
                                 eprintln!("ordergate: engine {e}; running unpinned");
                             }
                             let mut idle = Idle::new(idle_kind);
+                            let mut published: Nanos = 0;
                             loop {
-                                let work = agent.do_work(worker::wall_ns());
+                                let now = worker::wall_ns();
+                                let work = agent.do_work(now);
+                                if let Some(stats) = &mut stats
+                                    && now.saturating_sub(published) >= TIMER_TICK_NS
+                                {
+                                    stats.publish(now, &agent.counters);
+                                    published = now;
+                                }
                                 if work == 0 && engine_stop.load(Ordering::Acquire) {
+                                    if let Some(stats) = &mut stats {
+                                        stats.publish(worker::wall_ns(), &agent.counters);
+                                    }
                                     break;
                                 }
                                 match idle.next(work) {

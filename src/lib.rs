@@ -26,4 +26,5 @@ pub mod reactor;
 pub mod ring;
 pub mod session;
 pub mod sync;
+pub mod telemetry;
 pub mod wire;

@@ -37,6 +37,7 @@ use crate::engine::agent::EngineAgent;
 use crate::engine::book::MatchingEngine;
 use crate::engine::{Nanos, SessionId};
 use crate::gateway::{ReactorReport, UringCounters};
+use crate::telemetry::{DutyMeter, EngineStatsWriter, StatsWriter};
 use crate::wire::codes::{LogonRejectReason, TerminateReason};
 
 /// Completions handled per turn before the rest of the turn runs: bounds
@@ -89,6 +90,10 @@ pub struct ReactorArgs {
     pub recv_buffer_size: u32,
     pub idle: IdleKind,
     pub stop: Arc<AtomicBool>,
+    /// This reactor's block of the stats file, if there is one.
+    pub stats: Option<StatsWriter>,
+    /// The engine's block, on the reactor whose thread runs the agent.
+    pub engine_stats: Option<EngineStatsWriter>,
 }
 
 struct Worker {
@@ -108,6 +113,10 @@ struct Worker {
     ops_outstanding: u64,
     stopping: bool,
     cqes: Box<[(u64, i32, u32)]>,
+    // Stats file (telemetry): published every tick.
+    stats: Option<StatsWriter>,
+    engine_stats: Option<EngineStatsWriter>,
+    duty: DutyMeter,
 }
 
 /// Builds the ring and buffers (on the reactor's own thread, as
@@ -150,9 +159,16 @@ pub fn run(args: ReactorArgs, ready: impl FnOnce(Result<String, String>)) -> Opt
         ops_outstanding: 0,
         stopping: false,
         cqes: vec![(0, 0, 0); CQE_BATCH].into_boxed_slice(),
+        stats: args.stats,
+        engine_stats: args.engine_stats,
+        duty: DutyMeter::new(wall_ns()),
     };
     ready(Ok(mode.to_string()));
     w.run(args.idle, &args.stop);
+    if let Some(stats) = &mut w.stats {
+        stats.refresh_latency();
+    }
+    w.publish_stats(wall_ns());
     let report = ReactorReport {
         counters: w.core.counters.clone(),
         engine: w.agent.as_ref().map(|a| a.counters.clone()),
@@ -218,6 +234,7 @@ impl Worker {
             let turn_ns = turn_start.elapsed().as_nanos() as u64;
             self.uring.turns += 1;
             self.uring.turn_ns_max = self.uring.turn_ns_max.max(turn_ns);
+            self.duty.turn(turn_ns, work > 0);
             self.enter(idle.next(work));
         }
         // Let the engine finish what the last sessions asked (their
@@ -510,6 +527,27 @@ impl Worker {
             }
         }
         self.uring.cq_overflow = self.ring.completion().overflow() as u64;
+        self.publish_stats(now);
+    }
+
+    /// Stores this reactor's figures (and the engine's, if it runs here)
+    /// into the stats file: plain stores, no allocation, no waiting.
+    fn publish_stats(&mut self, now: Nanos) {
+        let duty = self.duty.take(now);
+        if let Some(stats) = &mut self.stats {
+            let live = self.core.live_count();
+            stats.publish(
+                now,
+                &self.core.counters,
+                &self.uring,
+                live,
+                &self.latency,
+                duty,
+            );
+        }
+        if let (Some(stats), Some(agent)) = (&mut self.engine_stats, &self.agent) {
+            stats.publish(now, &agent.counters);
+        }
     }
 
     fn begin_stop(&mut self, now: Nanos) {

@@ -1,0 +1,553 @@
+//! The stats file end to end: a gateway publishes into it while it runs,
+//! and the reader API, `ordergate stat --once` and the Prometheus endpoint
+//! all show the exact counts of the traffic sent; `serve` wires both flags;
+//! a publish allocates nothing.
+
+mod common;
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::cell::Cell;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use common::net::*;
+use hdrhistogram::Histogram;
+use ordergate::engine::agent::EngineCounters;
+use ordergate::gateway::{Gateway, GatewaySpec, UringCounters};
+use ordergate::reactor::worker::wall_ns;
+use ordergate::session::Counters;
+use ordergate::telemetry::prometheus::PrometheusServer;
+use ordergate::telemetry::stats::{self, DutyCycle, Snapshot, StatsReader};
+use ordergate::telemetry::{StatsError, StatsFile};
+use ordergate::wire::{self, codes::RejectReason as RR};
+
+/// Counts allocations made by the current thread.
+struct Counting;
+
+thread_local! {
+    static ALLOCATIONS: Cell<u64> = const { Cell::new(0) };
+}
+
+// SAFETY: forwards every call unchanged to `System`, which upholds the
+// `GlobalAlloc` contract; the thread-local counter is const-initialised, so
+// touching it never allocates or re-enters the allocator.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        ALLOCATIONS.with(|count| count.set(count.get() + 1));
+        // SAFETY: the caller's contract for `alloc` is passed on unchanged.
+        unsafe { System.alloc(layout) }
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: `ptr` was allocated by `System` with `layout` (via `alloc`).
+        unsafe { System.dealloc(ptr, layout) }
+    }
+
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        ALLOCATIONS.with(|count| count.set(count.get() + 1));
+        // SAFETY: the caller's contract for `realloc` is passed on unchanged.
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+}
+
+#[global_allocator]
+static ALLOCATOR: Counting = Counting;
+
+fn allocations() -> u64 {
+    ALLOCATIONS.with(Cell::get)
+}
+
+/// A directory of its own under the temp dir, removed on drop.
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new(tag: &str) -> TempDir {
+        let path =
+            std::env::temp_dir().join(format!("ordergate-stats-{}-{tag}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&path);
+        std::fs::create_dir_all(&path).unwrap();
+        TempDir(path)
+    }
+
+    fn join(&self, name: &str) -> PathBuf {
+        self.0.join(name)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn ordergate(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_ordergate"))
+        .args(args)
+        .output()
+        .expect("run ordergate")
+}
+
+fn p(path: &Path) -> &str {
+    path.to_str().unwrap()
+}
+
+/// A snapshot in which every block was published after `t` (so it holds
+/// everything the gateway had done by then), at least 20 ms after `t`.
+fn published_after(reader: &StatsReader, t: u64) -> Snapshot {
+    std::thread::sleep(Duration::from_millis(20));
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let s = reader.snapshot();
+        let fresh = s.reactors.iter().all(|b| b.publish_ns > t) && s.engine.publish_ns > t;
+        if fresh {
+            assert!(s.reactors.iter().all(|b| b.consistent) && s.engine.consistent);
+            return s;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no publish after {t} within {WAIT:?}"
+        );
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
+/// `GET path` over HTTP/1.0: (status line, body).
+fn http_get(addr: SocketAddr, method: &str, path: &str) -> (String, String) {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(WAIT)).unwrap();
+    write!(s, "{method} {path} HTTP/1.0\r\nHost: test\r\n\r\n").unwrap();
+    let mut answer = String::new();
+    s.read_to_string(&mut answer).unwrap();
+    let (head, body) = answer.split_once("\r\n\r\n").expect("a head and a body");
+    let status = head.lines().next().unwrap().to_owned();
+    if status.contains("200") {
+        assert!(head.contains("text/plain; version=0.0.4"), "{head}");
+    }
+    let length: usize = head
+        .lines()
+        .find_map(|l| l.strip_prefix("Content-Length: "))
+        .expect("a Content-Length")
+        .parse()
+        .unwrap();
+    assert_eq!(length, body.len());
+    (status, body.to_owned())
+}
+
+/// Whether some line of `text` is exactly these whitespace-separated words.
+fn has_line(text: &str, words: &[&str]) -> bool {
+    text.lines().any(|l| {
+        l.split_whitespace()
+            .take(words.len())
+            .eq(words.iter().copied())
+    })
+}
+
+const ORDERS: u64 = 20;
+
+#[test]
+fn the_file_the_stat_tool_and_prometheus_show_the_exact_counts() {
+    let dir = TempDir::new("live");
+    let path = dir.join("ordergate.stats");
+    let gw = Gateway::start(
+        GatewaySpec {
+            stats_file: Some(path.clone()),
+            ..spec()
+        },
+        keys(),
+    )
+    .unwrap();
+    let reader = StatsReader::open(&path).expect("the gateway created its stats file");
+    assert_eq!(reader.pid, std::process::id());
+    assert_eq!(reader.reactors(), 1);
+
+    // One trader: N orders, each accepted.
+    let mut a = Conn::connect(gw.local_addr(), TRADER);
+    a.logon(0);
+    for i in 0..ORDERS {
+        a.send_order(i + 1, 100 + i as i64, 1, 1, 0);
+    }
+    for _ in 0..ORDERS {
+        accepted(&a.recv().unwrap());
+    }
+    // One slow key (burst 4, the logon took one): three accepted, one
+    // THROTTLED.
+    let mut slow = Conn::connect(gw.local_addr(), SLOW);
+    slow.logon(0);
+    let mut batch = Vec::new();
+    for i in 0..4u64 {
+        batch.extend_from_slice(&slow.order(1000 + i, 10, 1, 1, 0));
+    }
+    slow.send(&batch);
+    let mut throttled = 0;
+    for _ in 0..4 {
+        let f = slow.recv().unwrap();
+        if template(&f) == wire::OrderRejected::TEMPLATE_ID {
+            assert_eq!(rejected(&f).1, RR::THROTTLED.wire());
+            throttled += 1;
+        }
+    }
+    assert_eq!(throttled, 1);
+    let answered = wall_ns();
+
+    let s = published_after(&reader, answered);
+    let commands = ORDERS + 3;
+    let r = |label| s.reactor(0, label).unwrap_or_else(|| panic!("no {label}"));
+    assert_eq!(r("messages_in"), ORDERS + 4);
+    assert_eq!(r("logons_accepted"), 2);
+    assert_eq!(r("commands_out"), commands);
+    assert_eq!(r("order_rejects.THROTTLED"), 1);
+    assert_eq!(r("order_rejects.ENGINE_BUSY"), 0);
+    assert_eq!(r("ring_full"), 0);
+    assert_eq!(r("logon_rejects.AUTH_FAILED"), 0);
+    assert_eq!(r("sessions_live"), 2);
+    assert_eq!(r("accepts"), 2);
+    assert_eq!(
+        r("bytes_in"),
+        2 * wire::LOGON_SIZE as u64 + (ORDERS + 4) * wire::NEW_ORDER_SIZE as u64
+    );
+    // Two logon acks, the accepts and the reject; heartbeats may add a few.
+    let replies = 2 + commands + 1;
+    assert!(r("frames_out") >= replies, "{}", r("frames_out"));
+    assert!(r("turns") > 0 && r("duty_window_ns") > 0);
+    assert!(r("duty_busy_ppm") <= 1_000_000);
+    assert_eq!(s.engine("commands"), Some(commands));
+    assert_eq!(s.engine("events"), Some(commands));
+    assert_eq!(s.engine("misrouted"), Some(0));
+
+    // The percentiles follow within LATENCY_EVERY_PUBLISHES ticks.
+    let deadline = Instant::now() + WAIT;
+    let s = loop {
+        let s = reader.snapshot();
+        if s.reactor(0, "recv_to_ring") == Some(commands) {
+            break s;
+        }
+        assert!(Instant::now() < deadline, "latency never published");
+        std::thread::sleep(Duration::from_millis(5));
+    };
+    let q = |label| s.reactor(0, label).unwrap();
+    assert!(q("recv_to_ring_ns.p50") > 0);
+    assert!(q("recv_to_ring_ns.p50") <= q("recv_to_ring_ns.p99"));
+    assert!(q("recv_to_ring_ns.p99") <= q("recv_to_ring_ns.p999"));
+    assert!(q("recv_to_ring_ns.p999") <= q("recv_to_ring_ns_max"));
+
+    // `ordergate stat --once`, from another process.
+    let out = ordergate(&["stat", "--once", "--file", p(&path)]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.starts_with("ordergate stats "), "{text}");
+    assert!(
+        text.contains(&format!("pid {}", std::process::id())),
+        "{text}"
+    );
+    let messages = (ORDERS + 4).to_string();
+    let commands_text = commands.to_string();
+    for line in [
+        &["reactor.0.messages_in", messages.as_str()][..],
+        &["reactor.0.logons_accepted", "2"],
+        &["reactor.0.commands_out", commands_text.as_str()],
+        &["reactor.0.order_rejects.THROTTLED", "1"],
+        &["reactor.0.sessions_live", "2"],
+        &["engine.commands", commands_text.as_str()],
+    ] {
+        assert!(has_line(&text, line), "no line {line:?} in:\n{text}");
+    }
+    // The table row: reactor 0, 2 live, 2 logons, the messages.
+    assert!(
+        has_line(&text, &["0", "2", "2", messages.as_str(), "-"]),
+        "{text}"
+    );
+    assert!(
+        !text.contains("order_rejects.ENGINE_BUSY"),
+        "zeros are left out:\n{text}"
+    );
+
+    // Prometheus, from the same mapped values.
+    let prom = PrometheusServer::start("127.0.0.1:0".parse().unwrap(), &path).unwrap();
+    let (status, body) = http_get(prom.local_addr(), "GET", "/metrics");
+    assert_eq!(status, "HTTP/1.0 200 OK");
+    for line in [
+        "# TYPE ordergate_messages_in_total counter".to_owned(),
+        format!(
+            "ordergate_messages_in_total{{reactor=\"0\"}} {}",
+            ORDERS + 4
+        ),
+        format!("ordergate_commands_out_total{{reactor=\"0\"}} {commands}"),
+        "ordergate_logons_accepted_total{reactor=\"0\"} 2".to_owned(),
+        "# TYPE ordergate_order_rejects_total counter".to_owned(),
+        "ordergate_order_rejects_total{reactor=\"0\",reason=\"THROTTLED\"} 1".to_owned(),
+        "ordergate_order_rejects_total{reactor=\"0\",reason=\"ENGINE_BUSY\"} 0".to_owned(),
+        "# TYPE ordergate_sessions_live gauge".to_owned(),
+        "ordergate_sessions_live{reactor=\"0\"} 2".to_owned(),
+        format!("ordergate_engine_commands_total {commands}"),
+        "# TYPE ordergate_recv_to_ring_ns gauge".to_owned(),
+    ] {
+        assert!(
+            body.lines().any(|l| l == line),
+            "no line {line:?} in:\n{body}"
+        );
+    }
+    assert!(body.contains("ordergate_recv_to_ring_ns{reactor=\"0\",quantile=\"0.99\"} "));
+    assert!(body.contains("# HELP ordergate_messages_in_total Well-formed"));
+    assert!(
+        body.lines()
+            .any(|l| l.starts_with("ordergate_duty_busy_ratio{reactor=\"0\"} "))
+    );
+    // Every sample line is `name{labels} value` with a number.
+    for l in body.lines().filter(|l| !l.starts_with('#')) {
+        let (_, value) = l.rsplit_once(' ').unwrap();
+        assert!(value.parse::<f64>().is_ok(), "{l}");
+    }
+    let (status, body) = http_get(prom.local_addr(), "GET", "/");
+    assert_eq!(status, "HTTP/1.0 404 Not Found");
+    assert!(body.contains("/metrics"));
+    assert_eq!(
+        http_get(prom.local_addr(), "GET", "/metricsx").0,
+        "HTTP/1.0 404 Not Found"
+    );
+    assert_eq!(
+        http_get(prom.local_addr(), "POST", "/metrics").0,
+        "HTTP/1.0 405 Method Not Allowed"
+    );
+    assert_eq!(
+        http_get(prom.local_addr(), "GET", "/metrics?x=1").0,
+        "HTTP/1.0 200 OK"
+    );
+    drop(prom);
+
+    // After the stop, the file keeps the final figures: the sessions'
+    // cancel-on-disconnect commands included.
+    drop(a);
+    drop(slow);
+    let report = gw.shutdown();
+    let s = StatsReader::open_any(&path).unwrap().snapshot();
+    let c = &report.reactors[0].counters;
+    assert_eq!(s.reactor(0, "messages_in"), Some(c.messages_in));
+    assert_eq!(s.reactor(0, "commands_out"), Some(c.commands_out));
+    assert_eq!(s.reactor(0, "frames_out"), Some(c.frames_out));
+    assert_eq!(s.reactor(0, "sessions_live"), Some(0));
+    assert_eq!(
+        s.reactor(0, "recv_to_ring"),
+        Some(report.reactors[0].recv_to_ring_ns.len())
+    );
+    assert_eq!(
+        s.reactor(0, "recv_to_ring_ns_max"),
+        Some(report.reactors[0].recv_to_ring_ns.max())
+    );
+    assert_eq!(s.engine("commands"), Some(report.engine.commands));
+}
+
+#[test]
+fn two_reactors_and_an_engine_thread_each_publish_their_own_block() {
+    let dir = TempDir::new("two");
+    let path = dir.join("two.stats");
+    let gw = Gateway::start(
+        GatewaySpec {
+            stats_file: Some(path.clone()),
+            reactors: 2,
+            engine: ordergate::gateway::EnginePlacement::OwnThread { core: None },
+            ..spec()
+        },
+        keys(),
+    )
+    .unwrap();
+    let reader = StatsReader::open(&path).unwrap();
+    assert_eq!(reader.reactors(), 2);
+    let mut conns = Vec::new();
+    for i in 0..4u64 {
+        let mut c = Conn::connect(gw.local_addr(), TRADER);
+        c.logon(0);
+        c.send_order(i + 1, 50, 1, 1, 0);
+        conns.push(c);
+    }
+    // The engine's block is published by its own thread. (Not waiting for
+    // the OrderAccepted replies: with the engine on its own thread they
+    // wait for the next heartbeat, see the report of this change.)
+    let deadline = Instant::now() + WAIT;
+    let s = loop {
+        let s = reader.snapshot();
+        if s.engine("commands") == Some(4) && s.total("commands_out") == Some(4) {
+            break s;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the engine's block never showed 4 commands"
+        );
+        std::thread::sleep(Duration::from_millis(2));
+    };
+    assert!(s.engine.publish_ns > 0 && s.engine.consistent);
+    assert_eq!(s.total("logons_accepted"), Some(4));
+    assert_eq!(s.total("messages_in"), Some(4));
+    assert_eq!(s.total("sessions_live"), Some(4));
+    assert_eq!(s.total("accepts"), Some(4));
+    // Each reactor publishes its own block, sessions or not.
+    assert!(s.reactors.iter().all(|b| b.publish_ns > 0));
+    drop(conns);
+    gw.shutdown();
+}
+
+#[test]
+fn stat_refuses_missing_foreign_and_stale_files() {
+    let dir = TempDir::new("refuse");
+    let missing = dir.join("absent");
+    let out = ordergate(&["stat", "--once", "--file", p(&missing)]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(p(&missing)) && err.contains("No such file"),
+        "{err}"
+    );
+
+    let junk = dir.join("junk");
+    std::fs::write(&junk, vec![b'x'; 4096]).unwrap();
+    let out = ordergate(&["stat", "--once", "--file", p(&junk)]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("not an ordergate stats file"), "{err}");
+
+    // A file a gateway of this process wrote, then with its pid changed to
+    // one no process can have, then with another version.
+    let path = dir.join("stale");
+    drop(StatsFile::create(&path, 1).unwrap());
+    let mut bytes = std::fs::read(&path).unwrap();
+    bytes[16..20].copy_from_slice(&(1u32 << 23).to_le_bytes());
+    std::fs::write(&path, &bytes).unwrap();
+    let out = ordergate(&["stat", "--once", "--file", p(&path)]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("stale") && err.contains("8388608"), "{err}");
+    bytes[8..12].copy_from_slice(&2u32.to_le_bytes());
+    std::fs::write(&path, &bytes).unwrap();
+    let out = ordergate(&["stat", "--once", "--file", p(&path)]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("layout version 2"), "{err}");
+    assert!(matches!(
+        StatsReader::open(&path),
+        Err(StatsError::Version { found: 2, .. })
+    ));
+}
+
+#[test]
+fn serve_publishes_to_its_stats_file_and_serves_metrics() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let dir = TempDir::new("serve");
+    let keys = dir.join("keys.toml");
+    std::fs::write(
+        &keys,
+        "[[key]]\nid = 1001\nsecret = \"5eC7e75eC7e75eC7e75eC7e75eC7e75eC7e75eC7e75eC7e75eC7e75eC7e75eC7\"\n\
+         scopes = [\"trade\", \"cancel\"]\nenvironment = \"production\"\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(&keys, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let stats_path = dir.join("serve.stats");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_ordergate"))
+        .args([
+            "serve",
+            "--keys",
+            p(&keys),
+            "--listen",
+            "127.0.0.1:0",
+            "--idle",
+            "backoff",
+            "--admin-socket",
+            p(&dir.join("admin.sock")),
+            "--audit-journal",
+            p(&dir.join("audit.journal")),
+            "--stats-file",
+            p(&stats_path),
+            "--prometheus",
+            "127.0.0.1:0",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut metrics = None;
+    for _ in 0..3 {
+        let line = lines.next().expect("serve prints its start lines").unwrap();
+        if let Some(addr) = line
+            .strip_prefix("prometheus metrics on http://")
+            .and_then(|l| l.strip_suffix("/metrics"))
+        {
+            metrics = Some(addr.parse::<SocketAddr>().unwrap());
+        }
+        if line.starts_with("admin socket") {
+            assert!(line.contains(p(&stats_path)), "{line}");
+        }
+    }
+    let metrics = metrics.expect("a prometheus line");
+    let (status, body) = http_get(metrics, "GET", "/metrics");
+    assert_eq!(status, "HTTP/1.0 200 OK");
+    assert!(
+        body.contains("ordergate_messages_in_total{reactor=\"0\"} 0"),
+        "{body}"
+    );
+
+    let out = ordergate(&["stat", "--once", "--file", p(&stats_path)]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.contains(&format!("pid {}", child.id())), "{text}");
+
+    // SAFETY: kill(2) on the child's pid; no memory is involved.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    assert!(child.wait().unwrap().success());
+    // Stopped: the file remains, refused as stale.
+    let out = ordergate(&["stat", "--once", "--file", p(&stats_path)]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("stale"));
+}
+
+#[test]
+fn publish_allocates_nothing() {
+    let dir = TempDir::new("alloc");
+    let path = dir.join("alloc.stats");
+    let (mut writers, mut engine) = StatsFile::create(&path, 1).unwrap().into_writers();
+    let w = &mut writers[0];
+    let mut counters = Counters::default();
+    let mut uring = UringCounters::default();
+    let mut engine_counters = EngineCounters::default();
+    let mut h = Histogram::<u64>::new_with_bounds(1, 10_000_000_000, 3).unwrap();
+    for ns in 1..10_000u64 {
+        h.record(ns * 7).unwrap();
+    }
+    let duty = DutyCycle {
+        window_ns: 1_000_000,
+        turn_ns_max: 5_000,
+        busy_ns: 100_000,
+        turns: 200,
+    };
+
+    let before = allocations();
+    for i in 0..3 * stats::LATENCY_EVERY_PUBLISHES as u64 {
+        counters.messages_in = i;
+        counters.order_rejects[RR::THROTTLED.wire() as usize] = i;
+        uring.bytes_in = i * 64;
+        engine_counters.commands = i;
+        h.record(1 + i).unwrap();
+        if i % 10 == 0 {
+            w.refresh_latency();
+        }
+        w.publish(i + 1, &counters, &uring, 3, &h, duty);
+        engine.publish(i + 1, &engine_counters);
+    }
+    assert_eq!(allocations() - before, 0, "publish allocated");
+
+    let s = StatsReader::open(&path).unwrap().snapshot();
+    let last = 3 * stats::LATENCY_EVERY_PUBLISHES as u64 - 1;
+    assert_eq!(s.reactor(0, "messages_in"), Some(last));
+    assert_eq!(s.reactor(0, "order_rejects.THROTTLED"), Some(last));
+    assert_eq!(s.engine("commands"), Some(last));
+}
