@@ -334,6 +334,9 @@ fn visit_reactor(sink: &mut impl Sink, s: &ReactorSample<'_>) {
         events_undeliverable,
         bytes_discarded,
         revocations,
+        lockouts,
+        orphans_forgotten,
+        orphans_swept,
     } = s.counters;
     #[rustfmt::skip]
     let scalars = [
@@ -347,6 +350,9 @@ fn visit_reactor(sink: &mut impl Sink, s: &ReactorSample<'_>) {
         (8, *events_undeliverable, "events_undeliverable", "Engine events for sessions that had ended."),
         (9, *bytes_discarded, "bytes_discarded", "Bytes received after a session ended."),
         (10, *revocations, "revocations", "Sessions ended because their key was revoked, disabled or removed."),
+        (11, *lockouts, "lockouts", "Addresses locked out by failed logons."),
+        (12, *orphans_forgotten, "orphans_forgotten", "Ended sessions the orphan registry forgot because it was full."),
+        (13, *orphans_swept, "orphans_swept", "Ended sessions whose resting orders a revocation canceled."),
     ];
     for (id, value, family, help) in scalars {
         sink.put(info(id, Counter, family, "", help), value);
