@@ -591,12 +591,9 @@ pub struct ConfigError {
     kind: ConfigErrorKind,
 }
 
-/// A place in the file, both 1-based; the column counts characters.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Location {
-    pub line: usize,
-    pub column: usize,
-}
+/// A place in the file, both 1-based; the column counts characters (the
+/// same type the keys file's errors use).
+pub use crate::auth::keys::Location;
 
 /// The problem itself. `field` is the dotted name (`reactors.count`).
 #[derive(Debug)]
@@ -779,22 +776,6 @@ impl std::error::Error for ConfigError {
         match &self.kind {
             ConfigErrorKind::Io { source, .. } => Some(source),
             _ => None,
-        }
-    }
-}
-
-impl Location {
-    /// Line and column of byte `offset` of `text`.
-    fn of(text: &str, offset: usize) -> Location {
-        let mut offset = offset.min(text.len());
-        while !text.is_char_boundary(offset) {
-            offset -= 1;
-        }
-        let before = &text[..offset];
-        let line_start = before.rfind('\n').map_or(0, |i| i + 1);
-        Location {
-            line: before.matches('\n').count() + 1,
-            column: before[line_start..].chars().count() + 1,
         }
     }
 }

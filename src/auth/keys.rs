@@ -826,7 +826,8 @@ struct ErrorParts {
     kind: KeysErrorKind,
 }
 
-/// A place in the keys file, both 1-based; the column counts characters.
+/// A place in a TOML file (the keys file, the serve config), both 1-based;
+/// the column counts characters.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Location {
     pub line: usize,
@@ -1142,8 +1143,9 @@ impl std::error::Error for KeysError {
 }
 
 impl Location {
-    /// Line and column of byte `offset` of `text`.
-    fn of(text: &str, offset: usize) -> Location {
+    /// Line and column of byte `offset` of `text` (also used by the serve
+    /// config's errors).
+    pub(crate) fn of(text: &str, offset: usize) -> Location {
         let mut offset = offset.min(text.len());
         while !text.is_char_boundary(offset) {
             offset -= 1;
