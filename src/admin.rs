@@ -61,13 +61,8 @@ impl AdminServer {
             }
             std::fs::remove_file(path)?;
         }
-        // SAFETY: umask(2) only swaps the process's file-creation mask; it
-        // cannot fail. Narrowed around bind so the socket is born 0600.
-        let old = unsafe { libc::umask(0o177) };
-        let bound = UnixListener::bind(path);
-        // SAFETY: as above, restoring the previous mask.
-        unsafe { libc::umask(old) };
-        let listener = bound?;
+        // Narrowed around bind so the socket is born 0600.
+        let listener = crate::sys::with_umask(0o177, || UnixListener::bind(path))?;
         std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
         listener.set_nonblocking(true)?;
         let stop = Arc::new(AtomicBool::new(false));

@@ -56,7 +56,6 @@
 use std::fmt::Write as _;
 use std::io;
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -228,9 +227,7 @@ fn is_executable(path: &Path) -> bool {
 }
 
 fn running_as_root() -> bool {
-    // SAFETY: geteuid has no preconditions, touches no memory of ours and
-    // cannot fail.
-    unsafe { libc::geteuid() == 0 }
+    crate::sys::is_root()
 }
 
 /// Runs apt-get with its stdout sent to our stderr, so that stdout keeps
@@ -320,20 +317,9 @@ impl Haproxy {
             .stdin(Stdio::null())
             .stdout(out.0)
             .stderr(out.1);
-        // SAFETY: the closure runs in the child between fork and exec, and
-        // makes one system call (prctl, async-signal-safe), touching no
-        // memory and taking no lock.
-        unsafe {
-            command.pre_exec(|| {
-                // Killed when the thread that started it ends: covers an
-                // abort or SIGKILL of ordergate, where Drop never runs.
-                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) == 0 {
-                    Ok(())
-                } else {
-                    Err(io::Error::last_os_error())
-                }
-            });
-        }
+        // Killed when the thread that started it ends: covers an abort or
+        // SIGKILL of ordergate, where Drop never runs.
+        crate::sys::die_with_parent(&mut command);
         let child = command.spawn();
         let child = match child {
             Ok(child) => child,

@@ -26,5 +26,6 @@ pub mod reactor;
 pub mod ring;
 pub mod session;
 pub mod sync;
+pub mod sys;
 pub mod telemetry;
 pub mod wire;

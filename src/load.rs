@@ -62,7 +62,7 @@ use std::fmt::Write as _;
 use std::fs::File;
 use std::io::{self, IsTerminal, Read, Write as _};
 use std::net::SocketAddr;
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
+use std::os::fd::AsFd;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -77,6 +77,7 @@ use crate::auth::keys::MSGS_PER_SEC_MAX;
 use crate::auth::secret::{SECRET_HEX_LEN, Secret};
 use crate::net_client::{ClientError, ConnectOptions, Connection, NonceSource, Order, Reply};
 use crate::plot;
+use crate::sys::Readiness;
 use crate::wire::codes::{CancelReason, Environment, RejectReason, Side, TerminateReason};
 
 /// Resting (or pending) orders one session keeps at most: bounds the book
@@ -2740,90 +2741,6 @@ impl SessionLoad {
             }
         }
         n
-    }
-}
-
-/// Readiness of many sockets in one system call: epoll, level-triggered,
-/// each socket registered with its session's index as token. The only
-/// `unsafe` of the load generator; every call is a plain libc call on
-/// descriptors this type owns or that outlive their registration.
-struct Readiness {
-    epfd: OwnedFd,
-    events: Box<[libc::epoll_event]>,
-}
-
-impl Readiness {
-    /// Room for `capacity` events per wait (more stay pending: level-triggered).
-    fn new(capacity: usize) -> io::Result<Readiness> {
-        // SAFETY: epoll_create1 takes no pointer; a negative result is an
-        // error, checked before the descriptor is used.
-        let fd = unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) };
-        if fd < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        // SAFETY: `fd` was just returned by epoll_create1: open, and owned
-        // by nothing else.
-        let epfd = unsafe { OwnedFd::from_raw_fd(fd) };
-        let empty = libc::epoll_event { events: 0, u64: 0 };
-        Ok(Readiness {
-            epfd,
-            events: vec![empty; capacity.max(1)].into_boxed_slice(),
-        })
-    }
-
-    fn ctl(&self, op: libc::c_int, fd: BorrowedFd<'_>, token: u64) -> io::Result<()> {
-        let mut event = libc::epoll_event {
-            events: libc::EPOLLIN as u32,
-            u64: token,
-        };
-        // SAFETY: both descriptors are open for the duration of the call
-        // (`fd` is borrowed, `epfd` owned), and `event` is a valid
-        // epoll_event the kernel only reads.
-        let r = unsafe { libc::epoll_ctl(self.epfd.as_raw_fd(), op, fd.as_raw_fd(), &mut event) };
-        if r < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        Ok(())
-    }
-
-    fn add(&self, fd: BorrowedFd<'_>, token: u64) -> io::Result<()> {
-        self.ctl(libc::EPOLL_CTL_ADD, fd, token)
-    }
-
-    fn remove(&self, fd: BorrowedFd<'_>) -> io::Result<()> {
-        self.ctl(libc::EPOLL_CTL_DEL, fd, 0)
-    }
-
-    /// Waits up to `timeout_ms` (0: only what is ready now) and returns how
-    /// many events `token` can be asked for.
-    fn wait(&mut self, timeout_ms: i32) -> io::Result<usize> {
-        let max = self.events.len().min(i32::MAX as usize) as libc::c_int;
-        // SAFETY: `events` is a live buffer of at least `max` epoll_event
-        // that the kernel fills; `epfd` is open.
-        let n = unsafe {
-            libc::epoll_wait(
-                self.epfd.as_raw_fd(),
-                self.events.as_mut_ptr(),
-                max,
-                timeout_ms,
-            )
-        };
-        if n < 0 {
-            let e = io::Error::last_os_error();
-            return if e.kind() == io::ErrorKind::Interrupted {
-                Ok(0)
-            } else {
-                Err(e)
-            };
-        }
-        Ok(n as usize)
-    }
-
-    /// The token of event `i` of the last wait.
-    fn token(&self, i: usize) -> u64 {
-        // A copy out of a packed struct: no reference to the field is made.
-        let event = self.events[i];
-        event.u64
     }
 }
 

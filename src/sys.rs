@@ -1,0 +1,247 @@
+//! The operating-system calls that have no safe wrapper in `std`, outside
+//! the io_uring module: each is a thin safe function here with the proof of
+//! its one `unsafe` block, so the rest of the crate calls them without
+//! `unsafe`.
+//!
+//! | call | used by | why |
+//! |---|---|---|
+//! | `madvise(MADV_HUGEPAGE)` | [`huge_vec`]: the engine's order pool, levels and lookup tables | a random lookup in a 16 MiB table is a TLB miss on 4 KiB pages (measured: most of the engine's time per command in `compare`) |
+//! | `umask` | [`with_umask`]: the admin socket | the socket must be born 0600, not chmod-ed after a window |
+//! | `geteuid` | [`is_root`]: `compare` installs HAProxy only as root | |
+//! | `prctl(PR_SET_PDEATHSIG)` | [`die_with_parent`]: HAProxy child of `compare` | killed even if ordergate aborts |
+//! | `epoll` | [`Readiness`]: the load generator's many sockets per thread | one wait for hundreds of sessions |
+//!
+//! The other `unsafe` modules: `reactor::uring` (io_uring), `ring` (the
+//! SPSC ring's slots), `journal::storage`/`journal::appender` and
+//! `telemetry::stats` (memory-mapped files), `auth::sha_ni` (SHA-NI
+//! intrinsics), `auth::secret` (a test that reads wiped memory).
+
+use std::io;
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
+use std::os::unix::process::CommandExt;
+use std::process::Command;
+
+/// Transparent huge pages are 2 MiB on x86_64 and the usual aarch64
+/// kernels; a range shorter than one gets none, so it is not advised.
+pub const HUGE_PAGE: usize = 2 << 20;
+/// The base page size madvise ranges are aligned to.
+const PAGE: usize = 4096;
+
+/// `n` copies of `value` in memory the kernel is asked to back with
+/// transparent huge pages (`madvise(MADV_HUGEPAGE)` before the first
+/// touch), for large tables read at random on the hot path. Where THP is
+/// `never`, or the advice fails, it is an ordinary `Vec`: the advice
+/// changes speed, never contents. Only the 2 MiB-aligned part of the
+/// allocation can get huge pages; the edges stay 4 KiB.
+pub fn huge_vec<T: Clone>(n: usize, value: T) -> Vec<T> {
+    let mut v: Vec<T> = Vec::with_capacity(n);
+    let bytes = n.saturating_mul(size_of::<T>());
+    if bytes >= HUGE_PAGE {
+        let start = v.as_ptr() as usize;
+        let aligned = start.next_multiple_of(PAGE);
+        let len = (start + bytes).saturating_sub(aligned) / PAGE * PAGE;
+        // SAFETY: [aligned, aligned + len) lies inside the allocation `v`
+        // owns (page-aligned start rounded up, length rounded down), and
+        // MADV_HUGEPAGE only tells the kernel how to back those pages: it
+        // neither changes their contents nor unmaps them. Failure (THP
+        // compiled out) is ignored on purpose.
+        unsafe {
+            libc::madvise(aligned as *mut libc::c_void, len, libc::MADV_HUGEPAGE);
+        }
+    }
+    v.resize(n, value);
+    v
+}
+
+/// Runs `f` with the process's file-creation mask set to `mask`, then puts
+/// the old mask back. The mask is process-wide: meant for start-up, before
+/// other threads create files.
+pub fn with_umask<R>(mask: libc::mode_t, f: impl FnOnce() -> R) -> R {
+    // SAFETY: umask(2) only swaps the process's file-creation mask; it
+    // takes no pointer and cannot fail.
+    let old = unsafe { libc::umask(mask) };
+    let r = f();
+    // SAFETY: as above, restoring the previous mask.
+    unsafe { libc::umask(old) };
+    r
+}
+
+/// Whether the process runs with effective user id 0.
+pub fn is_root() -> bool {
+    // SAFETY: geteuid has no preconditions, touches no memory of ours and
+    // cannot fail.
+    unsafe { libc::geteuid() == 0 }
+}
+
+/// Makes the child `command` starts receive SIGKILL when the thread that
+/// spawned it ends, so it cannot outlive an ordergate that aborts or is
+/// killed (where `Drop` never runs).
+pub fn die_with_parent(command: &mut Command) {
+    // SAFETY: the closure runs in the child between fork and exec and makes
+    // one system call (prctl, async-signal-safe), touching no memory and
+    // taking no lock.
+    unsafe {
+        command.pre_exec(|| {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) == 0 {
+                Ok(())
+            } else {
+                Err(io::Error::last_os_error())
+            }
+        });
+    }
+}
+
+/// Readiness of many sockets in one system call: epoll, level-triggered,
+/// each socket registered with a caller's token. Every call is a plain
+/// libc call on descriptors this type owns or that outlive their
+/// registration.
+pub struct Readiness {
+    epfd: OwnedFd,
+    events: Box<[libc::epoll_event]>,
+}
+
+impl Readiness {
+    /// Room for `capacity` events per wait (more stay pending: level-triggered).
+    pub fn new(capacity: usize) -> io::Result<Readiness> {
+        // SAFETY: epoll_create1 takes no pointer; a negative result is an
+        // error, checked before the descriptor is used.
+        let fd = unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) };
+        if fd < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: `fd` was just returned by epoll_create1: open, and owned
+        // by nothing else.
+        let epfd = unsafe { OwnedFd::from_raw_fd(fd) };
+        let empty = libc::epoll_event { events: 0, u64: 0 };
+        Ok(Readiness {
+            epfd,
+            events: vec![empty; capacity.max(1)].into_boxed_slice(),
+        })
+    }
+
+    fn ctl(&self, op: libc::c_int, fd: BorrowedFd<'_>, token: u64) -> io::Result<()> {
+        let mut event = libc::epoll_event {
+            events: libc::EPOLLIN as u32,
+            u64: token,
+        };
+        // SAFETY: both descriptors are open for the duration of the call
+        // (`fd` is borrowed, `epfd` owned), and `event` is a valid
+        // epoll_event the kernel only reads.
+        let r = unsafe { libc::epoll_ctl(self.epfd.as_raw_fd(), op, fd.as_raw_fd(), &mut event) };
+        if r < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(())
+    }
+
+    /// Watches `fd` for input, reporting it as `token`.
+    pub fn add(&self, fd: BorrowedFd<'_>, token: u64) -> io::Result<()> {
+        self.ctl(libc::EPOLL_CTL_ADD, fd, token)
+    }
+
+    /// Stops watching `fd`.
+    pub fn remove(&self, fd: BorrowedFd<'_>) -> io::Result<()> {
+        self.ctl(libc::EPOLL_CTL_DEL, fd, 0)
+    }
+
+    /// Waits up to `timeout_ms` (0: only what is ready now) and returns how
+    /// many events [`Readiness::token`] can be asked for.
+    pub fn wait(&mut self, timeout_ms: i32) -> io::Result<usize> {
+        let max = self.events.len().min(i32::MAX as usize) as libc::c_int;
+        // SAFETY: `events` is a live buffer of at least `max` epoll_event
+        // that the kernel fills; `epfd` is open.
+        let n = unsafe {
+            libc::epoll_wait(
+                self.epfd.as_raw_fd(),
+                self.events.as_mut_ptr(),
+                max,
+                timeout_ms,
+            )
+        };
+        if n < 0 {
+            let e = io::Error::last_os_error();
+            return if e.kind() == io::ErrorKind::Interrupted {
+                Ok(0)
+            } else {
+                Err(e)
+            };
+        }
+        Ok(n as usize)
+    }
+
+    /// The token of event `i` of the last wait.
+    pub fn token(&self, i: usize) -> u64 {
+        // A copy out of a packed struct: no reference to the field is made.
+        let event = self.events[i];
+        event.u64
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn huge_vec_holds_its_values_whatever_the_advice() {
+        let v = huge_vec(HUGE_PAGE / 8 * 3 + 5, 7u64);
+        assert_eq!(v.len(), HUGE_PAGE / 8 * 3 + 5);
+        assert!(v.iter().all(|&x| x == 7));
+        let small = huge_vec(3, 1u8);
+        assert_eq!(small, [1, 1, 1]);
+        assert!(huge_vec(0, 0u32).is_empty());
+    }
+
+    #[test]
+    fn huge_vec_gets_huge_pages_where_the_kernel_gives_them_on_advice() {
+        let mode = std::fs::read_to_string("/sys/kernel/mm/transparent_hugepage/enabled")
+            .unwrap_or_default();
+        // Only where THP is granted on madvise alone: under `always` the
+        // advice is not what made the difference, under `never` nothing can.
+        if !mode.contains("[madvise]") {
+            return;
+        }
+        let v = huge_vec(4 * HUGE_PAGE, 1u8);
+        // The middle: the advised range starts at the first whole page, and
+        // the page before it is a mapping of its own.
+        let kib = anon_huge_kib_at(v.as_ptr() as usize + v.len() / 2);
+        // 8 MiB advised: at least 3 whole aligned huge pages inside it.
+        assert!(
+            kib >= 3 * (HUGE_PAGE as u64 / 1024),
+            "the mapping holding an advised 8 MiB vector has {kib} KiB of huge pages"
+        );
+    }
+
+    /// AnonHugePages of the mapping that contains `addr`, from /proc/self/smaps.
+    fn anon_huge_kib_at(addr: usize) -> u64 {
+        let smaps = std::fs::read_to_string("/proc/self/smaps").expect("/proc/self/smaps");
+        let mut inside = false;
+        for line in smaps.lines() {
+            let first = line.split_whitespace().next().unwrap_or("");
+            if let Some((lo, hi)) = first.split_once('-') {
+                if let (Ok(lo), Ok(hi)) =
+                    (usize::from_str_radix(lo, 16), usize::from_str_radix(hi, 16))
+                {
+                    inside = lo <= addr && addr < hi;
+                    continue;
+                }
+            }
+            if inside {
+                if let Some(v) = line.strip_prefix("AnonHugePages:") {
+                    return v.trim().trim_end_matches("kB").trim().parse().unwrap_or(0);
+                }
+            }
+        }
+        0
+    }
+
+    #[test]
+    fn a_file_made_under_with_umask_gets_the_narrowed_mode() {
+        use std::os::unix::fs::PermissionsExt;
+        let path = std::env::temp_dir().join(format!("ordergate-umask-{}", std::process::id()));
+        let _ = std::fs::remove_file(&path);
+        with_umask(0o177, || std::fs::File::create(&path)).expect("create");
+        let mode = std::fs::metadata(&path).expect("stat").permissions().mode() & 0o777;
+        std::fs::remove_file(&path).expect("remove");
+        assert_eq!(mode, 0o600);
+    }
+}
