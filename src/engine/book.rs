@@ -52,7 +52,11 @@
 //! power of two: 96 MiB for `ORDERS_MAX_DEFAULT`), plus 2 × 16 B ×
 //! `levels_per_side_max` per instrument (128 KiB per instrument at 4096
 //! levels: 12.5 MiB for 100 instruments). [`EngineConfig::memory_bytes`] adds
-//! it up.
+//! it up. All of it is asked for in transparent huge pages
+//! ([`crate::sys::huge_vec`]): a lookup lands anywhere in a 16 MiB table,
+//! and on 4 KiB pages that is a TLB miss per command — under a hypervisor's
+//! nested paging, measured at ≈0.4 µs of the ≈0.5 µs the engine took per
+//! command in `ordergate compare`.
 //!
 //! # Semantics, and the choices this engine makes
 //!
@@ -145,6 +149,7 @@ use crate::constants::{
 use crate::engine::{
     Command, CommandKind, Engine, Event, EventKind, EventReason, EventSink, Nanos, SessionId,
 };
+use crate::sys::huge_vec;
 use crate::wire::codes::{CancelReason, OrdType, RejectReason, Side, Tif};
 
 /// The null index of every intrusive list and table slot.
@@ -325,13 +330,13 @@ impl IndexTable {
     fn new(slots_count: usize) -> IndexTable {
         assert!(slots_count.is_power_of_two() && slots_count >= 2);
         IndexTable {
-            slots: vec![
+            slots: huge_vec(
+                slots_count,
                 Slot {
                     index: NIL,
-                    hash: 0
-                };
-                slots_count
-            ],
+                    hash: 0,
+                },
+            ),
             mask: slots_count - 1,
             len: 0,
         }
@@ -512,7 +517,7 @@ impl MatchingEngine {
     pub fn new(config: EngineConfig) -> MatchingEngine {
         config.check();
         let orders_count = config.orders_max;
-        let mut orders = vec![Order::FREE; orders_count];
+        let mut orders = huge_vec(orders_count, Order::FREE);
         for (i, order) in orders.iter_mut().enumerate() {
             order.level_next = if i + 1 < orders_count {
                 (i + 1) as u32
@@ -536,7 +541,7 @@ impl MatchingEngine {
             orders,
             free_head: 0,
             orders_live: 0,
-            levels: vec![Level::EMPTY; books * config.levels_per_side_max],
+            levels: huge_vec(books * config.levels_per_side_max, Level::EMPTY),
             level_counts: vec![0; books],
             by_id: IndexTable::new(config.table_slots()),
             by_session: IndexTable::new(config.table_slots()),
