@@ -177,6 +177,18 @@ impl FrameReader {
         self.filled(bytes.len());
     }
 
+    /// Whether a whole frame (or a prefix no frame can start with) is
+    /// buffered: what [`FrameReader::next_frame`] would return without
+    /// taking it.
+    pub fn has_frame(&self) -> bool {
+        let avail = &self.buf[self.start..self.end];
+        match wire::frame_size(avail) {
+            Ok(Some(size)) => avail.len() >= size,
+            Ok(None) => false,
+            Err(_) => true,
+        }
+    }
+
     /// The next whole frame, if one is buffered.
     pub fn next_frame(&mut self) -> Option<Result<&[u8], DecodeError>> {
         let avail = &self.buf[self.start..self.end];

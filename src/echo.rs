@@ -163,11 +163,21 @@ pub fn ordergate_round_trips_into(
     for i in 0..skip + n {
         let id = *next_id;
         *next_id += 2;
-        let order = Order::limit(id, 1, Side::Buy, 1, 1);
+        // Sealed before the clock starts and checked after it stops, as
+        // the echo row's frame is ready-made and its answer unchecked: the
+        // rows time the same client work (one write, reads until a whole
+        // answer is in), so the difference is the gateway's alone.
+        let frame = conn.seal(Order::limit(id, 1, Side::Buy, 1, 1).frame());
         let start = Instant::now();
-        conn.send_new_order(&order).map_err(|e| e.to_string())?;
-        let reply = first_reply(conn, id)?;
+        conn.send_raw(&frame).map_err(|e| e.to_string())?;
+        let arrived = conn
+            .wait_frame(ROUND_TRIP_TIMEOUT)
+            .map_err(|e| e.to_string())?;
         let ns = start.elapsed().as_nanos() as u64;
+        if !arrived {
+            return Err(format!("no reply to {id} within {ROUND_TRIP_TIMEOUT:?}"));
+        }
+        let reply = first_reply(conn, id)?;
         if !matches!(reply, Reply::Accepted { .. }) {
             return Err(format!("round trip {i}: expected Accepted, got {reply:?}"));
         }

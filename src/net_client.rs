@@ -290,6 +290,21 @@ pub struct Order {
 
 impl Order {
     /// A Day limit order.
+    /// The unsealed NewOrder frame (seq 0, no tag) of this order.
+    pub fn frame(&self) -> [u8; wire::NEW_ORDER_SIZE] {
+        wire::NewOrder {
+            seq: 0,
+            cl_ord_id: self.cl_ord_id,
+            price: self.price,
+            qty: self.qty,
+            instrument_id: self.instrument_id,
+            side: self.side.wire(),
+            ord_type: OrdType::Limit.wire(),
+            tif: self.tif.wire(),
+        }
+        .to_bytes()
+    }
+
     pub fn limit(cl_ord_id: u64, instrument_id: u32, side: Side, price: i64, qty: u32) -> Order {
         Order {
             cl_ord_id,
@@ -441,18 +456,7 @@ impl Connection {
 
     /// Sends a NewOrder. Returns its `seq`.
     pub fn send_new_order(&mut self, order: &Order) -> Result<u64, ClientError> {
-        let frame = wire::NewOrder {
-            seq: 0,
-            cl_ord_id: order.cl_ord_id,
-            price: order.price,
-            qty: order.qty,
-            instrument_id: order.instrument_id,
-            side: order.side.wire(),
-            ord_type: OrdType::Limit.wire(),
-            tif: order.tif.wire(),
-        }
-        .to_bytes();
-        self.send_sealed(frame)
+        self.send_sealed(order.frame())
     }
 
     /// Sends a CancelOrder for the order this session knows as
@@ -620,6 +624,32 @@ impl Connection {
                 }
                 wait = timeout - elapsed;
             }
+        }
+    }
+
+    /// Reads until a whole frame is buffered, without decoding or checking
+    /// it (the next [`Connection::recv`] does). For timing a round trip to
+    /// the arrival of the answer's last byte, as `compare` times a bare
+    /// echo, leaving the client's own tag check outside the clock.
+    /// `Ok(false)`: nothing whole within `timeout`.
+    pub fn wait_frame(&mut self, timeout: Duration) -> Result<bool, ClientError> {
+        let start = Instant::now();
+        let mut wait = timeout;
+        loop {
+            if self.reader.has_frame() {
+                return Ok(true);
+            }
+            if self.broken {
+                return Err(ClientError::Closed);
+            }
+            if !self.fill(wait)? {
+                return Ok(self.reader.has_frame());
+            }
+            let elapsed = start.elapsed();
+            if elapsed >= timeout {
+                return Ok(self.reader.has_frame());
+            }
+            wait = timeout - elapsed;
         }
     }
 
