@@ -37,7 +37,9 @@ use signal_hook::iterator::Signals;
 use crate::auth::keys::{KeyTable, MSGS_PER_SEC_MAX};
 use crate::config::{self, Config, ConfigError};
 use crate::constants::{SESSIONS_PER_REACTOR_DEFAULT, SESSIONS_PER_REACTOR_MAX};
-use crate::gateway::{EnginePlacement, Gateway, GatewayReport, GatewaySpec, StopHandle};
+use crate::gateway::{
+    EnginePlacement, Gateway, GatewayReport, GatewaySpec, StopHandle, UringCounters,
+};
 use crate::reactor::idle::IdleKind;
 use crate::wire::codes::{Environment, LogonRejectReason, RejectReason, TerminateReason};
 
@@ -967,8 +969,9 @@ pub fn describe(spec: &GatewaySpec) -> String {
 }
 
 /// The shutdown summary: per reactor, sessions and logons, messages,
-/// rejects and terminates by reason name, ring-full and the
-/// receive → ring latency percentiles; then the engine.
+/// rejects and terminates by reason name, ring-full, the receive → ring
+/// latency percentiles and the io_uring health counters (with a hint for
+/// each one that is not zero); then the engine.
 pub fn summary(report: &GatewayReport, ran: Duration) -> String {
     let mut out = String::new();
     let _ = writeln!(out, "ordergate stopped after {:.1} s", ran.as_secs_f64());
@@ -1012,6 +1015,7 @@ pub fn summary(report: &GatewayReport, ran: Duration) -> String {
             c.ring_full, c.slow_consumers, c.logon_timeouts
         );
         let _ = writeln!(out, "  recv→ring: {}", latency(&reactor.recv_to_ring_ns));
+        uring_health(&mut out, u);
     }
     let e = &report.engine;
     let _ = writeln!(
@@ -1020,6 +1024,42 @@ pub fn summary(report: &GatewayReport, ran: Duration) -> String {
         e.commands, e.events, e.blocked_turns, e.misrouted
     );
     out
+}
+
+/// What a non-zero io_uring health counter means and what to tune, one
+/// line each (the names are those of the stats file and docs/CONFIG.md).
+const SQ_FULL_HINT: &str = "the submission queue filled within a turn and was flushed early \
+     (an extra system call); raise reactors.uring_entries";
+const RECV_ENOBUFS_HINT: &str = "the provided receive buffers ran dry and receives waited \
+     to be re-armed; raise reactors.recv_buffers";
+const CQ_OVERFLOW_HINT: &str = "completions did not fit the completion queue (4 × \
+     uring_entries) and the kernel held them back until the next enter; raise \
+     reactors.uring_entries";
+const TURN_NS_MAX_HINT: &str = "every message that arrived during the longest turn waited \
+     for it; compare with the latency goal (long: preemption or interrupts on the core, or \
+     too many sessions per reactor)";
+
+/// The reactor's io_uring health line, then a hint line for each counter
+/// that is not zero (tuning/CAPACITY.md says more).
+fn uring_health(out: &mut String, u: &UringCounters) {
+    let _ = writeln!(
+        out,
+        "  io_uring: sq_full {}, recv_enobufs {}, cq_overflow {}, turn_ns_max {}",
+        u.sq_full,
+        u.recv_enobufs,
+        u.cq_overflow,
+        nanos(u.turn_ns_max)
+    );
+    for (name, value, hint) in [
+        ("sq_full", u.sq_full, SQ_FULL_HINT),
+        ("recv_enobufs", u.recv_enobufs, RECV_ENOBUFS_HINT),
+        ("cq_overflow", u.cq_overflow, CQ_OVERFLOW_HINT),
+        ("turn_ns_max", u.turn_ns_max, TURN_NS_MAX_HINT),
+    ] {
+        if value > 0 {
+            let _ = writeln!(out, "    {name}: {hint}");
+        }
+    }
 }
 
 /// "NAME count, NAME count" for the non-zero counts, or "none".
@@ -1119,7 +1159,7 @@ mod tests {
     use crate::auth::keys::KeyEntry;
     use crate::auth::secret::Secret;
     use crate::engine::agent::EngineCounters;
-    use crate::gateway::{ReactorReport, UringCounters};
+    use crate::gateway::ReactorReport;
     use crate::session::Counters;
     use crate::wire::codes::Scopes;
     use clap::CommandFactory;
@@ -1676,6 +1716,10 @@ mod tests {
             counters,
             uring: UringCounters {
                 accepts: 4,
+                sq_full: 2,
+                recv_enobufs: 0,
+                cq_overflow: 5,
+                turn_ns_max: 48_200,
                 ..UringCounters::default()
             },
             recv_to_ring_ns: histogram,
@@ -1717,13 +1761,67 @@ mod tests {
             "{}",
             lines[6]
         );
-        assert_eq!(lines[8], "  logon rejects: none");
-        assert_eq!(lines[12], "  recv→ring: no messages");
+        // The io_uring health line, then a hint for each counter that is
+        // not zero, in the order of the line (recv_enobufs is 0: no hint).
         assert_eq!(
-            lines[13],
+            lines[7],
+            "  io_uring: sq_full 2, recv_enobufs 0, cq_overflow 5, turn_ns_max 48.2 µs"
+        );
+        assert_eq!(
+            lines[8],
+            "    sq_full: the submission queue filled within a turn and was flushed early \
+             (an extra system call); raise reactors.uring_entries"
+        );
+        assert_eq!(
+            lines[9],
+            "    cq_overflow: completions did not fit the completion queue (4 × uring_entries) \
+             and the kernel held them back until the next enter; raise reactors.uring_entries"
+        );
+        assert_eq!(
+            lines[10],
+            "    turn_ns_max: every message that arrived during the longest turn waited for it; \
+             compare with the latency goal (long: preemption or interrupts on the core, or too \
+             many sessions per reactor)"
+        );
+        assert_eq!(lines[12], "  logon rejects: none");
+        assert_eq!(lines[16], "  recv→ring: no messages");
+        // All zero (a reactor that never turned): the line, no hints.
+        assert_eq!(
+            lines[17],
+            "  io_uring: sq_full 0, recv_enobufs 0, cq_overflow 0, turn_ns_max 0 ns"
+        );
+        assert_eq!(
+            lines[18],
             "engine: 900 commands, 1800 events, 1 blocked turns, 0 misrouted"
         );
-        assert_eq!(lines.len(), 14);
+        assert_eq!(lines.len(), 19);
+    }
+
+    #[test]
+    fn summary_explains_a_dry_receive_buffer_pool() {
+        let report = GatewayReport {
+            reactors: vec![ReactorReport {
+                counters: Counters::default(),
+                uring: UringCounters {
+                    recv_enobufs: 12,
+                    ..UringCounters::default()
+                },
+                recv_to_ring_ns: Histogram::new(3).unwrap(),
+                engine: None,
+            }],
+            engine: EngineCounters::default(),
+        };
+        let text = summary(&report, Duration::from_secs(1));
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(
+            &lines[7..],
+            [
+                "  io_uring: sq_full 0, recv_enobufs 12, cq_overflow 0, turn_ns_max 0 ns",
+                "    recv_enobufs: the provided receive buffers ran dry and receives waited to be \
+                 re-armed; raise reactors.recv_buffers",
+                "engine: 0 commands, 0 events, 0 blocked turns, 0 misrouted",
+            ]
+        );
     }
 
     #[test]
