@@ -4,7 +4,8 @@
 //! # `serve`
 //!
 //! 1. The config file (`--config`, else every default: see `config.rs`),
-//!    then `--listen`, `--keys` and `--idle` over it.
+//!    then `--listen`, `--keys`, `--idle`, `--audit-journal` and
+//!    `--stats-file` over it.
 //! 2. No keys file either way, a bad config, or a pinned core this process
 //!    may not run on: exit 2, naming the file, the field or the flag.
 //! 3. [`KeyTable::load`]: its error as is, exit 2. No key for the
@@ -174,19 +175,19 @@ pub struct ServeArgs {
     /// Admin socket for `ordergate admin` (created mode 0600)
     #[arg(long, value_name = "PATH", default_value = crate::admin::ADMIN_SOCKET_DEFAULT)]
     pub admin_socket: PathBuf,
-    /// Tamper-evident audit journal (created and preallocated if missing; a corrupt one stops the start)
-    #[arg(long, value_name = "FILE", default_value = AUDIT_JOURNAL_DEFAULT)]
-    pub audit_journal: PathBuf,
-    /// Stats file the reactors publish their counters to, read by `ordergate stat` (docs/STATS.md)
-    #[arg(long, value_name = "PATH", default_value = crate::telemetry::STATS_FILE_DEFAULT)]
-    pub stats_file: PathBuf,
+    /// Tamper-evident audit journal, created and preallocated if missing; a corrupt one stops the start [overrides `audit_journal`; default ordergate-audit.journal]
+    #[arg(long, value_name = "FILE")]
+    pub audit_journal: Option<PathBuf>,
+    /// Stats file the reactors publish their counters to, read by `ordergate stat` (docs/STATS.md) [overrides `stats_file`; default /dev/shm/ordergate-stats]
+    #[arg(long, value_name = "PATH")]
+    pub stats_file: Option<PathBuf>,
     /// Serve GET /metrics (Prometheus text format) on this address, e.g. 127.0.0.1:9464 [default: off]
     #[arg(long, value_name = "ADDR")]
     pub prometheus: Option<SocketAddr>,
 }
 
 /// Where `serve` keeps its audit journal unless told otherwise.
-pub const AUDIT_JOURNAL_DEFAULT: &str = "ordergate-audit.journal";
+pub use crate::config::AUDIT_JOURNAL_DEFAULT;
 
 /// `--idle`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -747,6 +748,12 @@ pub fn plan_serve(args: &ServeArgs, available: Option<&[usize]>) -> Result<Serve
     if let Some(idle) = args.idle {
         config.reactors.idle = idle.into();
     }
+    if let Some(path) = &args.audit_journal {
+        config.audit_journal = Some(path.clone());
+    }
+    if let Some(path) = &args.stats_file {
+        config.stats_file = Some(path.clone());
+    }
     let Some(keys) = config.keys.clone() else {
         return Err(match &args.config {
             Some(path) => format!(
@@ -828,10 +835,11 @@ fn serve(args: &ServeArgs) -> ExitCode {
         }
     };
     let shape = describe(&plan.spec);
-    let mut spec = plan.spec;
-    spec.audit_journal = Some(args.audit_journal.clone());
-    spec.stats_file = Some(args.stats_file.clone());
-    let gateway = match Gateway::start(spec, keys) {
+    // Both always set by `plan_serve` (`Config::to_spec`); the fallbacks
+    // only keep this from panicking.
+    let audit_journal = plan.spec.audit_journal.clone().unwrap_or_default();
+    let stats_file = plan.spec.stats_file.clone().unwrap_or_default();
+    let gateway = match Gateway::start(plan.spec, keys) {
         Ok(gateway) => gateway,
         Err(e) => return fail(EXIT_FAILURE, format!("cannot start: {e}")),
     };
@@ -859,12 +867,12 @@ fn serve(args: &ServeArgs) -> ExitCode {
     println!(
         "admin socket {}; audit journal {}; stats file {}",
         admin.path().display(),
-        args.audit_journal.display(),
-        args.stats_file.display()
+        audit_journal.display(),
+        stats_file.display()
     );
     let prometheus = match args
         .prometheus
-        .map(|addr| crate::telemetry::prometheus::PrometheusServer::start(addr, &args.stats_file))
+        .map(|addr| crate::telemetry::prometheus::PrometheusServer::start(addr, &stats_file))
     {
         None => None,
         Some(Ok(server)) => {
@@ -1198,8 +1206,8 @@ mod tests {
                 config: Some("c.toml".into()),
                 idle: Some(IdleArg::Backoff),
                 admin_socket: crate::admin::ADMIN_SOCKET_DEFAULT.into(),
-                audit_journal: AUDIT_JOURNAL_DEFAULT.into(),
-                stats_file: crate::telemetry::STATS_FILE_DEFAULT.into(),
+                audit_journal: None,
+                stats_file: None,
                 prometheus: None,
             }
         );
@@ -1242,7 +1250,7 @@ mod tests {
         .unwrap() else {
             panic!("not serve")
         };
-        assert_eq!(args.stats_file, PathBuf::from("/tmp/s"));
+        assert_eq!(args.stats_file, Some(PathBuf::from("/tmp/s")));
         assert_eq!(args.prometheus, Some("127.0.0.1:9464".parse().unwrap()));
         assert!(cli(&["serve", "--prometheus", "localhost:9464"]).is_err());
     }
@@ -1585,7 +1593,8 @@ mod tests {
         let path = dir.join("gw.toml");
         std::fs::write(
             &path,
-            "listen = \"127.0.0.1:7000\"\nkeys = \"k.toml\"\n[reactors]\nidle = \"backoff\"\ncount = 2\n",
+            "listen = \"127.0.0.1:7000\"\nkeys = \"k.toml\"\naudit_journal = \"audit.journal\"\n\
+             stats_file = \"/dev/shm/gw.stats\"\n[reactors]\nidle = \"backoff\"\ncount = 2\n",
         )
         .unwrap();
         let from_file = ServeArgs {
@@ -1594,8 +1603,8 @@ mod tests {
             config: Some(path.clone()),
             idle: None,
             admin_socket: crate::admin::ADMIN_SOCKET_DEFAULT.into(),
-            audit_journal: AUDIT_JOURNAL_DEFAULT.into(),
-            stats_file: crate::telemetry::STATS_FILE_DEFAULT.into(),
+            audit_journal: None,
+            stats_file: None,
             prometheus: None,
         };
         let plan = plan_serve(&from_file, None).unwrap();
@@ -1603,6 +1612,9 @@ mod tests {
         assert_eq!(plan.spec.listen, "127.0.0.1:7000".parse().unwrap());
         assert_eq!(plan.spec.idle, IdleKind::Backoff);
         assert_eq!(plan.spec.reactors, 2);
+        // Relative to the config file's directory, as `keys`.
+        assert_eq!(plan.spec.audit_journal, Some(dir.join("audit.journal")));
+        assert_eq!(plan.spec.stats_file, Some("/dev/shm/gw.stats".into()));
 
         let over = ServeArgs {
             listen: Some("0.0.0.0:9000".parse().unwrap()),
@@ -1610,8 +1622,9 @@ mod tests {
             config: Some(path.clone()),
             idle: Some(IdleArg::BusySpin),
             admin_socket: crate::admin::ADMIN_SOCKET_DEFAULT.into(),
-            audit_journal: AUDIT_JOURNAL_DEFAULT.into(),
-            stats_file: crate::telemetry::STATS_FILE_DEFAULT.into(),
+            // A relative flag stays relative to the current directory.
+            audit_journal: Some("flag.journal".into()),
+            stats_file: Some("/tmp/flag.stats".into()),
             prometheus: None,
         };
         let plan = plan_serve(&over, None).unwrap();
@@ -1619,6 +1632,8 @@ mod tests {
         assert_eq!(plan.spec.listen, "0.0.0.0:9000".parse().unwrap());
         assert_eq!(plan.spec.idle, IdleKind::BusySpin);
         assert_eq!(plan.spec.reactors, 2);
+        assert_eq!(plan.spec.audit_journal, Some("flag.journal".into()));
+        assert_eq!(plan.spec.stats_file, Some("/tmp/flag.stats".into()));
 
         std::fs::write(&path, "[reactors]\ncount = 2\ncores = [0, 9]\n").unwrap();
         let e = plan_serve(&over, Some(&[0, 1])).unwrap_err();
@@ -1636,8 +1651,8 @@ mod tests {
             config: None,
             idle: None,
             admin_socket: crate::admin::ADMIN_SOCKET_DEFAULT.into(),
-            audit_journal: AUDIT_JOURNAL_DEFAULT.into(),
-            stats_file: crate::telemetry::STATS_FILE_DEFAULT.into(),
+            audit_journal: None,
+            stats_file: None,
             prometheus: None,
         };
         let e = plan_serve(&bare, None).unwrap_err();
@@ -1653,6 +1668,15 @@ mod tests {
         assert_eq!(
             format!("{:?}", plan.spec),
             format!("{:?}", Config::default().to_spec())
+        );
+        // Neither flag nor file: the flags' old defaults.
+        assert_eq!(
+            plan.spec.audit_journal,
+            Some(PathBuf::from("ordergate-audit.journal"))
+        );
+        assert_eq!(
+            plan.spec.stats_file,
+            Some(PathBuf::from("/dev/shm/ordergate-stats"))
         );
     }
 
