@@ -4,7 +4,8 @@
 //! # `serve`
 //!
 //! 1. The config file (`--config`, else every default: see `config.rs`),
-//!    then `--listen`, `--keys` and `--idle` over it.
+//!    then `--listen`, `--keys`, `--idle`, `--audit-journal` and
+//!    `--stats-file` over it.
 //! 2. No keys file either way, a bad config, or a pinned core this process
 //!    may not run on: exit 2, naming the file, the field or the flag.
 //! 3. [`KeyTable::load`]: its error as is, exit 2. No key for the
@@ -37,7 +38,9 @@ use signal_hook::iterator::Signals;
 use crate::auth::keys::{KeyTable, MSGS_PER_SEC_MAX};
 use crate::config::{self, Config, ConfigError};
 use crate::constants::{SESSIONS_PER_REACTOR_DEFAULT, SESSIONS_PER_REACTOR_MAX};
-use crate::gateway::{EnginePlacement, Gateway, GatewayReport, GatewaySpec, StopHandle};
+use crate::gateway::{
+    EnginePlacement, Gateway, GatewayReport, GatewaySpec, StopHandle, UringCounters,
+};
 use crate::reactor::idle::IdleKind;
 use crate::wire::codes::{Environment, LogonRejectReason, RejectReason, TerminateReason};
 
@@ -172,19 +175,19 @@ pub struct ServeArgs {
     /// Admin socket for `ordergate admin` (created mode 0600)
     #[arg(long, value_name = "PATH", default_value = crate::admin::ADMIN_SOCKET_DEFAULT)]
     pub admin_socket: PathBuf,
-    /// Tamper-evident audit journal (created and preallocated if missing; a corrupt one stops the start)
-    #[arg(long, value_name = "FILE", default_value = AUDIT_JOURNAL_DEFAULT)]
-    pub audit_journal: PathBuf,
-    /// Stats file the reactors publish their counters to, read by `ordergate stat` (docs/STATS.md)
-    #[arg(long, value_name = "PATH", default_value = crate::telemetry::STATS_FILE_DEFAULT)]
-    pub stats_file: PathBuf,
+    /// Tamper-evident audit journal, created and preallocated if missing; a corrupt one stops the start [overrides `audit_journal`; default ordergate-audit.journal]
+    #[arg(long, value_name = "FILE")]
+    pub audit_journal: Option<PathBuf>,
+    /// Stats file the reactors publish their counters to, read by `ordergate stat` (docs/STATS.md) [overrides `stats_file`; default /dev/shm/ordergate-stats]
+    #[arg(long, value_name = "PATH")]
+    pub stats_file: Option<PathBuf>,
     /// Serve GET /metrics (Prometheus text format) on this address, e.g. 127.0.0.1:9464 [default: off]
     #[arg(long, value_name = "ADDR")]
     pub prometheus: Option<SocketAddr>,
 }
 
 /// Where `serve` keeps its audit journal unless told otherwise.
-pub const AUDIT_JOURNAL_DEFAULT: &str = "ordergate-audit.journal";
+pub use crate::config::AUDIT_JOURNAL_DEFAULT;
 
 /// `--idle`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -745,6 +748,12 @@ pub fn plan_serve(args: &ServeArgs, available: Option<&[usize]>) -> Result<Serve
     if let Some(idle) = args.idle {
         config.reactors.idle = idle.into();
     }
+    if let Some(path) = &args.audit_journal {
+        config.audit_journal = Some(path.clone());
+    }
+    if let Some(path) = &args.stats_file {
+        config.stats_file = Some(path.clone());
+    }
     let Some(keys) = config.keys.clone() else {
         return Err(match &args.config {
             Some(path) => format!(
@@ -826,10 +835,11 @@ fn serve(args: &ServeArgs) -> ExitCode {
         }
     };
     let shape = describe(&plan.spec);
-    let mut spec = plan.spec;
-    spec.audit_journal = Some(args.audit_journal.clone());
-    spec.stats_file = Some(args.stats_file.clone());
-    let gateway = match Gateway::start(spec, keys) {
+    // Both always set by `plan_serve` (`Config::to_spec`); the fallbacks
+    // only keep this from panicking.
+    let audit_journal = plan.spec.audit_journal.clone().unwrap_or_default();
+    let stats_file = plan.spec.stats_file.clone().unwrap_or_default();
+    let gateway = match Gateway::start(plan.spec, keys) {
         Ok(gateway) => gateway,
         Err(e) => return fail(EXIT_FAILURE, format!("cannot start: {e}")),
     };
@@ -857,12 +867,12 @@ fn serve(args: &ServeArgs) -> ExitCode {
     println!(
         "admin socket {}; audit journal {}; stats file {}",
         admin.path().display(),
-        args.audit_journal.display(),
-        args.stats_file.display()
+        audit_journal.display(),
+        stats_file.display()
     );
     let prometheus = match args
         .prometheus
-        .map(|addr| crate::telemetry::prometheus::PrometheusServer::start(addr, &args.stats_file))
+        .map(|addr| crate::telemetry::prometheus::PrometheusServer::start(addr, &stats_file))
     {
         None => None,
         Some(Ok(server)) => {
@@ -967,8 +977,9 @@ pub fn describe(spec: &GatewaySpec) -> String {
 }
 
 /// The shutdown summary: per reactor, sessions and logons, messages,
-/// rejects and terminates by reason name, ring-full and the
-/// receive → ring latency percentiles; then the engine.
+/// rejects and terminates by reason name, ring-full, the receive → ring
+/// latency percentiles and the io_uring health counters (with a hint for
+/// each one that is not zero); then the engine.
 pub fn summary(report: &GatewayReport, ran: Duration) -> String {
     let mut out = String::new();
     let _ = writeln!(out, "ordergate stopped after {:.1} s", ran.as_secs_f64());
@@ -1012,6 +1023,7 @@ pub fn summary(report: &GatewayReport, ran: Duration) -> String {
             c.ring_full, c.slow_consumers, c.logon_timeouts
         );
         let _ = writeln!(out, "  recv→ring: {}", latency(&reactor.recv_to_ring_ns));
+        uring_health(&mut out, u);
     }
     let e = &report.engine;
     let _ = writeln!(
@@ -1020,6 +1032,42 @@ pub fn summary(report: &GatewayReport, ran: Duration) -> String {
         e.commands, e.events, e.blocked_turns, e.misrouted
     );
     out
+}
+
+/// What a non-zero io_uring health counter means and what to tune, one
+/// line each (the names are those of the stats file and docs/CONFIG.md).
+const SQ_FULL_HINT: &str = "the submission queue filled within a turn and was flushed early \
+     (an extra system call); raise reactors.uring_entries";
+const RECV_ENOBUFS_HINT: &str = "the provided receive buffers ran dry and receives waited \
+     to be re-armed; raise reactors.recv_buffers";
+const CQ_OVERFLOW_HINT: &str = "completions did not fit the completion queue (4 × \
+     uring_entries) and the kernel held them back until the next enter; raise \
+     reactors.uring_entries";
+const TURN_NS_MAX_HINT: &str = "every message that arrived during the longest turn waited \
+     for it; compare with the latency goal (long: preemption or interrupts on the core, or \
+     too many sessions per reactor)";
+
+/// The reactor's io_uring health line, then a hint line for each counter
+/// that is not zero (tuning/CAPACITY.md says more).
+fn uring_health(out: &mut String, u: &UringCounters) {
+    let _ = writeln!(
+        out,
+        "  io_uring: sq_full {}, recv_enobufs {}, cq_overflow {}, turn_ns_max {}",
+        u.sq_full,
+        u.recv_enobufs,
+        u.cq_overflow,
+        nanos(u.turn_ns_max)
+    );
+    for (name, value, hint) in [
+        ("sq_full", u.sq_full, SQ_FULL_HINT),
+        ("recv_enobufs", u.recv_enobufs, RECV_ENOBUFS_HINT),
+        ("cq_overflow", u.cq_overflow, CQ_OVERFLOW_HINT),
+        ("turn_ns_max", u.turn_ns_max, TURN_NS_MAX_HINT),
+    ] {
+        if value > 0 {
+            let _ = writeln!(out, "    {name}: {hint}");
+        }
+    }
 }
 
 /// "NAME count, NAME count" for the non-zero counts, or "none".
@@ -1119,7 +1167,7 @@ mod tests {
     use crate::auth::keys::KeyEntry;
     use crate::auth::secret::Secret;
     use crate::engine::agent::EngineCounters;
-    use crate::gateway::{ReactorReport, UringCounters};
+    use crate::gateway::ReactorReport;
     use crate::session::Counters;
     use crate::wire::codes::Scopes;
     use clap::CommandFactory;
@@ -1158,8 +1206,8 @@ mod tests {
                 config: Some("c.toml".into()),
                 idle: Some(IdleArg::Backoff),
                 admin_socket: crate::admin::ADMIN_SOCKET_DEFAULT.into(),
-                audit_journal: AUDIT_JOURNAL_DEFAULT.into(),
-                stats_file: crate::telemetry::STATS_FILE_DEFAULT.into(),
+                audit_journal: None,
+                stats_file: None,
                 prometheus: None,
             }
         );
@@ -1202,7 +1250,7 @@ mod tests {
         .unwrap() else {
             panic!("not serve")
         };
-        assert_eq!(args.stats_file, PathBuf::from("/tmp/s"));
+        assert_eq!(args.stats_file, Some(PathBuf::from("/tmp/s")));
         assert_eq!(args.prometheus, Some("127.0.0.1:9464".parse().unwrap()));
         assert!(cli(&["serve", "--prometheus", "localhost:9464"]).is_err());
     }
@@ -1545,7 +1593,8 @@ mod tests {
         let path = dir.join("gw.toml");
         std::fs::write(
             &path,
-            "listen = \"127.0.0.1:7000\"\nkeys = \"k.toml\"\n[reactors]\nidle = \"backoff\"\ncount = 2\n",
+            "listen = \"127.0.0.1:7000\"\nkeys = \"k.toml\"\naudit_journal = \"audit.journal\"\n\
+             stats_file = \"/dev/shm/gw.stats\"\n[reactors]\nidle = \"backoff\"\ncount = 2\n",
         )
         .unwrap();
         let from_file = ServeArgs {
@@ -1554,8 +1603,8 @@ mod tests {
             config: Some(path.clone()),
             idle: None,
             admin_socket: crate::admin::ADMIN_SOCKET_DEFAULT.into(),
-            audit_journal: AUDIT_JOURNAL_DEFAULT.into(),
-            stats_file: crate::telemetry::STATS_FILE_DEFAULT.into(),
+            audit_journal: None,
+            stats_file: None,
             prometheus: None,
         };
         let plan = plan_serve(&from_file, None).unwrap();
@@ -1563,6 +1612,9 @@ mod tests {
         assert_eq!(plan.spec.listen, "127.0.0.1:7000".parse().unwrap());
         assert_eq!(plan.spec.idle, IdleKind::Backoff);
         assert_eq!(plan.spec.reactors, 2);
+        // Relative to the config file's directory, as `keys`.
+        assert_eq!(plan.spec.audit_journal, Some(dir.join("audit.journal")));
+        assert_eq!(plan.spec.stats_file, Some("/dev/shm/gw.stats".into()));
 
         let over = ServeArgs {
             listen: Some("0.0.0.0:9000".parse().unwrap()),
@@ -1570,8 +1622,9 @@ mod tests {
             config: Some(path.clone()),
             idle: Some(IdleArg::BusySpin),
             admin_socket: crate::admin::ADMIN_SOCKET_DEFAULT.into(),
-            audit_journal: AUDIT_JOURNAL_DEFAULT.into(),
-            stats_file: crate::telemetry::STATS_FILE_DEFAULT.into(),
+            // A relative flag stays relative to the current directory.
+            audit_journal: Some("flag.journal".into()),
+            stats_file: Some("/tmp/flag.stats".into()),
             prometheus: None,
         };
         let plan = plan_serve(&over, None).unwrap();
@@ -1579,6 +1632,8 @@ mod tests {
         assert_eq!(plan.spec.listen, "0.0.0.0:9000".parse().unwrap());
         assert_eq!(plan.spec.idle, IdleKind::BusySpin);
         assert_eq!(plan.spec.reactors, 2);
+        assert_eq!(plan.spec.audit_journal, Some("flag.journal".into()));
+        assert_eq!(plan.spec.stats_file, Some("/tmp/flag.stats".into()));
 
         std::fs::write(&path, "[reactors]\ncount = 2\ncores = [0, 9]\n").unwrap();
         let e = plan_serve(&over, Some(&[0, 1])).unwrap_err();
@@ -1596,8 +1651,8 @@ mod tests {
             config: None,
             idle: None,
             admin_socket: crate::admin::ADMIN_SOCKET_DEFAULT.into(),
-            audit_journal: AUDIT_JOURNAL_DEFAULT.into(),
-            stats_file: crate::telemetry::STATS_FILE_DEFAULT.into(),
+            audit_journal: None,
+            stats_file: None,
             prometheus: None,
         };
         let e = plan_serve(&bare, None).unwrap_err();
@@ -1613,6 +1668,15 @@ mod tests {
         assert_eq!(
             format!("{:?}", plan.spec),
             format!("{:?}", Config::default().to_spec())
+        );
+        // Neither flag nor file: the flags' old defaults.
+        assert_eq!(
+            plan.spec.audit_journal,
+            Some(PathBuf::from("ordergate-audit.journal"))
+        );
+        assert_eq!(
+            plan.spec.stats_file,
+            Some(PathBuf::from("/dev/shm/ordergate-stats"))
         );
     }
 
@@ -1676,6 +1740,10 @@ mod tests {
             counters,
             uring: UringCounters {
                 accepts: 4,
+                sq_full: 2,
+                recv_enobufs: 0,
+                cq_overflow: 5,
+                turn_ns_max: 48_200,
                 ..UringCounters::default()
             },
             recv_to_ring_ns: histogram,
@@ -1717,13 +1785,67 @@ mod tests {
             "{}",
             lines[6]
         );
-        assert_eq!(lines[8], "  logon rejects: none");
-        assert_eq!(lines[12], "  recv→ring: no messages");
+        // The io_uring health line, then a hint for each counter that is
+        // not zero, in the order of the line (recv_enobufs is 0: no hint).
         assert_eq!(
-            lines[13],
+            lines[7],
+            "  io_uring: sq_full 2, recv_enobufs 0, cq_overflow 5, turn_ns_max 48.2 µs"
+        );
+        assert_eq!(
+            lines[8],
+            "    sq_full: the submission queue filled within a turn and was flushed early \
+             (an extra system call); raise reactors.uring_entries"
+        );
+        assert_eq!(
+            lines[9],
+            "    cq_overflow: completions did not fit the completion queue (4 × uring_entries) \
+             and the kernel held them back until the next enter; raise reactors.uring_entries"
+        );
+        assert_eq!(
+            lines[10],
+            "    turn_ns_max: every message that arrived during the longest turn waited for it; \
+             compare with the latency goal (long: preemption or interrupts on the core, or too \
+             many sessions per reactor)"
+        );
+        assert_eq!(lines[12], "  logon rejects: none");
+        assert_eq!(lines[16], "  recv→ring: no messages");
+        // All zero (a reactor that never turned): the line, no hints.
+        assert_eq!(
+            lines[17],
+            "  io_uring: sq_full 0, recv_enobufs 0, cq_overflow 0, turn_ns_max 0 ns"
+        );
+        assert_eq!(
+            lines[18],
             "engine: 900 commands, 1800 events, 1 blocked turns, 0 misrouted"
         );
-        assert_eq!(lines.len(), 14);
+        assert_eq!(lines.len(), 19);
+    }
+
+    #[test]
+    fn summary_explains_a_dry_receive_buffer_pool() {
+        let report = GatewayReport {
+            reactors: vec![ReactorReport {
+                counters: Counters::default(),
+                uring: UringCounters {
+                    recv_enobufs: 12,
+                    ..UringCounters::default()
+                },
+                recv_to_ring_ns: Histogram::new(3).unwrap(),
+                engine: None,
+            }],
+            engine: EngineCounters::default(),
+        };
+        let text = summary(&report, Duration::from_secs(1));
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(
+            &lines[7..],
+            [
+                "  io_uring: sq_full 0, recv_enobufs 12, cq_overflow 0, turn_ns_max 0 ns",
+                "    recv_enobufs: the provided receive buffers ran dry and receives waited to be \
+                 re-armed; raise reactors.recv_buffers",
+                "engine: 0 commands, 0 events, 0 blocked turns, 0 misrouted",
+            ]
+        );
     }
 
     #[test]

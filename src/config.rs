@@ -37,8 +37,18 @@ pub const CONFIG_FILE_SIZE_MAX: u64 = 64 * 1024;
 
 const NS_PER_MS: u64 = 1_000_000;
 
+/// Where `serve` keeps its audit journal unless `audit_journal` or
+/// `--audit-journal` says otherwise: relative, so in the directory `serve`
+/// runs in.
+pub const AUDIT_JOURNAL_DEFAULT: &str = "ordergate-audit.journal";
+
+/// Where `serve` publishes its stats unless `stats_file` or `--stats-file`
+/// says otherwise.
+pub use crate::telemetry::STATS_FILE_DEFAULT;
+
 /// The whole file. `Default` is [`GatewaySpec::default`] with `idle`
-/// busy-spin; see the module docs for every field's default and bound.
+/// busy-spin and the audit journal and stats file at their default paths;
+/// see the module docs for every field's default and bound.
 #[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields, default, expecting = "a table of config fields")]
 pub struct Config {
@@ -46,6 +56,13 @@ pub struct Config {
     /// `None`: not in the file (then `--keys` must give it). [`load`] makes
     /// a relative path relative to the config file's directory.
     pub keys: Option<PathBuf>,
+    /// `None`: not in the file (then `--audit-journal`, else
+    /// [`AUDIT_JOURNAL_DEFAULT`]). [`load`] makes a relative path relative
+    /// to the config file's directory, as `keys`.
+    pub audit_journal: Option<PathBuf>,
+    /// `None`: not in the file (then `--stats-file`, else
+    /// [`STATS_FILE_DEFAULT`]). Relative paths as `audit_journal`.
+    pub stats_file: Option<PathBuf>,
     pub reactors: ReactorsSection,
     pub engine: EngineSection,
     pub session: SessionSection,
@@ -137,7 +154,9 @@ impl Config {
     /// The config that gives `spec` back through [`Config::to_spec`], as
     /// far as the file can say it: `keys` is `None`, times are truncated to
     /// whole milliseconds, and the engine's `levels_per_side_max` and
-    /// `first_order_id` (not in the file) are dropped.
+    /// `first_order_id` (not in the file) are dropped. A spec without an
+    /// audit journal or stats file (tests, `demo`) gives `None`, which
+    /// `to_spec` reads as the default path: `serve` always keeps both.
     pub fn from_spec(spec: &GatewaySpec) -> Config {
         let (placement, core) = match spec.engine {
             EnginePlacement::OwnThread { core } => (Placement::OwnThread, core),
@@ -147,6 +166,8 @@ impl Config {
         Config {
             listen: spec.listen,
             keys: None,
+            audit_journal: spec.audit_journal.clone(),
+            stats_file: spec.stats_file.clone(),
             reactors: ReactorsSection {
                 count: spec.reactors,
                 cores: spec.reactor_cores.clone(),
@@ -207,17 +228,31 @@ impl Config {
                 session_msgs_per_sec: s.msgs_per_sec,
                 session_burst: s.burst,
             },
-            // The journal is chosen on the command line (`--audit-journal`).
-            audit_journal: None,
+            audit_journal: Some(self.audit_journal_path()),
             audit_capacity: crate::journal::CAPACITY_RECORDS_DEFAULT,
-            // So is the stats file (`--stats-file`).
-            stats_file: None,
+            stats_file: Some(self.stats_file_path()),
             engine_config: EngineConfig {
                 instruments: e.instruments,
                 orders_max: e.orders_max,
                 ..EngineConfig::default()
             },
         }
+    }
+
+    /// The audit journal `serve` keeps: `audit_journal`, else
+    /// [`AUDIT_JOURNAL_DEFAULT`].
+    pub fn audit_journal_path(&self) -> PathBuf {
+        self.audit_journal
+            .clone()
+            .unwrap_or_else(|| PathBuf::from(AUDIT_JOURNAL_DEFAULT))
+    }
+
+    /// The stats file `serve` publishes to: `stats_file`, else
+    /// [`STATS_FILE_DEFAULT`].
+    pub fn stats_file_path(&self) -> PathBuf {
+        self.stats_file
+            .clone()
+            .unwrap_or_else(|| PathBuf::from(STATS_FILE_DEFAULT))
     }
 
     /// Checks every value against its bound, in the order of the module
@@ -229,6 +264,14 @@ impl Config {
     /// The first value out of its bound, naming the field.
     pub fn validate(&self) -> Result<(), ConfigErrorKind> {
         use ConfigErrorKind::*;
+        for (field, path, default) in [
+            ("audit_journal", &self.audit_journal, AUDIT_JOURNAL_DEFAULT),
+            ("stats_file", &self.stats_file, STATS_FILE_DEFAULT),
+        ] {
+            if path.as_ref().is_some_and(|p| p.as_os_str().is_empty()) {
+                return Err(EmptyPath { field, default });
+            }
+        }
         let r = &self.reactors;
         in_range("reactors.count", r.count as u64, 1, REACTORS_MAX as u64)?;
         if !r.cores.is_empty() {
@@ -437,8 +480,9 @@ fn environment<'de, D: Deserializer<'de>>(d: D) -> Result<Environment, D::Error>
 // Loading
 
 /// Reads, parses and checks the config file at `path` (not against the
-/// host: `serve` calls [`Config::check_cores`] too). A relative `keys` is
-/// made relative to the file's directory.
+/// host: `serve` calls [`Config::check_cores`] too). A relative `keys`,
+/// `audit_journal` or `stats_file` is made relative to the file's
+/// directory.
 ///
 /// # Errors
 ///
@@ -474,17 +518,25 @@ pub fn load(path: &Path) -> Result<Config, ConfigError> {
     })?;
 
     let mut config = parse(text, &origin)?;
-    if let Some(keys) = &mut config.keys
-        && keys.is_relative()
-        && let Some(dir) = path.parent()
-    {
-        *keys = dir.join(&*keys);
+    if let Some(dir) = path.parent() {
+        for file in [
+            &mut config.keys,
+            &mut config.audit_journal,
+            &mut config.stats_file,
+        ]
+        .into_iter()
+        .flatten()
+        {
+            if file.is_relative() {
+                *file = dir.join(&*file);
+            }
+        }
     }
     Ok(config)
 }
 
 /// Parses and checks the text of a config file; `origin` names it in
-/// errors. `keys` is left as written.
+/// errors. `keys`, `audit_journal` and `stats_file` are left as written.
 ///
 /// # Errors
 ///
@@ -625,6 +677,12 @@ pub enum ConfigErrorKind {
     },
     /// Within its range, but not a power of two.
     NotPowerOfTwo { field: &'static str, value: u64 },
+    /// `audit_journal` or `stats_file` is `""`; `default` is the path used
+    /// when the field is left out.
+    EmptyPath {
+        field: &'static str,
+        default: &'static str,
+    },
     /// `reactors.cores` is not empty and not one core per reactor.
     CoresLength { cores: usize, count: usize },
     /// `reactors.cores[first]` and `reactors.cores[second]` are both `core`.
@@ -680,7 +738,8 @@ impl ConfigErrorKind {
             OutOfRange { field, .. }
             | NotPowerOfTwo { field, .. }
             | CoreUnavailable { field, .. }
-            | CoresUnknown { field } => Some(field),
+            | CoresUnknown { field }
+            | EmptyPath { field, .. } => Some(field),
             CoresLength { .. } | DuplicateCore { .. } => Some("reactors.cores"),
             EngineCoreWhenShared { .. } | EngineCoreTaken { .. } => Some("engine.core"),
             _ => None,
@@ -729,6 +788,11 @@ impl fmt::Display for ConfigErrorKind {
             NotPowerOfTwo { field, value } => {
                 write!(f, "`{field}` is {value}; it must be a power of two")
             }
+            EmptyPath { field, default } => write!(
+                f,
+                "`{field}` is an empty path; give a file, or leave `{field}` out \
+                 for the default, {default}"
+            ),
             CoresLength { cores, count } => write!(
                 f,
                 "`reactors.cores` lists {cores} cores for {count} reactors; \
@@ -841,6 +905,13 @@ mod tests {
         let mut expected = GatewaySpec::default();
         assert_eq!(expected.idle, IdleKind::Backoff);
         expected.idle = IdleKind::BusySpin;
+        // `serve` always keeps a journal and a stats file; `demo` neither.
+        assert_eq!(
+            (&expected.audit_journal, &expected.stats_file),
+            (&None, &None)
+        );
+        expected.audit_journal = Some("ordergate-audit.journal".into());
+        expected.stats_file = Some("/dev/shm/ordergate-stats".into());
         // GatewaySpec has no PartialEq; its Debug shows every field.
         assert_eq!(
             format!("{:?}", Config::default().to_spec()),
@@ -861,6 +932,8 @@ mod tests {
         let text = r#"
             listen = "0.0.0.0:9000"
             keys = "keys.toml"
+            audit_journal = "/var/lib/ordergate/journal/audit.journal"
+            stats_file = "gw.stats"
             [reactors]
             count = 2
             cores = [5, 3]
@@ -889,6 +962,12 @@ mod tests {
         assert_eq!(config.keys, Some(PathBuf::from("keys.toml")));
         let spec = config.to_spec();
         assert_eq!(spec.listen, "0.0.0.0:9000".parse().unwrap());
+        assert_eq!(
+            spec.audit_journal,
+            Some("/var/lib/ordergate/journal/audit.journal".into())
+        );
+        // `parse` leaves a relative path as written; `load` resolves it.
+        assert_eq!(spec.stats_file, Some("gw.stats".into()));
         assert_eq!(spec.reactors, 2);
         assert_eq!(spec.reactor_cores, vec![5, 3]);
         assert_eq!(spec.sessions_per_reactor, 100);
@@ -950,6 +1029,8 @@ mod tests {
             ("[session]\nburts = 5\n", "session.burts", 2),
             ("[reactor]\ncount = 2\n", "reactor", 1),
             ("reactors.cuont = 2\n", "reactors.cuont", 1),
+            ("audit_jornal = \"a\"\n", "audit_jornal", 1),
+            ("[reactors]\nstats_file = \"s\"\n", "reactors.stats_file", 2),
         ] {
             let e = refused(text);
             match e.kind() {
@@ -972,6 +1053,8 @@ mod tests {
             ("listen = \"localhost:9000\"\n", "listen"),
             ("listen = 9000\n", "listen"),
             ("keys = 3\n", "keys"),
+            ("audit_journal = 3\n", "audit_journal"),
+            ("stats_file = [\"a\"]\n", "stats_file"),
             ("[reactors]\ncount = \"two\"\n", "reactors.count"),
             ("[reactors]\ncount = -1\n", "reactors.count"),
             ("[reactors]\ncores = [1, \"x\"]\n", "reactors.cores"),
@@ -1067,6 +1150,37 @@ mod tests {
             1,
             LOGON_LOCKOUT_WINDOW_MS_MAX,
         );
+    }
+
+    #[test]
+    fn an_empty_path_is_refused_naming_the_default() {
+        for (text, field, default, line) in [
+            (
+                "audit_journal = \"\"\n",
+                "audit_journal",
+                "ordergate-audit.journal",
+                1,
+            ),
+            (
+                "listen = \"127.0.0.1:1\"\nstats_file = \"\"\n",
+                "stats_file",
+                "/dev/shm/ordergate-stats",
+                2,
+            ),
+        ] {
+            let e = refused(text);
+            assert!(
+                matches!(e.kind(), EmptyPath { field: f, default: d } if *f == field && *d == default),
+                "{e:?}"
+            );
+            assert_eq!(
+                e.to_string(),
+                format!(
+                    "config file test.toml, line {line}, column 1: `{field}` is an empty path; \
+                     give a file, or leave `{field}` out for the default, {default}"
+                )
+            );
+        }
     }
 
     #[test]
@@ -1235,19 +1349,34 @@ mod tests {
     }
 
     #[test]
-    fn load_resolves_keys_against_the_config_directory() {
+    fn load_resolves_paths_against_the_config_directory() {
         let dir = TempDir::new("keys");
         let path = dir.0.join("gw.toml");
-        std::fs::write(&path, "keys = \"secrets/keys.toml\"\n").unwrap();
-        assert_eq!(
-            load(&path).unwrap().keys,
-            Some(dir.0.join("secrets/keys.toml"))
-        );
-        std::fs::write(&path, "keys = \"/etc/ordergate/keys.toml\"\n").unwrap();
-        assert_eq!(
-            load(&path).unwrap().keys,
-            Some(PathBuf::from("/etc/ordergate/keys.toml"))
-        );
+        std::fs::write(
+            &path,
+            "keys = \"secrets/keys.toml\"\naudit_journal = \"audit.journal\"\n\
+             stats_file = \"../gw.stats\"\n",
+        )
+        .unwrap();
+        let config = load(&path).unwrap();
+        assert_eq!(config.keys, Some(dir.0.join("secrets/keys.toml")));
+        assert_eq!(config.audit_journal, Some(dir.0.join("audit.journal")));
+        assert_eq!(config.stats_file, Some(dir.0.join("../gw.stats")));
+        std::fs::write(
+            &path,
+            "keys = \"/etc/ordergate/keys.toml\"\naudit_journal = \"/var/a.journal\"\n\
+             stats_file = \"/dev/shm/s\"\n",
+        )
+        .unwrap();
+        let config = load(&path).unwrap();
+        assert_eq!(config.keys, Some(PathBuf::from("/etc/ordergate/keys.toml")));
+        assert_eq!(config.audit_journal, Some(PathBuf::from("/var/a.journal")));
+        assert_eq!(config.stats_file, Some(PathBuf::from("/dev/shm/s")));
+        // Left out: stays `None`, so the default stays where it was (the
+        // current directory), not moved next to the config file.
+        std::fs::write(&path, "").unwrap();
+        let config = load(&path).unwrap();
+        assert_eq!((config.audit_journal, config.stats_file), (None, None));
     }
 
     #[test]
@@ -1271,12 +1400,14 @@ mod tests {
         assert!(matches!(e.kind(), Io { action: "read", .. }), "{e:?}");
     }
 
-    /// Every field the example sets, and the two it can only show in a
+    /// Every field the example sets, and the four it can only show in a
     /// comment, has a row in docs/CONFIG.md (so in these module docs too).
     #[test]
     fn the_reference_documents_every_field() {
         let example: toml::Table = toml::from_str(EXAMPLE).unwrap();
-        let mut fields = vec!["keys".to_owned(), "engine.core".to_owned()];
+        let mut fields: Vec<String> = ["keys", "audit_journal", "stats_file", "engine.core"]
+            .map(str::to_owned)
+            .into();
         for (key, value) in &example {
             match value {
                 toml::Value::Table(section) => {
@@ -1285,7 +1416,7 @@ mod tests {
                 _ => fields.push(key.clone()),
             }
         }
-        assert_eq!(fields.len(), 22);
+        assert_eq!(fields.len(), 24);
         for field in fields {
             assert!(
                 REFERENCE.contains(&format!("| `{field}` |")),

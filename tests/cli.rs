@@ -166,6 +166,28 @@ fn serve_refuses_an_unknown_config_field() {
 }
 
 #[test]
+fn serve_refuses_an_empty_journal_or_stats_path() {
+    let dir = TempDir::new("emptypath");
+    let keys = dir.file("keys.toml", &keys_text("production"), 0o600);
+    let config = dir.file("gw.toml", "audit_journal = \"\"\n", 0o644);
+    let out = ordergate(&["serve", "--config", path(&config), "--keys", path(&keys)]);
+    let err = refused(&out, 2);
+    assert_eq!(
+        err,
+        format!(
+            "ordergate: config file {}, line 1, column 1: `audit_journal` is an empty path; \
+             give a file, or leave `audit_journal` out for the default, ordergate-audit.journal\n",
+            path(&config)
+        )
+    );
+    // As flags, clap refuses an empty value before the config is read.
+    for flag in ["--audit-journal", "--stats-file"] {
+        let err = refused(&ordergate(&["serve", flag, "", "--keys", path(&keys)]), 2);
+        assert!(err.contains(flag), "{err}");
+    }
+}
+
+#[test]
 fn serve_refuses_zero_reactors() {
     let dir = TempDir::new("count");
     let keys = dir.file("keys.toml", &keys_text("production"), 0o600);

@@ -1,7 +1,7 @@
 //! The stats file end to end: a gateway publishes into it while it runs,
 //! and the reader API, `ordergate stat --once` and the Prometheus endpoint
-//! all show the exact counts of the traffic sent; `serve` wires both flags;
-//! a publish allocates nothing.
+//! all show the exact counts of the traffic sent; `serve` wires both flags
+//! and both config fields; a publish allocates nothing.
 
 mod common;
 
@@ -508,6 +508,79 @@ fn serve_publishes_to_its_stats_file_and_serves_metrics() {
     let out = ordergate(&["stat", "--once", "--file", p(&stats_path)]);
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("stale"));
+}
+
+/// `audit_journal` and `stats_file` from the config file, relative to its
+/// directory (not to where `serve` runs); and the stop summary's io_uring
+/// line for the reactor that ran.
+#[test]
+fn serve_takes_both_paths_from_its_config_file() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let dir = TempDir::new("serve-config");
+    let keys = dir.join("keys.toml");
+    std::fs::write(
+        &keys,
+        "[[key]]\nid = 1001\nsecret = \"5eC7e75eC7e75eC7e75eC7e75eC7e75eC7e75eC7e75eC7e75eC7e75eC7e75eC7\"\n\
+         scopes = [\"trade\", \"cancel\"]\nenvironment = \"production\"\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(&keys, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let config = dir.join("gw.toml");
+    std::fs::write(
+        &config,
+        "listen = \"127.0.0.1:0\"\nkeys = \"keys.toml\"\naudit_journal = \"audit.journal\"\n\
+         stats_file = \"gw.stats\"\n[reactors]\nidle = \"backoff\"\n",
+    )
+    .unwrap();
+    let elsewhere = dir.join("elsewhere");
+    std::fs::create_dir(&elsewhere).unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_ordergate"))
+        .args([
+            "serve",
+            "--config",
+            p(&config),
+            "--admin-socket",
+            p(&dir.join("admin.sock")),
+        ])
+        .current_dir(&elsewhere)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let serving = lines.next().expect("the serving line").unwrap();
+    assert!(serving.starts_with("ordergate serving on "), "{serving}");
+    let files = lines.next().expect("the admin socket line").unwrap();
+    let journal = dir.join("audit.journal");
+    let stats_path = dir.join("gw.stats");
+    assert!(
+        files.ends_with(&format!(
+            "; audit journal {}; stats file {}",
+            p(&journal),
+            p(&stats_path)
+        )),
+        "{files}"
+    );
+    assert!(journal.is_file() && stats_path.is_file(), "{files}");
+    assert_eq!(std::fs::read_dir(&elsewhere).unwrap().count(), 0);
+
+    // SAFETY: kill(2) on the child's pid; no memory is involved.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let rest: Vec<String> = lines.map(Result::unwrap).collect();
+    assert!(child.wait().unwrap().success());
+    let uring = rest
+        .iter()
+        .position(|l| l.starts_with("  io_uring: sq_full "))
+        .unwrap_or_else(|| panic!("no io_uring line:\n{}", rest.join("\n")));
+    assert!(rest[uring].contains(", turn_ns_max "), "{}", rest[uring]);
+    // The reactor turned, so its longest turn is not zero and is explained.
+    assert!(
+        rest[uring + 1..]
+            .iter()
+            .any(|l| l.starts_with("    turn_ns_max: every message that arrived")),
+        "{}",
+        rest.join("\n")
+    );
 }
 
 #[test]

@@ -208,10 +208,13 @@ fn every_config_is_valid_complete_and_names_its_kernel_command_line() {
         }
         names
     };
-    // Every field of the example, plus `keys` and `engine.core`, which it
-    // leaves commented out.
+    // Every field of the example, plus `keys`, `audit_journal`,
+    // `stats_file` and `engine.core`, which it leaves commented out (the
+    // last only where the engine is pinned).
     let mut expected = fields(&example);
-    expected.insert("keys".to_owned());
+    for field in ["keys", "audit_journal", "stats_file"] {
+        expected.insert(field.to_owned());
+    }
 
     for path in configs() {
         let name = path.display();
@@ -392,4 +395,17 @@ fn service_unit_runs_serve_with_io_uring_allowed_and_the_8core_cores() {
         assert!(mask.contains(core), "core {core} outside CPUAffinity");
     }
     assert!(mask.contains(&0), "a housekeeping core for the main thread");
+
+    // ProtectSystem=strict: every config's audit journal must be under the
+    // unit's one writable path, or serve cannot create it.
+    let writable = Path::new(values("ReadWritePaths")[0]);
+    for path in configs() {
+        let journal = config::load(&path).unwrap().audit_journal_path();
+        assert!(
+            journal.starts_with(writable),
+            "{}: audit_journal {} outside ReadWritePaths",
+            path.display(),
+            journal.display()
+        );
+    }
 }
