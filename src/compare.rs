@@ -14,7 +14,10 @@
 //!
 //! Every round trip is closed loop (one request outstanding, TCP_NODELAY
 //! everywhere), timed from before the write to after the last byte of the
-//! answer is read. The rows take turns by rounds so that a burst of noise
+//! answer is read. The client's own work inside the clock is the same in
+//! every row: the ordergate row's NewOrder is sealed before the clock starts
+//! and the reply's tag is checked after it stops, as the echo row's frame is
+//! ready-made and its answer unchecked. The rows take turns by rounds so that a burst of noise
 //! from the rest of the machine lands on all three alike.
 //!
 //! **Noise on a small shared host.** On a 2-core VM with other jobs

@@ -4,9 +4,10 @@
 //! and both config fields; a publish allocates nothing.
 
 mod common;
+#[path = "support/counting_alloc.rs"]
+mod counting_alloc;
+use counting_alloc::allocations;
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::cell::Cell;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
@@ -23,42 +24,6 @@ use ordergate::telemetry::prometheus::PrometheusServer;
 use ordergate::telemetry::stats::{self, DutyCycle, Snapshot, StatsReader};
 use ordergate::telemetry::{StatsError, StatsFile};
 use ordergate::wire::{self, codes::RejectReason as RR};
-
-/// Counts allocations made by the current thread.
-struct Counting;
-
-thread_local! {
-    static ALLOCATIONS: Cell<u64> = const { Cell::new(0) };
-}
-
-// SAFETY: forwards every call unchanged to `System`, which upholds the
-// `GlobalAlloc` contract; the thread-local counter is const-initialised, so
-// touching it never allocates or re-enters the allocator.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        ALLOCATIONS.with(|count| count.set(count.get() + 1));
-        // SAFETY: the caller's contract for `alloc` is passed on unchanged.
-        unsafe { System.alloc(layout) }
-    }
-
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        // SAFETY: `ptr` was allocated by `System` with `layout` (via `alloc`).
-        unsafe { System.dealloc(ptr, layout) }
-    }
-
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        ALLOCATIONS.with(|count| count.set(count.get() + 1));
-        // SAFETY: the caller's contract for `realloc` is passed on unchanged.
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-}
-
-#[global_allocator]
-static ALLOCATOR: Counting = Counting;
-
-fn allocations() -> u64 {
-    ALLOCATIONS.with(Cell::get)
-}
 
 /// A directory of its own under the temp dir, removed on drop.
 struct TempDir(PathBuf);
@@ -434,10 +399,9 @@ fn stat_refuses_missing_foreign_and_stale_files() {
     ));
 }
 
-#[test]
-fn serve_publishes_to_its_stats_file_and_serves_metrics() {
+/// A keys file (mode 0600) with key 1001 in `dir`, for `serve`.
+fn write_keys_file(dir: &TempDir) -> PathBuf {
     use std::os::unix::fs::PermissionsExt as _;
-    let dir = TempDir::new("serve");
     let keys = dir.join("keys.toml");
     std::fs::write(
         &keys,
@@ -446,6 +410,13 @@ fn serve_publishes_to_its_stats_file_and_serves_metrics() {
     )
     .unwrap();
     std::fs::set_permissions(&keys, std::fs::Permissions::from_mode(0o600)).unwrap();
+    keys
+}
+
+#[test]
+fn serve_publishes_to_its_stats_file_and_serves_metrics() {
+    let dir = TempDir::new("serve");
+    let keys = write_keys_file(&dir);
     let stats_path = dir.join("serve.stats");
     let mut child = Command::new(env!("CARGO_BIN_EXE_ordergate"))
         .args([
@@ -515,16 +486,8 @@ fn serve_publishes_to_its_stats_file_and_serves_metrics() {
 /// line for the reactor that ran.
 #[test]
 fn serve_takes_both_paths_from_its_config_file() {
-    use std::os::unix::fs::PermissionsExt as _;
     let dir = TempDir::new("serve-config");
-    let keys = dir.join("keys.toml");
-    std::fs::write(
-        &keys,
-        "[[key]]\nid = 1001\nsecret = \"5eC7e75eC7e75eC7e75eC7e75eC7e75eC7e75eC7e75eC7e75eC7e75eC7e75eC7\"\n\
-         scopes = [\"trade\", \"cancel\"]\nenvironment = \"production\"\n",
-    )
-    .unwrap();
-    std::fs::set_permissions(&keys, std::fs::Permissions::from_mode(0o600)).unwrap();
+    write_keys_file(&dir); // named by the config as "keys.toml"
     let config = dir.join("gw.toml");
     std::fs::write(
         &config,
