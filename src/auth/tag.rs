@@ -13,15 +13,17 @@
 //! still fit in two.
 //!
 //! Two engines compute the same function. On x86-64 CPUs with the SHA
-//! extensions, [`sha_ni`](super::sha_ni) runs both compressions in registers,
-//! the outer block built from the inner state without going through bytes:
-//! about the cost of the two compressions alone. Elsewhere the portable
-//! code below pads in memory and calls `sha2`'s `compress256` (which uses
-//! SHA-NI itself when it can, but pays its feature check, block loads and
-//! state reordering per call). [`TagKey::new`] picks once, per key, and
-//! keeps the states in the layout its engine reads; a tag then costs one
-//! predictable branch on that choice. Both engines are cross-checked against
-//! the `hmac` crate in the tests below.
+//! extensions, [`sha_ni`](super::sha_ni) runs both compressions in
+//! registers, the outer block built from the inner state without going
+//! through bytes: about the cost of the two compressions alone (NewOrder:
+//! ≈ 73 ns, against ≈ 37 ns for one compression and ≈ 105 ns portable;
+//! `cargo bench --bench core -- 'tag|sha256'`). Elsewhere the portable code
+//! below pads in memory and calls `sha2`'s `compress256`, which uses SHA-NI
+//! itself when it can but pays a feature check, block loads and state
+//! reordering per call. [`TagKey::new`] picks once, per key, and keeps the
+//! states in the order its engine reads; a tag then costs one predictable
+//! branch on that choice. Both engines are cross-checked against the `hmac`
+//! crate in the tests below.
 //!
 //! Tags are compared in constant time: the comparison's time does not depend
 //! on where the first differing byte is.
@@ -129,16 +131,10 @@ impl TagKey {
     /// The 16-byte tag (HMAC-SHA-256-128, RFC 4868) of `msg`.
     #[inline]
     pub fn tag(&self, msg: &[u8]) -> [u8; MAC_SIZE] {
-        match self.engine {
-            Engine::Portable => {
-                let full = portable_mac(&self.inner.0, &self.outer.0, msg);
-                let mut t = [0u8; MAC_SIZE];
-                t.copy_from_slice(&full[..MAC_SIZE]);
-                t
-            }
-            #[cfg(target_arch = "x86_64")]
-            Engine::ShaNi(ni) => ni.tag(&self.inner.0, &self.outer.0, msg),
-        }
+        let full = self.mac(msg);
+        let mut t = [0u8; MAC_SIZE];
+        t.copy_from_slice(&full[..MAC_SIZE]);
+        t
     }
 
     /// Writes the tag of `frame[..len-16]` into its last 16 bytes.
