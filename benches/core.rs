@@ -2,7 +2,9 @@
 //! whole per-message pipeline. No sockets. Run: `cargo bench --bench core`.
 //!
 //! Every figure is per message. On a noisy 2-core machine compare medians
-//! within one run (e.g. pipeline ÷ tag_verify), not absolute times.
+//! within one run (e.g. pipeline ÷ tag_verify, tag_verify ÷
+//! sha256_compress_1block, tag_verify_portable ÷ tag_verify), not absolute
+//! times.
 
 use std::hint::black_box;
 use std::time::{Duration, Instant};
@@ -35,6 +37,15 @@ fn new_order(seq: u64) -> wire::NewOrder {
 
 fn stages(c: &mut Criterion) {
     let key = TagKey::new(&[0x42; 32]);
+    // The `_portable` benches run the same tags without SHA-NI, for a
+    // same-run ratio. On a CPU without it both measure the portable code.
+    let portable = TagKey::new_portable(&[0x42; 32]);
+    #[cfg(target_arch = "x86_64")]
+    assert_eq!(
+        key.uses_sha_ni(),
+        std::arch::is_x86_feature_detected!("sha"),
+        "the tag benches must measure the engine the gateway uses"
+    );
     let mut frame = new_order(1).to_bytes();
     key.seal(&mut frame);
 
@@ -53,19 +64,22 @@ fn stages(c: &mut Criterion) {
             _ => unreachable!(),
         })
     });
-    c.bench_function("tag_verify_new_order", |b| {
-        b.iter(|| key.verify(black_box(&frame)))
-    });
-    c.bench_function("tag_seal_order_accepted", |b| {
-        let mut out = wire::OrderAccepted {
-            seq: 2,
-            cl_ord_id: 1,
-            order_id: 2,
-            transact_time_ns: T0,
-        }
-        .to_bytes();
-        b.iter(|| key.seal(black_box(&mut out)))
-    });
+    let accepted = wire::OrderAccepted {
+        seq: 2,
+        cl_ord_id: 1,
+        order_id: 2,
+        transact_time_ns: T0,
+    }
+    .to_bytes();
+    for (suffix, key) in [("", &key), ("_portable", &portable)] {
+        c.bench_function(&format!("tag_verify_new_order{suffix}"), |b| {
+            b.iter(|| key.verify(black_box(&frame)))
+        });
+        c.bench_function(&format!("tag_seal_order_accepted{suffix}"), |b| {
+            let mut out = accepted;
+            b.iter(|| key.seal(black_box(&mut out)))
+        });
+    }
     c.bench_function("rate_limit_admit", |b| {
         let rate = Rate::new(u32::MAX, u32::MAX);
         let shared = SharedCell::default();

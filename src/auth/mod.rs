@@ -6,4 +6,6 @@ pub mod keys;
 pub mod policy;
 pub mod secret;
 pub mod session_keys;
+#[cfg(target_arch = "x86_64")]
+pub mod sha_ni;
 pub mod tag;
