@@ -6,6 +6,9 @@
 //! * `rest_then_cross`: a resting sell at the best ask, then a buy that fills
 //!   exactly that order (one iteration = both commands: the re-add is the
 //!   first).
+//! * `rest_then_cancel_fresh_ids_1mi`: `rest_then_cancel` on the default
+//!   1 Mi-order engine with a new cl_ord_id each time: the lookup tables'
+//!   cache and TLB misses (why the tables are on huge pages).
 
 use std::hint::black_box;
 use std::time::Duration;
@@ -97,6 +100,29 @@ fn bench(c: &mut Criterion) {
     });
     engine.assert_consistent();
     assert_eq!(engine.orders_live(), 200);
+
+    // As `rest_then_cancel`, on the default-sized engine (1 Mi orders: two
+    // 16 MiB lookup tables) with a fresh cl_ord_id every iteration, as a
+    // client numbers its orders: each NewOrder's table probe lands on a slot
+    // no recent command touched. The gap to `rest_then_cancel` is the
+    // memory system's (cache and TLB misses), not the engine's logic.
+    let mut engine = MatchingEngine::new(EngineConfig::default());
+    let mut next = 1u64;
+    group.bench_function("rest_then_cancel_fresh_ids_1mi", |b| {
+        b.iter(|| {
+            let new = order(TRADER, next, 1, 997, 3);
+            let cancel = Command {
+                cl_ord_id: next + 1,
+                orig_cl_ord_id: next,
+                instrument_id: INSTRUMENT,
+                ..Command::empty(CommandKind::Cancel, TRADER)
+            };
+            next += 2;
+            assert!(engine.submit(0, black_box(&new), &mut NullSink));
+            assert!(engine.submit(0, black_box(&cancel), &mut NullSink));
+        })
+    });
+    assert_eq!(engine.orders_live(), 0);
     group.finish();
 }
 
