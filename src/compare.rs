@@ -102,12 +102,14 @@ pub const WARMUP_PER_ROUND: usize = 100;
 /// The gateway's idle strategy when `--idle` is not given. Back-off: on a
 /// 2-core machine a busy-spinning reactor takes a whole core from the
 /// echo, HAProxy and the client during rows (a) and (c), which moves the
-/// floor itself (measured here: the same p50s, but p99.9 of every row in
-/// milliseconds, from time-slice preemption). In the closed loop of row (b)
-/// the reactor sees a request every few µs (the untimed cancel included),
-/// so it stays in its spin phase and rarely parks: row (b)'s p50 is the
-/// same under both strategies. Busy-spin needs `--cpu any`: pinned to the
-/// client's CPU it would starve the client.
+/// floor itself (measured here: p99.9 of every row in milliseconds, from
+/// time-slice preemption), and row (b) suffers too: the client its send
+/// wakes is placed on the reactor's CPU (wake-affine) and waits for the
+/// spinner's time slice (measured: row (b) p50 20 µs unpinned). In the
+/// closed loop of row (b) the back-off reactor sees a request every few µs
+/// (the untimed cancel included), so it stays in its spin phase and rarely
+/// parks. Busy-spin needs `--cpu any`: pinned to the client's CPU it would
+/// starve the client.
 pub const IDLE_DEFAULT: IdleKind = IdleKind::Backoff;
 
 /// The goals, printed for context: ordergate should add at most a
