@@ -409,3 +409,57 @@ fn service_unit_runs_serve_with_io_uring_allowed_and_the_8core_cores() {
         );
     }
 }
+
+/// `tuning/sweep.sh`, the README's one-command sweep, end to end with this
+/// build's binary and a tiny sweep (3 steps of 300 ms at 200–800 orders/s,
+/// an SLO no step on a loaded CI box can miss): it starts `serve` from the
+/// config it writes, the load logs on with the key it made, the table and
+/// verdict come out, the JSON and SVG land in SWEEP_OUT, and the gateway's
+/// stop summary shows it answered every message.
+#[test]
+fn sweep_script_runs_a_whole_sweep_against_a_gateway_it_starts() {
+    let out_dir = std::env::temp_dir().join(format!("ordergate-sweep-{}", std::process::id()));
+    let _ = fs::remove_dir_all(&out_dir);
+    let out = Command::new("bash")
+        .args([
+            tuning("sweep.sh").to_str().unwrap(),
+            "--sweep-start",
+            "200",
+            "--sweep-max",
+            "800",
+            "--sweep-step-factor",
+            "2",
+            "--step-duration",
+            "300ms",
+            "--warmup",
+            "100ms",
+            "--slo-p99",
+            "2s",
+        ])
+        .env("ORDERGATE", env!("CARGO_BIN_EXE_ordergate"))
+        .env("SWEEP_OUT", &out_dir)
+        .current_dir(root())
+        .output()
+        .expect("run sweep.sh");
+    let text = stdout(&out);
+    let serve_log = fs::read_to_string(out_dir.join("serve.log")).unwrap_or_default();
+    assert!(
+        out.status.success(),
+        "{text}\n{}\nserve.log:\n{serve_log}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.contains("offered/s  achieved/s"), "{text}");
+    assert!(
+        text.contains("highest sustainable rate: 800 orders/s"),
+        "{text}"
+    );
+    let json = fs::read_to_string(out_dir.join("sweep.json")).expect("sweep.json");
+    assert_eq!(json.matches("\"offered_rate\"").count(), 3, "{json}");
+    let svg = fs::read_to_string(out_dir.join("sweep.svg")).expect("sweep.svg");
+    assert!(svg.starts_with("<svg") || svg.starts_with("<?xml"), "{svg}");
+    // serve stopped cleanly and printed its summary: no rejects but the
+    // mix's cancels racing fills, no refused connections.
+    assert!(serve_log.contains("ordergate stopped after"), "{serve_log}");
+    assert!(serve_log.contains("logon rejects: none"), "{serve_log}");
+    let _ = fs::remove_dir_all(&out_dir);
+}

@@ -9,26 +9,37 @@
 #
 # Prints the sweep's table and its verdict; writes sweep.json and sweep.svg
 # (p50/p99/p99.9 against the offered rate, with the SLO) to $SWEEP_OUT,
-# default ./sweep-out. Flags given here are added after the defaults below,
-# so a repeated flag overrides (clap keeps the last): --sessions, --slo-p99,
-# --sweep-start, --sweep-step-factor, --sweep-max, --step-duration,
-# --threads, --pin, --mix, --crossing.
+# default ./sweep-out. Any `ordergate load` flag may follow; one that the
+# defaults below also set replaces the default (--sessions, --threads,
+# --pin, --slo-p99, --sweep-start, --sweep-step-factor, --sweep-max,
+# --step-duration, --warmup, --json, --plot).
 #
 # The key and the session limits are set far above any offered rate, so a
 # step ends on latency or achieved rate, never on THROTTLED. The gateway's
 # stop summary (its io_uring health counters among them) goes to
-# $SWEEP_OUT/serve.log.
+# $SWEEP_OUT/serve.log. $ORDERGATE names a binary to use instead of
+# building one (the test suite runs the script that way).
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
 out=${SWEEP_OUT:-sweep-out}
 mkdir -p "$out"
-cargo build --release --quiet
-bin=target/release/ordergate
+if [[ -n ${ORDERGATE:-} ]]; then
+    bin=$ORDERGATE
+else
+    cargo build --release --quiet
+    bin=target/release/ordergate
+fi
 
 cpus=$(nproc)
 reactor_cpu=$((cpus - 1))
 load_cpu=0
+# A busy-spinning reactor needs a CPU the load does not use; with one CPU
+# it would starve the load, so it backs off instead.
+idle=busy-spin
+if ((cpus < 2)); then
+    idle=backoff
+fi
 
 dir=$(mktemp -d)
 serve_pid=
@@ -69,14 +80,14 @@ stats_file = "stats"
 [reactors]
 count = 1
 cores = [$reactor_cpu]
-idle = "busy-spin"
+idle = "$idle"
 
 [session]
 msgs_per_sec = 10000000
 burst = 1000000
 EOF
 
-"$bin" serve --config "$dir/ordergate.toml" >"$out/serve.log" 2>&1 &
+"$bin" serve --config "$dir/ordergate.toml" --admin-socket "$dir/admin.sock" >"$out/serve.log" 2>&1 &
 serve_pid=$!
 for _ in $(seq 100); do
     if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
@@ -90,9 +101,27 @@ for _ in $(seq 100); do
     sleep 0.1
 done
 
-echo "sweep.sh: gateway on 127.0.0.1:$port (reactor on CPU $reactor_cpu), load from CPU $load_cpu; outputs in $out/"
+echo "sweep.sh: gateway on 127.0.0.1:$port (reactor on CPU $reactor_cpu, $idle), load from CPU $load_cpu; outputs in $out/"
+# The defaults, each dropped when the caller gives the same flag (clap
+# refuses a flag given twice).
+defaults=(
+    --sessions 8 --threads 1 --pin "$load_cpu"
+    --slo-p99 1ms --sweep-start 5000 --sweep-step-factor 1.5 --sweep-max 1000000
+    --step-duration 3s --warmup 1s
+    --json "$out/sweep.json" --plot "$out/sweep.svg"
+)
+args=()
+for ((i = 0; i < ${#defaults[@]}; i += 2)); do
+    flag=${defaults[i]}
+    given=no
+    for a in "$@"; do
+        if [[ $a == "$flag" || $a == "$flag="* ]]; then
+            given=yes
+        fi
+    done
+    if [[ $given == no ]]; then
+        args+=("$flag" "${defaults[i + 1]}")
+    fi
+done
 "$bin" load --connect "127.0.0.1:$port" --key-id "$key_id" --secret-file "$dir/secret.hex" \
-    --sessions 8 --threads 1 --pin "$load_cpu" \
-    --sweep --slo-p99 1ms --sweep-start 5000 --sweep-step-factor 1.5 --sweep-max 1000000 \
-    --step-duration 3s --warmup 1s \
-    --json "$out/sweep.json" --plot "$out/sweep.svg" "$@"
+    --sweep "${args[@]}" "$@"
