@@ -87,10 +87,10 @@ fn run(bench: &mut Bench, iters: u64, per_iter: u64, flush_every: Option<u64>) -
         let start = Instant::now();
         for i in 0..batch * per_iter {
             black_box(journal.append(black_box(&event(i))).unwrap());
-            if let Some(every) = flush_every {
-                if (i + 1) % every == 0 {
-                    journal.flush().unwrap();
-                }
+            if let Some(every) = flush_every
+                && (i + 1) % every == 0
+            {
+                journal.flush().unwrap();
             }
         }
         total += start.elapsed();

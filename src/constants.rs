@@ -223,11 +223,11 @@ const _: () = assert!(RING_CAPACITY_MIN <= RING_CAPACITY_DEFAULT);
 const _: () = assert!(RING_CAPACITY_DEFAULT <= RING_CAPACITY_MAX);
 const _: () = assert!(SESSIONS_PER_REACTOR_DEFAULT <= SESSIONS_PER_REACTOR_MAX);
 // The config file speaks milliseconds: the defaults must be whole ones.
-const _: () = assert!(LOGON_TIMEOUT_NS_DEFAULT % 1_000_000 == 0);
+const _: () = assert!(LOGON_TIMEOUT_NS_DEFAULT.is_multiple_of(1_000_000));
 const _: () = assert!(LOGON_TIMEOUT_NS_DEFAULT / 1_000_000 <= LOGON_TIMEOUT_MS_MAX);
-const _: () = assert!(LOGON_SKEW_NS_DEFAULT % 1_000_000 == 0);
+const _: () = assert!(LOGON_SKEW_NS_DEFAULT.is_multiple_of(1_000_000));
 const _: () = assert!(LOGON_SKEW_NS_DEFAULT / 1_000_000 <= LOGON_SKEW_MS_MAX);
-const _: () = assert!(LOGON_LOCKOUT_WINDOW_NS_DEFAULT % 1_000_000 == 0);
+const _: () = assert!(LOGON_LOCKOUT_WINDOW_NS_DEFAULT.is_multiple_of(1_000_000));
 const _: () = assert!(LOGON_LOCKOUT_WINDOW_NS_DEFAULT / 1_000_000 <= LOGON_LOCKOUT_WINDOW_MS_MAX);
 const _: () = assert!(THROTTLE_BREACH_RUN_DEFAULT >= 1);
 const _: () = assert!(THROTTLE_BREACH_RUN_DEFAULT <= THROTTLE_BREACH_RUN_MAX);

@@ -2444,7 +2444,7 @@ impl SessionLoad {
         let crossing = (self.rng.below(100) as u32) < mix.crossing;
         let (side, price, qty) = if crossing {
             // Alternate sides, sessions starting on opposite ones.
-            let buy = (self.crossing_count + self.index as u64) % 2 == 0;
+            let buy = (self.crossing_count + self.index as u64).is_multiple_of(2);
             self.crossing_count += 1;
             let side = if buy { Side::Buy } else { Side::Sell };
             (side, PRICE_BASE, CROSSING_QTY)

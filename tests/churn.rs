@@ -77,13 +77,13 @@ fn a_thousand_connects_and_a_thousand_garbage_connections_leak_nothing() {
         if garbage {
             // Alternate: an impossible length prefix (refused at once,
             // LogonReject MALFORMED), and a frame cut short then dropped.
-            let bytes: &[u8] = if i % 2 == 0 {
+            let bytes: &[u8] = if i.is_multiple_of(2) {
                 &[0xFF; 100]
             } else {
                 &[0x50, 0x00, 0xFE, 0xCA, 0x44]
             };
             s.write_all(bytes).unwrap();
-            if i % 2 == 0 {
+            if i.is_multiple_of(2) {
                 let mut reply = [0u8; 64];
                 s.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
                 let n = s.read(&mut reply).unwrap();

@@ -138,7 +138,7 @@ fn consume(mut consumer: Consumer<Command>, me: Done, producer: Done) -> (u64, u
     let mut turn = 0usize;
     while expected < RECORDS {
         turn += 1;
-        let taken = if turn % 2 == 0 {
+        let taken = if turn.is_multiple_of(2) {
             match consumer.pop() {
                 Some(command) => {
                     check(&command, expected);

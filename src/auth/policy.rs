@@ -656,7 +656,7 @@ impl Cursor<'_> {
 
 /// Whether `year` has a Feb 29 (proleptic Gregorian).
 const fn is_leap_year(year: u32) -> bool {
-    year % 4 == 0 && (year % 100 != 0 || year % 400 == 0)
+    year.is_multiple_of(4) && (!year.is_multiple_of(100) || year.is_multiple_of(400))
 }
 
 const fn days_in_month(year: u32, month: u32) -> u32 {
@@ -821,7 +821,7 @@ impl fmt::Display for Rfc3339 {
         if nanos != 0 {
             let mut digits = 9;
             let mut fraction = nanos;
-            while fraction % 10 == 0 {
+            while fraction.is_multiple_of(10) {
                 fraction /= 10;
                 digits -= 1;
             }

@@ -45,9 +45,9 @@ const _: () = assert!(HEADER_SIZE == 128);
 const _: () = assert!(RECORD_SIZE == 128);
 // Records are 128-aligned in the file and 4096 is a multiple of 128, so no
 // record straddles a page (the unit of mmap write-back) or a 512-byte sector.
-const _: () = assert!(HEADER_SIZE % RECORD_SIZE == 0);
+const _: () = assert!(HEADER_SIZE.is_multiple_of(RECORD_SIZE));
 const _: () = assert!(4096 % RECORD_SIZE == 0);
-const _: () = assert!(RECORD_PREV_HASH_OFFSET % 8 == 0);
+const _: () = assert!(RECORD_PREV_HASH_OFFSET.is_multiple_of(8));
 
 /// `index` of [`super::VerifyError`] and [`super::JournalError::Corrupt`]
 /// when the header, not a record, is at fault.

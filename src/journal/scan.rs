@@ -65,15 +65,16 @@ impl Scanner {
                     }
                     self.records = index + 1;
                     self.last_hash = record.hash;
-                    if let Some((at, hash)) = &mut self.watch {
-                        if *at == index {
-                            *hash = Some(record.hash);
-                        }
+                    if let Some((at, hash)) = &mut self.watch
+                        && *at == index
+                    {
+                        *hash = Some(record.hash);
                     }
-                    if let Some((want, found)) = &mut self.find {
-                        if found.is_none() && *want == record.hash {
-                            *found = Some(index);
-                        }
+                    if let Some((want, found)) = &mut self.find
+                        && found.is_none()
+                        && *want == record.hash
+                    {
+                        *found = Some(index);
                     }
                     return true;
                 }

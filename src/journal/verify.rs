@@ -219,34 +219,34 @@ fn verify_reader(
                 });
             }
         }
-    } else if let Some(want) = opts.expect_last {
-        if scan.last_hash != want {
-            return Err(match scan.find.and_then(|(_, found)| found) {
-                Some(at) => VerifyError {
-                    index: at + 1,
-                    problem: format!(
-                        "the anchor is the hash of record {at}, and records follow it \
+    } else if let Some(want) = opts.expect_last
+        && scan.last_hash != want
+    {
+        return Err(match scan.find.and_then(|(_, found)| found) {
+            Some(at) => VerifyError {
+                index: at + 1,
+                problem: format!(
+                    "the anchor is the hash of record {at}, and records follow it \
                          (to allow growth, pass --expect-records {})",
-                        at + 1
-                    ),
-                },
-                None if want == header_hash => VerifyError {
-                    index: 0,
-                    problem:
-                        "the anchor is the header's hash (an empty journal), and records follow it"
-                            .into(),
-                },
-                None => VerifyError {
-                    index: scan.records,
-                    problem: format!(
-                        "last hash {} is not the anchor {} and no record has it: \
+                    at + 1
+                ),
+            },
+            None if want == header_hash => VerifyError {
+                index: 0,
+                problem:
+                    "the anchor is the header's hash (an empty journal), and records follow it"
+                        .into(),
+            },
+            None => VerifyError {
+                index: scan.records,
+                problem: format!(
+                    "last hash {} is not the anchor {} and no record has it: \
                          records removed from the tail, or the chain rewritten",
-                        hex(&scan.last_hash),
-                        hex(&want)
-                    ),
-                },
-            });
-        }
+                    hex(&scan.last_hash),
+                    hex(&want)
+                ),
+            },
+        });
     }
 
     Ok(VerifyReport {

@@ -252,10 +252,10 @@ impl JournalWriter {
             work += input.drain(RING_BATCH_MAX, |event| self.append(&event));
         }
         self.inputs = inputs;
-        if let Some(since) = self.unflushed_since {
-            if since.elapsed() >= Duration::from_nanos(self.policy.interval_ns) {
-                self.flush();
-            }
+        if let Some(since) = self.unflushed_since
+            && since.elapsed() >= Duration::from_nanos(self.policy.interval_ns)
+        {
+            self.flush();
         }
         work
     }

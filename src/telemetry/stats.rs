@@ -123,7 +123,7 @@ const _: () = assert!(
     cfg!(target_endian = "little"),
     "the stats file is little-endian"
 );
-const _: () = assert!(BLOCK_ALIGN % 64 == 0 && PAGE % BLOCK_ALIGN == 0);
+const _: () = assert!(BLOCK_ALIGN.is_multiple_of(64) && PAGE.is_multiple_of(BLOCK_ALIGN));
 const _: () = assert!(LABEL_SIZE == 16 + LABEL_TEXT_SIZE);
 
 // Header field offsets (see the module docs' diagram).
@@ -1193,7 +1193,7 @@ impl StatsReader {
             // odd sequence.
             fence(Ordering::Acquire);
             let after = words[0].load(Ordering::Relaxed);
-            if before == after && before % 2 == 0 {
+            if before == after && before.is_multiple_of(2) {
                 consistent = true;
                 break;
             }
