@@ -360,8 +360,15 @@ fn service_unit_runs_serve_with_io_uring_allowed_and_the_8core_cores() {
     };
     assert_eq!(
         values("ExecStart"),
-        ["/usr/local/bin/ordergate serve --config /etc/ordergate/ordergate.toml"]
+        [
+            "/usr/local/bin/ordergate serve --config /etc/ordergate/ordergate.toml \
+          --admin-socket /run/ordergate/admin.sock"
+        ]
     );
+    // PrivateTmp hides /tmp, the admin socket's default, from `ordergate
+    // admin`: the socket goes where the unit makes a directory for it.
+    assert_eq!(values("RuntimeDirectory"), ["ordergate"]);
+    assert_eq!(values("PrivateTmp"), ["yes"]);
     assert_eq!(values("KillSignal"), ["SIGTERM"]);
     assert_eq!(values("LimitMEMLOCK"), ["infinity"]);
     assert_eq!(
