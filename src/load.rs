@@ -2314,6 +2314,38 @@ impl SessionLoad {
         (id as usize) & (INFLIGHT_SLOTS - 1)
     }
 
+    /// Tracks a request just written to `slot`'s order and, if measured,
+    /// counts it as sent.
+    fn sent(
+        &mut self,
+        id: u64,
+        kind: Kind,
+        slot: usize,
+        intended_ns: u64,
+        measured: bool,
+        report: &mut LoadReport,
+    ) {
+        self.track(
+            Inflight {
+                id,
+                intended_ns,
+                kind,
+                slot: slot as u16,
+                measured,
+            },
+            report,
+        );
+        if measured {
+            match kind {
+                Kind::New => report.sent_new += 1,
+                Kind::Cancel => report.sent_cancel += 1,
+                Kind::Replace { .. } => report.sent_replace += 1,
+                // The clean-up when the run ends, never measured.
+                Kind::MassCancel => {}
+            }
+        }
+    }
+
     fn track(&mut self, entry: Inflight, report: &mut LoadReport) {
         let i = self.inflight_index(entry.id);
         let old = self.inflight[i];
@@ -2468,19 +2500,7 @@ impl SessionLoad {
             crossing,
             placed: id,
         };
-        self.track(
-            Inflight {
-                id,
-                intended_ns,
-                kind: Kind::New,
-                slot: slot as u16,
-                measured,
-            },
-            report,
-        );
-        if measured {
-            report.sent_new += 1;
-        }
+        self.sent(id, Kind::New, slot, intended_ns, measured, report);
         Ok(())
     }
 
@@ -2495,19 +2515,7 @@ impl SessionLoad {
         let orig = self.orders[slot].cl_ord_id;
         self.conn.send_cancel(id, orig, self.instrument_id)?;
         self.orders[slot].state = SlotState::Busy;
-        self.track(
-            Inflight {
-                id,
-                intended_ns,
-                kind: Kind::Cancel,
-                slot: slot as u16,
-                measured,
-            },
-            report,
-        );
-        if measured {
-            report.sent_cancel += 1;
-        }
+        self.sent(id, Kind::Cancel, slot, intended_ns, measured, report);
         Ok(())
     }
 
@@ -2525,19 +2533,14 @@ impl SessionLoad {
         self.conn
             .send_replace(id, o.cl_ord_id, self.instrument_id, price, qty)?;
         self.orders[slot].state = SlotState::Busy;
-        self.track(
-            Inflight {
-                id,
-                intended_ns,
-                kind: Kind::Replace { price, qty },
-                slot: slot as u16,
-                measured,
-            },
+        self.sent(
+            id,
+            Kind::Replace { price, qty },
+            slot,
+            intended_ns,
+            measured,
             report,
         );
-        if measured {
-            report.sent_replace += 1;
-        }
         Ok(())
     }
 
@@ -2561,16 +2564,7 @@ impl SessionLoad {
     ) -> Result<(), ClientError> {
         let id = self.take_id();
         self.conn.send_mass_cancel(id, self.instrument_id, None)?;
-        self.track(
-            Inflight {
-                id,
-                intended_ns: now_ns,
-                kind: Kind::MassCancel,
-                slot: 0,
-                measured: false,
-            },
-            report,
-        );
+        self.sent(id, Kind::MassCancel, 0, now_ns, false, report);
         Ok(())
     }
 
