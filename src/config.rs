@@ -265,8 +265,13 @@ impl Config {
     pub fn validate(&self) -> Result<(), ConfigErrorKind> {
         use ConfigErrorKind::*;
         for (field, path, default) in [
-            ("audit_journal", &self.audit_journal, AUDIT_JOURNAL_DEFAULT),
-            ("stats_file", &self.stats_file, STATS_FILE_DEFAULT),
+            ("keys", &self.keys, None),
+            (
+                "audit_journal",
+                &self.audit_journal,
+                Some(AUDIT_JOURNAL_DEFAULT),
+            ),
+            ("stats_file", &self.stats_file, Some(STATS_FILE_DEFAULT)),
         ] {
             if path.as_ref().is_some_and(|p| p.as_os_str().is_empty()) {
                 return Err(EmptyPath { field, default });
@@ -677,11 +682,11 @@ pub enum ConfigErrorKind {
     },
     /// Within its range, but not a power of two.
     NotPowerOfTwo { field: &'static str, value: u64 },
-    /// `audit_journal` or `stats_file` is `""`; `default` is the path used
-    /// when the field is left out.
+    /// `keys`, `audit_journal` or `stats_file` is `""`; `default` is the
+    /// path used when the field is left out (`keys` has none).
     EmptyPath {
         field: &'static str,
-        default: &'static str,
+        default: Option<&'static str>,
     },
     /// `reactors.cores` is not empty and not one core per reactor.
     CoresLength { cores: usize, count: usize },
@@ -788,10 +793,20 @@ impl fmt::Display for ConfigErrorKind {
             NotPowerOfTwo { field, value } => {
                 write!(f, "`{field}` is {value}; it must be a power of two")
             }
-            EmptyPath { field, default } => write!(
+            EmptyPath {
+                field,
+                default: Some(default),
+            } => write!(
                 f,
                 "`{field}` is an empty path; give a file, or leave `{field}` out \
                  for the default, {default}"
+            ),
+            EmptyPath {
+                field,
+                default: None,
+            } => write!(
+                f,
+                "`{field}` is an empty path; give the keys file's path here or as --keys"
             ),
             CoresLength { cores, count } => write!(
                 f,
@@ -1153,6 +1168,26 @@ mod tests {
     }
 
     #[test]
+    fn an_empty_keys_path_is_refused_at_load_not_at_open() {
+        let e = refused("keys = \"\"\n");
+        assert!(
+            matches!(
+                e.kind(),
+                EmptyPath {
+                    field: "keys",
+                    default: None
+                }
+            ),
+            "{e:?}"
+        );
+        assert_eq!(
+            e.to_string(),
+            "config file test.toml, line 1, column 1: `keys` is an empty path; \
+             give the keys file's path here or as --keys"
+        );
+    }
+
+    #[test]
     fn an_empty_path_is_refused_naming_the_default() {
         for (text, field, default, line) in [
             (
@@ -1170,7 +1205,7 @@ mod tests {
         ] {
             let e = refused(text);
             assert!(
-                matches!(e.kind(), EmptyPath { field: f, default: d } if *f == field && *d == default),
+                matches!(e.kind(), EmptyPath { field: f, default: Some(d) } if *f == field && *d == default),
                 "{e:?}"
             );
             assert_eq!(
