@@ -1048,8 +1048,9 @@ const TURN_NS_MAX_HINT: &str = "every message that arrived during the longest tu
      too many sessions per reactor)";
 
 /// The reactor's io_uring health line, then a hint line for each counter
-/// that is not zero (tuning/CAPACITY.md says more).
-fn uring_health(out: &mut String, u: &UringCounters) {
+/// that is not zero (tuning/CAPACITY.md says more). `serve`'s summary and
+/// `demo`'s report both print it.
+pub fn uring_health(out: &mut String, u: &UringCounters) {
     let _ = writeln!(
         out,
         "  io_uring: sq_full {}, recv_enobufs {}, cq_overflow {}, turn_ns_max {}",
