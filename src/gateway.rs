@@ -416,16 +416,13 @@ pub fn has_sha_ni() -> bool {
     }
 }
 
+/// Pins the calling thread to `core`. Not checked against the calling
+/// thread's own mask (`serve` narrows the starting thread to its
+/// housekeeping cores before the reactors start): the kernel refuses a
+/// core that is offline or outside the process's cpuset.
 fn pin(core: usize) -> Result<(), String> {
-    let ids = core_affinity::get_core_ids().unwrap_or_default();
-    let Some(id) = ids.into_iter().find(|c| c.id == core) else {
-        return Err(format!("core {core} does not exist on this host"));
-    };
-    if core_affinity::set_for_current(id) {
-        Ok(())
-    } else {
-        Err(format!("cannot pin a thread to core {core}"))
-    }
+    crate::sys::set_thread_cpus(&[core])
+        .map_err(|e| format!("cannot pin a thread to core {core}: {e}"))
 }
 
 impl Gateway {

@@ -10,6 +10,7 @@
 //! | `geteuid` | [`is_root`]: `compare` installs HAProxy only as root | |
 //! | `prctl(PR_SET_PDEATHSIG)` | [`die_with_parent`]: HAProxy child of `compare` | killed even if ordergate aborts |
 //! | `epoll` | [`Readiness`]: the load generator's many sockets per thread | one wait for hundreds of sessions |
+//! | `sched_setaffinity` | [`set_thread_cpus`]: `serve`'s own threads onto the housekeeping CPUs | `core_affinity` pins to one CPU only |
 //!
 //! The other `unsafe` modules: `reactor::uring` (io_uring), `ring` (the
 //! SPSC ring's slots), `journal::storage`/`journal::appender` and
@@ -64,6 +65,42 @@ pub fn with_umask<R>(mask: libc::mode_t, f: impl FnOnce() -> R) -> R {
     // SAFETY: as above, restoring the previous mask.
     unsafe { libc::umask(old) };
     r
+}
+
+/// Lets the calling thread run on `cpus` only; threads it starts later
+/// inherit the set (a thread may still pin itself elsewhere, as reactors
+/// do). `cpus` must not be empty.
+///
+/// # Errors
+///
+/// A CPU beyond the kernel's mask size, or the kernel refused the set
+/// (none of it allowed here).
+pub fn set_thread_cpus(cpus: &[usize]) -> io::Result<()> {
+    // SAFETY: cpu_set_t is a plain bit array; all-zero is the empty set.
+    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+    let bits = 8 * size_of::<libc::cpu_set_t>();
+    if cpus.is_empty() {
+        return Err(io::Error::new(io::ErrorKind::InvalidInput, "no CPU given"));
+    }
+    for &cpu in cpus {
+        if cpu >= bits {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("CPU {cpu} is beyond the {bits}-CPU affinity mask"),
+            ));
+        }
+        // SAFETY: `cpu` < the set's bit count (checked above), so CPU_SET
+        // writes inside `set`.
+        unsafe { libc::CPU_SET(cpu, &mut set) };
+    }
+    // SAFETY: pid 0 is the calling thread; `set` is a valid cpu_set_t of
+    // the size passed, which the kernel only reads.
+    let r = unsafe { libc::sched_setaffinity(0, size_of::<libc::cpu_set_t>(), &set) };
+    if r == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
 }
 
 /// Whether the process runs with effective user id 0.
@@ -229,6 +266,24 @@ mod tests {
             }
         }
         0
+    }
+
+    #[test]
+    fn a_thread_limited_to_one_cpu_runs_there_and_its_children_inherit_it() {
+        let cpus = crate::config::available_cores().expect("the affinity mask");
+        let last = *cpus.last().unwrap();
+        std::thread::spawn(move || {
+            set_thread_cpus(&[last]).expect("set");
+            assert_eq!(crate::config::available_cores().unwrap(), [last]);
+            let child = std::thread::spawn(crate::config::available_cores)
+                .join()
+                .unwrap();
+            assert_eq!(child.unwrap(), [last]);
+        })
+        .join()
+        .unwrap();
+        assert!(set_thread_cpus(&[]).is_err());
+        assert!(set_thread_cpus(&[1 << 20]).is_err());
     }
 
     #[test]
