@@ -24,6 +24,7 @@ pub mod net_client;
 pub mod plot;
 pub mod reactor;
 pub mod ring;
+pub mod rng;
 pub mod session;
 pub mod sync;
 pub mod sys;

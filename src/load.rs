@@ -77,6 +77,7 @@ use crate::auth::keys::MSGS_PER_SEC_MAX;
 use crate::auth::secret::{SECRET_HEX_LEN, Secret};
 use crate::net_client::{ClientError, ConnectOptions, Connection, NonceSource, Order, Reply};
 use crate::plot;
+use crate::rng::SplitMix;
 use crate::sys::Readiness;
 use crate::wire::codes::{CancelReason, Environment, RejectReason, Side, TerminateReason};
 
@@ -2136,25 +2137,6 @@ fn thread_main(
         }
     }
     driver.finish();
-}
-
-/// A small, fast PRNG (SplitMix64): the order flow needs variety, not
-/// unpredictability.
-#[derive(Clone, Copy, Debug)]
-struct SplitMix(u64);
-
-impl SplitMix {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -327,14 +327,7 @@ fn schedule(w0: __m128i, w1: __m128i, w2: __m128i, w3: __m128i) -> __m128i {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// A small deterministic generator (xorshift64*), for test inputs.
-    fn next(s: &mut u64) -> u64 {
-        *s ^= *s >> 12;
-        *s ^= *s << 25;
-        *s ^= *s >> 27;
-        s.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
+    use crate::rng::SplitMix;
 
     #[test]
     fn one_compression_matches_sha2_for_random_states_and_blocks() {
@@ -342,10 +335,10 @@ mod tests {
             eprintln!("no SHA-NI on this CPU: nothing to compare");
             return;
         };
-        let mut seed = 0x9E37_79B9_7F4A_7C15;
+        let mut rng = SplitMix(0x9E37_79B9_7F4A_7C15);
         for _ in 0..1000 {
-            let state: [u32; 8] = std::array::from_fn(|_| next(&mut seed) as u32);
-            let block: [u8; 64] = std::array::from_fn(|_| next(&mut seed) as u8);
+            let state: [u32; 8] = std::array::from_fn(|_| rng.next_u64() as u32);
+            let block: [u8; 64] = std::array::from_fn(|_| rng.next_u64() as u8);
             let mut expected = state;
             sha2::block_api::compress256(&mut expected, &[block]);
             let got = compress_for_test(ni, &state, &block);

@@ -246,6 +246,7 @@ pub fn hmac_sha256(key: &[u8], parts: &[&[u8]]) -> [u8; 32] {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::rng::SplitMix;
 
     /// The key on every engine this CPU has: portable always, SHA-NI when
     /// present.
@@ -256,14 +257,6 @@ mod tests {
             keys.push(native);
         }
         keys
-    }
-
-    /// A small deterministic generator (xorshift64*), for test inputs.
-    fn next(s: &mut u64) -> u64 {
-        *s ^= *s >> 12;
-        *s ^= *s << 25;
-        *s ^= *s >> 27;
-        s.wrapping_mul(0x2545_F491_4F6C_DD1D)
     }
 
     #[test]
@@ -286,15 +279,15 @@ mod tests {
 
     #[test]
     fn random_keys_and_messages_match_the_hmac_crate_on_every_engine() {
-        let mut seed = 0x0123_4567_89AB_CDEF;
+        let mut rng = SplitMix(0x0123_4567_89AB_CDEF);
         let mut msg = [0u8; 300];
         for round in 0..2000 {
-            let key: [u8; 32] = std::array::from_fn(|_| next(&mut seed) as u8);
-            msg.iter_mut().for_each(|b| *b = next(&mut seed) as u8);
+            let key: [u8; 32] = std::array::from_fn(|_| rng.next_u64() as u8);
+            msg.iter_mut().for_each(|b| *b = rng.next_u64() as u8);
             // Mostly hot-path lengths, but every length up to 300 occurs.
             let len = match round % 4 {
-                0 => (next(&mut seed) % 301) as usize,
-                _ => (next(&mut seed) % 56) as usize,
+                0 => rng.below(301) as usize,
+                _ => rng.below(56) as usize,
             };
             let m = &msg[..len];
             let expected = hmac_sha256(&key, &[m]);
@@ -310,7 +303,7 @@ mod tests {
                 tk.seal(&mut frame[..len + MAC_SIZE]);
                 assert_eq!(frame[len..len + MAC_SIZE], expected[..MAC_SIZE]);
                 assert!(tk.verify(&frame[..len + MAC_SIZE]));
-                frame[(next(&mut seed) as usize) % (len + MAC_SIZE)] ^= 1 << (round % 8);
+                frame[rng.below((len + MAC_SIZE) as u64) as usize] ^= 1 << (round % 8);
                 assert!(!tk.verify(&frame[..len + MAC_SIZE]));
             }
         }

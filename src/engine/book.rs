@@ -2499,21 +2499,7 @@ mod tests {
 
     // ----- randomized --------------------------------------------------------
 
-    struct XorShift(u64);
-
-    impl XorShift {
-        fn next(&mut self) -> u64 {
-            let mut x = self.0;
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            self.0 = x;
-            x
-        }
-        fn below(&mut self, n: u64) -> u64 {
-            self.next() % n
-        }
-    }
+    use crate::rng::SplitMix;
 
     /// Two sessions on reactor 0, one each on 1 and 2.
     const SESSIONS: [SessionId; 4] = [A, A2, B, C];
@@ -2529,7 +2515,7 @@ mod tests {
 
     /// Mostly valid commands over a small id and price space, so duplicates,
     /// unknown orders, crossings and both capacity limits all happen.
-    fn random_command(rng: &mut XorShift) -> Command {
+    fn random_command(rng: &mut SplitMix) -> Command {
         let session = SESSIONS[rng.below(4) as usize];
         let instrument = match rng.below(40) {
             0 => 0,
@@ -2580,8 +2566,8 @@ mod tests {
     /// Runs `count` random commands; each stalled command is resumed with a
     /// fresh random room (0..=3 per reactor) until it finishes.
     fn run_random(seed: u64, count: usize, tight: bool) -> (Vec<Event>, MatchingEngine) {
-        let mut rng = XorShift(seed);
-        let mut room_rng = XorShift(seed ^ 0xdead_beef);
+        let mut rng = SplitMix(seed);
+        let mut room_rng = SplitMix(seed ^ 0xdead_beef);
         let mut e = MatchingEngine::new(small_config());
         let mut sink = Sink::new(UNLIMITED);
         for i in 0..count {
@@ -2622,7 +2608,7 @@ mod tests {
 
     #[test]
     fn room_one_then_unlimited_gives_the_unlimited_sequence() {
-        let mut rng = XorShift(77);
+        let mut rng = SplitMix(77);
         let commands: Vec<Command> = (0..3_000).map(|_| random_command(&mut rng)).collect();
         let mut plain = MatchingEngine::new(small_config());
         let mut stalled = MatchingEngine::new(small_config());
@@ -2642,7 +2628,7 @@ mod tests {
 
     #[test]
     fn room_of_events_per_step_max_always_makes_progress() {
-        let mut rng = XorShift(5);
+        let mut rng = SplitMix(5);
         let mut e = MatchingEngine::new(small_config());
         let mut sink = Sink::new(0);
         for _ in 0..3_000 {
@@ -2674,7 +2660,7 @@ mod tests {
     #[test]
     fn random_commands_keep_the_book_uncrossed_and_quantities_conserved() {
         for seed in [3, 0xabcdef, 0x5555_aaaa_0f0f] {
-            let mut rng = XorShift(seed);
+            let mut rng = SplitMix(seed);
             let mut e = MatchingEngine::new(small_config());
             let mut open: HashMap<u64, Tracked> = HashMap::new();
             let mut trades: HashMap<u64, Vec<Event>> = HashMap::new();
