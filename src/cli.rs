@@ -186,9 +186,6 @@ pub struct ServeArgs {
     pub prometheus: Option<SocketAddr>,
 }
 
-/// Where `serve` keeps its audit journal unless told otherwise.
-pub use crate::config::AUDIT_JOURNAL_DEFAULT;
-
 /// `--idle`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum IdleArg {
@@ -835,12 +832,8 @@ fn serve(args: &ServeArgs) -> ExitCode {
         }
     };
     let shape = describe(&plan.spec);
-    let pins_any = !plan.spec.reactor_cores.is_empty()
-        || matches!(
-            plan.spec.engine,
-            EnginePlacement::OwnThread { core: Some(_) }
-        );
-    let housekeeping = housekeeping_cores(&plan.spec, config::available_cores().as_deref());
+    let pinned = pinned_cores(&plan.spec);
+    let housekeeping = housekeeping_cores(&pinned, config::available_cores().as_deref());
     if let Some(cores) = &housekeeping {
         // Before any thread starts: the journal writer, admin, signal and
         // metrics threads inherit it; reactors and the engine pin
@@ -863,7 +856,7 @@ fn serve(args: &ServeArgs) -> ExitCode {
         Some(cores) => {
             println!("housekeeping threads (journal, admin, signals, metrics) on cores {cores:?}")
         }
-        None if pins_any => eprintln!(
+        None if !pinned.is_empty() => eprintln!(
             "ordergate: warning: every core is a reactor's or the engine's; the journal writer \
              and admin threads will preempt them (leave a core free, or isolate the pinned ones)"
         ),
@@ -940,18 +933,22 @@ fn serve(args: &ServeArgs) -> ExitCode {
     ExitCode::SUCCESS
 }
 
-/// The CPUs `serve`'s own threads (main, journal writer, admin, signals,
-/// metrics) are kept on: every allowed CPU that no reactor and not the
-/// engine is pinned to. Unkept, the scheduler may put them on a reactor's
-/// core, where each wake-up preempts a busy-spinning reactor (measured on
-/// a 2-core host before this: 790 involuntary switches of the reactor in
-/// 2 s, turn_ns_max 1.4–8 ms). `None` when nothing is pinned (nothing to
-/// keep away from) or when no CPU is left over.
-pub fn housekeeping_cores(spec: &GatewaySpec, available: Option<&[usize]>) -> Option<Vec<usize>> {
-    let mut pinned: Vec<usize> = spec.reactor_cores.clone();
+/// The cores the reactors and the engine are pinned to (empty: none).
+pub fn pinned_cores(spec: &GatewaySpec) -> Vec<usize> {
+    let mut pinned = spec.reactor_cores.clone();
     if let EnginePlacement::OwnThread { core: Some(core) } = spec.engine {
         pinned.push(core);
     }
+    pinned
+}
+
+/// The CPUs `serve`'s own threads (main, journal writer, admin, signals,
+/// metrics) are kept on: every allowed CPU not in `pinned`. Unkept, the
+/// scheduler may put them on a reactor's core, where each wake-up preempts
+/// a busy-spinning reactor (seen on a 2-core host: the journal writer on
+/// the reactor's CPU during a sweep). `None` when nothing is pinned
+/// (nothing to keep away from) or when no CPU is left over.
+pub fn housekeeping_cores(pinned: &[usize], available: Option<&[usize]>) -> Option<Vec<usize>> {
     if pinned.is_empty() {
         return None;
     }
@@ -1898,46 +1895,37 @@ mod tests {
 
     #[test]
     fn housekeeping_is_every_allowed_core_nothing_is_pinned_to() {
-        let spec = |reactors: Vec<usize>, engine| GatewaySpec {
-            reactor_cores: reactors,
-            engine,
-            ..GatewaySpec::default()
+        let pinned = |reactors: Vec<usize>, engine| {
+            pinned_cores(&GatewaySpec {
+                reactor_cores: reactors,
+                engine,
+                ..GatewaySpec::default()
+            })
         };
+        let shared = EnginePlacement::SharedWithReactor0;
         let all = [0, 1, 2, 3, 4, 5, 6, 7];
         // Nothing pinned: nothing to keep away from.
+        assert_eq!(pinned(vec![], shared), Vec::<usize>::new());
         assert_eq!(
-            housekeeping_cores(
-                &spec(vec![], EnginePlacement::SharedWithReactor0),
-                Some(&all)
-            ),
+            housekeeping_cores(&pinned(vec![], shared), Some(&all)),
             None
         );
+        let own_core_6 = EnginePlacement::OwnThread { core: Some(6) };
+        assert_eq!(pinned(vec![2, 3], own_core_6), [2, 3, 6]);
         assert_eq!(
-            housekeeping_cores(
-                &spec(vec![2, 3], EnginePlacement::OwnThread { core: Some(6) }),
-                Some(&all)
-            ),
+            housekeeping_cores(&pinned(vec![2, 3], own_core_6), Some(&all)),
             Some(vec![0, 1, 4, 5, 7])
         );
         assert_eq!(
-            housekeeping_cores(
-                &spec(vec![1], EnginePlacement::SharedWithReactor0),
-                Some(&[0, 1])
-            ),
+            housekeeping_cores(&pinned(vec![1], shared), Some(&[0, 1])),
             Some(vec![0])
         );
         // Every core taken, or the mask unreadable: none.
         assert_eq!(
-            housekeeping_cores(
-                &spec(vec![0, 1], EnginePlacement::SharedWithReactor0),
-                Some(&[0, 1])
-            ),
+            housekeeping_cores(&pinned(vec![0, 1], shared), Some(&[0, 1])),
             None
         );
-        assert_eq!(
-            housekeeping_cores(&spec(vec![1], EnginePlacement::SharedWithReactor0), None),
-            None
-        );
+        assert_eq!(housekeeping_cores(&pinned(vec![1], shared), None), None);
     }
 
     #[test]

@@ -177,28 +177,31 @@ impl FrameReader {
         self.filled(bytes.len());
     }
 
-    /// Whether a whole frame (or a prefix no frame can start with) is
-    /// buffered: what [`FrameReader::next_frame`] would return without
-    /// taking it.
-    pub fn has_frame(&self) -> bool {
+    /// The size of the whole frame at the front, or the error of a prefix
+    /// no frame can start with; `None` while the frame is incomplete.
+    fn front(&self) -> Option<Result<usize, DecodeError>> {
         let avail = &self.buf[self.start..self.end];
         match wire::frame_size(avail) {
-            Ok(Some(size)) => avail.len() >= size,
-            Ok(None) => false,
-            Err(_) => true,
+            Ok(Some(size)) if avail.len() >= size => Some(Ok(size)),
+            Ok(_) => None,
+            Err(e) => Some(Err(e)),
         }
+    }
+
+    /// Whether [`FrameReader::next_frame`] would return something: a whole
+    /// frame, or a prefix no frame can start with.
+    pub fn has_frame(&self) -> bool {
+        self.front().is_some()
     }
 
     /// The next whole frame, if one is buffered.
     pub fn next_frame(&mut self) -> Option<Result<&[u8], DecodeError>> {
-        let avail = &self.buf[self.start..self.end];
-        match wire::frame_size(avail) {
-            Ok(Some(size)) if avail.len() >= size => {
+        match self.front()? {
+            Ok(size) => {
                 let s = self.start;
                 self.start += size;
                 Some(Ok(&self.buf[s..s + size]))
             }
-            Ok(_) => None,
             Err(e) => Some(Err(e)),
         }
     }

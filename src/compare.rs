@@ -17,7 +17,8 @@
 //! answer is read. The client's own work inside the clock is the same in
 //! every row: the ordergate row's NewOrder is sealed before the clock starts
 //! and the reply's tag is checked after it stops, as the echo row's frame is
-//! ready-made and its answer unchecked. The rows take turns by rounds so that a burst of noise
+//! ready-made and its answer unchecked. The rows take turns by rounds so
+//! that a burst of noise
 //! from the rest of the machine lands on all three alike.
 //!
 //! **Noise on a small shared host.** On a 2-core VM with other jobs
@@ -179,7 +180,7 @@ pub fn locate_haproxy(explicit: Option<&Path>, install: Install) -> HaproxyBinar
             note: format!("haproxy not found on PATH; row (c) skipped: {how}"),
         };
     }
-    if !running_as_root() || find_on_path("apt-get").is_none() {
+    if !crate::sys::is_root() || find_on_path("apt-get").is_none() {
         return HaproxyBinary::Missing {
             note: format!(
                 "haproxy not found on PATH (and not root with apt-get, so not installing); \
@@ -229,10 +230,6 @@ pub fn find_on_path(name: &str) -> Option<PathBuf> {
 fn is_executable(path: &Path) -> bool {
     use std::os::unix::fs::PermissionsExt;
     std::fs::metadata(path).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
-}
-
-fn running_as_root() -> bool {
-    crate::sys::is_root()
 }
 
 /// Runs apt-get with its stdout sent to our stderr, so that stdout keeps

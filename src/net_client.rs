@@ -289,7 +289,6 @@ pub struct Order {
 }
 
 impl Order {
-    /// A Day limit order.
     /// The unsealed NewOrder frame (seq 0, no tag) of this order.
     pub fn frame(&self) -> [u8; wire::NEW_ORDER_SIZE] {
         wire::NewOrder {
@@ -305,6 +304,7 @@ impl Order {
         .to_bytes()
     }
 
+    /// A Day limit order.
     pub fn limit(cl_ord_id: u64, instrument_id: u32, side: Side, price: i64, qty: u32) -> Order {
         Order {
             cl_ord_id,
