@@ -46,7 +46,7 @@
 //! would otherwise put in front of an engine. Goals are printed, never
 //! asserted.
 //!
-//! The gateway runs in process as `demo` starts it (`GatewaySpec::default`:
+//! The gateway runs in process as `demo` starts it ([`crate::demo::unthrottled_gateway`]:
 //! one reactor with the engine on its thread, a fresh key); only the idle
 //! strategy (`--idle`, see [`IDLE_DEFAULT`]) and the reactor's CPU (the
 //! pinned one) are chosen here. HAProxy is a
@@ -68,15 +68,11 @@ use std::time::{Duration, Instant};
 use hdrhistogram::Histogram;
 use zeroize::Zeroizing;
 
-use crate::auth::keys::{BURST_MAX, KeyEntry, KeyTable, MSGS_PER_SEC_MAX};
-use crate::auth::secret::Secret;
 use crate::constants::KEEPALIVE_MS_MAX;
 use crate::echo::{EchoClient, WARMUP_ROUND_TRIPS, ordergate_round_trips_into, spawn_echo_server};
-use crate::gateway::{Gateway, GatewaySpec};
 use crate::load::new_histogram;
 use crate::net_client::{ConnectOptions, Connection, read_urandom};
 use crate::reactor::idle::IdleKind;
-use crate::wire::codes::{Environment, Scopes};
 
 /// Recorded round trips per row per round when `--round-trips` is not
 /// given. With [`ROUNDS_DEFAULT`], 40 000 samples a row (40 beyond p99.9)
@@ -1079,7 +1075,8 @@ fn run_here(params: &CompareParams, started: Instant) -> Result<CompareReport, S
         read_urandom(&mut s).map_err(|e| format!("cannot read /dev/urandom: {e}"))?;
         s
     });
-    let gateway = start_gateway(&secret, params.idle, params.cpu)?;
+    let gateway =
+        crate::demo::unthrottled_gateway(COMPARE_KEY_ID, &secret, params.idle, params.cpu)?;
     let measured = measure(
         params,
         echo_addr,
@@ -1111,31 +1108,6 @@ fn run_here(params: &CompareParams, started: Instant) -> Result<CompareReport, S
         },
         elapsed: started.elapsed(),
     })
-}
-
-/// The gateway as `demo` starts it: `GatewaySpec::default()`, one key
-/// allowed everything at the highest rate (the comparison measures the
-/// pipeline, not the throttle), `idle`, and its reactor on `cpu` if given.
-fn start_gateway(secret: &[u8; 32], idle: IdleKind, cpu: Option<usize>) -> Result<Gateway, String> {
-    let keys = KeyTable::from_entries(vec![
-        KeyEntry::new(
-            COMPARE_KEY_ID,
-            Secret::from_bytes(*secret),
-            Scopes::TRADE.union(Scopes::CANCEL),
-            Environment::Production,
-        )
-        .with_rate(MSGS_PER_SEC_MAX, BURST_MAX)
-        .allow_any(),
-    ])
-    .map_err(|e| e.to_string())?;
-    let mut spec = GatewaySpec {
-        idle,
-        reactor_cores: cpu.into_iter().collect(),
-        ..GatewaySpec::default()
-    };
-    spec.session.session_msgs_per_sec = MSGS_PER_SEC_MAX;
-    spec.session.session_burst = BURST_MAX;
-    Gateway::start(spec, keys).map_err(|e| format!("gateway: {e}"))
 }
 
 /// The rounds: (a), (b), then (c) if `haproxy_addr`, each with its warm-up.

@@ -26,6 +26,7 @@ use crate::echo::{compare_interleaved, spawn_echo_server};
 use crate::gateway::{Gateway, GatewayReport, GatewaySpec};
 use crate::load::{LoadParams, LoadReport, Mix, new_histogram, percentiles_us, run_load};
 use crate::net_client::{ConnectOptions, Connection, read_urandom};
+use crate::reactor::idle::IdleKind;
 use crate::wire::codes::{Environment, RejectReason, Scopes};
 
 /// The demo's one API key id.
@@ -192,29 +193,12 @@ pub fn run_demo(params: &DemoParams) -> Result<DemoReport, String> {
         read_urandom(&mut s).map_err(|e| format!("cannot read /dev/urandom: {e}"))?;
         s
     });
-    let keys = KeyTable::from_entries(vec![
-        KeyEntry::new(
-            DEMO_KEY_ID,
-            Secret::from_bytes(*secret),
-            Scopes::TRADE.union(Scopes::CANCEL),
-            Environment::Production,
-        )
-        .with_rate(MSGS_PER_SEC_MAX, BURST_MAX)
-        .allow_any(),
-    ])
-    .map_err(|e| e.to_string())?;
     // The reactor on the last CPU, and the comparison's client and echo
     // with it, as `ordergate compare` places them: unpinned, a wake-up that
     // lands on the other CPU costs tens of µs on a small VM and the line
     // would measure the scheduler (seen: echo 4.4 µs, ordergate 22.5 µs).
     let cpu = crate::compare::default_cpu();
-    let mut spec = GatewaySpec {
-        reactor_cores: cpu.into_iter().collect(),
-        ..GatewaySpec::default()
-    };
-    spec.session.session_msgs_per_sec = MSGS_PER_SEC_MAX;
-    spec.session.session_burst = BURST_MAX;
-    let gateway = Gateway::start(spec, keys).map_err(|e| format!("gateway: {e}"))?;
+    let gateway = unthrottled_gateway(DEMO_KEY_ID, &secret, GatewaySpec::default().idle, cpu)?;
     let addr = gateway.local_addr();
     let driven = drive(addr, DEMO_KEY_ID, *secret, params, cpu);
     let gateway_report = gateway.shutdown();
@@ -226,6 +210,42 @@ pub fn run_demo(params: &DemoParams) -> Result<DemoReport, String> {
         gateway: Some(gateway_report),
         elapsed: started.elapsed(),
     })
+}
+
+/// The gateway `demo` and `compare` measure: `GatewaySpec::default()` with
+/// `idle`, its reactor on `cpu` if given, and one key, `key_id` with
+/// `secret`, allowed trade and cancel from anywhere at the highest rate, the
+/// per-session limit raised to match (they measure the pipeline, not the
+/// throttle, which has its own tests).
+///
+/// # Errors
+///
+/// The gateway did not start (named).
+pub fn unthrottled_gateway(
+    key_id: u64,
+    secret: &[u8; 32],
+    idle: IdleKind,
+    cpu: Option<usize>,
+) -> Result<Gateway, String> {
+    let keys = KeyTable::from_entries(vec![
+        KeyEntry::new(
+            key_id,
+            Secret::from_bytes(*secret),
+            Scopes::TRADE.union(Scopes::CANCEL),
+            Environment::Production,
+        )
+        .with_rate(MSGS_PER_SEC_MAX, BURST_MAX)
+        .allow_any(),
+    ])
+    .map_err(|e| e.to_string())?;
+    let mut spec = GatewaySpec {
+        idle,
+        reactor_cores: cpu.into_iter().collect(),
+        ..GatewaySpec::default()
+    };
+    spec.session.session_msgs_per_sec = MSGS_PER_SEC_MAX;
+    spec.session.session_burst = BURST_MAX;
+    Gateway::start(spec, keys).map_err(|e| format!("gateway: {e}"))
 }
 
 fn check(params: &DemoParams) -> Result<(), String> {
