@@ -204,19 +204,8 @@ impl<'s> Pair<'s> {
         side: u8,
         tif: u8,
     ) -> [u8; 64] {
-        self.client.seal(
-            wire::NewOrder {
-                seq: 0,
-                cl_ord_id,
-                price,
-                qty,
-                instrument_id: 1,
-                side,
-                ord_type: 1,
-                tif,
-            }
-            .to_bytes(),
-        )
+        self.client
+            .seal(new_order_frame(cl_ord_id, price, qty, side, tif))
     }
 
     pub fn cancel(&mut self, cl_ord_id: u64, orig: u64) -> [u8; 60] {
@@ -257,4 +246,20 @@ pub fn rejected(frame: &[u8]) -> (u64, u16, u64) {
         GatewayFrame::OrderRejected(r) => (r.cl_ord_id(), r.reason(), r.retry_after_ns()),
         other => panic!("expected OrderRejected, got {other:?}"),
     }
+}
+
+/// An unsealed limit NewOrder on instrument 1 (seq 0, no tag): both
+/// harnesses seal it with their client session.
+pub fn new_order_frame(cl_ord_id: u64, price: i64, qty: u32, side: u8, tif: u8) -> [u8; 64] {
+    wire::NewOrder {
+        seq: 0,
+        cl_ord_id,
+        price,
+        qty,
+        instrument_id: 1,
+        side,
+        ord_type: 1,
+        tif,
+    }
+    .to_bytes()
 }

@@ -144,19 +144,8 @@ impl Conn {
     }
 
     pub fn order(&mut self, cl_ord_id: u64, price: i64, qty: u32, side: u8, tif: u8) -> [u8; 64] {
-        self.c.seal(
-            wire::NewOrder {
-                seq: 0,
-                cl_ord_id,
-                price,
-                qty,
-                instrument_id: 1,
-                side,
-                ord_type: 1,
-                tif,
-            }
-            .to_bytes(),
-        )
+        self.c
+            .seal(super::new_order_frame(cl_ord_id, price, qty, side, tif))
     }
 
     pub fn send_order(&mut self, cl_ord_id: u64, price: i64, qty: u32, side: u8, tif: u8) {
