@@ -804,6 +804,14 @@ fn environment_name(environment: Environment) -> &'static str {
 }
 
 fn serve(args: &ServeArgs) -> ExitCode {
+    // First, before any secret is read: no core dump of this process, no
+    // ptrace or /proc/PID/mem from the same user.
+    if let Err(e) = crate::sys::set_not_dumpable() {
+        return fail(
+            EXIT_FAILURE,
+            format!("cannot make the process non-dumpable (prctl PR_SET_DUMPABLE): {e}"),
+        );
+    }
     let plan = match plan_serve(args, config::available_cores().as_deref()) {
         Ok(plan) => plan,
         Err(message) => return fail(EXIT_USAGE, message),
@@ -812,6 +820,10 @@ fn serve(args: &ServeArgs) -> ExitCode {
         Ok(keys) => keys,
         Err(e) => return fail(EXIT_USAGE, e),
     };
+    let memory = keys.secret_memory();
+    if !(memory.locked && memory.excluded_from_dumps) {
+        eprintln!("ordergate: warning: {}", secrets_line(memory));
+    }
     if let Err(message) = check_environment(&keys, plan.spec.session.environment, &plan.keys) {
         return fail(EXIT_USAGE, message);
     }
@@ -1018,6 +1030,23 @@ pub fn describe(spec: &GatewaySpec) -> String {
     }
     let _ = write!(out, ", idle {}", spec.idle.name());
     out
+}
+
+/// What `serve` prints about where the secrets live: never in a core dump
+/// (the process is not dumpable, and the key table's pages are
+/// `MADV_DONTDUMP`), and whether they are locked out of swap.
+pub fn secrets_line(memory: crate::sys::SecretMemory) -> String {
+    let lock = if memory.locked {
+        "locked in RAM"
+    } else {
+        "NOT locked in RAM (mlock refused: raise RLIMIT_MEMLOCK, e.g. the unit's LimitMEMLOCK)"
+    };
+    let dump = if memory.excluded_from_dumps {
+        "excluded from core dumps"
+    } else {
+        "MADV_DONTDUMP refused"
+    };
+    format!("secrets: process not dumpable; key table {dump}, {lock}")
 }
 
 /// The shutdown summary: per reactor, sessions and logons, messages,

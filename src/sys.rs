@@ -11,6 +11,8 @@
 //! | `prctl(PR_SET_PDEATHSIG)` | [`die_with_parent`]: HAProxy child of `compare` | killed even if ordergate aborts |
 //! | `epoll` | [`Readiness`]: the load generator's many sockets per thread | one wait for hundreds of sessions |
 //! | `sched_setaffinity` | [`set_thread_cpus`]: `serve`'s own threads onto the housekeeping CPUs | `core_affinity` pins to one CPU only |
+//! | `prctl(PR_SET_DUMPABLE)` | [`set_not_dumpable`]: `serve` at start | no core dump, no ptrace attach or `/proc/PID/mem` read by the same uid: the process holds every key's secret |
+//! | `madvise(MADV_DONTDUMP)`, `mlock` | [`protect_secret_memory`]: the key table's entries, the session slab | secrets left out of any dump and never written to swap |
 //!
 //! The other `unsafe` modules: `reactor::uring` (io_uring), `ring` (the
 //! SPSC ring's slots), `journal::storage`/`journal::appender` and
@@ -103,11 +105,80 @@ pub fn set_thread_cpus(cpus: &[usize]) -> io::Result<()> {
     }
 }
 
+/// Makes the process non-dumpable (`prctl(PR_SET_DUMPABLE, 0)`): the
+/// kernel writes no core dump of it, and processes of the same user can
+/// neither `ptrace` it nor read `/proc/PID/mem`. `serve` calls it first:
+/// the process holds every API key's secret.
+pub fn set_not_dumpable() -> io::Result<()> {
+    // SAFETY: PR_SET_DUMPABLE takes an integer argument and touches no
+    // memory of ours.
+    let r = unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) };
+    if r == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+/// Whether the process is dumpable (`prctl(PR_GET_DUMPABLE)`).
+pub fn is_dumpable() -> bool {
+    // SAFETY: PR_GET_DUMPABLE takes no argument and touches no memory of
+    // ours; it returns 0, 1 or 2.
+    unsafe { libc::prctl(libc::PR_GET_DUMPABLE, 0, 0, 0, 0) != 0 }
+}
+
+/// What [`protect_secret_memory`] obtained from the kernel.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SecretMemory {
+    /// `MADV_DONTDUMP` applied: the pages are left out of core dumps.
+    pub excluded_from_dumps: bool,
+    /// `mlock` succeeded: the pages are never written to swap.
+    pub locked: bool,
+}
+
+/// Asks the kernel to leave the pages under `[ptr, ptr + len)` out of core
+/// dumps (`MADV_DONTDUMP`) and to keep them in RAM (`mlock`), for memory
+/// that holds secrets. The whole pages covering the range are affected,
+/// including whatever else shares them: both only restrict what the kernel
+/// does with the pages (no dump, no swap), never their contents. The pages
+/// stay so after the value is freed: the lock is bounded by
+/// `RLIMIT_MEMLOCK` (beyond it `mlock` fails and `locked` is false: the
+/// caller warns), and a freed page reused by the allocator being locked
+/// or undumped is harmless. Neither is undone on purpose: another secret
+/// may share the page.
+pub fn protect_secret_memory(ptr: *const u8, len: usize) -> SecretMemory {
+    if len == 0 {
+        return SecretMemory {
+            excluded_from_dumps: true,
+            locked: true,
+        };
+    }
+    let start = (ptr as usize) / PAGE * PAGE;
+    let end = (ptr as usize + len).next_multiple_of(PAGE);
+    // SAFETY: [start, end) are whole pages that contain the caller's live
+    // allocation [ptr, ptr + len) and so are mapped; MADV_DONTDUMP only
+    // sets a flag on the mapping (it does not change or free the memory),
+    // and mlock only faults the pages in and pins them.
+    unsafe {
+        let dontdump = libc::madvise(start as *mut libc::c_void, end - start, libc::MADV_DONTDUMP);
+        let lock = libc::mlock(start as *const libc::c_void, end - start);
+        SecretMemory {
+            excluded_from_dumps: dontdump == 0,
+            locked: lock == 0,
+        }
+    }
+}
+
 /// Whether the process runs with effective user id 0.
 pub fn is_root() -> bool {
+    euid() == 0
+}
+
+/// The process's effective user id.
+pub fn euid() -> u32 {
     // SAFETY: geteuid has no preconditions, touches no memory of ours and
     // cannot fail.
-    unsafe { libc::geteuid() == 0 }
+    unsafe { libc::geteuid() }
 }
 
 /// Makes the child `command` starts receive SIGKILL when the thread that
@@ -250,6 +321,13 @@ mod tests {
 
     /// AnonHugePages of the mapping that contains `addr`, from /proc/self/smaps.
     fn anon_huge_kib_at(addr: usize) -> u64 {
+        smaps_field_at(addr, "AnonHugePages:")
+            .map_or(0, |v| v.trim_end_matches("kB").trim().parse().unwrap_or(0))
+    }
+
+    /// The value of `field` (e.g. "VmFlags:") of the mapping that contains
+    /// `addr`, from /proc/self/smaps.
+    pub(crate) fn smaps_field_at(addr: usize, field: &str) -> Option<String> {
         let smaps = std::fs::read_to_string("/proc/self/smaps").expect("/proc/self/smaps");
         let mut inside = false;
         for line in smaps.lines() {
@@ -261,11 +339,54 @@ mod tests {
                 inside = lo <= addr && addr < hi;
                 continue;
             }
-            if inside && let Some(v) = line.strip_prefix("AnonHugePages:") {
-                return v.trim().trim_end_matches("kB").trim().parse().unwrap_or(0);
+            if inside && let Some(v) = line.strip_prefix(field) {
+                return Some(v.trim().to_string());
             }
         }
-        0
+        None
+    }
+
+    #[test]
+    fn secret_memory_is_left_out_of_dumps_and_locked_where_allowed() {
+        let secret: Box<[u8]> = vec![0x5au8; 100].into_boxed_slice();
+        let got = protect_secret_memory(secret.as_ptr(), secret.len());
+        assert!(got.excluded_from_dumps, "MADV_DONTDUMP is always allowed");
+        let flags = smaps_field_at(secret.as_ptr() as usize, "VmFlags:").expect("mapped");
+        let flags: Vec<&str> = flags.split_whitespace().collect();
+        assert!(flags.contains(&"dd"), "VmFlags {flags:?}");
+        // mlock needs RLIMIT_MEMLOCK room (root has none to need).
+        if is_root() {
+            assert!(got.locked);
+            assert!(flags.contains(&"lo"), "VmFlags {flags:?}");
+        }
+        assert_eq!(secret[99], 0x5a, "contents unchanged");
+    }
+
+    #[test]
+    fn a_process_made_not_dumpable_reports_it() {
+        // In a child process: the flag is process-wide, and the test
+        // binary's other tests must not lose their core dumps.
+        if std::env::var_os("ORDERGATE_TEST_DUMPABLE_CHILD").is_some() {
+            assert!(is_dumpable());
+            set_not_dumpable().expect("prctl");
+            assert!(!is_dumpable());
+            return;
+        }
+        let exe = std::env::current_exe().unwrap();
+        let out = Command::new(exe)
+            .args([
+                "--exact",
+                "sys::tests::a_process_made_not_dumpable_reports_it",
+                "--nocapture",
+            ])
+            .env("ORDERGATE_TEST_DUMPABLE_CHILD", "1")
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success() && String::from_utf8_lossy(&out.stdout).contains("1 passed"),
+            "{}",
+            String::from_utf8_lossy(&out.stdout)
+        );
     }
 
     #[test]

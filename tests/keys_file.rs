@@ -168,6 +168,92 @@ fn missing_file_and_directory_are_refused() {
 }
 
 #[test]
+fn a_symlink_is_refused_not_followed() {
+    let target = TempFile::new("link-target", entry(1).as_bytes(), 0o600);
+    let link =
+        std::env::temp_dir().join(format!("ordergate-keys-{}-link.toml", std::process::id()));
+    let _ = fs::remove_file(&link);
+    std::os::unix::fs::symlink(target.path(), &link).unwrap();
+    let err = KeyTable::load(&link).unwrap_err();
+    let _ = fs::remove_file(&link);
+    check_refusal(&err, &link);
+    assert!(matches!(err.kind(), KeysErrorKind::Symlink), "{err}");
+    assert!(err.to_string().contains("symbolic link"), "{err}");
+}
+
+#[test]
+fn a_fifo_is_refused_without_waiting_for_a_writer() {
+    let path =
+        std::env::temp_dir().join(format!("ordergate-keys-{}-fifo.toml", std::process::id()));
+    let _ = fs::remove_file(&path);
+    let made = std::process::Command::new("mkfifo")
+        .arg("-m")
+        .arg("600")
+        .arg(&path)
+        .status()
+        .expect("mkfifo runs");
+    assert!(made.success());
+    // Loaded on another thread: before the fix the open blocked for ever
+    // waiting for a writer. A bounded wait, then the verdict.
+    let (tx, rx) = std::sync::mpsc::channel();
+    let p = path.clone();
+    std::thread::spawn(move || {
+        let _ = tx.send(
+            KeyTable::load(&p)
+                .map(|t| t.len())
+                .map_err(|e| e.to_string()),
+        );
+    });
+    let got = rx.recv_timeout(std::time::Duration::from_secs(5));
+    if got.is_err() {
+        // Unblock the stuck open so the thread can end, then fail.
+        let _ = fs::OpenOptions::new().write(true).open(&path);
+    }
+    let _ = fs::remove_file(&path);
+    let err = got
+        .expect("loading a FIFO must not hang")
+        .expect_err("a FIFO is not a keys file");
+    assert!(err.contains("not a regular file"), "{err}");
+}
+
+#[test]
+fn a_file_owned_by_another_user_is_refused() {
+    if !ordergate::sys::is_root() {
+        eprintln!("skipped: only root can give a file to another user");
+        return;
+    }
+    let file = TempFile::new("owner", entry(1).as_bytes(), 0o600);
+    std::os::unix::fs::chown(file.path(), Some(54_321), None).unwrap();
+    let err = KeyTable::load(file.path()).unwrap_err();
+    check_refusal(&err, file.path());
+    assert!(
+        matches!(
+            err.kind(),
+            KeysErrorKind::Owner {
+                owner: 54_321,
+                me: 0
+            }
+        ),
+        "{err}"
+    );
+    assert!(err.to_string().contains("uid 54321"), "{err}");
+    // Root's own file and the gateway user's own file load.
+    std::os::unix::fs::chown(file.path(), Some(0), None).unwrap();
+    assert_eq!(KeyTable::load(file.path()).unwrap().len(), 1);
+}
+
+#[test]
+fn a_loaded_table_keeps_its_secrets_out_of_dumps() {
+    let file = TempFile::new("dump", entry(1).as_bytes(), 0o600);
+    let table = KeyTable::load(file.path()).unwrap();
+    let memory = table.secret_memory();
+    assert!(memory.excluded_from_dumps);
+    if ordergate::sys::is_root() {
+        assert!(memory.locked, "root may always mlock");
+    }
+}
+
+#[test]
 fn oversized_and_non_utf8_files_are_refused() {
     let big = vec![b'#'; usize::try_from(KEYS_FILE_SIZE_MAX).unwrap() + 1];
     let file = TempFile::new("big", &big, 0o600);

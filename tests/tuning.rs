@@ -382,6 +382,7 @@ fn service_unit_runs_serve_with_io_uring_allowed_and_the_8core_cores() {
     for key in [
         "TimeoutStopSec",
         "LimitNOFILE",
+        "LimitCORE",
         "NoNewPrivileges",
         "ProtectSystem",
         "ReadWritePaths",
@@ -390,6 +391,9 @@ fn service_unit_runs_serve_with_io_uring_allowed_and_the_8core_cores() {
     ] {
         assert_eq!(values(key).len(), 1, "{key}");
     }
+
+    // The process holds every secret: never a core file.
+    assert_eq!(values("LimitCORE"), ["0"]);
 
     // CPUAffinity must hold every core host-8core.toml pins: serve refuses
     // a core outside the process's mask.

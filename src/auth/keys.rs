@@ -182,9 +182,8 @@ use core::marker::PhantomData;
 use core::num::{NonZeroU32, NonZeroU64};
 use core::ops::Range;
 use std::borrow::Cow;
-use std::fs::File;
 use std::io::{self, Read};
-use std::os::unix::fs::PermissionsExt;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::Path;
 
 use serde::Deserialize;
@@ -339,6 +338,9 @@ pub struct KeyTable {
     /// pushed to after it is built, so its buffer (and the secrets in it) is
     /// never moved.
     entries: Vec<KeyEntry>,
+    /// What the kernel granted for the pages holding `entries` (and so the
+    /// secrets): left out of core dumps, locked in RAM.
+    secret_memory: crate::sys::SecretMemory,
 }
 
 impl KeyTable {
@@ -354,12 +356,25 @@ impl KeyTable {
         let origin = path.display().to_string();
         let fail = |kind| KeysError::new(&origin, None, None, kind);
 
-        let mut file = File::open(path).map_err(|source| {
-            fail(KeysErrorKind::Io {
-                action: "open",
-                source,
-            })
-        })?;
+        // O_NOFOLLOW: a symlink is refused, not followed (whoever can
+        // write the directory must not redirect the gateway to a file of
+        // their choosing). O_NONBLOCK: a FIFO is opened without waiting for
+        // a writer, then refused by the regular-file check below, instead
+        // of hanging the start-up or the reload.
+        let mut file = std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+            .open(path)
+            .map_err(|source| {
+                fail(if source.raw_os_error() == Some(libc::ELOOP) {
+                    KeysErrorKind::Symlink
+                } else {
+                    KeysErrorKind::Io {
+                        action: "open",
+                        source,
+                    }
+                })
+            })?;
         let metadata = file.metadata().map_err(|source| {
             fail(KeysErrorKind::Io {
                 action: "inspect",
@@ -372,6 +387,13 @@ impl KeyTable {
         let mode = metadata.permissions().mode() & 0o7777;
         if mode & 0o077 != 0 {
             return Err(fail(KeysErrorKind::Permissions { mode }));
+        }
+        // Only the gateway's own user or root may own the secrets: a file
+        // another user owns is one that user can rewrite (chmod it back).
+        let owner = metadata.uid();
+        let me = crate::sys::euid();
+        if owner != me && owner != 0 {
+            return Err(fail(KeysErrorKind::Owner { owner, me }));
         }
         let size = metadata.len();
         if size > KEYS_FILE_SIZE_MAX {
@@ -477,7 +499,11 @@ impl KeyTable {
             ));
         }
 
-        let mut entries = Vec::with_capacity(count);
+        let mut entries: Vec<KeyEntry> = Vec::with_capacity(count);
+        // Before any secret is decoded into it: the buffer's pages are
+        // left out of core dumps and locked in RAM (never swapped).
+        // `from_sorted` asks again for the same pages and keeps the answer.
+        crate::sys::protect_secret_memory(entries.as_ptr().cast(), count * size_of::<KeyEntry>());
         for c in checked {
             entries.push(KeyEntry {
                 id: c.id,
@@ -599,10 +625,22 @@ impl KeyTable {
         assert!(!entries.is_empty() && entries.len() <= KEYS_MAX);
         assert!(entries.windows(2).all(|w| w[0].id < w[1].id));
         assert!(entries.iter().all(|e| e.allow.len() <= ALLOW_CIDRS_MAX));
+        let secret_memory = crate::sys::protect_secret_memory(
+            entries.as_ptr().cast(),
+            entries.len() * size_of::<KeyEntry>(),
+        );
         KeyTable {
             origin: origin.to_owned(),
             entries,
+            secret_memory,
         }
+    }
+
+    /// Whether the pages holding the secrets are left out of core dumps and
+    /// locked in RAM (`serve` warns when the kernel refused the lock:
+    /// `RLIMIT_MEMLOCK`, raised by the unit's `LimitMEMLOCK`).
+    pub fn secret_memory(&self) -> crate::sys::SecretMemory {
+        self.secret_memory
     }
 
     /// The file the table was loaded from, or [`ORIGIN_IN_MEMORY`].
@@ -854,8 +892,15 @@ pub enum KeysErrorKind {
         action: &'static str,
         source: io::Error,
     },
-    /// A directory, device, socket…
+    /// A directory, device, socket, FIFO…
     NotRegularFile,
+    /// The path is a symbolic link (refused, not followed).
+    Symlink,
+    /// The file belongs to a user other than the gateway's and root.
+    Owner {
+        owner: u32,
+        me: u32,
+    },
     /// Group or others have some permission on the file.
     Permissions {
         mode: u32,
@@ -1019,6 +1064,15 @@ impl fmt::Display for KeysErrorKind {
         match self {
             KeysErrorKind::Io { action, source } => write!(f, "cannot {action} it: {source}"),
             KeysErrorKind::NotRegularFile => write!(f, "it is not a regular file"),
+            KeysErrorKind::Symlink => write!(
+                f,
+                "it is a symbolic link; name the file itself (links are not followed)"
+            ),
+            KeysErrorKind::Owner { owner, me } => write!(
+                f,
+                "it belongs to uid {owner}, not to the gateway's user (uid {me}) or root; \
+                 chown it"
+            ),
             KeysErrorKind::Permissions { mode } => write!(
                 f,
                 "it has mode {mode:04o}: it must not be accessible by group or others (chmod 600)"

@@ -348,6 +348,17 @@ mod tests {
         }
     }
 
+    /// The cold path's `hmac` state is two SHA-256 cores keyed with the
+    /// secret's pads: built with the `zeroize` feature, `sha2`'s core wipes
+    /// itself in `Drop` (and says so with `ZeroizeOnDrop`). This does not
+    /// compile without the feature.
+    #[test]
+    fn the_hash_states_keyed_by_a_secret_wipe_themselves_on_drop() {
+        fn wipes_on_drop<T: zeroize::ZeroizeOnDrop>() {}
+        wipes_on_drop::<sha2::Sha256>();
+        wipes_on_drop::<TagKey>();
+    }
+
     #[test]
     fn zeroize_wipes_the_states_in_either_order() {
         for mut tk in every_engine(&[0xC3; 32]) {
