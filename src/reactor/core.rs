@@ -169,8 +169,11 @@ impl ReactorCore {
     }
 
     /// Switches to the newest key generation if it moved (one atomic load
-    /// when it did not): every live session is rebound to its key by id, or
-    /// revoked if its key is gone or no longer usable at `now`. Call between
+    /// when it did not): every live session is rebound to its key by id
+    /// (new scopes and limits apply to its next message), revoked if its
+    /// key is gone or no longer usable at `now` (Terminate KEY_REVOKED), or
+    /// ended as for a revocation with Terminate KEY_CHANGED if the reload
+    /// took away its address, its environment or its secret. Call between
     /// turns. Returns whether it switched.
     pub fn refresh_keys(&mut self, now: Nanos) -> bool {
         let epoch = self.shared.keys_epoch();
@@ -191,7 +194,19 @@ impl ReactorCore {
                 .get(key_id)
                 .filter(|(_, e)| !keys.is_revoked(key_id) && key_usable(e, now));
             match usable {
-                Some((index, _)) => session.rebind_key(&keys, index),
+                Some((index, entry)) => {
+                    match session.may_stay_under(entry, self.shared.config.environment) {
+                        Ok(()) => session.rebind_key(&keys, index),
+                        Err(_) => {
+                            // Its orders are canceled as for a revocation,
+                            // then Terminate KEY_CHANGED.
+                            let mut io = io!(self, now, &keys);
+                            session.revoke_with(&mut io, TerminateReason::KEY_CHANGED);
+                            self.counters.reload_ended += 1;
+                            mark(&mut self.dirty, &mut self.dirty_mark, slot as u16);
+                        }
+                    }
+                }
                 None => {
                     let mut io = io!(self, now, &keys);
                     session.revoke(&mut io);

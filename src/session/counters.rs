@@ -16,7 +16,7 @@ pub struct Counters {
     /// counted here too when their event is delivered.
     pub order_rejects: [u64; 11],
     /// Terminate sent, by reason code (index = code).
-    pub terminates: [u64; 9],
+    pub terminates: [u64; TerminateReason::ALL.len()],
     /// Orders, cancels, replaces and mass cancels handed to the engine.
     pub commands_out: u64,
     /// Command ring full: ENGINE_BUSY answered (Aeron's "failed offers").
@@ -37,6 +37,9 @@ pub struct Counters {
     pub orphans_forgotten: u64,
     /// Ended sessions whose orders a revocation canceled.
     pub orphans_swept: u64,
+    /// Live sessions a keys reload ended (Terminate KEY_CHANGED): address
+    /// no longer allowed, environment changed, or secret gone.
+    pub reload_ended: u64,
 }
 
 impl Counters {

@@ -46,6 +46,11 @@
 //! - Heartbeat is sent after `keepalive_ms` of silence toward the client;
 //!   two intervals without a frame from the client end the session with
 //!   Terminate HEARTBEAT_TIMEOUT.
+//! - A keys reload reaches a logged-on session between two turns
+//!   (`rebind_key`): new scopes and risk limits apply to its next message;
+//!   if the reload took away its address, its environment or the secret
+//!   that signed its Logon (`may_stay_under`), it is revoked as for a
+//!   removed key but ends with Terminate KEY_CHANGED.
 //! - However the session ends, if the Logon asked for cancel-on-disconnect
 //!   a `CancelOnDisconnect` command goes to the engine. If the ring is full
 //!   it is retried every turn (`poll_timeout` says "now"); the slot is not
@@ -55,9 +60,10 @@
 
 use std::net::IpAddr;
 
-use crate::auth::keys::KeyIndex;
+use crate::auth::keys::{KeyEntry, KeyIndex};
 use crate::auth::session_keys::{SessionKeys, verify_logon};
 use crate::auth::tag::TagKey;
+use crate::auth::tag::constant_time_eq;
 use crate::constants::{KEEPALIVE_MS_MAX, KEEPALIVE_MS_MIN, RX_PARTIAL_MAX, TX_REPLY_RESERVE};
 use crate::engine::{Command, CommandKind, Event, EventKind, EventReason, Nanos, SessionId};
 use crate::journal::{AuditEvent, AuditSink, JournalHealth, from_ip};
@@ -164,6 +170,20 @@ pub const REVOKE_ACK_TIMEOUT_NS: u64 = 100_000_000;
 /// Logon flag bits a client may set: bit 0, cancel-on-disconnect.
 pub const LOGON_FLAG_CANCEL_ON_DISCONNECT: u8 = 1;
 
+/// What a keys reload took away from a live session
+/// ([`Session::may_stay_under`]); the session ends with Terminate
+/// KEY_CHANGED.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ReloadEnd {
+    /// The key's `allow` list no longer holds the session's address.
+    AddressNotAllowed,
+    /// The key's environment is no longer the gateway's.
+    EnvironmentChanged,
+    /// The secret the Logon was signed with is in neither `secret` nor
+    /// `secret_next` any more.
+    SecretRemoved,
+}
+
 /// Why a session ended, for counters, the audit journal and the reactor.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum CloseReason {
@@ -192,6 +212,9 @@ enum State {
     /// still delivered), then Terminate KEY_REVOKED.
     Revoking {
         deadline: Nanos,
+        /// The Terminate that ends it: KEY_REVOKED, or KEY_CHANGED when a
+        /// reload took away what the session logged on with.
+        reason: TerminateReason,
     },
     /// Ended: flushing what is queued, then the socket closes.
     Closing(CloseReason),
@@ -218,6 +241,9 @@ struct Authenticated {
     cancel_on_disconnect: bool,
     cell: LocalCell,
     throttled_run: u32,
+    /// Whether the Logon was signed with the key's `secret_next` (else its
+    /// `secret`): a reload ends the session if that secret left the file.
+    signed_with_next: bool,
 }
 
 pub struct Session {
@@ -333,23 +359,68 @@ impl Session {
         })
     }
 
-    /// Points a live session at its key in a new key generation (reload).
+    /// Points a live session at its key in a new key generation (reload):
+    /// its scopes and risk limits are the new entry's from the next message.
     pub fn rebind_key(&mut self, keys: &KeySet, index: KeyIndex) {
         if let Some(a) = &mut self.auth {
             a.key = index;
             a.key_state = keys.state(index).clone();
             a.table = keys.table.clone();
+            a.scopes = keys.table.entry(index).scopes;
         }
+    }
+
+    /// Whether a logged-on session may stay on under `entry`, its key's
+    /// entry in a reloaded table, with the gateway serving `environment`:
+    /// `Err` names what the reload took away. Compares against the entry
+    /// the session logged on under (still held until [`rebind_key`]).
+    /// Cold: once per session per reload.
+    ///
+    /// [`rebind_key`]: Self::rebind_key
+    pub fn may_stay_under(
+        &self,
+        entry: &KeyEntry,
+        environment: Environment,
+    ) -> Result<(), ReloadEnd> {
+        let Some(a) = &self.auth else { return Ok(()) };
+        if !entry.allows(self.peer) {
+            return Err(ReloadEnd::AddressNotAllowed);
+        }
+        if entry.environment != environment {
+            return Err(ReloadEnd::EnvironmentChanged);
+        }
+        let old = a.table.entry(a.key);
+        let signed = if a.signed_with_next {
+            old.secret_next.as_ref()
+        } else {
+            Some(&old.secret)
+        };
+        let (current, next) = entry.secrets();
+        let still_there = signed.is_some_and(|signed| {
+            let s = signed.expose();
+            constant_time_eq(s, current.expose())
+                || next.is_some_and(|n| constant_time_eq(s, n.expose()))
+        });
+        if !still_there {
+            return Err(ReloadEnd::SecretRemoved);
+        }
+        Ok(())
     }
 
     /// The session's key was revoked (or disabled, or removed): stop reading,
     /// have the engine cancel its orders with KEY_REVOKED, deliver those
     /// cancels, then Terminate KEY_REVOKED. Not logged on: just closed.
     pub fn revoke<S: CommandSink>(&mut self, io: &mut Io<'_, S>) {
+        self.revoke_with(io, TerminateReason::KEY_REVOKED);
+    }
+
+    /// As [`revoke`](Self::revoke), ending with Terminate `reason`.
+    pub fn revoke_with<S: CommandSink>(&mut self, io: &mut Io<'_, S>, reason: TerminateReason) {
         match self.state {
             State::Active => {
                 self.state = State::Revoking {
                     deadline: io.now + REVOKE_ACK_TIMEOUT_NS,
+                    reason,
                 };
                 self.revoke_pending = true;
                 self.push_revocation(io);
@@ -401,7 +472,7 @@ impl Session {
         }
         match (self.state, &self.auth) {
             (State::AwaitingLogon { deadline }, _) => Some(deadline),
-            (State::Revoking { deadline }, _) => Some(deadline),
+            (State::Revoking { deadline, .. }, _) => Some(deadline),
             (State::Active, Some(a)) => {
                 Some((self.last_tx + a.keepalive_ns).min(self.last_rx + 2 * a.keepalive_ns))
             }
@@ -419,8 +490,8 @@ impl Session {
             self.push_revocation(io);
         }
         match self.state {
-            State::Revoking { deadline } if io.now >= deadline => {
-                self.terminate(io, TerminateReason::KEY_REVOKED);
+            State::Revoking { deadline, reason } if io.now >= deadline => {
+                self.terminate(io, reason);
             }
             State::AwaitingLogon { deadline } if io.now >= deadline => {
                 io.counters.logon_timeouts += 1;
@@ -549,10 +620,12 @@ impl Session {
         // does not tell which one signed); an unknown key is verified
         // against the decoy so its time matches a known key's.
         let mut secret: &[u8; 32] = shared.decoy_secret();
+        let mut signed_with_next = false;
         let signature_ok = match entry {
             Some((_, e)) => match e.secret_matching(|s| verify_logon(s, logon.bytes())) {
                 Some(matched) => {
                     secret = matched.expose();
+                    signed_with_next = !std::ptr::eq(matched, &e.secret);
                     true
                 }
                 None => false,
@@ -634,6 +707,7 @@ impl Session {
             cancel_on_disconnect: flags & LOGON_FLAG_CANCEL_ON_DISCONNECT != 0,
             cell: LocalCell::default(),
             throttled_run: 0,
+            signed_with_next,
         });
         self.state = State::Active;
         self.last_rx = now;
@@ -785,14 +859,20 @@ impl Session {
 
     /// An event from the engine for this session.
     pub fn handle_event<S: CommandSink>(&mut self, io: &mut Io<'_, S>, e: &Event) {
-        let revoking = matches!(self.state, State::Revoking { .. });
-        if !(self.state == State::Active || revoking) || e.session != self.id {
+        let revoking = match self.state {
+            State::Revoking { reason, .. } => Some(reason),
+            _ => None,
+        };
+        if !(self.state == State::Active || revoking.is_some()) || e.session != self.id {
             io.counters.events_undeliverable += 1;
             return;
         }
-        if revoking && e.kind == EventKind::MassCancelAck && e.cl_ord_id == REVOKE_MARKER {
+        if let Some(reason) = revoking
+            && e.kind == EventKind::MassCancelAck
+            && e.cl_ord_id == REVOKE_MARKER
+        {
             // Every KEY_REVOKED cancel has been delivered.
-            return self.terminate(io, TerminateReason::KEY_REVOKED);
+            return self.terminate(io, reason);
         }
         let t = e.transact_time_ns;
         match e.kind {
