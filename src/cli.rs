@@ -1095,6 +1095,18 @@ pub fn summary(report: &GatewayReport, ran: Duration) -> String {
             "  ring full {}, slow consumers {}, logon timeouts {}",
             c.ring_full, c.slow_consumers, c.logon_timeouts
         );
+        // Controls that acted, by counter name (the stats file's), only
+        // when one did: a quiet run keeps a short summary.
+        let acted = by_reason(
+            [
+                ("reload_ended", c.reload_ended),
+                ("slots_retired", c.slots_retired),
+            ]
+            .into_iter(),
+        );
+        if acted != "none" {
+            let _ = writeln!(out, "  controls: {acted}");
+        }
         let _ = writeln!(out, "  recv→ring: {}", latency(&reactor.recv_to_ring_ns));
         uring_health(&mut out, u);
     }
@@ -1920,6 +1932,27 @@ mod tests {
                 "engine: 0 commands, 0 events, 0 blocked turns, 0 misrouted",
             ]
         );
+    }
+
+    #[test]
+    fn summary_names_each_control_that_acted() {
+        let report = GatewayReport {
+            reactors: vec![ReactorReport {
+                counters: Counters {
+                    reload_ended: 2,
+                    slots_retired: 1,
+                    ..Counters::default()
+                },
+                uring: UringCounters::default(),
+                recv_to_ring_ns: Histogram::new(3).unwrap(),
+                engine: None,
+            }],
+            engine: EngineCounters::default(),
+        };
+        let text = summary(&report, Duration::from_secs(1));
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines[6], "  controls: reload_ended 2, slots_retired 1");
+        assert!(lines[7].starts_with("  recv→ring:"), "{}", lines[7]);
     }
 
     #[test]

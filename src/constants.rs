@@ -39,7 +39,7 @@ pub const TX_REPLY_RESERVE: usize = wire::ORDER_REJECTED_SIZE + wire::TERMINATE_
 /// and a shared rate-limit cell; 4096 is far beyond any venue's member count.
 pub const KEYS_MAX: usize = 4096;
 
-/// Sessions one reactor can be configured to serve. The slot index is 16
+/// Sessions one reactor can be configured to serve. The slot index is 14
 /// bits in a `SessionId`; each session holds `TX_BUFFER_SIZE` of transmit
 /// buffer, so this maximum costs 1 GiB per reactor, and the default of
 /// `SESSIONS_PER_REACTOR_DEFAULT` costs 16 MiB.
@@ -48,7 +48,7 @@ pub const SESSIONS_PER_REACTOR_MAX: usize = 1 << 14;
 /// Sessions per reactor when the config says nothing.
 pub const SESSIONS_PER_REACTOR_DEFAULT: usize = 256;
 
-/// Reactor threads one gateway runs: the reactor index is 16 bits in a
+/// Reactor threads one gateway runs: the reactor index is 8 bits in a
 /// `SessionId`; 64 is more cores than any gateway host dedicates.
 pub const REACTORS_MAX: usize = 64;
 
@@ -123,8 +123,8 @@ pub const LOGON_LOCKOUT_WINDOW_NS_DEFAULT: u64 = 60_000_000_000;
 
 const _: () = assert!(FRAME_SIZE_MAX <= RX_PARTIAL_MAX);
 const _: () = assert!(TX_REPLY_RESERVE < TX_BUFFER_SIZE);
-const _: () = assert!(SESSIONS_PER_REACTOR_MAX <= u16::MAX as usize);
-const _: () = assert!(REACTORS_MAX <= u16::MAX as usize);
+const _: () = assert!(SESSIONS_PER_REACTOR_MAX <= crate::engine::SessionId::SLOTS_MAX);
+const _: () = assert!(REACTORS_MAX <= crate::engine::SessionId::REACTORS_MAX);
 const _: () = assert!(NONCE_CACHE_SLOTS.is_power_of_two());
 const _: () = assert!(LOGON_ADDRESS_SLOTS.is_power_of_two());
 const _: () = assert!(NONCE_CACHE_PROBES_MAX <= NONCE_CACHE_SLOTS);

@@ -44,32 +44,66 @@ pub type Nanos = u64;
 /// engine's events back to the reactor that owns it.
 ///
 /// ```text
-///  63        48 47        32 31                     0
-///  ├───────────┼────────────┼───────────────────────┤
-///  │ reactor   │   slot     │      generation        │
+///  63      56 55          42 41                                        0
+///  ├─────────┼──────────────┼───────────────────────────────────────────┤
+///  │ reactor │     slot     │                generation                 │
+///  │ 8 bits  │   14 bits    │                  42 bits                  │
 /// ```
 ///
-/// The generation grows each time a slot is reused, so an event for a session
-/// that has ended can never reach the next session in the same slot.
+/// The generation grows each time a slot takes a connection, so an event
+/// for a session that has ended can never reach the next session in the
+/// same slot. 42 bits is 4.4 × 10¹² connections per slot: at a million
+/// connections a second, all on one slot, 50 days; and a slot whose
+/// generation reaches [`SessionId::GENERATION_MAX`] is retired for the rest
+/// of the run (`ReactorCore::accept`), so no id is ever issued twice within
+/// a run. (It was 32 bits, which connections that never logged on could
+/// wrap: an old session's orders would then have reached a new one.)
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
 #[repr(transparent)]
 pub struct SessionId(pub u64);
 
+const SLOT_SHIFT: u32 = 42;
+const REACTOR_SHIFT: u32 = 56;
+
 impl SessionId {
+    /// The largest generation: a slot that reaches it is never reused.
+    pub const GENERATION_MAX: u64 = (1 << SLOT_SHIFT) - 1;
+    /// Reactors and slots that fit the layout.
+    pub const REACTORS_MAX: usize = 1 << (64 - REACTOR_SHIFT);
+    pub const SLOTS_MAX: usize = 1 << (REACTOR_SHIFT - SLOT_SHIFT);
+
+    /// `reactor < REACTORS_MAX`, `slot < SLOTS_MAX` and
+    /// `generation <= GENERATION_MAX` (checked in debug builds; the
+    /// constants module pins the configurable bounds inside them).
     #[inline]
-    pub const fn new(reactor: u16, slot: u16, generation: u32) -> SessionId {
-        SessionId(((reactor as u64) << 48) | ((slot as u64) << 32) | generation as u64)
+    pub const fn new(reactor: u16, slot: u16, generation: u64) -> SessionId {
+        debug_assert!((reactor as usize) < Self::REACTORS_MAX);
+        debug_assert!((slot as usize) < Self::SLOTS_MAX);
+        debug_assert!(generation <= Self::GENERATION_MAX);
+        SessionId(
+            ((reactor as u64) << REACTOR_SHIFT)
+                | ((slot as u64) << SLOT_SHIFT)
+                | (generation & Self::GENERATION_MAX),
+        )
     }
     #[inline]
     pub const fn reactor(self) -> u16 {
-        (self.0 >> 48) as u16
+        (self.0 >> REACTOR_SHIFT) as u16
     }
     #[inline]
     pub const fn slot(self) -> u16 {
-        (self.0 >> 32) as u16
+        ((self.0 >> SLOT_SHIFT) as usize & (Self::SLOTS_MAX - 1)) as u16
     }
     #[inline]
-    pub const fn generation(self) -> u32 {
+    pub const fn generation(self) -> u64 {
+        self.0 & Self::GENERATION_MAX
+    }
+    /// The low 32 bits of the generation: what an io_uring completion
+    /// carries (its user_data has no room for more). Enough to tell a stale
+    /// completion from the slot's current one: a completion arrives long
+    /// before 2³² more connections could have used the slot.
+    #[inline]
+    pub const fn io_generation(self) -> u32 {
         self.0 as u32
     }
 }

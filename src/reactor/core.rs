@@ -44,7 +44,8 @@ pub struct ReactorCore {
     /// The key generation this reactor uses; switched between turns.
     keys: Arc<KeySet>,
     sessions: Box<[Session]>,
-    generations: Box<[u32]>,
+    /// Each slot's current generation (`SessionId::generation`).
+    generations: Box<[u64]>,
     /// Free slot indices (a stack, preallocated to the slab size).
     free: Vec<u16>,
     /// Slots in use, for timer scans and shutdown.
@@ -115,10 +116,18 @@ impl ReactorCore {
     /// A new connection. `None` when every slot is taken: the caller answers
     /// with [`session_limit_reject`] and closes.
     pub fn accept(&mut self, now: Nanos, peer: IpAddr) -> Option<SessionId> {
-        let slot = self.free.pop()?;
-        let g = &mut self.generations[slot as usize];
-        *g = g.wrapping_add(1);
-        let id = SessionId::new(self.index, slot, *g);
+        let (slot, generation) = loop {
+            let slot = self.free.pop()?;
+            let g = &mut self.generations[slot as usize];
+            if *g < SessionId::GENERATION_MAX {
+                *g += 1;
+                break (slot, *g);
+            }
+            // Every id of this slot has been issued: it is never used
+            // again this run (its ids must not come back), one slot less.
+            self.counters.slots_retired += 1;
+        };
+        let id = SessionId::new(self.index, slot, generation);
         self.sessions[slot as usize].open(id, peer, now, &self.shared);
         self.live.push(slot);
         Some(id)
@@ -398,4 +407,79 @@ pub fn session_limit_reject(now: Nanos) -> [u8; wire::LOGON_REJECT_SIZE] {
         server_time_ns: now,
     }
     .to_bytes()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::auth::keys::{KeyEntry, KeyTable};
+    use crate::auth::secret::Secret;
+    use crate::session::GatewayConfig;
+    use crate::wire::codes::{Environment, Scopes};
+
+    fn core(sessions: usize) -> ReactorCore {
+        let keys = KeyTable::from_entries(vec![
+            KeyEntry::new(
+                1,
+                Secret::from_bytes([1; 32]),
+                Scopes::TRADE,
+                Environment::Production,
+            )
+            .allow_any(),
+        ])
+        .unwrap();
+        let shared = Arc::new(Shared::new(GatewayConfig::default(), keys, [7; 32]));
+        let (commands, _) = crate::ring::channel::<Command>(64);
+        let (_, events) = crate::ring::channel::<Event>(64);
+        ReactorCore::new(0, shared, sessions, commands, events)
+    }
+
+    fn connect_and_close(core: &mut ReactorCore) -> SessionId {
+        let peer: IpAddr = "127.0.0.1".parse().unwrap();
+        let id = core.accept(1, peer).expect("a free slot");
+        core.on_closed(id, 2);
+        assert!(
+            core.release(id),
+            "a connection that never logged on is done"
+        );
+        id
+    }
+
+    #[test]
+    fn a_slot_that_used_every_generation_is_retired_never_reused() {
+        let mut core = core(2);
+        // Slot 0 (the top of the free stack) one connection from its last id.
+        core.generations[0] = SessionId::GENERATION_MAX - 1;
+        let last = connect_and_close(&mut core);
+        assert_eq!(
+            (last.slot(), last.generation()),
+            (0, SessionId::GENERATION_MAX)
+        );
+        // Its ids are spent: the next connection takes slot 1, and slot 0
+        // never comes back, however many connections follow.
+        for n in 1..=1000 {
+            let id = connect_and_close(&mut core);
+            assert_eq!((id.slot(), id.generation()), (1, n));
+        }
+        assert_eq!(core.counters.slots_retired, 1);
+        // With every slot spent the reactor refuses rather than reuse an id.
+        core.generations[1] = SessionId::GENERATION_MAX;
+        assert_eq!(core.accept(3, "127.0.0.1".parse().unwrap()), None);
+        assert_eq!(core.counters.slots_retired, 2);
+    }
+
+    #[test]
+    fn a_session_id_round_trips_every_field_at_its_bounds() {
+        use crate::constants::{REACTORS_MAX, SESSIONS_PER_REACTOR_MAX};
+        let r = (REACTORS_MAX - 1) as u16;
+        let s = (SESSIONS_PER_REACTOR_MAX - 1) as u16;
+        let id = SessionId::new(r, s, SessionId::GENERATION_MAX);
+        assert_eq!(
+            (id.reactor(), id.slot(), id.generation()),
+            (r, s, SessionId::GENERATION_MAX)
+        );
+        let id = SessionId::new(r, s, 1);
+        assert_eq!((id.reactor(), id.slot(), id.generation()), (r, s, 1));
+        assert_eq!(SessionId::new(0, 0, 1 << 33).io_generation(), 0);
+    }
 }

@@ -387,7 +387,7 @@ impl Worker {
 
     fn conn(&mut self, slot: u16, generation: u32) -> Option<&mut Conn> {
         let c = self.conns.get_mut(slot as usize)?;
-        (c.fd >= 0 && c.id.generation() == generation).then_some(c)
+        (c.fd >= 0 && c.id.io_generation() == generation).then_some(c)
     }
 
     fn on_accept(&mut self, now: Nanos, res: i32, flags: u32) {
@@ -413,7 +413,7 @@ impl Worker {
                     recv_armed: true,
                     ..Conn::EMPTY
                 };
-                let e = uring::recv_multi(fd, self.bufs.bgid(), id.slot(), id.generation());
+                let e = uring::recv_multi(fd, self.bufs.bgid(), id.slot(), id.io_generation());
                 self.push(&e);
             }
             None => {
@@ -482,7 +482,7 @@ impl Worker {
             return;
         }
         self.conns[slot as usize].recv_armed = true;
-        let e = uring::recv_multi(c.fd, self.bufs.bgid(), slot, c.id.generation());
+        let e = uring::recv_multi(c.fd, self.bufs.bgid(), slot, c.id.io_generation());
         self.push(&e);
     }
 
@@ -540,7 +540,7 @@ impl Worker {
         let c = self.conns[slot as usize];
         if c.fd >= 0 && c.closing && !c.recv_armed && !c.send_inflight && !c.close_submitted {
             self.conns[slot as usize].close_submitted = true;
-            let e = uring::close(c.fd, slot, c.id.generation());
+            let e = uring::close(c.fd, slot, c.id.io_generation());
             self.push(&e);
         }
     }
@@ -569,7 +569,7 @@ impl Worker {
                 bytes.as_ptr(),
                 bytes.len() as u32,
                 slot,
-                id.generation(),
+                id.io_generation(),
             );
             self.conns[slot as usize].send_inflight = true;
             self.push(&e);

@@ -40,6 +40,9 @@ pub struct Counters {
     /// Live sessions a keys reload ended (Terminate KEY_CHANGED): address
     /// no longer allowed, environment changed, or secret gone.
     pub reload_ended: u64,
+    /// Session slots retired because every generation of theirs was used
+    /// (`SessionId::GENERATION_MAX`): their ids are never issued twice.
+    pub slots_retired: u64,
 }
 
 impl Counters {

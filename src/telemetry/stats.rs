@@ -338,6 +338,7 @@ fn visit_reactor(sink: &mut impl Sink, s: &ReactorSample<'_>) {
         orphans_forgotten,
         orphans_swept,
         reload_ended,
+        slots_retired,
     } = s.counters;
     #[rustfmt::skip]
     let scalars = [
@@ -355,6 +356,7 @@ fn visit_reactor(sink: &mut impl Sink, s: &ReactorSample<'_>) {
         (12, *orphans_forgotten, "orphans_forgotten", "Ended sessions the orphan registry forgot because it was full."),
         (13, *orphans_swept, "orphans_swept", "Ended sessions whose resting orders a revocation canceled."),
         (70, *reload_ended, "reload_ended", "Live sessions a keys reload ended (Terminate KEY_CHANGED)."),
+        (71, *slots_retired, "slots_retired", "Session slots retired after using every generation."),
     ];
     for (id, value, family, help) in scalars {
         sink.put(info(id, Counter, family, "", help), value);
