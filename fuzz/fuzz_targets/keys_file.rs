@@ -1,0 +1,48 @@
+//! The keys-file parser on arbitrary text: it never panics, every refusal
+//! names the file, and no refusal repeats key material: no run of 32 or
+//! more hex digits in the input (a secret, or most of one) has any 16 of
+//! its digits in a row in the error's text or debug form.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+use ordergate::auth::keys::KeyTable;
+
+const ORIGIN: &str = "fuzz-keys.toml";
+
+/// Every maximal run of at least 32 hex digits in `text`.
+fn hex_runs(text: &str) -> Vec<&str> {
+    let mut runs = Vec::new();
+    let bytes = text.as_bytes();
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i].is_ascii_hexdigit() {
+            let start = i;
+            while i < bytes.len() && bytes[i].is_ascii_hexdigit() {
+                i += 1;
+            }
+            if i - start >= 32 {
+                runs.push(&text[start..i]);
+            }
+        } else {
+            i += 1;
+        }
+    }
+    runs
+}
+
+fuzz_target!(|data: &[u8]| {
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
+    let Err(err) = KeyTable::from_toml_str(text, ORIGIN) else {
+        return;
+    };
+    let shown = format!("{err} {err:?} {err:#?}");
+    assert!(shown.contains(ORIGIN), "{shown}");
+    for run in hex_runs(text) {
+        for window in run.as_bytes().windows(16) {
+            let window = std::str::from_utf8(window).unwrap();
+            assert!(!shown.contains(window), "key material {window} in: {shown}");
+        }
+    }
+});
