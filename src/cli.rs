@@ -937,11 +937,14 @@ fn serve(args: &ServeArgs) -> ExitCode {
         }
     };
     let report = gateway.wait();
-    drop(prometheus);
+    let metrics = prometheus.map(crate::telemetry::prometheus::PrometheusServer::stop);
     drop(admin);
     signals_handle.close();
     let _ = watcher.join();
     print!("{}", summary(&report, started.elapsed()));
+    if let Some(metrics) = &metrics {
+        print!("{}", metrics_summary(metrics));
+    }
     ExitCode::SUCCESS
 }
 
@@ -1117,6 +1120,16 @@ pub fn summary(report: &GatewayReport, ran: Duration) -> String {
         e.commands, e.events, e.blocked_turns, e.misrouted
     );
     out
+}
+
+/// The Prometheus endpoint's line of `serve`'s stop summary (printed after
+/// `summary`, when `--prometheus` was given); docs/STATS.md names each
+/// figure.
+pub fn metrics_summary(c: &crate::telemetry::prometheus::MetricsCounters) -> String {
+    format!(
+        "prometheus: {} requests, {} refused busy, {} refused per address, {} cut at the deadline\n",
+        c.requests, c.refused_busy, c.refused_peer, c.deadline_cut
+    )
 }
 
 /// What a non-zero io_uring health counter means and what to tune, one
@@ -1802,6 +1815,21 @@ mod tests {
         );
         spec.engine = EnginePlacement::OwnThread { core: None };
         assert!(describe(&spec).contains("engine on its own thread, idle"));
+    }
+
+    #[test]
+    fn metrics_summary_names_each_defence() {
+        let c = crate::telemetry::prometheus::MetricsCounters {
+            requests: 12,
+            refused_busy: 3,
+            refused_peer: 4,
+            deadline_cut: 5,
+            connections: 0,
+        };
+        assert_eq!(
+            metrics_summary(&c),
+            "prometheus: 12 requests, 3 refused busy, 4 refused per address, 5 cut at the deadline\n"
+        );
     }
 
     #[test]

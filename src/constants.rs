@@ -240,3 +240,38 @@ const _: () = assert!(LOGON_FAILURES_MAX_DEFAULT <= LOGON_FAILURES_MAX_BOUND);
 /// reactor. When it is full the oldest entry is forgotten and counted
 /// (`orphans_forgotten`): a kill then cannot reach that session's orders.
 pub const ORPHANS_PER_REACTOR: usize = 4096;
+
+/// Connections the Prometheus endpoint serves at once: one worker thread
+/// each (`ordergate-metrics-N`, 256 KiB stacks, on the housekeeping cores),
+/// started with the endpoint. A connection over the bound is answered 503 at
+/// once and closed (`metrics_refused_busy`), so the listen backlog never
+/// fills behind slow clients. Eight covers a Prometheus HA pair, a federating
+/// server and an operator's curl several times over.
+pub const METRICS_CONNECTIONS_MAX: usize = 8;
+
+/// Of those, the most one peer address may hold at once; its next is
+/// answered 503 and closed (`metrics_refused_peer`). A Prometheus server
+/// scrapes with one connection (two while a slow scrape overlaps the next);
+/// without a share per address one slow client could take every worker.
+pub const METRICS_CONNECTIONS_PER_PEER: usize = 2;
+
+/// Whole time a Prometheus connection may take from its accept: to send its
+/// request head and to take the response. Every read and write waits at most
+/// what is left of it, so a client trickling a byte at a time is cut at the
+/// deadline, not merely at a pause (`metrics_deadline_cut`, a 408 if the
+/// request was not complete). A scrape reads ~50 KiB from a tmpfs mapping:
+/// milliseconds; 2 s leaves room for a slow management network, and is the
+/// longest a slow client holds a worker.
+pub const METRICS_REQUEST_DEADLINE: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Bytes of a Prometheus request head (request line and headers) the
+/// endpoint reads; a longer head is answered 431. A scraper's head is a few
+/// hundred bytes. Each worker reads into a buffer of this size on its stack.
+pub const METRICS_REQUEST_HEAD_MAX: usize = 8 * 1024;
+
+/// Headers a Prometheus request head may carry (a scraper sends about six);
+/// more is answered 431. The parser's header table, on the worker's stack.
+pub const METRICS_REQUEST_HEADERS_MAX: usize = 32;
+
+const _: () = assert!(METRICS_CONNECTIONS_PER_PEER >= 1);
+const _: () = assert!(METRICS_CONNECTIONS_PER_PEER < METRICS_CONNECTIONS_MAX);

@@ -474,7 +474,17 @@ fn serve_publishes_to_its_stats_file_and_serves_metrics() {
 
     // SAFETY: kill(2) on the child's pid; no memory is involved.
     unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let rest: Vec<String> = lines.map(Result::unwrap).collect();
     assert!(child.wait().unwrap().success());
+    // The stop summary ends with the endpoint's line: the one scrape.
+    assert_eq!(
+        rest.last().map(String::as_str),
+        Some(
+            "prometheus: 1 requests, 0 refused busy, 0 refused per address, 0 cut at the deadline"
+        ),
+        "{}",
+        rest.join("\n")
+    );
     // Stopped: the file remains, refused as stale.
     let out = ordergate(&["stat", "--once", "--file", p(&stats_path)]);
     assert_eq!(out.status.code(), Some(1));
