@@ -1,0 +1,167 @@
+//! Connection admission under attack, over real loopback TCP: connections
+//! that never log on cannot take the session slots from clients that do.
+
+mod common;
+#[path = "support/connect_from.rs"]
+mod connect_from;
+
+use std::io::{ErrorKind, Read};
+use std::net::{Ipv4Addr, SocketAddr, TcpStream};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use common::net::*;
+use connect_from::connect_from;
+use ordergate::client::{ClientSession, FrameReader};
+use ordergate::constants::LOGON_TIMEOUT_NS_DEFAULT;
+use ordergate::gateway::{Gateway, GatewaySpec};
+use ordergate::wire::{self, codes::LogonRejectReason as LR};
+
+const ATTACKER: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 1);
+const HONEST: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 2);
+
+/// The loopback harness's spec with the default logon deadline (1 s): the
+/// attack reopens its connections as that deadline closes them.
+fn default_spec() -> GatewaySpec {
+    let mut spec = spec();
+    spec.session.logon_timeout_ns = LOGON_TIMEOUT_NS_DEFAULT;
+    spec
+}
+
+/// A client connection from `local`, not yet logged on.
+fn conn_from(local: Ipv4Addr, addr: SocketAddr, key_id: u64) -> Conn {
+    let s = connect_from(local, addr).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    Conn {
+        s,
+        c: ClientSession::new(key_id, SECRET),
+        r: FrameReader::new(1 << 16),
+    }
+}
+
+/// Sends a Logon and returns the template of the reply, and the
+/// LogonReject reason if it was one (None at EOF).
+fn try_logon(c: &mut Conn) -> Option<(u16, Option<u16>)> {
+    let f = c.logon_frame(0, 1, 1000);
+    c.send(&f);
+    let reply = c.recv()?;
+    let t = template(&reply);
+    let reason = (t == wire::LogonReject::TEMPLATE_ID).then(|| logon_reject(&reply));
+    Some((t, reason))
+}
+
+/// `count` connections from `local` that never send a byte, each reopened
+/// as soon as the gateway closes (or refuses) it, until `stop` or
+/// `deadline`. Reopens at most `REOPENS_PER_SWEEP` a millisecond, so the
+/// test stays a test of admission rather than of the loopback's SYN path.
+/// Returns how many connections it opened in all.
+fn idle_attack(
+    addr: SocketAddr,
+    count: usize,
+    stop: Arc<AtomicBool>,
+    opened: Arc<AtomicU64>,
+    deadline: Duration,
+) -> std::thread::JoinHandle<u64> {
+    const REOPENS_PER_SWEEP: usize = 8;
+    std::thread::spawn(move || {
+        let open = || -> Option<TcpStream> {
+            let s = connect_from(ATTACKER, addr).ok()?;
+            s.set_nonblocking(true).unwrap();
+            Some(s)
+        };
+        let mut socks: Vec<Option<TcpStream>> = (0..count).map(|_| open()).collect();
+        let mut total = socks.iter().filter(|s| s.is_some()).count() as u64;
+        opened.store(total, Ordering::Release);
+        let started = Instant::now();
+        let mut buf = [0u8; 256];
+        while !stop.load(Ordering::Acquire) && started.elapsed() < deadline {
+            let mut reopened = 0;
+            for s in socks.iter_mut() {
+                let closed = match s {
+                    None => true,
+                    Some(stream) => match stream.read(&mut buf) {
+                        Err(e) if e.kind() == ErrorKind::WouldBlock => false,
+                        // EOF, a LogonReject, or a reset: closed by the gateway.
+                        _ => true,
+                    },
+                };
+                if closed && reopened < REOPENS_PER_SWEEP {
+                    *s = open();
+                    reopened += 1;
+                    total += 1;
+                } else if closed {
+                    *s = None;
+                }
+            }
+            opened.store(total, Ordering::Release);
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        total
+    })
+}
+
+/// Attack 2: 300 connections from 127.0.0.1 that never log on, reopened as
+/// the logon deadline closes them, must not keep 32 logons from 127.0.0.2
+/// out. Before the fix they took every slot of the slab (256) and most of
+/// the honest logons got LogonReject SESSION_LIMIT.
+#[test]
+fn idle_connections_from_one_address_do_not_starve_logons_from_another() {
+    let gw = Gateway::start(default_spec(), keys()).expect("the gateway starts");
+    let addr = gw.local_addr();
+    let stop = Arc::new(AtomicBool::new(false));
+    let opened = Arc::new(AtomicU64::new(0));
+    let attack = idle_attack(
+        addr,
+        300,
+        stop.clone(),
+        opened.clone(),
+        Duration::from_secs(10),
+    );
+    // Let the first 300 land before the honest clients come.
+    let t0 = Instant::now();
+    while opened.load(Ordering::Acquire) < 300 && t0.elapsed() < Duration::from_secs(10) {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    std::thread::sleep(Duration::from_millis(200));
+
+    // 32 logons, one every 50 ms: 1.6 s, across a wave of logon deadlines.
+    let mut sessions = Vec::new();
+    let mut refused = Vec::new();
+    for _ in 0..32 {
+        let mut c = conn_from(HONEST, addr, TRADER);
+        match try_logon(&mut c) {
+            Some((t, None)) if t == wire::LogonAck::TEMPLATE_ID => sessions.push(c),
+            other => refused.push(other),
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // The logged-on sessions still trade while the attack goes on: none
+    // was displaced.
+    for (i, c) in sessions.iter_mut().enumerate() {
+        c.send_order(i as u64 + 1, 100, 1, 1, 0);
+        let f = c.recv().expect("an answer to the order");
+        assert_eq!(accepted(&f).0, i as u64 + 1);
+    }
+    stop.store(true, Ordering::Release);
+    let attacker_opened = attack.join().unwrap();
+    let report = finish(gw);
+    let c = &report.reactors[0].counters;
+    let u = &report.reactors[0].uring;
+    eprintln!(
+        "honest logons accepted {}/32, refused {:?}; attacker opened {attacker_opened} \
+         connections; logon timeouts {}, LogonReject SESSION_LIMIT {}, THROTTLED {}, \
+         refused full {}",
+        sessions.len(),
+        refused,
+        c.logon_timeouts,
+        c.logon_reject(LR::SESSION_LIMIT),
+        c.logon_reject(LR::THROTTLED),
+        u.accepts_refused_full,
+    );
+    assert!(
+        sessions.len() * 10 >= 32 * 9,
+        "only {}/32 logons from 127.0.0.2 succeeded; refusals: {refused:?}",
+        sessions.len()
+    );
+}
