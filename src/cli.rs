@@ -1068,6 +1068,7 @@ pub fn summary(report: &GatewayReport, ran: Duration) -> String {
         );
         let _ = writeln!(out, "  recv→ring: {}", latency(&reactor.recv_to_ring_ns));
         uring_health(&mut out, u);
+        admission(&mut out, c, u);
     }
     let e = &report.engine;
     let _ = writeln!(
@@ -1076,6 +1077,32 @@ pub fn summary(report: &GatewayReport, ran: Duration) -> String {
         e.commands, e.events, e.blocked_turns, e.misrouted
     );
     out
+}
+
+/// The reactor's admission line (README "Connection admission"), only when
+/// one of its counters is not zero: connections refused over the
+/// per-address cap, evicted and waited, and failed accepts.
+fn admission(out: &mut String, c: &crate::session::Counters, u: &UringCounters) {
+    let figures = [
+        c.address_cap_refusals,
+        c.pending_evictions,
+        c.accepts_waited,
+        u.accept_emfile,
+        u.accept_errors,
+    ];
+    if figures.iter().all(|&n| n == 0) {
+        return;
+    }
+    let _ = writeln!(
+        out,
+        "  admission: {} refused over the per-address cap, {} evicted before logon, {} waited \
+         for a slot, {} accepts out of descriptors (EMFILE/ENFILE), {} other failed accepts",
+        c.address_cap_refusals,
+        c.pending_evictions,
+        c.accepts_waited,
+        u.accept_emfile,
+        u.accept_errors
+    );
 }
 
 /// What a non-zero io_uring health counter means and what to tune, one

@@ -151,17 +151,30 @@ fn idle_connections_from_one_address_do_not_starve_logons_from_another() {
     eprintln!(
         "honest logons accepted {}/32, refused {:?}; attacker opened {attacker_opened} \
          connections; logon timeouts {}, LogonReject SESSION_LIMIT {}, THROTTLED {}, \
-         refused full {}",
+         refused full {}, over the address cap {}, evicted {}",
         sessions.len(),
         refused,
         c.logon_timeouts,
         c.logon_reject(LR::SESSION_LIMIT),
         c.logon_reject(LR::THROTTLED),
         u.accepts_refused_full,
+        c.address_cap_refusals,
+        c.pending_evictions,
     );
     assert!(
         sessions.len() * 10 >= 32 * 9,
         "only {}/32 logons from 127.0.0.2 succeeded; refusals: {refused:?}",
         sessions.len()
     );
+    // The attacker held at most its cap of slots: everything beyond was
+    // refused THROTTLED at accept, and the slab never filled (nothing
+    // evicted, nothing refused SESSION_LIMIT).
+    assert!(c.address_cap_refusals > 0);
+    assert_eq!(c.logon_reject(LR::THROTTLED), c.address_cap_refusals);
+    assert_eq!(c.pending_evictions, 0);
+    assert_eq!(c.accepts_waited, 0);
+    assert_eq!(u.accepts_refused_full, 0);
+    assert_eq!(c.logon_reject(LR::SESSION_LIMIT), 0);
+    assert!(c.logon_timeouts >= 16, "{}", c.logon_timeouts);
+    assert_eq!(c.logons_accepted, 32);
 }

@@ -182,5 +182,8 @@ fn out_of_descriptors_accept_backs_off_and_sessions_keep_trading() {
     let reply = late.recv().expect("a reply to Logon");
     assert_eq!(template(&reply), wire::LogonAck::TEMPLATE_ID, "logon accepted");
 
-    let _report = finish(gw);
+    let report = finish(gw);
+    let u = &report.reactors[0].uring;
+    assert!(u.accept_emfile >= emfile, "{u:?}");
+    assert_eq!(u.accept_errors, 0, "{u:?}");
 }
