@@ -1921,6 +1921,46 @@ mod tests {
     }
 
     #[test]
+    fn summary_shows_admission_only_when_it_acted() {
+        let report = |counters, uring| GatewayReport {
+            reactors: vec![ReactorReport {
+                counters,
+                uring,
+                recv_to_ring_ns: Histogram::new(3).unwrap(),
+                engine: None,
+            }],
+            engine: EngineCounters::default(),
+        };
+        let quiet = summary(
+            &report(Counters::default(), UringCounters::default()),
+            Duration::from_secs(1),
+        );
+        assert!(!quiet.contains("admission"), "{quiet}");
+        let busy = summary(
+            &report(
+                Counters {
+                    address_cap_refusals: 3,
+                    pending_evictions: 2,
+                    accepts_waited: 2,
+                    ..Counters::default()
+                },
+                UringCounters {
+                    accept_emfile: 5,
+                    accept_errors: 1,
+                    ..UringCounters::default()
+                },
+            ),
+            Duration::from_secs(1),
+        );
+        let lines: Vec<&str> = busy.lines().collect();
+        assert_eq!(
+            lines[8],
+            "  admission: 3 refused over the per-address cap, 2 evicted before logon, 2 waited \
+             for a slot, 5 accepts out of descriptors (EMFILE/ENFILE), 1 other failed accepts"
+        );
+    }
+
+    #[test]
     fn housekeeping_is_every_allowed_core_nothing_is_pinned_to() {
         let pinned = |reactors: Vec<usize>, engine| {
             pinned_cores(&GatewaySpec {

@@ -251,8 +251,9 @@ pub const ORPHANS_PER_REACTOR: usize = 4096;
 /// holds a connection unauthenticated for one round trip, so 16 only bites
 /// a host reconnecting more than 16 sessions within the same few
 /// microseconds (refused THROTTLED: retry). Over the cap a connection gets
-/// LogonReject THROTTLED at once and uses no slot; the cap costs one table
-/// entry (24 B) per counted connection, preallocated (4 × the slab).
+/// LogonReject THROTTLED at once and uses no slot. The count table is
+/// preallocated at 4 entries of 20 B per slot (20 KiB for 256 slots), so it
+/// is never more than half full.
 pub const PENDING_LOGONS_PER_ADDRESS_DEFAULT: usize = 16;
 
 /// Most `pending_logons_per_address` a config may set: the largest slab. A

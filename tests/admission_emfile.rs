@@ -97,10 +97,9 @@ fn exhaust_descriptors(spare: usize) -> Vec<std::fs::File> {
 
 #[test]
 fn out_of_descriptors_accept_backs_off_and_sessions_keep_trading() {
-    let dir = TempDir(std::env::temp_dir().join(format!(
-        "ordergate-admission-emfile-{}",
-        std::process::id()
-    )));
+    let dir = TempDir(
+        std::env::temp_dir().join(format!("ordergate-admission-emfile-{}", std::process::id())),
+    );
     let _ = std::fs::remove_dir_all(&dir.0);
     std::fs::create_dir_all(&dir.0).unwrap();
     let path = dir.0.join("gw.stats");
@@ -135,7 +134,11 @@ fn out_of_descriptors_accept_backs_off_and_sessions_keep_trading() {
     let f = trader.logon_frame(0, 1, 60_000);
     trader.send(&f);
     let ack = trader.recv().expect("a reply to Logon");
-    assert_eq!(template(&ack), wire::LogonAck::TEMPLATE_ID, "logon accepted");
+    assert_eq!(
+        template(&ack),
+        wire::LogonAck::TEMPLATE_ID,
+        "logon accepted"
+    );
 
     // The flood's sockets exist before the descriptors run out (connecting
     // one needs no new descriptor); then only SPARE_FDS are left.
@@ -180,7 +183,11 @@ fn out_of_descriptors_accept_backs_off_and_sessions_keep_trading() {
     let f = late.logon_frame(0, 1, 1000);
     late.send(&f);
     let reply = late.recv().expect("a reply to Logon");
-    assert_eq!(template(&reply), wire::LogonAck::TEMPLATE_ID, "logon accepted");
+    assert_eq!(
+        template(&reply),
+        wire::LogonAck::TEMPLATE_ID,
+        "logon accepted"
+    );
 
     let report = finish(gw);
     let u = &report.reactors[0].uring;

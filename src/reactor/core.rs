@@ -889,10 +889,19 @@ mod tests {
 
     #[test]
     fn addresses_count_ipv4_whole_and_ipv6_by_its_64() {
-        assert_eq!(address_key(ip("10.1.2.3")), address_key(ip("::ffff:10.1.2.3")));
+        assert_eq!(
+            address_key(ip("10.1.2.3")),
+            address_key(ip("::ffff:10.1.2.3"))
+        );
         assert_ne!(address_key(ip("10.1.2.3")), address_key(ip("10.1.2.4")));
-        assert_eq!(address_key(ip("2001:db8:1:2::7")), address_key(ip("2001:db8:1:2:ffff::1")));
-        assert_ne!(address_key(ip("2001:db8:1:2::7")), address_key(ip("2001:db8:1:3::7")));
+        assert_eq!(
+            address_key(ip("2001:db8:1:2::7")),
+            address_key(ip("2001:db8:1:2:ffff::1"))
+        );
+        assert_ne!(
+            address_key(ip("2001:db8:1:2::7")),
+            address_key(ip("2001:db8:1:3::7"))
+        );
         // An IPv4 key is never an IPv6 /64 key (its low 64 bits are not 0).
         assert_ne!(address_key(ip("0.0.0.0")), address_key(ip("::")));
         assert_ne!(address_key(ip("0.0.0.1")), address_key(ip("::1")));
@@ -921,7 +930,11 @@ mod tests {
                 model.insert(key, held + 1);
             }
             for k in 1..=12u128 {
-                assert_eq!(table.count(k), model.get(&k).copied().unwrap_or(0), "key {k}");
+                assert_eq!(
+                    table.count(k),
+                    model.get(&k).copied().unwrap_or(0),
+                    "key {k}"
+                );
             }
             assert_eq!(table.len(), model.len());
         }

@@ -59,9 +59,9 @@ use hdrhistogram::Histogram;
 use io_uring::{IoUring, cqueue, types};
 
 use super::core::{Admission, ReactorCore, logon_reject_bytes};
-use crate::constants::{ACCEPT_BACKOFF_TICKS_MAX, ACCEPT_BACKOFF_TICKS_MIN};
 use super::idle::{Idle, IdleAction, IdleKind};
 use super::uring::{self, BufRing, Op};
+use crate::constants::{ACCEPT_BACKOFF_TICKS_MAX, ACCEPT_BACKOFF_TICKS_MIN};
 use crate::engine::agent::EngineAgent;
 use crate::engine::book::MatchingEngine;
 use crate::engine::{Nanos, SessionId};
