@@ -1112,6 +1112,7 @@ pub fn summary(report: &GatewayReport, ran: Duration) -> String {
         }
         let _ = writeln!(out, "  recv→ring: {}", latency(&reactor.recv_to_ring_ns));
         uring_health(&mut out, u);
+        admission(&mut out, c, u);
     }
     let e = &report.engine;
     let _ = writeln!(
@@ -1130,6 +1131,32 @@ pub fn metrics_summary(c: &crate::telemetry::prometheus::MetricsCounters) -> Str
         "prometheus: {} requests, {} refused busy, {} refused per address, {} cut at the deadline\n",
         c.requests, c.refused_busy, c.refused_peer, c.deadline_cut
     )
+}
+
+/// The reactor's admission line (README "Connection admission"), only when
+/// one of its counters is not zero: connections refused over the
+/// per-address cap, evicted and waited, and failed accepts.
+fn admission(out: &mut String, c: &crate::session::Counters, u: &UringCounters) {
+    let figures = [
+        c.address_cap_refusals,
+        c.pending_evictions,
+        c.accepts_waited,
+        u.accept_emfile,
+        u.accept_errors,
+    ];
+    if figures.iter().all(|&n| n == 0) {
+        return;
+    }
+    let _ = writeln!(
+        out,
+        "  admission: {} refused over the per-address cap, {} evicted before logon, {} waited \
+         for a slot, {} accepts out of descriptors (EMFILE/ENFILE), {} other failed accepts",
+        c.address_cap_refusals,
+        c.pending_evictions,
+        c.accepts_waited,
+        u.accept_emfile,
+        u.accept_errors
+    );
 }
 
 /// What a non-zero io_uring health counter means and what to tune, one
@@ -1959,6 +1986,46 @@ mod tests {
                  re-armed; raise reactors.recv_buffers",
                 "engine: 0 commands, 0 events, 0 blocked turns, 0 misrouted",
             ]
+        );
+    }
+
+    #[test]
+    fn summary_shows_admission_only_when_it_acted() {
+        let report = |counters, uring| GatewayReport {
+            reactors: vec![ReactorReport {
+                counters,
+                uring,
+                recv_to_ring_ns: Histogram::new(3).unwrap(),
+                engine: None,
+            }],
+            engine: EngineCounters::default(),
+        };
+        let quiet = summary(
+            &report(Counters::default(), UringCounters::default()),
+            Duration::from_secs(1),
+        );
+        assert!(!quiet.contains("admission"), "{quiet}");
+        let busy = summary(
+            &report(
+                Counters {
+                    address_cap_refusals: 3,
+                    pending_evictions: 2,
+                    accepts_waited: 2,
+                    ..Counters::default()
+                },
+                UringCounters {
+                    accept_emfile: 5,
+                    accept_errors: 1,
+                    ..UringCounters::default()
+                },
+            ),
+            Duration::from_secs(1),
+        );
+        let lines: Vec<&str> = busy.lines().collect();
+        assert_eq!(
+            lines[8],
+            "  admission: 3 refused over the per-address cap, 2 evicted before logon, 2 waited \
+             for a slot, 5 accepts out of descriptors (EMFILE/ENFILE), 1 other failed accepts"
         );
     }
 

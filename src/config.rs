@@ -83,6 +83,8 @@ pub struct ReactorsSection {
     pub recv_buffers: u16,
     pub recv_buffer_size: u32,
     pub ring_capacity: usize,
+    /// Connections one source address may hold per reactor before logon.
+    pub pending_logons_per_address: usize,
 }
 
 /// `[engine]`.
@@ -177,6 +179,7 @@ impl Config {
                 recv_buffers: spec.recv_buffers,
                 recv_buffer_size: spec.recv_buffer_size,
                 ring_capacity: spec.ring_capacity,
+                pending_logons_per_address: spec.pending_logons_per_address,
             },
             engine: EngineSection {
                 placement,
@@ -231,6 +234,7 @@ impl Config {
             audit_journal: Some(self.audit_journal_path()),
             audit_capacity: crate::journal::CAPACITY_RECORDS_DEFAULT,
             stats_file: Some(self.stats_file_path()),
+            pending_logons_per_address: r.pending_logons_per_address,
             engine_config: EngineConfig {
                 instruments: e.instruments,
                 orders_max: e.orders_max,
@@ -325,6 +329,12 @@ impl Config {
             r.ring_capacity as u64,
             RING_CAPACITY_MIN as u64,
             RING_CAPACITY_MAX as u64,
+        )?;
+        in_range(
+            "reactors.pending_logons_per_address",
+            r.pending_logons_per_address as u64,
+            1,
+            PENDING_LOGONS_PER_ADDRESS_MAX as u64,
         )?;
 
         let e = &self.engine;
@@ -958,6 +968,7 @@ mod tests {
             recv_buffers = 1024
             recv_buffer_size = 8192
             ring_capacity = 512
+            pending_logons_per_address = 3
             [engine]
             placement = "own-thread"
             core = 1
@@ -991,6 +1002,7 @@ mod tests {
         assert_eq!(spec.recv_buffers, 1024);
         assert_eq!(spec.recv_buffer_size, 8192);
         assert_eq!(spec.ring_capacity, 512);
+        assert_eq!(spec.pending_logons_per_address, 3);
         assert_eq!(spec.engine, EnginePlacement::OwnThread { core: Some(1) });
         assert_eq!(
             spec.engine_config,
@@ -1140,6 +1152,12 @@ mod tests {
             "ring_capacity",
             RING_CAPACITY_MIN as u64,
             RING_CAPACITY_MAX as u64,
+        );
+        check_range(
+            "reactors",
+            "pending_logons_per_address",
+            1,
+            PENDING_LOGONS_PER_ADDRESS_MAX as u64,
         );
         check_range("engine", "instruments", 1, INSTRUMENTS_MAX.into());
         check_range("engine", "orders_max", 1, ENGINE_ORDERS_MAX_BOUND as u64);
@@ -1451,7 +1469,7 @@ mod tests {
                 _ => fields.push(key.clone()),
             }
         }
-        assert_eq!(fields.len(), 24);
+        assert_eq!(fields.len(), 25);
         for field in fields {
             assert!(
                 REFERENCE.contains(&format!("| `{field}` |")),

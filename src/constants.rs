@@ -275,3 +275,38 @@ pub const METRICS_REQUEST_HEADERS_MAX: usize = 32;
 
 const _: () = assert!(METRICS_CONNECTIONS_PER_PEER >= 1);
 const _: () = assert!(METRICS_CONNECTIONS_PER_PEER < METRICS_CONNECTIONS_MAX);
+
+/// Connections one source address may hold on one reactor before they log
+/// on (config `reactors.pending_logons_per_address`), by default. An IPv4
+/// address counts whole; an IPv6 address counts by its /64, the smallest
+/// block one host is given (a host picks freely inside it). IPv4 is not
+/// grouped by /24: in a colocation many members share the venue's /24, and
+/// one member's flood must not refuse its neighbours; a spray from many
+/// addresses is met by eviction instead (`reactor::core`). An honest client
+/// holds a connection unauthenticated for one round trip, so 16 only bites
+/// a host reconnecting more than 16 sessions within the same few
+/// microseconds (refused THROTTLED: retry). Over the cap a connection gets
+/// LogonReject THROTTLED at once and uses no slot. The count table is
+/// preallocated at 4 entries of 20 B per slot (20 KiB for 256 slots), so it
+/// is never more than half full.
+pub const PENDING_LOGONS_PER_ADDRESS_DEFAULT: usize = 16;
+
+/// Most `pending_logons_per_address` a config may set: the largest slab. A
+/// cap at the slab size is no cap.
+pub const PENDING_LOGONS_PER_ADDRESS_MAX: usize = SESSIONS_PER_REACTOR_MAX;
+
+/// Accept back-off when accept fails (EMFILE/ENFILE: no descriptor left;
+/// any other error alike), in reactor timer ticks (1 ms): the first pause,
+/// doubled on each failure in a row up to the longest, back to the first
+/// after a success. A failing accept re-armed at once would turn the reactor
+/// into a spin of failing system calls. While paused, new connections wait
+/// in the listen backlog (`LISTEN_BACKLOG`): the longest pause, 128 ms, is
+/// the most a connect waits beyond the descriptor shortage itself, and costs
+/// one failed accept per pause.
+pub const ACCEPT_BACKOFF_TICKS_MIN: u32 = 1;
+pub const ACCEPT_BACKOFF_TICKS_MAX: u32 = 128;
+
+const _: () = assert!(PENDING_LOGONS_PER_ADDRESS_DEFAULT >= 1);
+const _: () = assert!(PENDING_LOGONS_PER_ADDRESS_DEFAULT <= PENDING_LOGONS_PER_ADDRESS_MAX);
+const _: () = assert!(ACCEPT_BACKOFF_TICKS_MIN >= 1);
+const _: () = assert!(ACCEPT_BACKOFF_TICKS_MIN <= ACCEPT_BACKOFF_TICKS_MAX);

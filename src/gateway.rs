@@ -81,6 +81,9 @@ pub struct GatewaySpec {
     /// The stats file the reactors publish their counters to every timer
     /// tick (docs/STATS.md); None = no stats file (tests, demo).
     pub stats_file: Option<std::path::PathBuf>,
+    /// Connections one source address (IPv4, or IPv6 /64) may hold on one
+    /// reactor before they log on; more are refused LogonReject THROTTLED.
+    pub pending_logons_per_address: usize,
 }
 
 impl Default for GatewaySpec {
@@ -101,6 +104,7 @@ impl Default for GatewaySpec {
             audit_journal: None,
             audit_capacity: crate::journal::CAPACITY_RECORDS_DEFAULT,
             stats_file: None,
+            pending_logons_per_address: PENDING_LOGONS_PER_ADDRESS_DEFAULT,
         }
     }
 }
@@ -130,6 +134,12 @@ pub struct UringCounters {
     /// Turns of the loop, and the busiest turn's duration.
     pub turns: u64,
     pub turn_ns_max: u64,
+    /// Accepts that failed for want of a file descriptor (EMFILE: the
+    /// process limit; ENFILE: the system's); accept paused with back-off.
+    pub accept_emfile: u64,
+    /// Accepts that failed otherwise (ECONNABORTED, ENOMEM, …); accept
+    /// paused with back-off as well.
+    pub accept_errors: u64,
 }
 
 /// One reactor's figures at shutdown.
@@ -392,6 +402,14 @@ impl GatewaySpec {
                 self.uring_entries
             ));
         }
+        if self.pending_logons_per_address == 0
+            || self.pending_logons_per_address > PENDING_LOGONS_PER_ADDRESS_MAX
+        {
+            return Err(format!(
+                "pending logons per address must be 1..={PENDING_LOGONS_PER_ADDRESS_MAX}, not {}",
+                self.pending_logons_per_address
+            ));
+        }
         Ok(())
     }
 }
@@ -489,6 +507,7 @@ impl Gateway {
                 erx,
             );
             core.audit = new_audit();
+            core.set_pending_logons_per_address(spec.pending_logons_per_address);
             cores.push(core);
         }
         let control_audit = Arc::new(std::sync::Mutex::new(new_audit()));

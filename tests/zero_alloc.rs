@@ -5,7 +5,9 @@
 //! CancelOrder, ReplaceOrder, MassCancel) go through the whole path — frame
 //! reassembly, decode, tag check, rate limits, command ring, engine, event
 //! ring, reply encoding, tag sealing — and the clients check every reply's
-//! tag and sequence. The allocation count must not move.
+//! tag and sequence. The allocation count must not move. A connection is
+//! admitted, logged on, logged out and released every round too, through
+//! the reactor's admission policy.
 //!
 //! The engine agent runs on the test's thread, as it does on a small host
 //! where it shares a reactor's thread (still through the rings), so a
@@ -19,7 +21,7 @@ use ordergate::client::{ClientSession, FrameReader};
 use ordergate::engine::agent::EngineAgent;
 use ordergate::engine::book::{EngineConfig, MatchingEngine};
 use ordergate::engine::{Command, Event, SessionId};
-use ordergate::reactor::core::ReactorCore;
+use ordergate::reactor::core::{Admission, ReactorCore};
 use ordergate::ring;
 use ordergate::session::{GatewayConfig, Shared};
 use ordergate::wire::codes::{Environment, Scopes};
@@ -231,10 +233,16 @@ fn ten_thousand_of_every_client_message_allocate_nothing_after_start_up() {
         let f = b.client.seal(wire::Heartbeat { seq: 0 }.to_bytes());
         rig.send(&mut b, &f);
 
-        // C: a whole connection — accept, Logon, Logout, close, release.
-        c.id = rig.core.accept(rig.now, peer_addr).expect("a free slot");
+        // C: a whole connection — admission (the per-address count and the
+        // pending list), Logon, Logout, close, release.
+        c.id = match rig.core.admit(rig.now, peer_addr, 3) {
+            Admission::Open(id) => id,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(rig.core.pending_for(peer_addr), 1);
         c.client = ClientSession::new(1, SECRET);
         rig.logon(&mut c, i, 1);
+        assert_eq!(rig.core.pending_for(peer_addr), 0);
         let f = c.client.seal(wire::Logout { seq: 0, reason: 0 }.to_bytes());
         rig.send(&mut c, &f);
         assert!(rig.core.session(c.id).unwrap().wants_close());

@@ -43,6 +43,10 @@ pub enum AuditKind {
     /// The journal was opened (written by the journal thread first of all):
     /// `reason` = [`OpenKind`], `detail` = crash-residue slots discarded.
     JournalOpened = 11,
+    /// A connection sent no valid Logon before its deadline and was closed
+    /// without a reply (admission): `addr`, `session` (the connection's
+    /// slot). Added after JournalOpened so every earlier code keeps its value.
+    LogonTimeout = 12,
 }
 
 impl AuditKind {
@@ -59,6 +63,7 @@ impl AuditKind {
         AuditKind::Kill,
         AuditKind::Gap,
         AuditKind::JournalOpened,
+        AuditKind::LogonTimeout,
     ];
 
     /// The kind of a record's `kind` byte, or `None` for an undefined code.
@@ -75,6 +80,7 @@ impl AuditKind {
             9 => Some(AuditKind::Kill),
             10 => Some(AuditKind::Gap),
             11 => Some(AuditKind::JournalOpened),
+            12 => Some(AuditKind::LogonTimeout),
             _ => None,
         }
     }
@@ -97,6 +103,7 @@ impl AuditKind {
             AuditKind::Kill => "Kill",
             AuditKind::Gap => "Gap",
             AuditKind::JournalOpened => "JournalOpened",
+            AuditKind::LogonTimeout => "LogonTimeout",
         }
     }
 
@@ -125,7 +132,8 @@ impl AuditKind {
             AuditKind::LogonAccepted
             | AuditKind::Reload
             | AuditKind::ReloadFailed
-            | AuditKind::Gap => None,
+            | AuditKind::Gap
+            | AuditKind::LogonTimeout => None,
         }
     }
 }
@@ -368,6 +376,17 @@ impl AuditEvent {
         }
     }
 
+    /// The connection in `session` from `addr` sent no valid Logon before
+    /// its deadline and was closed.
+    pub const fn logon_timeout(time_ns: u64, session: SessionId, addr: [u8; 16]) -> AuditEvent {
+        AuditEvent {
+            session: session.0,
+            addr,
+            reactor: session.reactor(),
+            ..AuditEvent::empty(AuditKind::LogonTimeout, time_ns)
+        }
+    }
+
     pub const fn journal_opened(time_ns: u64, how: OpenKind, discarded_slots: u32) -> AuditEvent {
         AuditEvent {
             detail: discarded_slots,
@@ -389,7 +408,7 @@ mod tests {
             assert_eq!(AuditKind::from_code(kind.code()), Some(*kind));
         }
         assert_eq!(AuditKind::from_code(0), None);
-        assert_eq!(AuditKind::from_code(12), None);
+        assert_eq!(AuditKind::from_code(13), None);
     }
 
     #[test]

@@ -54,7 +54,7 @@
 //!  +48   detail       u32       kind-specific count              RECORD_DETAIL_OFFSET
 //!  +52   reason       u16       wire code for the kind           RECORD_REASON_OFFSET
 //!  +54   reactor      u16       0xffff = control thread          RECORD_REACTOR_OFFSET
-//!  +56   kind         u8        AuditKind, 1..=11                RECORD_KIND_OFFSET
+//!  +56   kind         u8        AuditKind, 1..=12                RECORD_KIND_OFFSET
 //!  +57   reserved     [u8; 7]   zero                             RECORD_RESERVED_A_OFFSET
 //!  +64   prev_hash    [u8; 32]  hash of record i-1               RECORD_PREV_HASH_OFFSET
 //!                               (record 0: header_hash)

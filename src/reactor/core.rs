@@ -6,13 +6,72 @@
 //! slot's generation, and the `SessionId` (reactor, slot, generation) goes
 //! into every engine command, so an event or an I/O completion for a session
 //! that has ended can never reach the next session in the same slot.
+//!
+//! ## Admission
+//!
+//! A connection that has not logged on is *pending*. [`ReactorCore::admit`]
+//! decides, in O(1) and without allocating, what a new connection gets:
+//!
+//! ```text
+//!  its address already holds pending_logons_per_address pending
+//!  connections here ─────────────────────────▶ Refuse(THROTTLED)  no slot used
+//!  a free slot ──────────────────────────────▶ Open(id)
+//!  slab full, a pending connection exists ───▶ Wait   the oldest pending one
+//!                                                     is claimed for it (below)
+//!  slab full, every slot logged on (or ──────▶ Refuse(SESSION_LIMIT)
+//!  already claimed)
+//! ```
+//!
+//! **The per-address cap.** Pending connections are counted per source
+//! address, an IPv4 address whole and an IPv6 address by its /64 (one host's
+//! block: it can pick any address inside it), in an exact open-addressing
+//! table allocated at start-up with room for twice as many addresses as can
+//! ever be counted ([`PendingByAddress`]); its hash is keyed at random, so
+//! a sender of many addresses cannot line them up on one probe run. IPv4 is
+//! not grouped by /24: colocated members often share the venue's /24, and
+//! one member's flood must not refuse its neighbours (the defence must make
+//! the attacker pay, not its neighbours). A spray from many addresses is met
+//! by eviction instead. A connection over the cap gets LogonReject THROTTLED
+//! (not SESSION_LIMIT: the gateway has room, this address is asking too
+//! much at once, and should retry later) and is closed; it never takes a
+//! slot. A connection is counted from admission until it logs on or its
+//! slot is released (a rejected or timed-out one still holds its slot and
+//! descriptor while it closes).
+//!
+//! **Eviction.** Pending connections are also kept in admission order in an
+//! intrusive list (two `u16` links per slot). When every slot is taken, a
+//! new connection claims the oldest pending connection's slot: if that one
+//! is still waiting for its Logon it is *evicted* — LogonReject
+//! SESSION_LIMIT, then closed through the normal path (the honest reason: the
+//! slab was full and a newer connection took its place; the client may
+//! retry) — and if it is already closing (rejected, timed out) it is just
+//! claimed. A logged-on session is never displaced: only when no pending
+//! connection is left to claim is the newcomer refused SESSION_LIMIT.
+//!
+//! **Until the slot is free.** The slot/generation rule stands: a slot is
+//! reused only after its close completed and its session finished, which
+//! takes a few turns (send the LogonReject, shut down, close). Meanwhile the
+//! newcomer waits in a FIFO of accepted connections (its descriptor, as an
+//! opaque handle, and its address), preallocated to the slab size: each
+//! waiter has claimed a distinct slot, so there are never more waiters than
+//! slots being freed. [`ReactorCore::release`] frees a slot and
+//! [`ReactorCore::next_waiting`] hands it to the first waiter, whose logon
+//! deadline starts then. It receives nothing before: its bytes wait in the
+//! socket.
+//!
+//! Every refusal, eviction and logon timeout is counted (`Counters`) and
+//! recorded in the audit journal, one event each (`LogonRejected` with its
+//! reason, session 0 when the connection never had a slot; `LogonTimeout`).
 
+use std::collections::VecDeque;
+use std::hash::BuildHasher;
 use std::net::IpAddr;
 use std::sync::Arc;
 
 use crate::engine::{Command, CommandKind, Event, Nanos, SessionId};
+use crate::journal::{AuditEvent, from_ip};
 use crate::ring::{Consumer, Producer};
-use crate::session::{Audit, CommandSink, Counters, Io, KeySet, Session, Shared};
+use crate::session::{Audit, CloseReason, CommandSink, Counters, Io, KeySet, Session, Shared};
 use crate::wire::codes::{LogonRejectReason, TerminateReason};
 use crate::wire::{self};
 
@@ -35,6 +94,161 @@ impl CommandSink for Producer<Command> {
     #[inline]
     fn try_push(&mut self, command: Command) -> bool {
         Producer::try_push(self, command).is_ok()
+    }
+}
+
+/// No slot: the end of the pending list.
+const NIL: u16 = u16::MAX;
+
+/// A slot's admission state.
+#[derive(Clone, Copy, Debug)]
+struct Pending {
+    /// Its address's key in [`PendingByAddress`].
+    key: u128,
+    /// Holds one of its address's pending places: from admission until it
+    /// logs on or its slot is released.
+    counted: bool,
+    /// In the pending list: not logged on and not yet claimed by a newcomer.
+    listed: bool,
+    /// Its logon timeout has been journaled.
+    timeout_recorded: bool,
+    prev: u16,
+    next: u16,
+}
+
+impl Pending {
+    const NONE: Pending = Pending {
+        key: 0,
+        counted: false,
+        listed: false,
+        timeout_recorded: false,
+        prev: NIL,
+        next: NIL,
+    };
+}
+
+/// An accepted connection waiting for a slot being freed for it.
+#[derive(Clone, Copy, Debug)]
+struct Waiting {
+    handle: i32,
+    peer: IpAddr,
+    key: u128,
+}
+
+/// What a new connection gets (see the module docs).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Admission {
+    /// A slot: its session is open.
+    Open(SessionId),
+    /// Every slot is taken and one is being freed for it: it waits, and
+    /// [`ReactorCore::next_waiting`] hands it its slot.
+    Wait,
+    /// Answer LogonReject `reason` ([`logon_reject_bytes`]) and close.
+    Refuse(LogonRejectReason),
+}
+
+/// The key a source address is counted under: an IPv4 address (or an
+/// IPv4-mapped IPv6 one) whole, as `::ffff:a.b.c.d`; an IPv6 address by its
+/// /64, the low 64 bits cleared. The two never meet: an IPv4 key's low 64
+/// bits are never zero.
+pub fn address_key(ip: IpAddr) -> u128 {
+    let v4 = |v4: std::net::Ipv4Addr| u128::from(v4.to_ipv6_mapped());
+    match ip {
+        IpAddr::V4(a) => v4(a),
+        IpAddr::V6(a) => match a.to_ipv4_mapped() {
+            Some(a) => v4(a),
+            None => u128::from(a) & !u128::from(u64::MAX),
+        },
+    }
+}
+
+/// Pending connections per address key, exact: open addressing with linear
+/// probing and backward-shift deletion over a table sized at start-up to at
+/// least twice the most keys it can hold (slots plus waiters), so it is at
+/// most half full and a probe ends at an empty entry. The hash is SipHash
+/// with a random key (std's `RandomState`): an attacker choosing addresses
+/// cannot aim them at one run of the table. No allocation after `new`.
+struct PendingByAddress {
+    keys: Box<[u128]>,
+    /// 0 = empty entry.
+    counts: Box<[u32]>,
+    mask: usize,
+    hasher: std::collections::hash_map::RandomState,
+}
+
+impl PendingByAddress {
+    fn new(keys_max: usize) -> PendingByAddress {
+        let size = (2 * keys_max).next_power_of_two().max(16);
+        PendingByAddress {
+            keys: vec![0; size].into_boxed_slice(),
+            counts: vec![0; size].into_boxed_slice(),
+            mask: size - 1,
+            hasher: std::collections::hash_map::RandomState::new(),
+        }
+    }
+
+    #[inline]
+    fn home(&self, key: u128) -> usize {
+        self.hasher.hash_one(key) as usize & self.mask
+    }
+
+    /// The entry of `key`, or the empty entry where it would go.
+    fn find(&self, key: u128) -> Result<usize, usize> {
+        let mut i = self.home(key);
+        loop {
+            if self.counts[i] == 0 {
+                return Err(i);
+            }
+            if self.keys[i] == key {
+                return Ok(i);
+            }
+            i = (i + 1) & self.mask;
+        }
+    }
+
+    fn count(&self, key: u128) -> u32 {
+        self.find(key).map_or(0, |i| self.counts[i])
+    }
+
+    fn increment(&mut self, key: u128) {
+        match self.find(key) {
+            Ok(i) => self.counts[i] += 1,
+            Err(i) => {
+                self.keys[i] = key;
+                self.counts[i] = 1;
+            }
+        }
+    }
+
+    fn decrement(&mut self, key: u128) {
+        let Ok(mut hole) = self.find(key) else {
+            debug_assert!(false, "decrement of an address not counted");
+            return;
+        };
+        self.counts[hole] -= 1;
+        if self.counts[hole] > 0 {
+            return;
+        }
+        // Backward shift: pull later entries of the run into the hole
+        // unless their home lies after the hole (cyclically), so that every
+        // entry stays reachable from its home without tombstones.
+        let mut j = (hole + 1) & self.mask;
+        while self.counts[j] != 0 {
+            let home = self.home(self.keys[j]);
+            if (j.wrapping_sub(home) & self.mask) >= (j.wrapping_sub(hole) & self.mask) {
+                self.keys[hole] = self.keys[j];
+                self.counts[hole] = self.counts[j];
+                self.counts[j] = 0;
+                hole = j;
+            }
+            j = (j + 1) & self.mask;
+        }
+    }
+
+    /// Addresses with a pending connection (tests).
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        self.counts.iter().filter(|&&c| c > 0).count()
     }
 }
 
@@ -66,6 +280,15 @@ pub struct ReactorCore {
     orphans_next: usize,
     /// A revocation found the command ring full while sweeping orphans.
     orphans_pending: bool,
+    /// Admission (module docs): each slot's pending state, the pending list
+    /// in admission order, pending connections per address, its cap, and
+    /// the connections waiting for a slot being freed.
+    pending: Box<[Pending]>,
+    pending_head: u16,
+    pending_tail: u16,
+    by_address: PendingByAddress,
+    pending_per_address: u32,
+    waiting: VecDeque<Waiting>,
 }
 
 impl ReactorCore {
@@ -96,7 +319,20 @@ impl ReactorCore {
                 .into_boxed_slice(),
             orphans_next: 0,
             orphans_pending: false,
+            pending: vec![Pending::NONE; sessions].into_boxed_slice(),
+            pending_head: NIL,
+            pending_tail: NIL,
+            // Counted: every slot, plus as many waiters.
+            by_address: PendingByAddress::new(2 * sessions),
+            pending_per_address: crate::constants::PENDING_LOGONS_PER_ADDRESS_DEFAULT as u32,
+            waiting: VecDeque::with_capacity(sessions),
         }
+    }
+
+    /// Sets the per-address cap on pending connections (start-up; the spec
+    /// checked it against `PENDING_LOGONS_PER_ADDRESS_MAX`).
+    pub fn set_pending_logons_per_address(&mut self, cap: usize) {
+        self.pending_per_address = cap.clamp(1, u32::MAX as usize) as u32;
     }
 
     /// This reactor's number.
@@ -113,24 +349,208 @@ impl ReactorCore {
         &self.shared
     }
 
-    /// A new connection. `None` when every slot is taken: the caller answers
-    /// with [`session_limit_reject`] and closes.
+    /// A new connection in a free slot, without the admission policy (no
+    /// cap, no eviction): sans-I/O tests and tools. `None` when every slot
+    /// is taken: the caller answers with [`session_limit_reject`] and
+    /// closes. The reactor uses [`ReactorCore::admit`].
     pub fn accept(&mut self, now: Nanos, peer: IpAddr) -> Option<SessionId> {
-        let (slot, generation) = loop {
+        let slot = self.take_free()?;
+        let key = address_key(peer);
+        self.by_address.increment(key);
+        Some(self.open_slot(slot, now, peer, key))
+    }
+
+    /// A new connection, through the admission policy (module docs).
+    /// `handle` is the driver's for the connection (its descriptor): a
+    /// waiting connection gets it back from [`ReactorCore::next_waiting`]
+    /// or [`ReactorCore::drain_waiting`]. Refusals are counted and
+    /// journaled here; the caller sends the LogonReject and closes.
+    pub fn admit(&mut self, now: Nanos, peer: IpAddr, handle: i32) -> Admission {
+        let key = address_key(peer);
+        if self.by_address.count(key) >= self.pending_per_address {
+            self.counters.address_cap_refusals += 1;
+            return self.refuse(now, peer, LogonRejectReason::THROTTLED);
+        }
+        if let Some(slot) = self.take_free() {
+            self.by_address.increment(key);
+            return Admission::Open(self.open_slot(slot, now, peer, key));
+        }
+        if self.waiting.len() < self.sessions.len() && self.claim_slot(now) {
+            self.by_address.increment(key);
+            self.waiting.push_back(Waiting { handle, peer, key });
+            self.counters.accepts_waited += 1;
+            return Admission::Wait;
+        }
+        self.refuse(now, peer, LogonRejectReason::SESSION_LIMIT)
+    }
+
+    fn refuse(&mut self, now: Nanos, peer: IpAddr, reason: LogonRejectReason) -> Admission {
+        self.counters.logon_rejects[reason.wire() as usize] += 1;
+        self.audit.record(AuditEvent {
+            session: 0,
+            reactor: self.index,
+            ..AuditEvent::logon_rejected(now, SessionId(0), 0, from_ip(peer), reason)
+        });
+        Admission::Refuse(reason)
+    }
+
+    /// Makes one slot on its way to free for a newcomer: takes the oldest
+    /// pending connection off the list and, if it is still waiting for its
+    /// Logon, evicts it (LogonReject SESSION_LIMIT, then closed); one
+    /// already closing is claimed as it is. `false` if none is left: every
+    /// slot is logged on or already claimed.
+    fn claim_slot(&mut self, now: Nanos) -> bool {
+        let slot = self.pending_head;
+        if slot == NIL {
+            return false;
+        }
+        self.unlist(slot);
+        let id = self.sessions[slot as usize].id();
+        let mut evicted = false;
+        self.with_session(id, now, |s, io| evicted = s.evict(io));
+        if evicted {
+            self.counters.pending_evictions += 1;
+        }
+        true
+    }
+
+    /// A slot off the free list whose generations are not all spent. A
+    /// slot whose generation reached `SessionId::GENERATION_MAX` has issued
+    /// every id it can: it is retired for the rest of the run (its ids must
+    /// never come back), one slot less, and counted.
+    fn take_free(&mut self) -> Option<u16> {
+        loop {
             let slot = self.free.pop()?;
-            let g = &mut self.generations[slot as usize];
-            if *g < SessionId::GENERATION_MAX {
-                *g += 1;
-                break (slot, *g);
+            if self.generations[slot as usize] < SessionId::GENERATION_MAX {
+                return Some(slot);
             }
-            // Every id of this slot has been issued: it is never used
-            // again this run (its ids must not come back), one slot less.
             self.counters.slots_retired += 1;
-        };
-        let id = SessionId::new(self.index, slot, generation);
+        }
+    }
+
+    /// Opens `slot` (just taken off the free list) for a connection from
+    /// `peer`, already counted under `key`, and lists it as pending.
+    fn open_slot(&mut self, slot: u16, now: Nanos, peer: IpAddr, key: u128) -> SessionId {
+        let g = &mut self.generations[slot as usize];
+        debug_assert!(
+            *g < SessionId::GENERATION_MAX,
+            "take_free skips spent slots"
+        );
+        *g += 1;
+        let id = SessionId::new(self.index, slot, *g);
         self.sessions[slot as usize].open(id, peer, now, &self.shared);
         self.live.push(slot);
-        Some(id)
+        self.pending[slot as usize] = Pending {
+            key,
+            counted: true,
+            ..Pending::NONE
+        };
+        self.list(slot);
+        id
+    }
+
+    /// The first waiting connection, with the slot it now has (its session
+    /// open, its logon deadline running from `now`), if a slot is free.
+    /// Call after every release until `None`.
+    pub fn next_waiting(&mut self, now: Nanos) -> Option<(i32, SessionId)> {
+        if self.waiting.is_empty() {
+            return None;
+        }
+        let slot = self.take_free()?;
+        let w = self.waiting.pop_front().expect("checked not empty");
+        Some((w.handle, self.open_slot(slot, now, w.peer, w.key)))
+    }
+
+    /// Takes the next waiting connection off the queue without a slot (the
+    /// reactor is stopping): the caller closes its handle.
+    pub fn drain_waiting(&mut self) -> Option<i32> {
+        let w = self.waiting.pop_front()?;
+        self.by_address.decrement(w.key);
+        Some(w.handle)
+    }
+
+    /// Connections waiting for a slot.
+    pub fn waiting_count(&self) -> usize {
+        self.waiting.len()
+    }
+
+    /// Pending connections (not logged on) counted for `peer`'s address.
+    pub fn pending_for(&self, peer: IpAddr) -> u32 {
+        self.by_address.count(address_key(peer))
+    }
+
+    /// Appends `slot` to the pending list.
+    fn list(&mut self, slot: u16) {
+        let tail = self.pending_tail;
+        let p = &mut self.pending[slot as usize];
+        p.listed = true;
+        p.prev = tail;
+        p.next = NIL;
+        if tail == NIL {
+            self.pending_head = slot;
+        } else {
+            self.pending[tail as usize].next = slot;
+        }
+        self.pending_tail = slot;
+    }
+
+    /// Takes `slot` off the pending list.
+    fn unlist(&mut self, slot: u16) {
+        let p = self.pending[slot as usize];
+        if !p.listed {
+            return;
+        }
+        if p.prev == NIL {
+            self.pending_head = p.next;
+        } else {
+            self.pending[p.prev as usize].next = p.next;
+        }
+        if p.next == NIL {
+            self.pending_tail = p.prev;
+        } else {
+            self.pending[p.next as usize].prev = p.prev;
+        }
+        let p = &mut self.pending[slot as usize];
+        p.listed = false;
+        p.prev = NIL;
+        p.next = NIL;
+    }
+
+    /// `slot` is no longer pending (it logged on, or it is released).
+    fn leave_pending(&mut self, slot: usize) {
+        self.unlist(slot as u16);
+        let p = &mut self.pending[slot];
+        if p.counted {
+            p.counted = false;
+            let key = p.key;
+            self.by_address.decrement(key);
+        }
+    }
+
+    /// After input or a timer for a pending session: it leaves the pending
+    /// count once logged on; a logon timeout is journaled (once).
+    #[cold]
+    fn pending_progress(&mut self, id: SessionId, now: Nanos) {
+        let Some(s) = self.session(id) else {
+            return;
+        };
+        let slot = id.slot() as usize;
+        if s.is_logged_on() {
+            self.leave_pending(slot);
+        } else if s.close_reason() == Some(CloseReason::LogonTimeout)
+            && !self.pending[slot].timeout_recorded
+        {
+            let event = AuditEvent::logon_timeout(now, id, from_ip(s.peer()));
+            self.pending[slot].timeout_recorded = true;
+            self.audit.record(event);
+        }
+    }
+
+    #[inline]
+    fn is_pending(&self, id: SessionId) -> bool {
+        self.pending
+            .get(id.slot() as usize)
+            .is_some_and(|p| p.counted)
     }
 
     /// The session of `id` if it is still the one in its slot.
@@ -295,6 +715,9 @@ impl ReactorCore {
     #[inline]
     pub fn on_bytes(&mut self, id: SessionId, now: Nanos, bytes: &[u8]) {
         self.with_session(id, now, |s, io| s.handle_bytes(io, bytes));
+        if self.is_pending(id) {
+            self.pending_progress(id, now);
+        }
     }
 
     /// The socket of `id` is closed (by the peer, an error, or us).
@@ -343,6 +766,10 @@ impl ReactorCore {
                 let mut io = io!(self, now, &self.keys);
                 session.handle_timeout(&mut io);
                 mark(&mut self.dirty, &mut self.dirty_mark, slot as u16);
+                let id = session.id();
+                if self.is_pending(id) {
+                    self.pending_progress(id, now);
+                }
             }
             i += 1;
         }
@@ -369,6 +796,7 @@ impl ReactorCore {
         }
         if let Some(pos) = self.live.iter().position(|&l| l == slot) {
             self.live.swap_remove(pos);
+            self.leave_pending(slot as usize);
             self.free.push(slot);
             true
         } else {
@@ -402,8 +830,14 @@ fn mark(dirty: &mut Vec<u16>, dirty_mark: &mut [bool], slot: u16) {
 
 /// The reply to a connection that found every slot taken.
 pub fn session_limit_reject(now: Nanos) -> [u8; wire::LOGON_REJECT_SIZE] {
+    logon_reject_bytes(LogonRejectReason::SESSION_LIMIT, now)
+}
+
+/// The LogonReject for a connection refused before it has a slot
+/// ([`Admission::Refuse`]).
+pub fn logon_reject_bytes(reason: LogonRejectReason, now: Nanos) -> [u8; wire::LOGON_REJECT_SIZE] {
     wire::LogonReject {
-        reason: LogonRejectReason::SESSION_LIMIT.wire(),
+        reason: reason.wire(),
         server_time_ns: now,
     }
     .to_bytes()
@@ -481,5 +915,260 @@ mod tests {
         let id = SessionId::new(r, s, 1);
         assert_eq!((id.reactor(), id.slot(), id.generation()), (r, s, 1));
         assert_eq!(SessionId::new(0, 0, 1 << 33).io_generation(), 0);
+    }
+
+    use crate::client::ClientSession;
+    use crate::journal::{AuditKind, AuditSink, JournalHealth};
+    use crate::ring;
+    use std::collections::HashMap;
+
+    const T0: Nanos = 1_764_000_000_000_000_000;
+    const SECRET: [u8; 32] = [0x5a; 32];
+
+    struct Rig {
+        core: ReactorCore,
+        audit: Consumer<AuditEvent>,
+        _engine: (Consumer<Command>, Producer<Event>),
+    }
+
+    impl Rig {
+        fn new(slots: usize, cap: usize) -> Rig {
+            let keys = KeyTable::from_entries(vec![
+                KeyEntry::new(
+                    1,
+                    Secret::from_bytes(SECRET),
+                    Scopes::TRADE,
+                    Environment::Production,
+                )
+                .allow_any(),
+            ])
+            .unwrap();
+            let shared = Arc::new(Shared::new(GatewayConfig::default(), keys, [3; 32]));
+            let (ctx, crx) = ring::channel::<Command>(64);
+            let (etx, erx) = ring::channel::<Event>(64);
+            let mut core = ReactorCore::new(2, shared, slots, ctx, erx);
+            core.set_pending_logons_per_address(cap);
+            let (atx, arx) = ring::channel::<AuditEvent>(256);
+            core.audit = Audit::new(AuditSink::new(atx), Arc::new(JournalHealth::new()));
+            Rig {
+                core,
+                audit: arx,
+                _engine: (crx, etx),
+            }
+        }
+
+        fn events(&mut self) -> Vec<AuditEvent> {
+            let mut out = Vec::new();
+            self.audit.drain(usize::MAX, |e| out.push(e));
+            out
+        }
+
+        fn open(&mut self, peer: &str, handle: i32) -> SessionId {
+            match self.core.admit(T0, peer.parse().unwrap(), handle) {
+                Admission::Open(id) => id,
+                other => panic!("{peer}: {other:?}"),
+            }
+        }
+
+        /// Closes `id` as the reactor would, and releases its slot.
+        fn close(&mut self, id: SessionId) {
+            self.core.on_closed(id, T0);
+            assert!(self.core.release(id));
+        }
+
+        fn logon(&mut self, id: SessionId, nonce: u8) {
+            let mut client = ClientSession::new(1, SECRET);
+            let f = client.logon(T0, [nonce; 16], 1000, 1, 0);
+            self.core.on_bytes(id, T0, &f);
+            assert!(self.core.session(id).unwrap().is_logged_on());
+        }
+    }
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn addresses_count_ipv4_whole_and_ipv6_by_its_64() {
+        assert_eq!(
+            address_key(ip("10.1.2.3")),
+            address_key(ip("::ffff:10.1.2.3"))
+        );
+        assert_ne!(address_key(ip("10.1.2.3")), address_key(ip("10.1.2.4")));
+        assert_eq!(
+            address_key(ip("2001:db8:1:2::7")),
+            address_key(ip("2001:db8:1:2:ffff::1"))
+        );
+        assert_ne!(
+            address_key(ip("2001:db8:1:2::7")),
+            address_key(ip("2001:db8:1:3::7"))
+        );
+        // An IPv4 key is never an IPv6 /64 key (its low 64 bits are not 0).
+        assert_ne!(address_key(ip("0.0.0.0")), address_key(ip("::")));
+        assert_ne!(address_key(ip("0.0.0.1")), address_key(ip("::1")));
+    }
+
+    #[test]
+    fn the_address_table_counts_exactly_through_collisions_and_deletions() {
+        // A small table (16 entries for up to 8 keys) so that runs collide
+        // and wrap; checked against a map after every step.
+        let mut table = PendingByAddress::new(8);
+        let mut model: HashMap<u128, u32> = HashMap::new();
+        let mut rng = crate::rng::SplitMix(7);
+        for _ in 0..20_000 {
+            let key = 1 + rng.below(12) as u128;
+            let held = model.get(&key).copied().unwrap_or(0);
+            let distinct = model.len();
+            if held > 0 && rng.below(2) == 0 {
+                table.decrement(key);
+                if held == 1 {
+                    model.remove(&key);
+                } else {
+                    model.insert(key, held - 1);
+                }
+            } else if held > 0 || distinct < 8 {
+                table.increment(key);
+                model.insert(key, held + 1);
+            }
+            for k in 1..=12u128 {
+                assert_eq!(
+                    table.count(k),
+                    model.get(&k).copied().unwrap_or(0),
+                    "key {k}"
+                );
+            }
+            assert_eq!(table.len(), model.len());
+        }
+    }
+
+    #[test]
+    fn over_the_cap_an_address_is_refused_throttled_and_journaled() {
+        let mut rig = Rig::new(8, 2);
+        let a = rig.open("10.0.0.1", 1);
+        rig.open("10.0.0.1", 2);
+        assert_eq!(
+            rig.core.admit(T0, ip("10.0.0.1"), 3),
+            Admission::Refuse(LogonRejectReason::THROTTLED)
+        );
+        // IPv6: one /64 is one budget.
+        rig.open("2001:db8::1", 4);
+        rig.open("2001:db8::2", 5);
+        assert_eq!(
+            rig.core.admit(T0, ip("2001:db8::3"), 6),
+            Admission::Refuse(LogonRejectReason::THROTTLED)
+        );
+        rig.open("2001:db8:0:1::1", 7);
+        // Another address in the same /24 is not affected.
+        rig.open("10.0.0.2", 8);
+        let c = &rig.core.counters;
+        assert_eq!(c.address_cap_refusals, 2);
+        assert_eq!(c.logon_reject(LogonRejectReason::THROTTLED), 2);
+        assert_eq!(rig.core.live_count(), 6);
+        let refusals: Vec<_> = rig
+            .events()
+            .into_iter()
+            .filter(|e| e.kind == AuditKind::LogonRejected)
+            .collect();
+        assert_eq!(refusals.len(), 2);
+        assert_eq!(refusals[0].addr, from_ip(ip("10.0.0.1")));
+        assert_eq!(refusals[0].reason, LogonRejectReason::THROTTLED.wire());
+        assert_eq!((refusals[0].session, refusals[0].reactor), (0, 2));
+        // Its place comes back when one of them is released, or logs on.
+        rig.close(a);
+        assert_eq!(rig.core.pending_for(ip("10.0.0.1")), 1);
+        let b = rig.open("10.0.0.1", 9);
+        rig.logon(b, 1);
+        assert_eq!(rig.core.pending_for(ip("10.0.0.1")), 1);
+        rig.open("10.0.0.1", 10);
+    }
+
+    #[test]
+    fn a_full_slab_evicts_its_oldest_pending_connection_for_a_newcomer() {
+        let mut rig = Rig::new(3, 16);
+        let a = rig.open("10.0.0.1", 1);
+        let b = rig.open("10.0.0.2", 2);
+        let c = rig.open("10.0.0.3", 3);
+        rig.events();
+        // D waits; A, the oldest, is evicted: LogonReject SESSION_LIMIT
+        // queued, then it closes like any rejected connection.
+        assert_eq!(rig.core.admit(T0, ip("10.0.0.4"), 4), Admission::Wait);
+        let sa = rig.core.session(a).unwrap();
+        assert_eq!(
+            sa.close_reason(),
+            Some(CloseReason::LogonRejected(LogonRejectReason::SESSION_LIMIT))
+        );
+        let reject = wire::decode_gateway(sa.tx().waiting()).unwrap();
+        assert!(matches!(reject, wire::GatewayFrame::LogonReject(r) if r.reason() == 7));
+        assert!(rig.core.session(b).unwrap().close_reason().is_none());
+        // E waits too, and takes B's slot.
+        assert_eq!(rig.core.admit(T0, ip("10.0.0.5"), 5), Admission::Wait);
+        assert!(rig.core.session(b).unwrap().close_reason().is_some());
+        assert_eq!(rig.core.waiting_count(), 2);
+        // Nothing is free until a close completes.
+        assert_eq!(rig.core.next_waiting(T0), None);
+        let ev = rig.events();
+        assert_eq!(ev.len(), 2);
+        assert!(ev.iter().all(|e| e.kind == AuditKind::LogonRejected
+            && e.reason == LogonRejectReason::SESSION_LIMIT.wire()));
+        assert_eq!(ev[0].session, a.0);
+
+        rig.close(a);
+        let (h, d) = rig.core.next_waiting(T0).expect("D gets A's slot");
+        assert_eq!((h, d.slot()), (4, a.slot()));
+        assert_eq!(rig.core.next_waiting(T0), None);
+        rig.close(b);
+        let (h, _) = rig.core.next_waiting(T0).expect("E gets B's slot");
+        assert_eq!(h, 5);
+        assert_eq!(rig.core.pending_for(ip("10.0.0.1")), 0);
+        assert_eq!(rig.core.pending_for(ip("10.0.0.4")), 1);
+
+        // Every slot logged on: a newcomer is refused SESSION_LIMIT, and no
+        // session is displaced.
+        rig.logon(c, 1);
+        rig.logon(d, 2);
+        let e = rig.core.live_ids().find(|&id| id != c && id != d).unwrap();
+        rig.logon(e, 3);
+        assert_eq!(
+            rig.core.admit(T0, ip("10.0.0.6"), 6),
+            Admission::Refuse(LogonRejectReason::SESSION_LIMIT)
+        );
+        for id in [c, d, e] {
+            assert!(rig.core.session(id).unwrap().is_logged_on());
+        }
+        let counters = &rig.core.counters;
+        assert_eq!(counters.pending_evictions, 2);
+        assert_eq!(counters.accepts_waited, 2);
+        assert_eq!(counters.logon_reject(LogonRejectReason::SESSION_LIMIT), 3);
+    }
+
+    #[test]
+    fn a_pending_connection_already_closing_is_claimed_without_an_eviction() {
+        let mut rig = Rig::new(1, 16);
+        let a = rig.open("10.0.0.1", 1);
+        // A misses its logon deadline: closed without a reply, journaled.
+        let late = T0 + GatewayConfig::default().logon_timeout_ns;
+        rig.core.run_timers(late);
+        assert_eq!(
+            rig.core.session(a).unwrap().close_reason(),
+            Some(CloseReason::LogonTimeout)
+        );
+        rig.core.run_timers(late + 1);
+        let ev = rig.events();
+        assert_eq!(ev.len(), 1, "one LogonTimeout event: {ev:?}");
+        assert_eq!(ev[0].kind, AuditKind::LogonTimeout);
+        assert_eq!((ev[0].session, ev[0].addr), (a.0, from_ip(ip("10.0.0.1"))));
+        assert_eq!(rig.core.counters.logon_timeouts, 1);
+
+        assert_eq!(rig.core.admit(late, ip("10.0.0.2"), 2), Admission::Wait);
+        assert_eq!(rig.core.counters.pending_evictions, 0);
+        // A second newcomer finds nothing left to claim.
+        assert_eq!(
+            rig.core.admit(late, ip("10.0.0.3"), 3),
+            Admission::Refuse(LogonRejectReason::SESSION_LIMIT)
+        );
+        // Stopping: the waiter is handed back and its place given up.
+        assert_eq!(rig.core.drain_waiting(), Some(2));
+        assert_eq!(rig.core.drain_waiting(), None);
+        assert_eq!(rig.core.pending_for(ip("10.0.0.2")), 0);
     }
 }

@@ -386,8 +386,7 @@ pub fn peer_addr(fd: RawFd) -> io::Result<SocketAddr> {
 }
 
 /// Writes a small reply straight to a socket without waiting (the
-/// SESSION_LIMIT LogonReject to a connection that gets no slot), then
-/// closes it.
+/// LogonReject to a connection refused at accept), then closes it.
 pub fn reply_and_close(fd: RawFd, bytes: &[u8]) {
     // SAFETY: bytes is a live slice; MSG_DONTWAIT makes this never block.
     unsafe {

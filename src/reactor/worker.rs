@@ -34,6 +34,20 @@
 //! have completed (`shutdown` makes both complete promptly), and its slot is
 //! reused only after the close completed and its session finished, so the
 //! kernel never holds a buffer of a slot that has moved on.
+//!
+//! **Accept.** Each accepted connection goes through the core's admission
+//! policy ([`ReactorCore::admit`], see `reactor::core`): a slot, a wait for
+//! a slot being freed by an eviction (its descriptor is held, nothing is
+//! armed on it, until a release hands it the slot), or a LogonReject written
+//! straight to the socket before it is closed. A failed accept (EMFILE or
+//! ENFILE when descriptors run out, or any other error) ends the multishot
+//! accept; re-arming it at once would fail at once, every turn: a spin of
+//! failing system calls with connections queued. Instead accept pauses,
+//! counted (`accept_emfile`, `accept_errors`), for a back-off measured in
+//! timer ticks (`ACCEPT_BACKOFF_TICKS_MIN`, doubling to
+//! `ACCEPT_BACKOFF_TICKS_MAX`, reset by the next success); the loop only
+//! re-arms once the pause is over, so meanwhile the reactor idles as usual
+//! and its sessions run unaffected. Nothing sleeps.
 
 use std::net::{IpAddr, Ipv4Addr, TcpListener};
 use std::os::fd::RawFd;
@@ -44,9 +58,10 @@ use std::time::{Duration, Instant};
 use hdrhistogram::Histogram;
 use io_uring::{IoUring, cqueue, types};
 
-use super::core::{ReactorCore, session_limit_reject};
+use super::core::{Admission, ReactorCore, logon_reject_bytes};
 use super::idle::{Idle, IdleAction, IdleKind};
 use super::uring::{self, BufRing, Op};
+use crate::constants::{ACCEPT_BACKOFF_TICKS_MAX, ACCEPT_BACKOFF_TICKS_MIN};
 use crate::engine::agent::EngineAgent;
 use crate::engine::book::MatchingEngine;
 use crate::engine::{Nanos, SessionId};
@@ -115,6 +130,10 @@ struct Worker {
     bufs: BufRing,
     listener: TcpListener,
     accept_armed: bool,
+    /// After a failed accept: no re-arm before this instant (`clock`'s
+    /// monotonic ns), and the next pause, in timer ticks.
+    accept_resume_at: u64,
+    accept_backoff_ticks: u32,
     conns: Box<[Conn]>,
     /// Closed connections whose session has not finished yet (a
     /// cancel-on-disconnect waiting for ring space).
@@ -167,6 +186,8 @@ pub fn run(args: ReactorArgs, ready: impl FnOnce(Result<String, String>)) -> Opt
         bufs,
         listener: args.listener,
         accept_armed: false,
+        accept_resume_at: 0,
+        accept_backoff_ticks: ACCEPT_BACKOFF_TICKS_MIN,
         conns: vec![Conn::EMPTY; slots].into_boxed_slice(),
         unreleased: Vec::with_capacity(slots),
         core: args.core,
@@ -269,7 +290,7 @@ impl Worker {
                 self.begin_stop(now);
                 stop_at = Some(mono);
             }
-            if !self.stopping && !self.accept_armed {
+            if !self.stopping && !self.accept_armed && mono >= self.accept_resume_at {
                 let e = uring::accept_multi(uring::raw(&self.listener));
                 self.push(&e);
                 self.accept_armed = true;
@@ -391,12 +412,15 @@ impl Worker {
     }
 
     fn on_accept(&mut self, now: Nanos, res: i32, flags: u32) {
-        if !cqueue::more(flags) {
+        let more = cqueue::more(flags);
+        if !more {
             self.accept_armed = false;
         }
         if res < 0 {
+            self.on_accept_error(-res, more);
             return;
         }
+        self.accept_backoff_ticks = ACCEPT_BACKOFF_TICKS_MIN;
         let fd = res;
         if self.stopping {
             uring::reply_and_close(fd, &[]);
@@ -405,23 +429,56 @@ impl Worker {
         self.uring.accepts += 1;
         let peer = uring::peer_addr(fd).map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |a| a.ip());
         let _ = uring::set_nodelay(fd);
-        match self.core.accept(now, peer) {
-            Some(id) => {
-                self.conns[id.slot() as usize] = Conn {
-                    fd,
-                    id,
-                    recv_armed: true,
-                    ..Conn::EMPTY
-                };
-                let e = uring::recv_multi(fd, self.bufs.bgid(), id.slot(), id.io_generation());
-                self.push(&e);
+        match self.core.admit(now, peer, fd) {
+            Admission::Open(id) => self.open_conn(fd, id),
+            Admission::Wait => {}
+            Admission::Refuse(reason) => {
+                if reason == LogonRejectReason::SESSION_LIMIT {
+                    self.uring.accepts_refused_full += 1;
+                }
+                uring::reply_and_close(fd, &logon_reject_bytes(reason, now));
             }
-            None => {
-                self.uring.accepts_refused_full += 1;
-                self.core.counters.logon_rejects
-                    [LogonRejectReason::SESSION_LIMIT.wire() as usize] += 1;
-                uring::reply_and_close(fd, &session_limit_reject(now));
-            }
+        }
+    }
+
+    /// A failed accept (`errno`): counted, and accept paused for the
+    /// back-off (module docs). A multishot accept the kernel kept armed is
+    /// canceled, so that it too waits out the pause.
+    #[cold]
+    fn on_accept_error(&mut self, errno: i32, more: bool) {
+        if errno == libc::ECANCELED {
+            return; // begin_stop's cancel, or ours below
+        }
+        if errno == libc::EMFILE || errno == libc::ENFILE {
+            self.uring.accept_emfile += 1;
+        } else {
+            self.uring.accept_errors += 1;
+        }
+        let ticks = self.accept_backoff_ticks;
+        self.accept_resume_at = self.turn_mono + u64::from(ticks) * TIMER_TICK.as_nanos() as u64;
+        self.accept_backoff_ticks = (ticks * 2).min(ACCEPT_BACKOFF_TICKS_MAX);
+        if more {
+            let e = uring::cancel(uring::user_data(Op::Accept, uring::NO_SLOT, 0));
+            self.push(&e);
+        }
+    }
+
+    /// A connection that has its slot: receive on it.
+    fn open_conn(&mut self, fd: RawFd, id: SessionId) {
+        self.conns[id.slot() as usize] = Conn {
+            fd,
+            id,
+            recv_armed: true,
+            ..Conn::EMPTY
+        };
+        let e = uring::recv_multi(fd, self.bufs.bgid(), id.slot(), id.io_generation());
+        self.push(&e);
+    }
+
+    /// Hands freed slots to the connections waiting for them.
+    fn admit_waiting(&mut self, now: Nanos) {
+        while let Some((fd, id)) = self.core.next_waiting(now) {
+            self.open_conn(fd, id);
         }
     }
 
@@ -519,6 +576,7 @@ impl Worker {
         self.core.on_closed(id, now);
         if self.core.release(id) {
             self.conns[slot as usize] = Conn::EMPTY;
+            self.admit_waiting(now);
         } else {
             self.unreleased.push(id);
         }
@@ -592,6 +650,7 @@ impl Worker {
                 i += 1;
             }
         }
+        self.admit_waiting(now);
         self.uring.cq_overflow = self.ring.completion().overflow() as u64;
         self.publish_stats(now);
     }
@@ -621,6 +680,9 @@ impl Worker {
         if self.accept_armed {
             let e = uring::cancel(uring::user_data(Op::Accept, uring::NO_SLOT, 0));
             self.push(&e);
+        }
+        while let Some(fd) = self.core.drain_waiting() {
+            uring::reply_and_close(fd, &[]);
         }
         let ids: Vec<SessionId> = self.core.live_ids().collect();
         for id in ids {

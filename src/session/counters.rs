@@ -43,6 +43,17 @@ pub struct Counters {
     /// Session slots retired because every generation of theirs was used
     /// (`SessionId::GENERATION_MAX`): their ids are never issued twice.
     pub slots_retired: u64,
+    /// Connections refused LogonReject THROTTLED at accept: their address
+    /// (IPv4, or IPv6 /64) already held `pending_logons_per_address`
+    /// connections not logged on on this reactor.
+    pub address_cap_refusals: u64,
+    /// Connections not logged on that got LogonReject SESSION_LIMIT and were
+    /// closed to give their slot to a newer connection (every slot taken).
+    pub pending_evictions: u64,
+    /// New connections that found every slot taken and waited for one being
+    /// freed for them (an eviction, or a connection not logged on that was
+    /// already closing) instead of being refused.
+    pub accepts_waited: u64,
 }
 
 impl Counters {

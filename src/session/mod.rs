@@ -430,6 +430,18 @@ impl Session {
         }
     }
 
+    /// The reactor takes this connection's slot for a newer one (every slot
+    /// is taken and this is its oldest connection not logged on):
+    /// LogonReject SESSION_LIMIT, then the connection closes. Only before
+    /// logon; returns whether it was evicted.
+    pub fn evict<S: CommandSink>(&mut self, io: &mut Io<'_, S>) -> bool {
+        if !matches!(self.state, State::AwaitingLogon { .. }) {
+            return false;
+        }
+        self.logon_reject(io, LogonRejectReason::SESSION_LIMIT);
+        true
+    }
+
     fn push_revocation<S: CommandSink>(&mut self, io: &mut Io<'_, S>) {
         let mut command = Command::empty(CommandKind::CancelForRevocation, self.id);
         command.cl_ord_id = REVOKE_MARKER;

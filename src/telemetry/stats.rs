@@ -337,6 +337,9 @@ fn visit_reactor(sink: &mut impl Sink, s: &ReactorSample<'_>) {
         lockouts,
         orphans_forgotten,
         orphans_swept,
+        address_cap_refusals,
+        pending_evictions,
+        accepts_waited,
         reload_ended,
         slots_retired,
     } = s.counters;
@@ -355,6 +358,9 @@ fn visit_reactor(sink: &mut impl Sink, s: &ReactorSample<'_>) {
         (11, *lockouts, "lockouts", "Addresses locked out by failed logons."),
         (12, *orphans_forgotten, "orphans_forgotten", "Ended sessions the orphan registry forgot because it was full."),
         (13, *orphans_swept, "orphans_swept", "Ended sessions whose resting orders a revocation canceled."),
+        (14, *address_cap_refusals, "address_cap_refusals", "Connections refused THROTTLED: their address already held pending_logons_per_address connections not logged on."),
+        (15, *pending_evictions, "pending_evictions", "Connections not logged on evicted (SESSION_LIMIT) to give their slot to a newer one."),
+        (16, *accepts_waited, "accepts_waited", "New connections that waited for a slot being freed instead of being refused."),
         (70, *reload_ended, "reload_ended", "Live sessions a keys reload ended (Terminate KEY_CHANGED)."),
         (71, *slots_retired, "slots_retired", "Session slots retired after using every generation."),
     ];
@@ -412,6 +418,8 @@ fn visit_reactor(sink: &mut impl Sink, s: &ReactorSample<'_>) {
         stale_completions,
         turns,
         turn_ns_max,
+        accept_emfile,
+        accept_errors,
     } = s.uring;
     #[rustfmt::skip]
     let uring = [
@@ -428,6 +436,8 @@ fn visit_reactor(sink: &mut impl Sink, s: &ReactorSample<'_>) {
         (410, Counter, *stale_completions, "stale_completions", "Completions for a slot that had moved on."),
         (411, Counter, *turns, "turns", "Turns of the reactor loop."),
         (412, Gauge, *turn_ns_max, "turn_ns_max", "Longest reactor turn since start, ns."),
+        (413, Counter, *accept_emfile, "accept_emfile", "Accepts that failed for want of a descriptor (EMFILE/ENFILE); accept paused with back-off."),
+        (414, Counter, *accept_errors, "accept_errors", "Accepts that failed otherwise; accept paused with back-off."),
     ];
     for (id, kind, value, family, help) in uring {
         sink.put(info(id, kind, family, "", help), value);
