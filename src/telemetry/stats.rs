@@ -337,6 +337,12 @@ fn visit_reactor(sink: &mut impl Sink, s: &ReactorSample<'_>) {
         lockouts,
         orphans_forgotten,
         orphans_swept,
+        logons_locked_out,
+        logons_throttled_address,
+        logons_throttled_key,
+        logons_nonce_share_full,
+        lockout_evictions,
+        logon_rate_evictions,
     } = s.counters;
     #[rustfmt::skip]
     let scalars = [
@@ -353,6 +359,12 @@ fn visit_reactor(sink: &mut impl Sink, s: &ReactorSample<'_>) {
         (11, *lockouts, "lockouts", "Addresses locked out by failed logons."),
         (12, *orphans_forgotten, "orphans_forgotten", "Ended sessions the orphan registry forgot because it was full."),
         (13, *orphans_swept, "orphans_swept", "Ended sessions whose resting orders a revocation canceled."),
+        (20, *logons_locked_out, "logons_locked_out", "Logons refused THROTTLED: their (client, key id) is locked out after failed logons; no HMAC computed."),
+        (21, *logons_throttled_address, "logons_throttled_address", "Logons refused THROTTLED by the per-address logon rate; no HMAC computed."),
+        (22, *logons_throttled_key, "logons_throttled_key", "Logons refused THROTTLED by the key's logon rate."),
+        (23, *logons_nonce_share_full, "logons_nonce_share_full", "Logons refused THROTTLED: the key's nonce cache had no free slot."),
+        (24, *lockout_evictions, "lockout_evictions", "Failed-logon records forgotten to make room in the lockout table."),
+        (25, *logon_rate_evictions, "logon_rate_evictions", "Per-address logon rate cells still in debt forgotten to make room."),
     ];
     for (id, value, family, help) in scalars {
         sink.put(info(id, Counter, family, "", help), value);
