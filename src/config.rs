@@ -1510,7 +1510,7 @@ mod tests {
                 _ => fields.push(key.clone()),
             }
         }
-        assert_eq!(fields.len(), 24);
+        assert_eq!(fields.len(), 28);
         for field in fields {
             assert!(
                 REFERENCE.contains(&format!("| `{field}` |")),

@@ -1,6 +1,13 @@
-//! Rate limits, the logon nonce replay cache and the failed-logon lockout,
-//! all in fixed-size memory allocated at start-up. Pure: every call takes a
-//! `now`.
+//! Rate limits, the logon nonce replay cache (one per key), the failed-logon
+//! lockout and the per-address logon rate, all in fixed-size memory
+//! allocated at start-up (a key's nonce cache: when the key is loaded).
+//! Pure: every call takes a `now`.
+//!
+//! The three logon tables are keyed with `RandomState`: SipHash-1-3 under
+//! keys the standard library draws from the OS once per process (then
+//! varies per table), so nobody outside can aim entries at a slot or a
+//! bucket. The gateway's own `/dev/urandom` seed would do as well; this
+//! keeps the tables independent of it and of each other.
 //!
 //! ## Rate limits: GCRA
 //!
