@@ -915,7 +915,7 @@ mod tests {
         let g = LogonGuard::new(8, 4, 5, 60 * SEC);
         let mut evicted = 0;
         for i in 0..5000u32 {
-            let a = IpAddr::V4(std::net::Ipv4Addr::from(0x0A00_0000 | i * 7919));
+            let a = IpAddr::V4(std::net::Ipv4Addr::from(0x0A00_0000 + i * 7919));
             for _ in 0..4 {
                 evicted += g.record_failure(T0, &a, 9999).evicted as u32;
             }
