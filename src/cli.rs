@@ -1113,6 +1113,7 @@ pub fn summary(report: &GatewayReport, ran: Duration) -> String {
         let _ = writeln!(out, "  recv→ring: {}", latency(&reactor.recv_to_ring_ns));
         uring_health(&mut out, u);
         admission(&mut out, c, u);
+        logon_defences(&mut out, c);
     }
     let e = &report.engine;
     let _ = writeln!(
@@ -1156,6 +1157,35 @@ fn admission(out: &mut String, c: &crate::session::Counters, u: &UringCounters) 
         c.accepts_waited,
         u.accept_emfile,
         u.accept_errors
+    );
+}
+
+/// The logon defences' line (docs/PROTOCOL.md, "Logon checks"), when any
+/// of them acted: refusals before any HMAC (a locked-out (client, key), a
+/// client over its logon rate), refusals of a key over its logon rate or
+/// with a full nonce cache, and records forgotten under pressure.
+fn logon_defences(out: &mut String, c: &crate::session::Counters) {
+    let all = [
+        c.logons_locked_out,
+        c.logons_throttled_address,
+        c.logons_throttled_key,
+        c.logons_nonce_share_full,
+        c.lockout_evictions,
+        c.logon_rate_evictions,
+    ];
+    if all.iter().all(|n| *n == 0) {
+        return;
+    }
+    let _ = writeln!(
+        out,
+        "  logon defences: locked out {}, throttled by address {}, by key {}, nonce cache full \
+         {}; forgotten under pressure: {} lockout records, {} address rate cells",
+        c.logons_locked_out,
+        c.logons_throttled_address,
+        c.logons_throttled_key,
+        c.logons_nonce_share_full,
+        c.lockout_evictions,
+        c.logon_rate_evictions
     );
 }
 
@@ -2048,6 +2078,39 @@ mod tests {
         let lines: Vec<&str> = text.lines().collect();
         assert_eq!(lines[6], "  controls: reload_ended 2, slots_retired 1");
         assert!(lines[7].starts_with("  recv→ring:"), "{}", lines[7]);
+    }
+
+    #[test]
+    fn summary_shows_the_logon_defences_when_they_acted() {
+        let report = GatewayReport {
+            reactors: vec![ReactorReport {
+                counters: Counters {
+                    lockouts: 2,
+                    logons_locked_out: 7,
+                    logons_throttled_address: 300,
+                    logons_throttled_key: 40,
+                    logons_nonce_share_full: 1,
+                    lockout_evictions: 9000,
+                    logon_rate_evictions: 12,
+                    ..Counters::default()
+                },
+                uring: UringCounters::default(),
+                recv_to_ring_ns: Histogram::new(3).unwrap(),
+                engine: None,
+            }],
+            engine: EngineCounters::default(),
+        };
+        let text = summary(&report, Duration::from_secs(1));
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(
+            &lines[7..],
+            [
+                "  io_uring: sq_full 0, recv_enobufs 0, cq_overflow 0, turn_ns_max 0 ns",
+                "  logon defences: locked out 7, throttled by address 300, by key 40, nonce cache \
+                 full 1; forgotten under pressure: 9000 lockout records, 12 address rate cells",
+                "engine: 0 commands, 0 events, 0 blocked turns, 0 misrouted",
+            ]
+        );
     }
 
     #[test]

@@ -122,6 +122,10 @@ pub struct SessionSection {
     pub burst: u32,
     pub logon_failures_max: u32,
     pub logon_lockout_window_ms: u64,
+    pub logon_rate_per_key: u32,
+    pub logon_burst_per_key: u32,
+    pub logon_rate_per_address: u32,
+    pub logon_burst_per_address: u32,
 }
 
 impl Default for Config {
@@ -196,6 +200,10 @@ impl Config {
                 burst: s.session_burst,
                 logon_failures_max: s.logon_failures_max,
                 logon_lockout_window_ms: s.logon_lockout_window_ns / NS_PER_MS,
+                logon_rate_per_key: s.logon_rate_per_key,
+                logon_burst_per_key: s.logon_burst_per_key,
+                logon_rate_per_address: s.logon_rate_per_address,
+                logon_burst_per_address: s.logon_burst_per_address,
             },
         }
     }
@@ -230,6 +238,10 @@ impl Config {
                 logon_lockout_window_ns: s.logon_lockout_window_ms.saturating_mul(NS_PER_MS),
                 session_msgs_per_sec: s.msgs_per_sec,
                 session_burst: s.burst,
+                logon_rate_per_key: s.logon_rate_per_key,
+                logon_burst_per_key: s.logon_burst_per_key,
+                logon_rate_per_address: s.logon_rate_per_address,
+                logon_burst_per_address: s.logon_burst_per_address,
             },
             audit_journal: Some(self.audit_journal_path()),
             audit_capacity: crate::journal::CAPACITY_RECORDS_DEFAULT,
@@ -397,6 +409,30 @@ impl Config {
             1,
             LOGON_LOCKOUT_WINDOW_MS_MAX,
         )?;
+        for (field, value, max) in [
+            (
+                "session.logon_rate_per_key",
+                s.logon_rate_per_key,
+                LOGON_RATE_MAX,
+            ),
+            (
+                "session.logon_burst_per_key",
+                s.logon_burst_per_key,
+                LOGON_BURST_MAX,
+            ),
+            (
+                "session.logon_rate_per_address",
+                s.logon_rate_per_address,
+                LOGON_RATE_MAX,
+            ),
+            (
+                "session.logon_burst_per_address",
+                s.logon_burst_per_address,
+                LOGON_BURST_MAX,
+            ),
+        ] {
+            in_range(field, value.into(), 1, max.into())?;
+        }
         Ok(())
     }
 
@@ -983,6 +1019,10 @@ mod tests {
             burst = 8
             logon_failures_max = 3
             logon_lockout_window_ms = 30000
+            logon_rate_per_key = 4
+            logon_burst_per_key = 12
+            logon_rate_per_address = 40
+            logon_burst_per_address = 120
         "#;
         let config = parse(text, "t").unwrap();
         assert_eq!(config.keys, Some(PathBuf::from("keys.toml")));
@@ -1021,6 +1061,11 @@ mod tests {
         assert_eq!(s.session_burst, 8);
         assert_eq!(s.logon_failures_max, 3);
         assert_eq!(s.logon_lockout_window_ns, 30_000 * NS_PER_MS);
+        assert_eq!((s.logon_rate_per_key, s.logon_burst_per_key), (4, 12));
+        assert_eq!(
+            (s.logon_rate_per_address, s.logon_burst_per_address),
+            (40, 120)
+        );
         // And back.
         let mut back = Config::from_spec(&spec);
         back.keys = config.keys.clone();
@@ -1182,6 +1227,20 @@ mod tests {
             "logon_lockout_window_ms",
             1,
             LOGON_LOCKOUT_WINDOW_MS_MAX,
+        );
+        check_range("session", "logon_rate_per_key", 1, LOGON_RATE_MAX.into());
+        check_range("session", "logon_burst_per_key", 1, LOGON_BURST_MAX.into());
+        check_range(
+            "session",
+            "logon_rate_per_address",
+            1,
+            LOGON_RATE_MAX.into(),
+        );
+        check_range(
+            "session",
+            "logon_burst_per_address",
+            1,
+            LOGON_BURST_MAX.into(),
         );
     }
 
@@ -1469,7 +1528,7 @@ mod tests {
                 _ => fields.push(key.clone()),
             }
         }
-        assert_eq!(fields.len(), 25);
+        assert_eq!(fields.len(), 29);
         for field in fields {
             assert!(
                 REFERENCE.contains(&format!("| `{field}` |")),

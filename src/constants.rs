@@ -52,20 +52,63 @@ pub const SESSIONS_PER_REACTOR_DEFAULT: usize = 256;
 /// `SessionId`; 64 is more cores than any gateway host dedicates.
 pub const REACTORS_MAX: usize = 64;
 
-/// Slots in the logon nonce replay cache, shared by every reactor. A nonce
-/// must be remembered for the whole skew window (2 × 5 s by default); at 4096
-/// slots the gateway can take ~400 signed logons per second with no false
-/// refusals. When every slot a nonce may use is live, the logon is refused
-/// THROTTLED (never silently admitted).
-pub const NONCE_CACHE_SLOTS: usize = 1 << 12;
+/// Slots of one key's logon nonce replay cache, at least and at most. Each
+/// key has its own cache (in its `KeyState`, allocated when the key is
+/// loaded and carried over reloads), so one key's logons can never take
+/// another key's slots. Its size is what the key's own logon rate can fill
+/// within the replay window, doubled and rounded up to a power of two:
+/// `2 × (logon_burst_per_key + logon_rate_per_key × (2 × skew + 1 s))`
+/// (`nonce_slots_per_key`), so the rate limit (THROTTLED, counted
+/// `logons_throttled_key`) refuses a key's logon flood before its cache
+/// could fill; the cache's own refusal (THROTTLED, `logons_nonce_share_full`)
+/// is the backstop for the probe window of a crowded cache. Defaults: 2 ×
+/// (100 + 10 × 11) = 420 → 512 slots, 4 KiB a key, 16 MiB at `KEYS_MAX`
+/// keys. The maximum, 2^15 slots (256 KiB a key), bounds what a generous
+/// config can cost: beyond it the cache, not the rate, is what refuses.
+pub const NONCE_SLOTS_PER_KEY_MIN: usize = 64;
+pub const NONCE_SLOTS_PER_KEY_MAX: usize = 1 << 15;
 
-/// Slots of the nonce cache one nonce may probe before the cache counts as
-/// full for it. Bounds the work of a logon.
+/// Slots of a key's nonce cache one nonce may probe before the cache counts
+/// as full for it. Bounds the work of a logon.
 pub const NONCE_CACHE_PROBES_MAX: usize = 16;
 
-/// Slots in the per-address logon-attempt table (hashed). Collisions only make
-/// two addresses share a lockout budget, never admit anyone.
-pub const LOGON_ADDRESS_SLOTS: usize = 1 << 12;
+/// The failed-logon lockout table: buckets of slots, one record per (client,
+/// key id) that failed within the window. Every record of one prefix (IPv4
+/// /24, IPv6 /64) lives in the one bucket the prefix hashes to, so a prefix
+/// holds at most `LOGON_GUARD_WAYS` of the 8192 slots (1/512 of the table)
+/// however it sprays. 8 B a slot: 64 KiB. A full bucket forgets its oldest
+/// unlocked record first (`lockout_evictions`); nobody is ever locked out by
+/// another's record (`limits::LogonGuard`).
+pub const LOGON_GUARD_BUCKETS: usize = 512;
+pub const LOGON_GUARD_WAYS: usize = 16;
+
+/// The per-address logon rate table: buckets of GCRA cells, one per client
+/// (IPv4 address, IPv6 /64) that logged on recently. 8 B a slot, 8192
+/// slots: 64 KiB. A full bucket forgets the cell nearest to full again
+/// (`logon_rate_evictions`, counted when it was still in debt): that client
+/// gets a fresh burst, nobody is refused for it (`limits::AddressRate`).
+pub const LOGON_RATE_BUCKETS: usize = 1024;
+pub const LOGON_RATE_WAYS: usize = 8;
+
+/// Logon attempts one client (IPv4 address, IPv6 /64) may make per second,
+/// sustained, and in a burst, before its logons are refused THROTTLED
+/// without any HMAC work (`logons_throttled_address`). Checked before the
+/// signature, so it cannot tell keys apart: it is shared by every key
+/// behind one address, and set far above an honest host's need (a host
+/// reconnecting 200 sessions at once after a network blip) so that only a
+/// flood reaches it. It bounds the HMAC work, the audit records and the
+/// table churn one address can cause.
+pub const LOGON_RATE_PER_ADDRESS_DEFAULT: u32 = 50;
+pub const LOGON_BURST_PER_ADDRESS_DEFAULT: u32 = 200;
+
+/// Logons one key may attempt per second, sustained, and in a burst, once
+/// its signature is proved (a stranger cannot spend a key's tokens), before
+/// they are refused THROTTLED (`logons_throttled_key`). An honest client
+/// logs on a few times a second at most; the burst lets a key reconnect up
+/// to 100 sessions at once. It bounds how fast one key can cycle through
+/// its nonce cache and the session-limit check.
+pub const LOGON_RATE_PER_KEY_DEFAULT: u32 = 10;
+pub const LOGON_BURST_PER_KEY_DEFAULT: u32 = 100;
 
 /// Events a reactor takes from its event ring per turn, and commands the
 /// engine takes per turn: a bounded batch, so neither side starves the other
@@ -125,9 +168,12 @@ const _: () = assert!(FRAME_SIZE_MAX <= RX_PARTIAL_MAX);
 const _: () = assert!(TX_REPLY_RESERVE < TX_BUFFER_SIZE);
 const _: () = assert!(SESSIONS_PER_REACTOR_MAX <= crate::engine::SessionId::SLOTS_MAX);
 const _: () = assert!(REACTORS_MAX <= crate::engine::SessionId::REACTORS_MAX);
-const _: () = assert!(NONCE_CACHE_SLOTS.is_power_of_two());
-const _: () = assert!(LOGON_ADDRESS_SLOTS.is_power_of_two());
-const _: () = assert!(NONCE_CACHE_PROBES_MAX <= NONCE_CACHE_SLOTS);
+const _: () = assert!(NONCE_SLOTS_PER_KEY_MIN.is_power_of_two());
+const _: () = assert!(NONCE_SLOTS_PER_KEY_MAX.is_power_of_two());
+const _: () = assert!(NONCE_CACHE_PROBES_MAX <= NONCE_SLOTS_PER_KEY_MIN);
+const _: () = assert!(NONCE_SLOTS_PER_KEY_MIN <= NONCE_SLOTS_PER_KEY_MAX);
+const _: () = assert!(LOGON_GUARD_BUCKETS.is_power_of_two() && LOGON_GUARD_WAYS > 0);
+const _: () = assert!(LOGON_RATE_BUCKETS.is_power_of_two() && LOGON_RATE_WAYS > 0);
 const _: () = assert!(INSTRUMENTS_DEFAULT <= INSTRUMENTS_MAX);
 const _: () = assert!(KEEPALIVE_MS_MIN < KEEPALIVE_MS_MAX);
 
@@ -189,8 +235,9 @@ pub const RING_CAPACITY_MAX: usize = 1 << 20;
 pub const LOGON_TIMEOUT_MS_MAX: u64 = 60_000;
 
 /// Widest logon skew window a config may set, in ms (one side). Nonces are
-/// remembered for 2 × skew in `NONCE_CACHE_SLOTS` slots: at a minute, the
-/// cache admits ~34 signed logons a second before refusing THROTTLED.
+/// remembered for 2 × skew + 1 s in each key's cache: at a minute, 121 s,
+/// which `nonce_slots_per_key` sizes the caches for (up to
+/// `NONCE_SLOTS_PER_KEY_MAX`).
 pub const LOGON_SKEW_MS_MAX: u64 = 60_000;
 
 /// Longest run of throttled messages a config may tolerate before
@@ -203,9 +250,9 @@ pub const THROTTLE_BREACH_RUN_MAX: u32 = 1_000_000;
 /// already no lock-out.
 pub const LOGON_FAILURES_MAX_BOUND: u32 = 1_000;
 
-/// Longest lock-out window a config may set, in ms (an hour). Addresses
-/// share hashed slots, so a collision can lock an innocent address out for
-/// the whole window.
+/// Longest lock-out window a config may set, in ms (an hour): a locked
+/// (client, key) stays locked that long, and its record takes a slot of
+/// its prefix's bucket as long.
 pub const LOGON_LOCKOUT_WINDOW_MS_MAX: u64 = 3_600_000;
 
 const _: () = assert!(RECV_BUFFERS_MAX.is_power_of_two());
@@ -310,3 +357,22 @@ const _: () = assert!(PENDING_LOGONS_PER_ADDRESS_DEFAULT >= 1);
 const _: () = assert!(PENDING_LOGONS_PER_ADDRESS_DEFAULT <= PENDING_LOGONS_PER_ADDRESS_MAX);
 const _: () = assert!(ACCEPT_BACKOFF_TICKS_MIN >= 1);
 const _: () = assert!(ACCEPT_BACKOFF_TICKS_MIN <= ACCEPT_BACKOFF_TICKS_MAX);
+
+/// Bounds on the logon rates a config may set (`session.logon_rate_per_key`,
+/// `logon_burst_per_key`, `logon_rate_per_address`,
+/// `logon_burst_per_address`). The per-address cells count whole
+/// milliseconds, so 1000 logons a second is the finest rate they can hold;
+/// a thousand logons a second of one key is already no limit. The bursts
+/// are bounded so that the TAT arithmetic stays far from overflow and a
+/// typo is caught.
+pub const LOGON_RATE_MAX: u32 = 1_000;
+pub const LOGON_BURST_MAX: u32 = 100_000;
+
+const _: () =
+    assert!(LOGON_RATE_PER_KEY_DEFAULT >= 1 && LOGON_RATE_PER_KEY_DEFAULT <= LOGON_RATE_MAX);
+const _: () = assert!(LOGON_RATE_PER_ADDRESS_DEFAULT >= 1);
+const _: () = assert!(LOGON_RATE_PER_ADDRESS_DEFAULT <= LOGON_RATE_MAX);
+const _: () =
+    assert!(LOGON_BURST_PER_KEY_DEFAULT >= 1 && LOGON_BURST_PER_KEY_DEFAULT <= LOGON_BURST_MAX);
+const _: () = assert!(LOGON_BURST_PER_ADDRESS_DEFAULT >= 1);
+const _: () = assert!(LOGON_BURST_PER_ADDRESS_DEFAULT <= LOGON_BURST_MAX);

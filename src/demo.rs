@@ -245,6 +245,10 @@ pub fn unthrottled_gateway(
     };
     spec.session.session_msgs_per_sec = MSGS_PER_SEC_MAX;
     spec.session.session_burst = BURST_MAX;
+    // Every demo session logs on with the one key from 127.0.0.1 at once
+    // (up to `DEMO_SESSIONS_MAX`): beyond the defaults' logon bursts.
+    spec.session.logon_burst_per_key = crate::constants::LOGON_BURST_MAX;
+    spec.session.logon_burst_per_address = crate::constants::LOGON_BURST_MAX;
     Gateway::start(spec, keys).map_err(|e| format!("gateway: {e}"))
 }
 

@@ -1,6 +1,13 @@
-//! Rate limits, the logon nonce replay cache and the failed-logon lockout,
-//! all in fixed-size memory allocated at start-up. Pure: every call takes a
-//! `now`.
+//! Rate limits, the logon nonce replay cache (one per key), the failed-logon
+//! lockout and the per-address logon rate, all in fixed-size memory
+//! allocated at start-up (a key's nonce cache: when the key is loaded).
+//! Pure: every call takes a `now`.
+//!
+//! The three logon tables are keyed with `RandomState`: SipHash-1-3 under
+//! keys the standard library draws from the OS once per process (then
+//! varies per table), so nobody outside can aim entries at a slot or a
+//! bucket. The gateway's own `/dev/urandom` seed would do as well; this
+//! keeps the tables independent of it and of each other.
 //!
 //! ## Rate limits: GCRA
 //!
@@ -183,18 +190,25 @@ pub enum NonceRefusal {
     Full,
 }
 
-/// The logon nonce replay cache, shared by every reactor without a lock.
+/// One key's logon nonce replay cache, shared by every reactor without a
+/// lock. Each key has its own (in its `KeyState`), so one key's logons can
+/// never take another key's slots.
 ///
-/// Each slot is one `AtomicU64`: a 40-bit keyed fingerprint of
-/// `(key_id, client_nonce)` and a 24-bit expiry in whole seconds (mod 2^24,
-/// ~194 days, compared with wrapping arithmetic). 0 is an empty slot. A nonce
-/// probes `NONCE_CACHE_PROBES_MAX` slots from its hash.
+/// Each slot is one `AtomicU64`: a 40-bit keyed fingerprint of the client
+/// nonce and a 24-bit expiry in whole seconds (mod 2^24, ~194 days,
+/// compared with wrapping arithmetic). 0 is an empty slot. A nonce probes
+/// `NONCE_CACHE_PROBES_MAX` slots from its hash.
+///
+/// **Check, then record.** [`NonceCache::seen`] only reads; the logon path
+/// asks it first, runs its remaining checks, and calls
+/// [`NonceCache::admit`] last, so a refused logon takes no slot.
 ///
 /// Two reactors admitting the same nonce at once: each claims a slot by CAS
 /// and then rescans its probe range; whoever finds the fingerprint live in
-/// another slot refuses. So at most one of them is admitted (a rare double
-/// refusal is the fail-closed side of the race). A fingerprint collision (1
-/// in 2^40 per live entry) refuses a fresh nonce as replayed; the client
+/// another slot gives its own slot back and refuses. So at most one of them
+/// is admitted (a rare double refusal is the fail-closed side of the race),
+/// and a refused nonce leaves no slot behind. A fingerprint collision (1 in
+/// 2^40 per live entry) refuses a fresh nonce as replayed; the client
 /// retries with a new nonce.
 pub struct NonceCache {
     slots: Box<[AtomicU64]>,
@@ -213,11 +227,26 @@ impl NonceCache {
         NonceCache {
             slots: (0..slots).map(|_| AtomicU64::new(0)).collect(),
             hasher: RandomState::new(),
-            // A request time may be up to `skew` in the future, and is
-            // accepted until `skew` in the past: remember for 2·skew, plus
-            // one second for rounding to whole seconds.
-            remember_s: (2 * skew_ns).div_ceil(NS_PER_SEC) + 1,
+            remember_s: Self::remember_s(skew_ns),
         }
+    }
+
+    /// Seconds a nonce must be remembered for a skew window of `skew_ns`:
+    /// a request time may be up to `skew` in the future, and is accepted
+    /// until `skew` in the past, so 2·skew, plus one second for rounding to
+    /// whole seconds.
+    pub const fn remember_s(skew_ns: u64) -> u64 {
+        (2 * skew_ns).div_ceil(NS_PER_SEC) + 1
+    }
+
+    /// Slots in this cache.
+    pub fn len(&self) -> usize {
+        self.slots.len()
+    }
+
+    /// Never: a cache has at least `NONCE_CACHE_PROBES_MAX` slots.
+    pub fn is_empty(&self) -> bool {
+        self.slots.is_empty()
     }
 
     #[inline]
@@ -230,25 +259,43 @@ impl NonceCache {
         d != 0 && d < (1 << (FP_SHIFT - 1))
     }
 
-    /// Admits `(key_id, nonce)` once within the window.
-    pub fn admit(&self, now: Nanos, key_id: u64, nonce: &[u8; 16]) -> Result<(), NonceRefusal> {
-        let hash = {
-            let mut h = self.hasher.build_hasher();
-            key_id.hash(&mut h);
-            nonce.hash(&mut h);
-            std::hash::Hasher::finish(&h)
-        };
-        let fingerprint = (hash >> FP_SHIFT) | 1; // never 0: 0 marks an empty slot
+    /// The nonce's first slot and its fingerprint (never 0: 0 marks an
+    /// empty slot).
+    #[inline]
+    fn locate(&self, nonce: &[u8; 16]) -> (usize, u64) {
+        let hash = self.hasher.hash_one(nonce);
+        (
+            hash as usize & (self.slots.len() - 1),
+            (hash >> FP_SHIFT) | 1,
+        )
+    }
+
+    #[inline]
+    fn probe(&self, start: usize, i: usize) -> &AtomicU64 {
+        &self.slots[(start + i) & (self.slots.len() - 1)]
+    }
+
+    /// Whether `nonce` is remembered (live) now. Changes nothing.
+    pub fn seen(&self, now: Nanos, nonce: &[u8; 16]) -> bool {
+        let (start, fingerprint) = self.locate(nonce);
+        let now_s = now / NS_PER_SEC;
+        (0..NONCE_CACHE_PROBES_MAX).any(|i| {
+            let slot = self.probe(start, i).load(Ordering::SeqCst);
+            Self::live(slot, now_s) && slot >> FP_SHIFT == fingerprint
+        })
+    }
+
+    /// Records `nonce` once within the window; refuses it if it is already
+    /// recorded, or if it has no free slot (nothing is then written).
+    pub fn admit(&self, now: Nanos, nonce: &[u8; 16]) -> Result<(), NonceRefusal> {
+        let (start, fingerprint) = self.locate(nonce);
         let now_s = now / NS_PER_SEC;
         let entry = (fingerprint << FP_SHIFT) | ((now_s + self.remember_s) & EXPIRY_MASK);
-        let mask = self.slots.len() - 1;
-        let start = hash as usize & mask;
-        let probe = |i: usize| &self.slots[(start + i) & mask];
 
         for _ in 0..SHARED_CELL_CAS_TRIES {
             let mut free = None;
             for i in 0..NONCE_CACHE_PROBES_MAX {
-                let slot = probe(i).load(Ordering::SeqCst);
+                let slot = self.probe(start, i).load(Ordering::SeqCst);
                 if Self::live(slot, now_s) {
                     if slot >> FP_SHIFT == fingerprint {
                         return Err(NonceRefusal::Replayed);
@@ -260,17 +307,29 @@ impl NonceCache {
             let Some((claimed, old)) = free else {
                 return Err(NonceRefusal::Full);
             };
-            if probe(claimed)
+            let claimed_slot = self.probe(start, claimed);
+            if claimed_slot
                 .compare_exchange(old, entry, Ordering::SeqCst, Ordering::SeqCst)
                 .is_err()
             {
                 continue;
             }
-            // Did another reactor admit the same nonce into another slot?
+            // Did another reactor claim the same nonce in another slot? Then
+            // give ours back (it is still ours unless it was already taken
+            // over, which only an expired entry can be: ours is live) and
+            // refuse. SeqCst on every claim and every scan: of two claimers,
+            // at least one sees the other (store then load, both SeqCst), so
+            // at most one is admitted.
             for i in 0..NONCE_CACHE_PROBES_MAX {
                 if i != claimed {
-                    let slot = probe(i).load(Ordering::SeqCst);
+                    let slot = self.probe(start, i).load(Ordering::SeqCst);
                     if Self::live(slot, now_s) && slot >> FP_SHIFT == fingerprint {
+                        let _ = claimed_slot.compare_exchange(
+                            entry,
+                            0,
+                            Ordering::SeqCst,
+                            Ordering::SeqCst,
+                        );
                         return Err(NonceRefusal::Replayed);
                     }
                 }
@@ -281,68 +340,368 @@ impl NonceCache {
     }
 }
 
-/// Failed logons per source address, in a fixed hashed table shared by every
-/// reactor. After `failures_max` failures within `window_ns` of the first,
-/// the address is locked out until the window ends: its logons are refused
-/// THROTTLED before any HMAC is computed.
+/// Who a logon comes from, for the logon limits: an IPv4 address, or an
+/// IPv6 /64 — one subscriber's subnet, which a single host can hold all of,
+/// so counting its addresses one by one would count nothing. IPv4-mapped
+/// IPv6 addresses are their IPv4 address.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Client {
+    V4(u32),
+    V6(u64),
+}
+
+impl Client {
+    pub fn of(addr: &IpAddr) -> Client {
+        match addr.to_canonical() {
+            IpAddr::V4(a) => Client::V4(u32::from(a)),
+            IpAddr::V6(a) => Client::V6((u128::from(a) >> 64) as u64),
+        }
+    }
+
+    /// The network the lockout table groups the client by, and bounds the
+    /// share of: its IPv4 /24, or its IPv6 /64. One organisation's
+    /// addresses (or one attacker's) all fall in one group.
+    pub fn prefix(self) -> Prefix {
+        match self {
+            Client::V4(a) => Prefix::V4(a >> 8),
+            Client::V6(p) => Prefix::V6(p),
+        }
+    }
+}
+
+/// An IPv4 /24 or an IPv6 /64 (see [`Client::prefix`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Prefix {
+    V4(u32),
+    V6(u64),
+}
+
+/// What recording one failed logon did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Failure {
+    /// This failure was the `failures_max`-th of its window: its (client,
+    /// key) is now locked out.
+    pub locked: bool,
+    /// A live record of another (client, key) had to be forgotten to make
+    /// room (the table is under pressure).
+    pub evicted: bool,
+}
+
+/// Failed logons per (client, key id), in a fixed table shared by every
+/// reactor. After `failures_max` failures of one (client, key id) within
+/// `window_ns` of the first, that pair is locked out until the window ends:
+/// its logons are refused THROTTLED before any HMAC is computed. Another key
+/// at the same address is not affected, nor another address.
 ///
-/// Each slot is one `AtomicU64`: the window's start in whole seconds since
-/// the epoch (high 32 bits) and the failure count (low 32). Addresses that
-/// hash to the same slot share a budget: a collision can lock out an
-/// innocent address early, never admit anyone.
+/// **The key id as sent**, known or not: checking whether a key exists
+/// before the HMAC, to count unknown keys per address, would let a sender
+/// that locked out "its unknown keys" probe which ids exist (THROTTLED for
+/// unknown, AUTH_FAILED for known). Unknown ids cost the prober a slot each
+/// in its own prefix's bucket (below) and are bounded by the per-address
+/// logon rate.
+///
+/// **Buckets by prefix.** The table is `buckets × ways` slots; every record
+/// of one prefix ([`Client::prefix`], /24 or /64) lives in the one bucket
+/// that prefix hashes to, under a keyed hash (`RandomState`: SipHash-1-3
+/// with keys drawn from the OS per process, so no one can aim a prefix at
+/// another's bucket). A spray from one prefix, however many addresses and
+/// key ids it uses, can occupy at most `ways` slots of the table.
+///
+/// **Records, not shared counters.** Each slot is one `AtomicU64`: a 28-bit
+/// keyed fingerprint of (client, key id), the window's start in whole
+/// seconds mod 2^26 (~2.1 years, compared with wrapping arithmetic) and a
+/// 10-bit failure count (saturating at 1023 ≥ `LOGON_FAILURES_MAX_BOUND`).
+/// A check only refuses a pair whose own record is locked; two pairs share
+/// a record only on a fingerprint collision within one bucket (`ways` in
+/// 2^28). So a flood of failures can never lock out anyone else.
+///
+/// **Under pressure.** A new record takes an empty or expired slot of its
+/// bucket; if there is none it evicts the oldest record that is not locked,
+/// and only if every record is locked, the oldest of them. Forgetting
+/// failures only ever lets someone in earlier; an attacker that wants its
+/// own lock forgotten must first lock `ways` other pairs of its bucket
+/// (`ways × failures_max` failures, at the per-address logon rate).
 pub struct LogonGuard {
     slots: Box<[AtomicU64]>,
+    ways: usize,
     hasher: RandomState,
     failures_max: u32,
     window_s: u64,
 }
 
-impl LogonGuard {
-    pub fn new(slots: usize, failures_max: u32, window_ns: u64) -> LogonGuard {
-        assert!(slots.is_power_of_two() && failures_max > 0);
-        LogonGuard {
-            slots: (0..slots).map(|_| AtomicU64::new(0)).collect(),
-            hasher: RandomState::new(),
-            failures_max,
-            window_s: window_ns.div_ceil(NS_PER_SEC).max(1),
+const GUARD_FP_BITS: u32 = 28;
+const GUARD_START_BITS: u32 = 26;
+const GUARD_COUNT_BITS: u32 = 10;
+const GUARD_START_MASK: u64 = (1 << GUARD_START_BITS) - 1;
+const GUARD_COUNT_MAX: u64 = (1 << GUARD_COUNT_BITS) - 1;
+const _: () = assert!(GUARD_FP_BITS + GUARD_START_BITS + GUARD_COUNT_BITS == 64);
+const _: () = assert!(crate::constants::LOGON_FAILURES_MAX_BOUND as u64 <= GUARD_COUNT_MAX);
+// A window must fit the start's circle many times over.
+const _: () =
+    assert!(crate::constants::LOGON_LOCKOUT_WINDOW_MS_MAX / 1000 < (1 << (GUARD_START_BITS - 1)));
+
+#[derive(Clone, Copy)]
+struct GuardRecord {
+    fp: u64,
+    /// Window start, mod 2^26 s.
+    start: u64,
+    count: u64,
+}
+
+impl GuardRecord {
+    fn unpack(v: u64) -> GuardRecord {
+        GuardRecord {
+            fp: v >> (GUARD_START_BITS + GUARD_COUNT_BITS),
+            start: (v >> GUARD_COUNT_BITS) & GUARD_START_MASK,
+            count: v & GUARD_COUNT_MAX,
         }
     }
 
-    fn slot(&self, addr: &IpAddr) -> &AtomicU64 {
-        let h = self.hasher.hash_one(addr);
-        &self.slots[h as usize & (self.slots.len() - 1)]
+    fn pack(self) -> u64 {
+        (self.fp << (GUARD_START_BITS + GUARD_COUNT_BITS))
+            | ((self.start & GUARD_START_MASK) << GUARD_COUNT_BITS)
+            | self.count.min(GUARD_COUNT_MAX)
     }
 
-    /// `Err(retry_after_ns)` while `addr` is locked out.
-    pub fn check(&self, now: Nanos, addr: &IpAddr) -> Result<(), u64> {
-        let v = self.slot(addr).load(Ordering::Relaxed);
-        let (start_s, failures) = (v >> 32, v as u32);
-        let end_ns = (start_s + self.window_s) * NS_PER_SEC;
-        if failures >= self.failures_max && now < end_ns {
-            Err(end_ns - now)
+    /// Whole seconds since the window started (on the 26-bit circle).
+    fn age_s(self, now_s: u64) -> u64 {
+        now_s.wrapping_sub(self.start) & GUARD_START_MASK
+    }
+}
+
+impl LogonGuard {
+    /// `buckets` a power of two, `ways` ≥ 1 slots each.
+    pub fn new(buckets: usize, ways: usize, failures_max: u32, window_ns: u64) -> LogonGuard {
+        assert!(buckets.is_power_of_two() && ways > 0);
+        assert!(failures_max > 0 && u64::from(failures_max) <= GUARD_COUNT_MAX);
+        let window_s = window_ns.div_ceil(NS_PER_SEC).max(1);
+        assert!(window_s < 1 << (GUARD_START_BITS - 1));
+        LogonGuard {
+            slots: (0..buckets * ways).map(|_| AtomicU64::new(0)).collect(),
+            ways,
+            hasher: RandomState::new(),
+            failures_max,
+            window_s,
+        }
+    }
+
+    /// The bucket of `client`'s prefix, and the pair's fingerprint (never
+    /// 0: 0 marks an empty slot).
+    #[inline]
+    fn locate(&self, client: Client, key_id: u64) -> (&[AtomicU64], u64) {
+        let buckets = self.slots.len() / self.ways;
+        let b = self.hasher.hash_one(client.prefix()) as usize & (buckets - 1);
+        let fp = (self.hasher.hash_one((client, key_id)) >> (64 - GUARD_FP_BITS)).max(1);
+        (&self.slots[b * self.ways..(b + 1) * self.ways], fp)
+    }
+
+    #[inline]
+    fn live(&self, r: GuardRecord, now_s: u64) -> bool {
+        r.fp != 0 && r.age_s(now_s) < self.window_s
+    }
+
+    /// `Err(retry_after_ns)` while (`addr`, `key_id`) is locked out.
+    /// Reads only.
+    pub fn check(&self, now: Nanos, addr: &IpAddr, key_id: u64) -> Result<(), u64> {
+        let (bucket, fp) = self.locate(Client::of(addr), key_id);
+        let now_s = now / NS_PER_SEC;
+        let (mut failures, mut age_s) = (0, u64::MAX);
+        for slot in bucket {
+            let r = GuardRecord::unpack(slot.load(Ordering::Relaxed));
+            if r.fp == fp && self.live(r, now_s) {
+                // Two records of one pair only after a race of their first
+                // failures: count both, the window of the later one.
+                failures += r.count;
+                age_s = age_s.min(r.age_s(now_s));
+            }
+        }
+        if failures >= u64::from(self.failures_max) {
+            let end_ns = (now_s - age_s + self.window_s) * NS_PER_SEC;
+            Err(end_ns.saturating_sub(now).max(1))
         } else {
             Ok(())
         }
     }
 
-    /// Counts one failed logon. Returns true if this failure locked the
-    /// address out.
-    pub fn record_failure(&self, now: Nanos, addr: &IpAddr) -> bool {
-        let slot = self.slot(addr);
+    /// Counts one failed logon of (`addr`, `key_id`).
+    pub fn record_failure(&self, now: Nanos, addr: &IpAddr, key_id: u64) -> Failure {
+        let (bucket, fp) = self.locate(Client::of(addr), key_id);
         let now_s = now / NS_PER_SEC;
-        let mut v = slot.load(Ordering::Relaxed);
-        loop {
-            let (start_s, failures) = (v >> 32, v as u32);
-            let next = if failures == 0 || now_s >= start_s + self.window_s {
-                (now_s << 32) | 1
-            } else {
-                (start_s << 32) | failures.saturating_add(1) as u64
+        let max = u64::from(self.failures_max);
+        for _ in 0..SHARED_CELL_CAS_TRIES {
+            let mut own = None;
+            let mut others = 0;
+            let mut free = None;
+            // (locked, age) of the best victim so far: unlocked before
+            // locked, then the oldest.
+            let mut victim: Option<(usize, u64, bool, u64)> = None;
+            for (i, slot) in bucket.iter().enumerate() {
+                let v = slot.load(Ordering::Relaxed);
+                let r = GuardRecord::unpack(v);
+                if !self.live(r, now_s) {
+                    if free.is_none() {
+                        free = Some((i, v));
+                    }
+                } else if r.fp == fp {
+                    if own.is_none() {
+                        own = Some((i, v, r));
+                    } else {
+                        others += r.count;
+                    }
+                } else {
+                    let locked = r.count >= max;
+                    let age = r.age_s(now_s);
+                    let better = match victim {
+                        None => true,
+                        Some((_, _, vl, va)) => (locked, u64::MAX - age) < (vl, u64::MAX - va),
+                    };
+                    if better {
+                        victim = Some((i, v, locked, age));
+                    }
+                }
+            }
+            let (i, old, next, evicted) = match (own, free, victim) {
+                (Some((i, v, r)), _, _) => {
+                    let next = GuardRecord {
+                        count: r.count + 1,
+                        ..r
+                    };
+                    (i, v, next, false)
+                }
+                (None, Some((i, v)), _) | (None, None, Some((i, v, _, _))) => {
+                    let next = GuardRecord {
+                        fp,
+                        start: now_s,
+                        count: 1,
+                    };
+                    (i, v, next, free.is_none())
+                }
+                (None, None, None) => unreachable!("a bucket has at least one slot"),
             };
-            match slot.compare_exchange_weak(v, next, Ordering::Relaxed, Ordering::Relaxed) {
-                Ok(_) => return next as u32 == self.failures_max,
-                Err(seen) => v = seen,
+            if bucket[i]
+                .compare_exchange(old, next.pack(), Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+            {
+                return Failure {
+                    locked: others + next.count.min(GUARD_COUNT_MAX) == max,
+                    evicted,
+                };
             }
         }
+        // Sixteen lost races on one bucket in a row: other reactors are
+        // recording failures of the same prefix at this very moment. This
+        // one goes uncounted.
+        Failure::default()
+    }
+}
+
+/// What taking a per-address logon token did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Taken {
+    /// The cell of another client, still in debt, had to be forgotten to
+    /// make room (that client gets a fresh burst).
+    pub evicted: bool,
+}
+
+/// A GCRA cell per client ([`Client`]: IPv4 address or IPv6 /64) for logon
+/// attempts, in a fixed table shared by every reactor and checked before any
+/// HMAC is computed.
+///
+/// The table is `buckets × ways` slots; a client's cell lives in the bucket
+/// its keyed hash (`RandomState`, as [`LogonGuard`]) picks. Each slot is one
+/// `AtomicU64`: a 24-bit fingerprint of the client and its TAT in whole
+/// milliseconds mod 2^40 (~35 years, compared with wrapping arithmetic). A
+/// client without a cell is as one whose cell is full: a new cell takes an
+/// empty slot or one whose TAT has passed (forgetting it loses nothing), and
+/// only if there is none, the cell nearest to full again — the client that
+/// used least. A spray of single attempts from many addresses therefore
+/// evicts one another, never a flooding client's debt. Under pressure the
+/// limit only ever errs towards admitting: no one is refused for another's
+/// attempts but on a fingerprint collision within a bucket (`ways` in 2^24).
+pub struct AddressRate {
+    slots: Box<[AtomicU64]>,
+    ways: usize,
+    hasher: RandomState,
+    interval_ms: u64,
+    tolerance_ms: u64,
+}
+
+const RATE_TAT_BITS: u32 = 40;
+const RATE_TAT_MASK: u64 = (1 << RATE_TAT_BITS) - 1;
+const NS_PER_MS: u64 = 1_000_000;
+
+impl AddressRate {
+    /// `buckets` a power of two, `ways` ≥ 1; `per_sec` in 1..=1000 (the
+    /// cell counts whole milliseconds), `burst` ≥ 1.
+    pub fn new(buckets: usize, ways: usize, per_sec: u32, burst: u32) -> AddressRate {
+        assert!(buckets.is_power_of_two() && ways > 0);
+        assert!((1..=1000).contains(&per_sec) && burst > 0);
+        let interval_ms = 1000u64.div_ceil(u64::from(per_sec));
+        AddressRate {
+            slots: (0..buckets * ways).map(|_| AtomicU64::new(0)).collect(),
+            ways,
+            hasher: RandomState::new(),
+            interval_ms,
+            tolerance_ms: (u64::from(burst) - 1) * interval_ms,
+        }
+    }
+
+    /// How far ahead of `now_ms` a slot's TAT is (0: not ahead).
+    #[inline]
+    fn ahead_ms(slot: u64, now_ms: u64) -> u64 {
+        if slot == 0 {
+            return 0;
+        }
+        let d = (slot & RATE_TAT_MASK).wrapping_sub(now_ms) & RATE_TAT_MASK;
+        if d < 1 << (RATE_TAT_BITS - 1) { d } else { 0 }
+    }
+
+    /// Takes a logon token of `addr`'s client, or `Err(retry_after_ns)`
+    /// (nothing changed).
+    pub fn take(&self, now: Nanos, addr: &IpAddr) -> Result<Taken, u64> {
+        let hash = self.hasher.hash_one(Client::of(addr));
+        let buckets = self.slots.len() / self.ways;
+        let b = hash as usize & (buckets - 1);
+        let bucket = &self.slots[b * self.ways..(b + 1) * self.ways];
+        let fp = (hash >> RATE_TAT_BITS).max(1);
+        let now_ms = now / NS_PER_MS;
+        for _ in 0..SHARED_CELL_CAS_TRIES {
+            let mut own = None;
+            let mut fresh = None;
+            let mut victim: Option<(usize, u64, u64)> = None;
+            for (i, slot) in bucket.iter().enumerate() {
+                let v = slot.load(Ordering::Relaxed);
+                let ahead = Self::ahead_ms(v, now_ms);
+                if v != 0 && v >> RATE_TAT_BITS == fp {
+                    own = Some((i, v, ahead));
+                    break;
+                } else if ahead == 0 {
+                    fresh = fresh.or(Some((i, v)));
+                } else if victim.is_none_or(|(_, _, a)| ahead < a) {
+                    victim = Some((i, v, ahead));
+                }
+            }
+            let (i, old, ahead, evicted) = match (own, fresh, victim) {
+                (Some((i, v, ahead)), _, _) => (i, v, ahead, false),
+                (None, Some((i, v)), _) => (i, v, 0, false),
+                (None, None, Some((i, v, _))) => (i, v, 0, true),
+                (None, None, None) => unreachable!("a bucket has at least one slot"),
+            };
+            if ahead > self.tolerance_ms {
+                return Err((ahead - self.tolerance_ms) * NS_PER_MS);
+            }
+            let tat = (now_ms + ahead + self.interval_ms) & RATE_TAT_MASK;
+            let next = (fp << RATE_TAT_BITS) | tat;
+            if bucket[i]
+                .compare_exchange(old, next, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+            {
+                return Ok(Taken { evicted });
+            }
+        }
+        // Sixteen lost races on one bucket: the client (or its bucket) is
+        // logging on as fast as reactors can run. Refuse, as a full cell.
+        Err(self.interval_ms * NS_PER_MS)
     }
 }
 
@@ -351,6 +710,7 @@ mod tests {
     use super::*;
 
     const SEC: u64 = NS_PER_SEC;
+    const MS: u64 = NS_PER_MS;
     const T0: u64 = 1_764_000_000 * SEC;
 
     #[test]
@@ -435,60 +795,247 @@ mod tests {
     }
 
     #[test]
-    fn nonce_is_admitted_once_per_key_until_it_expires() {
+    fn nonce_is_admitted_once_until_it_expires() {
         let c = NonceCache::new(64, 5 * SEC);
         let n = [7u8; 16];
-        assert_eq!(c.admit(T0, 1, &n), Ok(()));
-        assert_eq!(c.admit(T0, 1, &n), Err(NonceRefusal::Replayed));
-        assert_eq!(c.admit(T0 + 10 * SEC, 1, &n), Err(NonceRefusal::Replayed));
-        assert_eq!(c.admit(T0, 2, &n), Ok(()), "another key's nonce space");
+        assert!(!c.seen(T0, &n));
+        assert_eq!(c.admit(T0, &n), Ok(()));
+        assert!(c.seen(T0, &n));
+        assert_eq!(c.admit(T0, &n), Err(NonceRefusal::Replayed));
+        assert_eq!(c.admit(T0 + 10 * SEC, &n), Err(NonceRefusal::Replayed));
         // Remembered for 2 x 5 s + 1 s.
-        assert_eq!(c.admit(T0 + 11 * SEC, 1, &n), Ok(()));
+        assert!(!c.seen(T0 + 11 * SEC, &n));
+        assert_eq!(c.admit(T0 + 11 * SEC, &n), Ok(()));
+    }
+
+    #[test]
+    fn seen_records_nothing() {
+        let c = NonceCache::new(NONCE_CACHE_PROBES_MAX, 5 * SEC);
+        for i in 0..100u8 {
+            assert!(!c.seen(T0, &[i; 16]));
+        }
+        // Every slot is still free: as many nonces as slots fit.
+        for i in 0..NONCE_CACHE_PROBES_MAX as u8 {
+            assert_eq!(c.admit(T0, &[i; 16]), Ok(()));
+        }
     }
 
     #[test]
     fn a_full_nonce_cache_refuses_rather_than_forgets() {
         let c = NonceCache::new(NONCE_CACHE_PROBES_MAX, 5 * SEC);
         for i in 0..NONCE_CACHE_PROBES_MAX as u8 {
-            assert_eq!(c.admit(T0, 1, &[i; 16]), Ok(()));
+            assert_eq!(c.admit(T0, &[i; 16]), Ok(()));
         }
-        assert_eq!(c.admit(T0, 1, &[200; 16]), Err(NonceRefusal::Full));
-        assert_eq!(c.admit(T0, 1, &[0; 16]), Err(NonceRefusal::Replayed));
+        assert_eq!(c.admit(T0, &[200; 16]), Err(NonceRefusal::Full));
+        assert!(!c.seen(T0, &[200; 16]), "a refused nonce is not recorded");
+        assert_eq!(c.admit(T0, &[0; 16]), Err(NonceRefusal::Replayed));
         // Once they expire, slots are reused.
-        assert_eq!(c.admit(T0 + 12 * SEC, 1, &[200; 16]), Ok(()));
+        assert_eq!(c.admit(T0 + 12 * SEC, &[200; 16]), Ok(()));
     }
 
     #[test]
-    fn concurrent_admissions_of_one_nonce_admit_it_at_most_once() {
+    fn concurrent_admissions_of_one_nonce_admit_it_at_most_once_and_leave_no_refused_slot() {
         for round in 0..200u8 {
             let c = std::sync::Arc::new(NonceCache::new(64, 5 * SEC));
             let ok: usize = (0..2)
                 .map(|_| {
                     let c = c.clone();
-                    std::thread::spawn(move || c.admit(T0, 9, &[round; 16]).is_ok() as usize)
+                    std::thread::spawn(move || c.admit(T0, &[round; 16]).is_ok() as usize)
                 })
                 .map(|h| h.join().unwrap())
                 .sum();
             assert!(ok <= 1, "round {round}: admitted {ok} times");
+            let live = c
+                .slots
+                .iter()
+                .filter(|s| NonceCache::live(s.load(Ordering::Relaxed), T0 / SEC))
+                .count();
+            assert_eq!(live, ok, "round {round}: a refused claim was given back");
         }
     }
 
     #[test]
-    fn lockout_after_max_failures_until_the_window_ends() {
-        let g = LogonGuard::new(64, 5, 60 * SEC);
-        let a: IpAddr = "10.1.2.3".parse().unwrap();
-        for i in 0..4 {
-            assert!(!g.record_failure(T0 + i * SEC, &a));
-            assert_eq!(g.check(T0 + i * SEC, &a), Ok(()));
-        }
-        assert!(
-            g.record_failure(T0 + 4 * SEC, &a),
-            "the fifth failure locks"
+    fn a_client_is_an_ipv4_address_or_an_ipv6_64() {
+        let c = |s: &str| Client::of(&s.parse().unwrap());
+        assert_eq!(c("10.1.2.3"), Client::V4(0x0A01_0203));
+        assert_eq!(c("::ffff:10.1.2.3"), c("10.1.2.3"));
+        assert_eq!(c("2001:db8:1:2::1"), c("2001:db8:1:2:ffff::9"));
+        assert_ne!(c("2001:db8:1:2::1"), c("2001:db8:1:3::1"));
+        assert_eq!(c("10.1.2.3").prefix(), c("10.1.2.200").prefix());
+        assert_ne!(c("10.1.2.3").prefix(), c("10.1.3.3").prefix());
+        assert_eq!(
+            c("2001:db8:1:2::1").prefix(),
+            Prefix::V6(0x2001_0db8_0001_0002)
         );
-        assert_eq!(g.check(T0 + 5 * SEC, &a), Err(55 * SEC));
-        assert_eq!(g.check(T0 + 60 * SEC, &a), Ok(()), "the window has passed");
+    }
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn lockout_after_max_failures_of_one_client_and_key_until_the_window_ends() {
+        let g = LogonGuard::new(64, 16, 5, 60 * SEC);
+        let a = ip("10.1.2.3");
+        for i in 0..4 {
+            assert_eq!(g.record_failure(T0 + i * SEC, &a, 9999), Failure::default());
+            assert_eq!(g.check(T0 + i * SEC, &a, 9999), Ok(()));
+        }
+        let fifth = g.record_failure(T0 + 4 * SEC, &a, 9999);
+        assert!(fifth.locked, "the fifth failure locks");
+        assert_eq!(g.check(T0 + 5 * SEC, &a, 9999), Err(55 * SEC));
+        assert_eq!(g.check(T0 + 5 * SEC + 1, &a, 9999), Err(55 * SEC - 1));
+        // Not another key at the same address, nor the same key elsewhere.
+        assert_eq!(g.check(T0 + 5 * SEC, &a, 1001), Ok(()));
+        assert_eq!(g.check(T0 + 5 * SEC, &ip("10.1.2.4"), 9999), Ok(()));
+        assert_eq!(
+            g.check(T0 + 60 * SEC, &a, 9999),
+            Ok(()),
+            "the window has passed"
+        );
         // A new failure after the window starts a new window.
-        assert!(!g.record_failure(T0 + 61 * SEC, &a));
-        assert_eq!(g.check(T0 + 61 * SEC, &a), Ok(()));
+        assert!(!g.record_failure(T0 + 61 * SEC, &a, 9999).locked);
+        assert_eq!(g.check(T0 + 61 * SEC, &a, 9999), Ok(()));
+    }
+
+    #[test]
+    fn an_ipv6_64_is_one_client_for_the_lockout() {
+        let g = LogonGuard::new(64, 16, 3, 60 * SEC);
+        for i in 1..=3u8 {
+            g.record_failure(T0, &ip(&format!("2001:db8:0:7::{i}")), 1001);
+        }
+        assert_eq!(g.check(T0, &ip("2001:db8:0:7::99"), 1001), Err(60 * SEC));
+        assert_eq!(g.check(T0, &ip("2001:db8:0:8::1"), 1001), Ok(()));
+    }
+
+    #[test]
+    fn a_spray_of_failures_locks_out_no_one_else() {
+        // A small table: 8 buckets of 4. Every (address, key) fails 4 times
+        // (one short of the lockout), thousands of them.
+        let g = LogonGuard::new(8, 4, 5, 60 * SEC);
+        let mut evicted = 0;
+        for i in 0..5000u32 {
+            let a = IpAddr::V4(std::net::Ipv4Addr::from(0x0A00_0000 + i * 7919));
+            for _ in 0..4 {
+                evicted += g.record_failure(T0, &a, 9999).evicted as u32;
+            }
+        }
+        assert!(evicted > 4000, "the table was under pressure: {evicted}");
+        for i in 0..1000u32 {
+            let fresh = IpAddr::V4(std::net::Ipv4Addr::from(0xC000_0000 | i));
+            assert_eq!(g.check(T0, &fresh, 1001), Ok(()));
+            assert_eq!(g.check(T0, &fresh, 9999), Ok(()));
+        }
+    }
+
+    #[test]
+    fn a_full_bucket_forgets_unlocked_records_before_a_lock() {
+        // One bucket of 4 slots: every record shares it.
+        let g = LogonGuard::new(1, 4, 2, 60 * SEC);
+        let attacker = ip("10.0.0.1");
+        g.record_failure(T0, &attacker, 7);
+        assert!(g.record_failure(T0, &attacker, 7).locked);
+        // Fresher single failures of other pairs churn through the other
+        // three slots; the lock, the oldest record, stays.
+        for k in 0..100 {
+            let f = g.record_failure(T0 + SEC, &attacker, 1000 + k);
+            assert_eq!(f.evicted, k >= 3, "key {k}");
+            assert_eq!(g.check(T0 + SEC, &attacker, 7), Err(59 * SEC));
+        }
+        // Once every record is a lock, the oldest lock goes.
+        for k in 0..3 {
+            g.record_failure(T0 + 2 * SEC, &attacker, 50 + k);
+            g.record_failure(T0 + 2 * SEC, &attacker, 50 + k);
+        }
+        assert_eq!(g.check(T0 + 2 * SEC, &attacker, 7), Err(58 * SEC));
+        let f = g.record_failure(T0 + 3 * SEC, &attacker, 60);
+        assert_eq!(
+            f,
+            Failure {
+                locked: false,
+                evicted: true
+            }
+        );
+        assert_eq!(g.check(T0 + 3 * SEC, &attacker, 7), Ok(()));
+        assert_eq!(g.check(T0 + 3 * SEC, &attacker, 50), Err(59 * SEC));
+    }
+
+    #[test]
+    fn one_prefix_only_ever_fills_its_own_bucket() {
+        let g = LogonGuard::new(64, 16, 5, 60 * SEC);
+        // Lock one pair in each of 64 /24s, then spray a single /24 with
+        // ten thousand (address, key) failures.
+        let locked: Vec<IpAddr> = (0..64u32)
+            .map(|i| IpAddr::V4(std::net::Ipv4Addr::from(0x0B00_0001 | (i << 8))))
+            .collect();
+        for a in &locked {
+            for _ in 0..5 {
+                g.record_failure(T0, a, 1);
+            }
+        }
+        let spray_prefix = 0x0C00_0000;
+        for i in 0..10_000u32 {
+            let a = IpAddr::V4(std::net::Ipv4Addr::from(spray_prefix | (i & 0xFF)));
+            g.record_failure(T0 + SEC, &a, u64::from(i));
+        }
+        // Every lock holds (the spray's records are not locked, so even in
+        // its own bucket it evicts only its own), and outside the spray's
+        // bucket the table holds nothing but those locks.
+        for a in &locked {
+            assert_eq!(g.check(T0 + SEC, a, 1), Err(59 * SEC), "{a}");
+        }
+        let bucket_of = |c: Client| g.hasher.hash_one(c.prefix()) as usize & 63;
+        let spray_bucket = bucket_of(Client::V4(spray_prefix));
+        let outside = |i: &usize| i / 16 != spray_bucket;
+        let used_outside = (0..g.slots.len())
+            .filter(outside)
+            .filter(|i| g.slots[*i].load(Ordering::Relaxed) != 0)
+            .count();
+        let locks_outside = locked
+            .iter()
+            .filter(|a| bucket_of(Client::of(a)) != spray_bucket)
+            .count();
+        assert_eq!(used_outside, locks_outside);
+    }
+
+    #[test]
+    fn address_rate_admits_the_burst_then_refuses_with_the_exact_wait() {
+        let r = AddressRate::new(64, 8, 10, 3); // T = 100 ms, tolerance 200 ms
+        let a = ip("10.1.2.3");
+        for _ in 0..3 {
+            assert_eq!(r.take(T0, &a), Ok(Taken::default()));
+        }
+        assert_eq!(r.take(T0, &a), Err(100 * MS));
+        assert_eq!(r.take(T0 + 40 * MS, &a), Err(60 * MS));
+        assert_eq!(r.take(T0 + 100 * MS, &a), Ok(Taken::default()));
+        assert_eq!(r.take(T0 + 100 * MS, &a), Err(100 * MS));
+        // Another client has its own cell; an IPv6 /64 is one client.
+        assert_eq!(r.take(T0, &ip("10.1.2.4")), Ok(Taken::default()));
+        let v6 = |s| r.take(T0, &ip(s));
+        for _ in 0..3 {
+            assert!(v6("2001:db8::1").is_ok());
+        }
+        assert_eq!(v6("2001:db8::2"), Err(100 * MS));
+    }
+
+    #[test]
+    fn a_full_rate_bucket_forgets_the_client_nearest_to_full_again() {
+        let r = AddressRate::new(1, 3, 10, 10); // one bucket of 3 cells
+        let (a, b, c, d) = (
+            ip("10.0.0.1"),
+            ip("10.0.0.2"),
+            ip("10.0.0.3"),
+            ip("10.0.0.4"),
+        );
+        // a floods to its limit, b takes 2 tokens, c one.
+        while r.take(T0, &a).is_ok() {}
+        r.take(T0, &b).unwrap();
+        r.take(T0, &b).unwrap();
+        r.take(T0, &c).unwrap();
+        // d needs a cell: c's, the one with the least debt.
+        assert_eq!(r.take(T0, &d), Ok(Taken { evicted: true }));
+        assert_eq!(r.take(T0, &a), Err(100 * MS), "the flooder keeps its debt");
+        // A cell whose TAT has passed is taken without eviction.
+        assert_eq!(r.take(T0 + SEC, &c), Ok(Taken { evicted: false }));
     }
 }

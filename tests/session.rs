@@ -63,7 +63,7 @@ fn unknown_key_and_bad_signature_both_get_auth_failed() {
 }
 
 #[test]
-fn five_failures_lock_the_address_out_without_hmac_until_the_window_passes() {
+fn five_failures_lock_that_key_at_that_address_out_without_hmac_until_the_window_passes() {
     let shared = shared();
     let peer = "198.51.100.7".parse().unwrap();
     for i in 0..5 {
@@ -76,22 +76,24 @@ fn five_failures_lock_the_address_out_without_hmac_until_the_window_passes() {
             "the fifth failure locks"
         );
     }
-    // Even a good logon is now THROTTLED.
-    let mut p = Pair::with_peer(&shared, KEY_TRADER, 4, peer);
+    // That key from that address is now THROTTLED, even correctly signed.
+    let mut p = Pair::with_peer(&shared, 424242, 4, peer);
     let f = p.logon_frame(1000, 1, 0);
     assert_eq!(logon_reply(&mut p, &f), LR::THROTTLED.wire());
     assert_eq!(
         p.counters.lockouts, 0,
         "this session did not cause the lockout"
     );
-    // Another address is not affected.
+    assert_eq!(p.counters.logons_locked_out, 1);
+    // Another key at the same address is not affected, nor another address.
+    let mut q = Pair::with_peer(&shared, KEY_TRADER, 4, peer);
+    q.logon(0);
     let mut q = Pair::new(&shared, KEY_TRADER, 4);
     q.logon(0);
-    // After the 60 s window the address may log on again.
-    let mut p = Pair::at(&shared, KEY_TRADER, 4, peer, T0 + 61 * SEC);
+    // After the 60 s window the pair may try again.
+    let mut p = Pair::at(&shared, 424242, 4, peer, T0 + 61 * SEC);
     let f = p.logon_frame(1000, 1, 0);
-    p.send(&f);
-    assert_eq!(template(&p.frames()[0]), wire::LogonAck::TEMPLATE_ID);
+    assert_eq!(logon_reply(&mut p, &f), LR::AUTH_FAILED.wire());
 }
 
 #[test]

@@ -125,9 +125,13 @@ fn start() -> Rig {
         .allow_any(),
     ])
     .unwrap();
+    // A logon every 10 virtual ms for 100 s: the logon rates must allow it
+    // (the checks still run, and are measured).
     let config = GatewayConfig {
         session_msgs_per_sec: 10_000_000,
         session_burst: 1_000_000,
+        logon_rate_per_key: 1000,
+        logon_rate_per_address: 1000,
         ..GatewayConfig::default()
     };
     let shared = Arc::new(Shared::new(config, keys, [9; 32]));

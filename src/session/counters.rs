@@ -54,6 +54,23 @@ pub struct Counters {
     /// freed for them (an eviction, or a connection not logged on that was
     /// already closing) instead of being refused.
     pub accepts_waited: u64,
+    /// Logons refused THROTTLED because their (client, key id) is locked out
+    /// after failed logons; no HMAC computed.
+    pub logons_locked_out: u64,
+    /// Logons refused THROTTLED by the per-address logon rate; no HMAC
+    /// computed.
+    pub logons_throttled_address: u64,
+    /// Logons refused THROTTLED by the key's logon rate (signature proved).
+    pub logons_throttled_key: u64,
+    /// Logons refused THROTTLED because the key's nonce cache had no free
+    /// slot for the nonce.
+    pub logons_nonce_share_full: u64,
+    /// Failed-logon records forgotten to make room in a full bucket of the
+    /// lockout table.
+    pub lockout_evictions: u64,
+    /// Per-address logon rate cells still in debt forgotten to make room in
+    /// a full bucket.
+    pub logon_rate_evictions: u64,
 }
 
 impl Counters {

@@ -25,13 +25,24 @@
 //! - Before logon only a Logon is accepted; anything else, or a failed
 //!   logon, gets LogonReject and the connection closes. No valid Logon within
 //!   the logon timeout: closed without a reply.
-//! - Logon checks, in this order: address locked out (THROTTLED, no HMAC
-//!   computed); key and signature (AUTH_FAILED for either, with the same
-//!   HMAC work for an unknown key); field values (MALFORMED); environment
-//!   (WRONG_ENVIRONMENT); clock (CLOCK_SKEW); nonce (REPLAYED_NONCE, or
-//!   THROTTLED when the replay cache is full). Only AUTH_FAILED counts
-//!   toward the address lockout: every later check already proved the
-//!   secret.
+//! - Logon checks, in this order (PROTOCOL.md, "Logon checks"): journal
+//!   healthy (SESSION_LIMIT); this (client, key id) locked out by its own
+//!   failed logons (THROTTLED, no HMAC computed); the client's logon rate
+//!   (THROTTLED, no HMAC computed); key and signature (AUTH_FAILED for
+//!   either, with the same HMAC work for an unknown key); key revoked or
+//!   outside its validity (KEY_DISABLED); address allowed
+//!   (ADDRESS_NOT_ALLOWED); field values (MALFORMED); environment
+//!   (WRONG_ENVIRONMENT); clock (CLOCK_SKEW); nonce already in the key's
+//!   cache (REPLAYED_NONCE, nothing recorded); the key's logon rate
+//!   (THROTTLED); the key's session limit (SESSION_LIMIT); and last, the
+//!   nonce is recorded in the key's own cache (REPLAYED_NONCE if another
+//!   reactor just recorded it, THROTTLED if the key's cache has no free
+//!   slot; either gives the session place back). So only a logon that
+//!   passed every other check takes a nonce slot, and only its key's.
+//!   "Client" is the IPv4 address or the IPv6 /64. Only AUTH_FAILED counts
+//!   toward the lockout, per (client, key id as sent): every later check
+//!   already proved the secret, and another key at the same address is not
+//!   locked out by it.
 //! - After logon every frame is decoded (MALFORMED), its tag verified
 //!   (BAD_MAC) and its `seq` checked (SEQUENCE_ERROR), in that order; any
 //!   failure sends Terminate with that reason and ends the session, and
@@ -622,8 +633,18 @@ impl Session {
             // Fail closed: nothing is admitted that could not be recorded.
             return self.logon_reject(io, LogonRejectReason::SESSION_LIMIT);
         }
-        if shared.guard.check(now, &self.peer).is_err() {
+        // Before any HMAC: this (client, key id) locked out by its own
+        // failures, then this client's logon rate.
+        if shared.guard.check(now, &self.peer, logon.key_id()).is_err() {
+            io.counters.logons_locked_out += 1;
             return self.logon_reject(io, LogonRejectReason::THROTTLED);
+        }
+        match shared.address_rate.take(now, &self.peer) {
+            Ok(taken) => io.counters.logon_rate_evictions += u64::from(taken.evicted),
+            Err(_) => {
+                io.counters.logons_throttled_address += 1;
+                return self.logon_reject(io, LogonRejectReason::THROTTLED);
+            }
         }
         // The signature is checked before anything about the key is told.
         let keyset = io.keys;
@@ -648,7 +669,11 @@ impl Session {
             }
         };
         let Some((key, entry)) = entry.filter(|_| signature_ok) else {
-            if shared.guard.record_failure(now, &self.peer) {
+            let failure = shared
+                .guard
+                .record_failure(now, &self.peer, self.logon_key_id);
+            io.counters.lockout_evictions += u64::from(failure.evicted);
+            if failure.locked {
                 io.counters.lockouts += 1;
                 io.audit.record(AuditEvent::lockout(
                     now,
@@ -681,28 +706,23 @@ impl Session {
         if logon.request_time_ns().abs_diff(now) > shared.config.logon_skew_ns {
             return self.logon_reject(io, LogonRejectReason::CLOCK_SKEW);
         }
+        // The key's own nonce cache: a nonce it has recorded is refused
+        // before anything else is spent on it. Nothing is recorded yet.
         let client_nonce = logon.client_nonce();
-        match shared.nonces.admit(now, entry.id, &client_nonce) {
-            Ok(()) => {}
-            Err(NonceRefusal::Replayed) => {
-                return self.logon_reject(io, LogonRejectReason::REPLAYED_NONCE);
-            }
-            Err(NonceRefusal::Full) => {
-                return self.logon_reject(io, LogonRejectReason::THROTTLED);
-            }
-        }
-
-        // Take a place among the key's sessions (all reactors), or give it
-        // back and refuse.
         let key_state = keyset.state(key).clone();
-        let live = key_state
-            .sessions
-            .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
-        if entry.session_limit_reached(live) {
-            key_state
-                .sessions
-                .fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
-            return self.logon_reject(io, LogonRejectReason::SESSION_LIMIT);
+        if key_state.nonces.seen(now, &client_nonce) {
+            return self.logon_reject(io, LogonRejectReason::REPLAYED_NONCE);
+        }
+        if key_state
+            .logon_cell
+            .take(&shared.logon_key_rate, now, Class::Cancel)
+            .is_err()
+        {
+            io.counters.logons_throttled_key += 1;
+            return self.logon_reject(io, LogonRejectReason::THROTTLED);
+        }
+        if let Err(reason) = Self::take_session_place(io, &key_state, entry, &client_nonce) {
+            return self.logon_reject(io, reason);
         }
         let server_nonce = shared.next_server_nonce();
         let keys = SessionKeys::derive(secret, &client_nonce, &server_nonce, self.id.0);
@@ -742,6 +762,39 @@ impl Session {
         self.send_tagged::<{ wire::LOGON_ACK_SIZE }, S>(io, |seq, buf| {
             wire::LogonAck { seq, ..ack }.encode(buf)
         });
+    }
+
+    /// Takes a place among the key's live sessions (all reactors), then
+    /// records the logon's nonce in the key's cache — the last check, so a
+    /// logon refused for anything else leaves no nonce behind. A refused
+    /// nonce gives the place back. The place is taken first so that two
+    /// reactors racing for a key's last place cannot both pass; the nonce
+    /// cache's own claim-and-rescan keeps one nonce from passing twice.
+    fn take_session_place<S: CommandSink>(
+        io: &mut Io<'_, S>,
+        key_state: &KeyState,
+        entry: &crate::auth::keys::KeyEntry,
+        client_nonce: &[u8; 16],
+    ) -> Result<(), LogonRejectReason> {
+        use std::sync::atomic::Ordering::AcqRel;
+        let live = key_state.sessions.fetch_add(1, AcqRel);
+        if entry.session_limit_reached(live) {
+            key_state.sessions.fetch_sub(1, AcqRel);
+            return Err(LogonRejectReason::SESSION_LIMIT);
+        }
+        match key_state.nonces.admit(io.now, client_nonce) {
+            Ok(()) => Ok(()),
+            Err(refusal) => {
+                key_state.sessions.fetch_sub(1, AcqRel);
+                Err(match refusal {
+                    NonceRefusal::Replayed => LogonRejectReason::REPLAYED_NONCE,
+                    NonceRefusal::Full => {
+                        io.counters.logons_nonce_share_full += 1;
+                        LogonRejectReason::THROTTLED
+                    }
+                })
+            }
+        }
     }
 
     fn handle_authenticated<S: CommandSink>(&mut self, io: &mut Io<'_, S>, bytes: &[u8]) {

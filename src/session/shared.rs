@@ -1,6 +1,7 @@
 //! What every reactor's sessions share: the configuration, the key table with
-//! each key's shared rate cell, the nonce replay cache, the failed-logon
-//! lockout table and the server-nonce generator. Built once at start-up;
+//! each key's shared rate cell, logon rate cell and nonce replay cache, the
+//! failed-logon lockout table, the per-address logon rate table and the
+//! server-nonce generator. Built once at start-up;
 //! everything that changes at run time is an atomic.
 
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
@@ -9,7 +10,7 @@ use std::sync::{Arc, Mutex};
 use crate::auth::keys::{KeyIndex, KeyTable};
 use crate::auth::tag::TagKey;
 use crate::constants::*;
-use crate::limits::{LogonGuard, NonceCache, Rate, SharedCell};
+use crate::limits::{AddressRate, LogonGuard, NonceCache, Rate, SharedCell};
 use crate::wire::codes::Environment;
 
 /// Gateway-wide session policy. Every field has a default from
@@ -31,6 +32,14 @@ pub struct GatewayConfig {
     /// shared by all its sessions).
     pub session_msgs_per_sec: u32,
     pub session_burst: u32,
+    /// Logons one key may attempt per second, and in a burst, once its
+    /// signature is proved (THROTTLED beyond).
+    pub logon_rate_per_key: u32,
+    pub logon_burst_per_key: u32,
+    /// Logon attempts one client (IPv4 address, IPv6 /64) may make per
+    /// second, and in a burst, before any HMAC (THROTTLED beyond).
+    pub logon_rate_per_address: u32,
+    pub logon_burst_per_address: u32,
 }
 
 impl Default for GatewayConfig {
@@ -44,18 +53,57 @@ impl Default for GatewayConfig {
             logon_lockout_window_ns: LOGON_LOCKOUT_WINDOW_NS_DEFAULT,
             session_msgs_per_sec: MSGS_PER_SEC_DEFAULT,
             session_burst: BURST_DEFAULT,
+            logon_rate_per_key: LOGON_RATE_PER_KEY_DEFAULT,
+            logon_burst_per_key: LOGON_BURST_PER_KEY_DEFAULT,
+            logon_rate_per_address: LOGON_RATE_PER_ADDRESS_DEFAULT,
+            logon_burst_per_address: LOGON_BURST_PER_ADDRESS_DEFAULT,
         }
     }
 }
 
+impl GatewayConfig {
+    /// Slots of each key's nonce cache: what the key's logon rate can fill
+    /// within the replay window, doubled, as a power of two within
+    /// `NONCE_SLOTS_PER_KEY_MIN..=NONCE_SLOTS_PER_KEY_MAX` (constants.rs
+    /// says why).
+    pub fn nonce_slots_per_key(&self) -> usize {
+        let remember_s = NonceCache::remember_s(self.logon_skew_ns);
+        let fill = u64::from(self.logon_burst_per_key)
+            .saturating_add(u64::from(self.logon_rate_per_key).saturating_mul(remember_s));
+        let wanted = usize::try_from(fill.saturating_mul(2)).unwrap_or(usize::MAX);
+        wanted
+            .checked_next_power_of_two()
+            .unwrap_or(usize::MAX)
+            .clamp(NONCE_SLOTS_PER_KEY_MIN, NONCE_SLOTS_PER_KEY_MAX)
+    }
+}
+
 /// Run-time state of one key, shared by its sessions on every reactor and
-/// carried over (by key id) when the keys file is reloaded.
-#[derive(Debug, Clone)]
+/// carried over (by key id) when the keys file is reloaded: the rate cell,
+/// the session count, the logon rate cell and the nonce cache (so a reload
+/// can neither refill a key's logon burst nor let a nonce be replayed).
+#[derive(Clone)]
 pub struct KeyState {
     pub rate: Rate,
     pub cell: Arc<SharedCell>,
     /// Sessions logged on with this key now.
     pub sessions: Arc<AtomicU32>,
+    /// The key's logon attempts (rate: `Shared::logon_key_rate`).
+    pub logon_cell: Arc<SharedCell>,
+    /// The key's own logon nonce replay cache.
+    pub nonces: Arc<NonceCache>,
+}
+
+impl std::fmt::Debug for KeyState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KeyState")
+            .field("rate", &self.rate)
+            .field("cell", &self.cell)
+            .field("sessions", &self.sessions)
+            .field("logon_cell", &self.logon_cell)
+            .field("nonce_slots", &self.nonces.len())
+            .finish()
+    }
 }
 
 /// One generation of the key table with each key's run-time state. Reactors
@@ -72,13 +120,16 @@ pub struct KeySet {
 }
 
 impl KeySet {
-    /// The next generation: `table`'s keys, keeping the rate cell and the
-    /// session count of every key id that `previous` also had.
+    /// The next generation: `table`'s keys, keeping the rate cell, the
+    /// session count, the logon cell and the nonce cache of every key id that
+    /// `previous` also had. A new key's nonce cache is allocated here
+    /// (`config.nonce_slots_per_key()` slots), never on a reactor.
     pub fn new(
         table: Arc<KeyTable>,
         revoked: Box<[u64]>,
         previous: Option<&KeySet>,
         epoch: u64,
+        config: &GatewayConfig,
     ) -> KeySet {
         let states = table
             .iter()
@@ -88,6 +139,16 @@ impl KeySet {
                     rate: Rate::new(e.msgs_per_sec, e.burst),
                     cell: carried.map_or_else(Default::default, |c| c.cell.clone()),
                     sessions: carried.map_or_else(Default::default, |c| c.sessions.clone()),
+                    logon_cell: carried.map_or_else(Default::default, |c| c.logon_cell.clone()),
+                    nonces: carried.map_or_else(
+                        || {
+                            Arc::new(NonceCache::new(
+                                config.nonce_slots_per_key(),
+                                config.logon_skew_ns,
+                            ))
+                        },
+                        |c| c.nonces.clone(),
+                    ),
                 }
             })
             .collect();
@@ -120,8 +181,12 @@ pub struct Shared {
     /// The key generation each reactor has switched to.
     applied: Box<[AtomicU64]>,
     pub session_rate: Rate,
-    pub nonces: NonceCache,
+    /// Every key's logon rate (each key's cell is in its `KeyState`).
+    pub logon_key_rate: Rate,
+    /// Failed logons per (client, key id): the lockout.
     pub guard: LogonGuard,
+    /// Logon attempts per client, before any HMAC.
+    pub address_rate: AddressRate,
     /// Keys the server-nonce PRF: nonce = HMAC(prf, counter)[..16].
     nonce_prf: TagKey,
     nonce_counter: AtomicU64,
@@ -139,14 +204,27 @@ impl Shared {
         let decoy_secret = prf.mac(b"ordergate decoy secret");
         Shared {
             session_rate: Rate::new(config.session_msgs_per_sec, config.session_burst),
-            nonces: NonceCache::new(NONCE_CACHE_SLOTS, config.logon_skew_ns),
+            logon_key_rate: Rate::new(config.logon_rate_per_key, config.logon_burst_per_key),
             guard: LogonGuard::new(
-                LOGON_ADDRESS_SLOTS,
+                LOGON_GUARD_BUCKETS,
+                LOGON_GUARD_WAYS,
                 config.logon_failures_max,
                 config.logon_lockout_window_ns,
             ),
+            address_rate: AddressRate::new(
+                LOGON_RATE_BUCKETS,
+                LOGON_RATE_WAYS,
+                config.logon_rate_per_address,
+                config.logon_burst_per_address,
+            ),
+            keys: Mutex::new(Arc::new(KeySet::new(
+                Arc::new(keys),
+                Box::new([]),
+                None,
+                1,
+                &config,
+            ))),
             config,
-            keys: Mutex::new(Arc::new(KeySet::new(Arc::new(keys), Box::new([]), None, 1))),
             keys_epoch: AtomicU64::new(1),
             applied: (0..REACTORS_MAX).map(|_| AtomicU64::new(1)).collect(),
             nonce_prf: prf,
@@ -174,7 +252,13 @@ impl Shared {
         let mut current = self.keys.lock().unwrap_or_else(|e| e.into_inner());
         let epoch = current.epoch + 1;
         let revoked = current.revoked.clone();
-        *current = Arc::new(KeySet::new(Arc::new(table), revoked, Some(&current), epoch));
+        *current = Arc::new(KeySet::new(
+            Arc::new(table),
+            revoked,
+            Some(&current),
+            epoch,
+            &self.config,
+        ));
         self.keys_epoch.store(epoch, Ordering::Release);
         epoch
     }
@@ -190,7 +274,13 @@ impl Shared {
         revoked.insert(at, key_id);
         let epoch = current.epoch + 1;
         let table = current.table.clone();
-        *current = Arc::new(KeySet::new(table, revoked.into(), Some(&current), epoch));
+        *current = Arc::new(KeySet::new(
+            table,
+            revoked.into(),
+            Some(&current),
+            epoch,
+            &self.config,
+        ));
         self.keys_epoch.store(epoch, Ordering::Release);
         Some(epoch)
     }

@@ -342,6 +342,12 @@ fn visit_reactor(sink: &mut impl Sink, s: &ReactorSample<'_>) {
         accepts_waited,
         reload_ended,
         slots_retired,
+        logons_locked_out,
+        logons_throttled_address,
+        logons_throttled_key,
+        logons_nonce_share_full,
+        lockout_evictions,
+        logon_rate_evictions,
     } = s.counters;
     #[rustfmt::skip]
     let scalars = [
@@ -363,6 +369,12 @@ fn visit_reactor(sink: &mut impl Sink, s: &ReactorSample<'_>) {
         (16, *accepts_waited, "accepts_waited", "New connections that waited for a slot being freed instead of being refused."),
         (70, *reload_ended, "reload_ended", "Live sessions a keys reload ended (Terminate KEY_CHANGED)."),
         (71, *slots_retired, "slots_retired", "Session slots retired after using every generation."),
+        (20, *logons_locked_out, "logons_locked_out", "Logons refused THROTTLED: their (client, key id) is locked out after failed logons; no HMAC computed."),
+        (21, *logons_throttled_address, "logons_throttled_address", "Logons refused THROTTLED by the per-address logon rate; no HMAC computed."),
+        (22, *logons_throttled_key, "logons_throttled_key", "Logons refused THROTTLED by the key's logon rate."),
+        (23, *logons_nonce_share_full, "logons_nonce_share_full", "Logons refused THROTTLED: the key's nonce cache had no free slot."),
+        (24, *lockout_evictions, "lockout_evictions", "Failed-logon records forgotten to make room in the lockout table."),
+        (25, *logon_rate_evictions, "logon_rate_evictions", "Per-address logon rate cells still in debt forgotten to make room."),
     ];
     for (id, value, family, help) in scalars {
         sink.put(info(id, Counter, family, "", help), value);
