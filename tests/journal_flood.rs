@@ -21,6 +21,7 @@ use ordergate::journal;
 use ordergate::wire::codes::LogonRejectReason as LR;
 
 const GARBAGE_CONNECTIONS: u64 = 3_000;
+const IDLE_CONNECTIONS: u64 = 20;
 /// What the garbage flood may add to the journal, all records counted
 /// (JournalOpened, the aggregates, the valid logon and its Terminate at
 /// stop): one aggregate per second of flood at most, plus a handful.
@@ -77,7 +78,7 @@ fn garbage_connections_are_aggregated_and_a_valid_logon_succeeds() {
     a.logon(0);
     let health = gw.journal_health.clone().unwrap();
     assert!(health.is_healthy());
-    gw.shutdown();
+    let stats = gw.shutdown().journal.expect("a journal");
 
     let all = records(&path);
     let text: Vec<String> = all.iter().map(|r| r.to_string()).collect();
@@ -100,6 +101,19 @@ fn garbage_connections_are_aggregated_and_a_valid_logon_succeeds() {
         })
         .sum();
     assert_eq!(aggregated, GARBAGE_CONNECTIONS, "aggregate counts");
+    let aggregates = all
+        .iter()
+        .filter(|r| r["kind"] == "PreAuthAggregate")
+        .count() as u64;
+    eprintln!(
+        "{GARBAGE_CONNECTIONS} garbage connections: {} records, {aggregates} aggregates",
+        all.len()
+    );
+    // The counters say the same (stats file ids 607, 608; serve's summary).
+    assert_eq!(stats.preauth_events, GARBAGE_CONNECTIONS);
+    assert_eq!(stats.aggregates, aggregates);
+    assert_eq!((stats.preauth_overflow, stats.gap_events), (0, 0));
+    assert_eq!(stats.failure, None);
     assert_eq!(
         all.iter().filter(|r| r["kind"] == "LogonRejected").count(),
         0,
@@ -123,9 +137,8 @@ fn logon_logout(addr: std::net::SocketAddr) -> Result<(), u16> {
     if template(&reply) != ordergate::wire::LogonAck::TEMPLATE_ID {
         return Err(logon_reject(&reply));
     }
-    let lo = c
-        .c
-        .seal(ordergate::wire::Logout { seq: 0, reason: 0 }.to_bytes());
+    let lo =
+        c.c.seal(ordergate::wire::Logout { seq: 0, reason: 0 }.to_bytes());
     c.send(&lo);
     let _ = c.recv();
     c.expect_closed();
@@ -155,7 +168,17 @@ fn a_full_segment_rolls_over_and_verify_follows_the_chain() {
     }
     let health = gw.journal_health.clone().unwrap();
     assert!(health.is_healthy());
-    gw.shutdown();
+    let stats = gw.shutdown().journal.expect("a journal");
+    // JournalOpened + 50 × (LogonAccepted, Terminated LOGOUT) = 101 records,
+    // and segment 1's SegmentStart: 64 in segment 0, 38 in segment 1.
+    assert_eq!((stats.rollovers, stats.rollover_failures), (1, 0));
+    assert_eq!((stats.segment, stats.segment_records), (1, 38));
+    assert_eq!(stats.records, 102);
+    assert_eq!(
+        stats.high_water, 1,
+        "segment 0 crossed 90%, segment 1 did not"
+    );
+    assert_eq!(stats.failure, None);
 
     let mut second = path.clone().into_os_string();
     second.push(".1");
@@ -172,6 +195,20 @@ fn a_full_segment_rolls_over_and_verify_follows_the_chain() {
     );
     // Global record indices continue across the boundary.
     assert_eq!(next[0]["index"], CAPACITY);
+
+    // A restart continues in the latest segment.
+    let spec = GatewaySpec {
+        audit_journal: Some(path.clone()),
+        audit_capacity: CAPACITY,
+        ..common::net::spec()
+    };
+    let gw = Gateway::start(spec, keys()).unwrap();
+    logon_logout(gw.local_addr()).expect("a logon after the restart");
+    gw.shutdown();
+    let next = records(&second);
+    let reopened = &next[next.len() - 3];
+    assert_eq!(reopened["kind"], "JournalOpened", "{reopened}");
+    assert_eq!(reopened["reason"], "REOPENED", "{reopened}");
 
     let report = journal::verify(&path).expect("the chain verifies");
     let total = CAPACITY + next.len() as u64;
@@ -190,6 +227,7 @@ fn a_full_segment_rolls_over_and_verify_follows_the_chain() {
     };
     let file = path.to_str().unwrap();
     let (code, out, err) = run(&["verify", file]);
+    eprint!("{out}");
     assert_eq!(code, 0, "{out}{err}");
     assert!(out.contains(&format!("records {total} ")), "{out}");
     assert!(out.contains("segments 2"), "{out}");
@@ -203,8 +241,48 @@ fn a_full_segment_rolls_over_and_verify_follows_the_chain() {
     let e = journal::verify(&path).expect_err("a removed boundary record");
     assert_eq!(e.index, CAPACITY - 1, "{e}");
     let (code, _, err) = run(&["verify", file]);
+    eprint!("{err}");
     assert_eq!(code, 1);
     assert!(err.contains(&format!("record {}", CAPACITY - 1)), "{err}");
     assert!(err.contains("audit.journal.1"), "names the segment: {err}");
+    std::fs::remove_dir_all(path.parent().unwrap()).unwrap();
+}
+
+#[test]
+fn logon_timeouts_are_journaled_as_one_aggregate() {
+    let path = temp("timeouts");
+    let spec = GatewaySpec {
+        audit_journal: Some(path.clone()),
+        audit_capacity: 1 << 10,
+        ..spec()
+    };
+    let gw = Gateway::start(spec, keys()).unwrap();
+    let addr = gw.local_addr();
+    // Connections that never send a byte: closed at the logon deadline
+    // (300 ms in the test spec), without a reply.
+    let mut idle: Vec<TcpStream> = (0..IDLE_CONNECTIONS)
+        .map(|_| TcpStream::connect(addr).unwrap())
+        .collect();
+    for s in &mut idle {
+        s.set_read_timeout(Some(WAIT)).unwrap();
+        let mut byte = [0u8; 1];
+        assert!(matches!(s.read(&mut byte), Ok(0) | Err(_)), "closed");
+    }
+    let stats = gw.shutdown().journal.expect("a journal");
+    let all = records(&path);
+    let timeouts: Vec<&serde_json::Value> = all
+        .iter()
+        .filter(|r| r["kind"] == "PreAuthAggregate" && r["of_kind"] == "LogonTimeout")
+        .collect();
+    let count: u64 = timeouts.iter().map(|r| r["detail"].as_u64().unwrap()).sum();
+    assert_eq!(count, IDLE_CONNECTIONS, "{all:?}");
+    assert!(
+        timeouts.len() <= 2,
+        "one aggregate per window: {timeouts:?}"
+    );
+    assert_eq!(timeouts[0]["addr"], "127.0.0.1");
+    assert_eq!(timeouts[0]["reason"], serde_json::Value::Null);
+    assert_eq!(stats.preauth_events, IDLE_CONNECTIONS);
+    journal::verify(&path).expect("the journal verifies");
     std::fs::remove_dir_all(path.parent().unwrap()).unwrap();
 }

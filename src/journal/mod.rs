@@ -165,6 +165,7 @@
 //! must). The journal is also open to its own process: the file is locked
 //! (`flock`) against a second gateway, not against root.
 
+pub mod aggregate;
 mod appender;
 mod cli;
 pub mod event;
@@ -177,13 +178,19 @@ mod writer;
 pub use appender::{Journal, JournalError, wall_ns};
 pub use cli::{USAGE, audit_main};
 pub use event::{ADDR_NONE, AuditEvent, AuditKind, OpenKind, from_ip, to_ip};
-pub use format::{HEADER_INDEX, Hash, hex, parse_hash};
-pub use storage::{MemStorage, MmapStorage, Storage};
+pub use format::{Extra, HEADER_INDEX, Hash, hex, parse_hash};
+pub use storage::{
+    FileSegments, MemSegments, MemStorage, MmapStorage, SegmentFactory, Storage, latest_segment,
+    segment_path,
+};
 pub use verify::{
     VerifyError, VerifyOptions, VerifyReport, rfc3339, show, show_image, verify, verify_image,
-    verify_with,
+    verify_images, verify_with,
 };
-pub use writer::{AuditSink, FailReason, FlushPolicy, JournalHealth, JournalStats, JournalWriter};
+pub use writer::{
+    AuditSink, FailReason, FlushPolicy, JournalFigures, JournalHealth, JournalStats, JournalWriter,
+    WriterConfig,
+};
 
 /// Unflushed records after which the journal thread flushes. Bounds what a
 /// power loss can take, and the crash residue `open` must accept. Each

@@ -37,6 +37,9 @@ pub struct Counters {
     pub orphans_forgotten: u64,
     /// Ended sessions whose orders a revocation canceled.
     pub orphans_swept: u64,
+    /// The audit journal's figures, copied from its shared health at each
+    /// stats publish (the same in every reactor's block).
+    pub journal: crate::journal::JournalFigures,
 }
 
 impl Counters {
