@@ -1121,6 +1121,9 @@ pub fn summary(report: &GatewayReport, ran: Duration) -> String {
         "engine: {} commands, {} events, {} blocked turns, {} misrouted",
         e.commands, e.events, e.blocked_turns, e.misrouted
     );
+    if let Some(j) = &report.journal {
+        journal_summary(&mut out, j);
+    }
     out
 }
 
@@ -1187,6 +1190,42 @@ fn logon_defences(out: &mut String, c: &crate::session::Counters) {
         c.lockout_evictions,
         c.logon_rate_evictions
     );
+}
+
+/// The audit journal's lines of the stop summary: what it holds, how much
+/// pre-auth traffic was folded, rollovers and high-water alarms; then what
+/// went wrong, if anything.
+fn journal_summary(out: &mut String, j: &crate::journal::JournalStats) {
+    let _ = writeln!(
+        out,
+        "journal: {} records, segment {} ({} of {}), {} pre-auth aggregates of {} events, \
+         {} rollovers, {} high-water alarms",
+        j.records,
+        j.segment,
+        j.segment_records,
+        j.capacity,
+        j.aggregates,
+        j.preauth_events,
+        j.rollovers,
+        j.high_water
+    );
+    if j.preauth_overflow + j.preauth_unjournaled + j.gap_events + j.lost + j.rollover_failures > 0
+    {
+        let _ = writeln!(
+            out,
+            "  journal: {} pre-auth events from other addresses (table full), {} not journaled \
+             (reserve), {} dropped to full rings (gaps), {} lost after a failure, {} rollover \
+             failures",
+            j.preauth_overflow, j.preauth_unjournaled, j.gap_events, j.lost, j.rollover_failures
+        );
+    }
+    if let Some(failure) = j.failure {
+        let _ = writeln!(
+            out,
+            "  journal FAILED ({}): new logons were refused from then on",
+            failure.name()
+        );
+    }
 }
 
 /// What a non-zero io_uring health counter means and what to tune, one
@@ -1934,6 +1973,7 @@ mod tests {
                 blocked_turns: 1,
                 misrouted: 0,
             },
+            journal: None,
         };
         let text = summary(&report, Duration::from_millis(12_345));
         let lines: Vec<&str> = text.lines().collect();
@@ -2005,6 +2045,7 @@ mod tests {
                 engine: None,
             }],
             engine: EngineCounters::default(),
+            journal: None,
         };
         let text = summary(&report, Duration::from_secs(1));
         let lines: Vec<&str> = text.lines().collect();
@@ -2029,6 +2070,7 @@ mod tests {
                 engine: None,
             }],
             engine: EngineCounters::default(),
+            journal: None,
         };
         let quiet = summary(
             &report(Counters::default(), UringCounters::default()),
@@ -2073,6 +2115,7 @@ mod tests {
                 engine: None,
             }],
             engine: EngineCounters::default(),
+            journal: None,
         };
         let text = summary(&report, Duration::from_secs(1));
         let lines: Vec<&str> = text.lines().collect();
@@ -2099,6 +2142,7 @@ mod tests {
                 engine: None,
             }],
             engine: EngineCounters::default(),
+            journal: None,
         };
         let text = summary(&report, Duration::from_secs(1));
         let lines: Vec<&str> = text.lines().collect();
@@ -2109,6 +2153,49 @@ mod tests {
                 "  logon defences: locked out 7, throttled by address 300, by key 40, nonce cache \
                  full 1; forgotten under pressure: 9000 lockout records, 12 address rate cells",
                 "engine: 0 commands, 0 events, 0 blocked turns, 0 misrouted",
+            ]
+        );
+    }
+
+    #[test]
+    fn summary_shows_the_journal_and_what_went_wrong() {
+        let mut journal = crate::journal::JournalStats {
+            records: 130,
+            segment: 2,
+            segment_records: 2,
+            capacity: 64,
+            aggregates: 3,
+            preauth_events: 3000,
+            rollovers: 2,
+            high_water: 2,
+            ..Default::default()
+        };
+        let report = |journal| GatewayReport {
+            reactors: Vec::new(),
+            engine: EngineCounters::default(),
+            journal: Some(journal),
+        };
+        let text = summary(&report(journal), Duration::from_secs(1));
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(
+            &lines[2..],
+            [
+                "journal: 130 records, segment 2 (2 of 64), 3 pre-auth aggregates of 3000 events, \
+              2 rollovers, 2 high-water alarms"
+            ]
+        );
+        journal.rollover_failures = 1;
+        journal.lost = 5;
+        journal.failure = Some(crate::journal::FailReason::RolloverFailed);
+        let text = summary(&report(journal), Duration::from_secs(1));
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(
+            &lines[3..],
+            [
+                "  journal: 0 pre-auth events from other addresses (table full), 0 not journaled \
+                 (reserve), 0 dropped to full rings (gaps), 5 lost after a failure, 1 rollover \
+                 failures",
+                "  journal FAILED (journal rollover failed): new logons were refused from then on",
             ]
         );
     }

@@ -66,6 +66,12 @@ pub struct Config {
     pub reactors: ReactorsSection,
     pub engine: EngineSection,
     pub session: SessionSection,
+    /// Records per audit journal segment (each new segment file is
+    /// preallocated for this many).
+    pub audit_capacity: u64,
+    /// Whether a full journal segment rolls over to the next file (else the
+    /// journal fails closed when full).
+    pub audit_rollover: bool,
 }
 
 /// `[reactors]`.
@@ -205,6 +211,8 @@ impl Config {
                 logon_rate_per_address: s.logon_rate_per_address,
                 logon_burst_per_address: s.logon_burst_per_address,
             },
+            audit_capacity: spec.audit_capacity,
+            audit_rollover: spec.audit_rollover,
         }
     }
 
@@ -244,7 +252,8 @@ impl Config {
                 logon_burst_per_address: s.logon_burst_per_address,
             },
             audit_journal: Some(self.audit_journal_path()),
-            audit_capacity: crate::journal::CAPACITY_RECORDS_DEFAULT,
+            audit_capacity: self.audit_capacity,
+            audit_rollover: self.audit_rollover,
             stats_file: Some(self.stats_file_path()),
             pending_logons_per_address: r.pending_logons_per_address,
             engine_config: EngineConfig {
@@ -293,6 +302,16 @@ impl Config {
                 return Err(EmptyPath { field, default });
             }
         }
+        in_range(
+            "audit_capacity",
+            self.audit_capacity,
+            if self.audit_rollover {
+                JOURNAL_SEGMENT_RECORDS_MIN
+            } else {
+                1
+            },
+            crate::journal::format::CAPACITY_RECORDS_MAX,
+        )?;
         let r = &self.reactors;
         in_range("reactors.count", r.count as u64, 1, REACTORS_MAX as u64)?;
         if !r.cores.is_empty() {
@@ -995,6 +1014,8 @@ mod tests {
             keys = "keys.toml"
             audit_journal = "/var/lib/ordergate/journal/audit.journal"
             stats_file = "gw.stats"
+            audit_capacity = 4096
+            audit_rollover = false
             [reactors]
             count = 2
             cores = [5, 3]
@@ -1027,6 +1048,7 @@ mod tests {
         let config = parse(text, "t").unwrap();
         assert_eq!(config.keys, Some(PathBuf::from("keys.toml")));
         let spec = config.to_spec();
+        assert_eq!((spec.audit_capacity, spec.audit_rollover), (4096, false));
         assert_eq!(spec.listen, "0.0.0.0:9000".parse().unwrap());
         assert_eq!(
             spec.audit_journal,
@@ -1070,6 +1092,43 @@ mod tests {
         let mut back = Config::from_spec(&spec);
         back.keys = config.keys.clone();
         assert_eq!(back, config);
+    }
+
+    #[test]
+    fn audit_capacity_is_bounded_and_needs_more_with_rollover() {
+        let max = crate::journal::format::CAPACITY_RECORDS_MAX;
+        for (text, ok) in [
+            ("audit_capacity = 64\n".to_string(), true),
+            ("audit_capacity = 63\n".to_string(), false),
+            (
+                "audit_capacity = 1\naudit_rollover = false\n".to_string(),
+                true,
+            ),
+            (
+                "audit_capacity = 0\naudit_rollover = false\n".to_string(),
+                false,
+            ),
+            (format!("audit_capacity = {max}\n"), true),
+            (format!("audit_capacity = {}\n", max + 1), false),
+        ] {
+            match parse(&text, "t") {
+                Ok(config) => assert!(ok, "accepted {text:?}: {config:?}"),
+                Err(e) => {
+                    assert!(!ok, "{text:?}: {e}");
+                    assert!(
+                        matches!(
+                            e.kind(),
+                            OutOfRange {
+                                field: "audit_capacity",
+                                ..
+                            }
+                        ),
+                        "{e:?}"
+                    );
+                    assert_eq!(e.location().map(|l| l.line), Some(1), "{text:?}");
+                }
+            }
+        }
     }
 
     #[test]
@@ -1528,7 +1587,7 @@ mod tests {
                 _ => fields.push(key.clone()),
             }
         }
-        assert_eq!(fields.len(), 29);
+        assert_eq!(fields.len(), 31);
         for field in fields {
             assert!(
                 REFERENCE.contains(&format!("| `{field}` |")),

@@ -376,3 +376,43 @@ const _: () =
     assert!(LOGON_BURST_PER_KEY_DEFAULT >= 1 && LOGON_BURST_PER_KEY_DEFAULT <= LOGON_BURST_MAX);
 const _: () = assert!(LOGON_BURST_PER_ADDRESS_DEFAULT >= 1);
 const _: () = assert!(LOGON_BURST_PER_ADDRESS_DEFAULT <= LOGON_BURST_MAX);
+
+/// How long the audit journal thread folds pre-auth events (refused logons,
+/// logon timeouts: peers that never authenticated) into one aggregate record
+/// per source prefix, kind and reason before it writes the aggregates out.
+/// One second keeps an operator's view of a flood to the second, and bounds
+/// what unauthenticated peers can add to the journal to
+/// `JOURNAL_AGGREGATE_SLOTS + JOURNAL_AGGREGATE_OVERFLOW_SLOTS` records per
+/// second, however many connections they open (docs/JOURNAL.md,
+/// "Pre-auth aggregates").
+pub const JOURNAL_AGGREGATE_WINDOW_NS: u64 = 1_000_000_000;
+
+/// Source prefixes (IPv4 /32, IPv6 /64) × (kind, reason) the aggregation
+/// table holds per window. A key that finds the table full is folded into
+/// an "other addresses" aggregate of its kind and reason instead, so many
+/// addresses cannot turn aggregation back into one record per connection.
+/// 32 × ~56 B of journal-thread memory.
+pub const JOURNAL_AGGREGATE_SLOTS: usize = 32;
+
+/// (kind, reason) keys of the "other addresses" aggregates: every pre-auth
+/// kind and reason fits (LogonRejected has 9 reasons, LogonTimeout one).
+/// Should a future kind need more, the table is written out early rather
+/// than an event dropped.
+pub const JOURNAL_AGGREGATE_OVERFLOW_SLOTS: usize = 16;
+
+/// Fill of the current journal segment, in percent, at which the journal
+/// raises its high-water alarm once per segment (the `journal_high_water`
+/// counter and a line on stderr). With rollover off it is also where the
+/// reserve begins: pre-auth aggregates are no longer written (counted in
+/// `journal_preauth_unjournaled`), so only events of authenticated peers
+/// and of the operator can fill the last 10%.
+pub const JOURNAL_HIGH_WATER_PERCENT: u64 = 90;
+
+/// Smallest `audit_capacity` (records per segment) with rollover on: each
+/// segment spends a record on its SegmentStart and each start of the
+/// gateway one on JournalOpened, and a new file per handful of records
+/// would be churn, not a journal. 64 records is 8 KiB.
+pub const JOURNAL_SEGMENT_RECORDS_MIN: u64 = 64;
+
+const _: () = assert!(JOURNAL_HIGH_WATER_PERCENT >= 1 && JOURNAL_HIGH_WATER_PERCENT <= 100);
+const _: () = assert!(JOURNAL_AGGREGATE_SLOTS >= 1 && JOURNAL_AGGREGATE_OVERFLOW_SLOTS >= 1);

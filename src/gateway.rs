@@ -27,7 +27,9 @@ use crate::constants::*;
 use crate::engine::agent::{EngineAgent, EngineCounters};
 use crate::engine::book::{EngineConfig, MatchingEngine};
 use crate::engine::{Command, Event, Nanos};
-use crate::journal::{AuditEvent, AuditSink, Journal, JournalHealth, JournalWriter};
+use crate::journal::{
+    AuditEvent, AuditSink, Journal, JournalHealth, JournalStats, JournalWriter, WriterConfig,
+};
 use crate::reactor::core::ReactorCore;
 use crate::reactor::idle::{Idle, IdleAction, IdleKind};
 use crate::reactor::uring;
@@ -74,10 +76,14 @@ pub struct GatewaySpec {
     pub idle: IdleKind,
     pub session: GatewayConfig,
     pub engine_config: EngineConfig,
-    /// The tamper-evident audit journal; None = no journal (tests, demo).
+    /// The tamper-evident audit journal (its first segment; later ones are
+    /// `PATH.1`, `PATH.2`, …); None = no journal (tests, demo).
     pub audit_journal: Option<std::path::PathBuf>,
-    /// Records a new journal file is preallocated for.
+    /// Records each new journal segment is preallocated for.
     pub audit_capacity: u64,
+    /// Whether a full segment rolls over to the next (else the journal fails
+    /// closed when full). docs/JOURNAL.md, "When a segment fills".
+    pub audit_rollover: bool,
     /// The stats file the reactors publish their counters to every timer
     /// tick (docs/STATS.md); None = no stats file (tests, demo).
     pub stats_file: Option<std::path::PathBuf>,
@@ -103,6 +109,7 @@ impl Default for GatewaySpec {
             engine_config: EngineConfig::default(),
             audit_journal: None,
             audit_capacity: crate::journal::CAPACITY_RECORDS_DEFAULT,
+            audit_rollover: true,
             stats_file: None,
             pending_logons_per_address: PENDING_LOGONS_PER_ADDRESS_DEFAULT,
         }
@@ -158,6 +165,8 @@ pub struct ReactorReport {
 pub struct GatewayReport {
     pub reactors: Vec<ReactorReport>,
     pub engine: EngineCounters,
+    /// The journal thread's figures (None without a journal).
+    pub journal: Option<JournalStats>,
 }
 
 /// Why the gateway did not start. Each names what is missing or wrong.
@@ -344,7 +353,7 @@ pub struct Gateway {
     reactors: Vec<JoinHandle<Option<ReactorReport>>>,
     engine: Option<JoinHandle<EngineCounters>>,
     engine_stop: Arc<AtomicBool>,
-    journal: Option<JoinHandle<crate::journal::JournalStats>>,
+    journal: Option<JoinHandle<JournalStats>>,
     journal_stop: Arc<AtomicBool>,
     /// The journal's health (None without a journal).
     pub journal_health: Option<Arc<JournalHealth>>,
@@ -408,6 +417,25 @@ impl GatewaySpec {
             return Err(format!(
                 "pending logons per address must be 1..={PENDING_LOGONS_PER_ADDRESS_MAX}, not {}",
                 self.pending_logons_per_address
+            ));
+        }
+        let capacity_min = if self.audit_rollover {
+            JOURNAL_SEGMENT_RECORDS_MIN
+        } else {
+            1
+        };
+        let capacity_max = crate::journal::format::CAPACITY_RECORDS_MAX;
+        if self.audit_journal.is_some()
+            && !(capacity_min..=capacity_max).contains(&self.audit_capacity)
+        {
+            return Err(format!(
+                "audit capacity must be {capacity_min}..={capacity_max} records{}, not {}",
+                if self.audit_rollover {
+                    " per segment with rollover"
+                } else {
+                    ""
+                },
+                self.audit_capacity
             ));
         }
         Ok(())
@@ -474,7 +502,7 @@ impl Gateway {
         // The journal first: without its record the gateway does not start.
         let journal = match &spec.audit_journal {
             Some(path) => Some(
-                Journal::open(path, spec.audit_capacity)
+                Journal::open_segments(path, spec.audit_capacity, spec.audit_rollover)
                     .map_err(|e| StartError::Journal(format!("{}: {e}", path.display())))?,
             ),
             None => None,
@@ -513,11 +541,12 @@ impl Gateway {
         let control_audit = Arc::new(std::sync::Mutex::new(new_audit()));
         let journal_stop = Arc::new(AtomicBool::new(false));
         let journal_thread = journal.map(|j| {
-            JournalWriter::spawn(
+            JournalWriter::start(
                 j,
                 audit_rx,
                 health.clone().expect("a journal has a health"),
                 journal_stop.clone(),
+                WriterConfig::default(),
             )
         });
         let engine = MatchingEngine::new(spec.engine_config);
@@ -702,12 +731,11 @@ impl Gateway {
         // Last: every producer has stopped, so the journal drains all of it.
         drop(self.control);
         self.journal_stop.store(true, Ordering::Release);
-        if let Some(h) = self.journal {
-            let _ = h.join();
-        }
+        let journal = self.journal.and_then(|h| h.join().ok());
         GatewayReport {
             reactors: reports,
             engine: engine_counters,
+            journal,
         }
     }
 

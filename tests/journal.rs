@@ -697,6 +697,7 @@ fn fixed_image() -> Vec<u8> {
         capacity,
         created_ns: T0,
         file_id: [0x11; 16],
+        link: None,
     };
     let mut image = vec![0u8; (HEADER_SIZE as u64 + capacity * RECORD_SIZE as u64) as usize];
     image[..HEADER_SIZE].copy_from_slice(&header.encode().0);

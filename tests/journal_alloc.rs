@@ -1,6 +1,7 @@
 //! A reactor's side of the audit journal allocates nothing: building any
 //! `AuditEvent`, `AuditSink::record` (ring free or full, gap pending or not)
-//! and `flush_gap`, and `JournalHealth::is_healthy`.
+//! and `flush_gap`, `JournalHealth::is_healthy`, and the journal figures a
+//! reactor copies at each stats publish.
 
 use ordergate::engine::SessionId;
 use ordergate::journal::{AuditEvent, AuditSink, JournalHealth, OpenKind, from_ip};
@@ -33,6 +34,7 @@ fn recording_audit_events_allocates_nothing() {
             AuditEvent::revoke(lap, 7, 2),
             AuditEvent::kill(lap, 7, s, TerminateReason::SHUTDOWN, 1),
             AuditEvent::journal_opened(lap, OpenKind::Reopened, 0),
+            AuditEvent::logon_timeout(lap, s, addr),
         ];
         // Overfill the ring (drops counted), then drain half of it so the
         // next lap pushes a Gap first.
@@ -44,6 +46,7 @@ fn recording_audit_events_allocates_nothing() {
         sink.flush_gap(lap, 1);
         taken += rx.drain(32, |e| assert!(e.time_ns <= lap)) as u64;
         assert!(health.is_healthy());
+        assert_eq!(health.figures().failed, 0);
     }
     assert_eq!(allocations() - before, 0, "the reactor side allocated");
     assert!(taken > 0);

@@ -1,18 +1,22 @@
-//! [`Journal`]: open (create, or reopen and recover), append, flush.
+//! [`Journal`]: open (create, or reopen and recover), append, flush, and
+//! roll over to the next segment when one is full.
 
 use std::fmt;
 use std::io;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{Ordering, fence};
 
 use super::RECOVERY_WINDOW_RECORDS;
 use super::event::{AuditEvent, OpenKind};
 use super::format::{
-    CAPACITY_RECORDS_MAX, HEADER_INDEX, HEADER_SIZE, Hash, Header, RECORD_COMMIT_OFFSET,
-    RECORD_SIZE, encode_record, record_offset,
+    BASE_INDEX_MAX, CAPACITY_RECORDS_MAX, Extra, HEADER_INDEX, HEADER_SIZE, Hash, Header,
+    RECORD_COMMIT_OFFSET, RECORD_SIZE, SegmentLink, encode_record, encode_record_with,
+    record_offset,
 };
 use super::scan::Scanner;
-use super::storage::{MmapStorage, Storage};
+use super::storage::{
+    FileSegments, MmapStorage, SegmentFactory, Storage, latest_segment, segment_path,
+};
 
 /// Why the journal cannot take a record, or cannot be opened.
 #[derive(Debug)]
@@ -33,8 +37,13 @@ pub enum JournalError {
     /// ([`HEADER_INDEX`] for the header).
     Corrupt { index: u64, problem: String },
     /// A capacity of 0 or above `CAPACITY_RECORDS_MAX`, or a storage whose
-    /// length does not fit the capacity.
+    /// length does not fit the capacity (or, with rollover, a capacity
+    /// below 2: a segment holds its SegmentStart and at least one record).
     BadCapacity { capacity: u64 },
+    /// The segment was full and the next one could not be created (a full
+    /// disk, a file in the way). Nothing was appended; the journal stays
+    /// full (fail closed).
+    Rollover { segment: u64, error: io::Error },
 }
 
 impl fmt::Display for JournalError {
@@ -54,6 +63,10 @@ impl fmt::Display for JournalError {
                 f,
                 "audit journal capacity {capacity} records does not fit (1..={CAPACITY_RECORDS_MAX})"
             ),
+            JournalError::Rollover { segment, error } => write!(
+                f,
+                "audit journal segment full, and segment {segment} cannot be created: {error}"
+            ),
         }
     }
 }
@@ -70,29 +83,45 @@ impl From<io::Error> for JournalError {
     }
 }
 
-/// The append end of one journal file. Owned by the journal thread; see the
-/// [module docs](super) for the format and the durability policy.
+/// The append end of a journal: its current segment (one file), and
+/// optionally how to start the next one when it is full. Owned by the
+/// journal thread; see the [module docs](super) for the format and the
+/// durability policy.
+///
+/// Indices are global: a segment's record `slot` has index
+/// `base_index + slot`, so [`records`](Self::records) counts the records of
+/// every segment and keeps growing across rollovers.
 pub struct Journal {
     storage: Box<dyn Storage>,
     header: Header,
-    /// Committed, chained records: `[0, records)`. The next append is slot
-    /// `records`.
+    /// Committed, chained records of this segment: slots `[0, records)`.
+    /// The next append is slot `records`.
     records: u64,
     /// Hash of record `records - 1`, or of the header when `records == 0`.
     last_hash: Hash,
-    /// Records covered by a completed flush: `flushed <= records`.
+    /// Slots covered by a completed flush: `flushed <= records`.
     flushed: u64,
     opened: OpenKind,
     /// Residue slots zeroed by `open`.
     discarded: u64,
     /// Set when a write failed; `append` refuses from then on.
     broken: bool,
+    /// The segment's file (None: storage in memory).
+    path: Option<PathBuf>,
+    /// Where the next segment comes from; None: a full segment fails
+    /// closed.
+    segments: Option<Box<dyn SegmentFactory>>,
+    /// Slots of the segments rollover creates.
+    next_capacity: u64,
+    /// Rollovers done since open.
+    rollovers: u64,
 }
 
 impl Journal {
     /// Opens the journal at `path`, creating it with `capacity_records`
     /// slots (preallocated) if it does not exist. An existing file keeps its
-    /// own capacity; `capacity_records` is then ignored.
+    /// own capacity; `capacity_records` is then ignored. One file, no
+    /// rollover: see [`Journal::open_segments`] for the gateway's journal.
     ///
     /// On reopen the whole chain is checked. Residue a crash can leave (a
     /// torn record, records written after one that was lost, all within
@@ -107,6 +136,7 @@ impl Journal {
                 capacity: capacity_records,
                 created_ns: wall_ns(),
                 file_id: random_id(),
+                link: None,
             };
             let (bytes, _) = header.encode();
             MmapStorage::create(path, header.file_len(), &bytes)?;
@@ -116,7 +146,60 @@ impl Journal {
         if create {
             journal.opened = OpenKind::Created;
         }
+        journal.path = Some(path.to_path_buf());
+        journal.next_capacity = capacity_records;
         Ok(journal)
+    }
+
+    /// The gateway's journal: the segments `base`, `base.1`, `base.2`, …
+    /// Opens the latest segment present (the highest N of `base.N`, else
+    /// `base`, created with `capacity_records` slots if nothing exists),
+    /// as [`Journal::open`] does. With `rollover`, a full segment is
+    /// followed by the next, of `capacity_records` slots; without, a full
+    /// segment fails closed.
+    ///
+    /// The latest segment's header must name the segment its file name
+    /// does: a file renamed into the chain is [`JournalError::Corrupt`].
+    pub fn open_segments(
+        base: &Path,
+        capacity_records: u64,
+        rollover: bool,
+    ) -> Result<Journal, JournalError> {
+        let latest = latest_segment(base)?;
+        let path = segment_path(base, latest);
+        let journal = Journal::open(&path, capacity_records)?;
+        if journal.segment() != latest {
+            return Err(JournalError::Corrupt {
+                index: HEADER_INDEX,
+                problem: format!(
+                    "{} is named as segment {latest} but its header says segment {}",
+                    path.display(),
+                    journal.segment()
+                ),
+            });
+        }
+        if rollover {
+            return journal.with_rollover(Box::new(FileSegments::new(base)), capacity_records);
+        }
+        Ok(journal)
+    }
+
+    /// Rolls over to segments from `segments`, of `capacity_records` slots
+    /// each, when the current one is full (instead of failing closed).
+    pub fn with_rollover(
+        mut self,
+        segments: Box<dyn SegmentFactory>,
+        capacity_records: u64,
+    ) -> Result<Journal, JournalError> {
+        check_capacity(capacity_records)?;
+        if capacity_records < 2 {
+            return Err(JournalError::BadCapacity {
+                capacity: capacity_records,
+            });
+        }
+        self.segments = Some(segments);
+        self.next_capacity = capacity_records;
+        Ok(self)
     }
 
     /// [`Journal::open`] on any storage. If its first `HEADER_SIZE` bytes
@@ -143,6 +226,7 @@ impl Journal {
                 capacity: capacity_records,
                 created_ns: now_ns,
                 file_id: random_id(),
+                link: None,
             };
             if header.file_len() != len {
                 return Err(JournalError::BadCapacity {
@@ -170,7 +254,7 @@ impl Journal {
             });
         }
 
-        let mut scan = Scanner::new(header_hash);
+        let mut scan = Scanner::new(&header, header_hash);
         let mut slot = [0u8; RECORD_SIZE];
         for index in 0..header.capacity {
             storage.read_at(record_offset(index), &mut slot)?;
@@ -188,7 +272,7 @@ impl Journal {
             // RECOVERY_WINDOW_RECORDS of those.
             if residue.last - scan.records >= RECOVERY_WINDOW_RECORDS {
                 return Err(JournalError::Corrupt {
-                    index: scan.records,
+                    index: header.base_index() + scan.records,
                     problem: format!(
                         "{} non-empty slots after the {} good records, up to slot {}: more than a \
                          crash can leave ({RECOVERY_WINDOW_RECORDS} unflushed records); edited?",
@@ -205,6 +289,13 @@ impl Journal {
             discarded = residue.count;
             opened = OpenKind::Recovered;
         }
+        if header.link.is_some() && scan.records == 0 {
+            // A rollover creates a segment with its SegmentStart in place.
+            return Err(JournalError::Corrupt {
+                index: header.base_index(),
+                problem: "a continuation segment without its SegmentStart record".into(),
+            });
+        }
         Ok(Journal {
             storage,
             header,
@@ -214,12 +305,17 @@ impl Journal {
             opened,
             discarded,
             broken: false,
+            path: None,
+            segments: None,
+            next_capacity: header.capacity,
+            rollovers: 0,
         })
     }
 
     /// Appends `event` as record [`records()`](Self::records) and returns
-    /// its index. Visible to readers at once; durable after the next
-    /// [`flush`](Self::flush).
+    /// its (global) index. Visible to readers at once; durable after the
+    /// next [`flush`](Self::flush). A full segment rolls over first if
+    /// rollover is on ([`JournalError::Full`] otherwise).
     ///
     /// Store order: the record's bytes `[0, RECORD_COMMIT_OFFSET)` first,
     /// then a Release fence, then the commit field. A reader or write-back
@@ -227,17 +323,27 @@ impl Journal {
     /// tears the record, the commit (a hash of those bytes) does not match
     /// and the slot reads as not written.
     pub fn append(&mut self, event: &AuditEvent) -> Result<u64, JournalError> {
+        self.append_with(event, &Extra::NONE)
+    }
+
+    /// [`append`](Self::append) with the aggregate fields (the journal
+    /// thread's PreAuthAggregate records).
+    pub fn append_with(&mut self, event: &AuditEvent, extra: &Extra) -> Result<u64, JournalError> {
         if self.broken {
             return Err(JournalError::Broken);
         }
         if self.records == self.header.capacity {
-            return Err(JournalError::Full {
-                capacity: self.header.capacity,
-            });
+            if self.segments.is_none() {
+                return Err(JournalError::Full {
+                    capacity: self.header.capacity,
+                });
+            }
+            self.roll_over(wall_ns())?;
         }
-        let index = self.records;
-        let (bytes, hash) = encode_record(index, &self.last_hash, event);
-        let offset = record_offset(index);
+        let slot = self.records;
+        let index = self.header.base_index() + slot;
+        let (bytes, hash) = encode_record_with(index, &self.last_hash, event, extra);
+        let offset = record_offset(slot);
         let written = self
             .storage
             .write_at(offset, &bytes[..RECORD_COMMIT_OFFSET])
@@ -252,9 +358,60 @@ impl Journal {
             self.broken = true;
             return Err(JournalError::Io(e));
         }
-        self.records = index + 1;
+        self.records = slot + 1;
         self.last_hash = hash;
         Ok(index)
+    }
+
+    /// Ends this (full) segment and continues in the next:
+    ///
+    /// 1. flush this segment, so everything the next one chains to is
+    ///    durable;
+    /// 2. build the next header (segment + 1, base index = records so far,
+    ///    previous file id) and its record 0, a SegmentStart carrying this
+    ///    segment's last hash;
+    /// 3. have the factory create the file with both in place (atomic:
+    ///    whole or absent after a crash) and switch to it.
+    ///
+    /// On failure nothing changes: this segment stays full and current.
+    fn roll_over(&mut self, now_ns: u64) -> Result<(), JournalError> {
+        self.flush()?;
+        let segment = self.header.segment() + 1;
+        let base_index = self.records();
+        if base_index > BASE_INDEX_MAX {
+            return Err(JournalError::Rollover {
+                segment,
+                error: io::Error::other("the journal's record index is exhausted"),
+            });
+        }
+        let header = Header {
+            capacity: self.next_capacity,
+            created_ns: now_ns,
+            file_id: random_id(),
+            link: Some(SegmentLink {
+                segment,
+                base_index,
+                prev_file_id: self.header.file_id,
+            }),
+        };
+        let (header_bytes, header_hash) = header.encode();
+        let start = AuditEvent::segment_start(now_ns, &self.last_hash);
+        let (record, hash) = encode_record(base_index, &header_hash, &start);
+        let mut prefix = [0u8; HEADER_SIZE + RECORD_SIZE];
+        prefix[..HEADER_SIZE].copy_from_slice(&header_bytes);
+        prefix[HEADER_SIZE..].copy_from_slice(&record);
+        let factory = self.segments.as_mut().expect("rollover is on");
+        let (storage, path) = factory
+            .create(segment, header.file_len(), &prefix)
+            .map_err(|error| JournalError::Rollover { segment, error })?;
+        self.storage = storage;
+        self.header = header;
+        self.records = 1;
+        self.flushed = 1;
+        self.last_hash = hash;
+        self.path = path;
+        self.rollovers += 1;
+        Ok(())
     }
 
     /// Makes every appended record durable (`msync(MS_SYNC)` of the
@@ -274,14 +431,15 @@ impl Journal {
         Ok(())
     }
 
-    /// Committed records: the index the next append gets.
+    /// Committed records of every segment: the global index the next append
+    /// gets.
     pub fn records(&self) -> u64 {
-        self.records
+        self.header.base_index() + self.records
     }
 
-    /// Records covered by a completed flush.
+    /// Records covered by a completed flush (global, as `records`).
     pub fn flushed_records(&self) -> u64 {
-        self.flushed
+        self.header.base_index() + self.flushed
     }
 
     /// Appended since the last flush.
@@ -289,8 +447,34 @@ impl Journal {
         self.records - self.flushed
     }
 
+    /// Slots of the current segment.
     pub fn capacity(&self) -> u64 {
         self.header.capacity
+    }
+
+    /// Records in the current segment (its slots in use).
+    pub fn segment_records(&self) -> u64 {
+        self.records
+    }
+
+    /// The current segment's number: 0 for the first.
+    pub fn segment(&self) -> u64 {
+        self.header.segment()
+    }
+
+    /// The current segment's file (None for storage in memory).
+    pub fn path(&self) -> Option<&Path> {
+        self.path.as_deref()
+    }
+
+    /// Whether a full segment rolls over (else it fails closed).
+    pub fn rolls_over(&self) -> bool {
+        self.segments.is_some()
+    }
+
+    /// Rollovers since open.
+    pub fn rollovers(&self) -> u64 {
+        self.rollovers
     }
 
     /// Hash of the last record (of the header if there is none): the anchor
@@ -393,6 +577,75 @@ mod tests {
             Journal::open_in(Box::new(mem(0)), 0, 1),
             Err(JournalError::BadCapacity { capacity: 0 })
         ));
+    }
+
+    #[test]
+    fn a_full_segment_rolls_over_and_the_chain_continues() {
+        use crate::journal::format::{Slot, decode_slot};
+        use crate::journal::storage::MemSegments;
+        let first = mem(4);
+        let segments = MemSegments::new();
+        let mut j = Journal::open_in(Box::new(first.clone()), 4, 1)
+            .unwrap()
+            .with_rollover(Box::new(segments.clone()), 3)
+            .unwrap();
+        for i in 0..4 {
+            assert_eq!(j.append(&AuditEvent::reload(i, 1)).unwrap(), i);
+        }
+        let head = j.last_hash();
+        let first_id = j.file_id();
+        // The fifth record starts segment 1: its SegmentStart is index 4.
+        assert_eq!(j.append(&AuditEvent::reload(4, 1)).unwrap(), 5);
+        assert_eq!((j.segment(), j.segment_records(), j.records()), (1, 2, 6));
+        assert_eq!((j.capacity(), j.rollovers()), (3, 1));
+        assert_eq!(first.pending_writes(), 0, "segment 0 was flushed first");
+        let created = segments.created();
+        assert_eq!(created.len(), 1);
+        let image = created[0].live_image();
+        let (header, header_hash) =
+            Header::decode(image[..HEADER_SIZE].try_into().unwrap()).unwrap();
+        let link = header.link.unwrap();
+        assert_eq!((link.segment, link.base_index), (1, 4));
+        assert_eq!(link.prev_file_id, first_id);
+        let Slot::Committed(start) = decode_slot(
+            image[HEADER_SIZE..HEADER_SIZE + RECORD_SIZE]
+                .try_into()
+                .unwrap(),
+        ) else {
+            panic!("no SegmentStart")
+        };
+        assert_eq!(start.prev_segment_hash(), Some(head));
+        assert_eq!(start.check(4, &header_hash), Ok(()));
+        // Reopened, the segment continues where it was.
+        let again = Journal::open_in(Box::new(created[0].clone()), 3, 9).unwrap();
+        assert_eq!((again.records(), again.segment()), (6, 1));
+    }
+
+    #[test]
+    fn a_rollover_that_cannot_create_the_next_segment_stays_full() {
+        use crate::journal::storage::MemSegments;
+        let segments = MemSegments::new();
+        segments.set_failing(true);
+        let mut j = Journal::open_in(Box::new(mem(2)), 2, 1)
+            .unwrap()
+            .with_rollover(Box::new(segments.clone()), 2)
+            .unwrap();
+        j.append(&AuditEvent::reload(0, 1)).unwrap();
+        j.append(&AuditEvent::reload(1, 1)).unwrap();
+        assert!(matches!(
+            j.append(&AuditEvent::reload(2, 1)),
+            Err(JournalError::Rollover { segment: 1, .. })
+        ));
+        assert_eq!((j.segment(), j.records()), (0, 2));
+        segments.set_failing(false);
+        assert_eq!(j.append(&AuditEvent::reload(3, 1)).unwrap(), 3);
+        assert!(
+            Journal::open_in(Box::new(mem(2)), 2, 1)
+                .unwrap()
+                .with_rollover(Box::new(MemSegments::new()), 1)
+                .is_err(),
+            "a segment must hold its SegmentStart and a record"
+        );
     }
 
     #[test]

@@ -6,6 +6,10 @@
 //! ordergate audit show FILE [--json]
 //! ```
 //!
+//! `verify` checks FILE and every later segment of its journal (`FILE.1`,
+//! `FILE.2`, … given the first; `base.N+1`, … given `base.N`); `show` lists
+//! the one segment FILE.
+//!
 //! Exit codes: 0 success; 1 the journal failed verification (or could not be
 //! read); 2 bad arguments.
 

@@ -43,10 +43,24 @@ pub enum AuditKind {
     /// The journal was opened (written by the journal thread first of all):
     /// `reason` = [`OpenKind`], `detail` = crash-residue slots discarded.
     JournalOpened = 11,
-    /// A connection sent no valid Logon before its deadline and was closed
-    /// without a reply (admission): `addr`, `session` (the connection's
-    /// slot). Added after JournalOpened so every earlier code keeps its value.
+    /// A connection did not log on before its deadline and was closed:
+    /// `addr`, `session`. Pre-auth: the journal thread folds it into a
+    /// [`PreAuthAggregate`](Self::PreAuthAggregate).
     LogonTimeout = 12,
+    /// Written by the journal thread only: pre-auth events of one source
+    /// prefix, kind and reason in one window. `addr` = the prefix (IPv4 /32,
+    /// IPv6 /64; `::` = addresses that did not fit the aggregation table),
+    /// `reason` = the folded events' reason, `detail` = how many,
+    /// `time_ns` = the first one's time; the record's `of_kind` and
+    /// `last_ns` fields hold their kind and the last one's time. `key_id`
+    /// is the key every one of them named, 0 if they differ; `reactor`
+    /// likewise, `0xffff` if they differ.
+    PreAuthAggregate = 13,
+    /// Written by the journal thread only, as the first record of every
+    /// segment after the first: the previous segment's last record hash
+    /// (in the bytes of `key_id`, `session` and `addr`), so the chain
+    /// continues across files.
+    SegmentStart = 14,
 }
 
 impl AuditKind {
@@ -64,6 +78,8 @@ impl AuditKind {
         AuditKind::Gap,
         AuditKind::JournalOpened,
         AuditKind::LogonTimeout,
+        AuditKind::PreAuthAggregate,
+        AuditKind::SegmentStart,
     ];
 
     /// The kind of a record's `kind` byte, or `None` for an undefined code.
@@ -81,6 +97,8 @@ impl AuditKind {
             10 => Some(AuditKind::Gap),
             11 => Some(AuditKind::JournalOpened),
             12 => Some(AuditKind::LogonTimeout),
+            13 => Some(AuditKind::PreAuthAggregate),
+            14 => Some(AuditKind::SegmentStart),
             _ => None,
         }
     }
@@ -104,7 +122,19 @@ impl AuditKind {
             AuditKind::Gap => "Gap",
             AuditKind::JournalOpened => "JournalOpened",
             AuditKind::LogonTimeout => "LogonTimeout",
+            AuditKind::PreAuthAggregate => "PreAuthAggregate",
+            AuditKind::SegmentStart => "SegmentStart",
         }
+    }
+
+    /// Whether events of this kind come from peers that never
+    /// authenticated: the journal thread folds them into
+    /// [`PreAuthAggregate`](Self::PreAuthAggregate) records instead of
+    /// writing one record per connection. A refusal before logon (of any
+    /// reason) and a logon timeout are; a kind added for another pre-auth
+    /// refusal (a connection cap, say) belongs here too.
+    pub const fn is_pre_auth(self) -> bool {
+        matches!(self, AuditKind::LogonRejected | AuditKind::LogonTimeout)
     }
 
     /// The name of `reason` for this kind: a LogonRejectReason,
@@ -129,11 +159,15 @@ impl AuditKind {
                 Some(k) => Some(k.name()),
                 None => None,
             },
+            // An aggregate's reason is named by the kind it folds (the
+            // record's `of_kind`).
             AuditKind::LogonAccepted
             | AuditKind::Reload
             | AuditKind::ReloadFailed
             | AuditKind::Gap
-            | AuditKind::LogonTimeout => None,
+            | AuditKind::LogonTimeout
+            | AuditKind::PreAuthAggregate
+            | AuditKind::SegmentStart => None,
         }
     }
 }
@@ -394,6 +428,34 @@ impl AuditEvent {
             ..AuditEvent::empty(AuditKind::JournalOpened, time_ns)
         }
     }
+
+    /// The first record of a segment after the first: `prev_last` is the
+    /// hash of the previous segment's last record, stored in the 32 bytes
+    /// of `key_id`, `session` and `addr` (little-endian, in that order: the
+    /// record's bytes 16..48 are the hash as is).
+    pub fn segment_start(time_ns: u64, prev_last: &[u8; 32]) -> AuditEvent {
+        let word = |at: usize| u64::from_le_bytes(prev_last[at..at + 8].try_into().expect("8"));
+        AuditEvent {
+            key_id: word(0),
+            session: word(8),
+            addr: prev_last[16..32].try_into().expect("16 bytes"),
+            ..AuditEvent::empty(AuditKind::SegmentStart, time_ns)
+        }
+    }
+
+    /// The previous segment's last hash a
+    /// [`SegmentStart`](AuditKind::SegmentStart) event carries; `None` for
+    /// other kinds.
+    pub fn prev_segment_hash(&self) -> Option<[u8; 32]> {
+        if self.kind != AuditKind::SegmentStart {
+            return None;
+        }
+        let mut h = [0u8; 32];
+        h[..8].copy_from_slice(&self.key_id.to_le_bytes());
+        h[8..16].copy_from_slice(&self.session.to_le_bytes());
+        h[16..].copy_from_slice(&self.addr);
+        Some(h)
+    }
 }
 
 #[cfg(test)]
@@ -408,7 +470,12 @@ mod tests {
             assert_eq!(AuditKind::from_code(kind.code()), Some(*kind));
         }
         assert_eq!(AuditKind::from_code(0), None);
-        assert_eq!(AuditKind::from_code(13), None);
+        assert_eq!(AuditKind::from_code(15), None);
+        let pre_auth: Vec<_> = AuditKind::ALL.iter().filter(|k| k.is_pre_auth()).collect();
+        assert_eq!(
+            pre_auth,
+            [&AuditKind::LogonRejected, &AuditKind::LogonTimeout]
+        );
     }
 
     #[test]
@@ -434,5 +501,21 @@ mod tests {
         assert_eq!(AuditKind::LogonRejected.reason_name(99), None);
         let e = AuditEvent::journal_opened(1, OpenKind::Recovered, 2);
         assert_eq!(e.kind.reason_name(e.reason), Some("RECOVERED"));
+    }
+
+    #[test]
+    fn a_segment_start_carries_the_previous_hash() {
+        let mut h = [0u8; 32];
+        for (i, b) in h.iter_mut().enumerate() {
+            *b = i as u8 * 7 + 1;
+        }
+        let e = AuditEvent::segment_start(5, &h);
+        assert_eq!(e.prev_segment_hash(), Some(h));
+        assert_eq!(AuditEvent::reload(5, 1).prev_segment_hash(), None);
+        let t = AuditEvent::logon_timeout(9, SessionId::new(2, 3, 4), ADDR_NONE);
+        assert_eq!(
+            (t.kind, t.reactor, t.reason),
+            (AuditKind::LogonTimeout, 2, 0)
+        );
     }
 }

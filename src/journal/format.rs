@@ -8,8 +8,14 @@ use super::event::{AuditEvent, AuditKind};
 
 /// First bytes of every journal file.
 pub const MAGIC: [u8; 8] = *b"OGAUDIT1";
-/// Format version; bumped on any layout change.
-pub const VERSION: u32 = 1;
+/// Format version written; bumped on any layout change. Version 2 gave the
+/// header its segment fields (rollover) and the record its `of_kind` and
+/// `last_ns` fields (pre-auth aggregates), out of bytes that version 1
+/// kept zero.
+pub const VERSION: u32 = 2;
+/// Oldest version this build reads: a version-1 file is a first segment
+/// whose segment fields are zero, and is read (and continued) as such.
+pub const VERSION_MIN: u32 = 1;
 
 // Header ------------------------------------------------------------------
 
@@ -19,8 +25,15 @@ pub const HEADER_RECORD_SIZE_OFFSET: usize = HEADER_VERSION_OFFSET + 4;
 pub const HEADER_CAPACITY_OFFSET: usize = HEADER_RECORD_SIZE_OFFSET + 4;
 pub const HEADER_CREATED_NS_OFFSET: usize = HEADER_CAPACITY_OFFSET + 8;
 pub const HEADER_FILE_ID_OFFSET: usize = HEADER_CREATED_NS_OFFSET + 8;
-pub const HEADER_RESERVED_OFFSET: usize = HEADER_FILE_ID_OFFSET + 16;
-pub const HEADER_HASH_OFFSET: usize = HEADER_RESERVED_OFFSET + 48;
+/// Version 2: the segment's number, 0 for the first.
+pub const HEADER_SEGMENT_OFFSET: usize = HEADER_FILE_ID_OFFSET + 16;
+/// Version 2: the global index of the segment's record 0 (records in every
+/// earlier segment).
+pub const HEADER_BASE_INDEX_OFFSET: usize = HEADER_SEGMENT_OFFSET + 8;
+/// Version 2: the previous segment's `file_id` (zero for the first).
+pub const HEADER_PREV_FILE_ID_OFFSET: usize = HEADER_BASE_INDEX_OFFSET + 8;
+pub const HEADER_RESERVED_OFFSET: usize = HEADER_PREV_FILE_ID_OFFSET + 16;
+pub const HEADER_HASH_OFFSET: usize = HEADER_RESERVED_OFFSET + 16;
 pub const HEADER_SIZE: usize = HEADER_HASH_OFFSET + 32;
 
 // Record ------------------------------------------------------------------
@@ -34,15 +47,23 @@ pub const RECORD_DETAIL_OFFSET: usize = RECORD_ADDR_OFFSET + 16;
 pub const RECORD_REASON_OFFSET: usize = RECORD_DETAIL_OFFSET + 4;
 pub const RECORD_REACTOR_OFFSET: usize = RECORD_REASON_OFFSET + 2;
 pub const RECORD_KIND_OFFSET: usize = RECORD_REACTOR_OFFSET + 2;
-pub const RECORD_RESERVED_A_OFFSET: usize = RECORD_KIND_OFFSET + 1;
-pub const RECORD_PREV_HASH_OFFSET: usize = RECORD_RESERVED_A_OFFSET + 7;
-pub const RECORD_RESERVED_B_OFFSET: usize = RECORD_PREV_HASH_OFFSET + 32;
+/// Version 2, PreAuthAggregate only (zero otherwise): the kind folded.
+pub const RECORD_OF_KIND_OFFSET: usize = RECORD_KIND_OFFSET + 1;
+pub const RECORD_RESERVED_A_OFFSET: usize = RECORD_OF_KIND_OFFSET + 1;
+pub const RECORD_PREV_HASH_OFFSET: usize = RECORD_RESERVED_A_OFFSET + 6;
+/// Version 2, PreAuthAggregate only (zero otherwise): the last folded
+/// event's time.
+pub const RECORD_LAST_NS_OFFSET: usize = RECORD_PREV_HASH_OFFSET + 32;
+pub const RECORD_RESERVED_B_OFFSET: usize = RECORD_LAST_NS_OFFSET + 8;
 /// The commit field: written last, after everything before it.
-pub const RECORD_COMMIT_OFFSET: usize = RECORD_RESERVED_B_OFFSET + 24;
+pub const RECORD_COMMIT_OFFSET: usize = RECORD_RESERVED_B_OFFSET + 16;
 pub const RECORD_SIZE: usize = RECORD_COMMIT_OFFSET + 8;
 
 const _: () = assert!(HEADER_SIZE == 128);
 const _: () = assert!(RECORD_SIZE == 128);
+// Version 1 hashed the same 96 bytes and kept zero what version 2 uses.
+const _: () = assert!(HEADER_HASH_OFFSET == 96);
+const _: () = assert!(RECORD_PREV_HASH_OFFSET == 64 && RECORD_COMMIT_OFFSET == 120);
 // Records are 128-aligned in the file and 4096 is a multiple of 128, so no
 // record straddles a page (the unit of mmap write-back) or a 512-byte sector.
 const _: () = assert!(HEADER_SIZE.is_multiple_of(RECORD_SIZE));
@@ -86,6 +107,21 @@ pub struct Header {
     /// Random, so records copied from another journal break the chain even
     /// if everything else in the two headers is equal.
     pub file_id: [u8; 16],
+    /// Where this segment continues the journal; `None` for the first
+    /// segment (and every version-1 file).
+    pub link: Option<SegmentLink>,
+}
+
+/// What a segment after the first says about its place in the journal.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SegmentLink {
+    /// 1 for the second segment, and so on.
+    pub segment: u64,
+    /// Global index of this segment's record 0: the records of every
+    /// earlier segment.
+    pub base_index: u64,
+    /// The previous segment's `file_id`.
+    pub prev_file_id: [u8; 16],
 }
 
 impl Header {
@@ -94,7 +130,24 @@ impl Header {
         HEADER_SIZE as u64 + self.capacity * RECORD_SIZE as u64
     }
 
-    /// The header's bytes and its hash (the `prev_hash` of record 0).
+    /// The segment's number: 0 for the first.
+    pub const fn segment(&self) -> u64 {
+        match self.link {
+            Some(link) => link.segment,
+            None => 0,
+        }
+    }
+
+    /// Global index of the segment's record 0.
+    pub const fn base_index(&self) -> u64 {
+        match self.link {
+            Some(link) => link.base_index,
+            None => 0,
+        }
+    }
+
+    /// The header's bytes (always the current [`VERSION`]) and its hash
+    /// (the `prev_hash` of record 0).
     pub fn encode(&self) -> ([u8; HEADER_SIZE], Hash) {
         let mut b = [0u8; HEADER_SIZE];
         b[HEADER_MAGIC_OFFSET..HEADER_VERSION_OFFSET].copy_from_slice(&MAGIC);
@@ -105,22 +158,30 @@ impl Header {
             .copy_from_slice(&self.capacity.to_le_bytes());
         b[HEADER_CREATED_NS_OFFSET..HEADER_FILE_ID_OFFSET]
             .copy_from_slice(&self.created_ns.to_le_bytes());
-        b[HEADER_FILE_ID_OFFSET..HEADER_RESERVED_OFFSET].copy_from_slice(&self.file_id);
+        b[HEADER_FILE_ID_OFFSET..HEADER_SEGMENT_OFFSET].copy_from_slice(&self.file_id);
+        if let Some(link) = self.link {
+            b[HEADER_SEGMENT_OFFSET..HEADER_BASE_INDEX_OFFSET]
+                .copy_from_slice(&link.segment.to_le_bytes());
+            b[HEADER_BASE_INDEX_OFFSET..HEADER_PREV_FILE_ID_OFFSET]
+                .copy_from_slice(&link.base_index.to_le_bytes());
+            b[HEADER_PREV_FILE_ID_OFFSET..HEADER_RESERVED_OFFSET]
+                .copy_from_slice(&link.prev_file_id);
+        }
         let hash = sha256(&b[..HEADER_HASH_OFFSET]);
         b[HEADER_HASH_OFFSET..HEADER_SIZE].copy_from_slice(&hash);
         (b, hash)
     }
 
-    /// Checks magic, version, record size, reserved bytes and the header
-    /// hash; returns the header and its hash.
+    /// Checks magic, version, record size, reserved bytes, the segment
+    /// fields and the header hash; returns the header and its hash.
     pub fn decode(b: &[u8; HEADER_SIZE]) -> Result<(Header, Hash), String> {
         if b[HEADER_MAGIC_OFFSET..HEADER_VERSION_OFFSET] != MAGIC {
             return Err("not an ordergate audit journal (bad magic)".into());
         }
         let version = u32_at(b, HEADER_VERSION_OFFSET);
-        if version != VERSION {
+        if !(VERSION_MIN..=VERSION).contains(&version) {
             return Err(format!(
-                "unsupported version {version} (this build reads {VERSION})"
+                "unsupported version {version} (this build reads {VERSION_MIN}..={VERSION})"
             ));
         }
         let record_size = u32_at(b, HEADER_RECORD_SIZE_OFFSET);
@@ -131,18 +192,49 @@ impl Header {
         if b[HEADER_HASH_OFFSET..HEADER_SIZE] != hash {
             return Err("header hash does not match the header (header edited)".into());
         }
-        if b[HEADER_RESERVED_OFFSET..HEADER_HASH_OFFSET]
-            .iter()
-            .any(|&x| x != 0)
-        {
+        // Version 1 kept every byte from the segment field on zero.
+        let reserved_from = if version == 1 {
+            HEADER_SEGMENT_OFFSET
+        } else {
+            HEADER_RESERVED_OFFSET
+        };
+        if b[reserved_from..HEADER_HASH_OFFSET].iter().any(|&x| x != 0) {
             return Err("reserved header bytes are not zero".into());
         }
+        let segment = u64_at(b, HEADER_SEGMENT_OFFSET);
+        let base_index = u64_at(b, HEADER_BASE_INDEX_OFFSET);
+        let prev_file_id: [u8; 16] = b[HEADER_PREV_FILE_ID_OFFSET..HEADER_RESERVED_OFFSET]
+            .try_into()
+            .expect("16 bytes");
+        let link = if segment == 0 {
+            if base_index != 0 || prev_file_id != [0; 16] {
+                return Err(
+                    "segment 0 names a base index or a previous file: segment fields edited".into(),
+                );
+            }
+            None
+        } else {
+            // Every earlier segment holds at least one record.
+            if base_index < segment || base_index > BASE_INDEX_MAX || prev_file_id == [0; 16] {
+                return Err(format!(
+                    "segment {segment} with base index {base_index} and previous file id {}: \
+                     not a segment a rollover writes",
+                    hex(&prev_file_id)
+                ));
+            }
+            Some(SegmentLink {
+                segment,
+                base_index,
+                prev_file_id,
+            })
+        };
         let header = Header {
             capacity: u64_at(b, HEADER_CAPACITY_OFFSET),
             created_ns: u64_at(b, HEADER_CREATED_NS_OFFSET),
-            file_id: b[HEADER_FILE_ID_OFFSET..HEADER_RESERVED_OFFSET]
+            file_id: b[HEADER_FILE_ID_OFFSET..HEADER_SEGMENT_OFFSET]
                 .try_into()
                 .expect("16 bytes"),
+            link,
         };
         if header.capacity == 0 || header.capacity > CAPACITY_RECORDS_MAX {
             return Err(format!(
@@ -154,6 +246,10 @@ impl Header {
     }
 }
 
+/// Largest base index a header may declare: far beyond any journal (2^62
+/// records is 512 EiB), and keeps `base_index + capacity` from overflow.
+pub const BASE_INDEX_MAX: u64 = 1 << 62;
+
 /// Largest capacity a header may declare: 2^32 records is 512 GiB, beyond
 /// any sane audit file, and keeps `file_len` far from overflow.
 pub const CAPACITY_RECORDS_MAX: u64 = 1 << 32;
@@ -164,10 +260,38 @@ pub const fn record_offset(index: u64) -> u64 {
     HEADER_SIZE as u64 + index * RECORD_SIZE as u64
 }
 
+/// The version-2 record fields an [`AuditEvent`] does not carry: only the
+/// journal thread's [`PreAuthAggregate`](AuditKind::PreAuthAggregate)
+/// records set them; every other record has [`Extra::NONE`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Extra {
+    /// The kind the aggregate folds.
+    pub of_kind: u8,
+    /// The last folded event's time.
+    pub last_ns: u64,
+}
+
+impl Extra {
+    pub const NONE: Extra = Extra {
+        of_kind: 0,
+        last_ns: 0,
+    };
+}
+
 /// Record `index` of `event`, chained to `prev_hash`: its bytes and its
 /// hash. The hash covers bytes `[0, RECORD_COMMIT_OFFSET)`; the commit
 /// field is the hash's first 8 bytes, so all 128 bytes are bound by it.
 pub fn encode_record(index: u64, prev_hash: &Hash, e: &AuditEvent) -> ([u8; RECORD_SIZE], Hash) {
+    encode_record_with(index, prev_hash, e, &Extra::NONE)
+}
+
+/// [`encode_record`] with the aggregate fields.
+pub fn encode_record_with(
+    index: u64,
+    prev_hash: &Hash,
+    e: &AuditEvent,
+    extra: &Extra,
+) -> ([u8; RECORD_SIZE], Hash) {
     let mut b = [0u8; RECORD_SIZE];
     b[RECORD_INDEX_OFFSET..RECORD_TIME_OFFSET].copy_from_slice(&index.to_le_bytes());
     b[RECORD_TIME_OFFSET..RECORD_KEY_ID_OFFSET].copy_from_slice(&e.time_ns.to_le_bytes());
@@ -178,7 +302,10 @@ pub fn encode_record(index: u64, prev_hash: &Hash, e: &AuditEvent) -> ([u8; RECO
     b[RECORD_REASON_OFFSET..RECORD_REACTOR_OFFSET].copy_from_slice(&e.reason.to_le_bytes());
     b[RECORD_REACTOR_OFFSET..RECORD_KIND_OFFSET].copy_from_slice(&e.reactor.to_le_bytes());
     b[RECORD_KIND_OFFSET] = e.kind.code();
-    b[RECORD_PREV_HASH_OFFSET..RECORD_RESERVED_B_OFFSET].copy_from_slice(prev_hash);
+    b[RECORD_OF_KIND_OFFSET] = extra.of_kind;
+    b[RECORD_PREV_HASH_OFFSET..RECORD_LAST_NS_OFFSET].copy_from_slice(prev_hash);
+    b[RECORD_LAST_NS_OFFSET..RECORD_RESERVED_B_OFFSET]
+        .copy_from_slice(&extra.last_ns.to_le_bytes());
     let hash = sha256(&b[..RECORD_COMMIT_OFFSET]);
     b[RECORD_COMMIT_OFFSET..RECORD_SIZE].copy_from_slice(&hash[..8]);
     (b, hash)
@@ -216,6 +343,10 @@ pub struct Record {
     pub reactor: u16,
     /// Raw: may be undefined in an edited record; [`Record::check`] refuses.
     pub kind_code: u8,
+    /// PreAuthAggregate: the kind folded (raw); 0 for every other kind.
+    pub of_kind: u8,
+    /// PreAuthAggregate: the last folded event's time; 0 otherwise.
+    pub last_ns: u64,
     reserved_zero: bool,
 }
 
@@ -234,8 +365,23 @@ impl Record {
         })
     }
 
-    /// Checks that this record is the one that belongs in slot `index`
-    /// after a record (or header) whose hash is `prev_hash`.
+    /// The aggregate fields.
+    pub fn extra(&self) -> Extra {
+        Extra {
+            of_kind: self.of_kind,
+            last_ns: self.last_ns,
+        }
+    }
+
+    /// The previous segment's last hash, for a SegmentStart record.
+    pub fn prev_segment_hash(&self) -> Option<Hash> {
+        self.event().and_then(|e| e.prev_segment_hash())
+    }
+
+    /// Checks that this record is the one that belongs at global index
+    /// `index` after a record (or header) whose hash is `prev_hash`. (Where
+    /// a SegmentStart may stand is the scan's check: it depends on the
+    /// slot.)
     pub fn check(&self, index: u64, prev_hash: &Hash) -> Result<(), String> {
         if self.index != index {
             return Err(format!(
@@ -256,10 +402,26 @@ impl Record {
                 )
             });
         }
-        if AuditKind::from_code(self.kind_code).is_none() {
+        let Some(kind) = AuditKind::from_code(self.kind_code) else {
             return Err(format!("undefined kind {}", self.kind_code));
-        }
+        };
         if !self.reserved_zero {
+            return Err("reserved record bytes are not zero".into());
+        }
+        if kind == AuditKind::PreAuthAggregate {
+            if !AuditKind::from_code(self.of_kind).is_some_and(AuditKind::is_pre_auth) {
+                return Err(format!(
+                    "aggregate of kind {}, which is not a pre-auth kind",
+                    self.of_kind
+                ));
+            }
+            if self.detail == 0 || self.last_ns < self.time_ns {
+                return Err(format!(
+                    "aggregate of {} events from {} to {}: not an aggregate the journal writes",
+                    self.detail, self.time_ns, self.last_ns
+                ));
+            }
+        } else if self.extra() != Extra::NONE {
             return Err("reserved record bytes are not zero".into());
         }
         Ok(())
@@ -277,7 +439,7 @@ pub fn decode_slot(b: &[u8; RECORD_SIZE]) -> Slot {
     }
     Slot::Committed(Record {
         index: u64_at(b, RECORD_INDEX_OFFSET),
-        prev_hash: b[RECORD_PREV_HASH_OFFSET..RECORD_RESERVED_B_OFFSET]
+        prev_hash: b[RECORD_PREV_HASH_OFFSET..RECORD_LAST_NS_OFFSET]
             .try_into()
             .expect("32 bytes"),
         hash,
@@ -291,6 +453,8 @@ pub fn decode_slot(b: &[u8; RECORD_SIZE]) -> Slot {
         reason: u16_at(b, RECORD_REASON_OFFSET),
         reactor: u16_at(b, RECORD_REACTOR_OFFSET),
         kind_code: b[RECORD_KIND_OFFSET],
+        of_kind: b[RECORD_OF_KIND_OFFSET],
+        last_ns: u64_at(b, RECORD_LAST_NS_OFFSET),
         reserved_zero: b[RECORD_RESERVED_A_OFFSET..RECORD_PREV_HASH_OFFSET]
             .iter()
             .chain(&b[RECORD_RESERVED_B_OFFSET..RECORD_COMMIT_OFFSET])
@@ -334,6 +498,7 @@ mod tests {
             capacity: 16,
             created_ns: 7,
             file_id: [9; 16],
+            link: None,
         }
     }
 
@@ -350,6 +515,76 @@ mod tests {
                 "edit at {at} went unnoticed"
             );
         }
+    }
+
+    #[test]
+    fn a_continuation_header_round_trips_and_checks_its_link() {
+        let h = Header {
+            link: Some(SegmentLink {
+                segment: 2,
+                base_index: 30,
+                prev_file_id: [3; 16],
+            }),
+            ..header()
+        };
+        let (bytes, hash) = h.encode();
+        assert_eq!(Header::decode(&bytes), Ok((h, hash)));
+        assert_eq!((h.segment(), h.base_index()), (2, 30));
+        // A link no rollover writes: fewer records than segments before it.
+        let bad = Header {
+            link: Some(SegmentLink {
+                segment: 2,
+                base_index: 1,
+                prev_file_id: [3; 16],
+            }),
+            ..header()
+        };
+        assert!(Header::decode(&bad.encode().0).is_err());
+    }
+
+    #[test]
+    fn a_version_1_header_is_read_as_a_first_segment() {
+        let (mut bytes, _) = header().encode();
+        bytes[HEADER_VERSION_OFFSET..HEADER_RECORD_SIZE_OFFSET]
+            .copy_from_slice(&1u32.to_le_bytes());
+        let hash = sha256(&bytes[..HEADER_HASH_OFFSET]);
+        bytes[HEADER_HASH_OFFSET..].copy_from_slice(&hash);
+        assert_eq!(Header::decode(&bytes), Ok((header(), hash)));
+        // Version 1 has no segment fields: a non-zero one is an edit.
+        bytes[HEADER_SEGMENT_OFFSET] = 1;
+        let hash = sha256(&bytes[..HEADER_HASH_OFFSET]);
+        bytes[HEADER_HASH_OFFSET..].copy_from_slice(&hash);
+        assert!(Header::decode(&bytes).is_err());
+    }
+
+    #[test]
+    fn aggregate_fields_are_only_for_aggregates() {
+        let mut e = AuditEvent::empty(AuditKind::PreAuthAggregate, 10);
+        e.detail = 3;
+        let extra = Extra {
+            of_kind: AuditKind::LogonRejected.code(),
+            last_ns: 12,
+        };
+        let (bytes, _) = encode_record_with(0, &[1; 32], &e, &extra);
+        let Slot::Committed(r) = decode_slot(&bytes) else {
+            panic!("not committed")
+        };
+        assert_eq!(r.extra(), extra);
+        assert_eq!(r.check(0, &[1; 32]), Ok(()));
+        for (of_kind, last_ns) in [(AuditKind::Reload.code(), 12), (2, 9), (0, 12)] {
+            let extra = Extra { of_kind, last_ns };
+            let (bytes, _) = encode_record_with(0, &[1; 32], &e, &extra);
+            let Slot::Committed(r) = decode_slot(&bytes) else {
+                panic!("not committed")
+            };
+            assert!(r.check(0, &[1; 32]).is_err(), "{extra:?}");
+        }
+        let reload = AuditEvent::reload(10, 1);
+        let (bytes, _) = encode_record_with(0, &[1; 32], &reload, &extra);
+        let Slot::Committed(r) = decode_slot(&bytes) else {
+            panic!("not committed")
+        };
+        assert!(r.check(0, &[1; 32]).is_err(), "extra on a reload");
     }
 
     #[test]

@@ -1,17 +1,20 @@
 //! The tamper-evident audit journal: every security event, appended by one
-//! thread to a preallocated, memory-mapped file as fixed-size, hash-chained,
-//! commit-last records. `docs/JOURNAL.md` has the same layout and the
-//! verification rules, for operators.
+//! thread to preallocated, memory-mapped segment files as fixed-size,
+//! hash-chained, commit-last records. `docs/JOURNAL.md` has the same layout
+//! and the verification rules, for operators.
 //!
 //! # Data flow
 //!
 //! ```text
 //!  reactor 0 ── AuditSink ──▶ SPSC ring<AuditEvent> ──┐
-//!  reactor 1 ── AuditSink ──▶ SPSC ring<AuditEvent> ──┼──▶ JournalWriter thread ──▶ Journal ──▶ Storage
-//!  control   ── AuditSink ──▶ SPSC ring<AuditEvent> ──┘     drain, append,           (mmap file, or
-//!                                                           flush per policy          MemStorage in tests)
-//!       ▲                                                         │
-//!       └──────────── JournalHealth::is_healthy() ◀───────────────┘ failed on Full / I/O error
+//!  reactor 1 ── AuditSink ──▶ SPSC ring<AuditEvent> ──┼──▶ JournalWriter thread ──────────────▶ Journal ──▶ Storage
+//!  control   ── AuditSink ──▶ SPSC ring<AuditEvent> ──┘     drain; pre-auth events ─▶ Aggregator  (segment files,
+//!                                                           (fold, 1 s window) ─▶ PreAuthAggregate   or MemStorage)
+//!                                                           everything else ─▶ append; flush per     │ full: roll
+//!       ▲                                                   policy; high-water alarm                 ▼ over
+//!       └── JournalHealth::is_healthy(), figures() ◀───────────────────┘ failed on I/O error,  next segment
+//!                                                                        rollover failure, or
+//!                                                                        full with rollover off
 //! ```
 //!
 //! A reactor never does journal I/O: [`AuditSink::record`] is one
@@ -19,12 +22,84 @@
 //! counts it; the count is pushed as a [`AuditKind::Gap`] record before the
 //! next event that fits, so a gap in the journal is explicit, never silent.
 //! Before admitting a logon the session code checks
-//! [`JournalHealth::is_healthy`]: once the journal cannot take records (file
-//! full, write or flush error) logons are refused (fail closed).
+//! [`JournalHealth::is_healthy`]: once the journal cannot take records
+//! (write or flush error, a rollover that failed, a full file with rollover
+//! off) logons are refused (fail closed). At each stats publish a reactor
+//! copies [`JournalHealth::figures`] into its counters (stats ids 600–612).
+//!
+//! # Pre-auth aggregates
+//!
+//! Events of peers that never authenticated — a refused logon of any
+//! reason ([`AuditKind::LogonRejected`], only ever sent before logon) and a
+//! logon timeout ([`AuditKind::LogonTimeout`]); [`AuditKind::is_pre_auth`]
+//! lists them — are not written one per connection: the journal thread
+//! folds them ([`aggregate`]) into one
+//! [`PreAuthAggregate`](AuditKind::PreAuthAggregate) record per
+//! (source prefix, kind, reason) per window:
+//!
+//! ```text
+//!  key    = (IPv4 address | IPv6 /64, folded kind, reason)
+//!  record = time_ns first event · last_ns last event · detail count ·
+//!           key_id (if all named the same key, else 0) · reactor (same, else 0xffff)
+//!  window = JOURNAL_AGGREGATE_WINDOW_NS (1 s) from the first fold; also
+//!           written at stop, and early if both tables are full
+//!  table  = JOURNAL_AGGREGATE_SLOTS (32) address keys; a new key that does not
+//!           fit goes to an "other addresses" key (addr ::) of its kind and
+//!           reason, JOURNAL_AGGREGATE_OVERFLOW_SLOTS (16) of them
+//! ```
+//!
+//! So unauthenticated traffic adds at most 48 records per second whatever
+//! its number of connections or addresses, and one per second per reason
+//! from one address; the 3,000 connections of `tests/journal_flood.rs` add
+//! one. Given up: the per-connection session id, and the key id when the
+//! refusals of one key named several. Folding is the journal thread's work
+//! (a table lookup per event); the reactor's side is unchanged.
+//!
+//! # Segments and rollover
+//!
+//! The journal is a chain of segment files: `PATH` (segment 0), `PATH.1`,
+//! `PATH.2`, … each of `audit_capacity` slots when created. When a segment
+//! is full and rollover is on (the default), the journal thread:
+//!
+//! ```text
+//!  1. flushes the full segment (msync)
+//!  2. builds segment n+1: header { segment n+1, base_index = records so far,
+//!                                  prev_file_id = segment n's file_id }
+//!                         record 0 = SegmentStart { index base_index,
+//!                                  key_id‖session‖addr = hash of segment n's last record }
+//!  3. creates PATH.n+1 with both in place (PATH.n+1.creating, posix_fallocate,
+//!     fsync, rename, fsync of the directory: whole or absent after a crash),
+//!     and appends there from then on
+//! ```
+//!
+//! Record indices are global (`base_index + slot`), so the chain, the
+//! indices and the anchors run across segments. On start the gateway opens
+//! the highest-numbered segment present. If creating the next segment
+//! fails (disk full, a file in the way) the journal fails closed as a full
+//! one would: `journal_rollover_failures` counts it, stderr says why, new
+//! logons are refused.
+//!
+//! The number of segments is not bounded: the disk is the bound. An audit
+//! trail that deletes its own oldest records would let an attacker erase
+//! what it did by flooding; old segments are the operator's to archive
+//! (`verify` accepts a chain whose first segments were moved away, and says
+//! from which segment it checked). Disk use under a flood is bounded by the
+//! aggregation above: at most ~6 KB/s from unauthenticated traffic.
+//!
+//! With rollover off the journal is one file that fails closed when full,
+//! as before; to keep pre-auth traffic from getting it there, the slots
+//! past the high-water mark are a reserve that pre-auth aggregates do not
+//! enter (counted in `journal_preauth_unjournaled` instead).
+//!
+//! # High water
+//!
+//! When a segment reaches [`JOURNAL_HIGH_WATER_PERCENT`] (90%) of its
+//! slots, the journal thread prints one line to stderr (serve's output) and
+//! counts it in `journal_high_water`, once per segment.
 //!
 //! # File layout
 //!
-//! All integers little-endian. The file is preallocated (`posix_fallocate`)
+//! All integers little-endian. Each file is preallocated (`posix_fallocate`)
 //! to exactly `HEADER_SIZE + capacity × RECORD_SIZE` bytes at creation and
 //! never changes length; unused slots are zero.
 //!
@@ -36,17 +111,21 @@
 //!
 //!  header (HEADER_SIZE = 128)
 //!  +0    magic        [u8; 8]   "OGAUDIT1"                       HEADER_MAGIC_OFFSET
-//!  +8    version      u32       1                                HEADER_VERSION_OFFSET
+//!  +8    version      u32       2 (1 is read too)                HEADER_VERSION_OFFSET
 //!  +12   record_size  u32       128                              HEADER_RECORD_SIZE_OFFSET
 //!  +16   capacity     u64       record slots                     HEADER_CAPACITY_OFFSET
 //!  +24   created_ns   u64       Unix epoch ns                    HEADER_CREATED_NS_OFFSET
 //!  +32   file_id      [u8; 16]  random (getrandom)               HEADER_FILE_ID_OFFSET
-//!  +48   reserved     [u8; 48]  zero                             HEADER_RESERVED_OFFSET
+//!  +48   segment      u64       0 = the first                    HEADER_SEGMENT_OFFSET
+//!  +56   base_index   u64       global index of record 0         HEADER_BASE_INDEX_OFFSET
+//!  +64   prev_file_id [u8; 16]  previous segment's file_id       HEADER_PREV_FILE_ID_OFFSET
+//!                               (0 for segment 0)
+//!  +80   reserved     [u8; 16]  zero                             HEADER_RESERVED_OFFSET
 //!  +96   header_hash  [u8; 32]  SHA-256(header[0..96])           HEADER_HASH_OFFSET
 //!  +128                                                          HEADER_SIZE
 //!
 //!  record (RECORD_SIZE = 128), slot i at HEADER_SIZE + i × RECORD_SIZE
-//!  +0    index        u64       == i                             RECORD_INDEX_OFFSET
+//!  +0    index        u64       base_index + i                   RECORD_INDEX_OFFSET
 //!  +8    time_ns      u64       Unix epoch ns                    RECORD_TIME_OFFSET
 //!  +16   key_id       u64                                        RECORD_KEY_ID_OFFSET
 //!  +24   session      u64       SessionId raw, 0 = none          RECORD_SESSION_OFFSET
@@ -54,17 +133,29 @@
 //!  +48   detail       u32       kind-specific count              RECORD_DETAIL_OFFSET
 //!  +52   reason       u16       wire code for the kind           RECORD_REASON_OFFSET
 //!  +54   reactor      u16       0xffff = control thread          RECORD_REACTOR_OFFSET
-//!  +56   kind         u8        AuditKind, 1..=12                RECORD_KIND_OFFSET
-//!  +57   reserved     [u8; 7]   zero                             RECORD_RESERVED_A_OFFSET
+//!  +56   kind         u8        AuditKind, 1..=14                RECORD_KIND_OFFSET
+//!  +57   of_kind      u8        PreAuthAggregate: kind folded;   RECORD_OF_KIND_OFFSET
+//!                               else 0
+//!  +58   reserved     [u8; 6]   zero                             RECORD_RESERVED_A_OFFSET
 //!  +64   prev_hash    [u8; 32]  hash of record i-1               RECORD_PREV_HASH_OFFSET
 //!                               (record 0: header_hash)
-//!  +96   reserved     [u8; 24]  zero                             RECORD_RESERVED_B_OFFSET
+//!  +96   last_ns      u64       PreAuthAggregate: last event's   RECORD_LAST_NS_OFFSET
+//!                               time; else 0
+//!  +104  reserved     [u8; 16]  zero                             RECORD_RESERVED_B_OFFSET
 //!  +120  commit       u64       hash(record i)[0..8], WRITTEN    RECORD_COMMIT_OFFSET
 //!                               LAST
 //!  +128                                                          RECORD_SIZE
 //!
 //!  hash(record i) = SHA-256(record i bytes [0 .. 120))
+//!  SegmentStart (kind 14, record 0 of segments ≥ 1 and nowhere else):
+//!  bytes 16..48 (key_id, session, addr) = hash of the previous segment's last record
 //! ```
+//!
+//! Version 2 gave meaning to bytes version 1 kept zero (header 48..80,
+//! record 57 and 96..104) and added kinds 12–14; a version-1 file reads as
+//! a segment 0 and is continued as it is (its header is never rewritten),
+//! so it may then hold records of kinds 12–14, which older builds report as
+//! undefined.
 //!
 //! Every offset constant (in [`format`](mod@format)) is defined as the previous one plus
 //! the previous field's size, and the sizes are pinned by `const`
@@ -126,9 +217,11 @@
 //!
 //! # Reopen and recovery
 //!
-//! [`Journal::open`] checks the whole chain (one SHA-256 per record, ~250 ns
-//! measured: about a quarter of a second for 2^20 records) and continues after the
-//! last committed, chained record. Crash residue after it (a torn record; or,
+//! [`Journal::open_segments`] opens the latest segment present (the highest
+//! N of `PATH.N`, else `PATH`); [`Journal::open`] checks that segment's
+//! whole chain (one SHA-256 per record, ~250 ns measured: about a quarter
+//! of a second for 2^20 records) and continues after the last committed,
+//! chained record. Crash residue after it (a torn record; or,
 //! after a power loss, records written after one that was lost) is zeroed
 //! and flushed, provided it lies within [`RECOVERY_WINDOW_RECORDS`] slots of
 //! the end, which is all a crash can leave when at most `FLUSH_RECORDS_MAX`
@@ -140,10 +233,15 @@
 //!
 //! # Verification and its limits
 //!
-//! [`verify()`] checks the header hash; that slot `i` holds a committed record
-//! with `index == i` and the previous hash; that after the first empty slot
-//! every slot is empty; that the file is as long as the header says. It
-//! names the first bad index:
+//! [`verify()`] checks each segment from the one it is given to the last:
+//! the header hash; that slot `i` holds a committed record with
+//! `index == base_index + i` and the previous hash; that a continuation
+//! segment's record 0, and only it, is its SegmentStart; that after the
+//! first empty slot every slot is empty; that the file is as long as the
+//! header says. Between segments: the next header names this segment's
+//! number + 1 and file id and continues from its record count, and its
+//! SegmentStart carries this segment's last hash. It names the first bad
+//! (global) index:
 //!
 //! | tampering                              | named                               |
 //! |----------------------------------------|-------------------------------------|
@@ -152,19 +250,26 @@
 //! | records a < b swapped                  | a                                   |
 //! | file truncated inside record k         | k (file shorter than header says)   |
 //! | record k edited, its commit recomputed | k+1 (prev_hash breaks)              |
+//! | last record k of a segment removed     | k (the next segment starts at k+1)  |
+//! | last record k of a segment rewritten   | k (the next SegmentStart disagrees) |
+//! | a middle segment removed or replaced   | header (segment number, file id)    |
 //! | last K records zeroed                  | only with an anchor, see below      |
 //!
-//! The chain has no secret key. Whoever can write the file can remove the
-//! last K records (zero them, keeping the length) or rewrite any suffix and
-//! recompute every hash after it, and the file still verifies. Only an
-//! anchor kept elsewhere detects that: `verify` prints the record count and
-//! the last hash; an operator (or a cron job shipping it to another host)
-//! records both, and later runs verify with `--expect-records N` (the
-//! journal must hold at least N records) and `--expect-last HASH` (record
-//! N-1 must have that hash; without `--expect-records`, the last record
-//! must). The journal is also open to its own process: the file is locked
-//! (`flock`) against a second gateway, not against root.
+//! The chain has no secret key. Whoever can write the files can remove the
+//! last K records (zero them, keeping the length, or delete the last
+//! segment files) or rewrite any suffix and recompute every hash after it,
+//! and the journal still verifies. Only an anchor kept elsewhere detects
+//! that: `verify` prints the record count and the last hash; an operator
+//! (or a cron job shipping it to another host) records both, and later runs
+//! verify with `--expect-records N` (the journal must hold at least N
+//! records) and `--expect-last HASH` (record N-1 must have that hash;
+//! without `--expect-records`, the last record must). The journal is also
+//! open to its own process: the file is locked (`flock`) against a second
+//! gateway, not against root.
+//!
+//! [`JOURNAL_HIGH_WATER_PERCENT`]: crate::constants::JOURNAL_HIGH_WATER_PERCENT
 
+pub mod aggregate;
 mod appender;
 mod cli;
 pub mod event;
@@ -177,13 +282,19 @@ mod writer;
 pub use appender::{Journal, JournalError, wall_ns};
 pub use cli::{USAGE, audit_main};
 pub use event::{ADDR_NONE, AuditEvent, AuditKind, OpenKind, from_ip, to_ip};
-pub use format::{HEADER_INDEX, Hash, hex, parse_hash};
-pub use storage::{MemStorage, MmapStorage, Storage};
+pub use format::{Extra, HEADER_INDEX, Hash, hex, parse_hash};
+pub use storage::{
+    FileSegments, MemSegments, MemStorage, MmapStorage, SegmentFactory, Storage, latest_segment,
+    segment_path,
+};
 pub use verify::{
     VerifyError, VerifyOptions, VerifyReport, rfc3339, show, show_image, verify, verify_image,
-    verify_with,
+    verify_images, verify_with,
 };
-pub use writer::{AuditSink, FailReason, FlushPolicy, JournalHealth, JournalStats, JournalWriter};
+pub use writer::{
+    AuditSink, FailReason, FlushPolicy, JournalFigures, JournalHealth, JournalStats, JournalWriter,
+    WriterConfig,
+};
 
 /// Unflushed records after which the journal thread flushes. Bounds what a
 /// power loss can take, and the crash residue `open` must accept. Each
@@ -206,8 +317,9 @@ pub const RECOVERY_WINDOW_RECORDS: u64 = FLUSH_RECORDS_MAX;
 /// events/s from one reactor.
 pub const IDLE_SLEEP_NS: u64 = 1_000_000;
 
-/// Journal slots when the config says nothing: 2^20 records, 128 MiB, is
-/// months of logons for a venue's members. A full journal fails closed.
+/// Slots per journal segment when the config says nothing: 2^20 records,
+/// 128 MiB, is months of logons for a venue's members. A full segment rolls
+/// over to the next (or, with rollover off, fails closed).
 pub const CAPACITY_RECORDS_DEFAULT: u64 = 1 << 20;
 
 /// Slots of each audit ring: 1024 × 56 B = 56 KiB per reactor. A full ring
@@ -218,3 +330,4 @@ const _: () = assert!(FLUSH_RECORDS_MAX >= 1);
 const _: () = assert!(FLUSH_RECORDS_MAX <= RECOVERY_WINDOW_RECORDS);
 const _: () = assert!(AUDIT_RING_CAPACITY_DEFAULT.is_power_of_two());
 const _: () = assert!(CAPACITY_RECORDS_DEFAULT <= format::CAPACITY_RECORDS_MAX);
+const _: () = assert!(CAPACITY_RECORDS_DEFAULT >= crate::constants::JOURNAL_SEGMENT_RECORDS_MIN);

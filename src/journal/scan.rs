@@ -1,14 +1,25 @@
-//! One pass over the record slots, shared by [`Journal::open`]
-//! (recovery) and [`verify`](super::verify()): where the chain ends, the
-//! first record that does not belong, and what lies after the end.
+//! One pass over the record slots of one segment, shared by
+//! [`Journal::open`] (recovery) and [`verify`](super::verify()): where the
+//! chain ends, the first record that does not belong, and what lies after
+//! the end.
+//!
+//! Slots are numbered from 0 in each segment; records carry global indices
+//! (`base_index + slot`). `records`, `end` and `residue` count slots;
+//! `misplaced`, `watch` and `find` speak global indices.
 //!
 //! [`Journal::open`]: super::Journal::open
 
-use super::format::{Hash, RECORD_SIZE, Slot, decode_slot};
+use super::event::AuditKind;
+use super::format::{Hash, Header, RECORD_SIZE, Slot, decode_slot};
 
 /// The state of a scan after some slots.
 pub struct Scanner {
-    /// Records `[0, records)` are committed and chained.
+    /// Global index of slot 0.
+    pub base: u64,
+    /// Whether this segment continues another: its slot 0, and only that,
+    /// must be a SegmentStart.
+    pub continuation: bool,
+    /// Slots `[0, records)` hold committed, chained records.
     pub records: u64,
     /// Hash of record `records - 1`, or of the header if none.
     pub last_hash: Hash,
@@ -16,17 +27,18 @@ pub struct Scanner {
     /// chain ends there (`end == records`).
     pub end: Option<u64>,
     /// A committed record that does not belong where it is (wrong index,
-    /// wrong `prev_hash`, undefined kind, non-zero reserved bytes): never
+    /// wrong `prev_hash`, undefined kind, non-zero reserved bytes, a
+    /// SegmentStart out of place): global index and problem. Never
     /// crash residue, since every slot is written once, in order, after its
     /// predecessor. The scan stops at it.
     pub misplaced: Option<(u64, String)>,
     /// Non-empty slots at or after `end`: torn or unchained residue (crash)
     /// or edits. First and last index, and how many.
     pub residue: Option<Residue>,
-    /// Records whose hash the caller wants (for an anchor): the index, and
-    /// the hash once the scan passes it.
+    /// Records whose hash the caller wants (for an anchor): the global
+    /// index, and the hash once the scan passes it.
     pub watch: Option<(u64, Option<Hash>)>,
-    /// A hash the caller wants to find: the first record index with it.
+    /// A hash the caller wants to find: the first global index with it.
     pub find: Option<(Hash, Option<u64>)>,
 }
 
@@ -38,8 +50,10 @@ pub struct Residue {
 }
 
 impl Scanner {
-    pub fn new(header_hash: Hash) -> Scanner {
+    pub fn new(header: &Header, header_hash: Hash) -> Scanner {
         Scanner {
+            base: header.base_index(),
+            continuation: header.link.is_some(),
             records: 0,
             last_hash: header_hash,
             end: None,
@@ -57,16 +71,37 @@ impl Scanner {
         let slot = decode_slot(bytes);
         if self.end.is_none() {
             debug_assert_eq!(index, self.records);
+            let global = self.base + index;
             match slot {
                 Slot::Committed(record) => {
-                    if let Err(problem) = record.check(index, &self.last_hash) {
-                        self.misplaced = Some((index, problem));
+                    let problem = match record.check(global, &self.last_hash) {
+                        Err(problem) => Some(problem),
+                        Ok(()) => {
+                            let start = record.kind_code == AuditKind::SegmentStart.code();
+                            let wanted = self.continuation && index == 0;
+                            match (start, wanted) {
+                                (true, false) => Some(
+                                    "a SegmentStart that is not the first record of a \
+                                     continuation segment"
+                                        .to_string(),
+                                ),
+                                (false, true) => Some(
+                                    "the first record of a continuation segment is not its \
+                                     SegmentStart"
+                                        .to_string(),
+                                ),
+                                _ => None,
+                            }
+                        }
+                    };
+                    if let Some(problem) = problem {
+                        self.misplaced = Some((global, problem));
                         return false;
                     }
                     self.records = index + 1;
                     self.last_hash = record.hash;
                     if let Some((at, hash)) = &mut self.watch
-                        && *at == index
+                        && *at == global
                     {
                         *hash = Some(record.hash);
                     }
@@ -74,7 +109,7 @@ impl Scanner {
                         && found.is_none()
                         && *want == record.hash
                     {
-                        *found = Some(index);
+                        *found = Some(global);
                     }
                     return true;
                 }

@@ -311,9 +311,197 @@ impl Storage for MemStorage {
     }
 }
 
+// Segments ---------------------------------------------------------------
+
+/// Where the journal's next segment comes from when the current one is
+/// full (rollover). The journal thread calls it; it may block on the disk.
+pub trait SegmentFactory: Send {
+    /// Creates segment `segment` of `len` bytes whose first bytes are
+    /// `prefix` (its header and its SegmentStart record), durably and
+    /// atomically (a crash leaves it whole or absent), and opens it for
+    /// appending. Fails if it exists. Returns the storage and, for a file,
+    /// its path.
+    fn create(
+        &mut self,
+        segment: u64,
+        len: u64,
+        prefix: &[u8],
+    ) -> io::Result<(Box<dyn Storage>, Option<PathBuf>)>;
+}
+
+/// The file of segment `segment` of the journal at `base`: `base` itself
+/// for segment 0, `base.N` for segment N.
+pub fn segment_path(base: &Path, segment: u64) -> PathBuf {
+    if segment == 0 {
+        return base.to_path_buf();
+    }
+    let mut path = base.as_os_str().to_owned();
+    path.push(format!(".{segment}"));
+    PathBuf::from(path)
+}
+
+/// The base of the journal whose segment `segment` is at `path`: `path`
+/// without its `.N` suffix (as is, if it has none).
+pub fn segment_base(path: &Path, segment: u64) -> PathBuf {
+    if segment > 0
+        && let Some(name) = path.to_str()
+        && let Some(base) = name.strip_suffix(&format!(".{segment}"))
+    {
+        return PathBuf::from(base);
+    }
+    path.to_path_buf()
+}
+
+/// The highest segment number N for which `base.N` exists in `base`'s
+/// directory (N ≥ 1, written without leading zeros), or 0 if there is none.
+/// A segment whose file is `base.N.creating` (a rollover that crashed
+/// before its rename) is not one.
+pub fn latest_segment(base: &Path) -> io::Result<u64> {
+    let Some(name) = base.file_name().and_then(|n| n.to_str()) else {
+        return Ok(0);
+    };
+    let prefix = format!("{name}.");
+    let dir = match base.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    let entries = match std::fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(0),
+        Err(e) => return Err(e),
+    };
+    let mut latest = 0;
+    for entry in entries {
+        let entry = entry?;
+        let file = entry.file_name();
+        let Some(number) = file.to_str().and_then(|f| f.strip_prefix(&prefix)) else {
+            continue;
+        };
+        if number.is_empty()
+            || number.starts_with('0')
+            || !number.bytes().all(|b| b.is_ascii_digit())
+        {
+            continue;
+        }
+        if let Ok(n) = number.parse::<u64>() {
+            latest = latest.max(n);
+        }
+    }
+    Ok(latest)
+}
+
+/// Segments as files next to the first: `base.1`, `base.2`, … each made
+/// by [`MmapStorage::create`] (preallocated, fsynced, renamed into place).
+pub struct FileSegments {
+    base: PathBuf,
+}
+
+impl FileSegments {
+    pub fn new(base: &Path) -> FileSegments {
+        FileSegments {
+            base: base.to_path_buf(),
+        }
+    }
+}
+
+impl SegmentFactory for FileSegments {
+    fn create(
+        &mut self,
+        segment: u64,
+        len: u64,
+        prefix: &[u8],
+    ) -> io::Result<(Box<dyn Storage>, Option<PathBuf>)> {
+        let path = segment_path(&self.base, segment);
+        if path.exists() {
+            return Err(io::Error::new(
+                io::ErrorKind::AlreadyExists,
+                format!("{} already exists", path.display()),
+            ));
+        }
+        MmapStorage::create(&path, len, prefix)?;
+        let storage = MmapStorage::open(&path)?;
+        Ok((Box::new(storage), Some(path)))
+    }
+}
+
+/// Segments in memory, for tests: each created segment is a [`MemStorage`]
+/// the test can read back; [`MemSegments::set_failing`] plays a full disk.
+#[derive(Clone, Default)]
+pub struct MemSegments {
+    inner: Arc<Mutex<(Vec<MemStorage>, bool)>>,
+}
+
+impl MemSegments {
+    pub fn new() -> MemSegments {
+        MemSegments::default()
+    }
+
+    /// The segments created so far (the first is not among them: the
+    /// journal was opened on it).
+    pub fn created(&self) -> Vec<MemStorage> {
+        self.inner
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .0
+            .clone()
+    }
+
+    /// Makes every later `create` fail as a full disk would.
+    pub fn set_failing(&self, failing: bool) {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner()).1 = failing;
+    }
+}
+
+impl SegmentFactory for MemSegments {
+    fn create(
+        &mut self,
+        _segment: u64,
+        len: u64,
+        prefix: &[u8],
+    ) -> io::Result<(Box<dyn Storage>, Option<PathBuf>)> {
+        let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        if inner.1 {
+            return Err(io::Error::from_raw_os_error(libc::ENOSPC));
+        }
+        let mut image = vec![0u8; len as usize];
+        image[..prefix.len()].copy_from_slice(prefix);
+        let storage = MemStorage::from_image(image);
+        inner.0.push(storage.clone());
+        Ok((Box::new(storage), None))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn segment_paths_and_the_latest_segment() {
+        let base = Path::new("/var/x/audit.journal");
+        assert_eq!(segment_path(base, 0), base);
+        assert_eq!(segment_path(base, 12), Path::new("/var/x/audit.journal.12"));
+        assert_eq!(segment_base(&segment_path(base, 12), 12), base);
+        assert_eq!(segment_base(base, 0), base);
+
+        let dir = std::env::temp_dir().join(format!("ordergate-segments-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let base = dir.join("audit.journal");
+        assert_eq!(latest_segment(&base).unwrap(), 0);
+        for name in [
+            "audit.journal",
+            "audit.journal.1",
+            "audit.journal.3",
+            "audit.journal.04",
+            "audit.journal.9.creating",
+            "audit.journal.x",
+            "other.journal.7",
+        ] {
+            std::fs::write(dir.join(name), b"").unwrap();
+        }
+        assert_eq!(latest_segment(&base).unwrap(), 3);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 
     #[test]
     fn mem_storage_loses_unflushed_writes_and_tears_on_request() {

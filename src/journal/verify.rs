@@ -1,12 +1,16 @@
-//! Offline checks and listing of a journal file: [`verify`] and [`show`].
-//! Both read the file with plain buffered reads (no mapping), so they can be
+//! Offline checks and listing of a journal: [`verify`] and [`show`].
+//! Both read files with plain buffered reads (no mapping), so they can be
 //! pointed at a copy, or at a live journal (where the record being appended
 //! at that instant may read as torn).
+//!
+//! [`verify`] follows the chain from the segment it is given through every
+//! later one (`base.N`, `base.N+1`, … while they exist); [`show`] lists one
+//! segment file.
 
 use std::fmt;
 use std::fs::File;
 use std::io::{self, BufReader, Read, Write};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use super::appender::JournalError;
 use super::event::{AuditEvent, AuditKind, to_ip};
@@ -14,13 +18,14 @@ use super::format::{
     HEADER_INDEX, HEADER_SIZE, Hash, Header, RECORD_SIZE, Record, Slot, decode_slot, hex,
 };
 use super::scan::Scanner;
+use super::storage::{segment_base, segment_path};
 use crate::engine::SessionId;
 
 /// External anchors that make removal of whole tail records detectable.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct VerifyOptions {
     /// The journal must hold at least this many records (it may have grown
-    /// since the count was taken).
+    /// since the count was taken). Global: every segment's records.
     pub expect_records: Option<u64>,
     /// With `expect_records = N`: the hash of record `N - 1` (of the header
     /// if `N == 0`). Alone: the hash of the last record.
@@ -30,14 +35,23 @@ pub struct VerifyOptions {
 /// A journal that verified.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct VerifyReport {
-    /// Committed, chained records.
+    /// Committed, chained records: the global index after the last one
+    /// (every segment's records, the archived ones before the first
+    /// verified segment included).
     pub records: u64,
     /// Hash of the last record (of the header if `records == 0`): record it
     /// elsewhere, with `records`, as the anchor for the next verify.
     pub last_hash: Hash,
+    /// Global index the journal reaches when the last segment is full.
     pub capacity: u64,
+    /// Creation time of the first verified segment.
     pub created_ns: u64,
+    /// `file_id` of the last segment.
     pub file_id: [u8; 16],
+    /// Segment files verified, and the first one's number (segments before
+    /// it, archived elsewhere, were not checked).
+    pub segments: u64,
+    pub first_segment: u64,
 }
 
 impl fmt::Display for VerifyReport {
@@ -50,16 +64,31 @@ impl fmt::Display for VerifyReport {
             hex(&self.last_hash),
             hex(&self.file_id),
             rfc3339(self.created_ns)
-        )
+        )?;
+        if self.segments > 1 || self.first_segment > 0 {
+            write!(
+                f,
+                " segments {} ({}..={})",
+                self.segments,
+                self.first_segment,
+                self.first_segment + self.segments - 1
+            )?;
+        }
+        if self.first_segment > 0 {
+            write!(f, " (segments before {} not checked)", self.first_segment)?;
+        }
+        Ok(())
     }
 }
 
 /// The first thing wrong with a journal.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct VerifyError {
-    /// The first bad record, or [`HEADER_INDEX`] for the header (or a file
-    /// that cannot be read).
+    /// The first bad record (global index), or [`HEADER_INDEX`] for a
+    /// header (or a file that cannot be read).
     pub index: u64,
+    /// What is wrong; a problem in a segment after the first verified one,
+    /// or between two segments, names the file.
     pub problem: String,
 }
 
@@ -87,34 +116,97 @@ pub fn verify(path: &Path) -> Result<VerifyReport, VerifyError> {
     verify_with(path, &VerifyOptions::default())
 }
 
-/// Checks the header, then every slot in order: committed records must have
-/// consecutive indices from 0 and each must carry the hash of the one
-/// before; after the first empty slot every slot must be empty; the file
-/// must be exactly as long as the header says; then the anchors in `opts`.
-/// Names the first bad record. See `docs/JOURNAL.md`, "Verification".
+/// Checks the segment at `path` and every later segment of the same
+/// journal, in order, then the anchors in `opts`. In each segment: the
+/// header, then every slot: committed records must have consecutive global
+/// indices from the segment's base and each must carry the hash of the one
+/// before; a continuation segment's first record, and only it, is its
+/// SegmentStart; after the first empty slot every slot must be empty; the
+/// file must be exactly as long as the header says. Between segments: the
+/// next one's header names this one's file id and continues from its
+/// record count, and its SegmentStart carries this one's last hash. Names
+/// the first bad record. See `docs/JOURNAL.md`, "Verification".
 pub fn verify_with(path: &Path, opts: &VerifyOptions) -> Result<VerifyReport, VerifyError> {
+    let first = scan_file(path, opts)?;
+    let base = segment_base(path, first.header.segment());
+    let mut chain = Chain::new(first);
+    loop {
+        let next = segment_path(&base, chain.last.header.segment() + 1);
+        if std::fs::symlink_metadata(&next).is_err() {
+            break;
+        }
+        let in_file = |e: VerifyError| VerifyError {
+            index: e.index,
+            problem: format!("in {}: {}", next.display(), e.problem),
+        };
+        let scan = scan_file(&next, opts).map_err(in_file)?;
+        chain.link(scan, &next)?;
+    }
+    chain.finish(opts)
+}
+
+/// [`verify_with`] on one segment's image in memory (a `MemStorage`'s, in
+/// tests).
+pub fn verify_image(image: &[u8], opts: &VerifyOptions) -> Result<VerifyReport, VerifyError> {
+    let scan = scan_segment(image, image.len() as u64, opts)?;
+    Chain::new(scan).finish(opts)
+}
+
+/// [`verify_with`] on a chain of segment images in memory, first to last.
+pub fn verify_images(images: &[&[u8]], opts: &VerifyOptions) -> Result<VerifyReport, VerifyError> {
+    let (first, rest) = images
+        .split_first()
+        .ok_or_else(|| header_error("no segments"))?;
+    let mut chain = Chain::new(scan_segment(*first, first.len() as u64, opts)?);
+    for (i, image) in rest.iter().enumerate() {
+        let name = PathBuf::from(format!("image {}", i + 1));
+        let scan = scan_segment(*image, image.len() as u64, opts).map_err(|e| VerifyError {
+            index: e.index,
+            problem: format!("in {}: {}", name.display(), e.problem),
+        })?;
+        chain.link(scan, &name)?;
+    }
+    chain.finish(opts)
+}
+
+fn scan_file(path: &Path, opts: &VerifyOptions) -> Result<Segment, VerifyError> {
     let file = File::open(path).map_err(|e| header_error(format!("cannot open: {e}")))?;
     let len = file
         .metadata()
         .map_err(|e| header_error(format!("cannot stat: {e}")))?
         .len();
-    verify_reader(BufReader::with_capacity(1 << 16, file), len, opts)
-}
-
-/// [`verify_with`] on an image in memory (a `MemStorage`'s, in tests).
-pub fn verify_image(image: &[u8], opts: &VerifyOptions) -> Result<VerifyReport, VerifyError> {
-    verify_reader(image, image.len() as u64, opts)
+    scan_segment(BufReader::with_capacity(1 << 16, file), len, opts)
 }
 
 fn read_failed(e: io::Error) -> VerifyError {
     header_error(format!("read failed: {e}"))
 }
 
-fn verify_reader(
-    mut r: impl Read,
-    len: u64,
-    opts: &VerifyOptions,
-) -> Result<VerifyReport, VerifyError> {
+/// One verified segment.
+#[derive(Clone, Copy)]
+struct Segment {
+    header: Header,
+    header_hash: Hash,
+    /// Committed, chained slots.
+    records: u64,
+    last_hash: Hash,
+    /// The previous segment's hash its SegmentStart carries.
+    prev_segment_hash: Option<Hash>,
+    /// The hash of the anchor record `expect_records - 1`, if here.
+    watched: Option<Hash>,
+    /// The first global index whose hash is `expect_last`, if here.
+    found: Option<u64>,
+}
+
+impl Segment {
+    fn end(&self) -> u64 {
+        self.header.base_index() + self.records
+    }
+}
+
+/// Checks one segment on its own: everything but the links to its
+/// neighbours and the anchors.
+fn scan_segment(mut r: impl Read, len: u64, opts: &VerifyOptions) -> Result<Segment, VerifyError> {
     if len < HEADER_SIZE as u64 {
         return Err(header_error(format!(
             "file is {len} bytes, shorter than the header"
@@ -123,8 +215,9 @@ fn verify_reader(
     let mut bytes = [0u8; HEADER_SIZE];
     r.read_exact(&mut bytes).map_err(read_failed)?;
     let (header, header_hash) = Header::decode(&bytes).map_err(header_error)?;
+    let base = header.base_index();
 
-    let mut scan = Scanner::new(header_hash);
+    let mut scan = Scanner::new(&header, header_hash);
     match (opts.expect_records, opts.expect_last) {
         (Some(n), Some(_)) if n > 0 => scan.watch = Some((n - 1, None)),
         (None, Some(hash)) => scan.find = Some((hash, None)),
@@ -132,10 +225,17 @@ fn verify_reader(
     }
     let present = ((len - HEADER_SIZE as u64) / RECORD_SIZE as u64).min(header.capacity);
     let mut slot = [0u8; RECORD_SIZE];
+    let mut prev_segment_hash = None;
     for index in 0..present {
         r.read_exact(&mut slot).map_err(read_failed)?;
         if !scan.slot(index, &slot) {
             break;
+        }
+        if index == 0
+            && header.link.is_some()
+            && let Slot::Committed(record) = decode_slot(&slot)
+        {
+            prev_segment_hash = record.prev_segment_hash();
         }
     }
 
@@ -145,18 +245,18 @@ fn verify_reader(
     if let Some(residue) = scan.residue {
         return Err(if residue.first == scan.records {
             VerifyError {
-                index: residue.first,
+                index: base + residue.first,
                 problem: "commit field does not match the record: edited, or torn by a crash \
                           (the gateway discards a torn tail when it reopens the journal)"
                     .into(),
             }
         } else {
             VerifyError {
-                index: scan.records,
+                index: base + scan.records,
                 problem: format!(
-                    "slot is empty but slot {} after it holds data: record deleted or zeroed \
+                    "slot is empty but record {} after it holds data: record deleted or zeroed \
                      (or lost in a power failure before the gateway reopened the journal)",
-                    residue.first
+                    base + residue.first
                 ),
             }
         });
@@ -164,7 +264,7 @@ fn verify_reader(
     if present < header.capacity {
         let into = (len - HEADER_SIZE as u64) % RECORD_SIZE as u64;
         return Err(VerifyError {
-            index: present,
+            index: base + present,
             problem: if into == 0 {
                 format!(
                     "file ends before this slot: truncated (header says {} slots)",
@@ -180,82 +280,209 @@ fn verify_reader(
     }
     if len > header.file_len() {
         return Err(VerifyError {
-            index: header.capacity,
+            index: base + header.capacity,
             problem: format!("{} bytes after the last slot", len - header.file_len()),
         });
     }
+    if header.link.is_some() && scan.records == 0 {
+        return Err(VerifyError {
+            index: base,
+            problem: "a continuation segment without its SegmentStart record: zeroed".into(),
+        });
+    }
+    Ok(Segment {
+        header,
+        header_hash,
+        records: scan.records,
+        last_hash: scan.last_hash,
+        prev_segment_hash,
+        watched: scan.watch.and_then(|(_, h)| h),
+        found: scan.find.and_then(|(_, f)| f),
+    })
+}
 
-    if let Some(n) = opts.expect_records {
-        if scan.records < n {
+/// Segments verified so far, linked.
+struct Chain {
+    first: Segment,
+    last: Segment,
+    segments: u64,
+    watched: Option<Hash>,
+    found: Option<u64>,
+}
+
+impl Chain {
+    fn new(first: Segment) -> Chain {
+        Chain {
+            watched: first.watched,
+            found: first.found,
+            segments: 1,
+            last: first,
+            first,
+        }
+    }
+
+    /// Checks that `next` (the file `name`) continues the last segment.
+    fn link(&mut self, next: Segment, name: &Path) -> Result<(), VerifyError> {
+        let prev = &self.last;
+        let at = |problem: String| header_error(format!("in {}: {problem}", name.display()));
+        let Some(link) = next.header.link else {
+            return Err(at(format!(
+                "is a first segment (segment 0), where segment {} belongs",
+                prev.header.segment() + 1
+            )));
+        };
+        if link.segment != prev.header.segment() + 1 {
+            return Err(at(format!(
+                "says segment {}, where segment {} belongs",
+                link.segment,
+                prev.header.segment() + 1
+            )));
+        }
+        if link.prev_file_id != prev.header.file_id {
+            return Err(at(format!(
+                "continues the segment with file id {}, but the segment before it has file id \
+                 {}: a segment was replaced",
+                hex(&link.prev_file_id),
+                hex(&prev.header.file_id)
+            )));
+        }
+        let end = prev.end();
+        if link.base_index > end {
+            let removed = if link.base_index - 1 == end {
+                format!("record {end} was")
+            } else {
+                format!("records {end}..={} were", link.base_index - 1)
+            };
             return Err(VerifyError {
-                index: scan.records,
+                index: end,
                 problem: format!(
-                    "journal holds {} records, the anchor says at least {n}: records {}..{} removed",
-                    scan.records,
-                    scan.records,
-                    n - 1
+                    "segment {} ends before this record, but {} continues from record {}: \
+                     {removed} removed from the end of segment {}",
+                    prev.header.segment(),
+                    name.display(),
+                    link.base_index,
+                    prev.header.segment()
                 ),
             });
         }
-        if let Some(want) = opts.expect_last {
-            let (index, got) = if n == 0 {
-                (HEADER_INDEX, header_hash)
-            } else {
-                (
-                    n - 1,
-                    scan.watch
-                        .and_then(|(_, h)| h)
-                        .expect("records >= n were hashed"),
-                )
-            };
-            if got != want {
+        if link.base_index < end {
+            return Err(VerifyError {
+                index: link.base_index,
+                problem: format!(
+                    "segment {} holds records up to {}, but {} continues from record {}: \
+                     records were added to segment {} after it was closed",
+                    prev.header.segment(),
+                    end - 1,
+                    name.display(),
+                    link.base_index,
+                    prev.header.segment()
+                ),
+            });
+        }
+        if next.prev_segment_hash != Some(prev.last_hash) {
+            return Err(VerifyError {
+                index: end.saturating_sub(1),
+                problem: format!(
+                    "the last record of segment {} has hash {}, but the SegmentStart of {} \
+                     carries {}: the end of segment {} was rewritten",
+                    prev.header.segment(),
+                    hex(&prev.last_hash),
+                    name.display(),
+                    next.prev_segment_hash
+                        .map_or_else(|| "none".into(), |h| hex(&h)),
+                    prev.header.segment()
+                ),
+            });
+        }
+        self.watched = self.watched.or(next.watched);
+        self.found = self.found.or(next.found);
+        self.segments += 1;
+        self.last = next;
+        Ok(())
+    }
+
+    /// The anchors, and the report.
+    fn finish(self, opts: &VerifyOptions) -> Result<VerifyReport, VerifyError> {
+        let records = self.last.end();
+        let last_hash = self.last.last_hash;
+        let first_hash = self.first.header_hash;
+        if let Some(n) = opts.expect_records {
+            if records < n {
                 return Err(VerifyError {
-                    index,
+                    index: records,
                     problem: format!(
-                        "hash {} is not the anchor {}: the chain up to here was rewritten",
-                        hex(&got),
-                        hex(&want)
+                        "journal holds {records} records, the anchor says at least {n}: records \
+                         {records}..{} removed",
+                        n - 1
                     ),
                 });
             }
-        }
-    } else if let Some(want) = opts.expect_last
-        && scan.last_hash != want
-    {
-        return Err(match scan.find.and_then(|(_, found)| found) {
-            Some(at) => VerifyError {
-                index: at + 1,
-                problem: format!(
-                    "the anchor is the hash of record {at}, and records follow it \
+            if let Some(want) = opts.expect_last {
+                let (index, got) = if n == 0 {
+                    (HEADER_INDEX, Some(first_hash))
+                } else {
+                    (n - 1, self.watched)
+                };
+                let Some(got) = got else {
+                    return Err(VerifyError {
+                        index: n - 1,
+                        problem: format!(
+                            "the anchor is record {}, which is in a segment before the first \
+                             one verified",
+                            n - 1
+                        ),
+                    });
+                };
+                if got != want {
+                    return Err(VerifyError {
+                        index,
+                        problem: format!(
+                            "hash {} is not the anchor {}: the chain up to here was rewritten",
+                            hex(&got),
+                            hex(&want)
+                        ),
+                    });
+                }
+            }
+        } else if let Some(want) = opts.expect_last
+            && last_hash != want
+        {
+            return Err(match self.found {
+                Some(at) => VerifyError {
+                    index: at + 1,
+                    problem: format!(
+                        "the anchor is the hash of record {at}, and records follow it \
                          (to allow growth, pass --expect-records {})",
-                    at + 1
-                ),
-            },
-            None if want == header_hash => VerifyError {
-                index: 0,
-                problem:
-                    "the anchor is the header's hash (an empty journal), and records follow it"
-                        .into(),
-            },
-            None => VerifyError {
-                index: scan.records,
-                problem: format!(
-                    "last hash {} is not the anchor {} and no record has it: \
+                        at + 1
+                    ),
+                },
+                None if want == first_hash => VerifyError {
+                    index: 0,
+                    problem:
+                        "the anchor is the header's hash (an empty journal), and records follow it"
+                            .into(),
+                },
+                None => VerifyError {
+                    index: records,
+                    problem: format!(
+                        "last hash {} is not the anchor {} and no record has it: \
                          records removed from the tail, or the chain rewritten",
-                    hex(&scan.last_hash),
-                    hex(&want)
-                ),
-            },
-        });
+                        hex(&last_hash),
+                        hex(&want)
+                    ),
+                },
+            });
+        }
+        Ok(VerifyReport {
+            records,
+            last_hash,
+            capacity: self.last.header.base_index() + self.last.header.capacity,
+            created_ns: self.first.header.created_ns,
+            file_id: self.last.header.file_id,
+            segments: self.segments,
+            first_segment: self.first.header.segment(),
+        })
     }
-
-    Ok(VerifyReport {
-        records: scan.records,
-        last_hash: scan.last_hash,
-        capacity: header.capacity,
-        created_ns: header.created_ns,
-        file_id: header.file_id,
-    })
 }
 
 /// Lists the journal at `path`: one line per committed record, in slot
@@ -317,10 +544,15 @@ fn kind_name(code: u8) -> String {
     }
 }
 
-/// The reason's name for its kind, `None` for a kind without reasons and
-/// reason 0, the bare number for an undefined code.
+/// The reason's name for its kind (for an aggregate, the kind it folds),
+/// `None` for a kind without reasons and reason 0, the bare number for an
+/// undefined code.
 fn reason_text(record: &Record) -> Option<String> {
-    let named = AuditKind::from_code(record.kind_code).and_then(|k| k.reason_name(record.reason));
+    let kind = match AuditKind::from_code(record.kind_code) {
+        Some(AuditKind::PreAuthAggregate) => AuditKind::from_code(record.of_kind),
+        other => other,
+    };
+    let named = kind.and_then(|k| k.reason_name(record.reason));
     match named {
         Some(name) => Some(name.to_string()),
         None if record.reason == 0 => None,
@@ -336,55 +568,104 @@ fn session_text(session: u64) -> Option<String> {
     Some(format!("{}/{}/{}", s.reactor(), s.slot(), s.generation()))
 }
 
+/// The fields of a record as `show` prints them: a SegmentStart's
+/// `key_id`, `session` and `addr` hold a hash, shown as such.
+struct Shown {
+    key_id: u64,
+    addr: Option<String>,
+    session: Option<String>,
+    reactor: Option<u16>,
+    /// Extra `name=value` pairs, in order (text) / keys (JSON).
+    more: Vec<(&'static str, String, bool)>,
+}
+
+fn shown(record: &Record) -> Shown {
+    let reactor = (record.reactor != AuditEvent::REACTOR_NONE).then_some(record.reactor);
+    let kind = AuditKind::from_code(record.kind_code);
+    if let Some(prev) = record.prev_segment_hash() {
+        return Shown {
+            key_id: 0,
+            addr: None,
+            session: None,
+            reactor,
+            more: vec![("prev_segment_hash", hex(&prev), true)],
+        };
+    }
+    let mut more = Vec::new();
+    if kind == Some(AuditKind::PreAuthAggregate) {
+        let of = AuditKind::from_code(record.of_kind).map_or_else(
+            || format!("Kind{}", record.of_kind),
+            |k| k.name().to_string(),
+        );
+        more.push(("of_kind", of, true));
+        more.push(("last_time", rfc3339(record.last_ns), true));
+        more.push(("last_time_ns", record.last_ns.to_string(), false));
+    }
+    Shown {
+        key_id: record.key_id,
+        addr: to_ip(record.addr).map(|ip| ip.to_string()),
+        session: session_text(record.session),
+        reactor,
+        more,
+    }
+}
+
 fn write_line(record: &Record, out: &mut dyn Write) -> io::Result<()> {
     let dash = || "-".to_string();
-    writeln!(
+    let s = shown(record);
+    write!(
         out,
         "{} {} {} key={} addr={} reason={} session={} reactor={} detail={}",
         record.index,
         rfc3339(record.time_ns),
         kind_name(record.kind_code),
-        record.key_id,
-        to_ip(record.addr).map_or_else(dash, |ip| ip.to_string()),
+        s.key_id,
+        s.addr.unwrap_or_else(dash),
         reason_text(record).unwrap_or_else(dash),
-        session_text(record.session).unwrap_or_else(dash),
-        if record.reactor == AuditEvent::REACTOR_NONE {
-            dash()
-        } else {
-            record.reactor.to_string()
-        },
+        s.session.unwrap_or_else(dash),
+        s.reactor.map_or_else(dash, |r| r.to_string()),
         record.detail,
-    )
+    )?;
+    for (name, value, _) in s.more.iter().filter(|(n, _, _)| *n != "last_time_ns") {
+        write!(out, " {name}={value}")?;
+    }
+    writeln!(out)
 }
 
 /// Every string written is ASCII with no `"` or `\` (kind and reason names,
-/// IP addresses, digits, the time), so no escaping is needed: the JSON is
-/// written by hand and `serde_json` stays a dev-dependency.
+/// IP addresses, digits, hex, the time), so no escaping is needed: the JSON
+/// is written by hand and `serde_json` stays a dev-dependency.
 fn write_json(record: &Record, out: &mut dyn Write) -> io::Result<()> {
     fn string_or_null(s: Option<String>) -> String {
         s.map_or_else(|| "null".to_string(), |s| format!("\"{s}\""))
     }
-    writeln!(
+    let s = shown(record);
+    write!(
         out,
         "{{\"index\":{},\"time\":\"{}\",\"time_ns\":{},\"kind\":\"{}\",\"key_id\":{},\"addr\":{},\
-         \"reason\":{},\"reason_code\":{},\"session\":{},\"reactor\":{},\"detail\":{},\"hash\":\"{}\"}}",
+         \"reason\":{},\"reason_code\":{},\"session\":{},\"reactor\":{},\"detail\":{},\"hash\":\"{}\"",
         record.index,
         rfc3339(record.time_ns),
         record.time_ns,
         kind_name(record.kind_code),
-        record.key_id,
-        string_or_null(to_ip(record.addr).map(|ip| ip.to_string())),
+        s.key_id,
+        string_or_null(s.addr),
         string_or_null(reason_text(record)),
         record.reason,
-        string_or_null(session_text(record.session)),
-        if record.reactor == AuditEvent::REACTOR_NONE {
-            "null".to_string()
-        } else {
-            record.reactor.to_string()
-        },
+        string_or_null(s.session),
+        s.reactor
+            .map_or_else(|| "null".to_string(), |r| r.to_string()),
         record.detail,
         hex(&record.hash),
-    )
+    )?;
+    for (name, value, quoted) in &s.more {
+        if *quoted {
+            write!(out, ",\"{name}\":\"{value}\"")?;
+        } else {
+            write!(out, ",\"{name}\":{value}")?;
+        }
+    }
+    writeln!(out, "}}")
 }
 
 /// `time_ns` (Unix epoch) as `YYYY-MM-DDTHH:MM:SS.nnnnnnnnnZ`, UTC.
@@ -420,6 +701,188 @@ pub fn civil_from_days(days: i64) -> (i64, u32, u32) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::journal::format::{RECORD_SIZE, record_offset};
+    use crate::journal::storage::{MemSegments, MemStorage};
+    use crate::journal::{Journal, format::encode_record};
+
+    /// A journal of segments of `capacity` slots holding `records` reload
+    /// records after a first segment of `capacity` slots: the images, first
+    /// to last, and the hash after each record (global index order; the
+    /// SegmentStarts included).
+    fn chain(capacity: u64, records: u64) -> (Vec<Vec<u8>>, Vec<Hash>) {
+        let first = MemStorage::new(HEADER_SIZE as u64 + capacity * RECORD_SIZE as u64);
+        let segments = MemSegments::new();
+        let mut j = Journal::open_in(Box::new(first.clone()), capacity, 1)
+            .unwrap()
+            .with_rollover(Box::new(segments.clone()), capacity)
+            .unwrap();
+        let mut hashes = Vec::new();
+        for n in 0..records {
+            let segment = j.segment();
+            j.append(&AuditEvent::reload(n, 1)).unwrap();
+            if j.segment() != segment {
+                // The SegmentStart before it: its hash is not observable
+                // from outside, so recompute from the image later.
+                hashes.push([0; 32]);
+            }
+            hashes.push(j.last_hash());
+        }
+        j.flush().unwrap();
+        let mut images = vec![first.live_image()];
+        images.extend(segments.created().iter().map(|s| s.live_image()));
+        (images, hashes)
+    }
+
+    fn refs(images: &[Vec<u8>]) -> Vec<&[u8]> {
+        images.iter().map(|i| i.as_slice()).collect()
+    }
+
+    #[test]
+    fn a_chain_of_segments_verifies_with_global_indices_and_anchors() {
+        // 8 slots: 8 + (1 + 7) + (1 + 4) = 21 records in 3 segments.
+        let (images, hashes) = chain(8, 19);
+        assert_eq!(images.len(), 3);
+        let report = verify_images(&refs(&images), &VerifyOptions::default()).unwrap();
+        assert_eq!(
+            (report.records, report.segments, report.capacity),
+            (21, 3, 24)
+        );
+        assert_eq!(report.last_hash, *hashes.last().unwrap());
+        // An anchor in the middle segment, and the last hash alone.
+        let mid = VerifyOptions {
+            expect_records: Some(12),
+            expect_last: Some(hashes[11]),
+        };
+        assert!(verify_images(&refs(&images), &mid).is_ok());
+        let wrong = VerifyOptions {
+            expect_records: Some(12),
+            expect_last: Some(hashes[10]),
+        };
+        assert_eq!(verify_images(&refs(&images), &wrong).unwrap_err().index, 11);
+        let last = VerifyOptions {
+            expect_records: None,
+            expect_last: Some(hashes[11]),
+        };
+        let e = verify_images(&refs(&images), &last).unwrap_err();
+        assert_eq!(e.index, 12, "{e}");
+        let more = VerifyOptions {
+            expect_records: Some(22),
+            expect_last: None,
+        };
+        assert_eq!(verify_images(&refs(&images), &more).unwrap_err().index, 21);
+        // The later segments alone: verifiable, from their base.
+        let tail = verify_images(&refs(&images[1..]), &VerifyOptions::default()).unwrap();
+        assert_eq!(
+            (tail.records, tail.first_segment, tail.segments),
+            (21, 1, 2)
+        );
+        assert!(
+            tail.to_string().contains("segments before 1 not checked"),
+            "{tail}"
+        );
+    }
+
+    #[test]
+    fn breaks_between_segments_are_named() {
+        let (images, _) = chain(8, 12);
+        // The last record of segment 0 zeroed: that segment alone verifies.
+        let mut cut = images.clone();
+        let at = record_offset(7) as usize;
+        cut[0][at..at + RECORD_SIZE].fill(0);
+        assert!(verify_image(&cut[0], &VerifyOptions::default()).is_ok());
+        let e = verify_images(&refs(&cut), &VerifyOptions::default()).unwrap_err();
+        assert_eq!(e.index, 7, "{e}");
+        assert!(e.problem.contains("record 7 was removed"), "{e}");
+
+        // The last record of segment 0 rewritten with its commit
+        // recomputed: segment 0 verifies, the SegmentStart does not match.
+        let mut rewritten = images.clone();
+        let Slot::Committed(r6) = decode_slot(
+            rewritten[0][record_offset(6) as usize..][..RECORD_SIZE]
+                .try_into()
+                .unwrap(),
+        ) else {
+            panic!()
+        };
+        let (bytes, _) = encode_record(7, &r6.hash, &AuditEvent::reload(99, 99));
+        rewritten[0][at..at + RECORD_SIZE].copy_from_slice(&bytes);
+        assert!(verify_image(&rewritten[0], &VerifyOptions::default()).is_ok());
+        let e = verify_images(&refs(&rewritten), &VerifyOptions::default()).unwrap_err();
+        assert_eq!(e.index, 7, "{e}");
+        assert!(e.problem.contains("was rewritten"), "{e}");
+
+        // A segment missing from the middle, or swapped: the header says so.
+        let (three, _) = chain(8, 19);
+        let skipped = [three[0].as_slice(), three[2].as_slice()];
+        let e = verify_images(&skipped, &VerifyOptions::default()).unwrap_err();
+        assert_eq!(e.index, HEADER_INDEX, "{e}");
+        assert!(
+            e.problem.contains("segment 2, where segment 1 belongs"),
+            "{e}"
+        );
+        let (other, _) = chain(8, 12);
+        let replaced = [images[0].as_slice(), other[1].as_slice()];
+        let e = verify_images(&replaced, &VerifyOptions::default()).unwrap_err();
+        assert!(e.problem.contains("a segment was replaced"), "{e}");
+
+        // A SegmentStart anywhere else is out of place; a continuation
+        // segment must start with one.
+        let mut moved = images.clone();
+        let start = moved[1][record_offset(0) as usize..][..RECORD_SIZE].to_vec();
+        moved[1][record_offset(1) as usize..][..RECORD_SIZE].copy_from_slice(&start);
+        assert!(verify_images(&refs(&moved), &VerifyOptions::default()).is_err());
+        let mut emptied = images;
+        let end = emptied[1].len();
+        emptied[1][HEADER_SIZE..end].fill(0);
+        let e = verify_images(&refs(&emptied), &VerifyOptions::default()).unwrap_err();
+        assert_eq!(e.index, 8, "{e}");
+    }
+
+    #[test]
+    fn show_prints_aggregates_and_segment_starts() {
+        let (images, _) = chain(4, 5);
+        let mut out = Vec::new();
+        show_image(&images[1], false, &mut out).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        let first = text.lines().next().unwrap();
+        assert!(
+            first.starts_with("4 ")
+                && first.contains(" SegmentStart key=0 addr=- reason=- session=- reactor=- detail=0 prev_segment_hash="),
+            "{first}"
+        );
+
+        let storage = MemStorage::new(HEADER_SIZE as u64 + 4 * RECORD_SIZE as u64);
+        let mut j = Journal::open_in(Box::new(storage.clone()), 4, 1).unwrap();
+        let mut e = AuditEvent::empty(AuditKind::PreAuthAggregate, 1_764_000_000_000_000_000);
+        e.detail = 3000;
+        e.reason = crate::wire::codes::LogonRejectReason::MALFORMED.wire();
+        e.addr = crate::journal::from_ip("10.0.0.9".parse().unwrap());
+        e.reactor = 0;
+        let extra = crate::journal::Extra {
+            of_kind: AuditKind::LogonRejected.code(),
+            last_ns: 1_764_000_000_500_000_000,
+        };
+        j.append_with(&e, &extra).unwrap();
+        let image = storage.live_image();
+        let mut out = Vec::new();
+        show_image(&image, false, &mut out).unwrap();
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "0 2025-11-24T16:00:00.000000000Z PreAuthAggregate key=0 addr=10.0.0.9 \
+             reason=MALFORMED session=- reactor=0 detail=3000 of_kind=LogonRejected \
+             last_time=2025-11-24T16:00:00.500000000Z\n"
+        );
+        let mut out = Vec::new();
+        show_image(&image, true, &mut out).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        assert!(
+            text.trim_end().ends_with(
+                "\"of_kind\":\"LogonRejected\",\"last_time\":\"2025-11-24T16:00:00.500000000Z\",\
+                 \"last_time_ns\":1764000000500000000}"
+            ),
+            "{text}"
+        );
+    }
 
     #[test]
     fn civil_dates_match_known_days() {

@@ -1,23 +1,28 @@
-//! The journal thread ([`JournalWriter`]), the health flag reactors check
-//! before admitting a logon ([`JournalHealth`]), and the producer-side
-//! helper that turns a full audit ring into an explicit gap ([`AuditSink`]).
+//! The journal thread ([`JournalWriter`]), the health flag and figures
+//! reactors read ([`JournalHealth`]), and the producer-side helper that
+//! turns a full audit ring into an explicit gap ([`AuditSink`]).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
+use super::aggregate::{Aggregator, Folded};
 use super::appender::{Journal, JournalError, wall_ns};
-use super::event::AuditEvent;
+use super::event::{AuditEvent, AuditKind};
+use super::format::Extra;
 use super::{FLUSH_INTERVAL_NS, FLUSH_RECORDS_MAX, IDLE_SLEEP_NS, RECOVERY_WINDOW_RECORDS};
-use crate::constants::RING_BATCH_MAX;
+use crate::constants::{
+    JOURNAL_AGGREGATE_OVERFLOW_SLOTS, JOURNAL_AGGREGATE_SLOTS, JOURNAL_AGGREGATE_WINDOW_NS,
+    JOURNAL_HIGH_WATER_PERCENT, RING_BATCH_MAX,
+};
 use crate::ring::{Consumer, Producer};
 
 /// Why the journal stopped taking records.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[repr(u8)]
 pub enum FailReason {
-    /// Every slot is used: rotate the file.
+    /// Every slot is used and rollover is off: rotate the file.
     Full = 1,
     /// A write to the storage failed.
     WriteError = 2,
@@ -25,6 +30,9 @@ pub enum FailReason {
     /// failed msync the kernel may have dropped the dirty pages, so no later
     /// flush can prove them durable either.
     FlushError = 3,
+    /// The segment was full and the next could not be created (disk full,
+    /// a file in the way).
+    RolloverFailed = 4,
 }
 
 impl FailReason {
@@ -33,6 +41,7 @@ impl FailReason {
             1 => Some(FailReason::Full),
             2 => Some(FailReason::WriteError),
             3 => Some(FailReason::FlushError),
+            4 => Some(FailReason::RolloverFailed),
             _ => None,
         }
     }
@@ -42,12 +51,14 @@ impl FailReason {
             FailReason::Full => "journal full",
             FailReason::WriteError => "journal write error",
             FailReason::FlushError => "journal flush error",
+            FailReason::RolloverFailed => "journal rollover failed",
         }
     }
 
     fn of(error: &JournalError, flushing: bool) -> FailReason {
         match error {
             JournalError::Full { .. } => FailReason::Full,
+            JournalError::Rollover { .. } => FailReason::RolloverFailed,
             _ if flushing => FailReason::FlushError,
             _ => FailReason::WriteError,
         }
@@ -56,19 +67,61 @@ impl FailReason {
 
 /// Shared between the journal thread (the only writer) and every reactor
 /// (readers). Fail closed: while [`is_healthy`](Self::is_healthy) is false
-/// the session code refuses new logons.
+/// the session code refuses new logons. The figures are what the reactors
+/// publish in the stats file ([`JournalHealth::figures`]).
 #[derive(Debug, Default)]
 pub struct JournalHealth {
     /// Set once, never cleared (a restart with a rotated file clears it).
     failed: AtomicBool,
     /// A [`FailReason`] code; stored before `failed`.
     reason: AtomicU8,
-    /// Records in the journal (appended; durable or not).
+    /// Records in the journal, every segment (appended; durable or not).
     records: AtomicU64,
     /// Records covered by a completed flush.
     durable: AtomicU64,
     /// Events drained after the failure and not journaled.
     lost: AtomicU64,
+    segment: AtomicU64,
+    segment_records: AtomicU64,
+    capacity: AtomicU64,
+    rollovers: AtomicU64,
+    rollover_failures: AtomicU64,
+    high_water: AtomicU64,
+    aggregates: AtomicU64,
+    preauth_events: AtomicU64,
+    preauth_overflow: AtomicU64,
+    preauth_unjournaled: AtomicU64,
+}
+
+/// The journal's figures as the stats file publishes them (ids 600–612,
+/// docs/STATS.md): one snapshot of [`JournalHealth`], the same for every
+/// reactor. All zero without a journal.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct JournalFigures {
+    /// Records in the journal, every segment.
+    pub records: u64,
+    /// Records in the current segment, and its slots.
+    pub segment_records: u64,
+    pub capacity: u64,
+    /// The current segment's number (0: the first file).
+    pub segment: u64,
+    pub rollovers: u64,
+    pub rollover_failures: u64,
+    /// Times a segment crossed the high-water mark.
+    pub high_water: u64,
+    /// PreAuthAggregate records written, and the pre-auth events folded.
+    pub aggregates: u64,
+    pub preauth_events: u64,
+    /// Pre-auth events folded into "other addresses" aggregates because the
+    /// address table was full.
+    pub preauth_overflow: u64,
+    /// Pre-auth events not journaled because rollover is off and the
+    /// segment is past its high-water mark (the reserve).
+    pub preauth_unjournaled: u64,
+    /// Events drained after a failure and not journaled.
+    pub lost: u64,
+    /// 0 while healthy, else the [`FailReason`] code.
+    pub failed: u64,
 }
 
 impl JournalHealth {
@@ -112,6 +165,27 @@ impl JournalHealth {
     pub fn lost_events(&self) -> u64 {
         self.lost.load(Ordering::Relaxed)
     }
+
+    /// Every figure, each loaded Relaxed (a reactor calls this once per
+    /// stats publish: a dozen loads, no allocation).
+    pub fn figures(&self) -> JournalFigures {
+        let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        JournalFigures {
+            records: load(&self.records),
+            segment_records: load(&self.segment_records),
+            capacity: load(&self.capacity),
+            segment: load(&self.segment),
+            rollovers: load(&self.rollovers),
+            rollover_failures: load(&self.rollover_failures),
+            high_water: load(&self.high_water),
+            aggregates: load(&self.aggregates),
+            preauth_events: load(&self.preauth_events),
+            preauth_overflow: load(&self.preauth_overflow),
+            preauth_unjournaled: load(&self.preauth_unjournaled),
+            lost: load(&self.lost),
+            failed: self.failure().map_or(0, |r| r as u64),
+        }
+    }
 }
 
 /// When the journal thread flushes. Whichever comes first: `records_max`
@@ -133,6 +207,30 @@ impl Default for FlushPolicy {
     }
 }
 
+/// How the journal thread runs. `Default` is the gateway's: the default
+/// flush policy, pre-auth aggregation on, the high-water alarm at
+/// [`JOURNAL_HIGH_WATER_PERCENT`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct WriterConfig {
+    pub flush: FlushPolicy,
+    /// Fold pre-auth events into PreAuthAggregate records (off: one record
+    /// per event, as [`JournalWriter::spawn`] does).
+    pub aggregate: bool,
+    /// Fill of a segment, in percent (1..=100), that raises the high-water
+    /// alarm; with rollover off, also where the reserve begins.
+    pub high_water_percent: u64,
+}
+
+impl Default for WriterConfig {
+    fn default() -> WriterConfig {
+        WriterConfig {
+            flush: FlushPolicy::default(),
+            aggregate: true,
+            high_water_percent: JOURNAL_HIGH_WATER_PERCENT,
+        }
+    }
+}
+
 /// What the journal thread did, returned when it stops.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct JournalStats {
@@ -147,9 +245,25 @@ pub struct JournalStats {
     pub gap_events: u64,
     /// Events drained after a failure and not journaled.
     pub lost: u64,
-    /// Records in the journal at the end.
+    /// Records in the journal at the end, every segment.
     pub records: u64,
     pub failure: Option<FailReason>,
+    /// PreAuthAggregate records appended, and the pre-auth events folded
+    /// (of which `preauth_overflow` into "other addresses" aggregates, and
+    /// `preauth_unjournaled` not written: rollover off, past high water).
+    pub aggregates: u64,
+    pub preauth_events: u64,
+    pub preauth_overflow: u64,
+    pub preauth_unjournaled: u64,
+    /// Segments started because one was full, and starts that failed.
+    pub rollovers: u64,
+    pub rollover_failures: u64,
+    /// Times a segment crossed the high-water mark.
+    pub high_water: u64,
+    /// The current segment at the end: its number, records and slots.
+    pub segment: u64,
+    pub segment_records: u64,
+    pub capacity: u64,
 }
 
 /// The journal thread.
@@ -161,6 +275,16 @@ pub struct JournalWriter {
     stats: JournalStats,
     /// When the oldest unflushed record was appended.
     unflushed_since: Option<Instant>,
+    /// The pre-auth fold; None: every event is its own record.
+    aggregator: Option<Aggregator>,
+    /// Monotonic clock of the aggregation windows.
+    clock: Instant,
+    high_water_percent: u64,
+    /// The segment whose high-water alarm has been raised.
+    high_water_segment: Option<u64>,
+    /// Whether the reserve (rollover off, past high water) has been
+    /// announced.
+    reserve_told: bool,
 }
 
 impl JournalWriter {
@@ -174,20 +298,8 @@ impl JournalWriter {
         JournalWriter::spawn_with(journal, inputs, health, stop, FlushPolicy::default())
     }
 
-    /// Starts the journal thread. It appends a JournalOpened record, then
-    /// drains every ring (at most `RING_BATCH_MAX` events each per turn),
-    /// appends, and flushes per `policy`; it sleeps `IDLE_SLEEP_NS` when a
-    /// turn finds nothing. On `stop` it drains what is left, flushes, and
-    /// returns its stats. Set `stop` only after the producers have stopped
-    /// pushing, or their last events may be left in the rings.
-    ///
-    /// On the first append or flush error it marks `health` failed and
-    /// appends nothing more (it keeps draining, counting `lost`).
-    ///
-    /// # Panics
-    ///
-    /// If `policy.records_max` is 0 or above `RECOVERY_WINDOW_RECORDS`, or
-    /// the thread cannot be spawned.
+    /// [`start`](Self::start) without aggregation (every event is its own
+    /// record): for tests and tools that want the raw stream.
     pub fn spawn_with(
         journal: Journal,
         inputs: Vec<Consumer<AuditEvent>>,
@@ -195,10 +307,51 @@ impl JournalWriter {
         stop: Arc<AtomicBool>,
         policy: FlushPolicy,
     ) -> JoinHandle<JournalStats> {
+        let config = WriterConfig {
+            flush: policy,
+            aggregate: false,
+            ..WriterConfig::default()
+        };
+        JournalWriter::start(journal, inputs, health, stop, config)
+    }
+
+    /// Starts the journal thread. It appends a JournalOpened record, then
+    /// drains every ring (at most `RING_BATCH_MAX` events each per turn),
+    /// folds pre-auth events into aggregates (with `config.aggregate`) and
+    /// appends everything else, and flushes per `config.flush`; it sleeps
+    /// `IDLE_SLEEP_NS` when a turn finds nothing. Aggregates are written
+    /// every `JOURNAL_AGGREGATE_WINDOW_NS`. On `stop` it drains what is
+    /// left, writes the aggregates, flushes, and returns its stats. Set
+    /// `stop` only after the producers have stopped pushing, or their last
+    /// events may be left in the rings.
+    ///
+    /// On the first append or flush error it marks `health` failed, says so
+    /// on stderr, and appends nothing more (it keeps draining, counting
+    /// `lost`). A rollover, a high-water crossing and the reserve are said
+    /// on stderr too, once each.
+    ///
+    /// # Panics
+    ///
+    /// If `config.flush.records_max` is 0 or above
+    /// `RECOVERY_WINDOW_RECORDS`, `config.high_water_percent` is not in
+    /// 1..=100, or the thread cannot be spawned.
+    pub fn start(
+        journal: Journal,
+        inputs: Vec<Consumer<AuditEvent>>,
+        health: Arc<JournalHealth>,
+        stop: Arc<AtomicBool>,
+        config: WriterConfig,
+    ) -> JoinHandle<JournalStats> {
+        let policy = config.flush;
         assert!(
             policy.records_max >= 1 && policy.records_max <= RECOVERY_WINDOW_RECORDS,
             "flush every 1..={RECOVERY_WINDOW_RECORDS} records, not {}",
             policy.records_max
+        );
+        assert!(
+            (1..=100).contains(&config.high_water_percent),
+            "high water at 1..=100 percent, not {}",
+            config.high_water_percent
         );
         let mut writer = JournalWriter {
             journal,
@@ -207,6 +360,17 @@ impl JournalWriter {
             policy,
             stats: JournalStats::default(),
             unflushed_since: None,
+            aggregator: config.aggregate.then(|| {
+                Aggregator::new(
+                    JOURNAL_AGGREGATE_SLOTS,
+                    JOURNAL_AGGREGATE_OVERFLOW_SLOTS,
+                    JOURNAL_AGGREGATE_WINDOW_NS,
+                )
+            }),
+            clock: Instant::now(),
+            high_water_percent: config.high_water_percent,
+            high_water_segment: None,
+            reserve_told: false,
         };
         thread::Builder::new()
             .name("ordergate-journal".into())
@@ -215,14 +379,12 @@ impl JournalWriter {
     }
 
     fn run(&mut self, stop: &AtomicBool) -> JournalStats {
-        self.health
-            .records
-            .store(self.journal.records(), Ordering::Relaxed);
+        self.publish_segment();
         self.health
             .durable
             .store(self.journal.flushed_records(), Ordering::Relaxed);
         let opened = self.journal.opened_event(wall_ns());
-        self.append(&opened);
+        self.append(&opened, &Extra::NONE);
         // The open is made durable at once: it is the record that says the
         // gateway (re)started.
         self.flush();
@@ -238,8 +400,12 @@ impl JournalWriter {
                 thread::sleep(Duration::from_nanos(IDLE_SLEEP_NS));
             }
         }
+        self.write_aggregates();
         self.flush();
         self.stats.records = self.journal.records();
+        self.stats.segment = self.journal.segment();
+        self.stats.segment_records = self.journal.segment_records();
+        self.stats.capacity = self.journal.capacity();
         self.stats.failure = self.health.failure();
         self.stats
     }
@@ -249,9 +415,13 @@ impl JournalWriter {
         let mut work = 0;
         let mut inputs = std::mem::take(&mut self.inputs);
         for input in &mut inputs {
-            work += input.drain(RING_BATCH_MAX, |event| self.append(&event));
+            work += input.drain(RING_BATCH_MAX, |event| self.take(&event));
         }
         self.inputs = inputs;
+        let now = self.now_ns();
+        if self.aggregator.as_ref().is_some_and(|a| a.due(now)) {
+            self.write_aggregates();
+        }
         if let Some(since) = self.unflushed_since
             && since.elapsed() >= Duration::from_nanos(self.policy.interval_ns)
         {
@@ -260,34 +430,202 @@ impl JournalWriter {
         work
     }
 
-    fn append(&mut self, event: &AuditEvent) {
-        if !self.health.is_healthy() {
-            self.stats.lost += 1;
-            self.health.lost.fetch_add(1, Ordering::Relaxed);
+    fn now_ns(&self) -> u64 {
+        self.clock.elapsed().as_nanos() as u64
+    }
+
+    /// One event from a ring: folded if pre-auth (and aggregating),
+    /// appended otherwise.
+    fn take(&mut self, event: &AuditEvent) {
+        if !event.kind.is_pre_auth() || self.aggregator.is_none() {
+            self.append(event, &Extra::NONE);
             return;
         }
-        match self.journal.append(event) {
-            Ok(index) => {
+        self.stats.preauth_events += 1;
+        self.health.preauth_events.fetch_add(1, Ordering::Relaxed);
+        let now = self.now_ns();
+        let mut folded = self.fold(event, now);
+        if folded == Folded::Full {
+            // Both tables are full: write them out early, never drop.
+            self.write_aggregates();
+            folded = self.fold(event, now);
+        }
+        debug_assert_ne!(folded, Folded::Full, "an empty table takes any event");
+        if folded == Folded::Overflow {
+            self.stats.preauth_overflow += 1;
+            self.health.preauth_overflow.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    fn fold(&mut self, event: &AuditEvent, now: u64) -> Folded {
+        self.aggregator
+            .as_mut()
+            .expect("aggregating")
+            .fold(event, now)
+    }
+
+    /// Appends one PreAuthAggregate per entry and empties the tables.
+    fn write_aggregates(&mut self) {
+        let Some(mut aggregator) = self.aggregator.take() else {
+            return;
+        };
+        aggregator.drain(|event, extra| {
+            if self.in_reserve() {
+                let count = u64::from(event.detail);
+                self.stats.preauth_unjournaled += count;
+                self.health
+                    .preauth_unjournaled
+                    .fetch_add(count, Ordering::Relaxed);
+                if !self.reserve_told {
+                    self.reserve_told = true;
+                    eprintln!(
+                        "ordergate: audit journal {} is past its high-water mark and rollover \
+                         is off: pre-auth aggregates are no longer written (counted in \
+                         journal_preauth_unjournaled), the rest of the segment is kept for \
+                         authenticated and operator events",
+                        self.location()
+                    );
+                }
+                return;
+            }
+            if self.append(&event, &extra) {
+                self.stats.aggregates += 1;
+                self.health.aggregates.fetch_add(1, Ordering::Relaxed);
+            }
+        });
+        self.aggregator = Some(aggregator);
+    }
+
+    /// Rollover off and the segment at or past its high-water mark: the
+    /// rest is kept for what authenticated peers and operators do.
+    fn in_reserve(&self) -> bool {
+        !self.journal.rolls_over()
+            && self.journal.segment_records() * 100
+                >= self.journal.capacity() * self.high_water_percent
+    }
+
+    fn location(&self) -> String {
+        match self.journal.path() {
+            Some(path) => path.display().to_string(),
+            None => format!("segment {}", self.journal.segment()),
+        }
+    }
+
+    fn publish_segment(&self) {
+        let h = &self.health;
+        h.records.store(self.journal.records(), Ordering::Relaxed);
+        h.segment.store(self.journal.segment(), Ordering::Relaxed);
+        h.segment_records
+            .store(self.journal.segment_records(), Ordering::Relaxed);
+        h.capacity.store(self.journal.capacity(), Ordering::Relaxed);
+    }
+
+    /// Appends one record; whether it was. A record not appended counts
+    /// as lost events: one, or an aggregate's count.
+    fn append(&mut self, event: &AuditEvent, extra: &Extra) -> bool {
+        let weight = if event.kind == AuditKind::PreAuthAggregate {
+            u64::from(event.detail)
+        } else {
+            1
+        };
+        if !self.health.is_healthy() {
+            self.stats.lost += weight;
+            self.health.lost.fetch_add(weight, Ordering::Relaxed);
+            return false;
+        }
+        let segment = self.journal.segment();
+        match self.journal.append_with(event, extra) {
+            Ok(_) => {
                 self.stats.appended += 1;
-                if event.kind == super::AuditKind::Gap {
+                if event.kind == AuditKind::Gap {
                     self.stats.gaps += 1;
                     self.stats.gap_events += u64::from(event.detail);
                 }
-                self.health.records.store(index + 1, Ordering::Relaxed);
+                if self.journal.segment() != segment {
+                    self.rolled_over(segment);
+                }
+                self.publish_segment();
+                self.check_high_water();
                 if self.unflushed_since.is_none() {
                     self.unflushed_since = Some(Instant::now());
                 }
                 if self.journal.unflushed_records() >= self.policy.records_max {
                     self.flush();
                 }
+                true
             }
             Err(error) => {
-                self.health.fail(FailReason::of(&error, false));
-                self.stats.lost += 1;
-                self.health.lost.fetch_add(1, Ordering::Relaxed);
+                let reason = FailReason::of(&error, false);
+                if reason == FailReason::RolloverFailed {
+                    self.stats.rollover_failures += 1;
+                    self.health
+                        .rollover_failures
+                        .fetch_add(1, Ordering::Relaxed);
+                }
+                self.failed(reason, &error);
+                self.stats.lost += weight;
+                self.health.lost.fetch_add(weight, Ordering::Relaxed);
                 // What was appended before the failure is still made durable.
                 self.flush();
+                false
             }
+        }
+    }
+
+    fn rolled_over(&mut self, from: u64) {
+        self.stats.rollovers += 1;
+        self.health.rollovers.fetch_add(1, Ordering::Relaxed);
+        // Flushed by the rollover itself, with its SegmentStart.
+        self.health
+            .durable
+            .store(self.journal.flushed_records(), Ordering::Relaxed);
+        eprintln!(
+            "ordergate: audit journal segment {from} is full; continued in segment {} ({}) \
+             from record {}",
+            self.journal.segment(),
+            self.location(),
+            self.journal.records() - self.journal.segment_records()
+        );
+    }
+
+    /// Raises the high-water alarm once per segment.
+    fn check_high_water(&mut self) {
+        let segment = self.journal.segment();
+        let (used, capacity) = (self.journal.segment_records(), self.journal.capacity());
+        if self.high_water_segment == Some(segment)
+            || used * 100 < capacity * self.high_water_percent
+        {
+            return;
+        }
+        self.high_water_segment = Some(segment);
+        self.stats.high_water += 1;
+        self.health.high_water.fetch_add(1, Ordering::Relaxed);
+        let next = if self.journal.rolls_over() {
+            "the next segment starts when it is full"
+        } else {
+            "rollover is off: when it is full new logons are refused (fail closed) until it is \
+             moved aside and the gateway restarted"
+        };
+        eprintln!(
+            "ordergate: audit journal {} is at its high-water mark: {used} of {capacity} records \
+             ({}%); {next}",
+            self.location(),
+            self.high_water_percent
+        );
+    }
+
+    /// Marks the journal failed and says so on stderr (once: later errors
+    /// cannot happen, nothing more is appended).
+    fn failed(&mut self, reason: FailReason, error: &JournalError) {
+        let first = self.health.is_healthy();
+        self.health.fail(reason);
+        if first {
+            eprintln!(
+                "ordergate: {} ({}): {error}; new logons are refused (fail closed) until an \
+                 operator fixes it and restarts the gateway",
+                reason.name(),
+                self.location()
+            );
         }
     }
 
@@ -308,7 +646,7 @@ impl JournalWriter {
                 self.unflushed_since = None;
             }
             Err(error) => {
-                self.health.fail(FailReason::of(&error, true));
+                self.failed(FailReason::of(&error, true), &error);
                 self.unflushed_since = None;
             }
         }
@@ -369,5 +707,159 @@ impl AuditSink {
     #[inline]
     pub fn dropped(&self) -> u32 {
         self.dropped
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::SessionId;
+    use crate::journal::event::from_ip;
+    use crate::journal::format::{HEADER_SIZE, RECORD_SIZE, Slot, decode_slot, record_offset};
+    use crate::journal::storage::{MemSegments, MemStorage};
+    use crate::ring;
+    use crate::wire::codes::{LogonRejectReason, TerminateReason};
+
+    fn mem(capacity: u64) -> MemStorage {
+        MemStorage::new(HEADER_SIZE as u64 + capacity * RECORD_SIZE as u64)
+    }
+
+    fn kinds(image: &[u8]) -> Vec<(AuditKind, u32)> {
+        let mut out = Vec::new();
+        for slot in 0.. {
+            let at = record_offset(slot) as usize;
+            if at + RECORD_SIZE > image.len() {
+                break;
+            }
+            let Slot::Committed(r) = decode_slot(image[at..at + RECORD_SIZE].try_into().unwrap())
+            else {
+                break;
+            };
+            out.push((AuditKind::from_code(r.kind_code).unwrap(), r.detail));
+        }
+        out
+    }
+
+    fn rejected(n: u64) -> AuditEvent {
+        AuditEvent::logon_rejected(
+            n,
+            SessionId::new(0, n as u16, 1),
+            0,
+            from_ip("10.0.0.1".parse().unwrap()),
+            LogonRejectReason::MALFORMED,
+        )
+    }
+
+    fn run(journal: Journal, events: &[AuditEvent]) -> (Arc<JournalHealth>, JournalStats) {
+        let (mut tx, rx) = ring::channel::<AuditEvent>(4096);
+        for e in events {
+            tx.try_push(*e).unwrap();
+        }
+        let health = Arc::new(JournalHealth::new());
+        let stop = Arc::new(AtomicBool::new(true));
+        let stats = JournalWriter::start(
+            journal,
+            vec![rx],
+            Arc::clone(&health),
+            stop,
+            WriterConfig::default(),
+        )
+        .join()
+        .unwrap();
+        (health, stats)
+    }
+
+    #[test]
+    fn pre_auth_events_become_one_aggregate_and_the_rest_stays_in_order() {
+        let storage = mem(64);
+        let journal = Journal::open_in(Box::new(storage.clone()), 64, 1).unwrap();
+        let s = SessionId::new(0, 1, 1);
+        let addr = from_ip("10.0.0.2".parse().unwrap());
+        let mut events: Vec<AuditEvent> = (0..1000).map(rejected).collect();
+        events.push(AuditEvent::logon_accepted(2000, s, 7, addr));
+        events.push(AuditEvent::logon_timeout(2001, s, addr));
+        events.push(AuditEvent::terminated(
+            2002,
+            s,
+            7,
+            addr,
+            TerminateReason::LOGOUT,
+        ));
+        let (health, stats) = run(journal, &events);
+        assert_eq!(
+            kinds(&storage.live_image()),
+            [
+                (AuditKind::JournalOpened, 0),
+                (AuditKind::LogonAccepted, 0),
+                (AuditKind::Terminated, 0),
+                (AuditKind::PreAuthAggregate, 1000),
+                (AuditKind::PreAuthAggregate, 1),
+            ]
+        );
+        assert_eq!((stats.aggregates, stats.preauth_events), (2, 1001));
+        let f = health.figures();
+        assert_eq!((f.aggregates, f.preauth_events, f.records), (2, 1001, 5));
+        assert_eq!((f.segment_records, f.capacity, f.failed), (5, 64, 0));
+    }
+
+    #[test]
+    fn a_full_segment_rolls_over_and_raises_the_high_water_alarm_once_per_segment() {
+        let segments = MemSegments::new();
+        let journal = Journal::open_in(Box::new(mem(64)), 64, 1)
+            .unwrap()
+            .with_rollover(Box::new(segments.clone()), 64)
+            .unwrap();
+        let events: Vec<AuditEvent> = (0..100).map(|n| AuditEvent::reload(n, 1)).collect();
+        let (health, stats) = run(journal, &events);
+        // 101 records and one SegmentStart: 64 + 38.
+        assert_eq!((stats.rollovers, stats.segment, stats.records), (1, 1, 102));
+        assert_eq!(stats.high_water, 1);
+        assert_eq!(stats.failure, None);
+        let f = health.figures();
+        assert_eq!((f.rollovers, f.segment, f.segment_records), (1, 1, 38));
+        assert_eq!(segments.created().len(), 1);
+    }
+
+    #[test]
+    fn a_failed_rollover_fails_closed_and_is_counted() {
+        let segments = MemSegments::new();
+        segments.set_failing(true);
+        let journal = Journal::open_in(Box::new(mem(64)), 64, 1)
+            .unwrap()
+            .with_rollover(Box::new(segments), 64)
+            .unwrap();
+        let events: Vec<AuditEvent> = (0..70).map(|n| AuditEvent::reload(n, 1)).collect();
+        let (health, stats) = run(journal, &events);
+        assert_eq!(stats.failure, Some(FailReason::RolloverFailed));
+        assert_eq!(health.failure(), Some(FailReason::RolloverFailed));
+        assert_eq!((stats.rollover_failures, stats.records), (1, 64));
+        // 63 events fit after JournalOpened; 7 are lost.
+        assert_eq!(stats.lost, 7);
+        let f = health.figures();
+        assert_eq!((f.failed, f.rollover_failures, f.lost), (4, 1, 7));
+    }
+
+    #[test]
+    fn without_rollover_the_reserve_keeps_pre_auth_aggregates_out() {
+        let storage = mem(10);
+        let journal = Journal::open_in(Box::new(storage.clone()), 10, 1).unwrap();
+        // 9 records reach the 90% mark; then aggregates are not written.
+        let mut events: Vec<AuditEvent> = (0..8).map(|n| AuditEvent::reload(n, 1)).collect();
+        events.extend((0..500).map(rejected));
+        events.push(AuditEvent::reload(9, 1));
+        let (health, stats) = run(journal, &events);
+        assert_eq!(stats.preauth_unjournaled, 500);
+        assert_eq!(stats.aggregates, 0);
+        assert_eq!(
+            stats.records, 10,
+            "the reserve took the authenticated event"
+        );
+        assert_eq!(stats.failure, None);
+        assert_eq!(health.figures().preauth_unjournaled, 500);
+        let k = kinds(&storage.live_image());
+        assert!(
+            k.iter()
+                .all(|(kind, _)| *kind != AuditKind::PreAuthAggregate)
+        );
     }
 }

@@ -71,7 +71,7 @@ use std::sync::Arc;
 use crate::engine::{Command, CommandKind, Event, Nanos, SessionId};
 use crate::journal::{AuditEvent, from_ip};
 use crate::ring::{Consumer, Producer};
-use crate::session::{Audit, CloseReason, CommandSink, Counters, Io, KeySet, Session, Shared};
+use crate::session::{Audit, CommandSink, Counters, Io, KeySet, Session, Shared};
 use crate::wire::codes::{LogonRejectReason, TerminateReason};
 use crate::wire::{self};
 
@@ -110,8 +110,6 @@ struct Pending {
     counted: bool,
     /// In the pending list: not logged on and not yet claimed by a newcomer.
     listed: bool,
-    /// Its logon timeout has been journaled.
-    timeout_recorded: bool,
     prev: u16,
     next: u16,
 }
@@ -121,7 +119,6 @@ impl Pending {
         key: 0,
         counted: false,
         listed: false,
-        timeout_recorded: false,
         prev: NIL,
         next: NIL,
     };
@@ -528,21 +525,15 @@ impl ReactorCore {
     }
 
     /// After input or a timer for a pending session: it leaves the pending
-    /// count once logged on; a logon timeout is journaled (once).
+    /// count once logged on. (A logon timeout is journaled by the session
+    /// itself, once.)
     #[cold]
-    fn pending_progress(&mut self, id: SessionId, now: Nanos) {
+    fn pending_progress(&mut self, id: SessionId, _now: Nanos) {
         let Some(s) = self.session(id) else {
             return;
         };
-        let slot = id.slot() as usize;
         if s.is_logged_on() {
-            self.leave_pending(slot);
-        } else if s.close_reason() == Some(CloseReason::LogonTimeout)
-            && !self.pending[slot].timeout_recorded
-        {
-            let event = AuditEvent::logon_timeout(now, id, from_ip(s.peer()));
-            self.pending[slot].timeout_recorded = true;
-            self.audit.record(event);
+            self.leave_pending(id.slot() as usize);
         }
     }
 
@@ -848,7 +839,7 @@ mod tests {
     use super::*;
     use crate::auth::keys::{KeyEntry, KeyTable};
     use crate::auth::secret::Secret;
-    use crate::session::GatewayConfig;
+    use crate::session::{CloseReason, GatewayConfig};
     use crate::wire::codes::{Environment, Scopes};
 
     fn core(sessions: usize) -> ReactorCore {

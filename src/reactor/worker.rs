@@ -659,6 +659,7 @@ impl Worker {
     /// into the stats file: plain stores, no allocation, no waiting.
     fn publish_stats(&mut self, now: Nanos) {
         let duty = self.duty.take(now);
+        self.core.counters.journal = self.core.audit.journal_figures();
         if let Some(stats) = &mut self.stats {
             let live = self.core.live_count();
             stats.publish(

@@ -71,6 +71,9 @@ pub struct Counters {
     /// Per-address logon rate cells still in debt forgotten to make room in
     /// a full bucket.
     pub logon_rate_evictions: u64,
+    /// The audit journal's figures, copied from its shared health at each
+    /// stats publish (the same in every reactor's block).
+    pub journal: crate::journal::JournalFigures,
 }
 
 impl Counters {

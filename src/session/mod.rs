@@ -159,6 +159,14 @@ impl Audit {
         self.health.as_ref().is_none_or(|h| h.is_healthy())
     }
 
+    /// The journal's figures for the stats file (all zero without a
+    /// journal): a dozen relaxed loads, once per publish.
+    pub fn journal_figures(&self) -> crate::journal::JournalFigures {
+        self.health
+            .as_ref()
+            .map_or_else(Default::default, |h| h.figures())
+    }
+
     /// Reports events dropped to a full ring as a Gap record, once there is
     /// room. Call on idle turns.
     pub fn flush_gap(&mut self, now: Nanos, reactor: u16) {
@@ -516,10 +524,7 @@ impl Session {
             State::Revoking { deadline, reason } if io.now >= deadline => {
                 self.terminate(io, reason);
             }
-            State::AwaitingLogon { deadline } if io.now >= deadline => {
-                io.counters.logon_timeouts += 1;
-                self.state = State::Closing(CloseReason::LogonTimeout);
-            }
+            State::AwaitingLogon { deadline } if io.now >= deadline => self.logon_timeout(io),
             State::Active => {
                 let keepalive_ns = self.auth.as_ref().map_or(0, |a| a.keepalive_ns);
                 if io.now >= self.last_rx + 2 * keepalive_ns {
@@ -605,8 +610,7 @@ impl Session {
         match self.state {
             State::AwaitingLogon { deadline } if io.now >= deadline => {
                 // Too late, even if the timer has not run yet this turn.
-                io.counters.logon_timeouts += 1;
-                self.state = State::Closing(CloseReason::LogonTimeout);
+                self.logon_timeout(io);
             }
             State::AwaitingLogon { .. } => match wire::decode_client(frame) {
                 Ok(ClientFrame::Logon(logon)) => self.handle_logon(io, logon),
@@ -1115,6 +1119,18 @@ impl Session {
             io.counters.frames_out += 1;
         }
         self.state = State::Closing(CloseReason::LogonRejected(reason));
+    }
+
+    /// No valid Logon before the deadline: closed without a reply, and
+    /// journaled (the journal thread folds it into a pre-auth aggregate).
+    fn logon_timeout<S: CommandSink>(&mut self, io: &mut Io<'_, S>) {
+        io.counters.logon_timeouts += 1;
+        io.audit.record(AuditEvent::logon_timeout(
+            io.now,
+            self.id,
+            from_ip(self.peer),
+        ));
+        self.state = State::Closing(CloseReason::LogonTimeout);
     }
 
     fn slow_consumer<S: CommandSink>(&mut self, io: &mut Io<'_, S>) {

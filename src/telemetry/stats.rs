@@ -348,6 +348,7 @@ fn visit_reactor(sink: &mut impl Sink, s: &ReactorSample<'_>) {
         logons_nonce_share_full,
         lockout_evictions,
         logon_rate_evictions,
+        journal,
     } = s.counters;
     #[rustfmt::skip]
     let scalars = [
@@ -471,6 +472,43 @@ fn visit_reactor(sink: &mut impl Sink, s: &ReactorSample<'_>) {
     ];
     for (id, kind, value, family, detail, help) in gauges {
         sink.put(info(id, kind, family, detail, help), value);
+    }
+
+    // The audit journal's figures: one journal, the same values in every
+    // reactor's block (docs/STATS.md, docs/JOURNAL.md).
+    let crate::journal::JournalFigures {
+        records,
+        segment_records,
+        capacity,
+        segment,
+        rollovers,
+        rollover_failures,
+        high_water,
+        aggregates,
+        preauth_events,
+        preauth_overflow,
+        preauth_unjournaled,
+        lost,
+        failed,
+    } = *journal;
+    #[rustfmt::skip]
+    let journal = [
+        (600, Gauge, records, "journal_records", "Records in the audit journal, every segment (the same in every reactor's block)."),
+        (601, Gauge, segment_records, "journal_segment_records", "Records in the audit journal's current segment."),
+        (602, Gauge, capacity, "journal_capacity", "Record slots of the audit journal's current segment."),
+        (603, Gauge, segment, "journal_segment", "Number of the audit journal's current segment (0: the first file)."),
+        (604, Counter, rollovers, "journal_rollovers", "Audit journal segments started because one was full."),
+        (605, Counter, rollover_failures, "journal_rollover_failures", "Audit journal segments that could not be created (the journal then fails closed)."),
+        (606, Counter, high_water, "journal_high_water", "Times an audit journal segment crossed its high-water mark (90%)."),
+        (607, Counter, aggregates, "journal_aggregates", "PreAuthAggregate records written."),
+        (608, Counter, preauth_events, "journal_preauth_events", "Pre-auth events (refused logons, logon timeouts) folded into aggregates."),
+        (609, Counter, preauth_overflow, "journal_preauth_overflow", "Pre-auth events folded into other-addresses aggregates because the address table was full."),
+        (610, Counter, preauth_unjournaled, "journal_preauth_unjournaled", "Pre-auth events not journaled: rollover off and the segment past its high-water mark."),
+        (611, Counter, lost, "journal_lost_events", "Audit events not journaled because the journal had failed."),
+        (612, Gauge, failed, "journal_failed", "0 while the audit journal takes records, else why not: 1 full, 2 write error, 3 flush error, 4 rollover failed."),
+    ];
+    for (id, kind, value, family, help) in journal {
+        sink.put(info(id, kind, family, "", help), value);
     }
 }
 
