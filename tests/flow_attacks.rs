@@ -95,7 +95,12 @@ fn a_heartbeat_flood_over_tcp_ends_in_throttle_breach_and_spares_its_neighbour()
     let report = net::finish(gw);
     let c = &report.reactors[0].counters;
     assert_eq!(c.terminate(TR::THROTTLE_BREACH), 1);
+    assert_eq!(c.heartbeats_throttled, 100, "the default throttle_breach_run");
     assert_eq!(c.order_reject(RR::THROTTLED), 0, "no OrderRejected for a heartbeat");
+    assert!(
+        c.bytes_discarded > 0,
+        "the rest of the flood was never checked"
+    );
 }
 
 #[test]
@@ -125,7 +130,9 @@ fn heartbeats_have_a_small_allowance_and_a_flood_ends_in_throttle_breach() {
         Some(CloseReason::Terminated(TR::THROTTLE_BREACH))
     );
     assert_eq!(p.counters.messages_in, 108);
+    assert_eq!(p.counters.heartbeats_throttled, 100);
     assert_eq!(p.counters.terminate(TR::THROTTLE_BREACH), 1);
+    assert_eq!(p.counters.order_reject(RR::THROTTLED), 0);
     assert!(p.commands.is_empty());
 }
 
@@ -144,6 +151,7 @@ fn heartbeats_at_the_keepalive_pace_are_never_throttled_and_cost_no_order_tokens
         p.frames(); // the gateway's own heartbeats
     }
     assert!(p.session.is_logged_on());
+    assert_eq!(p.counters.heartbeats_throttled, 0);
     // The order tokens are all still there.
     for id in 1..=3 {
         let o = p.new_order(id, 100, 1, 1, 0);
@@ -220,6 +228,9 @@ fn cancels_keep_a_reserve_of_the_command_ring_sans_io() {
     assert!(busy[..344].iter().all(|&id| id <= ORDERS));
     assert!(busy[344..].iter().all(|&id| id > CANCEL_BASE + 8));
     assert_eq!(p.counters.order_reject(RR::ENGINE_BUSY), 736);
+    assert_eq!(p.counters.ring_reserve_refusals, 344, "new orders kept out of the reserve");
+    assert_eq!(p.counters.ring_full, 392, "cancels beyond the reserve: a full ring");
+    assert_eq!(p.counters.commands_out, 64);
 }
 
 #[test]
@@ -253,6 +264,7 @@ fn the_reserve_takes_mass_cancels_and_cancel_on_disconnect_but_not_replaces() {
     );
     assert_eq!(rejected(&frames[0]), (13, RR::ENGINE_BUSY.wire(), 0));
     assert_eq!(rejected(&frames[1]), (14, RR::ENGINE_BUSY.wire(), 0));
+    assert_eq!((p.counters.ring_reserve_refusals, p.counters.ring_full), (2, 0));
     let m = p.client.seal(
         wire::MassCancel {
             seq: 0,
@@ -274,6 +286,7 @@ fn the_reserve_takes_mass_cancels_and_cancel_on_disconnect_but_not_replaces() {
     assert_eq!(p.commands.len(), 16);
     assert_eq!(p.commands[15].kind, CommandKind::CancelOnDisconnect);
     assert!(p.session.is_finished());
+    assert_eq!(p.counters.ring_full, 0);
 }
 
 #[test]
@@ -343,5 +356,22 @@ fn cancels_get_through_a_command_ring_flooded_by_new_orders_over_tcp() {
     for id in 1..=8 {
         assert!(canceled.contains(&(CANCEL_BASE + id)), "cancel {id} went through");
     }
-    net::finish(gw);
+    eprintln!(
+        "{ORDERS} new orders then {ORDERS} cancels through a 64-slot ring: {order_busy} orders \
+         and {} cancels refused ENGINE_BUSY, {} cancels went through",
+        cancel_busy.len(),
+        canceled.len()
+    );
+    let report = net::finish(gw);
+    let c = &report.reactors[0].counters;
+    // All new orders came before any cancel: the ring held only orders, so
+    // an order could only be refused for the reserve, and a cancel only for
+    // a full ring.
+    assert_eq!(c.ring_reserve_refusals, order_busy);
+    assert_eq!(c.ring_full, cancel_busy.len() as u64);
+    assert_eq!(c.commands_out, 2 * ORDERS - order_busy - cancel_busy.len() as u64);
+    assert!(
+        order_busy > 0,
+        "the ring never came under pressure: the test proved nothing"
+    );
 }

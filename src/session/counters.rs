@@ -37,6 +37,12 @@ pub struct Counters {
     pub orphans_forgotten: u64,
     /// Ended sessions whose orders a revocation canceled.
     pub orphans_swept: u64,
+    /// Heartbeats beyond the session's heartbeat allowance (no reply; they
+    /// count toward THROTTLE_BREACH).
+    pub heartbeats_throttled: u64,
+    /// New orders and replaces answered ENGINE_BUSY because only the command
+    /// ring's cancel reserve was free.
+    pub ring_reserve_refusals: u64,
 }
 
 impl Counters {

@@ -337,6 +337,8 @@ fn visit_reactor(sink: &mut impl Sink, s: &ReactorSample<'_>) {
         lockouts,
         orphans_forgotten,
         orphans_swept,
+        heartbeats_throttled,
+        ring_reserve_refusals,
     } = s.counters;
     #[rustfmt::skip]
     let scalars = [
@@ -353,6 +355,8 @@ fn visit_reactor(sink: &mut impl Sink, s: &ReactorSample<'_>) {
         (11, *lockouts, "lockouts", "Addresses locked out by failed logons."),
         (12, *orphans_forgotten, "orphans_forgotten", "Ended sessions the orphan registry forgot because it was full."),
         (13, *orphans_swept, "orphans_swept", "Ended sessions whose resting orders a revocation canceled."),
+        (30, *heartbeats_throttled, "heartbeats_throttled", "Heartbeats beyond the session's heartbeat allowance (count toward THROTTLE_BREACH)."),
+        (31, *ring_reserve_refusals, "ring_reserve_refusals", "New orders and replaces refused ENGINE_BUSY to keep the command ring's cancel reserve."),
     ];
     for (id, value, family, help) in scalars {
         sink.put(info(id, Counter, family, "", help), value);
