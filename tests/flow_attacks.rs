@@ -21,7 +21,8 @@ fn next_reply(c: &mut Conn) -> Option<Vec<u8>> {
     loop {
         if let Some(f) = c.r.next_frame() {
             let f = f.expect("well-formed").to_vec();
-            c.c.receive(&f).expect("the client accepts the gateway's frame");
+            c.c.receive(&f)
+                .expect("the client accepts the gateway's frame");
             if template(&f) == wire::Heartbeat::TEMPLATE_ID {
                 continue;
             }
@@ -95,8 +96,15 @@ fn a_heartbeat_flood_over_tcp_ends_in_throttle_breach_and_spares_its_neighbour()
     let report = net::finish(gw);
     let c = &report.reactors[0].counters;
     assert_eq!(c.terminate(TR::THROTTLE_BREACH), 1);
-    assert_eq!(c.heartbeats_throttled, 100, "the default throttle_breach_run");
-    assert_eq!(c.order_reject(RR::THROTTLED), 0, "no OrderRejected for a heartbeat");
+    assert_eq!(
+        c.heartbeats_throttled, 100,
+        "the default throttle_breach_run"
+    );
+    assert_eq!(
+        c.order_reject(RR::THROTTLED),
+        0,
+        "no OrderRejected for a heartbeat"
+    );
     assert!(
         c.bytes_discarded > 0,
         "the rest of the flood was never checked"
@@ -172,7 +180,7 @@ fn an_admitted_heartbeat_ends_a_throttled_run() {
     let f = p.logon_frame(1000, 1, 0);
     p.send(&f);
     p.frames();
-    let mut heartbeat = |p: &mut Pair<'_>| {
+    let heartbeat = |p: &mut Pair<'_>| {
         let hb = p.client.seal(wire::Heartbeat { seq: 0 }.to_bytes());
         p.send(&hb);
     };
@@ -184,10 +192,15 @@ fn an_admitted_heartbeat_ends_a_throttled_run() {
     heartbeat(&mut p);
     heartbeat(&mut p);
     heartbeat(&mut p);
-    assert!(p.session.is_logged_on(), "the run restarted at the admitted one");
+    assert!(
+        p.session.is_logged_on(),
+        "the run restarted at the admitted one"
+    );
     heartbeat(&mut p);
     let frames = p.frames();
-    let last = frames.first().expect("Terminate after three throttled in a row");
+    let last = frames
+        .first()
+        .expect("Terminate after three throttled in a row");
     assert_eq!(terminate_reason(last), TR::THROTTLE_BREACH.wire());
 }
 
@@ -211,7 +224,10 @@ fn cancels_keep_a_reserve_of_the_command_ring_sans_io() {
         p.send(&c);
     }
     let forwarded = |kind| p.commands.iter().filter(|c| c.kind == kind).count();
-    let (orders, cancels) = (forwarded(CommandKind::NewOrder), forwarded(CommandKind::Cancel));
+    let (orders, cancels) = (
+        forwarded(CommandKind::NewOrder),
+        forwarded(CommandKind::Cancel),
+    );
     let frames = p.frames();
     let busy: Vec<u64> = frames
         .iter()
@@ -228,8 +244,14 @@ fn cancels_keep_a_reserve_of_the_command_ring_sans_io() {
     assert!(busy[..344].iter().all(|&id| id <= ORDERS));
     assert!(busy[344..].iter().all(|&id| id > CANCEL_BASE + 8));
     assert_eq!(p.counters.order_reject(RR::ENGINE_BUSY), 736);
-    assert_eq!(p.counters.ring_reserve_refusals, 344, "new orders kept out of the reserve");
-    assert_eq!(p.counters.ring_full, 392, "cancels beyond the reserve: a full ring");
+    assert_eq!(
+        p.counters.ring_reserve_refusals, 344,
+        "new orders kept out of the reserve"
+    );
+    assert_eq!(
+        p.counters.ring_full, 392,
+        "cancels beyond the reserve: a full ring"
+    );
     assert_eq!(p.counters.commands_out, 64);
 }
 
@@ -264,7 +286,10 @@ fn the_reserve_takes_mass_cancels_and_cancel_on_disconnect_but_not_replaces() {
     );
     assert_eq!(rejected(&frames[0]), (13, RR::ENGINE_BUSY.wire(), 0));
     assert_eq!(rejected(&frames[1]), (14, RR::ENGINE_BUSY.wire(), 0));
-    assert_eq!((p.counters.ring_reserve_refusals, p.counters.ring_full), (2, 0));
+    assert_eq!(
+        (p.counters.ring_reserve_refusals, p.counters.ring_full),
+        (2, 0)
+    );
     let m = p.client.seal(
         wire::MassCancel {
             seq: 0,
@@ -354,7 +379,10 @@ fn cancels_get_through_a_command_ring_flooded_by_new_orders_over_tcp() {
         cancel_busy.len()
     );
     for id in 1..=8 {
-        assert!(canceled.contains(&(CANCEL_BASE + id)), "cancel {id} went through");
+        assert!(
+            canceled.contains(&(CANCEL_BASE + id)),
+            "cancel {id} went through"
+        );
     }
     eprintln!(
         "{ORDERS} new orders then {ORDERS} cancels through a 64-slot ring: {order_busy} orders \
@@ -369,7 +397,10 @@ fn cancels_get_through_a_command_ring_flooded_by_new_orders_over_tcp() {
     // a full ring.
     assert_eq!(c.ring_reserve_refusals, order_busy);
     assert_eq!(c.ring_full, cancel_busy.len() as u64);
-    assert_eq!(c.commands_out, 2 * ORDERS - order_busy - cancel_busy.len() as u64);
+    assert_eq!(
+        c.commands_out,
+        2 * ORDERS - order_busy - cancel_busy.len() as u64
+    );
     assert!(
         order_busy > 0,
         "the ring never came under pressure: the test proved nothing"

@@ -298,7 +298,10 @@ fn heartbeats_beyond_the_allowance_and_the_cancel_reserve_allocate_nothing() {
     const RING: usize = 64; // cancel reserve 8: new orders get 56 slots
     const FITS: u64 = 56;
     let mut rig = start_with_ring(RING);
-    let id = rig.core.accept(rig.now, "127.0.0.1".parse().unwrap()).unwrap();
+    let id = rig
+        .core
+        .accept(rig.now, "127.0.0.1".parse().unwrap())
+        .unwrap();
     let mut d = Peer::new(id);
 
     let before = allocations();

@@ -12,9 +12,7 @@ use std::sync::Arc;
 
 use crate::engine::{Command, CommandKind, Event, Nanos, SessionId};
 use crate::ring::{Consumer, Producer};
-use crate::session::{
-    Audit, CommandSink, Counters, Io, KeySet, RingRefusal, Session, Shared,
-};
+use crate::session::{Audit, CommandSink, Counters, Io, KeySet, RingRefusal, Session, Shared};
 use crate::wire::codes::{LogonRejectReason, TerminateReason};
 use crate::wire::{self};
 
