@@ -1110,6 +1110,13 @@ pub fn summary(report: &GatewayReport, ran: Duration) -> String {
         if acted != "none" {
             let _ = writeln!(out, "  controls: {acted}");
         }
+        if c.heartbeats_throttled + c.ring_reserve_refusals > 0 {
+            let _ = writeln!(
+                out,
+                "  heartbeats throttled {}, new orders refused for the cancel reserve {}",
+                c.heartbeats_throttled, c.ring_reserve_refusals
+            );
+        }
         let _ = writeln!(out, "  recv→ring: {}", latency(&reactor.recv_to_ring_ns));
         uring_health(&mut out, u);
         admission(&mut out, c, u);
@@ -2030,6 +2037,34 @@ mod tests {
             "engine: 900 commands, 1800 events, 1 blocked turns, 0 misrouted"
         );
         assert_eq!(lines.len(), 19);
+    }
+
+    #[test]
+    fn summary_shows_throttled_heartbeats_and_cancel_reserve_refusals() {
+        let report = GatewayReport {
+            reactors: vec![ReactorReport {
+                counters: Counters {
+                    ring_full: 392,
+                    heartbeats_throttled: 100,
+                    ring_reserve_refusals: 344,
+                    ..Counters::default()
+                },
+                uring: UringCounters::default(),
+                recv_to_ring_ns: Histogram::new(3).unwrap(),
+                engine: None,
+            }],
+            engine: EngineCounters::default(),
+            journal: None,
+        };
+        let text = summary(&report, Duration::from_secs(1));
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(
+            &lines[5..7],
+            [
+                "  ring full 392, slow consumers 0, logon timeouts 0",
+                "  heartbeats throttled 100, new orders refused for the cancel reserve 344",
+            ]
+        );
     }
 
     #[test]

@@ -416,3 +416,53 @@ pub const JOURNAL_SEGMENT_RECORDS_MIN: u64 = 64;
 
 const _: () = assert!(JOURNAL_HIGH_WATER_PERCENT >= 1 && JOURNAL_HIGH_WATER_PERCENT <= 100);
 const _: () = assert!(JOURNAL_AGGREGATE_SLOTS >= 1 && JOURNAL_AGGREGATE_OVERFLOW_SLOTS >= 1);
+
+/// Heartbeats a session may send per keepalive interval, sustained. The
+/// keepalive needs one (a client heartbeats after `keepalive_ms` of
+/// silence); four leave room for a client on a shorter timer of its own.
+/// Heartbeats have this allowance of their own and never take order or
+/// cancel tokens; a heartbeat beyond it is throttled (no reply: it has no
+/// `cl_ord_id`) and counts toward `throttle_breach_run`, so a flood ends in
+/// Terminate THROTTLE_BREACH. Cost: at the shortest keepalive (100 ms) a
+/// session can make the gateway check 40 heartbeat tags a second.
+pub const HEARTBEATS_PER_KEEPALIVE: u64 = 4;
+
+/// Heartbeats a session may send at once, beyond the sustained allowance
+/// (a client catching up after a stall).
+pub const HEARTBEAT_BURST: u32 = 8;
+
+/// Share of every command ring (reactor → engine) kept for cancels:
+/// NewOrder and ReplaceOrder are answered ENGINE_BUSY once only this many
+/// slots are free, while CancelOrder, MassCancel and the gateway's own
+/// CancelOnDisconnect and CancelForRevocation may use every slot. A client
+/// (or a neighbour) that floods the ring with new orders cannot keep a
+/// client from getting out of risk, as the cancel reserve of the rate
+/// limits does for tokens. A divisor of the capacity (1/8: 512 slots of the
+/// default 4096, so new orders see ENGINE_BUSY 1/8 earlier when the engine
+/// falls behind), at least `COMMAND_RING_CANCEL_RESERVE_MIN`, at most half
+/// the ring.
+pub const COMMAND_RING_CANCEL_RESERVE_DIVISOR: usize = 8;
+pub const COMMAND_RING_CANCEL_RESERVE_MIN: usize = 4;
+
+/// The cancel reserve of a command ring of `capacity` slots (see
+/// `COMMAND_RING_CANCEL_RESERVE_DIVISOR`): 2 of 4, 4 of 8 to 32, 8 of 64,
+/// 512 of 4096. Never the whole ring: new orders keep at least half.
+pub const fn command_ring_cancel_reserve(capacity: usize) -> usize {
+    let share = capacity / COMMAND_RING_CANCEL_RESERVE_DIVISOR;
+    let reserve = if share > COMMAND_RING_CANCEL_RESERVE_MIN {
+        share
+    } else {
+        COMMAND_RING_CANCEL_RESERVE_MIN
+    };
+    if reserve < capacity / 2 {
+        reserve
+    } else {
+        capacity / 2
+    }
+}
+
+const _: () = assert!(HEARTBEATS_PER_KEEPALIVE >= 2 && HEARTBEAT_BURST >= 2);
+const _: () = assert!(command_ring_cancel_reserve(RING_CAPACITY_MIN) >= 1);
+const _: () = assert!(command_ring_cancel_reserve(RING_CAPACITY_MIN) < RING_CAPACITY_MIN);
+const _: () = assert!(command_ring_cancel_reserve(RING_CAPACITY_DEFAULT) == 512);
+const _: () = assert!(command_ring_cancel_reserve(64) == 8);

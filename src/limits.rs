@@ -27,6 +27,11 @@
 //! burst (`R = B / CANCEL_RESERVE_DIVISOR`); cancels may use all `B`. A flood
 //! of new orders therefore leaves `R` tokens that only a cancel can take.
 //!
+//! **Heartbeats** have a cell of their own per session
+//! ([`HeartbeatAllowance`]: a few per keepalive interval, no key cell), so
+//! keepalive traffic never takes order or cancel tokens, and a heartbeat
+//! flood is throttled like any other.
+//!
 //! **Two cells, one decision.** A message must pass its session's cell and
 //! its key's cell. The session cell is checked first without changing it, the
 //! key cell is then taken by CAS, and only if both pass is the session cell
@@ -36,7 +41,9 @@ use std::hash::{BuildHasher, Hash, RandomState};
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use crate::constants::{CANCEL_RESERVE_DIVISOR, NONCE_CACHE_PROBES_MAX};
+use crate::constants::{
+    CANCEL_RESERVE_DIVISOR, HEARTBEAT_BURST, HEARTBEATS_PER_KEEPALIVE, NONCE_CACHE_PROBES_MAX,
+};
 use crate::engine::Nanos;
 
 const NS_PER_SEC: u64 = 1_000_000_000;
@@ -76,6 +83,18 @@ impl Rate {
             interval_ns,
             cancel_tolerance_ns: (burst as u64 - 1) * interval_ns,
             order_tolerance_ns: (burst as u64 - 1 - reserve as u64) * interval_ns,
+        }
+    }
+
+    /// One message every `interval_ns` (≥ 1) with burst `burst` (≥ 1) and
+    /// no cancel reserve: both classes alike.
+    pub const fn every(interval_ns: u64, burst: u32) -> Rate {
+        assert!(interval_ns > 0 && burst > 0);
+        let tolerance_ns = (burst as u64 - 1) * interval_ns;
+        Rate {
+            interval_ns,
+            cancel_tolerance_ns: tolerance_ns,
+            order_tolerance_ns: tolerance_ns,
         }
     }
 
@@ -119,6 +138,36 @@ impl LocalCell {
     #[inline]
     pub fn commit(&mut self, tat: u64) {
         self.tat = tat;
+    }
+}
+
+/// A session's heartbeat allowance: `HEARTBEATS_PER_KEEPALIVE` per
+/// keepalive interval, burst `HEARTBEAT_BURST`, in a cell of its own, so
+/// heartbeats never take order or cancel tokens and orders never starve the
+/// keepalive. One reactor touches it.
+#[derive(Clone, Copy, Debug)]
+pub struct HeartbeatAllowance {
+    rate: Rate,
+    cell: LocalCell,
+}
+
+impl HeartbeatAllowance {
+    /// For a session whose Logon asked for `keepalive_ms` (≥
+    /// `KEEPALIVE_MS_MIN`, checked at logon).
+    pub fn new(keepalive_ms: u16) -> HeartbeatAllowance {
+        let keepalive_ns = keepalive_ms.max(1) as u64 * 1_000_000;
+        HeartbeatAllowance {
+            rate: Rate::every(keepalive_ns / HEARTBEATS_PER_KEEPALIVE, HEARTBEAT_BURST),
+            cell: LocalCell::default(),
+        }
+    }
+
+    /// Takes one heartbeat's token, or `Err(retry_after_ns)`.
+    #[inline]
+    pub fn admit(&mut self, now: Nanos) -> Result<(), u64> {
+        let tat = self.cell.peek(&self.rate, now, Class::Cancel)?;
+        self.cell.commit(tat);
+        Ok(())
     }
 }
 
@@ -739,6 +788,27 @@ mod tests {
             admit(&mut s, &rate, &key, &key_rate, T0 + 2_000_000, Class::Order),
             Ok(())
         );
+    }
+
+    #[test]
+    fn heartbeats_get_a_burst_then_four_per_keepalive() {
+        let mut h = HeartbeatAllowance::new(1000); // one per 250 ms, burst 8
+        for _ in 0..HEARTBEAT_BURST {
+            assert_eq!(h.admit(T0), Ok(()));
+        }
+        // TAT = T0 + 2 s, tolerance 7 x 250 ms: wait 250 ms.
+        assert_eq!(h.admit(T0), Err(250_000_000));
+        assert_eq!(h.admit(T0 + 100_000_000), Err(150_000_000));
+        let before = h.cell.tat;
+        assert_eq!(h.admit(T0 + 100_000_000), Err(150_000_000));
+        assert_eq!(h.cell.tat, before, "a throttled heartbeat moves no cell");
+        assert_eq!(h.admit(T0 + 250_000_000), Ok(()));
+        assert_eq!(h.admit(T0 + 250_000_000), Err(250_000_000));
+        // At four per keepalive, forever.
+        let mut h = HeartbeatAllowance::new(100);
+        for i in 0..100_000u64 {
+            assert_eq!(h.admit(T0 + i * 25_000_000), Ok(()), "heartbeat {i}");
+        }
     }
 
     #[test]

@@ -58,12 +58,15 @@
 //! # Protocol
 //!
 //! ```text
-//!  producer try_push(v)                     consumer pop()
-//!  1. if tail - head_cached == capacity:    1. if head == tail_cached:
-//!       head_cached = head.load(Acquire)         tail_cached = tail.load(Acquire)
-//!       if still full: return Err(v)             if still equal: return None
+//!  producer try_push_leaving(v, reserve)    consumer pop()
+//!  1. if capacity - (tail - head_cached)    1. if head == tail_cached:
+//!          <= reserve:                           tail_cached = tail.load(Acquire)
+//!       head_cached = head.load(Acquire)         if still equal: return None
+//!       if still so: return Err(v)
 //!  2. slots[tail & mask].write(v)           2. v = slots[head & mask].read()
 //!  3. tail += 1; tail.store(Release)        3. head += 1; head.store(Release)
+//!
+//!  try_push(v) is try_push_leaving(v, 0): step 1 refuses only a full ring.
 //! ```
 //!
 //! - `tail` Release (producer 3) / Acquire (consumer 1): the slot write (2)
@@ -83,6 +86,17 @@
 //!   (producer) or emptier (consumer) than it is, never the reverse.
 //! - [`Consumer::drain`] takes up to `max` records and stores `head` once at
 //!   the end (Agrona's batch read): one store to the shared line per batch.
+//! - A reserve ([`Producer::try_push_leaving`]): a push that must leave
+//!   `reserve` slots free succeeds only if more than `reserve` are free. The
+//!   cached `head` understates what is free, so the consumer's line is read
+//!   only when the cached view says the push would reach into the reserve;
+//!   in the common case (the ring far from that full) the push costs exactly
+//!   what a plain one does. Either way the slot written is below
+//!   `head + capacity` (more than `reserve >= 0` slots are free), which is
+//!   all the safety argument of step 2 needs. The gateway keeps such a
+//!   reserve of its command ring for cancels (`constants::
+//!   command_ring_cancel_reserve`): new orders use `try_push_leaving`,
+//!   cancels `try_push`.
 //!
 //! All `unsafe` of the hand-off lives in this module. Both ends are `Send`
 //! but neither is `Sync` nor `Clone`: one producer, one consumer.
@@ -243,16 +257,31 @@ impl<T: Copy + Send> Producer<T> {
     /// Never blocks.
     #[inline]
     pub fn try_push(&mut self, value: T) -> Result<(), T> {
+        self.try_push_leaving(value, 0)
+    }
+
+    /// Appends `value` only if `reserve` slots stay free after it (more than
+    /// `reserve` are free now); otherwise hands it back as `Err(value)`. Never
+    /// blocks. After a refusal [`Producer::free_seen`] is exact as of the
+    /// refusal: 0 if the ring was full, else at most `reserve`.
+    ///
+    /// The consumer's `head` is loaded only when the cached view says the
+    /// push would reach into the reserve (module docs, "Protocol").
+    #[inline]
+    pub fn try_push_leaving(&mut self, value: T, reserve: usize) -> Result<(), T> {
         let tail = self.tail;
-        if tail.wrapping_sub(self.head_cached) == self.shared.capacity() {
+        let capacity = self.shared.capacity();
+        // `tail - head_cached <= capacity` (invariant), so no underflow.
+        if capacity - tail.wrapping_sub(self.head_cached) <= reserve {
             self.refresh_head();
-            if tail.wrapping_sub(self.head_cached) == self.shared.capacity() {
+            if capacity - tail.wrapping_sub(self.head_cached) <= reserve {
                 return Err(value);
             }
         }
-        debug_assert!(tail.wrapping_sub(self.head_cached) < self.shared.capacity());
+        debug_assert!(tail.wrapping_sub(self.head_cached) < capacity);
         self.shared.slot(tail).with_mut(|slot| {
-            // SAFETY: `tail - head_cached < capacity`, and `head_cached` is a
+            // SAFETY: more than `reserve >= 0` slots are free by the check
+            // above, so `tail - head_cached < capacity`, and `head_cached` is a
             // value of `shared.head` loaded with Acquire (or the start value),
             // so `tail` is in the producer's range `[tail, head + capacity)`:
             // the consumer does not read this slot until we publish a tail
@@ -288,6 +317,14 @@ impl<T: Copy + Send> Producer<T> {
             return capacity - self.tail.wrapping_sub(self.head_cached);
         }
         free_cached
+    }
+
+    /// Free slots as of the producer's last look at the consumer's `head`:
+    /// never more than are free now. Touches no shared line. Exact right
+    /// after a refused push, which always looks.
+    #[inline]
+    pub fn free_seen(&self) -> usize {
+        self.shared.capacity() - self.tail.wrapping_sub(self.head_cached)
     }
 
     /// Slots in the ring, free or not.
@@ -591,6 +628,73 @@ mod tests {
     }
 
     #[test]
+    fn a_push_leaving_a_reserve_stops_short_of_it() {
+        let (mut producer, mut consumer) = channel::<u64>(8);
+        for n in 0..5 {
+            assert_eq!(producer.try_push_leaving(n, 3), Ok(()));
+        }
+        assert_eq!(producer.try_push_leaving(5, 3), Err(5));
+        assert_eq!(producer.free_seen(), 3, "exact after a refusal");
+        // The reserve is a plain push's.
+        for n in 5..8 {
+            assert_eq!(producer.try_push(n), Ok(()));
+        }
+        assert_eq!(producer.try_push(8), Err(8));
+        assert_eq!(producer.try_push_leaving(8, 3), Err(8));
+        assert_eq!(producer.free_seen(), 0, "full, not merely reserved");
+        // Freed by the consumer: the next push looks at `head` again.
+        assert_eq!(consumer.drain(4, |_| {}), 4);
+        assert_eq!(producer.free_seen(), 0, "nothing looked yet");
+        assert_eq!(producer.try_push_leaving(8, 3), Ok(()));
+        assert_eq!(producer.free_seen(), 3);
+        assert_eq!(producer.try_push_leaving(9, 3), Err(9));
+        // Reserve 0 is a plain push; a reserve of the whole ring takes none.
+        assert_eq!(producer.try_push_leaving(9, 0), Ok(()));
+        assert_eq!(consumer.drain(8, |_| {}), 6);
+        assert_eq!(producer.try_push_leaving(10, 8), Err(10));
+        assert_eq!(producer.free_seen(), 8);
+        // FIFO across both kinds of push.
+        let got: Vec<u64> = std::iter::from_fn(|| consumer.pop()).collect();
+        assert!(got.is_empty());
+        producer.try_push_leaving(11, 1).unwrap();
+        producer.try_push(12).unwrap();
+        assert_eq!(consumer.pop(), Some(11));
+        assert_eq!(consumer.pop(), Some(12));
+    }
+
+    #[test]
+    fn a_push_leaving_looks_at_the_consumer_only_near_the_reserve() {
+        let (mut producer, mut consumer) = channel::<u64>(8);
+        producer.try_push_leaving(0, 3).unwrap();
+        producer.try_push_leaving(1, 3).unwrap();
+        assert_eq!(consumer.drain(2, |_| {}), 2);
+        // The cached view (6 free) leaves room: `head` is not loaded.
+        producer.try_push_leaving(2, 3).unwrap();
+        producer.try_push_leaving(3, 3).unwrap();
+        producer.try_push_leaving(4, 3).unwrap();
+        assert_eq!(producer.free_seen(), 3, "still the stale view");
+        // Now the cached view says the reserve would be touched: it looks,
+        // finds the two freed slots, and pushes.
+        producer.try_push_leaving(5, 3).unwrap();
+        assert_eq!(producer.free_seen(), 4);
+    }
+
+    #[test]
+    fn a_push_leaving_a_reserve_wraps_past_usize_max() {
+        let (mut producer, mut consumer) = channel_from::<u64>(4, usize::MAX - 2);
+        for n in 0..50u64 {
+            assert_eq!(producer.try_push_leaving(n, 1), Ok(()));
+            assert_eq!(producer.try_push_leaving(n + 100, 1), Ok(()));
+            assert_eq!(producer.try_push_leaving(n + 200, 1), Ok(()));
+            assert_eq!(producer.try_push_leaving(7, 1), Err(7));
+            assert_eq!(producer.free_seen(), 1);
+            assert_eq!(consumer.pop(), Some(n));
+            assert_eq!(consumer.pop(), Some(n + 100));
+            assert_eq!(consumer.pop(), Some(n + 200));
+        }
+    }
+
+    #[test]
     fn len_and_is_empty() {
         let (mut producer, mut consumer) = channel::<u8>(2);
         assert!(consumer.is_empty());
@@ -692,6 +796,41 @@ mod loom_tests {
             handle.join().unwrap();
             assert_eq!(received, VALUES);
             assert!(consumer.is_empty());
+        });
+    }
+
+    /// Pushes that leave one slot of two free never take it, whatever the
+    /// consumer does meanwhile; the reserved slot stays a plain push's.
+    #[test]
+    fn a_push_leaving_a_reserve_never_takes_it() {
+        loom::model(|| {
+            let (producer, mut consumer) = channel::<u64>(2);
+            let handle = thread::spawn(move || {
+                let mut producer = producer;
+                for value in VALUES {
+                    let mut value = value;
+                    while let Err(back) = producer.try_push_leaving(value, 1) {
+                        assert!(producer.free_seen() <= 1);
+                        value = back;
+                        thread::yield_now();
+                    }
+                }
+                producer
+            });
+            let mut received = Vec::new();
+            while received.len() < VALUES.len() {
+                assert!(consumer.len() <= 1, "a reserved slot was taken");
+                match consumer.pop() {
+                    Some(value) => received.push(value),
+                    None => thread::yield_now(),
+                }
+            }
+            let mut producer = handle.join().unwrap();
+            assert_eq!(received, VALUES);
+            assert_eq!(producer.try_push_leaving(1, 1), Ok(()));
+            assert_eq!(producer.try_push_leaving(2, 1), Err(2));
+            assert_eq!(producer.try_push(3), Ok(()));
+            assert_eq!(producer.free_seen(), 0);
         });
     }
 

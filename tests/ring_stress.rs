@@ -5,6 +5,10 @@
 //! reordered one (`n` not the next expected) and a torn one (fields from two
 //! different writes: they no longer agree on `n`). A small ring forces a lap
 //! every 64 records and constant full/empty transitions.
+//!
+//! As the gateway does, new orders and replaces are pushed leaving a cancel
+//! reserve (`try_push_leaving`) and every other kind with a plain push, so
+//! both ways into the ring race the consumer.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, mpsc};
@@ -17,6 +21,8 @@ use ordergate::ring::{self, Consumer, Producer};
 
 const RECORDS: u64 = 4_000_000;
 const CAPACITY: usize = 64;
+/// Slots new orders and replaces leave free, as the gateway's command ring.
+const RESERVE: usize = ordergate::constants::command_ring_cancel_reserve(CAPACITY);
 /// Spins on a full or empty ring before yielding the core: on a 2-core box
 /// (shared with other work) a pure spinner could keep its peer off the CPU.
 const SPINS_BEFORE_YIELD: u32 = 64;
@@ -108,12 +114,21 @@ fn produce(mut producer: Producer<Command>, me: Done, consumer: Done) -> u64 {
     let mut full = 0u64;
     for n in 0..RECORDS {
         let mut command = record(n);
+        let leaves_reserve = matches!(command.kind, CommandKind::NewOrder | CommandKind::Replace);
         loop {
-            match producer.try_push(command) {
+            let pushed = if leaves_reserve {
+                producer.try_push_leaving(command, RESERVE)
+            } else {
+                producer.try_push(command)
+            };
+            match pushed {
                 Ok(()) => break,
                 Err(back) => {
-                    // The exact record comes back on a full ring.
+                    // The exact record comes back on a full ring, or one
+                    // with no more than the reserve free.
                     assert_eq!(back.cl_ord_id, n);
+                    let limit = if leaves_reserve { RESERVE } else { 0 };
+                    assert!(producer.free_seen() <= limit, "refused with room");
                     command = back;
                     full += 1;
                     if consumer.is_set() {

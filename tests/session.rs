@@ -402,10 +402,12 @@ fn throttled_orders_get_the_exact_retry_after_and_a_run_ends_the_session() {
 }
 
 #[test]
-fn heartbeats_are_never_throttled() {
+fn heartbeats_have_their_own_allowance_and_take_no_order_tokens() {
     let shared = shared();
     let mut p = Pair::new(&shared, KEY_SLOW, 16);
     p.logon(0);
+    // Keepalive 1 s: a burst of 8, then one per 250 ms; the other 42 are
+    // throttled without a reply (a run of 42 < 100: no breach).
     for _ in 0..50 {
         let hb = p.client.seal(wire::Heartbeat { seq: 0 }.to_bytes());
         p.send(&hb);
@@ -413,6 +415,14 @@ fn heartbeats_are_never_throttled() {
     assert!(p.frames().is_empty());
     assert!(p.session.is_logged_on());
     assert_eq!(p.counters.messages_in, 50);
+    assert_eq!(p.counters.heartbeats_throttled, 42);
+    // KEY_SLOW's three order tokens are untouched.
+    for id in 1..=3 {
+        let o = p.new_order(id, 100, 1, 1, 0);
+        p.send(&o);
+    }
+    assert_eq!(p.commands.len(), 3);
+    assert!(p.frames().is_empty());
 }
 
 #[test]

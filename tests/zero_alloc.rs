@@ -9,6 +9,13 @@
 //! admitted, logged on, logged out and released every round too, through
 //! the reactor's admission policy.
 //!
+//! A second test runs a session against a 64-slot command ring that it
+//! fills faster than the engine drains it, with heartbeats beyond its
+//! allowance: the heartbeat allowance (admitted and throttled), the command
+//! ring's cancel reserve (a new order refused ENGINE_BUSY, a cancel and a
+//! mass cancel let through) and the engine's paused steps allocate nothing
+//! either.
+//!
 //! The engine agent runs on the test's thread, as it does on a small host
 //! where it shares a reactor's thread (still through the rings), so a
 //! thread-local count sees every allocation of the path and no other test's.
@@ -35,13 +42,14 @@ const T0: u64 = 1_764_000_000_000_000_000;
 const MS: u64 = 1_000_000;
 const ROUNDS: u64 = 10_000;
 
-/// One client connection: the client state, its reader and reply counts by
-/// template id.
+/// One client connection: the client state, its reader, reply counts by
+/// template id and OrderRejected counts by reason.
 struct Peer {
     id: SessionId,
     client: ClientSession,
     reader: FrameReader,
     replies: [u64; 32],
+    rejects: [u64; 16],
 }
 
 impl Peer {
@@ -51,6 +59,7 @@ impl Peer {
             client: ClientSession::new(1, SECRET),
             reader: FrameReader::new(1 << 16),
             replies: [0; 32],
+            rejects: [0; 16],
         }
     }
 }
@@ -85,7 +94,10 @@ impl Rig {
                 let template = match peer.client.receive(frame).expect("tag and seq check") {
                     GatewayFrame::LogonAck(_) => wire::LogonAck::TEMPLATE_ID,
                     GatewayFrame::LogonReject(r) => panic!("logon rejected {}", r.reason()),
-                    GatewayFrame::OrderRejected(r) => panic!("order rejected {}", r.reason()),
+                    GatewayFrame::OrderRejected(r) => {
+                        peer.rejects[r.reason() as usize] += 1;
+                        wire::OrderRejected::TEMPLATE_ID
+                    }
                     GatewayFrame::Heartbeat(_) => wire::Heartbeat::TEMPLATE_ID,
                     GatewayFrame::Terminate(_) => wire::Terminate::TEMPLATE_ID,
                     GatewayFrame::OrderAccepted(_) => wire::OrderAccepted::TEMPLATE_ID,
@@ -114,6 +126,11 @@ impl Rig {
 }
 
 fn start() -> Rig {
+    start_with_ring(1024)
+}
+
+/// A rig whose command and event rings have `ring` slots.
+fn start_with_ring(ring: usize) -> Rig {
     let keys = KeyTable::from_entries(vec![
         KeyEntry::new(
             1,
@@ -135,8 +152,8 @@ fn start() -> Rig {
         ..GatewayConfig::default()
     };
     let shared = Arc::new(Shared::new(config, keys, [9; 32]));
-    let (command_tx, command_rx) = ring::channel::<Command>(1024);
-    let (event_tx, event_rx) = ring::channel::<Event>(1024);
+    let (command_tx, command_rx) = ring::channel::<Command>(ring);
+    let (event_tx, event_rx) = ring::channel::<Event>(ring);
     let core = ReactorCore::new(0, shared, 8, command_tx, event_rx);
     let engine = MatchingEngine::new(EngineConfig {
         orders_max: 4096,
@@ -167,7 +184,9 @@ fn ten_thousand_of_every_client_message_allocate_nothing_after_start_up() {
     rig.logon(&mut b, u64::MAX - 1, 1);
     for i in 0..ROUNDS {
         // Ten virtual milliseconds a round keeps the nonce cache sparse and
-        // the heartbeats of A and B inside their interval.
+        // the session alive; A's and B's heartbeats, one a round, mostly go
+        // beyond their allowance (4 a second) and are throttled (each round's
+        // admitted order ends the run).
         rig.now += 10 * MS;
         let buy = i * 3 + 1;
         let f = a.client.seal(
@@ -274,9 +293,111 @@ fn ten_thousand_of_every_client_message_allocate_nothing_after_start_up() {
     // 7 messages a round from A and B, 1 Logout from C.
     assert_eq!(counters.messages_in, ROUNDS * 8);
     assert_eq!(counters.ring_full, 0);
+    // Each of A and B: a burst of 8 (10..80 ms), then one every 250 ms from
+    // 260 ms on (26 + 25j <= 10,000: 399 of them) are admitted.
+    assert_eq!(counters.heartbeats_throttled, 2 * (ROUNDS - 8 - 399));
+    for peer in [&a, &b, &c] {
+        assert_eq!(peer.rejects, [0; 16], "no request refused");
+    }
     assert_eq!(
         allocated, 0,
         "the message path allocated {allocated} times after start-up"
+    );
+}
+
+#[test]
+fn heartbeats_beyond_the_allowance_and_the_cancel_reserve_allocate_nothing() {
+    const RING: usize = 64; // cancel reserve 8: new orders get 56 slots
+    const FITS: u64 = 56;
+    let mut rig = start_with_ring(RING);
+    let id = rig
+        .core
+        .accept(rig.now, "127.0.0.1".parse().unwrap())
+        .unwrap();
+    let mut d = Peer::new(id);
+
+    let before = allocations();
+
+    rig.logon(&mut d, 7, 0); // keepalive 1 s: 4 heartbeats a second, burst 8
+    for _ in 0..8 {
+        let f = d.client.seal(wire::Heartbeat { seq: 0 }.to_bytes());
+        rig.core.on_bytes(d.id, rig.now, &f);
+    }
+    let rounds = ROUNDS / 10;
+    let mut next_id = 1u64;
+    for _ in 0..rounds {
+        // The burst is spent; one second a round refills four heartbeats,
+        // and the fifth is throttled.
+        rig.now += 1000 * MS;
+        for _ in 0..5 {
+            let f = d.client.seal(wire::Heartbeat { seq: 0 }.to_bytes());
+            rig.core.on_bytes(d.id, rig.now, &f);
+        }
+        // Faster than the engine drains: 56 orders take all but the
+        // reserve, the 57th is refused, a cancel and a mass cancel use it.
+        let first = next_id;
+        for _ in 0..=FITS {
+            let f = d.client.seal(
+                wire::NewOrder {
+                    seq: 0,
+                    cl_ord_id: next_id,
+                    price: 100,
+                    qty: 1,
+                    instrument_id: 1,
+                    side: 1,
+                    ord_type: 1,
+                    tif: 0,
+                }
+                .to_bytes(),
+            );
+            rig.core.on_bytes(d.id, rig.now, &f);
+            next_id += 1;
+        }
+        let f = d.client.seal(
+            wire::CancelOrder {
+                seq: 0,
+                cl_ord_id: next_id,
+                orig_cl_ord_id: first,
+                instrument_id: 1,
+            }
+            .to_bytes(),
+        );
+        rig.core.on_bytes(d.id, rig.now, &f);
+        next_id += 1;
+        let f = d.client.seal(
+            wire::MassCancel {
+                seq: 0,
+                cl_ord_id: next_id,
+                instrument_id: 0,
+                side: 0,
+            }
+            .to_bytes(),
+        );
+        rig.core.on_bytes(d.id, rig.now, &f);
+        next_id += 1;
+        rig.pump(&mut [&mut d]);
+        rig.core.run_timers(rig.now);
+    }
+
+    let allocated = allocations() - before;
+
+    use wire::*;
+    let t = |id: u16| id as usize;
+    assert_eq!(d.replies[t(OrderAccepted::TEMPLATE_ID)], rounds * FITS);
+    assert_eq!(d.replies[t(OrderCanceled::TEMPLATE_ID)], rounds * FITS);
+    assert_eq!(d.replies[t(MassCancelAck::TEMPLATE_ID)], rounds);
+    assert_eq!(d.replies[t(Terminate::TEMPLATE_ID)], 0);
+    let busy = ordergate::wire::codes::RejectReason::ENGINE_BUSY.wire() as usize;
+    assert_eq!(d.rejects[busy], rounds);
+    assert_eq!(d.rejects.iter().sum::<u64>(), rounds);
+    let counters = &rig.core.counters;
+    assert_eq!(counters.heartbeats_throttled, rounds);
+    assert_eq!(counters.ring_reserve_refusals, rounds);
+    assert_eq!(counters.ring_full, 0);
+    assert!(rig.core.session(d.id).unwrap().is_logged_on());
+    assert_eq!(
+        allocated, 0,
+        "the heartbeat and reserve paths allocated {allocated} times after start-up"
     );
 }
 

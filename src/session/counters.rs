@@ -74,6 +74,12 @@ pub struct Counters {
     /// The audit journal's figures, copied from its shared health at each
     /// stats publish (the same in every reactor's block).
     pub journal: crate::journal::JournalFigures,
+    /// Heartbeats beyond the session's heartbeat allowance (no reply; they
+    /// count toward THROTTLE_BREACH).
+    pub heartbeats_throttled: u64,
+    /// New orders and replaces answered ENGINE_BUSY because only the command
+    /// ring's cancel reserve was free.
+    pub ring_reserve_refusals: u64,
 }
 
 impl Counters {

@@ -51,9 +51,25 @@
 //! - Order messages are checked: rate (THROTTLED with `retry_after_ns`; the
 //!   `throttle_breach_run`-th consecutive throttled message gets Terminate
 //!   THROTTLE_BREACH instead), then scope (NOT_PERMITTED), then handed to the
-//!   engine (ENGINE_BUSY if the ring is full: the order was not forwarded).
-//!   Rate comes first so that a flood of unpermitted messages is throttled
-//!   like any other. Heartbeat and Logout are never throttled.
+//!   engine (ENGINE_BUSY if the ring has no room: the order was not
+//!   forwarded). Rate comes first so that a flood of unpermitted messages is
+//!   throttled like any other.
+//! - The command ring keeps a cancel reserve
+//!   ([`command_ring_cancel_reserve`](crate::constants::command_ring_cancel_reserve),
+//!   1/8 of it): NewOrder and ReplaceOrder get ENGINE_BUSY once only the
+//!   reserve is free (`ring_reserve_refusals`); CancelOrder, MassCancel and
+//!   the gateway's own CancelOnDisconnect and CancelForRevocation may use
+//!   it, so a client can always get out of risk however many new orders
+//!   wait ahead of it.
+//! - Heartbeats have an allowance of their own
+//!   ([`HeartbeatAllowance`]: `HEARTBEATS_PER_KEEPALIVE` per keepalive
+//!   interval, burst `HEARTBEAT_BURST`) and take no order tokens. One beyond
+//!   it is throttled: no reply (it has no `cl_ord_id`), counted
+//!   (`heartbeats_throttled`), and it counts toward the throttled run like
+//!   any throttled message, so a flood ends in Terminate THROTTLE_BREACH.
+//!   Any admitted message (order, cancel or heartbeat) ends the run. A
+//!   throttled heartbeat still proves the client alive. Logout is never
+//!   throttled: it ends the session.
 //! - Heartbeat is sent after `keepalive_ms` of silence toward the client;
 //!   two intervals without a frame from the client end the session with
 //!   Terminate HEARTBEAT_TIMEOUT.
@@ -78,7 +94,7 @@ use crate::auth::tag::constant_time_eq;
 use crate::constants::{KEEPALIVE_MS_MAX, KEEPALIVE_MS_MIN, RX_PARTIAL_MAX, TX_REPLY_RESERVE};
 use crate::engine::{Command, CommandKind, Event, EventKind, EventReason, Nanos, SessionId};
 use crate::journal::{AuditEvent, AuditSink, JournalHealth, from_ip};
-use crate::limits::{Class, LocalCell, NonceRefusal, Rate, admit};
+use crate::limits::{Class, HeartbeatAllowance, LocalCell, NonceRefusal, Rate, admit};
 use crate::wire::codes::{
     CancelReason, Environment, LogonRejectReason, RejectReason, Scopes, TerminateReason,
 };
@@ -93,12 +109,36 @@ pub use shared::{GatewayConfig, KeySet, KeyState, Shared};
 pub use tx::TxBuffer;
 
 /// Where a session sends commands: the reactor's ring toward the engine.
+///
+/// The ring keeps a cancel reserve
+/// ([`command_ring_cancel_reserve`](crate::constants::command_ring_cancel_reserve)
+/// of its capacity): new orders and replaces go through
+/// [`try_push_order`](CommandSink::try_push_order), which leaves it free;
+/// cancels, mass cancels and the gateway's own commands through
+/// [`try_push`](CommandSink::try_push), which may use it.
 pub trait CommandSink {
-    /// Hands over one command; `false` if the ring is full (nothing sent).
+    /// Hands over one command, using any free slot (the cancel reserve
+    /// too); `false` if the ring is full (nothing sent).
     fn try_push(&mut self, command: Command) -> bool;
+
+    /// Hands over a NewOrder or Replace only if the cancel reserve stays
+    /// free after it; otherwise nothing is sent and the refusal says whether
+    /// the ring was full or only the reserve was left.
+    fn try_push_order(&mut self, command: Command) -> Result<(), RingRefusal>;
 }
 
-/// A vector is a sink with a capacity: tests use it to play a full ring.
+/// Why a command ring took no order.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RingRefusal {
+    /// No slot free at all.
+    Full,
+    /// Only the cancel reserve was free.
+    Reserve,
+}
+
+/// A vector is a sink with a capacity: tests use it to play a full ring
+/// (the engine not draining it), with the same cancel reserve as a ring of
+/// that capacity.
 impl CommandSink for Vec<Command> {
     fn try_push(&mut self, command: Command) -> bool {
         if self.len() == self.capacity() {
@@ -106,6 +146,18 @@ impl CommandSink for Vec<Command> {
         }
         self.push(command);
         true
+    }
+
+    fn try_push_order(&mut self, command: Command) -> Result<(), RingRefusal> {
+        let free = self.capacity() - self.len();
+        if free == 0 {
+            return Err(RingRefusal::Full);
+        }
+        if free <= crate::constants::command_ring_cancel_reserve(self.capacity()) {
+            return Err(RingRefusal::Reserve);
+        }
+        self.push(command);
+        Ok(())
     }
 }
 
@@ -259,10 +311,14 @@ struct Authenticated {
     keepalive_ns: u64,
     cancel_on_disconnect: bool,
     cell: LocalCell,
+    /// Throttled messages in a row (orders, cancels and heartbeats); any
+    /// admitted one resets it.
     throttled_run: u32,
     /// Whether the Logon was signed with the key's `secret_next` (else its
     /// `secret`): a reload ends the session if that secret left the file.
     signed_with_next: bool,
+    /// Heartbeats' own rate cell (four per keepalive interval, burst 8).
+    heartbeats: HeartbeatAllowance,
 }
 
 pub struct Session {
@@ -744,6 +800,7 @@ impl Session {
             cell: LocalCell::default(),
             throttled_run: 0,
             signed_with_next,
+            heartbeats: HeartbeatAllowance::new(keepalive_ms),
         });
         self.state = State::Active;
         self.last_rx = now;
@@ -824,7 +881,7 @@ impl Session {
         let mut command = Command::empty(CommandKind::NewOrder, self.id);
         command.time_ns = io.now;
         let (class, scope) = match frame {
-            ClientFrame::Heartbeat(_) => return,
+            ClientFrame::Heartbeat(_) => return self.handle_heartbeat(io),
             ClientFrame::Logout(_) => return self.terminate(io, TerminateReason::LOGOUT),
             ClientFrame::Logon(_) => unreachable!("refused above"),
             ClientFrame::NewOrder(m) => {
@@ -864,7 +921,47 @@ impl Session {
         self.handle_request(io, command, class, scope);
     }
 
-    /// Rate, scope, then the engine.
+    /// A heartbeat: taken from the session's heartbeat allowance, or
+    /// throttled. A throttled heartbeat gets no reply (it has no
+    /// `cl_ord_id`) but counts toward the throttled run like any message.
+    fn handle_heartbeat<S: CommandSink>(&mut self, io: &mut Io<'_, S>) {
+        let auth = self
+            .auth
+            .as_mut()
+            .expect("Active sessions are authenticated");
+        if auth.heartbeats.admit(io.now).is_ok() {
+            auth.throttled_run = 0;
+            return;
+        }
+        io.counters.heartbeats_throttled += 1;
+        self.throttled(io);
+    }
+
+    /// Counts one throttled message. The `throttle_breach_run`-th in a row
+    /// ends the session with Terminate THROTTLE_BREACH (journaled): returns
+    /// true, and the message gets no other answer.
+    fn throttled<S: CommandSink>(&mut self, io: &mut Io<'_, S>) -> bool {
+        let auth = self
+            .auth
+            .as_mut()
+            .expect("Active sessions are authenticated");
+        auth.throttled_run += 1;
+        if auth.throttled_run < io.shared.config.throttle_breach_run {
+            return false;
+        }
+        let (key_id, run) = (auth.key_id, auth.throttled_run);
+        io.audit.record(AuditEvent::throttle_breach(
+            io.now,
+            self.id,
+            key_id,
+            from_ip(self.peer),
+            run,
+        ));
+        self.terminate(io, TerminateReason::THROTTLE_BREACH);
+        true
+    }
+
+    /// Rate, scope, risk, then the engine.
     fn handle_request<S: CommandSink>(
         &mut self,
         io: &mut Io<'_, S>,
@@ -887,24 +984,15 @@ impl Session {
             io.now,
             class,
         ) {
-            auth.throttled_run += 1;
-            if auth.throttled_run >= shared.config.throttle_breach_run {
-                let (key_id, run) = (auth.key_id, auth.throttled_run);
-                io.audit.record(AuditEvent::throttle_breach(
-                    io.now,
-                    self.id,
-                    key_id,
-                    from_ip(self.peer),
-                    run,
-                ));
-                return self.terminate(io, TerminateReason::THROTTLE_BREACH);
+            if !self.throttled(io) {
+                self.reject(
+                    io,
+                    command.cl_ord_id,
+                    RejectReason::THROTTLED,
+                    retry_after_ns,
+                );
             }
-            return self.reject(
-                io,
-                command.cl_ord_id,
-                RejectReason::THROTTLED,
-                retry_after_ns,
-            );
+            return;
         }
         auth.throttled_run = 0;
         if !auth.scopes.contains(scope) {
@@ -918,11 +1006,22 @@ impl Session {
         {
             return self.reject(io, command.cl_ord_id, risk.reason(), 0);
         }
-        if io.commands.try_push(command) {
-            io.counters.commands_out += 1;
-        } else {
-            io.counters.ring_full += 1;
-            self.reject(io, command.cl_ord_id, RejectReason::ENGINE_BUSY, 0);
+        // New orders and replaces leave the ring's cancel reserve free;
+        // cancels may take it, so a client can always get out of risk.
+        let pushed = match class {
+            Class::Order => io.commands.try_push_order(command),
+            Class::Cancel if io.commands.try_push(command) => Ok(()),
+            Class::Cancel => Err(RingRefusal::Full),
+        };
+        match pushed {
+            Ok(()) => io.counters.commands_out += 1,
+            Err(refusal) => {
+                match refusal {
+                    RingRefusal::Full => io.counters.ring_full += 1,
+                    RingRefusal::Reserve => io.counters.ring_reserve_refusals += 1,
+                }
+                self.reject(io, command.cl_ord_id, RejectReason::ENGINE_BUSY, 0);
+            }
         }
     }
 

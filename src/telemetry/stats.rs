@@ -349,6 +349,8 @@ fn visit_reactor(sink: &mut impl Sink, s: &ReactorSample<'_>) {
         lockout_evictions,
         logon_rate_evictions,
         journal,
+        heartbeats_throttled,
+        ring_reserve_refusals,
     } = s.counters;
     #[rustfmt::skip]
     let scalars = [
@@ -376,6 +378,8 @@ fn visit_reactor(sink: &mut impl Sink, s: &ReactorSample<'_>) {
         (23, *logons_nonce_share_full, "logons_nonce_share_full", "Logons refused THROTTLED: the key's nonce cache had no free slot."),
         (24, *lockout_evictions, "lockout_evictions", "Failed-logon records forgotten to make room in the lockout table."),
         (25, *logon_rate_evictions, "logon_rate_evictions", "Per-address logon rate cells still in debt forgotten to make room."),
+        (30, *heartbeats_throttled, "heartbeats_throttled", "Heartbeats beyond the session's heartbeat allowance (count toward THROTTLE_BREACH)."),
+        (31, *ring_reserve_refusals, "ring_reserve_refusals", "New orders and replaces refused ENGINE_BUSY to keep the command ring's cancel reserve."),
     ];
     for (id, value, family, help) in scalars {
         sink.put(info(id, Counter, family, "", help), value);
