@@ -130,6 +130,13 @@ pub struct UringCounters {
     /// Turns of the loop, and the busiest turn's duration.
     pub turns: u64,
     pub turn_ns_max: u64,
+    /// Receive buffers held for a paused connection instead of recycled
+    /// (back-pressure: its session could not answer more yet).
+    pub recv_parked: u64,
+    /// Most receive buffers one connection held parked at once.
+    pub recv_parked_max: u64,
+    /// Buffers parked beyond `RECV_PARKED_PER_CONN` for one connection.
+    pub recv_parked_over_cap: u64,
 }
 
 /// One reactor's figures at shutdown.

@@ -522,7 +522,7 @@ pub struct LoadReport {
     /// Orders canceled by the end-of-run MassCancel.
     pub cleanup_canceled: u64,
     /// Terminates received by reason code (index = code), LOGOUT included.
-    pub terminates: [u64; 9],
+    pub terminates: [u64; TerminateReason::ALL.len()],
     /// Sessions that failed (socket or protocol), with what happened.
     pub errors: Vec<String>,
     /// Intended send (open loop) or send (closed loop) → first reply, ns.
@@ -559,7 +559,7 @@ impl LoadReport {
             rejects: [0; 11],
             unanswered: 0,
             cleanup_canceled: 0,
-            terminates: [0; 9],
+            terminates: [0; TerminateReason::ALL.len()],
             errors: Vec::new(),
             latency_ns: new_histogram(),
             send_lag_ns: new_histogram(),

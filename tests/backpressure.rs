@@ -12,7 +12,7 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use common::net::*;
-use ordergate::wire::codes::RejectReason as RR;
+use ordergate::wire::codes::{RejectReason as RR, TerminateReason as TR};
 use ordergate::wire::{self, GatewayFrame};
 
 /// Orders one client pipelines in one write: their answers (64 bytes each
@@ -85,6 +85,12 @@ fn a_reading_client_pipelining_refused_orders_gets_every_answer_and_stays() {
     let r = &report.reactors[0];
     assert_eq!(r.counters.slow_consumers, 0);
     assert_eq!(r.counters.order_reject(RR::NOT_PERMITTED), BURST);
+    assert!(
+        r.counters.input_paused > 0,
+        "the burst paused the session's input: {:?}",
+        r.counters
+    );
+    assert!(r.uring.recv_parked > 0, "{:?}", r.uring);
 }
 
 #[test]
@@ -251,4 +257,191 @@ fn a_client_that_never_reads_is_cut_its_orders_canceled_and_others_trade_on() {
     let report = finish(gw);
     let r = &report.reactors[0];
     assert_eq!(r.counters.slow_consumers, 1, "{:?}", r.counters);
+    assert_eq!(r.counters.terminate(TR::SLOW_CONSUMER), 1);
+}
+
+// ------------------------------------------------------------- sans-I/O
+//
+// The same rules on the session alone, with exact byte counts.
+
+mod sans_io {
+    use super::common::{self, Pair};
+    use ordergate::constants::{TX_BUFFER_SIZE, TX_OUTSTANDING_MAX, TX_STALL_TIMEOUT_NS};
+    use ordergate::engine::{Event, EventKind};
+    use ordergate::session::CloseReason;
+    use ordergate::wire;
+    use ordergate::wire::codes::{RejectReason as RR, TerminateReason as TR};
+
+    const ORDER: usize = wire::NEW_ORDER_SIZE;
+    const REFUSAL: usize = wire::ORDER_REJECTED_SIZE;
+    /// What a session needs free before it reads a frame with nothing at
+    /// the engine: the largest answer (LogonAck, 72) and a Terminate (44).
+    const ROOM: usize = 72 + 44;
+
+    fn orders(p: &mut Pair<'_>, n: u64) -> Vec<u8> {
+        let mut batch = Vec::with_capacity(n as usize * ORDER);
+        for i in 0..n {
+            batch.extend_from_slice(&p.new_order(1 + i, 100, 1, 1, 0));
+        }
+        batch
+    }
+
+    #[test]
+    fn handle_bytes_stops_where_the_refusals_would_not_fit_and_resumes() {
+        let shared = common::shared();
+        let mut p = Pair::new(&shared, common::KEY_CANCEL_ONLY, 16);
+        p.logon(0);
+        let batch = orders(&mut p, 1_500);
+        // Refused at once, 64 bytes each, into an empty 64 KiB buffer: a
+        // frame is read while 116 bytes are free, so 1,023 are.
+        let read = (TX_BUFFER_SIZE - ROOM) / REFUSAL + 1;
+        assert_eq!(read, 1_023);
+        let taken = p.send(&batch);
+        assert_eq!(taken, read * ORDER, "stops exactly before frame 1,024");
+        assert_eq!(p.session.tx().len(), read * REFUSAL);
+        assert_eq!(p.session.tx().free(), 64);
+        assert!(!p.session.wants_input());
+        assert!(p.session.is_logged_on(), "paused, not cut");
+        assert_eq!(p.counters.input_paused, 1);
+        assert_eq!(p.counters.slow_consumers, 0);
+        // Offered again without room: takes nothing.
+        assert_eq!(p.send(&batch[taken..]), 0);
+        assert_eq!(p.counters.input_paused, 2);
+
+        // The client reads: room again, the rest is taken whole.
+        let frames = p.frames();
+        assert_eq!(frames.len(), read);
+        for (i, f) in frames.iter().enumerate() {
+            assert_eq!(
+                common::rejected(f),
+                (1 + i as u64, RR::NOT_PERMITTED.wire(), 0)
+            );
+        }
+        assert!(p.session.wants_input());
+        assert_eq!(p.send(&batch[taken..]), batch.len() - taken);
+        let frames = p.frames();
+        assert_eq!(frames.len(), 1_500 - read);
+        assert_eq!(common::rejected(&frames[0]).0, read as u64 + 1);
+        assert_eq!(p.counters.order_reject(RR::NOT_PERMITTED), 1_500);
+    }
+
+    #[test]
+    fn a_partial_frame_at_the_boundary_is_kept_by_the_caller_not_the_session() {
+        let shared = common::shared();
+        let mut p = Pair::new(&shared, common::KEY_CANCEL_ONLY, 16);
+        p.logon(0);
+        let batch = orders(&mut p, 1_100);
+        // 1,023 whole frames and 10 bytes of the next: the 10 bytes are not
+        // taken (the room check comes first), so nothing is half-read.
+        let cut = 1_023 * ORDER + 10;
+        assert_eq!(p.send(&batch[..cut]), 1_023 * ORDER);
+        p.frames();
+        // The next call starts at the unread bytes and splits anywhere.
+        let rest = &batch[1_023 * ORDER..];
+        assert_eq!(p.send(&rest[..10]), 10);
+        assert_eq!(p.send(&rest[10..]), rest.len() - 10);
+        let frames = p.frames();
+        assert_eq!(frames.len(), 1_100 - 1_023);
+        assert_eq!(common::rejected(&frames[0]).0, 1_024);
+    }
+
+    #[test]
+    fn commands_at_the_engine_hold_room_for_their_first_answers() {
+        let shared = common::shared();
+        let mut p = Pair::new(&shared, common::KEY_TRADER, 4_096);
+        p.logon(0);
+        let batch = orders(&mut p, 1_500);
+        // Nothing is queued yet, but each order at the engine owes an
+        // answer of up to 72 bytes: 909 fit beside a Terminate.
+        let taken = p.send(&batch);
+        assert_eq!(TX_OUTSTANDING_MAX, 909);
+        assert_eq!(taken, TX_OUTSTANDING_MAX * ORDER);
+        assert_eq!(p.commands.len(), TX_OUTSTANDING_MAX);
+        assert_eq!(p.session.outstanding(), TX_OUTSTANDING_MAX as u32);
+        assert!(p.session.tx().is_empty());
+        assert!(!p.session.wants_input());
+        // The engine answers every one (a client that does not read yet):
+        // each fits in the room held for it.
+        let id = p.session.id();
+        let commands: Vec<_> = p.commands.drain(..).collect();
+        for c in commands {
+            let mut e = Event::empty(EventKind::Accepted, id);
+            e.cl_ord_id = c.cl_ord_id;
+            p.event(&e);
+        }
+        assert!(p.session.is_logged_on());
+        assert_eq!(p.session.outstanding(), 0);
+        assert_eq!(
+            p.session.tx().len(),
+            TX_OUTSTANDING_MAX * wire::ORDER_ACCEPTED_SIZE
+        );
+        // Room for (free − 44) / 72 more orders before it pauses again.
+        let free = p.session.tx().free();
+        let more = (free - wire::TERMINATE_SIZE) / 72;
+        assert_eq!(p.send(&batch[taken..]), more * ORDER);
+        assert_eq!(p.commands.len(), more, "all handed to the engine");
+        assert_eq!(p.counters.input_paused, 2);
+        assert_eq!(p.counters.slow_consumers, 0);
+    }
+
+    #[test]
+    fn only_a_transmit_buffer_that_makes_no_progress_is_a_slow_consumer() {
+        let shared = common::shared();
+        let mut p = Pair::new(&shared, common::KEY_CANCEL_ONLY, 16);
+        let f = p.logon_frame(10_000, 1, 0);
+        p.send(&f);
+        p.frames();
+        let batch = orders(&mut p, 1_100);
+        let taken = p.send(&batch);
+        assert!(taken < batch.len(), "paused");
+        // The client reads a little in every window: never cut, and its
+        // held input does not count as silence (heartbeat timeout).
+        for _ in 0..25 {
+            p.now += TX_STALL_TIMEOUT_NS / 2;
+            let tx = p.session.tx_mut();
+            tx.begin_send();
+            tx.complete_send(REFUSAL);
+            p.tick();
+            assert!(p.session.is_logged_on());
+        }
+        assert_eq!(p.counters.slow_consumers, 0);
+        // Then it stops reading: within two windows it is a slow consumer.
+        for _ in 0..4 {
+            p.now += TX_STALL_TIMEOUT_NS / 2;
+            p.tick();
+        }
+        assert_eq!(p.session.close_reason(), Some(CloseReason::SlowConsumer));
+        assert_eq!(p.counters.slow_consumers, 1);
+        assert_eq!(p.counters.terminate(TR::SLOW_CONSUMER), 1);
+        assert!(!p.session.wants_close(), "the Terminate gets its window");
+        // Still nothing read: the rest is abandoned and the socket closed.
+        for _ in 0..4 {
+            p.now += TX_STALL_TIMEOUT_NS / 2;
+            p.tick();
+        }
+        assert!(p.session.wants_close());
+        assert_eq!(p.counters.tx_abandoned, 1);
+        // Input of an ended session is taken and discarded.
+        assert_eq!(p.send(&batch[taken..]), batch.len() - taken);
+    }
+
+    #[test]
+    fn the_terminate_of_a_session_that_reads_always_fits() {
+        // A buffer too full to read another frame still holds the
+        // Terminate the gateway sends (here SHUTDOWN).
+        let shared = common::shared();
+        let mut p = Pair::new(&shared, common::KEY_CANCEL_ONLY, 16);
+        p.logon(0);
+        let batch = orders(&mut p, 1_023);
+        assert_eq!(p.send(&batch), batch.len());
+        assert!(!p.session.wants_input());
+        p.terminate(TR::SHUTDOWN);
+        let frames = p.frames();
+        assert_eq!(frames.len(), 1_024);
+        assert_eq!(
+            common::terminate_reason(frames.last().unwrap()),
+            TR::SHUTDOWN.wire()
+        );
+        assert_eq!(p.counters.terminate(TR::SHUTDOWN), 1);
+    }
 }

@@ -16,14 +16,16 @@ pub struct Counters {
     /// counted here too when their event is delivered.
     pub order_rejects: [u64; 11],
     /// Terminate sent, by reason code (index = code).
-    pub terminates: [u64; 9],
+    pub terminates: [u64; TerminateReason::ALL.len()],
     /// Orders, cancels, replaces and mass cancels handed to the engine.
     pub commands_out: u64,
     /// Command ring full: ENGINE_BUSY answered (Aeron's "failed offers").
     pub ring_full: u64,
     /// Connections closed at the logon deadline without a reply.
     pub logon_timeouts: u64,
-    /// Sessions closed because their transmit buffer could not take a reply.
+    /// Sessions ended because their client did not read (Terminate
+    /// SLOW_CONSUMER): an engine event found no room in the transmit
+    /// buffer, or no send took a byte of it for `TX_STALL_TIMEOUT_NS`.
     pub slow_consumers: u64,
     /// Engine events for a session that had already ended.
     pub events_undeliverable: u64,
@@ -37,6 +39,13 @@ pub struct Counters {
     pub orphans_forgotten: u64,
     /// Ended sessions whose orders a revocation canceled.
     pub orphans_swept: u64,
+    /// Times a session stopped reading its client's input because its
+    /// transmit buffer could not hold the answers it would owe
+    /// (back-pressure; the reactor resumes once sends make room).
+    pub input_paused: u64,
+    /// Ended sessions closed with bytes still queued because no send took
+    /// any for `TX_STALL_TIMEOUT_NS` (their client stopped reading).
+    pub tx_abandoned: u64,
 }
 
 impl Counters {

@@ -337,6 +337,8 @@ fn visit_reactor(sink: &mut impl Sink, s: &ReactorSample<'_>) {
         lockouts,
         orphans_forgotten,
         orphans_swept,
+        input_paused,
+        tx_abandoned,
     } = s.counters;
     #[rustfmt::skip]
     let scalars = [
@@ -346,13 +348,15 @@ fn visit_reactor(sink: &mut impl Sink, s: &ReactorSample<'_>) {
         (4, *commands_out, "commands_out", "Orders, cancels, replaces and mass cancels handed to the engine."),
         (5, *ring_full, "ring_full", "Commands refused ENGINE_BUSY because the command ring was full."),
         (6, *logon_timeouts, "logon_timeouts", "Connections closed at the logon deadline."),
-        (7, *slow_consumers, "slow_consumers", "Sessions ended because their transmit buffer was full."),
+        (7, *slow_consumers, "slow_consumers", "Sessions ended because their client did not read (Terminate SLOW_CONSUMER)."),
         (8, *events_undeliverable, "events_undeliverable", "Engine events for sessions that had ended."),
         (9, *bytes_discarded, "bytes_discarded", "Bytes received after a session ended."),
         (10, *revocations, "revocations", "Sessions ended because their key was revoked, disabled or removed."),
         (11, *lockouts, "lockouts", "Addresses locked out by failed logons."),
         (12, *orphans_forgotten, "orphans_forgotten", "Ended sessions the orphan registry forgot because it was full."),
         (13, *orphans_swept, "orphans_swept", "Ended sessions whose resting orders a revocation canceled."),
+        (40, *input_paused, "input_paused", "Times a session stopped reading because its transmit buffer could not hold the answers it would owe."),
+        (41, *tx_abandoned, "tx_abandoned", "Ended sessions closed with bytes unsent because no send took any for the stall timeout."),
     ];
     for (id, value, family, help) in scalars {
         sink.put(info(id, Counter, family, "", help), value);
@@ -408,6 +412,9 @@ fn visit_reactor(sink: &mut impl Sink, s: &ReactorSample<'_>) {
         stale_completions,
         turns,
         turn_ns_max,
+        recv_parked,
+        recv_parked_max,
+        recv_parked_over_cap,
     } = s.uring;
     #[rustfmt::skip]
     let uring = [
@@ -424,6 +431,9 @@ fn visit_reactor(sink: &mut impl Sink, s: &ReactorSample<'_>) {
         (410, Counter, *stale_completions, "stale_completions", "Completions for a slot that had moved on."),
         (411, Counter, *turns, "turns", "Turns of the reactor loop."),
         (412, Gauge, *turn_ns_max, "turn_ns_max", "Longest reactor turn since start, ns."),
+        (42, Counter, *recv_parked, "recv_parked", "Receive buffers held for a paused connection instead of recycled."),
+        (43, Gauge, *recv_parked_max, "recv_parked_max", "Most receive buffers one connection held parked at once, since start."),
+        (44, Counter, *recv_parked_over_cap, "recv_parked_over_cap", "Buffers parked beyond RECV_PARKED_PER_CONN for one connection."),
     ];
     for (id, kind, value, family, help) in uring {
         sink.put(info(id, kind, family, "", help), value);

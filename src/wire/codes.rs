@@ -111,6 +111,7 @@ wire_enum!(
         HEARTBEAT_TIMEOUT = 6,
         MALFORMED = 7,
         SHUTDOWN = 8,
+        SLOW_CONSUMER = 9,
     }
 );
 
@@ -161,7 +162,7 @@ mod tests {
         for r in TerminateReason::ALL {
             assert_eq!(TerminateReason::from_wire(r.wire()), Some(*r));
         }
-        assert_eq!(TerminateReason::from_wire(9), None);
+        assert_eq!(TerminateReason::from_wire(10), None);
         assert_eq!(LogonRejectReason::from_wire(0), None);
         assert_eq!(LogonRejectReason::from_wire(10), None);
         assert_eq!(RejectReason::from_wire(11), None);
