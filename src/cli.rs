@@ -1117,6 +1117,18 @@ pub fn summary(report: &GatewayReport, ran: Duration) -> String {
                 c.heartbeats_throttled, c.ring_reserve_refusals
             );
         }
+        if c.input_paused + c.tx_abandoned + u.recv_parked > 0 {
+            let _ = writeln!(
+                out,
+                "  back-pressure: input paused {}, receive buffers parked {} (at most {} by one \
+                 connection, {} over cap), tx abandoned {}",
+                c.input_paused,
+                u.recv_parked,
+                u.recv_parked_max,
+                u.recv_parked_over_cap,
+                c.tx_abandoned
+            );
+        }
         let _ = writeln!(out, "  recv→ring: {}", latency(&reactor.recv_to_ring_ns));
         uring_health(&mut out, u);
         admission(&mut out, c, u);
@@ -2063,6 +2075,39 @@ mod tests {
             [
                 "  ring full 392, slow consumers 0, logon timeouts 0",
                 "  heartbeats throttled 100, new orders refused for the cancel reserve 344",
+            ]
+        );
+    }
+
+    #[test]
+    fn summary_reports_back_pressure_when_there_was_any() {
+        let report = GatewayReport {
+            reactors: vec![ReactorReport {
+                counters: Counters {
+                    slow_consumers: 1,
+                    input_paused: 41,
+                    tx_abandoned: 1,
+                    ..Counters::default()
+                },
+                uring: UringCounters {
+                    recv_parked: 265,
+                    recv_parked_max: 19,
+                    ..UringCounters::default()
+                },
+                recv_to_ring_ns: Histogram::new(3).unwrap(),
+                engine: None,
+            }],
+            engine: EngineCounters::default(),
+            journal: None,
+        };
+        let text = summary(&report, Duration::from_secs(1));
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(
+            &lines[5..7],
+            [
+                "  ring full 0, slow consumers 1, logon timeouts 0",
+                "  back-pressure: input paused 41, receive buffers parked 265 (at most 19 by one \
+                 connection, 0 over cap), tx abandoned 1",
             ]
         );
     }

@@ -23,17 +23,70 @@ pub const RX_PARTIAL_MAX: usize = FRAME_SIZE_MAX;
 
 /// Bytes of encoded replies a session may hold before the socket takes them.
 /// 64 KiB is ~780 Fills: far more than a healthy client leaves unread between
-/// two reactor turns. A session whose buffer cannot take a reply (or, before
-/// a frame is read, the worst-case direct reply to it) is a slow consumer:
-/// it is ended and its socket closed at once, queue abandoned (the exchange
-/// convention).
+/// two reactor turns. The session never reads a frame it could not answer
+/// (see `TX_ANSWER_MAX`): when the buffer cannot hold the answers it owes,
+/// the reactor stops reading that connection until sends make room
+/// (back-pressure; TCP then stalls the client's writes). Only a client that
+/// does not read is cut (`TX_STALL_TIMEOUT_NS`, or an engine event that
+/// cannot be queued), with Terminate SLOW_CONSUMER.
 pub const TX_BUFFER_SIZE: usize = 64 * 1024;
 
+const fn max(a: usize, b: usize) -> usize {
+    if a > b { a } else { b }
+}
+
+/// The largest single answer the gateway owes one client frame: LogonAck
+/// (72) to a Logon; the session's own OrderRejected (64) or Terminate; or
+/// the engine's first answer to a command (OrderAccepted, OrderRejected,
+/// OrderCanceled, OrderReplaced, MassCancelAck: at most 68). Fills, and the
+/// cancels of a MassCancel or IOC, are not owed per frame and are not
+/// reserved.
+pub const TX_ANSWER_MAX: usize = max(
+    max(
+        max(wire::LOGON_ACK_SIZE, wire::LOGON_REJECT_SIZE),
+        max(wire::ORDER_ACCEPTED_SIZE, wire::ORDER_REJECTED_SIZE),
+    ),
+    max(
+        max(wire::ORDER_CANCELED_SIZE, wire::ORDER_REPLACED_SIZE),
+        max(wire::MASS_CANCEL_ACK_SIZE, wire::TERMINATE_SIZE),
+    ),
+);
+
 /// Room a session needs in its transmit buffer before it reads another
-/// client frame: the largest reply the session itself writes for one frame
-/// (OrderRejected or Terminate) plus a Terminate, so a refusal can always be
-/// written.
-pub const TX_REPLY_RESERVE: usize = wire::ORDER_REJECTED_SIZE + wire::TERMINATE_SIZE;
+/// client frame when it has no command at the engine: the frame's answer
+/// plus a Terminate, which every frame but a Terminate leaves room for, so
+/// the session can always say why it ends. With `n` commands at the engine
+/// it needs `n × TX_ANSWER_MAX` more: their first answers are reserved, so
+/// an engine answer to a client that reads is never dropped.
+pub const TX_REPLY_RESERVE: usize = TX_ANSWER_MAX + wire::TERMINATE_SIZE;
+
+/// Commands one session can have at the engine at once: a session stops
+/// reading when its empty transmit buffer could not hold one more first
+/// answer besides a Terminate (909 with 64 KiB). It bounds a session's
+/// share of the command ring too.
+pub const TX_OUTSTANDING_MAX: usize = (TX_BUFFER_SIZE - wire::TERMINATE_SIZE) / TX_ANSWER_MAX;
+
+/// How long a session's transmit buffer may hold bytes without any send
+/// taking one before the client counts as not reading: a live session is
+/// then ended with Terminate SLOW_CONSUMER (queued, it had room kept for
+/// it), and a session that has ended is closed with what it could not send
+/// abandoned when the same time passes again. Checked by the session timer,
+/// so it fires within 1–2 × this after the last progress. 1 s is far beyond
+/// any pause of a client that reads (a colocated client reads within
+/// microseconds); it is what a client that stopped reading holds its slot,
+/// 64 KiB and its parked receive buffers for.
+pub const TX_STALL_TIMEOUT_NS: u64 = 1_000_000_000;
+
+/// Receive buffers one paused connection is expected to hold parked at
+/// most; parking beyond it is counted (`recv_parked_over_cap`). The reactor
+/// cancels a connection's receive as soon as its session pauses, so it
+/// parks only what the kernel had already delivered, which can never be
+/// dropped (it is the client's byte stream): one run of a multishot
+/// receive, which the kernel limits to 32 completions before it yields
+/// (loopback tests park at most 19, bursts of 1.5k to 100k orders). The
+/// cost: 32 × 4 KiB of the reactor's buffers held by one connection until
+/// its client reads or is cut (`TX_STALL_TIMEOUT_NS`).
+pub const RECV_PARKED_PER_CONN: usize = 32;
 
 /// API keys a gateway can hold. Each key costs one `KeyEntry` (~152 bytes)
 /// and a shared rate-limit cell; 4096 is far beyond any venue's member count.
@@ -166,6 +219,8 @@ pub const LOGON_LOCKOUT_WINDOW_NS_DEFAULT: u64 = 60_000_000_000;
 
 const _: () = assert!(FRAME_SIZE_MAX <= RX_PARTIAL_MAX);
 const _: () = assert!(TX_REPLY_RESERVE < TX_BUFFER_SIZE);
+const _: () = assert!(TX_OUTSTANDING_MAX >= 1);
+const _: () = assert!(TX_ANSWER_MAX <= FRAME_SIZE_MAX);
 const _: () = assert!(SESSIONS_PER_REACTOR_MAX <= crate::engine::SessionId::SLOTS_MAX);
 const _: () = assert!(REACTORS_MAX <= crate::engine::SessionId::REACTORS_MAX);
 const _: () = assert!(NONCE_SLOTS_PER_KEY_MIN.is_power_of_two());

@@ -147,6 +147,13 @@ pub struct UringCounters {
     /// Accepts that failed otherwise (ECONNABORTED, ENOMEM, …); accept
     /// paused with back-off as well.
     pub accept_errors: u64,
+    /// Receive buffers held for a paused connection instead of recycled
+    /// (back-pressure: its session could not answer more yet).
+    pub recv_parked: u64,
+    /// Most receive buffers one connection held parked at once.
+    pub recv_parked_max: u64,
+    /// Buffers parked beyond `RECV_PARKED_PER_CONN` for one connection.
+    pub recv_parked_over_cap: u64,
 }
 
 /// One reactor's figures at shutdown.

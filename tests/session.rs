@@ -624,7 +624,7 @@ fn engine_events_become_tagged_replies_in_order() {
 }
 
 #[test]
-fn a_client_that_does_not_read_is_closed_as_a_slow_consumer() {
+fn a_client_that_does_not_read_is_terminated_as_a_slow_consumer() {
     let shared = shared();
     let mut p = Pair::new(&shared, KEY_TRADER, 16);
     p.logon(1);
@@ -637,14 +637,24 @@ fn a_client_that_does_not_read_is_closed_as_a_slow_consumer() {
         n += 1;
         assert!(n < 10_000, "bounded");
     }
-    // 64 KiB of 84-byte Fills, minus the LogonAck already taken.
-    assert_eq!(n, (64 * 1024 / 84) as u64 + 1);
+    // 64 KiB of 84-byte Fills, each leaving room for a Terminate (44), the
+    // LogonAck already taken: 779 fit, the 780th does not.
+    assert_eq!(n, (64 * 1024 - 44) / 84 + 1);
     assert_eq!(p.session.close_reason(), Some(CloseReason::SlowConsumer));
+    assert_eq!(p.session.tx().len(), 779 * 84 + 44, "the Terminate fits");
     assert!(
-        p.session.wants_close(),
-        "closed at once: its queue will never drain"
+        !p.session.wants_close(),
+        "its Terminate gets a window to go out"
     );
-    assert!(!p.session.tx().is_empty());
     assert_eq!(p.counters.slow_consumers, 1);
+    assert_eq!(p.counters.terminate(TR::SLOW_CONSUMER), 1);
     assert_eq!(p.commands[0].kind, CommandKind::CancelOnDisconnect);
+    // A client that reads it then gets every Fill and the Terminate.
+    let frames = p.frames();
+    assert_eq!(frames.len(), 780);
+    assert_eq!(
+        terminate_reason(frames.last().unwrap()),
+        TR::SLOW_CONSUMER.wire()
+    );
+    assert!(p.session.wants_close());
 }

@@ -410,3 +410,66 @@ fn the_counter_sees_an_allocation_in_the_measured_region() {
     drop(b);
     assert_eq!(allocations() - before, 1);
 }
+
+/// Back-pressure: a client pipelines more than its transmit buffer can hold
+/// the answers for; its session stops short (`on_bytes` returns what it
+/// took), the client reads, and the rest is offered again. Pausing and
+/// resuming allocate nothing either.
+#[test]
+fn pausing_and_resuming_a_pipelining_client_allocates_nothing() {
+    const FRAMES: usize = 5_000;
+    let mut rig = start();
+    let id = rig
+        .core
+        .accept(rig.now, "127.0.0.1".parse().unwrap())
+        .unwrap();
+    let mut a = Peer::new(id);
+    rig.logon(&mut a, 7, 0);
+    // Mass cancels of nothing: one MassCancelAck (60 bytes) each, from the
+    // engine, so every frame read holds 72 bytes of room until answered.
+    let mut batch = vec![0u8; FRAMES * wire::MASS_CANCEL_SIZE];
+    for (i, f) in batch.chunks_mut(wire::MASS_CANCEL_SIZE).enumerate() {
+        f.copy_from_slice(
+            &a.client.seal(
+                wire::MassCancel {
+                    seq: 0,
+                    cl_ord_id: i as u64 + 1,
+                    instrument_id: 0,
+                    side: 0,
+                }
+                .to_bytes(),
+            ),
+        );
+    }
+
+    let before = allocations();
+    let mut offset = 0;
+    let mut short = 0;
+    let mut calls = 0;
+    while offset < batch.len() {
+        calls += 1;
+        assert!(calls <= FRAMES, "bounded: each call takes a frame at least");
+        let taken = rig.core.on_bytes(id, rig.now, &batch[offset..]);
+        if taken < batch.len() - offset {
+            short += 1;
+            assert!(!rig.core.wants_input(id));
+        }
+        offset += taken;
+        // Only the engine's answers free room: the client reads them.
+        rig.pump(&mut [&mut a]);
+        assert!(rig.core.wants_input(id));
+    }
+    let allocated = allocations() - before;
+
+    assert!(short > 0, "the burst paused the session");
+    assert_eq!(rig.core.counters.input_paused, short);
+    assert_eq!(
+        a.replies[wire::MassCancelAck::TEMPLATE_ID as usize],
+        FRAMES as u64
+    );
+    assert_eq!(rig.core.counters.slow_consumers, 0);
+    assert_eq!(
+        allocated, 0,
+        "pause and resume allocated {allocated} times after start-up"
+    );
+}

@@ -95,6 +95,9 @@ struct Conn {
     id: SessionId,
     stream: TcpStream,
     open: bool,
+    /// Bytes read that the session did not take yet (it paused for
+    /// back-pressure): offered again before anything more is read.
+    held: Vec<u8>,
 }
 
 fn tx_idle(session: &crate::session::Session) -> bool {
@@ -135,6 +138,7 @@ fn run(listener: TcpListener, shared: Arc<Shared>, stop: &AtomicBool) -> Counter
                             id,
                             stream,
                             open: true,
+                            held: Vec::new(),
                         }),
                         None => {
                             let _ = (&stream).write_all(&session_limit_reject(now));
@@ -146,6 +150,16 @@ fn run(listener: TcpListener, shared: Arc<Shared>, stop: &AtomicBool) -> Counter
             }
         }
         for c in conns.iter_mut().filter(|c| c.open) {
+            if !c.held.is_empty() {
+                if core.wants_input(c.id) {
+                    let taken = core.on_bytes(c.id, now, &c.held);
+                    c.held.drain(..taken);
+                    work += 1;
+                }
+                if !c.held.is_empty() {
+                    continue;
+                }
+            }
             match c.stream.read(&mut buf) {
                 Ok(0) => {
                     c.open = false;
@@ -153,7 +167,8 @@ fn run(listener: TcpListener, shared: Arc<Shared>, stop: &AtomicBool) -> Counter
                 }
                 Ok(n) => {
                     work += 1;
-                    core.on_bytes(c.id, now, &buf[..n]);
+                    let taken = core.on_bytes(c.id, now, &buf[..n]);
+                    c.held.extend_from_slice(&buf[taken..n]);
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
                 Err(_) => {

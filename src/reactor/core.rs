@@ -715,13 +715,26 @@ impl ReactorCore {
         }
     }
 
-    /// Bytes received for `id`.
+    /// Bytes received for `id`. Returns how many the session took: fewer
+    /// than `bytes.len()` when it paused for back-pressure (its transmit
+    /// buffer cannot hold the answers it would owe). The caller keeps the
+    /// rest and offers it again once [`wants_input`](Self::wants_input).
+    /// Bytes for a session that has gone are taken (nobody will read them).
     #[inline]
-    pub fn on_bytes(&mut self, id: SessionId, now: Nanos, bytes: &[u8]) {
-        self.with_session(id, now, |s, io| s.handle_bytes(io, bytes));
+    pub fn on_bytes(&mut self, id: SessionId, now: Nanos, bytes: &[u8]) -> usize {
+        let mut taken = bytes.len();
+        self.with_session(id, now, |s, io| taken = s.handle_bytes(io, bytes));
         if self.is_pending(id) {
             self.pending_progress(id, now);
         }
+        taken
+    }
+
+    /// Whether `id`'s session would take input now (see
+    /// [`Session::wants_input`]); `true` for a session that has gone.
+    #[inline]
+    pub fn wants_input(&self, id: SessionId) -> bool {
+        self.session(id).is_none_or(|s| s.wants_input())
     }
 
     /// The socket of `id` is closed (by the peer, an error, or us).

@@ -7,12 +7,14 @@
 //!  1. now ← the clock (the turn's one read); switch key generation if a
 //!     reload published one
 //!  2. reap up to CQE_BATCH completions: accept · recv · send · close
-//!        recv: bytes → core.on_bytes (sans-I/O) → buffer recycled at once
+//!        recv: bytes → core.on_bytes (sans-I/O) → buffer recycled at once,
+//!              or parked if the session paused (back-pressure, below)
 //!  3. engine agent's do_work (when it shares this thread)
 //!  4. engine events → sessions (core.poll_events)
 //!  5. every TIMER_TICK: session timers, releases, counters
-//!  6. for each session touched this turn: one send of its waiting bytes,
-//!     or the start of its close
+//!  6. for each session touched this turn: a paused one is offered its
+//!     parked bytes if it has room again; then one send of its waiting
+//!     bytes, or the start of its close
 //!  7. enter the kernel only if something is queued or task work is
 //!     pending; otherwise the idle strategy decides (spin, yield, park)
 //! ```
@@ -48,6 +50,43 @@
 //! `ACCEPT_BACKOFF_TICKS_MAX`, reset by the next success); the loop only
 //! re-arms once the pause is over, so meanwhile the reactor idles as usual
 //! and its sessions run unaffected. Nothing sleeps.
+//!
+//! ## Back-pressure: parking input instead of cutting the client
+//!
+//! A session reads a frame only if its transmit buffer can hold the answer
+//! to it, the first answer to every command it has at the engine, and a
+//! Terminate (`Session::input_room_needed`). When it cannot, `on_bytes`
+//! returns how many bytes it took, and the connection is *paused*:
+//!
+//! ```text
+//!  recv completion ──▶ on_bytes takes k < len ──▶ park (bid, off + k, len − k)
+//!                                                 cancel the multishot receive
+//!  later completions for it (already queued) ──▶ park behind, in order
+//!  send completes / engine answers ──▶ dirty ──▶ flush: wants_input?
+//!        yes: offer the parked bytes in order, recycling each buffer taken
+//!             whole; all taken → unpause, re-arm the receive
+//!        no:  stay paused (TCP holds the client's further writes)
+//! ```
+//!
+//! - A parked buffer stays out of the provided-buffer ring (the kernel
+//!   cannot write it) until the session has taken all of it; it is then
+//!   recycled. A connection that closes recycles its parked buffers at once
+//!   (`start_close`), their bytes counted as discarded. Parked buffers are
+//!   linked through per-buffer arrays (`Parked`), so parking never
+//!   allocates and can never lose bytes: a connection holds at most the
+//!   buffers the kernel filled before its receive was canceled.
+//! - The receive is canceled when the pause begins, so a paused connection
+//!   takes no more buffers from its neighbours; its `-ECANCELED` end is not
+//!   a close. It is re-armed when the pause ends (or when that end arrives,
+//!   if the pause ended first).
+//! - Completions are matched to their connection by slot and generation as
+//!   always: a stale one never reaches a new session, and its buffer goes
+//!   straight back.
+//! - `recv_parked` counts buffers parked, `recv_parked_max` is the most one
+//!   connection held at once, and `recv_parked_over_cap` counts parkings
+//!   beyond `RECV_PARKED_PER_CONN` (the fairness budget). A client that
+//!   stops reading is cut by its session's stall timer
+//!   (`TX_STALL_TIMEOUT_NS`), which frees its parked buffers.
 
 use std::net::{IpAddr, Ipv4Addr, TcpListener};
 use std::os::fd::RawFd;
@@ -61,6 +100,7 @@ use io_uring::{IoUring, cqueue, types};
 use super::core::{Admission, ReactorCore, logon_reject_bytes};
 use super::idle::{Idle, IdleAction, IdleKind};
 use super::uring::{self, BufRing, Op};
+use crate::constants::RECV_PARKED_PER_CONN;
 use crate::constants::{ACCEPT_BACKOFF_TICKS_MAX, ACCEPT_BACKOFF_TICKS_MIN};
 use crate::engine::agent::EngineAgent;
 use crate::engine::book::MatchingEngine;
@@ -95,6 +135,15 @@ struct Conn {
     /// `shutdown` issued; waiting for the receive and send to complete.
     closing: bool,
     close_submitted: bool,
+    /// The session paused its input (back-pressure): received bytes are
+    /// parked, not offered, until it has room.
+    paused: bool,
+    /// A cancel of the armed receive was submitted (its end is not a close).
+    recv_cancel_sent: bool,
+    /// Parked buffers, oldest first: a list through `Parked::next`.
+    park_head: u16,
+    park_tail: u16,
+    parked: u16,
 }
 
 impl Conn {
@@ -105,7 +154,39 @@ impl Conn {
         send_inflight: false,
         closing: false,
         close_submitted: false,
+        paused: false,
+        recv_cancel_sent: false,
+        park_head: NO_BUF,
+        park_tail: NO_BUF,
+        parked: 0,
     };
+}
+
+/// End of a parked-buffer list (buffer ids are below 32768).
+const NO_BUF: u16 = u16::MAX;
+
+/// Received bytes held for paused connections, by buffer id: where the
+/// untaken bytes start and how many, the turn that received them (for the
+/// receive → ring latency), and the next parked buffer of the same
+/// connection. Each buffer is parked by at most one connection at a time,
+/// so one entry per buffer is all the room parking can ever need.
+struct Parked {
+    offset: Box<[u32]>,
+    len: Box<[u32]>,
+    received_mono: Box<[u64]>,
+    next: Box<[u16]>,
+}
+
+impl Parked {
+    fn new(buffers: u16) -> Parked {
+        let n = buffers as usize;
+        Parked {
+            offset: vec![0; n].into_boxed_slice(),
+            len: vec![0; n].into_boxed_slice(),
+            received_mono: vec![0; n].into_boxed_slice(),
+            next: vec![NO_BUF; n].into_boxed_slice(),
+        }
+    }
 }
 
 /// What a reactor thread is given.
@@ -128,6 +209,7 @@ pub struct ReactorArgs {
 struct Worker {
     ring: IoUring,
     bufs: BufRing,
+    parked: Parked,
     listener: TcpListener,
     accept_armed: bool,
     /// After a failed accept: no re-arm before this instant (`clock`'s
@@ -184,6 +266,7 @@ pub fn run(args: ReactorArgs, ready: impl FnOnce(Result<String, String>)) -> Opt
     let mut w = Worker {
         ring,
         bufs,
+        parked: Parked::new(args.recv_buffers),
         listener: args.listener,
         accept_armed: false,
         accept_resume_at: 0,
@@ -492,27 +575,28 @@ impl Worker {
             self.uring.stale_completions += 1;
             return;
         };
+        let canceled_by_us = conn.recv_cancel_sent;
         if !more {
             conn.recv_armed = false;
+            conn.recv_cancel_sent = false;
         }
         let id = conn.id;
         let closing = conn.closing;
+        let paused = conn.paused;
         self.uring.recv_completions += 1;
         if res > 0 {
             let bid = bid.expect("a receive with data names its buffer");
-            let before = self.core.counters.commands_out;
-            self.core
-                .on_bytes(id, now, self.bufs.bytes(bid, res as usize));
-            let published = self.core.counters.commands_out - before;
-            if published > 0 {
-                let ns = (self.clock.mono() - self.turn_mono).clamp(1, LATENCY_MAX_NS);
-                self.latency.saturating_record_n(ns, published);
-            }
-            self.bufs.recycle(bid);
             self.uring.bytes_in += res as u64;
-            if !more && !closing {
+            if paused {
+                // Behind bytes already parked: order is kept.
+                self.park(slot, bid, 0, res as u32, self.turn_mono);
+            } else {
+                // (A closing connection is never paused: its session has
+                // ended and takes, and discards, everything.)
+                self.offer(now, slot, bid, 0, res as u32, self.turn_mono);
+            }
+            if !more && !closing && self.arm_recv(slot) {
                 self.uring.recv_rearms += 1;
-                self.arm_recv(slot);
             }
         } else {
             if let Some(bid) = bid {
@@ -520,9 +604,14 @@ impl Worker {
             }
             if res == -libc::ENOBUFS && !closing {
                 self.uring.recv_enobufs += 1;
-                if !more {
+                if !more && self.arm_recv(slot) {
                     self.uring.recv_rearms += 1;
-                    self.arm_recv(slot);
+                }
+            } else if res == -libc::ECANCELED && canceled_by_us && !closing {
+                // Paused for back-pressure: re-armed when the pause ends
+                // (now, if it already has).
+                if self.arm_recv(slot) {
+                    self.uring.recv_rearms += 1;
                 }
             } else {
                 // End of stream (0), reset, or cancellation: the session is over.
@@ -533,14 +622,143 @@ impl Worker {
         self.maybe_submit_close(slot);
     }
 
-    fn arm_recv(&mut self, slot: u16) {
+    /// Offers `len` bytes of buffer `bid` from `offset` to the connection's
+    /// session; recycles the buffer if it took them all, else parks the
+    /// rest (at the front: nothing of this connection is parked before it)
+    /// and pauses the connection.
+    fn offer(&mut self, now: Nanos, slot: u16, bid: u16, offset: u32, len: u32, received: u64) {
+        let taken = self.consume(now, slot, bid, offset, len, received);
+        if taken == len {
+            self.bufs.recycle(bid);
+        } else {
+            self.park(slot, bid, offset + taken, len - taken, received);
+            self.pause(slot);
+        }
+    }
+
+    /// Hands parked or fresh bytes to the session; returns how many it took.
+    fn consume(
+        &mut self,
+        now: Nanos,
+        slot: u16,
+        bid: u16,
+        offset: u32,
+        len: u32,
+        received: u64,
+    ) -> u32 {
+        let id = self.conns[slot as usize].id;
+        let before = self.core.counters.commands_out;
+        let end = (offset + len) as usize;
+        let bytes = &self.bufs.bytes(bid, end)[offset as usize..];
+        let taken = self.core.on_bytes(id, now, bytes) as u32;
+        let published = self.core.counters.commands_out - before;
+        if published > 0 {
+            let ns = (self.clock.mono() - received).clamp(1, LATENCY_MAX_NS);
+            self.latency.saturating_record_n(ns, published);
+        }
+        taken
+    }
+
+    /// Appends buffer `bid` (its bytes `offset .. offset + len`) to the
+    /// connection's parked list.
+    fn park(&mut self, slot: u16, bid: u16, offset: u32, len: u32, received: u64) {
+        let p = &mut self.parked;
+        p.offset[bid as usize] = offset;
+        p.len[bid as usize] = len;
+        p.received_mono[bid as usize] = received;
+        p.next[bid as usize] = NO_BUF;
+        let c = &mut self.conns[slot as usize];
+        if c.park_tail == NO_BUF {
+            c.park_head = bid;
+        } else {
+            p.next[c.park_tail as usize] = bid;
+        }
+        c.park_tail = bid;
+        c.parked += 1;
+        self.uring.recv_parked += 1;
+        self.uring.recv_parked_max = self.uring.recv_parked_max.max(u64::from(c.parked));
+        if c.parked as usize > RECV_PARKED_PER_CONN {
+            self.uring.recv_parked_over_cap += 1;
+        }
+    }
+
+    /// Removes the oldest parked buffer of the connection and recycles it.
+    fn unpark_head(&mut self, slot: u16) {
+        let c = &mut self.conns[slot as usize];
+        let bid = c.park_head;
+        c.park_head = self.parked.next[bid as usize];
+        if c.park_head == NO_BUF {
+            c.park_tail = NO_BUF;
+        }
+        c.parked -= 1;
+        self.bufs.recycle(bid);
+    }
+
+    /// Stops reading a connection: its receive is canceled so that it
+    /// takes no more buffers; what was already received is parked.
+    fn pause(&mut self, slot: u16) {
+        let c = &mut self.conns[slot as usize];
+        c.paused = true;
+        if c.recv_armed && !c.recv_cancel_sent {
+            c.recv_cancel_sent = true;
+            let target = uring::user_data(Op::Recv, slot, c.id.io_generation());
+            let e = uring::cancel(target);
+            self.push(&e);
+        }
+    }
+
+    /// A paused connection whose session has room again: offers its parked
+    /// bytes in order; once all are taken, unpauses and receives again.
+    fn resume(&mut self, now: Nanos, slot: u16) {
         let c = self.conns[slot as usize];
-        if c.recv_armed || c.closing {
+        if !c.paused || c.closing || !self.core.wants_input(c.id) {
             return;
+        }
+        while self.conns[slot as usize].park_head != NO_BUF {
+            let bid = self.conns[slot as usize].park_head;
+            let (offset, len) = (
+                self.parked.offset[bid as usize],
+                self.parked.len[bid as usize],
+            );
+            let received = self.parked.received_mono[bid as usize];
+            let taken = self.consume(now, slot, bid, offset, len, received);
+            if taken < len {
+                // Paused again (counted by the session): keep the rest.
+                self.parked.offset[bid as usize] = offset + taken;
+                self.parked.len[bid as usize] = len - taken;
+                return;
+            }
+            self.unpark_head(slot);
+        }
+        self.conns[slot as usize].paused = false;
+        // If the cancel's end has not come back yet, it re-arms instead.
+        if self.arm_recv(slot) {
+            self.uring.recv_rearms += 1;
+        }
+    }
+
+    /// Recycles every parked buffer of a connection that is closing; their
+    /// bytes will never be read.
+    fn drop_parked(&mut self, slot: u16) {
+        while self.conns[slot as usize].park_head != NO_BUF {
+            let bid = self.conns[slot as usize].park_head;
+            self.core.counters.bytes_discarded += u64::from(self.parked.len[bid as usize]);
+            self.unpark_head(slot);
+        }
+        self.conns[slot as usize].paused = false;
+    }
+
+    /// Arms the connection's multishot receive unless one is armed, it is
+    /// closing, or its input is paused. Returns whether it armed one.
+    fn arm_recv(&mut self, slot: u16) -> bool {
+        let c = self.conns[slot as usize];
+        if c.recv_armed || c.closing || c.paused {
+            return false;
         }
         self.conns[slot as usize].recv_armed = true;
         let e = uring::recv_multi(c.fd, self.bufs.bgid(), slot, c.id.io_generation());
         self.push(&e);
+        true
     }
 
     fn on_send(&mut self, now: Nanos, slot: u16, generation: u32, res: i32) {
@@ -591,6 +809,7 @@ impl Worker {
         }
         c.closing = true;
         uring::shutdown(c.fd);
+        self.drop_parked(slot);
         self.maybe_submit_close(slot);
     }
 
@@ -603,14 +822,20 @@ impl Worker {
         }
     }
 
-    /// One send per touched session, or the start of its close.
-    fn flush(&mut self, _now: Nanos) {
+    /// For each touched session: parked input offered if it has room again,
+    /// then one send, or the start of its close.
+    fn flush(&mut self, now: Nanos) {
         while let Some(id) = self.core.pop_dirty() {
             let slot = id.slot();
             let conn = self.conns[slot as usize];
             if conn.fd < 0 || conn.id != id || conn.closing {
                 continue;
             }
+            if conn.paused {
+                // May mark it dirty again: it is then looked at once more.
+                self.resume(now, slot);
+            }
+            let conn = self.conns[slot as usize];
             let Some(session) = self.core.session_mut(id) else {
                 continue;
             };

@@ -23,7 +23,9 @@ pub struct Counters {
     pub ring_full: u64,
     /// Connections closed at the logon deadline without a reply.
     pub logon_timeouts: u64,
-    /// Sessions closed because their transmit buffer could not take a reply.
+    /// Sessions ended because their client did not read (Terminate
+    /// SLOW_CONSUMER): an engine event found no room in the transmit
+    /// buffer, or no send took a byte of it for `TX_STALL_TIMEOUT_NS`.
     pub slow_consumers: u64,
     /// Engine events for a session that had already ended.
     pub events_undeliverable: u64,
@@ -80,6 +82,13 @@ pub struct Counters {
     /// New orders and replaces answered ENGINE_BUSY because only the command
     /// ring's cancel reserve was free.
     pub ring_reserve_refusals: u64,
+    /// Times a session stopped reading its client's input because its
+    /// transmit buffer could not hold the answers it would owe
+    /// (back-pressure; the reactor resumes once sends make room).
+    pub input_paused: u64,
+    /// Ended sessions closed with bytes still queued because no send took
+    /// any for `TX_STALL_TIMEOUT_NS` (their client stopped reading).
+    pub tx_abandoned: u64,
 }
 
 impl Counters {

@@ -8,7 +8,8 @@
 //!
 //! ```text
 //!   on accept          Session::open(id, peer, now)          (reuses the slot's buffers)
-//!   bytes arrived      handle_bytes(io, bytes)                → replies queued, commands pushed
+//!   bytes arrived      handle_bytes(io, bytes) → n taken      → replies queued, commands pushed;
+//!                      n < bytes.len(): paused, offer the rest again once wants_input()
 //!   engine event       handle_event(io, &event)               → reply queued
 //!   timer              if now >= poll_timeout(): handle_timeout(io)
 //!   socket writable    tx_mut().begin_send() … complete_send(n)
@@ -82,8 +83,24 @@
 //!   a `CancelOnDisconnect` command goes to the engine. If the ring is full
 //!   it is retried every turn (`poll_timeout` says "now"); the slot is not
 //!   reused before it is delivered.
-//! - A client that does not read: when the transmit buffer cannot take a
-//!   reply, the session is closed as a slow consumer (no Terminate fits).
+//! - Back-pressure, not disconnection: before each client frame the session
+//!   needs room in its transmit buffer for that frame's answer, the first
+//!   answer to every command it has at the engine, and a Terminate
+//!   ([`Session::input_room_needed`]). Without it `handle_bytes` stops and
+//!   returns how many bytes it consumed; the reactor keeps the rest and
+//!   calls again once sends (or engine answers) made room
+//!   ([`Session::wants_input`]). So an engine answer to a client that reads
+//!   always fits, and a client that pipelines faster than it reads is slowed
+//!   by TCP, never cut.
+//! - Every frame but a Terminate leaves room for a Terminate, so a session
+//!   can always say why it ends.
+//! - A client that does not read is a slow consumer: an engine event that
+//!   is not a reserved answer (a Fill, a mass cancel's OrderCanceled) finds
+//!   no room, or the transmit buffer holds bytes that no send has taken for
+//!   `TX_STALL_TIMEOUT_NS`. It gets Terminate SLOW_CONSUMER and the session
+//!   ends; if that Terminate has not gone out after the same time again,
+//!   the socket is closed with the rest abandoned (`tx_abandoned`). Any
+//!   session that has ended and stops draining is closed that way.
 
 use std::net::IpAddr;
 
@@ -91,7 +108,10 @@ use crate::auth::keys::{KeyEntry, KeyIndex};
 use crate::auth::session_keys::{SessionKeys, verify_logon};
 use crate::auth::tag::TagKey;
 use crate::auth::tag::constant_time_eq;
-use crate::constants::{KEEPALIVE_MS_MAX, KEEPALIVE_MS_MIN, RX_PARTIAL_MAX, TX_REPLY_RESERVE};
+use crate::constants::{
+    KEEPALIVE_MS_MAX, KEEPALIVE_MS_MIN, RX_PARTIAL_MAX, TX_ANSWER_MAX, TX_REPLY_RESERVE,
+    TX_STALL_TIMEOUT_NS,
+};
 use crate::engine::{Command, CommandKind, Event, EventKind, EventReason, Nanos, SessionId};
 use crate::journal::{AuditEvent, AuditSink, JournalHealth, from_ip};
 use crate::limits::{Class, HeartbeatAllowance, LocalCell, NonceRefusal, Rate, admit};
@@ -264,7 +284,8 @@ pub enum CloseReason {
     LogonTimeout,
     /// Terminate sent (including LOGOUT in answer to a Logout).
     Terminated(TerminateReason),
-    /// The transmit buffer could not take a reply.
+    /// The client did not read: an event found no room in the transmit
+    /// buffer, or no send took a byte for `TX_STALL_TIMEOUT_NS`.
     SlowConsumer,
     /// The peer closed the connection or it failed.
     TransportClosed,
@@ -338,6 +359,18 @@ pub struct Session {
     /// Bytes of `partial` holding the start of a split frame.
     partial_len: usize,
     tx: TxBuffer,
+    /// Client commands handed to the engine whose first answer has not
+    /// come back: each holds `TX_ANSWER_MAX` of the transmit buffer.
+    outstanding: u32,
+    /// `handle_bytes` last stopped short for want of transmit room: the
+    /// client's silence is then the gateway's doing (heartbeat timeout).
+    input_held: bool,
+    /// Stall timer: when the transmit buffer was last seen to make progress
+    /// (or became non-empty), and `tx.sent_total()` then.
+    tx_watch_at: Nanos,
+    tx_watch_sent: u64,
+    /// An ended session whose transmit buffer stopped draining: close now.
+    tx_abandoned: bool,
 }
 
 impl Session {
@@ -356,6 +389,11 @@ impl Session {
             partial: [0; RX_PARTIAL_MAX],
             partial_len: 0,
             tx: TxBuffer::default(),
+            outstanding: 0,
+            input_held: false,
+            tx_watch_at: 0,
+            tx_watch_sent: 0,
+            tx_abandoned: false,
         }
     }
 
@@ -378,6 +416,11 @@ impl Session {
         self.logon_key_id = 0;
         self.partial_len = 0;
         self.tx.clear();
+        self.outstanding = 0;
+        self.input_held = false;
+        self.tx_watch_at = now;
+        self.tx_watch_sent = self.tx.sent_total();
+        self.tx_abandoned = false;
     }
 
     pub fn id(&self) -> SessionId {
@@ -537,14 +580,33 @@ impl Session {
     }
 
     /// Close the socket now: the session has ended and everything queued
-    /// has been sent — or it ended as a slow consumer, whose queue will
-    /// never drain and is abandoned.
+    /// has been sent — or its queue stopped draining for
+    /// `TX_STALL_TIMEOUT_NS` and is abandoned.
     pub fn wants_close(&self) -> bool {
         match self.state {
-            State::Closing(CloseReason::SlowConsumer) => true,
-            State::Closing(_) => self.tx.is_empty(),
+            State::Closing(_) => self.tx.is_empty() || self.tx_abandoned,
             _ => false,
         }
+    }
+
+    /// Room the transmit buffer must have before the session reads another
+    /// client frame: one answer for it and for each command at the engine,
+    /// plus a Terminate.
+    #[inline]
+    pub fn input_room_needed(&self) -> usize {
+        TX_REPLY_RESERVE + self.outstanding as usize * TX_ANSWER_MAX
+    }
+
+    /// Whether `handle_bytes` would take bytes now: the session has room to
+    /// answer a frame, or is no longer reading (bytes are then discarded).
+    #[inline]
+    pub fn wants_input(&self) -> bool {
+        !self.is_reading() || self.tx.has_room(self.input_room_needed())
+    }
+
+    /// Client commands at the engine whose first answer is still owed.
+    pub fn outstanding(&self) -> u32 {
+        self.outstanding
     }
 
     /// The slot can take a new connection.
@@ -557,13 +619,22 @@ impl Session {
         if self.cod_pending || self.revoke_pending {
             return Some(0);
         }
-        match (self.state, &self.auth) {
+        let timer = match (self.state, &self.auth) {
             (State::AwaitingLogon { deadline }, _) => Some(deadline),
             (State::Revoking { deadline, .. }, _) => Some(deadline),
             (State::Active, Some(a)) => {
                 Some((self.last_tx + a.keepalive_ns).min(self.last_rx + 2 * a.keepalive_ns))
             }
             _ => None,
+        };
+        let stall = match self.state {
+            State::Idle | State::Closed(_) => None,
+            _ if self.tx.is_empty() => None,
+            _ => Some(self.tx_watch_at + TX_STALL_TIMEOUT_NS),
+        };
+        match (timer, stall) {
+            (Some(t), Some(s)) => Some(t.min(s)),
+            (t, s) => t.or(s),
         }
     }
 
@@ -576,6 +647,7 @@ impl Session {
         if self.revoke_pending {
             self.push_revocation(io);
         }
+        self.check_stall(io);
         match self.state {
             State::Revoking { deadline, reason } if io.now >= deadline => {
                 self.terminate(io, reason);
@@ -583,10 +655,20 @@ impl Session {
             State::AwaitingLogon { deadline } if io.now >= deadline => self.logon_timeout(io),
             State::Active => {
                 let keepalive_ns = self.auth.as_ref().map_or(0, |a| a.keepalive_ns);
+                if self.input_held {
+                    // Its frames wait on our transmit room, not on the client.
+                    self.last_rx = io.now;
+                }
                 if io.now >= self.last_rx + 2 * keepalive_ns {
                     self.terminate(io, TerminateReason::HEARTBEAT_TIMEOUT);
                 } else if io.now >= self.last_tx + keepalive_ns {
-                    self.send_heartbeat(io);
+                    if self.tx.is_empty() {
+                        self.send_heartbeat(io);
+                    } else {
+                        // Bytes are on their way to the client: it is not
+                        // left in silence, and the stall timer watches them.
+                        self.last_tx = io.now;
+                    }
                 }
             }
             _ => {}
@@ -609,29 +691,45 @@ impl Session {
     /// Bytes from the socket, in order. Whole frames are handled straight
     /// from `bytes`; only a frame split across calls is copied (into a
     /// buffer of one frame).
-    pub fn handle_bytes<S: CommandSink>(&mut self, io: &mut Io<'_, S>, mut bytes: &[u8]) {
-        while !bytes.is_empty() {
+    ///
+    /// Returns how many bytes it took. Fewer than `bytes.len()` only when
+    /// the transmit buffer lacks [`input_room_needed`](Self::input_room_needed)
+    /// before the next frame (counted `input_paused`): the caller keeps the
+    /// rest and offers it again once [`wants_input`](Self::wants_input).
+    /// Bytes a session that no longer reads is given are taken (and
+    /// discarded).
+    pub fn handle_bytes<S: CommandSink>(&mut self, io: &mut Io<'_, S>, bytes: &[u8]) -> usize {
+        let mut rest = bytes;
+        while !rest.is_empty() {
             if !self.is_reading() {
-                io.counters.bytes_discarded += bytes.len() as u64;
-                return;
+                io.counters.bytes_discarded += rest.len() as u64;
+                break;
+            }
+            if !self.tx.has_room(self.input_room_needed()) {
+                io.counters.input_paused += 1;
+                self.input_held = true;
+                return bytes.len() - rest.len();
             }
             if self.partial_len > 0 {
                 // Complete the length prefix, then the frame.
                 if self.partial_len < 2 {
-                    self.partial[1] = bytes[0];
+                    self.partial[1] = rest[0];
                     self.partial_len = 2;
-                    bytes = &bytes[1..];
+                    rest = &rest[1..];
                 }
                 let size = match wire::frame_size(&self.partial[..2]) {
                     Ok(Some(size)) => size,
                     Ok(None) => unreachable!("two bytes are buffered"),
-                    Err(e) => return self.refuse_malformed(io, e),
+                    Err(e) => {
+                        self.refuse_malformed(io, e);
+                        break;
+                    }
                 };
-                let take = (size - self.partial_len).min(bytes.len());
+                let take = (size - self.partial_len).min(rest.len());
                 self.partial[self.partial_len..self.partial_len + take]
-                    .copy_from_slice(&bytes[..take]);
+                    .copy_from_slice(&rest[..take]);
                 self.partial_len += take;
-                bytes = &bytes[take..];
+                rest = &rest[take..];
                 if self.partial_len == size {
                     let frame = self.partial;
                     self.partial_len = 0;
@@ -639,20 +737,25 @@ impl Session {
                 }
                 continue;
             }
-            match wire::frame_size(bytes) {
-                Ok(Some(size)) if bytes.len() >= size => {
-                    self.handle_frame(io, &bytes[..size]);
-                    bytes = &bytes[size..];
+            match wire::frame_size(rest) {
+                Ok(Some(size)) if rest.len() >= size => {
+                    self.handle_frame(io, &rest[..size]);
+                    rest = &rest[size..];
                 }
                 Ok(_) => {
                     // Start of a frame; the rest comes in a later call.
-                    self.partial[..bytes.len()].copy_from_slice(bytes);
-                    self.partial_len = bytes.len();
-                    return;
+                    self.partial[..rest.len()].copy_from_slice(rest);
+                    self.partial_len = rest.len();
+                    break;
                 }
-                Err(e) => return self.refuse_malformed(io, e),
+                Err(e) => {
+                    self.refuse_malformed(io, e);
+                    break;
+                }
             }
         }
+        self.input_held = false;
+        bytes.len()
     }
 
     fn is_reading(&self) -> bool {
@@ -660,9 +763,6 @@ impl Session {
     }
 
     fn handle_frame<S: CommandSink>(&mut self, io: &mut Io<'_, S>, frame: &[u8]) {
-        if !self.tx.has_room(TX_REPLY_RESERVE) {
-            return self.slow_consumer(io);
-        }
         match self.state {
             State::AwaitingLogon { deadline } if io.now >= deadline => {
                 // Too late, even if the timer has not run yet this turn.
@@ -1014,7 +1114,12 @@ impl Session {
             Class::Cancel => Err(RingRefusal::Full),
         };
         match pushed {
-            Ok(()) => io.counters.commands_out += 1,
+            Ok(()) => {
+                io.counters.commands_out += 1;
+                // Its first answer is owed: the room for it stays reserved.
+                self.outstanding += 1;
+                debug_assert!(self.outstanding as usize <= crate::constants::TX_OUTSTANDING_MAX);
+            }
             Err(refusal) => {
                 match refusal {
                     RingRefusal::Full => io.counters.ring_full += 1,
@@ -1041,6 +1146,10 @@ impl Session {
         {
             // Every KEY_REVOKED cancel has been delivered.
             return self.terminate(io, reason);
+        }
+        if is_first_answer(e) {
+            // Its reserved room is the room it uses now.
+            self.outstanding = self.outstanding.saturating_sub(1);
         }
         let t = e.transact_time_ns;
         match e.kind {
@@ -1131,10 +1240,20 @@ impl Session {
     /// Ends the session with Terminate `reason` (e.g. SHUTDOWN from the
     /// reactor, KEY_REVOKED from a reload).
     pub fn terminate<S: CommandSink>(&mut self, io: &mut Io<'_, S>, reason: TerminateReason) {
+        self.end_with_terminate(io, reason, CloseReason::Terminated(reason));
+    }
+
+    /// Queues Terminate `reason` (every other frame left room for it),
+    /// records it, and ends the session as `close`. Only a live session.
+    fn end_with_terminate<S: CommandSink>(
+        &mut self,
+        io: &mut Io<'_, S>,
+        reason: TerminateReason,
+        close: CloseReason,
+    ) {
         if !matches!(self.state, State::Active | State::Revoking { .. }) {
             return;
         }
-        io.counters.terminates[reason.wire() as usize] += 1;
         let key_id = self.auth.as_ref().map_or(0, |a| a.key_id);
         io.audit.record(AuditEvent::terminated(
             io.now,
@@ -1143,14 +1262,17 @@ impl Session {
             from_ip(self.peer),
             reason,
         ));
-        self.send_tagged::<{ wire::TERMINATE_SIZE }, S>(io, |seq, buf| {
+        let queued = self.queue_tagged::<{ wire::TERMINATE_SIZE }, S>(io, 0, |seq, buf| {
             wire::Terminate {
                 seq,
                 reason: reason.wire(),
             }
             .encode(buf)
         });
-        self.end(io, CloseReason::Terminated(reason));
+        if queued {
+            io.counters.terminates[reason.wire() as usize] += 1;
+        }
+        self.end(io, close);
     }
 
     fn send_heartbeat<S: CommandSink>(&mut self, io: &mut Io<'_, S>) {
@@ -1181,23 +1303,46 @@ impl Session {
     }
 
     /// Encodes one tagged frame with the next outbound `seq`, seals it with
-    /// the gateway key and queues it. A full buffer ends the session as a
-    /// slow consumer.
+    /// the gateway key and queues it, keeping room for a Terminate. A frame
+    /// that does not fit means the client is not reading: slow consumer.
     #[inline]
     fn send_tagged<const N: usize, S: CommandSink>(
         &mut self,
         io: &mut Io<'_, S>,
         encode: impl FnOnce(u64, &mut [u8; N]),
     ) {
+        if !self.queue_tagged::<N, S>(io, wire::TERMINATE_SIZE, encode) {
+            self.slow_consumer(io);
+        }
+    }
+
+    /// Queues one tagged frame if `N + keep` bytes are free; `false` (and
+    /// nothing queued, no `seq` used) otherwise.
+    #[inline]
+    fn queue_tagged<const N: usize, S: CommandSink>(
+        &mut self,
+        io: &mut Io<'_, S>,
+        keep: usize,
+        encode: impl FnOnce(u64, &mut [u8; N]),
+    ) -> bool {
+        if !self.tx.has_room(N + keep) {
+            return false;
+        }
+        if self.tx.is_empty() {
+            // The stall timer starts when bytes start waiting.
+            self.tx_watch_at = io.now;
+            self.tx_watch_sent = self.tx.sent_total();
+        }
         let auth = self.auth.as_mut().expect("tagged frames need session keys");
         let Some(buf) = self.tx.frame::<N>() else {
-            return self.slow_consumer(io);
+            unreachable!("room was checked");
         };
         encode(auth.next_out, buf);
         auth.keys.gateway.seal(buf);
         auth.next_out += 1;
         self.last_tx = io.now;
         io.counters.frames_out += 1;
+        true
     }
 
     fn logon_reject<S: CommandSink>(&mut self, io: &mut Io<'_, S>, reason: LogonRejectReason) {
@@ -1232,9 +1377,48 @@ impl Session {
         self.state = State::Closing(CloseReason::LogonTimeout);
     }
 
+    /// The client is not reading: Terminate SLOW_CONSUMER (room was kept
+    /// for it), and the session ends. The stall timer restarts so that the
+    /// Terminate gets a full window to go out before the socket is closed.
     fn slow_consumer<S: CommandSink>(&mut self, io: &mut Io<'_, S>) {
+        if !matches!(self.state, State::Active | State::Revoking { .. }) {
+            return;
+        }
         io.counters.slow_consumers += 1;
-        self.end(io, CloseReason::SlowConsumer);
+        self.tx_watch_at = io.now;
+        self.tx_watch_sent = self.tx.sent_total();
+        self.end_with_terminate(
+            io,
+            TerminateReason::SLOW_CONSUMER,
+            CloseReason::SlowConsumer,
+        );
+    }
+
+    /// The stall timer: bytes have waited in the transmit buffer since
+    /// `tx_watch_at`; if no send took any in `TX_STALL_TIMEOUT_NS`, a live
+    /// session is a slow consumer and an ended one is closed, its queue
+    /// abandoned.
+    fn check_stall<S: CommandSink>(&mut self, io: &mut Io<'_, S>) {
+        if self.tx.is_empty() || io.now < self.tx_watch_at + TX_STALL_TIMEOUT_NS {
+            return;
+        }
+        let sent = self.tx.sent_total();
+        if sent != self.tx_watch_sent {
+            // It moved: a client that reads, however slowly.
+            self.tx_watch_at = io.now;
+            self.tx_watch_sent = sent;
+            return;
+        }
+        match self.state {
+            State::Active | State::Revoking { .. } => self.slow_consumer(io),
+            State::Closing(_) if !self.tx_abandoned => {
+                self.tx_abandoned = true;
+                io.counters.tx_abandoned += 1;
+            }
+            // Nothing is queued before logon but a LogonReject, which
+            // ends it (Closing).
+            _ => {}
+        }
     }
 
     /// The session is over: stop reading, and cancel its orders if it asked.
@@ -1270,5 +1454,23 @@ impl Session {
     /// The gateway key of a logged-on session (tests and tools).
     pub fn gateway_key(&self) -> Option<&TagKey> {
         self.auth.as_ref().map(|a| &a.keys.gateway)
+    }
+}
+
+/// Whether `e` is the one answer the engine owes a client command (the
+/// answer whose room the session reserved): NewOrder → Accepted or
+/// Rejected, CancelOrder → Canceled USER or Rejected, ReplaceOrder →
+/// Replaced or Rejected, MassCancel → MassCancelAck (after its cancels).
+/// Fills and the cancels of an IOC remainder, a mass cancel,
+/// cancel-on-disconnect or a revocation are not.
+#[inline]
+fn is_first_answer(e: &Event) -> bool {
+    match e.kind {
+        EventKind::Accepted
+        | EventKind::Rejected
+        | EventKind::Replaced
+        | EventKind::MassCancelAck => true,
+        EventKind::Canceled => e.reason == EventReason::Cancel(CancelReason::USER),
+        EventKind::Fill => false,
     }
 }

@@ -14,6 +14,18 @@
 //! bytes until the send completes, so while anything is in flight the buffer
 //! never moves data (no compaction). When nothing is in flight and a frame
 //! does not fit at the end, the waiting bytes are moved to the front.
+//!
+//! **Free space is exact.** `begin_send` first moves the waiting bytes to
+//! the front when `head > 0` (nothing is in flight then), so a flight always
+//! starts at 0 and `free() = capacity − len()` holds in every state: the
+//! session's back-pressure arithmetic (room reserved for answers it owes)
+//! can never be undone by a send beginning. The move costs a copy of the
+//! bytes about to be sent, and only after a short send or when frames were
+//! queued behind the previous flight.
+//!
+//! `sent_total` counts every byte a completed send took: the session's
+//! stall timer compares it across a window to tell a client that reads
+//! slowly from one that does not read at all.
 
 use crate::constants::TX_BUFFER_SIZE;
 
@@ -25,6 +37,9 @@ pub struct TxBuffer {
     sent_end: usize,
     /// End of the encoded bytes. `tail <= buf.len()`.
     tail: usize,
+    /// Bytes completed sends took since the slot was created (never reset:
+    /// only differences are looked at).
+    sent_total: u64,
 }
 
 impl Default for TxBuffer {
@@ -40,6 +55,7 @@ impl TxBuffer {
             head: 0,
             sent_end: 0,
             tail: 0,
+            sent_total: 0,
         }
     }
 
@@ -65,13 +81,24 @@ impl TxBuffer {
         self.sent_end > self.head
     }
 
+    /// Bytes that can still be appended, now and whatever sends begin
+    /// before then (a flight always starts at offset 0, see the module
+    /// docs).
+    #[inline]
+    pub fn free(&self) -> usize {
+        self.buf.len() - self.len()
+    }
+
     /// Whether a frame of `n` bytes can be appended now.
+    #[inline]
     pub fn has_room(&self, n: usize) -> bool {
-        if self.buf.len() - self.tail >= n {
-            return true;
-        }
-        // Compaction would free `head` bytes, but only with nothing in flight.
-        !self.in_flight() && self.buf.len() - self.len() >= n
+        self.free() >= n
+    }
+
+    /// Bytes completed sends have taken, ever (see the module docs).
+    #[inline]
+    pub fn sent_total(&self) -> u64 {
+        self.sent_total
     }
 
     /// Appends a frame of `N` bytes and returns it for encoding, or `None`
@@ -82,10 +109,7 @@ impl TxBuffer {
             if self.in_flight() || self.buf.len() - self.len() < N {
                 return None;
             }
-            self.buf.copy_within(self.head..self.tail, 0);
-            self.tail -= self.head;
-            self.sent_end -= self.head;
-            self.head = 0;
+            self.compact();
         }
         let start = self.tail;
         self.tail += N;
@@ -101,10 +125,25 @@ impl TxBuffer {
         &self.buf[self.sent_end..self.tail]
     }
 
+    /// Moves the unacknowledged bytes to the front. Only with nothing in
+    /// flight.
+    fn compact(&mut self) {
+        debug_assert!(!self.in_flight());
+        self.buf.copy_within(self.head..self.tail, 0);
+        self.tail -= self.head;
+        self.sent_end -= self.head;
+        self.head = 0;
+    }
+
     /// Marks every waiting byte in flight and returns them. The slice must
     /// stay valid until [`complete_send`](Self::complete_send): the buffer
-    /// does not move data while anything is in flight.
+    /// does not move data while anything is in flight. A flight that is the
+    /// only one starts at offset 0 (moved there first if need be), so that
+    /// [`free`](Self::free) stays exact while it is out.
     pub fn begin_send(&mut self) -> &[u8] {
+        if self.head > 0 && !self.in_flight() {
+            self.compact();
+        }
         let start = self.sent_end;
         self.sent_end = self.tail;
         &self.buf[start..self.tail]
@@ -119,6 +158,7 @@ impl TxBuffer {
         );
         self.head += n;
         self.sent_end = self.head;
+        self.sent_total += n as u64;
         if self.head == self.tail {
             self.head = 0;
             self.sent_end = 0;
@@ -161,5 +201,25 @@ mod tests {
         tx.complete_send(80);
         assert!(tx.is_empty());
         assert!(tx.has_room(100));
+        assert_eq!(tx.sent_total(), 120);
+    }
+
+    #[test]
+    fn a_send_beginning_never_shrinks_the_free_space() {
+        let mut tx = TxBuffer::new(100);
+        *tx.frame::<40>().unwrap() = [1; 40];
+        assert_eq!(tx.begin_send().len(), 40);
+        *tx.frame::<30>().unwrap() = [2; 30]; // queued behind the flight
+        tx.complete_send(40);
+        // 30 bytes wait at offset 40: 70 bytes are free, and stay free when
+        // the next send begins (it starts at 0).
+        assert_eq!(tx.free(), 70);
+        assert_eq!(tx.begin_send(), &[2; 30][..]);
+        assert_eq!(tx.free(), 70);
+        assert!(tx.frame::<70>().is_some());
+        assert_eq!(tx.free(), 0);
+        tx.complete_send(30);
+        assert_eq!(tx.waiting().len(), 70);
+        assert_eq!(tx.free(), 30);
     }
 }

@@ -351,6 +351,8 @@ fn visit_reactor(sink: &mut impl Sink, s: &ReactorSample<'_>) {
         journal,
         heartbeats_throttled,
         ring_reserve_refusals,
+        input_paused,
+        tx_abandoned,
     } = s.counters;
     #[rustfmt::skip]
     let scalars = [
@@ -360,7 +362,7 @@ fn visit_reactor(sink: &mut impl Sink, s: &ReactorSample<'_>) {
         (4, *commands_out, "commands_out", "Orders, cancels, replaces and mass cancels handed to the engine."),
         (5, *ring_full, "ring_full", "Commands refused ENGINE_BUSY because the command ring was full."),
         (6, *logon_timeouts, "logon_timeouts", "Connections closed at the logon deadline."),
-        (7, *slow_consumers, "slow_consumers", "Sessions ended because their transmit buffer was full."),
+        (7, *slow_consumers, "slow_consumers", "Sessions ended because their client did not read (Terminate SLOW_CONSUMER)."),
         (8, *events_undeliverable, "events_undeliverable", "Engine events for sessions that had ended."),
         (9, *bytes_discarded, "bytes_discarded", "Bytes received after a session ended."),
         (10, *revocations, "revocations", "Sessions ended because their key was revoked, disabled or removed."),
@@ -380,6 +382,8 @@ fn visit_reactor(sink: &mut impl Sink, s: &ReactorSample<'_>) {
         (25, *logon_rate_evictions, "logon_rate_evictions", "Per-address logon rate cells still in debt forgotten to make room."),
         (30, *heartbeats_throttled, "heartbeats_throttled", "Heartbeats beyond the session's heartbeat allowance (count toward THROTTLE_BREACH)."),
         (31, *ring_reserve_refusals, "ring_reserve_refusals", "New orders and replaces refused ENGINE_BUSY to keep the command ring's cancel reserve."),
+        (40, *input_paused, "input_paused", "Times a session stopped reading because its transmit buffer could not hold the answers it would owe."),
+        (41, *tx_abandoned, "tx_abandoned", "Ended sessions closed with bytes unsent because no send took any for the stall timeout."),
     ];
     for (id, value, family, help) in scalars {
         sink.put(info(id, Counter, family, "", help), value);
@@ -437,6 +441,9 @@ fn visit_reactor(sink: &mut impl Sink, s: &ReactorSample<'_>) {
         turn_ns_max,
         accept_emfile,
         accept_errors,
+        recv_parked,
+        recv_parked_max,
+        recv_parked_over_cap,
     } = s.uring;
     #[rustfmt::skip]
     let uring = [
@@ -455,6 +462,9 @@ fn visit_reactor(sink: &mut impl Sink, s: &ReactorSample<'_>) {
         (412, Gauge, *turn_ns_max, "turn_ns_max", "Longest reactor turn since start, ns."),
         (413, Counter, *accept_emfile, "accept_emfile", "Accepts that failed for want of a descriptor (EMFILE/ENFILE); accept paused with back-off."),
         (414, Counter, *accept_errors, "accept_errors", "Accepts that failed otherwise; accept paused with back-off."),
+        (42, Counter, *recv_parked, "recv_parked", "Receive buffers held for a paused connection instead of recycled."),
+        (43, Gauge, *recv_parked_max, "recv_parked_max", "Most receive buffers one connection held parked at once, since start."),
+        (44, Counter, *recv_parked_over_cap, "recv_parked_over_cap", "Buffers parked beyond RECV_PARKED_PER_CONN for one connection."),
     ];
     for (id, kind, value, family, help) in uring {
         sink.put(info(id, kind, family, "", help), value);

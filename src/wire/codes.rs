@@ -111,11 +111,12 @@ wire_enum!(
         HEARTBEAT_TIMEOUT = 6,
         MALFORMED = 7,
         SHUTDOWN = 8,
+        SLOW_CONSUMER = 9,
         /// A keys reload changed the key so that this session may not go
         /// on: its address is no longer allowed, the key's environment
         /// changed, or the secret it logged on with left the file.
         /// (Added 2026-12-03; v1 frames unchanged.)
-        KEY_CHANGED = 9,
+        KEY_CHANGED = 10,
     }
 );
 
@@ -166,7 +167,7 @@ mod tests {
         for r in TerminateReason::ALL {
             assert_eq!(TerminateReason::from_wire(r.wire()), Some(*r));
         }
-        assert_eq!(TerminateReason::from_wire(10), None);
+        assert_eq!(TerminateReason::from_wire(11), None);
         assert_eq!(LogonRejectReason::from_wire(0), None);
         assert_eq!(LogonRejectReason::from_wire(10), None);
         assert_eq!(RejectReason::from_wire(11), None);

@@ -112,7 +112,7 @@ impl<'s> Pair<'s> {
     }
 
     /// Runs `f` on the session with an `Io` over this pair's state.
-    fn drive(&mut self, f: impl FnOnce(&mut Session, &mut Io<'_, Vec<Command>>)) {
+    fn drive<R>(&mut self, f: impl FnOnce(&mut Session, &mut Io<'_, Vec<Command>>) -> R) -> R {
         let mut io = Io {
             now: self.now,
             shared: self.shared,
@@ -121,11 +121,13 @@ impl<'s> Pair<'s> {
             counters: &mut self.counters,
             audit: &mut self.audit,
         };
-        f(&mut self.session, &mut io);
+        f(&mut self.session, &mut io)
     }
 
-    pub fn send(&mut self, bytes: &[u8]) {
-        self.drive(|s, io| s.handle_bytes(io, bytes));
+    /// Offers `bytes` to the session; returns how many it took (fewer only
+    /// when it paused for back-pressure).
+    pub fn send(&mut self, bytes: &[u8]) -> usize {
+        self.drive(|s, io| s.handle_bytes(io, bytes))
     }
 
     pub fn event(&mut self, e: &ordergate::engine::Event) {
@@ -138,6 +140,11 @@ impl<'s> Pair<'s> {
 
     pub fn transport_closed(&mut self) {
         self.drive(|s, io| s.on_transport_closed(io));
+    }
+
+    /// The reactor ends the session (shutdown, revocation).
+    pub fn terminate(&mut self, reason: ordergate::wire::codes::TerminateReason) {
+        self.drive(|s, io| s.terminate(io, reason));
     }
 
     /// Every frame the gateway queued, raw.
