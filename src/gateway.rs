@@ -159,6 +159,14 @@ pub enum StartError {
     Uring(String),
     /// Binding or configuring the listener failed.
     Listen(std::io::Error),
+    /// Another process already listens on the address (another gateway,
+    /// most likely): joining its SO_REUSEPORT group would split the
+    /// connections between two books. `holders`: who, from /proc, or why
+    /// that could not be found.
+    AddressInUse {
+        addr: SocketAddr,
+        holders: Result<Vec<(u32, String)>, String>,
+    },
     /// Pinning a thread to its core failed.
     Affinity(String),
     /// The audit journal cannot be opened (or is corrupt): the gateway does
@@ -174,6 +182,24 @@ impl std::fmt::Display for StartError {
             StartError::Spec(s) => write!(f, "configuration: {s}"),
             StartError::Uring(s) => write!(f, "io_uring: {s}"),
             StartError::Listen(e) => write!(f, "listener: {e}"),
+            StartError::AddressInUse { addr, holders } => {
+                write!(f, "listener {addr}: another process (")?;
+                match holders {
+                    Ok(holders) => {
+                        for (i, (pid, name)) in holders.iter().enumerate() {
+                            let sep = if i == 0 { "" } else { "; " };
+                            write!(f, "{sep}pid {pid}, {name}")?;
+                        }
+                    }
+                    Err(why) => write!(f, "pid unknown: {why}")?,
+                }
+                write!(
+                    f,
+                    ") is already listening on this address; a second gateway there would \
+                     take part of its connections with a separate book: stop that one, or \
+                     listen elsewhere"
+                )
+            }
             StartError::Affinity(s) => write!(f, "cpu affinity: {s}"),
             StartError::Journal(s) => write!(f, "audit journal: {s}"),
             StartError::Stats(s) => write!(f, "{s}"),
@@ -442,6 +468,22 @@ impl Gateway {
         let shared = Arc::new(Shared::new(spec.session.clone(), keys, seed));
 
         // Listeners first: the first resolves port 0, the rest share it.
+        // A fixed port is probed first without SO_REUSEPORT, so that another
+        // gateway's group there is refused, not joined (port 0 gets a free
+        // port from the kernel).
+        let probe = match spec.listen.port() {
+            0 => None,
+            _ => Some(uring::exclusive_probe(spec.listen).map_err(|e| {
+                if e.kind() == std::io::ErrorKind::AddrInUse {
+                    StartError::AddressInUse {
+                        addr: spec.listen,
+                        holders: crate::sys::listener_holders(spec.listen),
+                    }
+                } else {
+                    StartError::Listen(e)
+                }
+            })?),
+        };
         let first =
             uring::reuseport_listener(spec.listen, LISTEN_BACKLOG).map_err(StartError::Listen)?;
         let local_addr = first.local_addr().map_err(StartError::Listen)?;
@@ -452,6 +494,7 @@ impl Gateway {
                     .map_err(StartError::Listen)?,
             );
         }
+        drop(probe);
 
         // The journal first: without its record the gateway does not start.
         let journal = match &spec.audit_journal {
