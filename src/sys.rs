@@ -193,7 +193,11 @@ pub fn listener_holders(addr: SocketAddr) -> Result<Vec<(u32, String)>, String> 
     let mut holders = Vec::new();
     let procs = std::fs::read_dir("/proc").map_err(|e| format!("/proc: {e}"))?;
     for entry in procs.flatten() {
-        let Some(pid) = entry.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<u32>().ok())
+        else {
             continue;
         };
         let Ok(fds) = std::fs::read_dir(entry.path().join("fd")) else {
@@ -477,9 +481,14 @@ mod tests {
         let holders = listener_holders(addr).expect("our own listener");
         let me = std::process::id();
         assert!(holders.iter().any(|(pid, _)| *pid == me), "{holders:?}");
-        // A wildcard query overlaps it too; another port does not.
+        // A wildcard query overlaps it too.
         let wild: SocketAddr = format!("0.0.0.0:{}", addr.port()).parse().unwrap();
-        assert!(listener_holders(wild).unwrap().iter().any(|(p, _)| *p == me));
+        assert!(
+            listener_holders(wild)
+                .unwrap()
+                .iter()
+                .any(|(p, _)| *p == me)
+        );
         drop(l);
         let err = listener_holders(addr).expect_err("nobody listens any more");
         assert!(err.contains("no listening socket"), "{err}");
