@@ -337,6 +337,9 @@ fn visit_reactor(sink: &mut impl Sink, s: &ReactorSample<'_>) {
         lockouts,
         orphans_forgotten,
         orphans_swept,
+        admin_peers_refused,
+        admin_requests_refused,
+        admin_probes,
     } = s.counters;
     #[rustfmt::skip]
     let scalars = [
@@ -353,6 +356,9 @@ fn visit_reactor(sink: &mut impl Sink, s: &ReactorSample<'_>) {
         (11, *lockouts, "lockouts", "Addresses locked out by failed logons."),
         (12, *orphans_forgotten, "orphans_forgotten", "Ended sessions the orphan registry forgot because it was full."),
         (13, *orphans_swept, "orphans_swept", "Ended sessions whose resting orders a revocation canceled."),
+        (50, *admin_peers_refused, "admin_peers_refused", "Admin connections refused: the peer's uid is neither the gateway's nor root (reactor 0 only)."),
+        (51, *admin_requests_refused, "admin_requests_refused", "Admin requests answered error: unknown key, already revoked, bad request (reactor 0 only)."),
+        (52, *admin_probes, "admin_probes", "Admin connections closed without a request: another serve checking this one is alive (reactor 0 only)."),
     ];
     for (id, value, family, help) in scalars {
         sink.put(info(id, Counter, family, "", help), value);
