@@ -1915,7 +1915,12 @@ mod tests {
             lines[18],
             "engine: 900 commands, 1800 events, 1 blocked turns, 0 misrouted"
         );
-        assert_eq!(lines.len(), 19);
+        assert_eq!(
+            lines[19],
+            "admin: 0 peers refused (not the gateway's uid or root), 0 requests refused, 0 \
+             probes from another serve"
+        );
+        assert_eq!(lines.len(), 20);
     }
 
     #[test]
@@ -1941,6 +1946,8 @@ mod tests {
                 "    recv_enobufs: the provided receive buffers ran dry and receives waited to be \
                  re-armed; raise reactors.recv_buffers",
                 "engine: 0 commands, 0 events, 0 blocked turns, 0 misrouted",
+                "admin: 0 peers refused (not the gateway's uid or root), 0 requests refused, 0 \
+                 probes from another serve",
             ]
         );
     }
