@@ -12,15 +12,22 @@
 //!    environment the gateway serves: exit 2 (nobody could log on).
 //! 4. SIGINT and SIGTERM are caught from here on, so one that arrives while
 //!    the gateway starts still stops it cleanly once it runs.
-//! 5. [`Gateway::start`]: its error, exit 1. Else one line on stdout,
+//! 5. The admin socket ([`crate::admin::AdminSocket::bind`], the default
+//!    path if no `--admin-socket`): a live gateway on it, a directory others
+//!    can write, anything but a stale socket at the path: exit 1, naming the
+//!    path (and the live gateway's pid). Before the gateway starts, so a
+//!    second gateway opens no listener and no journal.
+//! 6. [`Gateway::start`]: its error, exit 1 (another process listening on
+//!    the port is one, naming its pid). Else one line on stdout,
 //!    `ordergate serving on ADDR (N reactors, engine …, idle …)`.
-//! 6. The first signal calls [`StopHandle::stop`]; a second exits at once
+//! 7. The first signal calls [`StopHandle::stop`]; a second exits at once
 //!    (128 + signal) in case stopping hangs. When the gateway has stopped,
 //!    the summary of its report goes to stdout: exit 0.
 //!
 //! # Exit codes
 //!
-//! 0: done. 1: the gateway could not start or run ([`EXIT_FAILURE`]).
+//! 0: done. 1: the gateway could not start or run ([`EXIT_FAILURE`]); for
+//! `admin`, the answer was `error:` (refused, or it did nothing).
 //! 2: the command line, the config or the keys were refused
 //! ([`EXIT_USAGE`], as clap's own usage errors).
 
@@ -66,8 +73,9 @@ pub const LOAD_RATE_MAX: u64 = MSGS_PER_SEC_MAX as u64;
 pub const DURATION_MAX: Duration = Duration::from_secs(24 * 3600);
 
 const EXIT_CODES: &str = "\
-Exit codes: 0 done; 1 the gateway could not start or failed; 2 the command \
-line, the config file or the keys file was refused.
+Exit codes: 0 done; 1 the gateway could not start or failed (for `admin`: \
+the request was refused or did nothing, e.g. a key not in the table); 2 the \
+command line, the config file or the keys file was refused.
 Config file reference: docs/CONFIG.md; example: tuning/ordergate.example.toml.";
 
 /// Order-entry gateway for colocated trading: OGP v1 over TCP, io_uring
@@ -114,9 +122,9 @@ pub enum Command {
 /// `ordergate admin`.
 #[derive(Clone, Debug, PartialEq, Eq, Args)]
 pub struct AdminArgs {
-    /// The gateway's admin socket
-    #[arg(long, value_name = "PATH", default_value = crate::admin::ADMIN_SOCKET_DEFAULT)]
-    pub socket: PathBuf,
+    /// The gateway's admin socket [default: admin.sock in $RUNTIME_DIRECTORY, else /run/ordergate (root, or its owner), else $XDG_RUNTIME_DIR/ordergate, else ~/.local/state/ordergate: as serve]
+    #[arg(long, value_name = "PATH")]
+    pub socket: Option<PathBuf>,
     #[command(subcommand)]
     pub action: AdminAction,
 }
@@ -172,9 +180,9 @@ pub struct ServeArgs {
     /// What a reactor does after a turn without work [overrides `reactors.idle`; default busy-spin]
     #[arg(long, value_enum, value_name = "IDLE")]
     pub idle: Option<IdleArg>,
-    /// Admin socket for `ordergate admin` (created mode 0600)
-    #[arg(long, value_name = "PATH", default_value = crate::admin::ADMIN_SOCKET_DEFAULT)]
-    pub admin_socket: PathBuf,
+    /// Admin socket for `ordergate admin`, created mode 0600; refused if a gateway answers on it or its directory is writable by others [default: admin.sock in $RUNTIME_DIRECTORY, else /run/ordergate (root, or its owner), else $XDG_RUNTIME_DIR/ordergate, else ~/.local/state/ordergate, made 0700]
+    #[arg(long, value_name = "PATH")]
+    pub admin_socket: Option<PathBuf>,
     /// Tamper-evident audit journal, created and preallocated if missing; a corrupt one stops the start [overrides `audit_journal`; default ordergate-audit.journal]
     #[arg(long, value_name = "FILE")]
     pub audit_journal: Option<PathBuf>,
@@ -450,7 +458,14 @@ fn run_admin(args: &AdminArgs) -> ExitCode {
         AdminAction::Kill { key } => format!("kill {key}"),
         AdminAction::Sessions => "sessions".to_string(),
     };
-    match crate::admin::request(&args.socket, &line) {
+    let (socket, default) = match &args.socket {
+        Some(path) => (path.clone(), None),
+        None => match crate::admin::default_socket() {
+            Ok(d) => (d.path, Some(d.source)),
+            Err(e) => return fail(EXIT_FAILURE, e),
+        },
+    };
+    match crate::admin::request(&socket, &line) {
         Ok(answer) => {
             print!("{answer}");
             if answer.lines().last().is_some_and(|l| l.starts_with("ok")) {
@@ -461,10 +476,14 @@ fn run_admin(args: &AdminArgs) -> ExitCode {
         }
         Err(e) => fail(
             EXIT_FAILURE,
-            format!(
-                "cannot reach the admin socket {}: {e}",
-                args.socket.display()
-            ),
+            match default {
+                Some(source) => format!(
+                    "cannot reach the admin socket {} (the default, from {source}): {e}; is the \
+                     gateway running, as this user? Else give --socket PATH",
+                    socket.display()
+                ),
+                None => format!("cannot reach the admin socket {}: {e}", socket.display()),
+            },
         ),
     }
 }
@@ -854,6 +873,30 @@ fn serve(args: &ServeArgs) -> ExitCode {
             eprintln!("ordergate: warning: cannot keep the housekeeping threads on {cores:?}: {e}");
         }
     }
+    // The admin socket before the gateway: a second gateway on the same
+    // socket is refused before it opens a listener or the journal.
+    let admin_socket = match &args.admin_socket {
+        Some(path) => crate::admin::AdminSocket::bind(path).map_err(|e| (path.clone(), e)),
+        None => crate::admin::AdminSocket::bind_default().map_err(|e| {
+            let path = crate::admin::default_socket().map_or_else(|_| PathBuf::new(), |d| d.path);
+            (path, e)
+        }),
+    };
+    let admin_socket = match admin_socket {
+        Ok(socket) => socket,
+        Err((path, e)) if path.as_os_str().is_empty() => {
+            return fail(EXIT_FAILURE, format!("cannot open the admin socket: {e}"));
+        }
+        Err((path, e)) => {
+            return fail(
+                EXIT_FAILURE,
+                format!("cannot open the admin socket {}: {e}", path.display()),
+            );
+        }
+    };
+    if let Some(warning) = &admin_socket.warning {
+        eprintln!("ordergate: warning: {warning}");
+    }
     // Both always set by `plan_serve` (`Config::to_spec`); the fallbacks
     // only keep this from panicking.
     let audit_journal = plan.spec.audit_journal.clone().unwrap_or_default();
@@ -875,11 +918,8 @@ fn serve(args: &ServeArgs) -> ExitCode {
         None => {}
     }
 
-    let admin = match crate::admin::AdminServer::start(
-        &args.admin_socket,
-        gateway.control(),
-        Some(plan.keys.clone()),
-    ) {
+    let admin_path = admin_socket.path().to_path_buf();
+    let admin = match admin_socket.serve(gateway.control(), Some(plan.keys.clone())) {
         Ok(admin) => admin,
         Err(e) => {
             let report = gateway.shutdown();
@@ -887,8 +927,8 @@ fn serve(args: &ServeArgs) -> ExitCode {
             return fail(
                 EXIT_FAILURE,
                 format!(
-                    "cannot open the admin socket {}: {e}",
-                    args.admin_socket.display()
+                    "cannot start the admin thread for {}: {e}",
+                    admin_path.display()
                 ),
             );
         }
@@ -1142,6 +1182,23 @@ pub fn summary(report: &GatewayReport, ran: Duration) -> String {
     );
     if let Some(j) = &report.journal {
         journal_summary(&mut out, j);
+    }
+    // Process-wide; reactor 0 carries them (the others hold 0). Only when
+    // the admin socket refused something: a quiet run keeps a short summary.
+    let admin = |f: fn(&crate::session::Counters) -> u64| -> u64 {
+        report.reactors.iter().map(|r| f(&r.counters)).sum()
+    };
+    let (peers, requests, probes) = (
+        admin(|c| c.admin_peers_refused),
+        admin(|c| c.admin_requests_refused),
+        admin(|c| c.admin_probes),
+    );
+    if peers + requests + probes > 0 {
+        let _ = writeln!(
+            out,
+            "admin: {peers} peers refused (not the gateway's uid or root), {requests} requests \
+             refused, {probes} probes from another serve"
+        );
     }
     out
 }
@@ -1419,7 +1476,7 @@ mod tests {
                 keys: Some("k.toml".into()),
                 config: Some("c.toml".into()),
                 idle: Some(IdleArg::Backoff),
-                admin_socket: crate::admin::ADMIN_SOCKET_DEFAULT.into(),
+                admin_socket: None,
                 audit_journal: None,
                 stats_file: None,
                 prometheus: None,
@@ -1816,7 +1873,7 @@ mod tests {
             keys: None,
             config: Some(path.clone()),
             idle: None,
-            admin_socket: crate::admin::ADMIN_SOCKET_DEFAULT.into(),
+            admin_socket: None,
             audit_journal: None,
             stats_file: None,
             prometheus: None,
@@ -1835,7 +1892,7 @@ mod tests {
             keys: Some("/other/keys.toml".into()),
             config: Some(path.clone()),
             idle: Some(IdleArg::BusySpin),
-            admin_socket: crate::admin::ADMIN_SOCKET_DEFAULT.into(),
+            admin_socket: None,
             // A relative flag stays relative to the current directory.
             audit_journal: Some("flag.journal".into()),
             stats_file: Some("/tmp/flag.stats".into()),
@@ -1864,7 +1921,7 @@ mod tests {
             keys: None,
             config: None,
             idle: None,
-            admin_socket: crate::admin::ADMIN_SOCKET_DEFAULT.into(),
+            admin_socket: None,
             audit_journal: None,
             stats_file: None,
             prometheus: None,
@@ -2048,6 +2105,7 @@ mod tests {
             lines[18],
             "engine: 900 commands, 1800 events, 1 blocked turns, 0 misrouted"
         );
+        // Nothing refused on the admin socket: no admin line.
         assert_eq!(lines.len(), 19);
     }
 

@@ -185,6 +185,14 @@ pub enum StartError {
     Uring(String),
     /// Binding or configuring the listener failed.
     Listen(std::io::Error),
+    /// Another process already listens on the address (another gateway,
+    /// most likely): joining its SO_REUSEPORT group would split the
+    /// connections between two books. `holders`: who, from /proc, or why
+    /// that could not be found.
+    AddressInUse {
+        addr: SocketAddr,
+        holders: Result<Vec<(u32, String)>, String>,
+    },
     /// Pinning a thread to its core failed.
     Affinity(String),
     /// The audit journal cannot be opened (or is corrupt): the gateway does
@@ -200,6 +208,24 @@ impl std::fmt::Display for StartError {
             StartError::Spec(s) => write!(f, "configuration: {s}"),
             StartError::Uring(s) => write!(f, "io_uring: {s}"),
             StartError::Listen(e) => write!(f, "listener: {e}"),
+            StartError::AddressInUse { addr, holders } => {
+                write!(f, "listener {addr}: another process (")?;
+                match holders {
+                    Ok(holders) => {
+                        for (i, (pid, name)) in holders.iter().enumerate() {
+                            let sep = if i == 0 { "" } else { "; " };
+                            write!(f, "{sep}pid {pid}, {name}")?;
+                        }
+                    }
+                    Err(why) => write!(f, "pid unknown: {why}")?,
+                }
+                write!(
+                    f,
+                    ") is already listening on this address; a second gateway there would \
+                     take part of its connections with a separate book: stop that one, or \
+                     listen elsewhere"
+                )
+            }
             StartError::Affinity(s) => write!(f, "cpu affinity: {s}"),
             StartError::Journal(s) => write!(f, "audit journal: {s}"),
             StartError::Stats(s) => write!(f, "{s}"),
@@ -249,7 +275,44 @@ pub struct ControlReport {
     /// it (and so had stopped reading the revoked sessions): the revocation
     /// latency. None if a reactor did not switch within `CONTROL_TIMEOUT`.
     pub applied_in: Option<std::time::Duration>,
+    /// Revoke and kill: the key's live sessions when it was revoked, which
+    /// the revocation ends (0 for a reload, and for a kill of a key that
+    /// was already revoked).
+    pub sessions_ended: u32,
+    /// A kill of a key an earlier revoke or kill had already revoked: no
+    /// new generation (`epoch` is the current one), nothing left to end,
+    /// and the kill journaled all the same.
+    pub already_revoked: bool,
 }
+
+/// Why a revoke or kill did nothing. Each names the key.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ControlError {
+    /// No key with this id in the current table (a mistyped id).
+    UnknownKey(u64),
+    /// `revoke` of a key already revoked in this run (`kill` records a
+    /// kill of such a key instead of refusing it).
+    AlreadyRevoked(u64),
+}
+
+impl std::fmt::Display for ControlError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ControlError::UnknownKey(id) => write!(
+                f,
+                "key {id} is not in the keys table; nothing was done (`ordergate admin sessions` \
+                 lists the keys)"
+            ),
+            ControlError::AlreadyRevoked(id) => write!(
+                f,
+                "key {id} is already revoked; nothing was done (its sessions ended and its \
+                 orders were canceled then; `kill {id}` still records a kill)"
+            ),
+        }
+    }
+}
+
+impl std::error::Error for ControlError {}
 
 /// How long a reload or revocation waits for every reactor to switch.
 pub const CONTROL_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(1);
@@ -267,6 +330,8 @@ impl GatewayControl {
             epoch,
             keys,
             applied_in,
+            sessions_ended: 0,
+            already_revoked: false,
         }
     }
 
@@ -282,18 +347,36 @@ impl GatewayControl {
         }
     }
 
-    /// Revokes `key_id` for the rest of the run (see `Shared::revoke_key`).
-    /// None if it was already revoked.
-    pub fn revoke(&self, key_id: u64) -> Option<ControlReport> {
-        let (report, ended) = self.revoke_quietly(key_id)?;
-        self.record(AuditEvent::revoke(worker::wall_ns(), key_id, ended));
-        Some(report)
+    /// Revokes `key_id` for the rest of the run (see `Shared::revoke_key`),
+    /// journaled as a revoke.
+    ///
+    /// # Errors
+    ///
+    /// The key is not in the table, or is already revoked: nothing done,
+    /// nothing journaled.
+    pub fn revoke(&self, key_id: u64) -> Result<ControlReport, ControlError> {
+        let report = self.revoke_quietly(key_id)?;
+        if report.already_revoked {
+            return Err(ControlError::AlreadyRevoked(key_id));
+        }
+        self.record(AuditEvent::revoke(
+            worker::wall_ns(),
+            key_id,
+            report.sessions_ended,
+        ));
+        Ok(report)
     }
 
     /// The kill switch: revokes `key_id`, ending every session of it and
-    /// canceling their orders; recorded as a kill.
-    pub fn kill(&self, key_id: u64) -> Option<ControlReport> {
-        let (report, ended) = self.revoke_quietly(key_id)?;
+    /// canceling their orders; journaled as a kill. Always journaled for a
+    /// key in the table, even one already revoked (then nothing is left to
+    /// end: `already_revoked`, 0 sessions ended).
+    ///
+    /// # Errors
+    ///
+    /// The key is not in the table: nothing done, nothing journaled.
+    pub fn kill(&self, key_id: u64) -> Result<ControlReport, ControlError> {
+        let report = self.revoke_quietly(key_id)?;
         let all = crate::engine::SessionId(0);
         let reason = crate::wire::codes::TerminateReason::KEY_REVOKED;
         self.record(AuditEvent::kill(
@@ -301,27 +384,28 @@ impl GatewayControl {
             key_id,
             all,
             reason,
-            ended,
+            report.sessions_ended,
         ));
-        Some(report)
+        Ok(report)
     }
 
-    fn revoke_quietly(&self, key_id: u64) -> Option<(ControlReport, u32)> {
+    fn revoke_quietly(&self, key_id: u64) -> Result<ControlReport, ControlError> {
         let set = self.shared.key_set();
-        let live = set
-            .table
-            .get(key_id)
-            .map_or(0, |(i, _)| set.state(i).sessions.load(Ordering::Relaxed));
-        let epoch = self.shared.revoke_key(key_id)?;
-        let applied_in = self.wait(epoch);
-        Some((
-            ControlReport {
-                epoch,
-                keys: set.table.len(),
-                applied_in,
-            },
-            live,
-        ))
+        let Some((index, _)) = set.table.get(key_id) else {
+            return Err(ControlError::UnknownKey(key_id));
+        };
+        let live = set.state(index).sessions.load(Ordering::Relaxed);
+        let (epoch, sessions_ended, already_revoked) = match self.shared.revoke_key(key_id) {
+            Some(epoch) => (epoch, live, false),
+            None => (self.shared.keys_epoch(), 0, true),
+        };
+        Ok(ControlReport {
+            epoch,
+            keys: set.table.len(),
+            applied_in: self.wait(epoch),
+            sessions_ended,
+            already_revoked,
+        })
     }
 
     fn wait(&self, epoch: u64) -> Option<std::time::Duration> {
@@ -334,6 +418,11 @@ impl GatewayControl {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .record(event);
+    }
+
+    /// The admin socket's counters (reactor 0 publishes them).
+    pub fn admin_counters(&self) -> &crate::session::counters::AdminCounters {
+        &self.shared.admin
     }
 
     /// Each key's id and its live sessions (all reactors).
@@ -495,6 +584,22 @@ impl Gateway {
         let shared = Arc::new(Shared::new(spec.session.clone(), keys, seed));
 
         // Listeners first: the first resolves port 0, the rest share it.
+        // A fixed port is probed first without SO_REUSEPORT, so that another
+        // gateway's group there is refused, not joined (port 0 gets a free
+        // port from the kernel).
+        let probe = match spec.listen.port() {
+            0 => None,
+            _ => Some(uring::exclusive_probe(spec.listen).map_err(|e| {
+                if e.kind() == std::io::ErrorKind::AddrInUse {
+                    StartError::AddressInUse {
+                        addr: spec.listen,
+                        holders: crate::sys::listener_holders(spec.listen),
+                    }
+                } else {
+                    StartError::Listen(e)
+                }
+            })?),
+        };
         let first =
             uring::reuseport_listener(spec.listen, LISTEN_BACKLOG).map_err(StartError::Listen)?;
         let local_addr = first.local_addr().map_err(StartError::Listen)?;
@@ -505,6 +610,7 @@ impl Gateway {
                     .map_err(StartError::Listen)?,
             );
         }
+        drop(probe);
 
         // The journal first: without its record the gateway does not start.
         let journal = match &spec.audit_journal {

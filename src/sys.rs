@@ -7,7 +7,8 @@
 //! |---|---|---|
 //! | `madvise(MADV_HUGEPAGE)` | [`huge_vec`]: the engine's order pool, levels and lookup tables | a random lookup in a 16 MiB table is a TLB miss on 4 KiB pages (measured: most of the engine's time per command in `compare`) |
 //! | `umask` | [`with_umask`]: the admin socket | the socket must be born 0600, not chmod-ed after a window |
-//! | `geteuid` | [`is_root`]: `compare` installs HAProxy only as root | |
+//! | `geteuid` | [`is_root`]: `compare` installs HAProxy only as root; [`effective_uid`]: the admin socket's peer check | |
+//! | `getsockopt(SO_PEERCRED)` | [`peer_credentials`]: who is at the other end of an admin connection | the kernel's word, not the peer's |
 //! | `prctl(PR_SET_PDEATHSIG)` | [`die_with_parent`]: HAProxy child of `compare` | killed even if ordergate aborts |
 //! | `epoll` | [`Readiness`]: the load generator's many sockets per thread | one wait for hundreds of sessions |
 //! | `sched_setaffinity` | [`set_thread_cpus`]: `serve`'s own threads onto the housekeeping CPUs | `core_affinity` pins to one CPU only |
@@ -20,6 +21,7 @@
 //! intrinsics), `auth::secret` (a test that reads wiped memory).
 
 use std::io;
+use std::net::{IpAddr, SocketAddr};
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 use std::os::unix::process::CommandExt;
 use std::process::Command;
@@ -179,6 +181,192 @@ pub fn euid() -> u32 {
     // SAFETY: geteuid has no preconditions, touches no memory of ours and
     // cannot fail.
     unsafe { libc::geteuid() }
+}
+
+/// The process's effective user id.
+pub fn effective_uid() -> u32 {
+    // SAFETY: geteuid has no preconditions, touches no memory of ours and
+    // cannot fail.
+    unsafe { libc::geteuid() }
+}
+
+/// Who is at the other end of a connected Unix socket, as the kernel
+/// recorded it when the peer connected (or, seen from a client, when the
+/// server called `listen`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PeerCredentials {
+    pub pid: u32,
+    pub uid: u32,
+    pub gid: u32,
+}
+
+/// `getsockopt(SO_PEERCRED)` on `socket`, a connected Unix stream socket.
+///
+/// # Errors
+///
+/// Not a Unix socket, or not connected.
+pub fn peer_credentials(socket: BorrowedFd<'_>) -> io::Result<PeerCredentials> {
+    let mut cred = libc::ucred {
+        pid: 0,
+        uid: 0,
+        gid: 0,
+    };
+    let mut len = size_of::<libc::ucred>() as libc::socklen_t;
+    // SAFETY: `socket` is open for the call (borrowed); `cred` is a valid
+    // ucred of `len` bytes that the kernel fills, and `len` is in-out.
+    let r = unsafe {
+        libc::getsockopt(
+            socket.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_PEERCRED,
+            (&raw mut cred).cast(),
+            &mut len,
+        )
+    };
+    if r < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(PeerCredentials {
+        pid: cred.pid.max(0) as u32,
+        uid: cred.uid,
+        gid: cred.gid,
+    })
+}
+
+/// The processes holding a TCP socket that listens on an address that
+/// overlaps `addr` (the same port, and the same address or a wildcard on
+/// either side), found through `/proc/net/tcp{,6}` (the socket's inode)
+/// and `/proc/*/fd` (who holds it). Each as (pid, command name), sorted,
+/// at most `PIDS_MAX`. Start-up only: it reads every process's fd table.
+///
+/// # Errors
+///
+/// Why no holder could be named: `/proc/net/tcp` is unreadable, no
+/// listening socket matched (it went away), or the holders' `/proc/PID/fd`
+/// are not readable by this user.
+pub fn listener_holders(addr: SocketAddr) -> Result<Vec<(u32, String)>, String> {
+    const PIDS_MAX: usize = 8;
+    let mut inodes = Vec::new();
+    let mut read_any = false;
+    for table in ["/proc/net/tcp", "/proc/net/tcp6"] {
+        let Ok(text) = std::fs::read_to_string(table) else {
+            continue;
+        };
+        read_any = true;
+        inodes.extend(listening_inodes(&text, addr));
+    }
+    if !read_any {
+        return Err("/proc/net/tcp is not readable".into());
+    }
+    if inodes.is_empty() {
+        return Err("no listening socket on it is visible in /proc/net/tcp".into());
+    }
+    let mut holders = Vec::new();
+    let procs = std::fs::read_dir("/proc").map_err(|e| format!("/proc: {e}"))?;
+    for entry in procs.flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        let Ok(fds) = std::fs::read_dir(entry.path().join("fd")) else {
+            continue;
+        };
+        let holds = fds.flatten().any(|fd| {
+            std::fs::read_link(fd.path()).is_ok_and(|target| {
+                let target = target.to_string_lossy();
+                target
+                    .strip_prefix("socket:[")
+                    .and_then(|t| t.strip_suffix(']'))
+                    .and_then(|t| t.parse::<u64>().ok())
+                    .is_some_and(|inode| inodes.contains(&inode))
+            })
+        });
+        if holds {
+            holders.push((pid, process_name(pid).unwrap_or_else(|| "?".into())));
+            if holders.len() == PIDS_MAX {
+                break;
+            }
+        }
+    }
+    holders.sort();
+    if holders.is_empty() {
+        return Err("the process holding it is not visible in /proc/*/fd to this user".into());
+    }
+    Ok(holders)
+}
+
+/// The command name of `pid` (`/proc/PID/comm`).
+pub fn process_name(pid: u32) -> Option<String> {
+    std::fs::read_to_string(format!("/proc/{pid}/comm"))
+        .ok()
+        .map(|s| s.trim_end().to_owned())
+}
+
+/// The inodes of the sockets in a `/proc/net/tcp` or `tcp6` table that
+/// listen (state 0A) on an address overlapping `addr`.
+fn listening_inodes(table: &str, addr: SocketAddr) -> Vec<u64> {
+    const TCP_LISTEN: &str = "0A";
+    let mut out = Vec::new();
+    for line in table.lines().skip(1) {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        // sl local_address rem_address st tx:rx tr:when retrnsmt uid timeout inode
+        let (Some(local), Some(state), Some(inode)) = (fields.get(1), fields.get(3), fields.get(9))
+        else {
+            continue;
+        };
+        if *state != TCP_LISTEN {
+            continue;
+        }
+        let Some((ip, port)) = local.split_once(':') else {
+            continue;
+        };
+        if u16::from_str_radix(port, 16).ok() != Some(addr.port()) {
+            continue;
+        }
+        let Some(ip) = proc_net_ip(ip) else { continue };
+        if !overlaps(ip, addr.ip()) {
+            continue;
+        }
+        if let Ok(inode) = inode.parse::<u64>() {
+            out.push(inode);
+        }
+    }
+    out
+}
+
+/// An address as `/proc/net/tcp{,6}` prints it: the bytes of the address
+/// as 32-bit words in host order, each printed as hex.
+fn proc_net_ip(hex: &str) -> Option<IpAddr> {
+    let word = |i: usize| -> Option<[u8; 4]> {
+        let w = u32::from_str_radix(hex.get(i * 8..i * 8 + 8)?, 16).ok()?;
+        Some(w.to_ne_bytes())
+    };
+    match hex.len() {
+        8 => Some(IpAddr::from(word(0)?)),
+        32 => {
+            let mut b = [0u8; 16];
+            for i in 0..4 {
+                b[i * 4..i * 4 + 4].copy_from_slice(&word(i)?);
+            }
+            Some(IpAddr::from(b))
+        }
+        _ => None,
+    }
+}
+
+/// Whether a listener on `a` and one on `b` (same port) conflict: equal,
+/// or either is a wildcard (an IPv6 wildcard also takes IPv4 unless
+/// v6only; counted as a conflict, which is what the probe bind saw).
+fn overlaps(a: IpAddr, b: IpAddr) -> bool {
+    let canon = |ip: IpAddr| match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+        v4 => v4,
+    };
+    let (a, b) = (canon(a), canon(b));
+    a == b || a.is_unspecified() || b.is_unspecified()
 }
 
 /// Makes the child `command` starts receive SIGKILL when the thread that
@@ -405,6 +593,55 @@ mod tests {
         .unwrap();
         assert!(set_thread_cpus(&[]).is_err());
         assert!(set_thread_cpus(&[1 << 20]).is_err());
+    }
+
+    #[test]
+    fn a_listener_is_found_with_its_pid_and_name() {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let addr = l.local_addr().unwrap();
+        let holders = listener_holders(addr).expect("our own listener");
+        let me = std::process::id();
+        assert!(holders.iter().any(|(pid, _)| *pid == me), "{holders:?}");
+        // A wildcard query overlaps it too.
+        let wild: SocketAddr = format!("0.0.0.0:{}", addr.port()).parse().unwrap();
+        assert!(
+            listener_holders(wild)
+                .unwrap()
+                .iter()
+                .any(|(p, _)| *p == me)
+        );
+        drop(l);
+        let err = listener_holders(addr).expect_err("nobody listens any more");
+        assert!(err.contains("no listening socket"), "{err}");
+    }
+
+    #[test]
+    fn proc_net_addresses_parse_and_overlap() {
+        // 127.0.0.1 as /proc/net/tcp prints it on a little-endian host.
+        let lo = if cfg!(target_endian = "little") {
+            "0100007F"
+        } else {
+            "7F000001"
+        };
+        assert_eq!(proc_net_ip(lo), Some("127.0.0.1".parse().unwrap()));
+        assert_eq!(
+            proc_net_ip("00000000000000000000000000000000"),
+            Some("::".parse().unwrap())
+        );
+        assert_eq!(proc_net_ip("zz"), None);
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        assert!(overlaps(ip("127.0.0.1"), ip("0.0.0.0")));
+        assert!(overlaps(ip("::"), ip("127.0.0.1")));
+        assert!(overlaps(ip("::ffff:127.0.0.1"), ip("127.0.0.1")));
+        assert!(!overlaps(ip("127.0.0.1"), ip("127.0.0.2")));
+    }
+
+    #[test]
+    fn peer_credentials_name_this_process() {
+        let (a, _b) = std::os::unix::net::UnixStream::pair().expect("pair");
+        let cred = peer_credentials(std::os::fd::AsFd::as_fd(&a)).expect("SO_PEERCRED");
+        assert_eq!(cred.pid, std::process::id());
+        assert_eq!(cred.uid, effective_uid());
     }
 
     #[test]

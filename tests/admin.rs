@@ -43,7 +43,10 @@ fn admin_socket_is_private_and_answers_every_request() {
 
     let answer = request(&sock, &format!("kill {TRADER}")).unwrap();
     assert!(
-        answer.starts_with(&format!("ok killed key {TRADER}:")),
+        answer.starts_with(&format!(
+            "ok killed key {TRADER}: 1 session ended with KEY_REVOKED and their orders canceled \
+             (generation 2); every reactor switched in "
+        )),
         "{answer}"
     );
     assert!(answer.contains("every reactor switched in"), "{answer}");
@@ -53,7 +56,14 @@ fn admin_socket_is_private_and_answers_every_request() {
     b.send(&f);
     assert_eq!(logon_reject(&b.recv().unwrap()), LR::KEY_DISABLED.wire());
     let answer = request(&sock, &format!("revoke {TRADER}")).unwrap();
-    assert_eq!(answer, format!("ok key {TRADER} was already revoked\n"));
+    assert_eq!(
+        answer,
+        format!(
+            "error: revoke {TRADER}: key {TRADER} is already revoked; nothing was done (its \
+             sessions ended and its orders were canceled then; `kill {TRADER}` still records a \
+             kill)\n"
+        )
+    );
     let answer = request(&sock, "sessions").unwrap();
     assert!(answer.contains(&format!("\n{TRADER} 0 true\n")), "{answer}");
 

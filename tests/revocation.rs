@@ -86,8 +86,11 @@ fn a_revoked_key_gets_its_cancels_then_terminate_and_no_later_order_reaches_the_
         (9, 100, CR::IMMEDIATE_OR_CANCEL.wire())
     );
 
-    // A second revocation of the same key is a no-op.
-    assert!(gw.control().revoke(TRADER).is_none());
+    // A second revocation of the same key does nothing, and says so.
+    assert_eq!(
+        gw.control().revoke(TRADER).err(),
+        Some(ordergate::gateway::ControlError::AlreadyRevoked(TRADER))
+    );
     let report = gw.shutdown();
     let revocations: u64 = report.reactors.iter().map(|r| r.counters.revocations).sum();
     assert_eq!(revocations, 1);

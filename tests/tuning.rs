@@ -365,8 +365,8 @@ fn service_unit_runs_serve_with_io_uring_allowed_and_the_8core_cores() {
           --admin-socket /run/ordergate/admin.sock"
         ]
     );
-    // PrivateTmp hides /tmp, the admin socket's default, from `ordergate
-    // admin`: the socket goes where the unit makes a directory for it.
+    // The admin socket goes in the private directory the unit makes for it
+    // (serve's default there: $RUNTIME_DIRECTORY/admin.sock).
     assert_eq!(values("RuntimeDirectory"), ["ordergate"]);
     assert_eq!(values("PrivateTmp"), ["yes"]);
     assert_eq!(values("KillSignal"), ["SIGTERM"]);

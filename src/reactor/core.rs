@@ -775,6 +775,9 @@ impl ReactorCore {
     /// Runs every due session timer; releases finished slots. O(live
     /// sessions): call it once per timer tick, not per message.
     pub fn run_timers(&mut self, now: Nanos) {
+        if self.index == 0 {
+            self.shared.admin.copy_into(&mut self.counters);
+        }
         let mut i = 0;
         while i < self.live.len() {
             let slot = self.live[i] as usize;

@@ -89,6 +89,36 @@ pub struct Counters {
     /// Ended sessions closed with bytes still queued because no send took
     /// any for `TX_STALL_TIMEOUT_NS` (their client stopped reading).
     pub tx_abandoned: u64,
+    /// The admin socket's counters (process-wide: reactor 0 carries them,
+    /// copied from [`AdminCounters`] each timer tick; 0 on other reactors).
+    /// Connections refused because the peer's uid (SO_PEERCRED) is neither
+    /// the gateway's nor root.
+    pub admin_peers_refused: u64,
+    /// Admin requests answered `error:` (unknown key, already revoked, an
+    /// unknown request, a reload refused).
+    pub admin_requests_refused: u64,
+    /// Admin connections that closed without a request: another `serve`
+    /// checking that this gateway is alive before it refuses to start.
+    pub admin_probes: u64,
+}
+
+/// What the admin thread counts, written by it and read by reactor 0 once
+/// per tick (into its [`Counters`], so the stats file publishes them).
+#[derive(Debug, Default)]
+pub struct AdminCounters {
+    pub peers_refused: std::sync::atomic::AtomicU64,
+    pub requests_refused: std::sync::atomic::AtomicU64,
+    pub probes: std::sync::atomic::AtomicU64,
+}
+
+impl AdminCounters {
+    /// Copies the current values into `counters`.
+    pub fn copy_into(&self, counters: &mut Counters) {
+        use std::sync::atomic::Ordering::Relaxed;
+        counters.admin_peers_refused = self.peers_refused.load(Relaxed);
+        counters.admin_requests_refused = self.requests_refused.load(Relaxed);
+        counters.admin_probes = self.probes.load(Relaxed);
+    }
 }
 
 impl Counters {

@@ -194,6 +194,8 @@ pub struct Shared {
     /// against it, so an unknown key costs the same HMAC as a known one and
     /// the reply time does not tell which it was.
     decoy_secret: [u8; 32],
+    /// The admin socket's counters (reactor 0 publishes them).
+    pub admin: super::counters::AdminCounters,
 }
 
 impl Shared {
@@ -230,6 +232,7 @@ impl Shared {
             nonce_prf: prf,
             nonce_counter: AtomicU64::new(0),
             decoy_secret,
+            admin: Default::default(),
         }
     }
 

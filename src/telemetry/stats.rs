@@ -353,6 +353,9 @@ fn visit_reactor(sink: &mut impl Sink, s: &ReactorSample<'_>) {
         ring_reserve_refusals,
         input_paused,
         tx_abandoned,
+        admin_peers_refused,
+        admin_requests_refused,
+        admin_probes,
     } = s.counters;
     #[rustfmt::skip]
     let scalars = [
@@ -384,6 +387,9 @@ fn visit_reactor(sink: &mut impl Sink, s: &ReactorSample<'_>) {
         (31, *ring_reserve_refusals, "ring_reserve_refusals", "New orders and replaces refused ENGINE_BUSY to keep the command ring's cancel reserve."),
         (40, *input_paused, "input_paused", "Times a session stopped reading because its transmit buffer could not hold the answers it would owe."),
         (41, *tx_abandoned, "tx_abandoned", "Ended sessions closed with bytes unsent because no send took any for the stall timeout."),
+        (50, *admin_peers_refused, "admin_peers_refused", "Admin connections refused: the peer's uid is neither the gateway's nor root (reactor 0 only)."),
+        (51, *admin_requests_refused, "admin_requests_refused", "Admin requests answered error: unknown key, already revoked, bad request (reactor 0 only)."),
+        (52, *admin_probes, "admin_probes", "Admin connections closed without a request: another serve checking this one is alive (reactor 0 only)."),
     ];
     for (id, value, family, help) in scalars {
         sink.put(info(id, Counter, family, "", help), value);
