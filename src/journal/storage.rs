@@ -11,11 +11,14 @@
 use std::fs::{File, OpenOptions};
 use std::io;
 use std::os::fd::AsRawFd;
-use std::os::unix::fs::FileExt;
+use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use memmap2::MmapMut;
+
+/// Mode of a new journal segment: the gateway's user only.
+pub const JOURNAL_FILE_MODE: u32 = 0o600;
 
 /// Fixed-length, byte-addressed storage.
 pub trait Storage: Send {
@@ -82,10 +85,13 @@ impl MmapStorage {
             Err(e) if e.kind() == io::ErrorKind::NotFound => {}
             Err(e) => return Err(e),
         }
+        // 0600 at creation (a umask can only narrow it): the journal names
+        // every client address and key that logged on.
         let file = OpenOptions::new()
             .read(true)
             .write(true)
             .create_new(true)
+            .mode(JOURNAL_FILE_MODE)
             .open(&tmp)?;
         let length = libc::off_t::try_from(len)
             .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "journal too large"))?;
@@ -474,6 +480,21 @@ impl SegmentFactory for MemSegments {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The journal names every client address and key that logged on: only
+    /// the gateway's user may read it, whatever the umask.
+    #[test]
+    fn a_new_journal_file_is_mode_0600() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let dir = std::env::temp_dir().join(format!("ordergate-mode-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("audit.journal");
+        crate::sys::with_umask(0o000, || MmapStorage::create(&path, 4096, b"x")).unwrap();
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        std::fs::remove_dir_all(&dir).unwrap();
+        assert_eq!(mode, 0o600, "mode {mode:o}");
+    }
 
     #[test]
     fn segment_paths_and_the_latest_segment() {
