@@ -900,3 +900,17 @@ fn the_audit_command_verifies_and_shows() {
     assert_eq!(run_cli(&["frobnicate"]).0, 2);
     assert_eq!(run_cli(&["verify", "/nonexistent/ordergate.audit"]).0, 1);
 }
+
+/// A show that meets a bad record says so and exits 1, after printing the
+/// records before it; it used to stop there and exit 0, as if the file
+/// ended.
+#[test]
+fn show_reports_a_corrupt_record_and_exits_non_zero() {
+    let (path, _) = tamper("show-bad", |b| b[slot_range(4).start + 8] ^= 0x01);
+    let file = path.to_str().unwrap();
+    let (code, out, err) = run_cli(&["show", file]);
+    assert_eq!(code, 1, "{err}");
+    assert_eq!(out.lines().count(), 4, "{out}");
+    assert!(err.contains("record 4:"), "{err}");
+    assert!(err.contains("commit field does not match"), "{err}");
+}

@@ -522,10 +522,23 @@ fn show_reader(
     let present = ((len - HEADER_SIZE as u64) / RECORD_SIZE as u64).min(header.capacity);
     let mut slot = [0u8; RECORD_SIZE];
     let mut shown = 0;
-    for _ in 0..present {
+    let base = header.link.as_ref().map_or(0, |l| l.base_index);
+    for i in 0..present {
         r.read_exact(&mut slot)?;
-        let Slot::Committed(record) = decode_slot(&slot) else {
-            break;
+        let record = match decode_slot(&slot) {
+            Slot::Committed(record) => record,
+            Slot::Empty => break,
+            // Said, not skipped: what follows a bad record cannot be
+            // trusted, and a show that stops silently reads as complete.
+            Slot::Uncommitted => {
+                return Err(JournalError::Corrupt {
+                    index: base + i,
+                    problem: format!(
+                        "commit field does not match the record: edited, or torn by a crash \
+                         ({shown} records shown before it; `audit verify` checks the whole file)"
+                    ),
+                });
+            }
         };
         if json {
             write_json(&record, out)?;
