@@ -116,3 +116,36 @@ fn a_full_journal_fails_closed_new_logons_are_refused() {
     gw.shutdown();
     std::fs::remove_dir_all(path.parent().unwrap()).unwrap();
 }
+
+/// Every session end is journaled, whatever its cause: a logged-on session
+/// whose peer simply closes the connection leaves a Terminated record with
+/// reason NONE (main journaled nothing for it).
+#[test]
+fn a_session_ended_by_its_peer_is_journaled() {
+    let path = temp("peer-close");
+    let spec = GatewaySpec {
+        audit_journal: Some(path.clone()),
+        audit_capacity: 1024,
+        ..spec()
+    };
+    let gw = Gateway::start(spec, keys()).unwrap();
+    let mut a = Conn::connect(gw.local_addr(), TRADER);
+    a.logon(0);
+    drop(a);
+    // The close reaches the reactor before the stop's Terminate SHUTDOWN.
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    gw.shutdown();
+    let mut text = Vec::new();
+    journal::show(&path, false, &mut text).unwrap();
+    let text = String::from_utf8(text).unwrap();
+    let ends: Vec<&str> = text
+        .lines()
+        .filter(|l| l.contains(" Terminated "))
+        .collect();
+    assert_eq!(ends.len(), 1, "journal:\n{text}");
+    assert!(
+        ends[0].contains("Terminated key=1 addr=127.0.0.1 reason=NONE"),
+        "{}",
+        ends[0]
+    );
+}

@@ -682,6 +682,18 @@ impl Session {
             State::Idle | State::Closed(_) => {}
             State::Closing(r) => self.state = State::Closed(r),
             State::AwaitingLogon { .. } | State::Active | State::Revoking { .. } => {
+                if let Some(auth) = &self.auth {
+                    // A logged-on session ended by its peer (or a failed
+                    // socket) is journaled too: Terminated with reason
+                    // NONE, as no Terminate was sent.
+                    io.audit.record(AuditEvent::terminated(
+                        io.now,
+                        self.id,
+                        auth.key_id,
+                        from_ip(self.peer),
+                        TerminateReason::NONE,
+                    ));
+                }
                 self.end(io, CloseReason::TransportClosed);
                 self.state = State::Closed(CloseReason::TransportClosed);
             }
