@@ -61,9 +61,17 @@ fn a_heartbeat_flood_over_tcp_ends_in_throttle_breach_and_spares_its_neighbour()
         template(&next_reply(&mut a).unwrap()),
         wire::LogonAck::TEMPLATE_ID
     );
-    // A neighbour on the same key that trades and heartbeats normally.
+    // A neighbour on the same key that trades and heartbeats normally. Its
+    // keepalive is long too: on a loaded machine the flood can take longer
+    // than two 1 s keepalives, and the neighbour's own heartbeat timeout is
+    // not what this test is about.
     let mut b = Conn::connect(addr, TRADER);
-    b.logon(0);
+    let f = b.logon_frame(0, 1, 60_000);
+    b.send(&f);
+    assert_eq!(
+        template(&next_reply(&mut b).unwrap()),
+        wire::LogonAck::TEMPLATE_ID
+    );
 
     let mut flood = Vec::with_capacity(FLOOD * wire::HEARTBEAT_SIZE);
     for _ in 0..FLOOD {
