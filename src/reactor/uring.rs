@@ -270,18 +270,9 @@ impl BufRing {
 // the thread that runs the reactor is the only transfer).
 unsafe impl Send for BufRing {}
 
-/// Binds a TCP socket to `addr` with SO_REUSEADDR but *without*
-/// SO_REUSEPORT, and does not listen: the check that nobody listens there
-/// yet. SO_REUSEPORT lets every socket of the same user join a port's
-/// group, so a second gateway's reuseport listeners would bind silently
-/// and take half the connections; this bind fails with `AddrInUse`
-/// instead when any socket listens on an overlapping address (the same
-/// one, or a wildcard on either side), whoever owns it. Sockets that do
-/// not listen (TIME_WAIT of a previous run) do not count: both sides have
-/// SO_REUSEADDR. Keep the returned socket until the reuseport listeners
-/// are bound (they may share the port with it: it has SO_REUSEADDR and
-/// does not listen), then drop it.
-pub fn exclusive_probe(addr: SocketAddr) -> io::Result<OwnedFd> {
+/// A TCP socket of `addr`'s family with SO_REUSEADDR (leftover TIME_WAIT
+/// sockets do not block a bind): what the probe and the listeners share.
+fn tcp_socket(addr: SocketAddr) -> io::Result<OwnedFd> {
     let domain = if addr.is_ipv4() {
         libc::AF_INET
     } else {
@@ -295,6 +286,23 @@ pub fn exclusive_probe(addr: SocketAddr) -> io::Result<OwnedFd> {
     // SAFETY: fd is a fresh descriptor we own.
     let owned = unsafe { OwnedFd::from_raw_fd(fd) };
     set_int_opt(fd, libc::SOL_SOCKET, libc::SO_REUSEADDR, 1)?;
+    Ok(owned)
+}
+
+/// Binds a TCP socket to `addr` with SO_REUSEADDR but *without*
+/// SO_REUSEPORT, and does not listen: the check that nobody listens there
+/// yet. SO_REUSEPORT lets every socket of the same user join a port's
+/// group, so a second gateway's reuseport listeners would bind silently
+/// and take half the connections; this bind fails with `AddrInUse`
+/// instead when any socket listens on an overlapping address (the same
+/// one, or a wildcard on either side), whoever owns it. Sockets that do
+/// not listen (TIME_WAIT of a previous run) do not count: both sides have
+/// SO_REUSEADDR. Keep the returned socket until the reuseport listeners
+/// are bound (they may share the port with it: it has SO_REUSEADDR and
+/// does not listen), then drop it.
+pub fn exclusive_probe(addr: SocketAddr) -> io::Result<OwnedFd> {
+    let owned = tcp_socket(addr)?;
+    let fd = owned.as_raw_fd();
     let (storage, len) = sockaddr(addr);
     // SAFETY: storage holds a valid sockaddr of `len` bytes for the domain.
     if unsafe { libc::bind(fd, (&raw const storage).cast(), len) } < 0 {
@@ -309,19 +317,8 @@ pub fn exclusive_probe(addr: SocketAddr) -> io::Result<OwnedFd> {
 /// that another process's group on the same port is refused rather than
 /// joined.
 pub fn reuseport_listener(addr: SocketAddr, backlog: i32) -> io::Result<std::net::TcpListener> {
-    let domain = if addr.is_ipv4() {
-        libc::AF_INET
-    } else {
-        libc::AF_INET6
-    };
-    // SAFETY: plain socket(2); the result is checked and owned at once.
-    let fd = unsafe { libc::socket(domain, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0) };
-    if fd < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: fd is a fresh descriptor we own.
-    let owned = unsafe { OwnedFd::from_raw_fd(fd) };
-    set_int_opt(fd, libc::SOL_SOCKET, libc::SO_REUSEADDR, 1)?;
+    let owned = tcp_socket(addr)?;
+    let fd = owned.as_raw_fd();
     set_int_opt(fd, libc::SOL_SOCKET, libc::SO_REUSEPORT, 1)?;
     let (storage, len) = sockaddr(addr);
     // SAFETY: storage holds a valid sockaddr of `len` bytes for the domain.
