@@ -121,6 +121,15 @@ fn applied(report: &ControlReport) -> String {
     }
 }
 
+/// How many resting orders of the key a revocation canceled.
+fn canceled(report: &ControlReport) -> String {
+    match report.orders_canceled {
+        Some(1) => "1 resting order canceled".into(),
+        Some(n) => format!("{n} resting orders canceled"),
+        None => "WARNING: not every reactor reported its order sweep within 1 s".into(),
+    }
+}
+
 /// Runs one request and returns the answer text.
 pub fn execute(request: &str, control: &GatewayControl, keys_path: Option<&Path>) -> String {
     let mut words = request.split_whitespace();
@@ -148,9 +157,9 @@ pub fn execute(request: &str, control: &GatewayControl, keys_path: Option<&Path>
             control.revoke(id)
         } {
             Some(r) => format!(
-                "ok {} key {id}: its sessions end with KEY_REVOKED and their orders are canceled \
-                 (generation {}); {}\n",
+                "ok {} key {id}: its sessions end with KEY_REVOKED; {} (generation {}); {}\n",
                 if verb == "kill" { "killed" } else { "revoked" },
+                canceled(&r),
                 r.epoch,
                 applied(&r)
             ),

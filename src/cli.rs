@@ -1068,12 +1068,30 @@ pub fn summary(report: &GatewayReport, ran: Duration) -> String {
         );
         let _ = writeln!(out, "  recv→ring: {}", latency(&reactor.recv_to_ring_ns));
         uring_health(&mut out, u);
+        if c.key_sweeps > 0 || c.key_sweeps_deferred > 0 {
+            let _ = writeln!(
+                out,
+                "  key sweeps {} ({} resting orders canceled, {} deferred for a full ring)",
+                c.key_sweeps, c.key_sweep_canceled, c.key_sweeps_deferred
+            );
+        }
     }
     let e = &report.engine;
     let _ = writeln!(
         out,
         "engine: {} commands, {} events, {} blocked turns, {} misrouted",
         e.commands, e.events, e.blocked_turns, e.misrouted
+    );
+    let _ = writeln!(
+        out,
+        "engine risk: {} price out of band, {} over max notional, {} over max open notional; \
+         {} key sweeps canceled {} orders; {} limit sets installed",
+        e.price_rejects,
+        e.notional_rejects,
+        e.open_notional_rejects,
+        e.key_sweeps,
+        e.key_sweep_canceled,
+        e.limits_installed
     );
     out
 }
@@ -1807,6 +1825,7 @@ mod tests {
                 events: 1800,
                 blocked_turns: 1,
                 misrouted: 0,
+                ..EngineCounters::default()
             },
         };
         let text = summary(&report, Duration::from_millis(12_345));
@@ -1863,7 +1882,52 @@ mod tests {
             lines[18],
             "engine: 900 commands, 1800 events, 1 blocked turns, 0 misrouted"
         );
-        assert_eq!(lines.len(), 19);
+        assert_eq!(
+            lines[19],
+            "engine risk: 0 price out of band, 0 over max notional, 0 over max open notional; \
+             0 key sweeps canceled 0 orders; 0 limit sets installed"
+        );
+        assert_eq!(lines.len(), 20);
+    }
+
+    #[test]
+    fn summary_shows_key_sweeps_and_the_engines_risk_refusals() {
+        let report = GatewayReport {
+            reactors: vec![ReactorReport {
+                counters: Counters {
+                    key_sweeps: 2,
+                    key_sweep_canceled: 5,
+                    key_sweeps_deferred: 1,
+                    ..Counters::default()
+                },
+                uring: UringCounters::default(),
+                recv_to_ring_ns: Histogram::new(3).unwrap(),
+                engine: None,
+            }],
+            engine: EngineCounters {
+                price_rejects: 3,
+                notional_rejects: 4,
+                open_notional_rejects: 6,
+                key_sweeps: 2,
+                key_sweep_canceled: 5,
+                limits_installed: 1,
+                ..EngineCounters::default()
+            },
+        };
+        let text = summary(&report, Duration::from_secs(1));
+        assert!(
+            text.contains(
+                "  key sweeps 2 (5 resting orders canceled, 1 deferred for a full ring)\n"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.ends_with(
+                "engine risk: 3 price out of band, 4 over max notional, 6 over max open \
+                 notional; 2 key sweeps canceled 5 orders; 1 limit sets installed\n"
+            ),
+            "{text}"
+        );
     }
 
     #[test]

@@ -223,6 +223,11 @@ pub struct ControlReport {
     /// it (and so had stopped reading the revoked sessions): the revocation
     /// latency. None if a reactor did not switch within `CONTROL_TIMEOUT`.
     pub applied_in: Option<std::time::Duration>,
+    /// A revocation or kill: the key's resting orders the engine canceled,
+    /// every session's (ended ones included), once every reactor reported
+    /// its sweep. None for a reload, or if a report did not come within
+    /// `CONTROL_TIMEOUT` of the switch.
+    pub orders_canceled: Option<u64>,
 }
 
 /// How long a reload or revocation waits for every reactor to switch.
@@ -241,6 +246,7 @@ impl GatewayControl {
             epoch,
             keys,
             applied_in,
+            orders_canceled: None,
         }
     }
 
@@ -286,16 +292,36 @@ impl GatewayControl {
             .table
             .get(key_id)
             .map_or(0, |(i, _)| set.state(i).sessions.load(Ordering::Relaxed));
-        let epoch = self.shared.revoke_key(key_id)?;
-        let applied_in = self.wait(epoch);
+        let (epoch, applied_in, orders_canceled) = self.revoke_and_sweep(key_id)?;
         Some((
             ControlReport {
                 epoch,
                 keys: set.table.len(),
                 applied_in,
+                orders_canceled,
             },
             live,
         ))
+    }
+
+    /// Revokes `key_id` and waits for every reactor's sweep of it (risk):
+    /// each reactor sends the engine one CancelForKey as it switches, and
+    /// reports what the engine canceled. Returns the generation, the time
+    /// every reactor took to switch, and the orders canceled (None on
+    /// timeout); None if the key was already revoked.
+    fn revoke_and_sweep(
+        &self,
+        key_id: u64,
+    ) -> Option<(u64, Option<std::time::Duration>, Option<u64>)> {
+        let sweeps = &self.shared.key_sweeps;
+        sweeps.open(key_id, self.shared.keys_epoch());
+        let Some(epoch) = self.shared.revoke_key(key_id) else {
+            sweeps.close(key_id);
+            return None;
+        };
+        let applied_in = self.wait(epoch);
+        let canceled = sweeps.wait(key_id, self.reactors, CONTROL_TIMEOUT);
+        Some((epoch, applied_in, canceled))
     }
 
     fn wait(&self, epoch: u64) -> Option<std::time::Duration> {
@@ -502,7 +528,10 @@ impl Gateway {
             )
         });
         let engine = MatchingEngine::new(spec.engine_config);
-        let mut agent = Some(EngineAgent::new(engine, command_rx, event_tx));
+        // The engine enforces the keys' notional limits (risk): it follows
+        // the key generations through the shared limits feed.
+        let mut agent =
+            Some(EngineAgent::new(engine, command_rx, event_tx).with_limits(shared.limits.clone()));
 
         // Stats: one writer per reactor, the engine's goes with the agent.
         let (mut stats_writers, mut engine_stats) = match &spec.stats_file {

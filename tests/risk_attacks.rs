@@ -9,7 +9,8 @@ use ordergate::auth::keys::{KeyEntry, KeyTable};
 use ordergate::auth::secret::Secret;
 use ordergate::gateway::{Gateway, GatewaySpec};
 use ordergate::wire::codes::{
-    CancelReason as CR, Environment, LogonRejectReason as LR, Scopes, TerminateReason as TR,
+    CancelReason as CR, Environment, LogonRejectReason as LR, RejectReason as RR, Scopes,
+    TerminateReason as TR,
 };
 use ordergate::wire::{self, GatewayFrame};
 
@@ -102,7 +103,12 @@ fn kill_after_4200_logons_of_another_key_still_cancels_the_orders_left_behind() 
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
 
-    gw.control().kill(VICTIM).expect("not yet revoked");
+    let report = gw.control().kill(VICTIM).expect("not yet revoked");
+    assert_eq!(
+        report.orders_canceled,
+        Some(1),
+        "the kill's answer counts the order"
+    );
 
     let mut taker = Conn::connect(addr, TAKER);
     taker.logon(0);
@@ -116,7 +122,13 @@ fn kill_after_4200_logons_of_another_key_still_cancels_the_orders_left_behind() 
         fill(&second)
     );
     assert_eq!(canceled(&second), (9, 5, CR::IMMEDIATE_OR_CANCEL.wire()));
-    gw.shutdown();
+    let report = gw.shutdown();
+    let r = &report.reactors[0].counters;
+    assert_eq!((r.key_sweeps, r.key_sweep_canceled), (1, 1));
+    assert_eq!(
+        (report.engine.key_sweeps, report.engine.key_sweep_canceled),
+        (1, 1)
+    );
 }
 
 /// Item 2. A key limited to a notional of 1,000 sells 1,000 @ 0 IOC into a
@@ -143,7 +155,8 @@ fn a_sell_at_price_0_is_refused_price_out_of_band_and_nothing_fills() {
         ),
         "the sell at 0 was accepted"
     );
-    assert_eq!(rejected(&reply), (7, 11, 0), "PRICE_OUT_OF_BAND is 11");
+    assert_eq!(rejected(&reply), (7, RR::PRICE_OUT_OF_BAND.wire(), 0));
+    assert_eq!(RR::PRICE_OUT_OF_BAND.wire(), 11);
 
     // Inside the band and within the limit: 10 @ 100 is a notional of 1,000.
     attacker.send_order(8, 100, 10, SELL, IOC);
@@ -151,7 +164,14 @@ fn a_sell_at_price_0_is_refused_price_out_of_band_and_nothing_fills() {
     assert_eq!(fill(&attacker.recv().unwrap()), (8, 100, 10, 0));
     // The maker's first fill is that one: the sell at 0 took nothing.
     assert_eq!(fill(&maker.recv().unwrap()), (1, 100, 10, 990));
-    gw.shutdown();
+    let report = gw.shutdown();
+    assert_eq!(report.engine.price_rejects, 1);
+    assert_eq!(
+        report.reactors[0]
+            .counters
+            .order_reject(RR::PRICE_OUT_OF_BAND),
+        1
+    );
 }
 
 /// Item 2, the notional of a marketable order at the price it fills at: no
@@ -179,19 +199,13 @@ fn a_marketable_sell_is_counted_at_the_bid_it_would_fill_at() {
         ),
         "the sell at 1 was accepted"
     );
-    assert_eq!(
-        rejected(&reply),
-        (
-            7,
-            ordergate::wire::codes::RejectReason::RISK_MAX_NOTIONAL.wire(),
-            0
-        )
-    );
+    assert_eq!(rejected(&reply), (7, RR::RISK_MAX_NOTIONAL.wire(), 0));
     // The whole bid is still there.
     let mut taker = Conn::connect(addr, TAKER);
     taker.logon(0);
     taker.send_order(9, 100, 1_000, SELL, IOC);
     assert_eq!(accepted(&taker.recv().unwrap()).0, 9);
     assert_eq!(fill(&taker.recv().unwrap()), (9, 100, 1_000, 0));
-    gw.shutdown();
+    let report = gw.shutdown();
+    assert_eq!(report.engine.notional_rejects, 1);
 }

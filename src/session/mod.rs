@@ -151,9 +151,9 @@ impl Audit {
     }
 }
 
-/// `cl_ord_id` of the `CancelForRevocation` a revoked session sends; the
-/// engine's MassCancelAck carrying it says every KEY_REVOKED cancel has been
-/// reported, and is not sent on.
+/// `cl_ord_id` of the MassCancelAck a reactor hands a revoked session once
+/// the engine has reported its key's sweep: every KEY_REVOKED cancel has
+/// been delivered. Not sent on.
 pub const REVOKE_MARKER: u64 = u64::MAX;
 
 /// How long a revoked session waits for the engine to report its canceled
@@ -229,8 +229,6 @@ pub struct Session {
     last_tx: Nanos,
     /// A `CancelOnDisconnect` that found the ring full.
     cod_pending: bool,
-    /// A `CancelForRevocation` that found the ring full.
-    revoke_pending: bool,
     /// The key id a Logon named (for the audit record of its refusal).
     logon_key_id: u64,
     partial: [u8; RX_PARTIAL_MAX],
@@ -250,7 +248,6 @@ impl Session {
             last_rx: 0,
             last_tx: 0,
             cod_pending: false,
-            revoke_pending: false,
             logon_key_id: 0,
             partial: [0; RX_PARTIAL_MAX],
             partial_len: 0,
@@ -273,7 +270,6 @@ impl Session {
         self.last_rx = now;
         self.last_tx = now;
         self.cod_pending = false;
-        self.revoke_pending = false;
         self.logon_key_id = 0;
         self.partial_len = 0;
         self.tx.clear();
@@ -343,30 +339,26 @@ impl Session {
     }
 
     /// The session's key was revoked (or disabled, or removed): stop reading,
-    /// have the engine cancel its orders with KEY_REVOKED, deliver those
-    /// cancels, then Terminate KEY_REVOKED. Not logged on: just closed.
+    /// deliver the OrderCanceled KEY_REVOKED of its orders, then Terminate
+    /// KEY_REVOKED. Not logged on: just closed.
+    ///
+    /// The session sends nothing to the engine: its reactor sends one
+    /// `CancelForKey` for the key (before it revokes the key's sessions, so
+    /// after every command they sent), which cancels every resting order of
+    /// the key, and when the engine reports that sweep done the reactor
+    /// hands each revoking session of the key the marker event
+    /// (MassCancelAck with [`REVOKE_MARKER`]): every cancel has been
+    /// delivered by then. Without it (a stalled engine) the session ends at
+    /// its deadline.
     pub fn revoke<S: CommandSink>(&mut self, io: &mut Io<'_, S>) {
         match self.state {
             State::Active => {
                 self.state = State::Revoking {
                     deadline: io.now + REVOKE_ACK_TIMEOUT_NS,
                 };
-                self.revoke_pending = true;
-                self.push_revocation(io);
             }
             State::AwaitingLogon { .. } => self.end(io, CloseReason::TransportClosed),
             _ => {}
-        }
-    }
-
-    fn push_revocation<S: CommandSink>(&mut self, io: &mut Io<'_, S>) {
-        let mut command = Command::empty(CommandKind::CancelForRevocation, self.id);
-        command.cl_ord_id = REVOKE_MARKER;
-        if io.commands.try_push(command) {
-            io.counters.commands_out += 1;
-            self.revoke_pending = false;
-        } else {
-            io.counters.ring_full += 1;
         }
     }
 
@@ -396,7 +388,7 @@ impl Session {
 
     /// When `handle_timeout` must next be called.
     pub fn poll_timeout(&self) -> Option<Nanos> {
-        if self.cod_pending || self.revoke_pending {
+        if self.cod_pending {
             return Some(0);
         }
         match (self.state, &self.auth) {
@@ -414,9 +406,6 @@ impl Session {
     pub fn handle_timeout<S: CommandSink>(&mut self, io: &mut Io<'_, S>) {
         if self.cod_pending {
             self.push_cancel_on_disconnect(io);
-        }
-        if self.revoke_pending {
-            self.push_revocation(io);
         }
         match self.state {
             State::Revoking { deadline } if io.now >= deadline => {
@@ -675,11 +664,13 @@ impl Session {
             return self.terminate(io, TerminateReason::SEQUENCE_ERROR);
         }
         auth.next_in += 1;
+        let key_id = auth.key_id;
         self.last_rx = io.now;
         io.counters.messages_in += 1;
 
         let mut command = Command::empty(CommandKind::NewOrder, self.id);
         command.time_ns = io.now;
+        command.key_id = key_id;
         let (class, scope) = match frame {
             ClientFrame::Heartbeat(_) => return,
             ClientFrame::Logout(_) => return self.terminate(io, TerminateReason::LOGOUT),
@@ -866,6 +857,8 @@ impl Session {
                 }
                 .encode(buf)
             }),
+            // The reactor's own report of a key sweep: never a session's.
+            EventKind::KeySwept => io.counters.events_undeliverable += 1,
             EventKind::MassCancelAck => {
                 self.send_tagged::<{ wire::MASS_CANCEL_ACK_SIZE }, S>(io, |seq, buf| {
                     wire::MassCancelAck {
