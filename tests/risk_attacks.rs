@@ -209,3 +209,156 @@ fn a_marketable_sell_is_counted_at_the_bid_it_would_fill_at() {
     let report = gw.shutdown();
     assert_eq!(report.engine.notional_rejects, 1);
 }
+
+/// A kill reaches the key's orders on both reactors, its live sessions' and
+/// an ended one's; the admin answer says how many. Each live session gets
+/// its OrderCanceled KEY_REVOKED, then Terminate KEY_REVOKED.
+#[test]
+fn kill_counts_every_resting_order_of_the_key_across_reactors() {
+    let gw = Gateway::start(
+        GatewaySpec {
+            reactors: 2,
+            ..spec()
+        },
+        attack_keys(),
+    )
+    .unwrap();
+    let addr = gw.local_addr();
+    let mut sessions: Vec<Conn> = (0..4)
+        .map(|i| {
+            let mut c = Conn::connect(addr, VICTIM);
+            c.logon(0);
+            c.send_order(1, 90 + i, 2, BUY, DAY);
+            assert_eq!(accepted(&c.recv().unwrap()).0, 1);
+            c
+        })
+        .collect();
+    // One ends without cancel-on-disconnect: its bid stays.
+    let mut ended = sessions.pop().unwrap();
+    logout(&mut ended);
+    // Another key's order is not the victim's.
+    let mut maker = Conn::connect(addr, MAKER);
+    maker.logon(0);
+    maker.send_order(1, 80, 3, BUY, DAY);
+    assert_eq!(accepted(&maker.recv().unwrap()).0, 1);
+
+    let answer = ordergate::admin::execute(&format!("kill {VICTIM}"), &gw.control(), None);
+    assert!(
+        answer.starts_with(&format!(
+            "ok killed key {VICTIM}: its sessions end with KEY_REVOKED; 4 resting orders canceled"
+        )),
+        "{answer}"
+    );
+    for s in &mut sessions {
+        assert_eq!(canceled(&s.recv().unwrap()), (1, 2, CR::KEY_REVOKED.wire()));
+        assert_eq!(terminate(&s.recv().unwrap()), TR::KEY_REVOKED.wire());
+        s.expect_closed();
+    }
+    // Only the maker's bid is left: an IOC sell at 80 for 20 takes 3.
+    let mut taker = Conn::connect(addr, TAKER);
+    taker.logon(0);
+    taker.send_order(9, 80, 20, SELL, IOC);
+    assert_eq!(accepted(&taker.recv().unwrap()).0, 9);
+    assert_eq!(fill(&taker.recv().unwrap()), (9, 80, 3, 17));
+    assert_eq!(
+        canceled(&taker.recv().unwrap()),
+        (9, 17, CR::IMMEDIATE_OR_CANCEL.wire())
+    );
+    let report = gw.shutdown();
+    let sweeps: u64 = report.reactors.iter().map(|r| r.counters.key_sweeps).sum();
+    let swept: u64 = report
+        .reactors
+        .iter()
+        .map(|r| r.counters.key_sweep_canceled)
+        .sum();
+    assert_eq!((sweeps, swept), (2, 4), "one sweep per reactor");
+}
+
+/// `max_open_notional` counts the resting orders of every session of the
+/// key; an IOC never rests and is not counted; a cancel makes room.
+#[test]
+fn max_open_notional_counts_every_session_of_the_key() {
+    let mut capped = entry(LIMITED);
+    capped.max_open_notional = std::num::NonZeroU64::new(1_000);
+    let keys = KeyTable::from_entries(vec![capped, entry(MAKER)]).unwrap();
+    let gw = Gateway::start(spec(), keys).unwrap();
+    let addr = gw.local_addr();
+    let mut a = Conn::connect(addr, LIMITED);
+    a.logon(0);
+    let mut b = Conn::connect(addr, LIMITED);
+    b.logon(0);
+    a.send_order(1, 100, 5, BUY, DAY);
+    assert_eq!(accepted(&a.recv().unwrap()).0, 1);
+    b.send_order(1, 100, 5, BUY, DAY);
+    assert_eq!(accepted(&b.recv().unwrap()).0, 1);
+    a.send_order(2, 100, 1, BUY, DAY);
+    assert_eq!(
+        rejected(&a.recv().unwrap()),
+        (2, RR::RISK_MAX_OPEN_NOTIONAL.wire(), 0)
+    );
+    assert_eq!(RR::RISK_MAX_OPEN_NOTIONAL.wire(), 12);
+    // An IOC rests nothing.
+    a.send_order(3, 200, 1, SELL, IOC);
+    assert_eq!(accepted(&a.recv().unwrap()).0, 3);
+    assert_eq!(
+        canceled(&a.recv().unwrap()),
+        (3, 1, CR::IMMEDIATE_OR_CANCEL.wire())
+    );
+    // A fill of a resting order makes room for exactly its notional.
+    let mut maker = Conn::connect(addr, MAKER);
+    maker.logon(0);
+    maker.send_order(1, 100, 1, SELL, IOC);
+    assert_eq!(accepted(&maker.recv().unwrap()).0, 1);
+    assert_eq!(fill(&maker.recv().unwrap()), (1, 100, 1, 0));
+    assert_eq!(fill(&a.recv().unwrap()), (1, 100, 1, 4));
+    a.send_order(4, 100, 1, BUY, DAY);
+    assert_eq!(accepted(&a.recv().unwrap()).0, 4);
+    let report = gw.shutdown();
+    assert_eq!(report.engine.open_notional_rejects, 1);
+}
+
+/// Orders left by a key that expires (`not_after`) or that a reload removes
+/// are swept too, though no session of the key is alive.
+#[test]
+fn orders_of_an_expired_or_removed_key_are_swept() {
+    let now = ordergate::reactor::worker::wall_ns();
+    let expiring = || {
+        let mut e = entry(VICTIM);
+        e.not_after_ns = Some(now + 300_000_000);
+        e
+    };
+    let keys = KeyTable::from_entries(vec![expiring(), entry(CHURNER), entry(TAKER)]).unwrap();
+    let gw = Gateway::start(spec(), keys).unwrap();
+    let addr = gw.local_addr();
+    for (key, price) in [(VICTIM, 100), (CHURNER, 99)] {
+        let mut c = Conn::connect(addr, key);
+        c.logon(0);
+        c.send_order(1, price, 5, BUY, DAY);
+        assert_eq!(accepted(&c.recv().unwrap()).0, 1);
+        logout(&mut c);
+    }
+    // The churner's key is removed by a reload (the victim's stays).
+    let report = gw
+        .control()
+        .reload(KeyTable::from_entries(vec![expiring(), entry(TAKER)]).unwrap());
+    assert!(report.applied_in.is_some());
+    // Well past the victim's not_after (a timer tick notices it).
+    let until = now + 900_000_000;
+    while ordergate::reactor::worker::wall_ns() < until {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let mut taker = Conn::connect(addr, TAKER);
+    taker.logon(0);
+    taker.send_order(9, 99, 10, SELL, IOC);
+    assert_eq!(accepted(&taker.recv().unwrap()).0, 9);
+    let next = taker.recv().unwrap();
+    assert!(
+        !matches!(wire::decode_gateway(&next), Ok(GatewayFrame::Fill(_))),
+        "an order of an expired or removed key traded: {:?}",
+        fill(&next)
+    );
+    assert_eq!(canceled(&next), (9, 10, CR::IMMEDIATE_OR_CANCEL.wire()));
+    let report = gw.shutdown();
+    let r = &report.reactors[0].counters;
+    assert_eq!((r.key_sweeps, r.key_sweep_canceled), (2, 2));
+}

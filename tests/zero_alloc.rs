@@ -3,9 +3,11 @@
 //! After the key table, the session slab, the rings and the engine are built,
 //! 10,000 of every client message type (Logon, Heartbeat, Logout, NewOrder,
 //! CancelOrder, ReplaceOrder, MassCancel) go through the whole path — frame
-//! reassembly, decode, tag check, rate limits, command ring, engine, event
-//! ring, reply encoding, tag sealing — and the clients check every reply's
-//! tag and sequence. The allocation count must not move.
+//! reassembly, decode, tag check, rate limits, command ring, engine (with
+//! its price collar and the key's notional and open-notional limits, and a
+//! price-0 order refused PRICE_OUT_OF_BAND), event ring, reply encoding, tag
+//! sealing — and the clients check every reply's tag and sequence. The
+//! allocation count must not move.
 //!
 //! The engine agent runs on the test's thread, as it does on a small host
 //! where it shares a reactor's thread (still through the rings), so a
@@ -22,7 +24,7 @@ use ordergate::engine::{Command, Event, SessionId};
 use ordergate::reactor::core::ReactorCore;
 use ordergate::ring;
 use ordergate::session::{GatewayConfig, Shared};
-use ordergate::wire::codes::{Environment, Scopes};
+use ordergate::wire::codes::{Environment, RejectReason, Scopes};
 use ordergate::wire::{self, GatewayFrame};
 #[path = "support/counting_alloc.rs"]
 mod counting_alloc;
@@ -83,7 +85,11 @@ impl Rig {
                 let template = match peer.client.receive(frame).expect("tag and seq check") {
                     GatewayFrame::LogonAck(_) => wire::LogonAck::TEMPLATE_ID,
                     GatewayFrame::LogonReject(r) => panic!("logon rejected {}", r.reason()),
-                    GatewayFrame::OrderRejected(r) => panic!("order rejected {}", r.reason()),
+                    // Only the price-0 sell is ever refused.
+                    GatewayFrame::OrderRejected(r) => {
+                        assert_eq!(r.reason(), RejectReason::PRICE_OUT_OF_BAND.wire());
+                        wire::OrderRejected::TEMPLATE_ID
+                    }
                     GatewayFrame::Heartbeat(_) => wire::Heartbeat::TEMPLATE_ID,
                     GatewayFrame::Terminate(_) => wire::Terminate::TEMPLATE_ID,
                     GatewayFrame::OrderAccepted(_) => wire::OrderAccepted::TEMPLATE_ID,
@@ -112,23 +118,25 @@ impl Rig {
 }
 
 fn start() -> Rig {
-    let keys = KeyTable::from_entries(vec![
-        KeyEntry::new(
-            1,
-            Secret::from_bytes(SECRET),
-            Scopes::TRADE.union(Scopes::CANCEL),
-            Environment::Production,
-        )
-        .with_rate(10_000_000, 1_000_000)
-        .allow_any(),
-    ])
-    .unwrap();
+    let mut key = KeyEntry::new(
+        1,
+        Secret::from_bytes(SECRET),
+        Scopes::TRADE.union(Scopes::CANCEL),
+        Environment::Production,
+    )
+    .with_rate(10_000_000, 1_000_000)
+    .allow_any();
+    // Engine-side limits for the key, so every order is risk-checked.
+    key.max_order_notional = std::num::NonZeroU64::new(1_000_000);
+    key.max_open_notional = std::num::NonZeroU64::new(1_000_000);
+    let keys = KeyTable::from_entries(vec![key]).unwrap();
     let config = GatewayConfig {
         session_msgs_per_sec: 10_000_000,
         session_burst: 1_000_000,
         ..GatewayConfig::default()
     };
     let shared = Arc::new(Shared::new(config, keys, [9; 32]));
+    let limits = shared.limits.clone();
     let (command_tx, command_rx) = ring::channel::<Command>(1024);
     let (event_tx, event_rx) = ring::channel::<Event>(1024);
     let core = ReactorCore::new(0, shared, 8, command_tx, event_rx);
@@ -136,7 +144,7 @@ fn start() -> Rig {
         orders_max: 4096,
         ..EngineConfig::default()
     });
-    let agent = EngineAgent::new(engine, vec![command_rx], vec![event_tx]);
+    let agent = EngineAgent::new(engine, vec![command_rx], vec![event_tx]).with_limits(limits);
     Rig {
         core,
         agent,
@@ -194,6 +202,21 @@ fn ten_thousand_of_every_client_message_allocate_nothing_after_start_up() {
         );
         rig.core.on_bytes(b.id, rig.now, &f);
         rig.pump(&mut [&mut a, &mut b]);
+        // B sells at 0: refused PRICE_OUT_OF_BAND by the engine.
+        let f = b.client.seal(
+            wire::NewOrder {
+                seq: 0,
+                cl_ord_id: i + 1,
+                price: 0,
+                qty: 1,
+                instrument_id: 1,
+                side: 2,
+                ord_type: 1,
+                tif: 3,
+            }
+            .to_bytes(),
+        );
+        rig.send(&mut b, &f);
         let f = a.client.seal(
             wire::ReplaceOrder {
                 seq: 0,
@@ -255,12 +278,18 @@ fn ten_thousand_of_every_client_message_allocate_nothing_after_start_up() {
     assert_eq!(b.replies[t(OrderAccepted::TEMPLATE_ID)], ROUNDS);
     assert_eq!(b.replies[t(Fill::TEMPLATE_ID)], ROUNDS);
     assert_eq!(b.replies[t(MassCancelAck::TEMPLATE_ID)], ROUNDS);
+    assert_eq!(b.replies[t(OrderRejected::TEMPLATE_ID)], ROUNDS);
+    assert_eq!(
+        rig.agent.counters.price_rejects, ROUNDS,
+        "every price-0 order was refused by the collar"
+    );
+    assert_eq!(rig.agent.counters.limits_installed, 1);
     assert_eq!(c.replies[t(LogonAck::TEMPLATE_ID)], ROUNDS);
     assert_eq!(c.replies[t(Terminate::TEMPLATE_ID)], ROUNDS);
     let counters = &rig.core.counters;
     assert_eq!(counters.logons_accepted, ROUNDS + 2);
-    // 7 messages a round from A and B, 1 Logout from C.
-    assert_eq!(counters.messages_in, ROUNDS * 8);
+    // 8 messages a round from A and B, 1 Logout from C.
+    assert_eq!(counters.messages_in, ROUNDS * 9);
     assert_eq!(counters.ring_full, 0);
     assert_eq!(
         allocated, 0,
