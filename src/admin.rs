@@ -9,8 +9,10 @@
 //!
 //! ```text
 //!   reload          re-read the keys file; an invalid file keeps the old table
-//!   revoke KEY      the key's sessions end (KEY_REVOKED), its orders are
-//!                   canceled (KEY_REVOKED), its logons are refused KEY_DISABLED
+//!   revoke KEY      the key's sessions end (KEY_REVOKED), every resting order
+//!                   of the key is canceled (KEY_REVOKED), whichever session
+//!                   entered it; its logons are refused KEY_DISABLED; the
+//!                   answer says how many orders were canceled
 //!   kill KEY        the kill switch: the same as revoke, said louder
 //!   sessions        each key, its live sessions, whether it is revoked
 //! ```

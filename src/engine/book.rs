@@ -11,7 +11,12 @@
 //! ```text
 //!  orders: [Order; orders_max]          one 64-byte node per resting order
 //!     ├─ level_prev/level_next          FIFO of its price level (free list while unused)
-//!     └─ session_prev/session_next      circular list of its session's live orders
+//!     ├─ session_prev/session_next      circular list of its session's live orders
+//!     └─ key                            record of its API key
+//!  key_links: [KeyLink; orders_max]     circular list of its key's resting orders
+//!
+//!  keys: [KeyRecord; keys_max]          per key with resting orders: head, count,
+//!                                       open notional (free list while unused)
 //!
 //!  levels: [Level; instruments × 2 × levels_per_side_max]
 //!     book b = (instrument − 1) × 2 + (side − 1) owns levels[b·L .. b·L + L],
@@ -24,6 +29,9 @@
 //!
 //!  by_id:      (session, cl_ord_id) → order   open addressing, linear probing
 //!  by_session: session → first live order     open addressing, linear probing
+//!  by_key:     key id → key record             open addressing, linear probing
+//!  limits:     key id → KeyLimits              installed per key generation
+//!  instruments: [InstrumentState]              collar: reference price, width
 //! ```
 //!
 //! * **Levels** are a sorted array per side, found by binary search and moved
@@ -46,13 +54,23 @@
 //!   head carries a flag, so unlinking any other order touches no table. Mass
 //!   cancel, cancel-on-disconnect and revocation walk only that session's
 //!   orders: O(orders of the session), never O(book).
+//! * **Key lists** are circular doubly linked lists too, of every resting
+//!   order of one API key (whichever session entered it, whatever became of
+//!   that session), headed by the key's record; the record also keeps the
+//!   key's open notional. CancelForKey walks only that key's orders. The
+//!   links live beside the nodes (`key_links`: the node's line is full), so
+//!   resting an order or taking it out touches one more line. A record is
+//!   taken when a key's first order rests and freed with its last one, so
+//!   `keys_max` bounds the keys with resting orders at once, not the keys
+//!   ever seen.
 //!
-//! Memory: 64 B per order node + 2 × 8 B × (2 × `orders_max` rounded up to a
-//! power of two) of tables ≈ 96–128 B per order (96 B when `orders_max` is a
-//! power of two: 96 MiB for `ORDERS_MAX_DEFAULT`), plus 2 × 16 B ×
-//! `levels_per_side_max` per instrument (128 KiB per instrument at 4096
-//! levels: 12.5 MiB for 100 instruments). [`EngineConfig::memory_bytes`] adds
-//! it up. All of it is asked for in transparent huge pages
+//! Memory: 64 B per order node + 8 B of key links + 2 × 8 B × (2 ×
+//! `orders_max` rounded up to a power of two) of tables ≈ 104–136 B per
+//! order (104 B when `orders_max` is a power of two: 104 MiB for
+//! `ORDERS_MAX_DEFAULT`), plus 2 × 16 B × `levels_per_side_max` per
+//! instrument (128 KiB per instrument at 4096 levels: 12.5 MiB for 100
+//! instruments), plus 48 B per key record (768 KiB by default) and 96 KiB of
+//! key limits. [`EngineConfig::memory_bytes`] adds it up. All of it is asked for in transparent huge pages
 //! ([`crate::sys::huge_vec`]): a lookup lands anywhere in a 16 MiB table,
 //! and on 4 KiB pages that is a TLB miss per command — under a hypervisor's
 //! nested paging, measured at ≈0.4 µs of the ≈0.5 µs the engine took per
@@ -64,15 +82,42 @@
 //!   side, ord_type, tif, qty (INVALID_FIELD), then a LIVE order of the same
 //!   session with that `cl_ord_id` (DUPLICATE_ORDER_ID; the id of a filled or
 //!   canceled order may be reused, and other sessions' ids never clash), then
-//!   capacity (ENGINE_REJECT). Prices are not checked: any `i64` tick is
-//!   accepted, negative and zero included; price bands belong to risk checks.
+//!   the price collar (PRICE_OUT_OF_BAND), then the key's limits
+//!   (RISK_MAX_NOTIONAL, then RISK_MAX_OPEN_NOTIONAL), then capacity
+//!   (ENGINE_REJECT).
+//! * **Price collars** (pre-trade risk that the price cannot dodge). A price
+//!   ≤ 0 is refused unless the instrument is configured with
+//!   `nonpositive_prices` (spreads, some futures). Each instrument's
+//!   reference is its last trade price, or before its first trade a
+//!   configured `reference`; with no reference there is no band (configure
+//!   one to collar the first trade). The band is `max(1, |reference| ×
+//!   collar_bps / 10^4)` ticks, computed exactly; a buy above `reference +
+//!   band` or a sell below `reference − band` is refused. Only the side that
+//!   could trade through the book is collared: a buy far below the market
+//!   can only trade at its own price or better, so it is accepted (CME's
+//!   price banding does the same). Every resting order entered with a
+//!   reference stays on the right side of the band (a trade below a resting
+//!   bid must take that bid first), so an order inside the band trades at
+//!   most `band` away from the last trade. The check costs a few
+//!   instructions on the instrument's 16-byte state, which every trade
+//!   writes; a ReplaceOrder is collared when it changes the price.
+//! * **Key limits** ([`crate::engine::risk`]), only for keys that have them
+//!   (others skip the scan): the notional of the order at the prices it
+//!   would fill at — each crossing resting order's price times the quantity
+//!   taken, plus a Day remainder at the limit price — against
+//!   `max_order_notional`; and the key's open notional (`Σ |price| × leaves`
+//!   of its resting orders) plus the remainder against `max_open_notional`
+//!   (a change that does not raise it always passes). The crossing
+//!   liquidity is scanned once for both (the orders the match then walks).
 //! * **ENGINE_REJECT** is given only when the order really would have to rest
 //!   and could not: a Day order whose remainder after taking all the crossing
 //!   liquidity is > 0, and either the order pool is full (and none of the
-//!   crossing orders it takes frees a node) or its price needs a new level on
-//!   a side that already has `levels_per_side_max`. An order that fills
-//!   completely, and any IOC, never needs a node or a level. The check scans
-//!   the crossing liquidity only when a limit is actually reached.
+//!   crossing orders it takes frees a node), or its price needs a new level
+//!   on a side that already has `levels_per_side_max`, or its key has no
+//!   resting order (so no record) and every key record is in use. An order
+//!   that fills completely, and any IOC, never needs a node, a level or a
+//!   record. The check scans the crossing liquidity only when a limit is
+//!   actually reached.
 //! * **Order ids** count up from `first_order_id`, one per accepted order;
 //!   rejected commands take none. **Exec ids** count up from 1, one per match:
 //!   the aggressor's Fill and the resting order's Fill carry the same exec id
@@ -91,8 +136,10 @@
 //! * **Replace** checks qty > 0 (INVALID_FIELD), then the order
 //!   (UNKNOWN_ORDER), then the new `cl_ord_id` (DUPLICATE_ORDER_ID when it is
 //!   another live order of the session; equal to `orig_cl_ord_id` is fine),
-//!   then capacity (ENGINE_REJECT when the new price needs a level the side
-//!   cannot open). `qty` is the new open quantity (leaves); this engine keeps
+//!   then a new price against the collar (PRICE_OUT_OF_BAND), then, when it
+//!   loses priority, the key's limits as for a new order (the order's own
+//!   notional replaced), then capacity (ENGINE_REJECT when the new price
+//!   needs a level the side cannot open). `qty` is the new open quantity (leaves); this engine keeps
 //!   no cumulative filled quantity. **Priority** (CME-style): kept only when
 //!   the price is unchanged and the quantity does not grow (a decrease, or
 //!   the same quantity); any price change or quantity increase moves the order
@@ -108,8 +155,12 @@
 //!   `cl_ord_id`; then MassCancelAck with the count (0 is a valid count).
 //!   CancelOnDisconnect cancels all of the session's orders the same way
 //!   with its own reason and no ack; CancelForRevocation does too and then
-//!   acks (MassCancelAck with the command's `cl_ord_id`), the gateway's
-//!   marker that every KEY_REVOKED cancel has been reported.
+//!   acks (MassCancelAck with the command's `cl_ord_id`).
+//! * **CancelForKey** (the kill switch) cancels every resting order of the
+//!   command's `key_id` in the key's entry order, each with reason
+//!   KEY_REVOKED to the order's own session (an ended session's is dropped
+//!   and counted by its reactor), then sends KeySwept with the count and the
+//!   command's tag to the issuing reactor: O(orders of the key).
 //! * Unused event fields are 0; `transact_time_ns` is the `now` of the call
 //!   (`submit` or `resume`) that emitted the event.
 //!
@@ -129,8 +180,8 @@
 //! | announce + first action | Accepted or Replaced, plus the first fill (→ sender, → resting), or the IOC cancel, or nothing when the order rests |
 //! | fill | Fill (→ aggressor), Fill (→ resting) |
 //! | IOC cancel | Canceled IMMEDIATE_OR_CANCEL (→ sender) |
-//! | sweep | one Canceled per order (→ sender) |
-//! | mass-cancel ack | MassCancelAck (→ sender) |
+//! | sweep | one Canceled per order (→ sender; a key sweep → the order's session) |
+//! | mass-cancel ack | MassCancelAck, or KeySwept for a key sweep (→ sender) |
 //!
 //! The most one step sends to one reactor is 3 (announce and two Fills when
 //! both sessions are on it): `EVENTS_PER_STEP_MAX`. Book changes a command

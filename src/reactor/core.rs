@@ -243,8 +243,11 @@ impl ReactorCore {
         }
         let applied = keys.epoch;
         self.keys = keys;
-        self.expiry_scanned = now;
-        self.expiry_next = self.next_expiry(now);
+        // The next tick sweeps whatever expired since the last look, in
+        // this table (a key that expired since then was unusable in both).
+        if self.expiry_scanned != 0 {
+            self.expiry_next = self.next_expiry(self.expiry_scanned);
+        }
         self.shared.acknowledge_keys(self.index, applied);
         true
     }
@@ -488,4 +491,132 @@ pub fn session_limit_reject(now: Nanos) -> [u8; wire::LOGON_REJECT_SIZE] {
         server_time_ns: now,
     }
     .to_bytes()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::auth::keys::{KeyEntry, KeyTable};
+    use crate::auth::secret::Secret;
+    use crate::session::GatewayConfig;
+    use crate::wire::codes::{Environment, Scopes};
+
+    const NOW: Nanos = 1_764_000_000_000_000_000;
+
+    fn entry(id: u64) -> KeyEntry {
+        KeyEntry::new(
+            id,
+            Secret::from_bytes([3; 32]),
+            Scopes::TRADE,
+            Environment::Production,
+        )
+        .allow_any()
+    }
+
+    fn table(ids: &[u64]) -> KeyTable {
+        KeyTable::from_entries(ids.iter().map(|&id| entry(id)).collect()).unwrap()
+    }
+
+    /// A core with a command ring of 4 and the engine's ends of its rings.
+    fn core(ids: &[u64]) -> (ReactorCore, Consumer<Command>, Producer<Event>) {
+        let shared = Arc::new(Shared::new(GatewayConfig::default(), table(ids), [1; 32]));
+        let (commands, command_rx) = crate::ring::channel::<Command>(4);
+        let (event_tx, events) = crate::ring::channel::<Event>(4);
+        (
+            ReactorCore::new(3, shared, 4, commands, events),
+            command_rx,
+            event_tx,
+        )
+    }
+
+    fn sweeps(rx: &mut Consumer<Command>) -> Vec<(u64, u64)> {
+        let mut out = Vec::new();
+        while let Some(c) = rx.pop() {
+            assert_eq!(c.kind, CommandKind::CancelForKey);
+            assert_eq!(c.session, SessionId::new(3, 0, 0), "the issuing reactor");
+            out.push((c.key_id, c.orig_cl_ord_id));
+        }
+        out
+    }
+
+    #[test]
+    fn each_key_that_stops_being_usable_is_swept_once_tagged_with_its_generation() {
+        let (mut core, mut rx, _tx) = core(&[1, 2, 3]);
+        let shared = core.shared().clone();
+        assert!(!core.refresh_keys(NOW));
+        // Revoked: key 1, and an id no table has (a kill still reports).
+        shared.revoke_key(1).unwrap();
+        shared.revoke_key(99).unwrap();
+        assert!(core.refresh_keys(NOW));
+        assert_eq!(sweeps(&mut rx), [(1, 3), (99, 3)]);
+        // Removed by a reload: key 2; key 3 stays, key 4 is new.
+        let epoch = shared.publish_keys(table(&[1, 3, 4]));
+        core.refresh_keys(NOW);
+        assert_eq!(sweeps(&mut rx), [(2, epoch)]);
+        // A key that expires is swept at the first tick past its not_after.
+        let mut expiring = entry(5);
+        expiring.not_after_ns = Some(NOW + 10);
+        let epoch = shared.publish_keys(KeyTable::from_entries(vec![entry(3), expiring]).unwrap());
+        core.refresh_keys(NOW);
+        assert_eq!(sweeps(&mut rx), [(4, epoch)]);
+        core.enforce_key_validity(NOW); // the first look only notes the time
+        core.enforce_key_validity(NOW + 9);
+        assert_eq!(sweeps(&mut rx), []);
+        core.enforce_key_validity(NOW + 10);
+        assert_eq!(sweeps(&mut rx), [(5, epoch)]);
+        core.enforce_key_validity(NOW + 20);
+        assert_eq!(sweeps(&mut rx), []);
+        assert_eq!(core.counters.key_sweeps, 5);
+    }
+
+    #[test]
+    fn a_sweep_that_finds_the_ring_full_waits_for_the_next_tick() {
+        let (mut core, mut rx, _tx) = core(&[1, 2]);
+        let shared = core.shared().clone();
+        for _ in 0..4 {
+            assert!(
+                core.commands
+                    .try_push(Command::empty(CommandKind::Cancel, SessionId(0)))
+                    .is_ok()
+            );
+        }
+        shared.revoke_key(2).unwrap();
+        core.refresh_keys(NOW);
+        assert_eq!(core.sweeps_pending(), 1);
+        assert_eq!(core.counters.key_sweeps_deferred, 1);
+        core.enforce_key_validity(NOW);
+        assert_eq!(core.counters.key_sweeps_deferred, 2);
+        // The engine takes one command: the sweep goes at the next tick.
+        assert_eq!(rx.pop().unwrap().kind, CommandKind::Cancel);
+        core.enforce_key_validity(NOW + 1);
+        assert_eq!(core.sweeps_pending(), 0);
+        for _ in 0..3 {
+            assert_eq!(rx.pop().unwrap().kind, CommandKind::Cancel);
+        }
+        assert_eq!(sweeps(&mut rx), [(2, 2)]);
+        assert_eq!(core.counters.key_sweeps, 1);
+    }
+
+    #[test]
+    fn the_engines_report_of_a_sweep_goes_to_the_control_planes_tally() {
+        let (mut core, _rx, mut tx) = core(&[1]);
+        let shared = core.shared().clone();
+        shared.key_sweeps.open(1, 1);
+        let report = Event {
+            cl_ord_id: 1,
+            order_id: 2,
+            qty: 7,
+            ..Event::empty(EventKind::KeySwept, SessionId::new(3, 0, 0))
+        };
+        assert!(tx.try_push(report).is_ok());
+        assert_eq!(core.poll_events(NOW), 1);
+        assert_eq!(core.counters.key_sweep_canceled, 7);
+        assert_eq!(core.counters.events_undeliverable, 0);
+        assert_eq!(
+            shared
+                .key_sweeps
+                .wait(1, 1, std::time::Duration::from_secs(1)),
+            Some(7)
+        );
+    }
 }
