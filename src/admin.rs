@@ -10,8 +10,10 @@
 //!
 //! ```text
 //!   reload          re-read the keys file; an invalid file keeps the old table
-//!   revoke KEY      the key's sessions end (KEY_REVOKED), its orders are
-//!                   canceled (KEY_REVOKED), its logons are refused KEY_DISABLED
+//!   revoke KEY      the key's sessions end (KEY_REVOKED), every resting order
+//!                   of the key is canceled (KEY_REVOKED), whichever session
+//!                   entered it; its logons are refused KEY_DISABLED; the
+//!                   answer says how many sessions ended and orders were canceled
 //!   kill KEY        the kill switch: the same as revoke, journaled as a kill;
 //!                   a kill of a key already revoked is still journaled
 //!   sessions        each key, its live sessions, whether it is revoked
@@ -508,6 +510,15 @@ fn applied(report: &ControlReport) -> String {
     }
 }
 
+/// How many resting orders of the key a revocation canceled.
+fn canceled(report: &ControlReport) -> String {
+    match report.orders_canceled {
+        Some(1) => "1 resting order canceled".into(),
+        Some(n) => format!("{n} resting orders canceled"),
+        None => "WARNING: not every reactor reported its order sweep within 1 s".into(),
+    }
+}
+
 /// Runs one request and returns the answer text.
 pub fn execute(request: &str, control: &GatewayControl, keys_path: Option<&Path>) -> String {
     let mut words = request.split_whitespace();
@@ -542,10 +553,10 @@ pub fn execute(request: &str, control: &GatewayControl, keys_path: Option<&Path>
                      kill is recorded\n"
                 ),
                 Ok(r) => format!(
-                    "ok {} key {id}: {} ended with KEY_REVOKED and their orders canceled \
-                     (generation {}); {}\n",
+                    "ok {} key {id}: {} ended with KEY_REVOKED; {} (generation {}); {}\n",
                     if verb == "kill" { "killed" } else { "revoked" },
                     sessions(r.sessions_ended),
+                    canceled(&r),
                     r.epoch,
                     applied(&r)
                 ),

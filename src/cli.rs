@@ -1173,6 +1173,13 @@ pub fn summary(report: &GatewayReport, ran: Duration) -> String {
         uring_health(&mut out, u);
         admission(&mut out, c, u);
         logon_defences(&mut out, c);
+        if c.key_sweeps > 0 || c.key_sweeps_deferred > 0 {
+            let _ = writeln!(
+                out,
+                "  key sweeps {} ({} resting orders canceled, {} deferred for a full ring)",
+                c.key_sweeps, c.key_sweep_canceled, c.key_sweeps_deferred
+            );
+        }
     }
     let e = &report.engine;
     let _ = writeln!(
@@ -1180,6 +1187,28 @@ pub fn summary(report: &GatewayReport, ran: Duration) -> String {
         "engine: {} commands, {} events, {} blocked turns, {} misrouted",
         e.commands, e.events, e.blocked_turns, e.misrouted
     );
+    // The gateway installs the keys' limits at start-up, so a running
+    // gateway always has this line.
+    let risk = [
+        e.price_rejects,
+        e.notional_rejects,
+        e.open_notional_rejects,
+        e.key_sweeps,
+        e.limits_installed,
+    ];
+    if risk.iter().any(|&n| n > 0) {
+        let _ = writeln!(
+            out,
+            "engine risk: {} price out of band, {} over max notional, {} over max open \
+             notional; {} key sweeps canceled {} orders; {} limit sets installed",
+            e.price_rejects,
+            e.notional_rejects,
+            e.open_notional_rejects,
+            e.key_sweeps,
+            e.key_sweep_canceled,
+            e.limits_installed
+        );
+    }
     if let Some(j) = &report.journal {
         journal_summary(&mut out, j);
     }
@@ -2048,6 +2077,7 @@ mod tests {
                 events: 1800,
                 blocked_turns: 1,
                 misrouted: 0,
+                ..EngineCounters::default()
             },
             journal: None,
         };
@@ -2167,6 +2197,47 @@ mod tests {
                 "  back-pressure: input paused 41, receive buffers parked 265 (at most 19 by one \
                  connection, 0 over cap), tx abandoned 1",
             ]
+        );
+    }
+
+    #[test]
+    fn summary_shows_key_sweeps_and_the_engines_risk_refusals() {
+        let report = GatewayReport {
+            reactors: vec![ReactorReport {
+                counters: Counters {
+                    key_sweeps: 2,
+                    key_sweep_canceled: 5,
+                    key_sweeps_deferred: 1,
+                    ..Counters::default()
+                },
+                uring: UringCounters::default(),
+                recv_to_ring_ns: Histogram::new(3).unwrap(),
+                engine: None,
+            }],
+            engine: EngineCounters {
+                price_rejects: 3,
+                notional_rejects: 4,
+                open_notional_rejects: 6,
+                key_sweeps: 2,
+                key_sweep_canceled: 5,
+                limits_installed: 1,
+                ..EngineCounters::default()
+            },
+            journal: None,
+        };
+        let text = summary(&report, Duration::from_secs(1));
+        assert!(
+            text.contains(
+                "  key sweeps 2 (5 resting orders canceled, 1 deferred for a full ring)\n"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.ends_with(
+                "engine risk: 3 price out of band, 4 over max notional, 6 over max open \
+                 notional; 2 key sweeps canceled 5 orders; 1 limit sets installed\n"
+            ),
+            "{text}"
         );
     }
 

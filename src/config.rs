@@ -25,7 +25,7 @@ use toml::de::{DeTable, DeValue};
 
 use crate::auth::keys::{BURST_MAX, MSGS_PER_SEC_MAX};
 use crate::constants::*;
-use crate::engine::book::{ENGINE_ORDERS_MAX_BOUND, EngineConfig};
+use crate::engine::book::{ENGINE_ORDERS_MAX_BOUND, EngineConfig, InstrumentRisk};
 use crate::gateway::{EnginePlacement, GatewaySpec};
 use crate::reactor::idle::IdleKind;
 use crate::session::GatewayConfig;
@@ -102,6 +102,29 @@ pub struct EngineSection {
     pub core: Option<usize>,
     pub instruments: u32,
     pub orders_max: usize,
+    /// Half-width of every instrument's price collar, basis points of its
+    /// reference price.
+    pub collar_bps: u32,
+    /// API keys that can have resting orders at once.
+    pub keys_max: usize,
+    /// `[[engine.instrument]]`: per-instrument price settings.
+    pub instrument: Vec<InstrumentSection>,
+}
+
+/// One `[[engine.instrument]]` table.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, expecting = "an [[engine.instrument]] table")]
+pub struct InstrumentSection {
+    pub id: u32,
+    /// The collar's reference before the first trade.
+    #[serde(default)]
+    pub reference: Option<i64>,
+    /// This instrument's collar width, instead of `engine.collar_bps`.
+    #[serde(default)]
+    pub collar_bps: Option<u32>,
+    /// Prices <= 0 are accepted.
+    #[serde(default)]
+    pub nonpositive_prices: bool,
 }
 
 /// `engine.placement`.
@@ -196,6 +219,19 @@ impl Config {
                 core,
                 instruments: spec.engine_config.instruments,
                 orders_max: spec.engine_config.orders_max,
+                collar_bps: spec.engine_config.collar_bps,
+                keys_max: spec.engine_config.keys_max,
+                instrument: spec
+                    .engine_config
+                    .instrument_risk
+                    .iter()
+                    .map(|r| InstrumentSection {
+                        id: r.instrument,
+                        reference: r.reference,
+                        collar_bps: r.collar_bps,
+                        nonpositive_prices: r.nonpositive_prices,
+                    })
+                    .collect(),
             },
             session: SessionSection {
                 environment: s.environment,
@@ -259,6 +295,18 @@ impl Config {
             engine_config: EngineConfig {
                 instruments: e.instruments,
                 orders_max: e.orders_max,
+                collar_bps: e.collar_bps,
+                keys_max: e.keys_max,
+                instrument_risk: e
+                    .instrument
+                    .iter()
+                    .map(|i| InstrumentRisk {
+                        instrument: i.id,
+                        reference: i.reference,
+                        collar_bps: i.collar_bps,
+                        nonpositive_prices: i.nonpositive_prices,
+                    })
+                    .collect(),
                 ..EngineConfig::default()
             },
         }
@@ -389,6 +437,35 @@ impl Config {
             1,
             ENGINE_ORDERS_MAX_BOUND as u64,
         )?;
+        in_range(
+            "engine.collar_bps",
+            e.collar_bps.into(),
+            1,
+            COLLAR_BPS_MAX.into(),
+        )?;
+        in_range(
+            "engine.keys_max",
+            e.keys_max as u64,
+            1,
+            ENGINE_KEYS_BOUND as u64,
+        )?;
+        for (at, i) in e.instrument.iter().enumerate() {
+            in_range("engine.instrument.id", i.id.into(), 1, e.instruments.into())?;
+            if e.instrument[..at].iter().any(|o| o.id == i.id) {
+                return Err(DuplicateInstrument { id: i.id });
+            }
+            if let Some(bps) = i.collar_bps {
+                in_range(
+                    "engine.instrument.collar_bps",
+                    bps.into(),
+                    1,
+                    COLLAR_BPS_MAX.into(),
+                )?;
+            }
+            if i.reference.is_some_and(|p| p <= 0) && !i.nonpositive_prices {
+                return Err(NonPositiveReference { id: i.id });
+            }
+        }
 
         let s = &self.session;
         in_range(
@@ -773,6 +850,11 @@ pub enum ConfigErrorKind {
     },
     /// A core is pinned but the host would not list its cores.
     CoresUnknown { field: &'static str },
+    /// Two `[[engine.instrument]]` tables name instrument `id`.
+    DuplicateInstrument { id: u32 },
+    /// `[[engine.instrument]]` `id` has a `reference` <= 0 but does not
+    /// allow such prices (`nonpositive_prices`).
+    NonPositiveReference { id: u32 },
 }
 
 impl ConfigError {
@@ -812,6 +894,8 @@ impl ConfigErrorKind {
             | EmptyPath { field, .. } => Some(field),
             CoresLength { .. } | DuplicateCore { .. } => Some("reactors.cores"),
             EngineCoreWhenShared { .. } | EngineCoreTaken { .. } => Some("engine.core"),
+            DuplicateInstrument { .. } => Some("engine.instrument.id"),
+            NonPositiveReference { .. } => Some("engine.instrument.reference"),
             _ => None,
         }
     }
@@ -910,6 +994,15 @@ impl fmt::Display for ConfigErrorKind {
             CoresUnknown { field } => write!(
                 f,
                 "`{field}` pins a thread, but this host would not list its cores"
+            ),
+            DuplicateInstrument { id } => write!(
+                f,
+                "two [[engine.instrument]] tables are for instrument {id}; merge them"
+            ),
+            NonPositiveReference { id } => write!(
+                f,
+                "instrument {id} has a reference price <= 0 but refuses such prices; \
+                 set `nonpositive_prices = true` or give a positive reference"
             ),
         }
     }
@@ -1031,6 +1124,16 @@ mod tests {
             core = 1
             instruments = 7
             orders_max = 1000
+            collar_bps = 250
+            keys_max = 64
+            [[engine.instrument]]
+            id = 3
+            reference = 1500
+            [[engine.instrument]]
+            id = 7
+            reference = -20
+            collar_bps = 40
+            nonpositive_prices = true
             [session]
             environment = "sandbox"
             logon_timeout_ms = 250
@@ -1071,9 +1174,25 @@ mod tests {
             EngineConfig {
                 instruments: 7,
                 orders_max: 1000,
+                collar_bps: 250,
+                keys_max: 64,
+                instrument_risk: vec![
+                    InstrumentRisk {
+                        reference: Some(1500),
+                        ..InstrumentRisk::new(3)
+                    },
+                    InstrumentRisk {
+                        reference: Some(-20),
+                        collar_bps: Some(40),
+                        nonpositive_prices: true,
+                        ..InstrumentRisk::new(7)
+                    },
+                ],
                 ..EngineConfig::default()
             }
         );
+        // And back: the file says everything the engine's price settings are.
+        assert_eq!(Config::from_spec(&spec).engine, config.engine);
         let s = &spec.session;
         assert_eq!(s.environment, Environment::Sandbox);
         assert_eq!(s.logon_timeout_ns, 250 * NS_PER_MS);
@@ -1265,6 +1384,8 @@ mod tests {
         );
         check_range("engine", "instruments", 1, INSTRUMENTS_MAX.into());
         check_range("engine", "orders_max", 1, ENGINE_ORDERS_MAX_BOUND as u64);
+        check_range("engine", "collar_bps", 1, COLLAR_BPS_MAX.into());
+        check_range("engine", "keys_max", 1, ENGINE_KEYS_BOUND as u64);
         check_range("session", "logon_timeout_ms", 1, LOGON_TIMEOUT_MS_MAX);
         check_range("session", "logon_skew_ms", 1, LOGON_SKEW_MS_MAX);
         check_range(
@@ -1574,11 +1695,60 @@ mod tests {
     /// Every field the example sets, and the four it can only show in a
     /// comment, has a row in docs/CONFIG.md (so in these module docs too).
     #[test]
+    fn instrument_tables_are_checked() {
+        let table =
+            |lines: &str| format!("[engine]\ninstruments = 5\n[[engine.instrument]]\n{lines}");
+        let e = refused(&table("id = 6\n"));
+        assert!(
+            matches!(
+                e.kind(),
+                OutOfRange {
+                    field: "engine.instrument.id",
+                    value: 6,
+                    min: 1,
+                    max: 5
+                }
+            ),
+            "{e}"
+        );
+        let e = refused(&table("id = 2\n[[engine.instrument]]\nid = 2\n"));
+        assert!(matches!(e.kind(), DuplicateInstrument { id: 2 }), "{e}");
+        assert_eq!(e.kind().field(), Some("engine.instrument.id"));
+        let e = refused(&table("id = 2\nreference = 0\n"));
+        assert!(matches!(e.kind(), NonPositiveReference { id: 2 }), "{e}");
+        assert!(e.to_string().contains("nonpositive_prices = true"), "{e}");
+        let e = refused(&table("id = 2\ncollar_bps = 10001\n"));
+        assert!(
+            matches!(
+                e.kind(),
+                OutOfRange {
+                    field: "engine.instrument.collar_bps",
+                    ..
+                }
+            ),
+            "{e}"
+        );
+        let e = refused(&table("id = 2\nrefrence = 5\n"));
+        assert!(matches!(e.kind(), UnknownField { .. }), "{e}");
+        let ok = parse(
+            &table("id = 2\nreference = 0\nnonpositive_prices = true\n"),
+            "t",
+        );
+        assert!(ok.is_ok(), "{ok:?}");
+    }
+
+    #[test]
     fn the_reference_documents_every_field() {
         let example: toml::Table = toml::from_str(EXAMPLE).unwrap();
-        let mut fields: Vec<String> = ["keys", "audit_journal", "stats_file", "engine.core"]
-            .map(str::to_owned)
-            .into();
+        let mut fields: Vec<String> = [
+            "keys",
+            "audit_journal",
+            "stats_file",
+            "engine.core",
+            "engine.instrument",
+        ]
+        .map(str::to_owned)
+        .into();
         for (key, value) in &example {
             match value {
                 toml::Value::Table(section) => {
@@ -1587,7 +1757,7 @@ mod tests {
                 _ => fields.push(key.clone()),
             }
         }
-        assert_eq!(fields.len(), 31);
+        assert_eq!(fields.len(), 34);
         for field in fields {
             assert!(
                 REFERENCE.contains(&format!("| `{field}` |")),

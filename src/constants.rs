@@ -336,13 +336,6 @@ const _: () = assert!(THROTTLE_BREACH_RUN_DEFAULT <= THROTTLE_BREACH_RUN_MAX);
 const _: () = assert!(LOGON_FAILURES_MAX_DEFAULT >= 1);
 const _: () = assert!(LOGON_FAILURES_MAX_DEFAULT <= LOGON_FAILURES_MAX_BOUND);
 
-/// Ended sessions per reactor whose orders may still rest in the book (they
-/// logged on without cancel-on-disconnect), remembered so that revoking or
-/// killing their key also cancels those orders. 4096 × 16 bytes = 64 KiB per
-/// reactor. When it is full the oldest entry is forgotten and counted
-/// (`orphans_forgotten`): a kill then cannot reach that session's orders.
-pub const ORPHANS_PER_REACTOR: usize = 4096;
-
 /// Connections the Prometheus endpoint serves at once: one worker thread
 /// each (`ordergate-metrics-N`, 256 KiB stacks, on the housekeeping cores),
 /// started with the endpoint. A connection over the bound is answered 503 at
@@ -521,3 +514,46 @@ const _: () = assert!(command_ring_cancel_reserve(RING_CAPACITY_MIN) >= 1);
 const _: () = assert!(command_ring_cancel_reserve(RING_CAPACITY_MIN) < RING_CAPACITY_MIN);
 const _: () = assert!(command_ring_cancel_reserve(RING_CAPACITY_DEFAULT) == 512);
 const _: () = assert!(command_ring_cancel_reserve(64) == 8);
+
+/// API keys the embedded engine can hold resting orders for at once, by
+/// default. Each key with resting orders has a record (its list of orders,
+/// so that a kill reaches every one of them whatever became of their
+/// sessions, and its open notional): 32 bytes plus 16 of table, so the
+/// default is 768 KiB. Four key tables' worth: the keys of the current
+/// table plus those a reload removed whose orders are still being swept. A
+/// Day order of a key without a record that would rest while every record
+/// is in use is refused ENGINE_REJECT.
+pub const ENGINE_KEYS_DEFAULT: usize = 4 * KEYS_MAX;
+
+/// Hard bound on `EngineConfig::keys_max` (record indices are `u32`; a
+/// million keys is 48 MiB and far more than any gateway serves).
+pub const ENGINE_KEYS_BOUND: usize = 1 << 20;
+
+/// Half-width of every instrument's price collar by default, in basis
+/// points of its reference price (the last trade, or a configured reference
+/// before the first trade): 10%. A buy above `reference + band` or a sell
+/// below `reference − band` is refused PRICE_OUT_OF_BAND, so a fat finger
+/// or a price of 0 cannot sweep the book. Checked once per NewOrder and
+/// per ReplaceOrder that changes the price: a few instructions on the
+/// instrument's cache line, which every trade writes.
+pub const COLLAR_BPS_DEFAULT: u32 = 1_000;
+
+/// Widest collar a config may set: ±100% of the reference. Wider protects
+/// nothing on the sell side (every positive price is already inside), and
+/// `band` stays an exact `u64` (`|reference| × bps / 10^4 ≤ |reference|`).
+pub const COLLAR_BPS_MAX: u32 = 10_000;
+
+/// `CancelForKey` commands a reactor keeps while its command ring is full
+/// (retried every timer tick), preallocated: one per key of a table, the
+/// most one key generation can stop at once, twice over. Only an operator's
+/// revocations can push beyond it (then the queue grows, on the control
+/// path, never per message).
+pub const KEY_SWEEPS_PENDING: usize = 2 * KEYS_MAX;
+
+const _: () = assert!(ENGINE_KEYS_DEFAULT <= ENGINE_KEYS_BOUND);
+const _: () = assert!(ENGINE_KEYS_BOUND <= u32::MAX as usize);
+const _: () = assert!(COLLAR_BPS_DEFAULT >= 1 && COLLAR_BPS_DEFAULT <= COLLAR_BPS_MAX);
+const _: () = assert!(
+    COLLAR_BPS_MAX <= 10_000,
+    "the band is computed exactly in u64"
+);

@@ -119,7 +119,7 @@ impl DemoReport {
                 );
             }
             let mut messages_in = 0;
-            let mut rejects = [0u64; 11];
+            let mut rejects = [0u64; RejectReason::ALL.len() + 1];
             let mut ring_full = 0;
             let mut slow = 0;
             for r in &g.reactors {

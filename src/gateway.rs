@@ -283,6 +283,11 @@ pub struct ControlReport {
     /// new generation (`epoch` is the current one), nothing left to end,
     /// and the kill journaled all the same.
     pub already_revoked: bool,
+    /// A revocation or kill: the key's resting orders the engine canceled,
+    /// every session's (ended ones included), once every reactor reported
+    /// its sweep. None for a reload, or if a report did not come within
+    /// `CONTROL_TIMEOUT` of the switch.
+    pub orders_canceled: Option<u64>,
 }
 
 /// Why a revoke or kill did nothing. Each names the key.
@@ -332,6 +337,7 @@ impl GatewayControl {
             applied_in,
             sessions_ended: 0,
             already_revoked: false,
+            orders_canceled: None,
         }
     }
 
@@ -395,17 +401,42 @@ impl GatewayControl {
             return Err(ControlError::UnknownKey(key_id));
         };
         let live = set.state(index).sessions.load(Ordering::Relaxed);
-        let (epoch, sessions_ended, already_revoked) = match self.shared.revoke_key(key_id) {
-            Some(epoch) => (epoch, live, false),
-            None => (self.shared.keys_epoch(), 0, true),
-        };
+        let (epoch, applied_in, orders_canceled, sessions_ended, already_revoked) =
+            match self.revoke_and_sweep(key_id) {
+                Some((epoch, applied_in, canceled)) => (epoch, applied_in, canceled, live, false),
+                None => {
+                    let epoch = self.shared.keys_epoch();
+                    (epoch, self.wait(epoch), Some(0), 0, true)
+                }
+            };
         Ok(ControlReport {
             epoch,
             keys: set.table.len(),
-            applied_in: self.wait(epoch),
+            applied_in,
             sessions_ended,
             already_revoked,
+            orders_canceled,
         })
+    }
+
+    /// Revokes `key_id` and waits for every reactor's sweep of it (risk):
+    /// each reactor sends the engine one CancelForKey as it switches, and
+    /// reports what the engine canceled. Returns the generation, the time
+    /// every reactor took to switch, and the orders canceled (None on
+    /// timeout); None if the key was already revoked.
+    fn revoke_and_sweep(
+        &self,
+        key_id: u64,
+    ) -> Option<(u64, Option<std::time::Duration>, Option<u64>)> {
+        let sweeps = &self.shared.key_sweeps;
+        sweeps.open(key_id, self.shared.keys_epoch());
+        let Some(epoch) = self.shared.revoke_key(key_id) else {
+            sweeps.close(key_id);
+            return None;
+        };
+        let applied_in = self.wait(epoch);
+        let canceled = sweeps.wait(key_id, self.reactors, CONTROL_TIMEOUT);
+        Some((epoch, applied_in, canceled))
     }
 
     fn wait(&self, epoch: u64) -> Option<std::time::Duration> {
@@ -663,7 +694,10 @@ impl Gateway {
             )
         });
         let engine = MatchingEngine::new(spec.engine_config);
-        let mut agent = Some(EngineAgent::new(engine, command_rx, event_tx));
+        // The engine enforces the keys' notional limits (risk): it follows
+        // the key generations through the shared limits feed.
+        let mut agent =
+            Some(EngineAgent::new(engine, command_rx, event_tx).with_limits(shared.limits.clone()));
 
         // Stats: one writer per reactor, the engine's goes with the agent.
         let (mut stats_writers, mut engine_stats) = match &spec.stats_file {

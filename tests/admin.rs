@@ -44,8 +44,8 @@ fn admin_socket_is_private_and_answers_every_request() {
     let answer = request(&sock, &format!("kill {TRADER}")).unwrap();
     assert!(
         answer.starts_with(&format!(
-            "ok killed key {TRADER}: 1 session ended with KEY_REVOKED and their orders canceled \
-             (generation 2); every reactor switched in "
+            "ok killed key {TRADER}: 1 session ended with KEY_REVOKED; 0 resting orders \
+             canceled (generation 2); every reactor switched in "
         )),
         "{answer}"
     );

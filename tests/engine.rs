@@ -2,9 +2,10 @@
 //! nothing after `MatchingEngine::new`, stalls included, and it is driven only
 //! through the `Engine` trait.
 
-use ordergate::engine::book::{EngineConfig, MatchingEngine};
+use ordergate::engine::book::{EngineConfig, InstrumentRisk, MatchingEngine};
 use ordergate::engine::{
-    Command, CommandKind, EVENTS_PER_STEP_MAX, Engine, Event, EventKind, EventSink, SessionId,
+    Command, CommandKind, EVENTS_PER_STEP_MAX, Engine, Event, EventKind, EventSink, KeyLimits,
+    SessionId,
 };
 
 #[path = "support/counting_alloc.rs"]
@@ -56,20 +57,31 @@ impl XorShift {
     }
 }
 
+/// Keys 1..=3; each session's key is fixed by its slot (two sessions of
+/// one key on different reactors), key 1 and 2 with engine-side limits.
 fn random_command(rng: &mut XorShift) -> Command {
-    let session = SessionId::new(rng.below(2) as u16, rng.below(3) as u16, 1);
+    let (reactor, slot) = (rng.below(2) as u16, rng.below(3) as u16);
+    let session = SessionId::new(reactor, slot, 1);
     let kind = match rng.below(1_000) {
         0..600 => CommandKind::NewOrder,
         600..750 => CommandKind::Cancel,
         750..980 => CommandKind::Replace,
-        980..995 => CommandKind::MassCancel,
-        995..998 => CommandKind::CancelOnDisconnect,
-        _ => CommandKind::CancelForRevocation,
+        980..993 => CommandKind::MassCancel,
+        993..996 => CommandKind::CancelOnDisconnect,
+        996..998 => CommandKind::CancelForRevocation,
+        _ => CommandKind::CancelForKey,
+    };
+    // Now and then a price far outside the collar, or 0.
+    let price = match rng.below(100) {
+        0 => 0,
+        1 => 3_000,
+        _ => 1_000 + rng.below(40) as i64,
     };
     Command {
         cl_ord_id: rng.below(300),
         orig_cl_ord_id: rng.below(300),
-        price: 1_000 + rng.below(40) as i64,
+        key_id: 1 + u64::from(slot),
+        price,
         qty: 1 + rng.below(50) as u32,
         instrument_id: rng.below(5) as u32,
         side: if kind == CommandKind::MassCancel {
@@ -107,25 +119,54 @@ fn nothing_is_allocated_after_new() {
         orders_max: 512,
         levels_per_side_max: 32,
         first_order_id: 1,
+        keys_max: 8,
+        // Instrument 2 has a reference before its first trade.
+        instrument_risk: vec![InstrumentRisk {
+            reference: Some(1_020),
+            ..InstrumentRisk::new(2)
+        }],
+        ..EngineConfig::default()
     };
-    let mut engine = MatchingEngine::new(config);
     let mut sink = FixedSink::new(config.orders_max + 16);
+    let mut engine = MatchingEngine::new(config);
+    let limits = [
+        KeyLimits {
+            key_id: 1,
+            max_order_notional: 30_000,
+            max_open_notional: 600_000,
+        },
+        KeyLimits {
+            key_id: 2,
+            max_order_notional: 0,
+            max_open_notional: 600_000,
+        },
+    ];
     let mut rng = XorShift(0x0bad_5eed);
     let commands: Vec<Command> = (0..100_000).map(|_| random_command(&mut rng)).collect();
 
     let mut live_peak = 0;
     let before = allocations();
+    // Installing limits (a reload) allocates nothing either.
+    engine.set_key_limits(&limits);
     for (i, c) in commands.iter().enumerate() {
         drive(&mut engine, i as u64, c, &mut sink, i % 3 == 0);
         live_peak = live_peak.max(engine.orders_live());
+        if i % 10_000 == 0 {
+            engine.set_key_limits(&limits[i / 10_000 % 2..]);
+        }
     }
     assert_eq!(allocations() - before, 0, "the engine allocated");
     engine.assert_consistent();
-    // The workload really exercised the book and the back-pressure path.
+    // The workload really exercised the book, the back-pressure path, the
+    // collars, the key limits and the key sweeps.
     let counters = engine.counters();
     assert!(counters.matches > 10_000, "{counters:?}");
     assert!(counters.stalls > 1_000, "{counters:?}");
-    assert!(live_peak > 100, "{live_peak}");
+    assert!(counters.price_rejects > 500, "{counters:?}");
+    assert!(counters.notional_rejects > 100, "{counters:?}");
+    assert!(counters.open_notional_rejects > 100, "{counters:?}");
+    assert!(counters.key_sweep_canceled > 100, "{counters:?}");
+    assert!(live_peak > 50, "{live_peak} {counters:?}");
 }
 
 #[test]

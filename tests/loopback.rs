@@ -241,8 +241,9 @@ fn order_accept_cross_fills_both_sides_cancel_replace_mass_cancel_and_ioc() {
         GatewayFrame::MassCancelAck(x) => assert_eq!((x.cl_ord_id(), x.canceled_count()), (8, 2)),
         other => panic!("{other:?}"),
     }
-    // IOC with nothing to cross: accepted, then its remainder canceled.
-    b.send_order(9, 50, 3, 2, 3);
+    // IOC with nothing to cross: accepted, then its remainder canceled
+    // (at 95: inside the ±10% collar around the last trade, 100).
+    b.send_order(9, 95, 3, 2, 3);
     assert_eq!(accepted(&b.recv().unwrap()).0, 9);
     assert_eq!(
         canceled(&b.recv().unwrap()),

@@ -597,8 +597,8 @@ fn mistyped_and_repeated_admin_commands_fail_and_every_kill_is_journaled() {
     assert_eq!(code, Some(0), "{answer}");
     assert!(
         answer.starts_with(&format!(
-            "ok revoked key {KEY}: 0 sessions ended with KEY_REVOKED and their orders canceled \
-             (generation 2); every reactor switched in "
+            "ok revoked key {KEY}: 0 sessions ended with KEY_REVOKED; 0 resting orders \
+             canceled (generation 2); every reactor switched in "
         )),
         "{answer}"
     );

@@ -74,12 +74,13 @@ fn a_revoked_key_gets_its_cancels_then_terminate_and_no_later_order_reaches_the_
         LR::KEY_DISABLED.wire()
     );
 
-    // Nothing of order 3 (nor 1, 2) rests: an IOC sell at 0 finds no bid.
+    // Nothing of order 3 (nor 1, 2) rests: an IOC sell at 1 (prices ≤ 0
+    // are refused PRICE_OUT_OF_BAND; no trade yet, so no collar) finds no bid.
     let mut b = Conn::connect(addr, CANCEL_ONLY);
     b.logon(0);
     let mut c = Conn::connect(addr, SLOW);
     c.logon(0);
-    c.send_order(9, 0, 100, 2, 3);
+    c.send_order(9, 1, 100, 2, 3);
     assert_eq!(accepted(&c.recv().unwrap()).0, 9);
     assert_eq!(
         canceled(&c.recv().unwrap()),
@@ -205,5 +206,7 @@ fn kill_also_cancels_orders_left_by_the_keys_ended_sessions() {
         (9, 5, CR::IMMEDIATE_OR_CANCEL.wire())
     );
     let report = gw.shutdown();
-    assert_eq!(report.reactors[0].counters.orphans_swept, 1);
+    // One sweep of the key, which found the one order left behind.
+    assert_eq!(report.reactors[0].counters.key_sweeps, 1);
+    assert_eq!(report.reactors[0].counters.key_sweep_canceled, 1);
 }

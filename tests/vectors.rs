@@ -347,3 +347,47 @@ fn every_rejected_frame_is_refused_for_its_stated_reason() {
         assert_eq!(decoded, expected, "{why}");
     }
 }
+
+/// The reject codes added within v1 (PRICE_OUT_OF_BAND 11,
+/// RISK_MAX_OPEN_NOTIONAL 12) travel in the OrderRejected frame of the
+/// vectors unchanged: the same size and header; only `retry_after_ns`
+/// (frame offsets 36..44, 0 for every reason but THROTTLED), `reason`
+/// (44..46) and the tag differ. Prints the frames for docs/PROTOCOL.md.
+#[test]
+fn the_reject_codes_added_to_v1_change_only_the_reason_bytes_and_the_tag() {
+    use ordergate::wire::codes::RejectReason;
+    let v = vectors();
+    let c = ctx(&v);
+    let vector = v["frames"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["message"] == "OrderRejected")
+        .unwrap();
+    let original = hex(vector["hex"].as_str().unwrap());
+    for code in [
+        RejectReason::PRICE_OUT_OF_BAND,
+        RejectReason::RISK_MAX_OPEN_NOTIONAL,
+    ] {
+        let mut frame = vector.clone();
+        frame["fields"]["reason"] = code.wire().into();
+        frame["fields"]["retry_after_ns"] = 0.into();
+        let bytes = encode(&c, &frame);
+        assert_eq!(bytes.len(), original.len());
+        let differ: Vec<usize> = (0..bytes.len())
+            .filter(|&i| bytes[i] != original[i])
+            .collect();
+        let tag = bytes.len() - 16;
+        assert!(
+            differ.iter().all(|&i| (36..46).contains(&i) || i >= tag),
+            "{code:?}: bytes {differ:?} changed"
+        );
+        assert_eq!(&bytes[44..46], &code.wire().to_le_bytes());
+        let (name, fields) = decode_fields(&bytes, true);
+        assert_eq!(name, "OrderRejected");
+        assert_eq!(fields, frame["fields"]);
+        assert!(c.keys.gateway.verify(&bytes));
+        let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+        eprintln!("{}: {hex}", code.name());
+    }
+}

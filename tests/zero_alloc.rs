@@ -3,11 +3,13 @@
 //! After the key table, the session slab, the rings and the engine are built,
 //! 10,000 of every client message type (Logon, Heartbeat, Logout, NewOrder,
 //! CancelOrder, ReplaceOrder, MassCancel) go through the whole path — frame
-//! reassembly, decode, tag check, rate limits, command ring, engine, event
-//! ring, reply encoding, tag sealing — and the clients check every reply's
-//! tag and sequence. The allocation count must not move. A connection is
-//! admitted, logged on, logged out and released every round too, through
-//! the reactor's admission policy.
+//! reassembly, decode, tag check, rate limits, command ring, engine (with
+//! its price collar and the key's notional and open-notional limits, and a
+//! price-0 order refused PRICE_OUT_OF_BAND), event ring, reply encoding, tag
+//! sealing — and the clients check every reply's tag and sequence. The
+//! allocation count must not move. A connection is admitted, logged on,
+//! logged out and released every round too, through the reactor's admission
+//! policy.
 //!
 //! A second test runs a session against a 64-slot command ring that it
 //! fills faster than the engine drains it, with heartbeats beyond its
@@ -31,7 +33,7 @@ use ordergate::engine::{Command, Event, SessionId};
 use ordergate::reactor::core::{Admission, ReactorCore};
 use ordergate::ring;
 use ordergate::session::{GatewayConfig, Shared};
-use ordergate::wire::codes::{Environment, Scopes};
+use ordergate::wire::codes::{Environment, RejectReason, Scopes};
 use ordergate::wire::{self, GatewayFrame};
 #[path = "support/counting_alloc.rs"]
 mod counting_alloc;
@@ -131,17 +133,18 @@ fn start() -> Rig {
 
 /// A rig whose command and event rings have `ring` slots.
 fn start_with_ring(ring: usize) -> Rig {
-    let keys = KeyTable::from_entries(vec![
-        KeyEntry::new(
-            1,
-            Secret::from_bytes(SECRET),
-            Scopes::TRADE.union(Scopes::CANCEL),
-            Environment::Production,
-        )
-        .with_rate(10_000_000, 1_000_000)
-        .allow_any(),
-    ])
-    .unwrap();
+    let mut key = KeyEntry::new(
+        1,
+        Secret::from_bytes(SECRET),
+        Scopes::TRADE.union(Scopes::CANCEL),
+        Environment::Production,
+    )
+    .with_rate(10_000_000, 1_000_000)
+    .allow_any();
+    // Engine-side limits for the key, so every order is risk-checked.
+    key.max_order_notional = std::num::NonZeroU64::new(1_000_000);
+    key.max_open_notional = std::num::NonZeroU64::new(1_000_000);
+    let keys = KeyTable::from_entries(vec![key]).unwrap();
     // A logon every 10 virtual ms for 100 s: the logon rates must allow it
     // (the checks still run, and are measured).
     let config = GatewayConfig {
@@ -152,6 +155,7 @@ fn start_with_ring(ring: usize) -> Rig {
         ..GatewayConfig::default()
     };
     let shared = Arc::new(Shared::new(config, keys, [9; 32]));
+    let limits = shared.limits.clone();
     let (command_tx, command_rx) = ring::channel::<Command>(ring);
     let (event_tx, event_rx) = ring::channel::<Event>(ring);
     let core = ReactorCore::new(0, shared, 8, command_tx, event_rx);
@@ -159,7 +163,7 @@ fn start_with_ring(ring: usize) -> Rig {
         orders_max: 4096,
         ..EngineConfig::default()
     });
-    let agent = EngineAgent::new(engine, vec![command_rx], vec![event_tx]);
+    let agent = EngineAgent::new(engine, vec![command_rx], vec![event_tx]).with_limits(limits);
     Rig {
         core,
         agent,
@@ -219,6 +223,21 @@ fn ten_thousand_of_every_client_message_allocate_nothing_after_start_up() {
         );
         rig.core.on_bytes(b.id, rig.now, &f);
         rig.pump(&mut [&mut a, &mut b]);
+        // B sells at 0: refused PRICE_OUT_OF_BAND by the engine.
+        let f = b.client.seal(
+            wire::NewOrder {
+                seq: 0,
+                cl_ord_id: i + 1,
+                price: 0,
+                qty: 1,
+                instrument_id: 1,
+                side: 2,
+                ord_type: 1,
+                tif: 3,
+            }
+            .to_bytes(),
+        );
+        rig.send(&mut b, &f);
         let f = a.client.seal(
             wire::ReplaceOrder {
                 seq: 0,
@@ -286,19 +305,28 @@ fn ten_thousand_of_every_client_message_allocate_nothing_after_start_up() {
     assert_eq!(b.replies[t(OrderAccepted::TEMPLATE_ID)], ROUNDS);
     assert_eq!(b.replies[t(Fill::TEMPLATE_ID)], ROUNDS);
     assert_eq!(b.replies[t(MassCancelAck::TEMPLATE_ID)], ROUNDS);
+    assert_eq!(b.replies[t(OrderRejected::TEMPLATE_ID)], ROUNDS);
+    assert_eq!(
+        rig.agent.counters.price_rejects, ROUNDS,
+        "every price-0 order was refused by the collar"
+    );
+    assert_eq!(rig.agent.counters.limits_installed, 1);
     assert_eq!(c.replies[t(LogonAck::TEMPLATE_ID)], ROUNDS);
     assert_eq!(c.replies[t(Terminate::TEMPLATE_ID)], ROUNDS);
     let counters = &rig.core.counters;
     assert_eq!(counters.logons_accepted, ROUNDS + 2);
-    // 7 messages a round from A and B, 1 Logout from C.
-    assert_eq!(counters.messages_in, ROUNDS * 8);
+    // 8 messages a round from A and B, 1 Logout from C.
+    assert_eq!(counters.messages_in, ROUNDS * 9);
     assert_eq!(counters.ring_full, 0);
     // Each of A and B: a burst of 8 (10..80 ms), then one every 250 ms from
     // 260 ms on (26 + 25j <= 10,000: 399 of them) are admitted.
     assert_eq!(counters.heartbeats_throttled, 2 * (ROUNDS - 8 - 399));
-    for peer in [&a, &b, &c] {
-        assert_eq!(peer.rejects, [0; 16], "no request refused");
-    }
+    // Only B's price-0 sells are ever refused, PRICE_OUT_OF_BAND.
+    let mut price_only = [0; 16];
+    price_only[RejectReason::PRICE_OUT_OF_BAND.wire() as usize] = ROUNDS;
+    assert_eq!(a.rejects, [0; 16], "no request of A refused");
+    assert_eq!(b.rejects, price_only, "B: only the price-0 sells refused");
+    assert_eq!(c.rejects, [0; 16], "no request of C refused");
     assert_eq!(
         allocated, 0,
         "the message path allocated {allocated} times after start-up"

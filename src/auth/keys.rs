@@ -20,6 +20,7 @@
 //! max_sessions = 4
 //! max_order_qty = 10000
 //! max_order_notional = 5000000000   # |price| × qty, in price ticks
+//! max_open_notional = 20000000000   # Σ |price| × leaves of resting orders
 //!
 //! # A key being rotated: both secrets log on until `secret` is replaced by
 //! # `secret_next` and `secret_next` removed.
@@ -54,7 +55,8 @@
 //! | `not_after`          | no       | RFC 3339 timestamp, exclusive, after `not_before`       | valid forever |
 //! | `max_sessions`       | no       | integer `>= 1`: sessions logged on at once, gateway-wide | no limit |
 //! | `max_order_qty`      | no       | integer in `1..=2^32-1`: largest order quantity         | no limit |
-//! | `max_order_notional` | no       | integer `>= 1`: largest `|price| × qty`, in ticks       | no limit |
+//! | `max_order_notional` | no       | integer `>= 1`: largest notional of one order, in ticks | no limit |
+//! | `max_open_notional`  | no       | integer `>= 1`: largest notional resting at once, ticks | no limit |
 //! | `status`             | no       | `"active"` or `"revoked"`                               | `"active"` |
 //!
 //! There is no withdrawal or transfer scope (PROTOCOL.md, "Codes"). TOML
@@ -85,7 +87,15 @@
 //! - **`max_order_notional`**: the notional of an order is `|price| × qty`
 //!   in price ticks times quantity units (the tick size is reference data,
 //!   so the gateway has no currency amount). Computed exactly in 128 bits:
-//!   no price and quantity can overflow it.
+//!   no price and quantity can overflow it. The gateway checks it at the
+//!   order's limit price; the engine checks it again at the prices a
+//!   marketable order would fill at (a sell at 1 into a bid of 100 is a
+//!   notional of 100 per unit), RISK_MAX_NOTIONAL either way.
+//! - **`max_open_notional`**: the key's open notional is `Σ |price| × leaves`
+//!   over its resting orders, every session together (including orders left
+//!   by sessions that have ended). A NewOrder or ReplaceOrder whose resting
+//!   remainder would take it above the limit is refused
+//!   RISK_MAX_OPEN_NOTIONAL by the engine; one that lowers it never is.
 //! - **`status = "revoked"`**: logons are refused `KEY_DISABLED`, as they
 //!   are before `not_before` and from `not_after` on.
 //!
@@ -225,8 +235,8 @@ pub const ORIGIN_IN_MEMORY: &str = "<in memory>";
 const _: () = assert!(KEYS_MAX <= u32::MAX as usize, "KeyIndex is a u32");
 const _: () = assert!(MSGS_PER_SEC_DEFAULT >= 1 && MSGS_PER_SEC_DEFAULT <= MSGS_PER_SEC_MAX);
 const _: () = assert!(BURST_DEFAULT >= 1 && BURST_DEFAULT <= BURST_MAX);
-/// 152 bytes on x86-64 (the allow list lives in its own allocation): a
-/// table of `KEYS_MAX` entries is 608 KiB, built once.
+/// 160 bytes on x86-64 (the allow list lives in its own allocation): a
+/// table of `KEYS_MAX` entries is 640 KiB, built once.
 const _: () = assert!(size_of::<KeyEntry>() <= 160);
 
 /// One API key. The checks made with it at logon and per order are in
@@ -265,8 +275,13 @@ pub struct KeyEntry {
     pub max_sessions: Option<NonZeroU32>,
     /// Largest quantity of one order.
     pub max_order_qty: Option<NonZeroU32>,
-    /// Largest `|price| × qty` of one order, in price ticks.
+    /// Largest notional of one order, in price ticks × quantity: checked
+    /// as `|price| × qty` by the gateway, and at the prices the order would
+    /// fill at by the engine.
     pub max_order_notional: Option<NonZeroU64>,
+    /// Largest open notional, `Σ |price| × leaves` of the key's resting
+    /// orders (all sessions), checked by the engine.
+    pub max_open_notional: Option<NonZeroU64>,
     pub status: KeyStatus,
 }
 
@@ -290,6 +305,7 @@ impl KeyEntry {
             max_sessions: None,
             max_order_qty: None,
             max_order_notional: None,
+            max_open_notional: None,
             status: KeyStatus::Active,
         }
     }
@@ -519,6 +535,7 @@ impl KeyTable {
                 max_sessions: c.max_sessions,
                 max_order_qty: c.max_order_qty,
                 max_order_notional: c.max_order_notional,
+                max_open_notional: c.max_open_notional,
                 status: c.status,
             });
             let slot = entries.last_mut().expect("just pushed");
@@ -1349,6 +1366,8 @@ struct RawEntry<'t> {
     #[serde(borrow)]
     max_order_notional: Option<Spanned<Raw<'t>>>,
     #[serde(borrow)]
+    max_open_notional: Option<Spanned<Raw<'t>>>,
+    #[serde(borrow)]
     status: Option<Spanned<Raw<'t>>>,
 }
 
@@ -1571,6 +1590,7 @@ struct Checked<'a> {
     max_sessions: Option<NonZeroU32>,
     max_order_qty: Option<NonZeroU32>,
     max_order_notional: Option<NonZeroU64>,
+    max_open_notional: Option<NonZeroU64>,
     status: KeyStatus,
 }
 
@@ -1815,6 +1835,8 @@ fn check_entry<'a>(
         .map(|v| NonZeroU32::new(v as u32).expect("checked >= 1"));
     let max_order_notional = limit("max_order_notional", &raw.max_order_notional, u64::MAX)?
         .map(|v| NonZeroU64::new(v).expect("checked >= 1"));
+    let max_open_notional = limit("max_open_notional", &raw.max_open_notional, u64::MAX)?
+        .map(|v| NonZeroU64::new(v).expect("checked >= 1"));
 
     // status
     let status = match &raw.status {
@@ -1849,6 +1871,7 @@ fn check_entry<'a>(
         max_sessions,
         max_order_qty,
         max_order_notional,
+        max_open_notional,
         status,
     })
 }
@@ -2537,6 +2560,7 @@ mod tests {
                  max_sessions = 4\n\
                  max_order_qty = 4294967295\n\
                  max_order_notional = 9223372036854775807\n\
+                 max_open_notional = 12\n\
                  status = \"active\"\n",
                 NEXT.to_uppercase()
             ),
@@ -2565,6 +2589,7 @@ mod tests {
         assert_eq!(key.max_sessions, NonZeroU32::new(4));
         assert_eq!(key.max_order_qty, NonZeroU32::new(u32::MAX));
         assert_eq!(key.max_order_notional, NonZeroU64::new(i64::MAX as u64));
+        assert_eq!(key.max_open_notional, NonZeroU64::new(12));
         assert_eq!(key.status, KeyStatus::Active);
 
         let revoked = load(&with("7", "status = \"revoked\"\n"));
@@ -2960,6 +2985,7 @@ mod tests {
                 u64::from(u32::MAX),
             ),
             ("max_order_notional = 0", "max_order_notional", 0, u64::MAX),
+            ("max_open_notional = 0", "max_open_notional", 0, u64::MAX),
             (
                 "max_order_notional = -9",
                 "max_order_notional",

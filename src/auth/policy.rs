@@ -46,6 +46,13 @@
 //! cannot overflow. A negative price (spreads, some futures) counts by its
 //! magnitude: the exposure of a −500 tick order is that of a 500 tick one.
 //!
+//! This is the gateway's first line, made from the message alone. It cannot
+//! see the book: a sell at a low limit fills at the bids, above its limit.
+//! The engine checks the notional again at the prices the order would fill
+//! at, refuses prices ≤ 0 and prices outside the instrument's collar, and
+//! keeps each key's open notional against `max_open_notional`
+//! ([`crate::engine::risk`]).
+//!
 //! # Timestamps
 //!
 //! [`parse_rfc3339`] reads the RFC 3339 `date-time` form, and nothing

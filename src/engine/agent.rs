@@ -11,10 +11,20 @@
 //! taking commands until `resume` finishes; the reactor drains its ring on
 //! its next turn. Command rings then fill, and reactors answer ENGINE_BUSY.
 //! Nothing is dropped.
+//!
+//! Per-key limits: with a [`LimitsFeed`] (`with_limits`), the agent looks at
+//! the feed's epoch before every command (one atomic load) and installs a
+//! new set of limits into the engine when it moved. The gateway publishes
+//! the limits of a key generation before the generation itself, so a
+//! command from a session of that generation is always checked against it.
+
+use std::sync::Arc;
 
 use crate::constants::RING_BATCH_MAX;
-use crate::engine::{Command, Engine, Event, EventSink, Nanos, SessionId};
+use crate::engine::risk::LimitsFeed;
+use crate::engine::{Command, Engine, Event, EventKind, EventReason, EventSink, Nanos, SessionId};
 use crate::ring::{Consumer, Producer};
+use crate::wire::codes::RejectReason;
 
 /// What the engine agent did, for the stats file.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -26,11 +36,23 @@ pub struct EngineCounters {
     /// Commands naming a reactor that does not exist (a bug upstream);
     /// dropped and counted rather than crashing the engine.
     pub misrouted: u64,
+    /// Orders refused PRICE_OUT_OF_BAND (outside the collar, or ≤ 0).
+    pub price_rejects: u64,
+    /// Orders refused RISK_MAX_NOTIONAL at the prices they would fill at.
+    pub notional_rejects: u64,
+    /// Orders refused RISK_MAX_OPEN_NOTIONAL.
+    pub open_notional_rejects: u64,
+    /// Key sweeps (CancelForKey) finished.
+    pub key_sweeps: u64,
+    /// Resting orders those sweeps canceled.
+    pub key_sweep_canceled: u64,
+    /// Sets of per-key limits installed (start-up, then one per reload).
+    pub limits_installed: u64,
 }
 
 struct RingSink<'a> {
     events: &'a mut [Producer<Event>],
-    emitted: &'a mut u64,
+    counters: &'a mut EngineCounters,
 }
 
 impl EventSink for RingSink<'_> {
@@ -51,7 +73,21 @@ impl EventSink for RingSink<'_> {
             pushed.is_ok(),
             "the engine emits only after room() promised a slot"
         );
-        *self.emitted += 1;
+        let c = &mut *self.counters;
+        c.events += 1;
+        match (event.kind, event.reason) {
+            (EventKind::Rejected, EventReason::Reject(r)) => match r {
+                RejectReason::PRICE_OUT_OF_BAND => c.price_rejects += 1,
+                RejectReason::RISK_MAX_NOTIONAL => c.notional_rejects += 1,
+                RejectReason::RISK_MAX_OPEN_NOTIONAL => c.open_notional_rejects += 1,
+                _ => {}
+            },
+            (EventKind::KeySwept, _) => {
+                c.key_sweeps += 1;
+                c.key_sweep_canceled += u64::from(event.qty);
+            }
+            _ => {}
+        }
     }
 }
 
@@ -63,6 +99,9 @@ pub struct EngineAgent<E: Engine> {
     blocked: bool,
     /// Reactor whose ring is drained first next turn (fairness).
     next: usize,
+    /// Where the per-key limits come from, and the epoch installed.
+    limits: Option<Arc<LimitsFeed>>,
+    limits_epoch: u64,
     pub counters: EngineCounters,
 }
 
@@ -81,8 +120,32 @@ impl<E: Engine> EngineAgent<E> {
             events: events.into_boxed_slice(),
             blocked: false,
             next: 0,
+            limits: None,
+            limits_epoch: 0,
             counters: EngineCounters::default(),
         }
+    }
+
+    /// Takes per-key limits from `feed` (installed now, and again before the
+    /// next command whenever the feed's epoch moves).
+    pub fn with_limits(mut self, feed: Arc<LimitsFeed>) -> EngineAgent<E> {
+        self.limits = Some(feed);
+        self.refresh_limits();
+        self
+    }
+
+    /// Installs the feed's limits if they changed: one atomic load when
+    /// they did not. Only between commands.
+    #[inline]
+    fn refresh_limits(&mut self) {
+        let Some(feed) = &self.limits else { return };
+        if feed.epoch() == self.limits_epoch {
+            return;
+        }
+        let (epoch, limits) = feed.snapshot();
+        self.engine.set_key_limits(&limits);
+        self.limits_epoch = epoch;
+        self.counters.limits_installed += 1;
     }
 
     pub fn engine(&self) -> &E {
@@ -92,11 +155,11 @@ impl<E: Engine> EngineAgent<E> {
     /// Takes at most `RING_BATCH_MAX` commands from each reactor. Returns
     /// the number of commands handled (0 = idle).
     pub fn do_work(&mut self, now: Nanos) -> usize {
-        let mut sink = RingSink {
-            events: &mut self.events,
-            emitted: &mut self.counters.events,
-        };
         if self.blocked {
+            let mut sink = RingSink {
+                events: &mut self.events,
+                counters: &mut self.counters,
+            };
             if !self.engine.resume(now, &mut sink) {
                 self.counters.blocked_turns += 1;
                 return 0;
@@ -117,6 +180,13 @@ impl<E: Engine> EngineAgent<E> {
                     self.counters.misrouted += 1;
                     continue;
                 }
+                // After the pop: a command pushed by a reactor that had
+                // switched to a new key generation finds its limits here.
+                self.refresh_limits();
+                let mut sink = RingSink {
+                    events: &mut self.events,
+                    counters: &mut self.counters,
+                };
                 if !self.engine.submit(now, &command, &mut sink) {
                     self.blocked = true;
                     self.counters.blocked_turns += 1;

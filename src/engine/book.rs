@@ -11,7 +11,12 @@
 //! ```text
 //!  orders: [Order; orders_max]          one 64-byte node per resting order
 //!     ├─ level_prev/level_next          FIFO of its price level (free list while unused)
-//!     └─ session_prev/session_next      circular list of its session's live orders
+//!     ├─ session_prev/session_next      circular list of its session's live orders
+//!     └─ key                            record of its API key
+//!  key_links: [KeyLink; orders_max]     circular list of its key's resting orders
+//!
+//!  keys: [KeyRecord; keys_max]          per key with resting orders: head, count,
+//!                                       open notional (free list while unused)
 //!
 //!  levels: [Level; instruments × 2 × levels_per_side_max]
 //!     book b = (instrument − 1) × 2 + (side − 1) owns levels[b·L .. b·L + L],
@@ -24,6 +29,9 @@
 //!
 //!  by_id:      (session, cl_ord_id) → order   open addressing, linear probing
 //!  by_session: session → first live order     open addressing, linear probing
+//!  by_key:     key id → key record             open addressing, linear probing
+//!  limits:     key id → KeyLimits              installed per key generation
+//!  instruments: [InstrumentState]              collar: reference price, width
 //! ```
 //!
 //! * **Levels** are a sorted array per side, found by binary search and moved
@@ -46,13 +54,23 @@
 //!   head carries a flag, so unlinking any other order touches no table. Mass
 //!   cancel, cancel-on-disconnect and revocation walk only that session's
 //!   orders: O(orders of the session), never O(book).
+//! * **Key lists** are circular doubly linked lists too, of every resting
+//!   order of one API key (whichever session entered it, whatever became of
+//!   that session), headed by the key's record; the record also keeps the
+//!   key's open notional. CancelForKey walks only that key's orders. The
+//!   links live beside the nodes (`key_links`: the node's line is full), so
+//!   resting an order or taking it out touches one more line. A record is
+//!   taken when a key's first order rests and freed with its last one, so
+//!   `keys_max` bounds the keys with resting orders at once, not the keys
+//!   ever seen.
 //!
-//! Memory: 64 B per order node + 2 × 8 B × (2 × `orders_max` rounded up to a
-//! power of two) of tables ≈ 96–128 B per order (96 B when `orders_max` is a
-//! power of two: 96 MiB for `ORDERS_MAX_DEFAULT`), plus 2 × 16 B ×
-//! `levels_per_side_max` per instrument (128 KiB per instrument at 4096
-//! levels: 12.5 MiB for 100 instruments). [`EngineConfig::memory_bytes`] adds
-//! it up. All of it is asked for in transparent huge pages
+//! Memory: 64 B per order node + 8 B of key links + 2 × 8 B × (2 ×
+//! `orders_max` rounded up to a power of two) of tables ≈ 104–136 B per
+//! order (104 B when `orders_max` is a power of two: 104 MiB for
+//! `ORDERS_MAX_DEFAULT`), plus 2 × 16 B × `levels_per_side_max` per
+//! instrument (128 KiB per instrument at 4096 levels: 12.5 MiB for 100
+//! instruments), plus 48 B per key record (768 KiB by default) and 96 KiB of
+//! key limits. [`EngineConfig::memory_bytes`] adds it up. All of it is asked for in transparent huge pages
 //! ([`crate::sys::huge_vec`]): a lookup lands anywhere in a 16 MiB table,
 //! and on 4 KiB pages that is a TLB miss per command — under a hypervisor's
 //! nested paging, measured at ≈0.4 µs of the ≈0.5 µs the engine took per
@@ -64,15 +82,42 @@
 //!   side, ord_type, tif, qty (INVALID_FIELD), then a LIVE order of the same
 //!   session with that `cl_ord_id` (DUPLICATE_ORDER_ID; the id of a filled or
 //!   canceled order may be reused, and other sessions' ids never clash), then
-//!   capacity (ENGINE_REJECT). Prices are not checked: any `i64` tick is
-//!   accepted, negative and zero included; price bands belong to risk checks.
+//!   the price collar (PRICE_OUT_OF_BAND), then the key's limits
+//!   (RISK_MAX_NOTIONAL, then RISK_MAX_OPEN_NOTIONAL), then capacity
+//!   (ENGINE_REJECT).
+//! * **Price collars** (pre-trade risk that the price cannot dodge). A price
+//!   ≤ 0 is refused unless the instrument is configured with
+//!   `nonpositive_prices` (spreads, some futures). Each instrument's
+//!   reference is its last trade price, or before its first trade a
+//!   configured `reference`; with no reference there is no band (configure
+//!   one to collar the first trade). The band is `max(1, |reference| ×
+//!   collar_bps / 10^4)` ticks, computed exactly; a buy above `reference +
+//!   band` or a sell below `reference − band` is refused. Only the side that
+//!   could trade through the book is collared: a buy far below the market
+//!   can only trade at its own price or better, so it is accepted (CME's
+//!   price banding does the same). Every resting order entered with a
+//!   reference stays on the right side of the band (a trade below a resting
+//!   bid must take that bid first), so an order inside the band trades at
+//!   most `band` away from the last trade. The check costs a few
+//!   instructions on the instrument's 16-byte state, which every trade
+//!   writes; a ReplaceOrder is collared when it changes the price.
+//! * **Key limits** ([`crate::engine::risk`]), only for keys that have them
+//!   (others skip the scan): the notional of the order at the prices it
+//!   would fill at — each crossing resting order's price times the quantity
+//!   taken, plus a Day remainder at the limit price — against
+//!   `max_order_notional`; and the key's open notional (`Σ |price| × leaves`
+//!   of its resting orders) plus the remainder against `max_open_notional`
+//!   (a change that does not raise it always passes). The crossing
+//!   liquidity is scanned once for both (the orders the match then walks).
 //! * **ENGINE_REJECT** is given only when the order really would have to rest
 //!   and could not: a Day order whose remainder after taking all the crossing
 //!   liquidity is > 0, and either the order pool is full (and none of the
-//!   crossing orders it takes frees a node) or its price needs a new level on
-//!   a side that already has `levels_per_side_max`. An order that fills
-//!   completely, and any IOC, never needs a node or a level. The check scans
-//!   the crossing liquidity only when a limit is actually reached.
+//!   crossing orders it takes frees a node), or its price needs a new level
+//!   on a side that already has `levels_per_side_max`, or its key has no
+//!   resting order (so no record) and every key record is in use. An order
+//!   that fills completely, and any IOC, never needs a node, a level or a
+//!   record. The check scans the crossing liquidity only when a limit is
+//!   actually reached.
 //! * **Order ids** count up from `first_order_id`, one per accepted order;
 //!   rejected commands take none. **Exec ids** count up from 1, one per match:
 //!   the aggressor's Fill and the resting order's Fill carry the same exec id
@@ -91,8 +136,10 @@
 //! * **Replace** checks qty > 0 (INVALID_FIELD), then the order
 //!   (UNKNOWN_ORDER), then the new `cl_ord_id` (DUPLICATE_ORDER_ID when it is
 //!   another live order of the session; equal to `orig_cl_ord_id` is fine),
-//!   then capacity (ENGINE_REJECT when the new price needs a level the side
-//!   cannot open). `qty` is the new open quantity (leaves); this engine keeps
+//!   then a new price against the collar (PRICE_OUT_OF_BAND), then, when it
+//!   loses priority, the key's limits as for a new order (the order's own
+//!   notional replaced), then capacity (ENGINE_REJECT when the new price
+//!   needs a level the side cannot open). `qty` is the new open quantity (leaves); this engine keeps
 //!   no cumulative filled quantity. **Priority** (CME-style): kept only when
 //!   the price is unchanged and the quantity does not grow (a decrease, or
 //!   the same quantity); any price change or quantity increase moves the order
@@ -108,8 +155,12 @@
 //!   `cl_ord_id`; then MassCancelAck with the count (0 is a valid count).
 //!   CancelOnDisconnect cancels all of the session's orders the same way
 //!   with its own reason and no ack; CancelForRevocation does too and then
-//!   acks (MassCancelAck with the command's `cl_ord_id`), the gateway's
-//!   marker that every KEY_REVOKED cancel has been reported.
+//!   acks (MassCancelAck with the command's `cl_ord_id`).
+//! * **CancelForKey** (the kill switch) cancels every resting order of the
+//!   command's `key_id` in the key's entry order, each with reason
+//!   KEY_REVOKED to the order's own session (an ended session's is dropped
+//!   and counted by its reactor), then sends KeySwept with the count and the
+//!   command's tag to the issuing reactor: O(orders of the key).
 //! * Unused event fields are 0; `transact_time_ns` is the `now` of the call
 //!   (`submit` or `resume`) that emitted the event.
 //!
@@ -129,8 +180,8 @@
 //! | announce + first action | Accepted or Replaced, plus the first fill (→ sender, → resting), or the IOC cancel, or nothing when the order rests |
 //! | fill | Fill (→ aggressor), Fill (→ resting) |
 //! | IOC cancel | Canceled IMMEDIATE_OR_CANCEL (→ sender) |
-//! | sweep | one Canceled per order (→ sender) |
-//! | mass-cancel ack | MassCancelAck (→ sender) |
+//! | sweep | one Canceled per order (→ sender; a key sweep → the order's session) |
+//! | mass-cancel ack | MassCancelAck, or KeySwept for a key sweep (→ sender) |
 //!
 //! The most one step sends to one reactor is 3 (announce and two Fills when
 //! both sessions are on it): `EVENTS_PER_STEP_MAX`. Book changes a command
@@ -144,10 +195,12 @@
 use std::cmp::Ordering;
 
 use crate::constants::{
-    INSTRUMENTS_DEFAULT, INSTRUMENTS_MAX, LEVELS_PER_SIDE_MAX, ORDERS_MAX_DEFAULT,
+    COLLAR_BPS_DEFAULT, COLLAR_BPS_MAX, ENGINE_KEYS_BOUND, ENGINE_KEYS_DEFAULT,
+    INSTRUMENTS_DEFAULT, INSTRUMENTS_MAX, KEYS_MAX, LEVELS_PER_SIDE_MAX, ORDERS_MAX_DEFAULT,
 };
 use crate::engine::{
-    Command, CommandKind, Engine, Event, EventKind, EventReason, EventSink, Nanos, SessionId,
+    Command, CommandKind, Engine, Event, EventKind, EventReason, EventSink, KeyLimits, Nanos,
+    SessionId,
 };
 use crate::sys::huge_vec;
 use crate::wire::codes::{CancelReason, OrdType, RejectReason, Side, Tif};
@@ -159,8 +212,36 @@ const NIL: u32 = u32::MAX;
 /// and a table of 2 × `orders_max` slots must stay within `u32` hashes.
 pub const ENGINE_ORDERS_MAX_BOUND: usize = 1 << 31;
 
-/// The embedded engine's start-up configuration.
+/// Price settings of one instrument that differ from the engine's defaults.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct InstrumentRisk {
+    /// `1..=instruments`, at most once in a config.
+    pub instrument: u32,
+    /// The collar's reference before the instrument's first trade (after
+    /// it, the last trade price). None: no collar until the first trade.
+    pub reference: Option<i64>,
+    /// Half-width of the collar in basis points of the reference; None:
+    /// [`EngineConfig::collar_bps`].
+    pub collar_bps: Option<u32>,
+    /// Prices ≤ 0 are accepted (spreads, some futures). Default: refused
+    /// PRICE_OUT_OF_BAND.
+    pub nonpositive_prices: bool,
+}
+
+impl InstrumentRisk {
+    /// No override: the engine's defaults for `instrument`.
+    pub const fn new(instrument: u32) -> InstrumentRisk {
+        InstrumentRisk {
+            instrument,
+            reference: None,
+            collar_bps: None,
+            nonpositive_prices: false,
+        }
+    }
+}
+
+/// The embedded engine's start-up configuration.
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct EngineConfig {
     /// Instrument ids are `1..=instruments`; at most `INSTRUMENTS_MAX`.
     pub instruments: u32,
@@ -172,6 +253,17 @@ pub struct EngineConfig {
     /// The first order id handed out (≥ 1; 0 means "no order" in events).
     /// A restarted engine can start beyond the ids it gave before.
     pub first_order_id: u64,
+    /// API keys that can have resting orders at once (each has a record:
+    /// its list of orders and its open notional). At most
+    /// `ENGINE_KEYS_BOUND`.
+    pub keys_max: usize,
+    /// Half-width of every instrument's price collar, in basis points of
+    /// its reference price, unless `instrument_risk` says otherwise:
+    /// `1..=COLLAR_BPS_MAX`.
+    pub collar_bps: u32,
+    /// Per-instrument overrides: a reference price before the first trade,
+    /// a collar width, prices ≤ 0 allowed.
+    pub instrument_risk: Vec<InstrumentRisk>,
 }
 
 impl Default for EngineConfig {
@@ -181,6 +273,9 @@ impl Default for EngineConfig {
             orders_max: ORDERS_MAX_DEFAULT,
             levels_per_side_max: LEVELS_PER_SIDE_MAX,
             first_order_id: 1,
+            keys_max: ENGINE_KEYS_DEFAULT,
+            collar_bps: COLLAR_BPS_DEFAULT,
+            instrument_risk: Vec::new(),
         }
     }
 }
@@ -191,13 +286,23 @@ impl EngineConfig {
         (2 * self.orders_max).next_power_of_two()
     }
 
+    /// Slots of the key-record table: a power of two ≥ 2 × `keys_max`.
+    pub fn key_table_slots(&self) -> usize {
+        (2 * self.keys_max).next_power_of_two()
+    }
+
     /// Bytes [`MatchingEngine::new`] allocates for this configuration.
     pub fn memory_bytes(&self) -> usize {
         let books = self.instruments as usize * 2;
-        self.orders_max * size_of::<Order>()
+        self.orders_max * (size_of::<Order>() + size_of::<KeyLink>())
             + books * self.levels_per_side_max * size_of::<Level>()
             + books * size_of::<u32>()
             + 2 * self.table_slots() * size_of::<Slot>()
+            + self.keys_max * size_of::<KeyRecord>()
+            + self.key_table_slots() * size_of::<Slot>()
+            + KEYS_MAX * size_of::<KeyLimits>()
+            + LIMITS_TABLE_SLOTS * size_of::<Slot>()
+            + self.instruments as usize * size_of::<InstrumentState>()
     }
 
     fn check(&self) {
@@ -220,6 +325,42 @@ impl EngineConfig {
             self.first_order_id >= 1,
             "engine: first_order_id must be ≥ 1"
         );
+        assert!(
+            self.keys_max >= 1 && self.keys_max <= ENGINE_KEYS_BOUND,
+            "engine: keys_max must be in 1..={ENGINE_KEYS_BOUND}, not {}",
+            self.keys_max
+        );
+        let collar = |bps: u32| (1..=COLLAR_BPS_MAX).contains(&bps);
+        assert!(
+            collar(self.collar_bps),
+            "engine: collar_bps must be in 1..={COLLAR_BPS_MAX}, not {}",
+            self.collar_bps
+        );
+        for (i, r) in self.instrument_risk.iter().enumerate() {
+            assert!(
+                r.instrument >= 1 && r.instrument <= self.instruments,
+                "engine: instrument_risk names instrument {}, outside 1..={}",
+                r.instrument,
+                self.instruments
+            );
+            assert!(
+                !self.instrument_risk[..i]
+                    .iter()
+                    .any(|o| o.instrument == r.instrument),
+                "engine: instrument_risk names instrument {} twice",
+                r.instrument
+            );
+            assert!(
+                r.collar_bps.is_none_or(collar),
+                "engine: instrument {}: collar_bps must be in 1..={COLLAR_BPS_MAX}",
+                r.instrument
+            );
+            assert!(
+                r.reference.is_none_or(|p| p > 0 || r.nonpositive_prices),
+                "engine: instrument {}: a reference price ≤ 0 needs nonpositive_prices",
+                r.instrument
+            );
+        }
     }
 }
 
@@ -234,6 +375,16 @@ pub struct EngineCounters {
     pub matches: u64,
     /// Times a step waited for event-ring room (back-pressure).
     pub stalls: u64,
+    /// Of `rejects`: PRICE_OUT_OF_BAND (collar, or a price ≤ 0).
+    pub price_rejects: u64,
+    /// Of `rejects`: RISK_MAX_NOTIONAL at the fill prices.
+    pub notional_rejects: u64,
+    /// Of `rejects`: RISK_MAX_OPEN_NOTIONAL.
+    pub open_notional_rejects: u64,
+    /// CancelForKey commands carried out.
+    pub key_sweeps: u64,
+    /// Orders those canceled.
+    pub key_sweep_canceled: u64,
 }
 
 /// A resting order, as [`MatchingEngine::order`] reports it.
@@ -264,6 +415,9 @@ struct Order {
     /// `session_prev` is the tail, the tail's `session_next` the head.
     session_prev: u32,
     session_next: u32,
+    /// The record of the order's API key (`keys`), NIL while free. Its
+    /// links in the key's list are `key_links[index]`.
+    key: u32,
     side: Side,
     /// This node is the head of its session's list (`by_session` points at it).
     session_head: bool,
@@ -283,9 +437,86 @@ impl Order {
         level_next: NIL,
         session_prev: NIL,
         session_next: NIL,
+        key: NIL,
         side: Side::Buy,
         session_head: false,
     };
+}
+
+/// An order's place in the circular list of its key's resting orders, in
+/// entry order (kept beside the node: the node's cache line is full).
+#[derive(Clone, Copy, Debug)]
+struct KeyLink {
+    prev: u32,
+    next: u32,
+}
+
+const _: () = assert!(size_of::<KeyLink>() == 8);
+
+impl KeyLink {
+    const NONE: KeyLink = KeyLink {
+        prev: NIL,
+        next: NIL,
+    };
+}
+
+/// One API key with resting orders: the head of its list and its open
+/// notional. A free record links the free list through `head`.
+#[derive(Clone, Copy, Debug)]
+struct KeyRecord {
+    /// `Σ |price| × leaves` of the key's resting orders: below 2^126 (each
+    /// term is below 2^95 and there are fewer than 2^31 orders).
+    open_notional: u128,
+    key_id: u64,
+    /// First order of the key's list (NIL: none).
+    head: u32,
+    /// Orders in the list; 0 while the record is free.
+    orders: u32,
+}
+
+const _: () = assert!(size_of::<KeyRecord>() == 32);
+
+impl KeyRecord {
+    const FREE: KeyRecord = KeyRecord {
+        open_notional: 0,
+        key_id: 0,
+        head: NIL,
+        orders: 0,
+    };
+}
+
+/// Slots of the per-key limits table: at most `KEYS_MAX` entries (one key
+/// table), load ≤ 1/2.
+const LIMITS_TABLE_SLOTS: usize = (2 * KEYS_MAX).next_power_of_two();
+
+/// One instrument's collar: its settings and reference price.
+#[derive(Clone, Copy, Debug)]
+struct InstrumentState {
+    /// The last trade price, or the configured reference before the first
+    /// trade; only meaningful when `has_reference`.
+    reference: i64,
+    collar_bps: u32,
+    has_reference: bool,
+    nonpositive_prices: bool,
+}
+
+const _: () = assert!(size_of::<InstrumentState>() == 16);
+
+/// The notional of `qty` at `price`: `|price| × qty`, exact (below 2^95).
+#[inline]
+fn notional(price: i64, qty: u32) -> u128 {
+    u128::from(price.unsigned_abs()) * u128::from(qty)
+}
+
+/// What an aggressor on one side at one limit could take from the book.
+#[derive(Clone, Copy, Debug, Default)]
+struct Crossing {
+    /// Quantity it would fill, at most the quantity asked.
+    taken: u32,
+    /// Resting orders it would touch.
+    orders: u32,
+    /// Notional of those fills, each at its resting price.
+    notional: u128,
 }
 
 /// One active price level: the FIFO of its orders (never empty).
@@ -373,6 +604,15 @@ impl IndexTable {
         self.len += 1;
     }
 
+    /// Empties the table (start-up sized: touches every slot).
+    fn clear(&mut self) {
+        self.slots.fill(Slot {
+            index: NIL,
+            hash: 0,
+        });
+        self.len = 0;
+    }
+
     /// Removes the entry at `pos`, shifting later entries of the probe run
     /// back so that no tombstone is left.
     #[inline]
@@ -406,6 +646,8 @@ impl IndexTable {
 #[derive(Clone, Copy, Debug)]
 struct Aggressor {
     session: SessionId,
+    /// The API key of a new order (a replaced order's node has its key).
+    key_id: u64,
     cl_ord_id: u64,
     order_id: u64,
     price: i64,
@@ -422,11 +664,17 @@ struct Aggressor {
 }
 
 /// A mass cancel, cancel-on-disconnect or revocation walking the session's
-/// list.
+/// list, or a CancelForKey walking the key's list.
 #[derive(Clone, Copy, Debug)]
 struct Sweep {
+    /// Who gets the ack (and, for a session sweep, every Canceled).
     session: SessionId,
+    /// The ack's `cl_ord_id` (a CancelForKey: the key id).
     cl_ord_id: u64,
+    /// A CancelForKey: the walk follows `key_links`, each Canceled goes to
+    /// the order's own session, and the ack is KeySwept carrying `tag`.
+    by_key: bool,
+    tag: u64,
     /// 0 = every instrument.
     instrument: u32,
     /// 0 = both sides, else the wire side.
@@ -465,6 +713,18 @@ pub struct MatchingEngine {
     level_counts: Vec<u32>,
     by_id: IndexTable,
     by_session: IndexTable,
+    /// `key_links[i]`: order `i`'s place in its key's list.
+    key_links: Vec<KeyLink>,
+    /// Records of the keys with resting orders; `by_key` finds them by id.
+    keys: Vec<KeyRecord>,
+    key_free: u32,
+    by_key: IndexTable,
+    /// Per-key limits of the current key generation (`set_key_limits`),
+    /// found by id through `limits_table`; capacity `KEYS_MAX`, never grown.
+    limits: Vec<KeyLimits>,
+    limits_table: IndexTable,
+    /// Collar state, index = instrument − 1.
+    instruments: Vec<InstrumentState>,
     hash_keys: [u64; 3],
     order_id_next: u64,
     exec_id_next: u64,
@@ -536,17 +796,48 @@ impl MatchingEngine {
                 state.hash_one(2u64) | 1,
             ]
         };
+        let mut keys = vec![KeyRecord::FREE; config.keys_max];
+        for (i, record) in keys.iter_mut().enumerate() {
+            record.head = if i + 1 < config.keys_max {
+                (i + 1) as u32
+            } else {
+                NIL
+            };
+        }
+        let instruments = (1..=config.instruments)
+            .map(|instrument| {
+                let over = config
+                    .instrument_risk
+                    .iter()
+                    .find(|r| r.instrument == instrument)
+                    .copied()
+                    .unwrap_or(InstrumentRisk::new(instrument));
+                InstrumentState {
+                    reference: over.reference.unwrap_or(0),
+                    collar_bps: over.collar_bps.unwrap_or(config.collar_bps),
+                    has_reference: over.reference.is_some(),
+                    nonpositive_prices: over.nonpositive_prices,
+                }
+            })
+            .collect();
         MatchingEngine {
-            config,
-            orders,
-            free_head: 0,
-            orders_live: 0,
             levels: huge_vec(books * config.levels_per_side_max, Level::EMPTY),
             level_counts: vec![0; books],
             by_id: IndexTable::new(config.table_slots()),
             by_session: IndexTable::new(config.table_slots()),
+            key_links: huge_vec(orders_count, KeyLink::NONE),
+            keys,
+            key_free: 0,
+            by_key: IndexTable::new(config.key_table_slots()),
+            limits: Vec::with_capacity(KEYS_MAX),
+            limits_table: IndexTable::new(LIMITS_TABLE_SLOTS),
+            instruments,
+            orders,
+            free_head: 0,
+            orders_live: 0,
             hash_keys,
             order_id_next: config.first_order_id,
+            config,
             exec_id_next: 1,
             work: Work::Idle,
             counters: EngineCounters::default(),
@@ -649,6 +940,133 @@ impl MatchingEngine {
             .find(hash, |i| self.orders[i as usize].session == session)
     }
 
+    #[inline]
+    fn key_hash(&self, key_id: u64) -> u32 {
+        self.hash(key_id, 0x6b65_795f_6b65_795f)
+    }
+
+    /// The record of `key_id`, if the key has resting orders.
+    #[inline]
+    fn find_key(&self, key_id: u64) -> Option<(usize, u32)> {
+        let hash = self.key_hash(key_id);
+        self.by_key
+            .find(hash, |i| self.keys[i as usize].key_id == key_id)
+    }
+
+    /// The engine-side limits of `key_id` (None: the key has none).
+    #[inline]
+    fn limits_of(&self, key_id: u64) -> Option<KeyLimits> {
+        if self.limits.is_empty() {
+            return None;
+        }
+        let hash = self.key_hash(key_id);
+        self.limits_table
+            .find(hash, |i| self.limits[i as usize].key_id == key_id)
+            .map(|(_, i)| self.limits[i as usize])
+    }
+
+    // ----- keys --------------------------------------------------------------
+
+    /// The record of `key_id`, taken from the free list if the key has none.
+    /// The caller has checked that one is free (validation).
+    fn key_record(&mut self, key_id: u64) -> u32 {
+        if let Some((_, k)) = self.find_key(key_id) {
+            return k;
+        }
+        let k = self.key_free;
+        assert!(k != NIL, "key records full at rest (checked at validation)");
+        self.key_free = self.keys[k as usize].head;
+        self.keys[k as usize] = KeyRecord {
+            key_id,
+            ..KeyRecord::FREE
+        };
+        let hash = self.key_hash(key_id);
+        self.by_key.insert(hash, k);
+        k
+    }
+
+    /// Appends a new resting node to its key's list (`orders[index].key` set).
+    fn key_link(&mut self, index: u32) {
+        let k = self.orders[index as usize].key as usize;
+        let record = &mut self.keys[k];
+        record.orders += 1;
+        let head = record.head;
+        if head == NIL {
+            record.head = index;
+            self.key_links[index as usize] = KeyLink {
+                prev: index,
+                next: index,
+            };
+        } else {
+            let tail = self.key_links[head as usize].prev;
+            self.key_links[tail as usize].next = index;
+            self.key_links[head as usize].prev = index;
+            self.key_links[index as usize] = KeyLink {
+                prev: tail,
+                next: head,
+            };
+        }
+    }
+
+    /// Takes a node out of its key's list; frees the record when the key
+    /// has no resting order left.
+    fn key_unlink(&mut self, index: u32) {
+        let k = self.orders[index as usize].key as usize;
+        let KeyLink { prev, next } = self.key_links[index as usize];
+        self.key_links[index as usize] = KeyLink::NONE;
+        let record = &mut self.keys[k];
+        record.orders -= 1;
+        if record.orders == 0 {
+            debug_assert_eq!(
+                record.open_notional, 0,
+                "a key without orders has none open"
+            );
+            let key_id = record.key_id;
+            let (pos, _) = self.find_key(key_id).expect("a used record is in by_key");
+            self.by_key.remove_at(pos);
+            self.keys[k] = KeyRecord {
+                head: self.key_free,
+                ..KeyRecord::FREE
+            };
+            self.key_free = k as u32;
+            return;
+        }
+        self.key_links[prev as usize].next = next;
+        self.key_links[next as usize].prev = prev;
+        if record.head == index {
+            record.head = next;
+        }
+    }
+
+    // ----- price collars -----------------------------------------------------
+
+    /// Whether an order on `side` at `price` is inside `instrument`'s
+    /// collar: `price > 0` unless the instrument allows it, and with a
+    /// reference, a buy at most `reference + band`, a sell at least
+    /// `reference − band`, `band = max(1, |reference| × collar_bps / 10^4)`.
+    #[inline]
+    fn price_in_band(&self, instrument: u32, side: Side, price: i64) -> bool {
+        let state = &self.instruments[instrument as usize - 1];
+        if price <= 0 && !state.nonpositive_prices {
+            return false;
+        }
+        if !state.has_reference {
+            return true;
+        }
+        // |reference| × bps / 10^4, exactly and in u64 (bps ≤ 10^4).
+        let magnitude = state.reference.unsigned_abs();
+        let bps = u64::from(state.collar_bps);
+        let band = (magnitude / 10_000 * bps + magnitude % 10_000 * bps / 10_000).max(1);
+        let (price, reference, band) = (
+            i128::from(price),
+            i128::from(state.reference),
+            i128::from(band),
+        );
+        match side {
+            Side::Buy => price <= reference + band,
+            Side::Sell => price >= reference - band,
+        }
+    }
     // ----- levels ------------------------------------------------------------
 
     #[inline]
@@ -677,6 +1095,7 @@ impl MatchingEngine {
     /// its price level, opening the level if needed.
     fn level_append(&mut self, index: u32) {
         let o = self.orders[index as usize];
+        self.keys[o.key as usize].open_notional += notional(o.price, o.leaves);
         let book = book_index(o.instrument, o.side);
         let base = book * self.config.levels_per_side_max;
         match self.find_level(book, o.side, o.price) {
@@ -711,8 +1130,12 @@ impl MatchingEngine {
         let Order {
             level_prev: prev,
             level_next: next,
+            key,
+            price,
+            leaves,
             ..
         } = self.orders[index as usize];
+        self.keys[key as usize].open_notional -= notional(price, leaves);
         if prev != NIL {
             self.orders[prev as usize].level_next = next;
         } else {
@@ -792,6 +1215,7 @@ impl MatchingEngine {
     /// and the pool.
     fn forget(&mut self, index: u32) {
         self.session_unlink(index);
+        self.key_unlink(index);
         let o = self.orders[index as usize];
         let (pos, _) = self
             .find_order(o.session, o.cl_ord_id)
@@ -836,6 +1260,8 @@ impl MatchingEngine {
             };
             self.orders_live += 1;
             self.session_link(index);
+            self.orders[index as usize].key = self.key_record(a.key_id);
+            self.key_link(index);
             let hash = self.order_hash(a.session, a.cl_ord_id);
             self.by_id.insert(hash, index);
             index
@@ -843,10 +1269,12 @@ impl MatchingEngine {
         self.level_append(index);
     }
 
-    /// Quantity and order count an aggressor on `side` at `price` could take
-    /// from the opposite side, stopping once `qty` is reached.
-    fn crossing(&self, instrument: u32, side: Side, price: i64, qty: u32) -> (u64, u32) {
-        let (mut total, mut orders) = (0u64, 0u32);
+    /// What an aggressor on `side` at `price` for `qty` could take from the
+    /// opposite side: quantity (at most `qty`), resting orders touched and
+    /// the notional of those fills. Walks only the orders it would trade
+    /// with (the matching that follows walks them again).
+    fn crossing(&self, instrument: u32, side: Side, price: i64, qty: u32) -> Crossing {
+        let mut x = Crossing::default();
         for level in self
             .book_levels(book_index(instrument, opposite(side)))
             .iter()
@@ -857,21 +1285,60 @@ impl MatchingEngine {
             }
             let mut i = level.head;
             while i != NIL {
-                total += u64::from(self.orders[i as usize].leaves);
-                orders += 1;
-                if total >= u64::from(qty) {
-                    return (total, orders);
+                let take = self.orders[i as usize].leaves.min(qty - x.taken);
+                x.taken += take;
+                x.orders += 1;
+                x.notional += notional(level.price, take);
+                if x.taken == qty {
+                    return x;
                 }
                 i = self.orders[i as usize].level_next;
             }
         }
-        (total, orders)
+        x
+    }
+
+    /// The key risk checks of an order of `key_id` that would cross with
+    /// `x` and rest `rest_qty` at `price`, replacing `replaced` notional of
+    /// the key's open orders (a replace; 0 for a new order).
+    fn risk_check(
+        &self,
+        limits: KeyLimits,
+        x: Crossing,
+        price: i64,
+        rest_qty: u32,
+        replaced: u128,
+    ) -> Option<RejectReason> {
+        let rest = notional(price, rest_qty);
+        if limits.max_order_notional != 0
+            && x.notional + rest > u128::from(limits.max_order_notional)
+        {
+            return Some(RejectReason::RISK_MAX_NOTIONAL);
+        }
+        if limits.max_open_notional != 0 {
+            let open = self
+                .find_key(limits.key_id)
+                .map_or(0, |(_, k)| self.keys[k as usize].open_notional);
+            let after = open - replaced + rest;
+            // A change that does not raise the open notional is always
+            // allowed (the limit may have been lowered under it).
+            if after > open && after > u128::from(limits.max_open_notional) {
+                return Some(RejectReason::RISK_MAX_OPEN_NOTIONAL);
+            }
+        }
+        None
     }
 
     // ----- commands ----------------------------------------------------------
 
     fn reject(&mut self, c: &Command, reason: RejectReason) -> Work {
         self.counters.rejects += 1;
+        match reason {
+            RejectReason::PRICE_OUT_OF_BAND => self.counters.price_rejects += 1,
+            RejectReason::RISK_MAX_NOTIONAL => self.counters.notional_rejects += 1,
+            RejectReason::RISK_MAX_OPEN_NOTIONAL => self.counters.open_notional_rejects += 1,
+            _ => {}
+        }
         Work::Single(Event {
             cl_ord_id: c.cl_ord_id,
             reason: EventReason::Reject(reason),
@@ -905,6 +1372,25 @@ impl MatchingEngine {
             CommandKind::CancelForRevocation => {
                 self.begin_sweep(c, 0, 0, CancelReason::KEY_REVOKED, true)
             }
+            CommandKind::CancelForKey => {
+                self.counters.key_sweeps += 1;
+                let cursor = self
+                    .find_key(c.key_id)
+                    .map_or(NIL, |(_, k)| self.keys[k as usize].head);
+                Work::Sweep(Sweep {
+                    session: c.session,
+                    cl_ord_id: c.key_id,
+                    by_key: true,
+                    tag: c.orig_cl_ord_id,
+                    instrument: 0,
+                    side: 0,
+                    reason: CancelReason::KEY_REVOKED,
+                    ack: true,
+                    cursor,
+                    first_kept: NIL,
+                    count: 0,
+                })
+            }
         }
     }
 
@@ -923,17 +1409,34 @@ impl MatchingEngine {
         if self.find_order(c.session, c.cl_ord_id).is_some() {
             return self.reject(c, RejectReason::DUPLICATE_ORDER_ID);
         }
-        if tif == Tif::Day {
+        if !self.price_in_band(c.instrument_id, side, c.price) {
+            return self.reject(c, RejectReason::PRICE_OUT_OF_BAND);
+        }
+        let day = tif == Tif::Day;
+        // The crossing liquidity is scanned only when a check needs it: the
+        // key has engine-side limits, or a capacity limit is reached.
+        let mut scan = None;
+        if let Some(limits) = self.limits_of(c.key_id) {
+            let x = self.crossing(c.instrument_id, side, c.price, c.qty);
+            let rest_qty = if day { c.qty - x.taken } else { 0 };
+            if let Some(reason) = self.risk_check(limits, x, c.price, rest_qty, 0) {
+                return self.reject(c, reason);
+            }
+            scan = Some(x);
+        }
+        if day {
             let book = book_index(c.instrument_id, side);
             let pool_full = self.free_head == NIL;
             let level_blocked =
                 self.level_full(book) && self.find_level(book, side, c.price).is_err();
-            if pool_full || level_blocked {
-                let (taken, taken_orders) = self.crossing(c.instrument_id, side, c.price, c.qty);
-                let rests = taken < u64::from(c.qty);
+            let key_blocked = self.key_free == NIL && self.find_key(c.key_id).is_none();
+            if pool_full || level_blocked || key_blocked {
+                let x =
+                    scan.unwrap_or_else(|| self.crossing(c.instrument_id, side, c.price, c.qty));
+                let rests = x.taken < c.qty;
                 // A remainder means every crossing order was taken, and each
                 // of those frees a node.
-                if rests && ((pool_full && taken_orders == 0) || level_blocked) {
+                if rests && ((pool_full && x.orders == 0) || level_blocked || key_blocked) {
                     return self.reject(c, RejectReason::ENGINE_REJECT);
                 }
             }
@@ -942,6 +1445,7 @@ impl MatchingEngine {
         self.order_id_next += 1;
         Work::Match(Aggressor {
             session: c.session,
+            key_id: c.key_id,
             cl_ord_id: c.cl_ord_id,
             order_id,
             price: c.price,
@@ -987,6 +1491,18 @@ impl MatchingEngine {
         }
         let o = self.orders[index as usize];
         let keeps_priority = c.price == o.price && c.qty <= o.leaves;
+        if c.price != o.price && !self.price_in_band(o.instrument, o.side, c.price) {
+            return self.reject(c, RejectReason::PRICE_OUT_OF_BAND);
+        }
+        // Keeping priority only lowers the order: no risk check.
+        let key_id = self.keys[o.key as usize].key_id;
+        if !keeps_priority && let Some(limits) = self.limits_of(key_id) {
+            let x = self.crossing(o.instrument, o.side, c.price, c.qty);
+            let replaced = notional(o.price, o.leaves);
+            if let Some(reason) = self.risk_check(limits, x, c.price, c.qty - x.taken, replaced) {
+                return self.reject(c, reason);
+            }
+        }
         if !keeps_priority && c.price != o.price {
             let book = book_index(o.instrument, o.side);
             let alone = o.level_prev == NIL && o.level_next == NIL;
@@ -994,8 +1510,8 @@ impl MatchingEngine {
             let level_blocked =
                 !alone && self.level_full(book) && self.find_level(book, o.side, c.price).is_err();
             if level_blocked {
-                let (taken, _) = self.crossing(o.instrument, o.side, c.price, c.qty);
-                if taken < u64::from(c.qty) {
+                let x = self.crossing(o.instrument, o.side, c.price, c.qty);
+                if x.taken < c.qty {
                     return self.reject(c, RejectReason::ENGINE_REJECT);
                 }
             }
@@ -1008,6 +1524,7 @@ impl MatchingEngine {
             self.by_id.insert(hash, index);
         }
         if keeps_priority {
+            self.keys[o.key as usize].open_notional -= notional(o.price, o.leaves - c.qty);
             self.orders[index as usize].leaves = c.qty;
             return Work::Single(Event {
                 cl_ord_id: c.cl_ord_id,
@@ -1022,6 +1539,7 @@ impl MatchingEngine {
         node.leaves = c.qty;
         Work::Match(Aggressor {
             session: c.session,
+            key_id,
             cl_ord_id: c.cl_ord_id,
             order_id: o.order_id,
             price: c.price,
@@ -1046,6 +1564,8 @@ impl MatchingEngine {
         Work::Sweep(Sweep {
             session: c.session,
             cl_ord_id: c.cl_ord_id,
+            by_key: false,
+            tag: 0,
             instrument,
             side,
             reason,
@@ -1162,6 +1682,10 @@ impl MatchingEngine {
             let exec_id = self.exec_id_next;
             self.exec_id_next += 1;
             self.counters.matches += 1;
+            // The last trade is the collar's reference from now on.
+            let state = &mut self.instruments[a.instrument as usize - 1];
+            state.reference = level.price;
+            state.has_reference = true;
             let fill = Event {
                 exec_id,
                 transact_time_ns: now,
@@ -1186,6 +1710,7 @@ impl MatchingEngine {
                 self.level_unlink(book, count - 1, resting_index);
                 self.forget(resting_index);
             } else {
+                self.keys[resting.key as usize].open_notional -= notional(level.price, qty);
                 self.orders[resting_index as usize].leaves = resting_leaves;
             }
             if a.leaves == 0 {
@@ -1201,14 +1726,20 @@ impl MatchingEngine {
         while s.cursor != NIL {
             let index = s.cursor;
             let o = self.orders[index as usize];
-            let next = o.session_next;
+            let next = if s.by_key {
+                self.key_links[index as usize].next
+            } else {
+                o.session_next
+            };
             // Back at the first kept order, or alone in the list: the walk
             // ends after this order (only visited orders are ever removed).
             let last = next == index || next == s.first_kept;
             let selected = (s.instrument == 0 || s.instrument == o.instrument)
                 && (s.side == 0 || s.side == o.side as u8);
             if selected {
-                if out.room(s.session) < 1 {
+                // A key's orders belong to many sessions: each is told.
+                let to = if s.by_key { o.session } else { s.session };
+                if out.room(to) < 1 {
                     return false;
                 }
                 out.emit(&Event {
@@ -1217,7 +1748,7 @@ impl MatchingEngine {
                     transact_time_ns: now,
                     qty: o.leaves,
                     reason: EventReason::Cancel(s.reason),
-                    ..Event::empty(EventKind::Canceled, s.session)
+                    ..Event::empty(EventKind::Canceled, to)
                 });
                 self.remove_resting(index);
                 s.count += 1;
@@ -1230,11 +1761,20 @@ impl MatchingEngine {
             if out.room(s.session) < 1 {
                 return false;
             }
+            let ack = if s.by_key {
+                self.counters.key_sweep_canceled += u64::from(s.count);
+                Event {
+                    order_id: s.tag,
+                    ..Event::empty(EventKind::KeySwept, s.session)
+                }
+            } else {
+                Event::empty(EventKind::MassCancelAck, s.session)
+            };
             out.emit(&Event {
                 cl_ord_id: s.cl_ord_id,
                 transact_time_ns: now,
                 qty: s.count,
-                ..Event::empty(EventKind::MassCancelAck, s.session)
+                ..ack
             });
         }
         true
@@ -1316,6 +1856,54 @@ impl MatchingEngine {
             }
         }
         assert_eq!(in_sessions, self.orders_live);
+
+        // Key records: each used one is in by_key, its circular list holds
+        // exactly its orders, and its open notional is theirs.
+        let mut in_keys = 0usize;
+        let mut used = 0usize;
+        for (k, record) in self.keys.iter().enumerate() {
+            if record.orders == 0 {
+                continue;
+            }
+            used += 1;
+            assert_eq!(
+                self.find_key(record.key_id).map(|f| f.1),
+                Some(k as u32),
+                "key record not in by_key"
+            );
+            let (mut i, mut count, mut open) = (record.head, 0u32, 0u128);
+            loop {
+                let o = &self.orders[i as usize];
+                assert_eq!(o.key, k as u32, "order in another key's list");
+                let link = self.key_links[i as usize];
+                assert_eq!(self.key_links[link.next as usize].prev, i);
+                open += notional(o.price, o.leaves);
+                count += 1;
+                assert!(count as usize <= self.orders_live, "key list cycle");
+                i = link.next;
+                if i == record.head {
+                    break;
+                }
+            }
+            assert_eq!(count, record.orders);
+            assert_eq!(
+                open, record.open_notional,
+                "open notional of key {}",
+                record.key_id
+            );
+            in_keys += count as usize;
+        }
+        assert_eq!(in_keys, self.orders_live);
+        assert_eq!(self.by_key.len, used);
+        let mut free = 0usize;
+        let mut k = self.key_free;
+        while k != NIL {
+            free += 1;
+            assert!(free <= self.config.keys_max, "key free list cycle");
+            assert_eq!(self.keys[k as usize].orders, 0);
+            k = self.keys[k as usize].head;
+        }
+        assert_eq!(free + used, self.config.keys_max);
     }
 }
 
@@ -1335,6 +1923,29 @@ impl Engine for MatchingEngine {
 
     fn resume<S: EventSink>(&mut self, now: Nanos, out: &mut S) -> bool {
         self.run(now, out)
+    }
+
+    /// Replaces every key's limits; allocates nothing (the table and the
+    /// list are sized for `KEYS_MAX` at start-up). Keys with no limit set
+    /// are left out. Panics beyond `KEYS_MAX` keys (no key table holds more).
+    fn set_key_limits(&mut self, limits: &[KeyLimits]) {
+        assert!(
+            limits.len() <= KEYS_MAX,
+            "more key limits than a key table can hold"
+        );
+        debug_assert!(self.is_idle(), "limits change between commands only");
+        self.limits_table.clear();
+        self.limits.clear();
+        for l in limits {
+            if (l.max_order_notional == 0 && l.max_open_notional == 0)
+                || self.limits_of(l.key_id).is_some()
+            {
+                continue;
+            }
+            let hash = self.key_hash(l.key_id);
+            self.limits_table.insert(hash, self.limits.len() as u32);
+            self.limits.push(*l);
+        }
     }
 }
 
@@ -1362,6 +1973,7 @@ mod tests {
             orders_max: 4096,
             levels_per_side_max: 64,
             first_order_id: 1,
+            ..EngineConfig::default()
         }
     }
 
@@ -1796,10 +2408,22 @@ mod tests {
             ),
             [rejected(A, 5, RejectReason::UNKNOWN_INSTRUMENT)]
         );
-        // Prices are not checked.
+        // Prices ≤ 0 are refused unless the instrument allows them (more
+        // in the collar tests); the fields are checked first.
         assert_eq!(
             run(&mut e, Command { price: -5, ..good }),
-            [accepted(A, 5, 1)]
+            [rejected(A, 5, RejectReason::PRICE_OUT_OF_BAND)]
+        );
+        assert_eq!(
+            run(
+                &mut e,
+                Command {
+                    price: 0,
+                    qty: 0,
+                    ..good
+                }
+            ),
+            [rejected(A, 5, RejectReason::INVALID_FIELD)]
         );
     }
 
@@ -2203,6 +2827,425 @@ mod tests {
         assert_eq!(e.orders_live(), 0);
     }
 
+    // ----- price collars ------------------------------------------------------
+
+    fn keyed(c: Command, key_id: u64) -> Command {
+        Command { key_id, ..c }
+    }
+
+    fn key_swept(s: SessionId, key_id: u64, tag: u64, count: u32) -> Event {
+        Event {
+            cl_ord_id: key_id,
+            order_id: tag,
+            transact_time_ns: NOW,
+            qty: count,
+            ..Event::empty(EventKind::KeySwept, s)
+        }
+    }
+
+    fn cancel_for_key(issuer: SessionId, key_id: u64, tag: u64) -> Command {
+        Command {
+            key_id,
+            orig_cl_ord_id: tag,
+            ..Command::empty(CommandKind::CancelForKey, issuer)
+        }
+    }
+
+    const OUT: RejectReason = RejectReason::PRICE_OUT_OF_BAND;
+
+    #[test]
+    fn without_a_reference_any_positive_price_is_in_band_and_no_price_at_or_below_0() {
+        let mut e = engine();
+        assert_eq!(run(&mut e, new_order(A, 1, BUY, 1, 5)), [accepted(A, 1, 1)]);
+        assert_eq!(
+            run(&mut e, new_order(A, 2, SELL, i64::MAX, 5)),
+            [accepted(A, 2, 2)]
+        );
+        for price in [0, -1, i64::MIN] {
+            for side in [BUY, SELL] {
+                assert_eq!(
+                    run(&mut e, new_order(A, 3, side, price, 5)),
+                    [rejected(A, 3, OUT)]
+                );
+            }
+        }
+        assert_eq!(e.counters().price_rejects, 6);
+        assert_eq!(e.orders_live(), 2);
+    }
+
+    #[test]
+    fn after_a_trade_buys_above_and_sells_below_the_band_are_refused() {
+        let mut e = engine();
+        run(&mut e, new_order(B, 1, SELL, 100, 1));
+        run(&mut e, new_order(A, 1, BUY, 100, 1)); // trade at 100: band ±10
+        assert_eq!(
+            run(&mut e, new_order(A, 2, BUY, 111, 5)),
+            [rejected(A, 2, OUT)]
+        );
+        assert_eq!(
+            run(&mut e, new_order(A, 2, BUY, 110, 5)),
+            [accepted(A, 2, 3)]
+        );
+        assert_eq!(
+            run(&mut e, new_order(B, 2, SELL, 89, 5)),
+            [rejected(B, 2, OUT)]
+        );
+        // Still 100 ± 10: a sell at 90 is in, and trades at the bid, 110.
+        assert_eq!(
+            run(&mut e, new_order(B, 3, SELL, 90, 1)),
+            [
+                accepted(B, 3, 4),
+                fill(B, 3, 4, 2, 110, 1, 0),
+                fill(A, 2, 3, 2, 110, 1, 4)
+            ]
+        );
+        // Now the reference is 110 (the last trade): ±11.
+        assert_eq!(
+            run(&mut e, new_order(B, 4, SELL, 98, 1)),
+            [rejected(B, 4, OUT)]
+        );
+        assert_eq!(
+            run(&mut e, new_order(B, 4, SELL, 99, 1)),
+            [
+                accepted(B, 4, 5),
+                fill(B, 4, 5, 3, 110, 1, 0),
+                fill(A, 2, 3, 3, 110, 1, 3)
+            ]
+        );
+        // Passive orders far from the market are harmless and accepted.
+        assert_eq!(run(&mut e, new_order(A, 5, BUY, 1, 5)), [accepted(A, 5, 6)]);
+        assert_eq!(
+            run(&mut e, new_order(B, 5, SELL, 1_000_000, 5)),
+            [accepted(B, 5, 7)]
+        );
+        assert_eq!(e.counters().price_rejects, 3);
+    }
+
+    #[test]
+    fn a_configured_reference_collars_the_first_trade() {
+        let mut e = MatchingEngine::new(EngineConfig {
+            collar_bps: 500,
+            instrument_risk: vec![InstrumentRisk {
+                reference: Some(1_000),
+                ..InstrumentRisk::new(1)
+            }],
+            ..config()
+        });
+        // ±50 around 1000.
+        run(&mut e, new_order(B, 1, BUY, 1_000, 5));
+        assert_eq!(
+            run(&mut e, new_order(A, 1, SELL, 949, 5)),
+            [rejected(A, 1, OUT)]
+        );
+        assert_eq!(
+            run(&mut e, new_order(A, 1, BUY, 1_051, 5)),
+            [rejected(A, 1, OUT)]
+        );
+        assert_eq!(run(&mut e, new_order(A, 1, SELL, 950, 1)).len(), 3);
+        // Instrument 2 has no reference: no collar until it trades.
+        assert_eq!(
+            run(&mut e, new_order_on(A, 2, 2, SELL, 1, 5)),
+            [accepted(A, 2, 3)]
+        );
+    }
+
+    #[test]
+    fn the_band_is_at_least_one_tick_and_an_instrument_may_take_prices_at_or_below_0() {
+        let mut e = MatchingEngine::new(EngineConfig {
+            instrument_risk: vec![
+                InstrumentRisk {
+                    reference: Some(5),
+                    ..InstrumentRisk::new(1)
+                },
+                InstrumentRisk {
+                    reference: Some(-200),
+                    collar_bps: Some(100),
+                    nonpositive_prices: true,
+                    ..InstrumentRisk::new(2)
+                },
+            ],
+            ..config()
+        });
+        // 10% of 5 is 0.5 ticks: the band is 1 tick, 4..=6.
+        assert_eq!(
+            run(&mut e, new_order(A, 1, BUY, 7, 1)),
+            [rejected(A, 1, OUT)]
+        );
+        assert_eq!(run(&mut e, new_order(A, 1, BUY, 6, 1)), [accepted(A, 1, 1)]);
+        assert_eq!(
+            run(&mut e, new_order(A, 2, SELL, 3, 1)),
+            [rejected(A, 2, OUT)]
+        );
+        // 1% of |−200| is 2 ticks: −202..=−198, prices ≤ 0 allowed.
+        assert_eq!(
+            run(&mut e, new_order_on(A, 3, 2, BUY, -197, 1)),
+            [rejected(A, 3, OUT)]
+        );
+        assert_eq!(
+            run(&mut e, new_order_on(A, 3, 2, BUY, -198, 1)),
+            [accepted(A, 3, 2)]
+        );
+        assert_eq!(
+            run(&mut e, new_order_on(A, 4, 2, SELL, -203, 1)),
+            [rejected(A, 4, OUT)]
+        );
+        assert_eq!(
+            run(&mut e, new_order_on(A, 4, 2, SELL, -202, 2)),
+            [
+                accepted(A, 4, 3),
+                fill(A, 4, 3, 1, -198, 1, 1),
+                fill(A, 3, 2, 1, -198, 1, 0),
+            ]
+        );
+        // The last trade (−198) is the reference now, band 1 tick: a buy at
+        // 0 is a price like any other there, and far above the band.
+        assert_eq!(
+            run(&mut e, new_order_on(A, 5, 2, BUY, 0, 1)),
+            [rejected(A, 5, OUT)]
+        );
+        assert_eq!(
+            run(&mut e, new_order_on(A, 5, 2, BUY, -197, 1)),
+            [
+                accepted(A, 5, 4),
+                fill(A, 5, 4, 2, -202, 1, 0),
+                fill(A, 4, 3, 2, -202, 1, 0),
+            ]
+        );
+    }
+
+    #[test]
+    fn a_replace_to_a_new_price_is_collared() {
+        let mut e = engine();
+        run(&mut e, new_order(B, 1, SELL, 100, 1));
+        run(&mut e, new_order(A, 1, BUY, 100, 1)); // reference 100
+        run(&mut e, new_order(A, 2, SELL, 105, 5));
+        assert_eq!(run(&mut e, replace(A, 3, 2, 89, 5)), [rejected(A, 3, OUT)]);
+        assert_eq!(run(&mut e, replace(A, 3, 2, 0, 5)), [rejected(A, 3, OUT)]);
+        assert_eq!(run(&mut e, replace(A, 3, 2, 95, 5)), [replaced(A, 3, 3, 5)]);
+        // A quantity change at the same price is no new price.
+        assert_eq!(run(&mut e, replace(A, 4, 3, 95, 9)), [replaced(A, 4, 3, 9)]);
+        assert_eq!(e.counters().price_rejects, 2);
+    }
+
+    // ----- key risk ------------------------------------------------------------
+
+    /// Key 5 may trade at most 1,000 of notional per order; key 6 may keep
+    /// at most 1,000 resting.
+    fn risk_engine() -> MatchingEngine {
+        let mut e = engine();
+        e.set_key_limits(&[
+            KeyLimits {
+                key_id: 5,
+                max_order_notional: 1_000,
+                max_open_notional: 0,
+            },
+            KeyLimits {
+                key_id: 6,
+                max_order_notional: 0,
+                max_open_notional: 1_000,
+            },
+        ]);
+        e
+    }
+
+    #[test]
+    fn the_price_0_sell_of_the_attack_is_refused_and_nothing_fills() {
+        let mut e = risk_engine();
+        run(&mut e, keyed(new_order(B, 1, BUY, 100, 1_000), 9));
+        assert_eq!(
+            run(&mut e, keyed(ioc(A, 7, SELL, 0, 1_000), 5)),
+            [rejected(A, 7, OUT)]
+        );
+        assert_eq!(depth(&e, BUY), [(100, 1_000, 1)]);
+        assert_eq!(e.counters().matches, 0);
+    }
+
+    #[test]
+    fn a_marketable_order_is_counted_at_the_prices_it_would_fill_at() {
+        let mut e = risk_engine();
+        run(&mut e, keyed(new_order(B, 1, BUY, 100, 1_000), 9));
+        // 1 × 1,000 at the limit, but 100 × 1,000 at the bid.
+        assert_eq!(
+            run(&mut e, keyed(ioc(A, 7, SELL, 1, 1_000), 5)),
+            [rejected(A, 7, RejectReason::RISK_MAX_NOTIONAL)]
+        );
+        assert_eq!(
+            run(&mut e, keyed(ioc(A, 7, SELL, 1, 11), 5)),
+            [rejected(A, 7, RejectReason::RISK_MAX_NOTIONAL)]
+        );
+        assert_eq!(e.counters().notional_rejects, 2);
+        assert_eq!(
+            run(&mut e, keyed(ioc(A, 8, SELL, 1, 10), 5)),
+            [
+                accepted(A, 8, 2),
+                fill(A, 8, 2, 1, 100, 10, 0),
+                fill(B, 1, 1, 1, 100, 10, 990),
+            ]
+        );
+        // A Day order: the fills at 100 plus the remainder at its limit.
+        // 5 × 100 + 6 × 90 = 1,040 > 1,000; 5 × 100 + 5 × 90 = 950.
+        run(&mut e, keyed(new_order(C, 1, SELL, 100, 985), 9)); // the bid keeps 5
+        assert_eq!(
+            run(&mut e, keyed(new_order(A, 9, SELL, 90, 11), 5)),
+            [rejected(A, 9, RejectReason::RISK_MAX_NOTIONAL)]
+        );
+        assert_eq!(
+            run(&mut e, keyed(new_order(A, 9, SELL, 90, 10), 5)).len(),
+            3
+        );
+        // A replace counts the same way.
+        assert_eq!(
+            run(&mut e, keyed(replace(A, 10, 9, 90, 12), 5)),
+            [rejected(A, 10, RejectReason::RISK_MAX_NOTIONAL)]
+        );
+        // A key without limits is not checked (the collar still is).
+        assert_eq!(run(&mut e, keyed(ioc(A, 11, BUY, 110, 5), 9)).len(), 3);
+    }
+
+    #[test]
+    fn open_notional_counts_every_resting_order_of_the_key() {
+        let mut e = risk_engine();
+        let open = |e: &MatchingEngine| {
+            e.find_key(6)
+                .map_or(0, |(_, k)| e.keys[k as usize].open_notional)
+        };
+        // Two sessions of key 6.
+        assert_eq!(run(&mut e, keyed(new_order(A, 1, BUY, 100, 5), 6)).len(), 1);
+        assert_eq!(run(&mut e, keyed(new_order(B, 1, BUY, 99, 4), 6)).len(), 1);
+        assert_eq!(open(&e), 896);
+        assert_eq!(
+            run(&mut e, keyed(new_order(A, 2, SELL, 105, 1), 6)),
+            [rejected(A, 2, RejectReason::RISK_MAX_OPEN_NOTIONAL)]
+        );
+        // An IOC never rests: not counted.
+        assert_eq!(run(&mut e, keyed(ioc(A, 2, SELL, 105, 1), 6)).len(), 2);
+        assert_eq!(
+            run(&mut e, keyed(new_order(A, 2, SELL, 104, 1), 6)).len(),
+            1
+        );
+        assert_eq!(open(&e), 1_000);
+        // A partial fill of a resting order lowers it.
+        assert_eq!(run(&mut e, keyed(ioc(C, 1, SELL, 100, 2), 9)).len(), 3);
+        assert_eq!(open(&e), 800);
+        // A replace that raises it is checked; one that lowers it is not.
+        assert_eq!(
+            run(&mut e, keyed(replace(A, 3, 1, 100, 6), 6)),
+            [rejected(A, 3, RejectReason::RISK_MAX_OPEN_NOTIONAL)]
+        );
+        assert_eq!(
+            run(&mut e, replace(A, 3, 1, 100, 1)),
+            [replaced(A, 3, 1, 1)]
+        );
+        assert_eq!(open(&e), 600);
+        // Lowered under the key's feet: a move that does not raise it passes.
+        e.set_key_limits(&[KeyLimits {
+            key_id: 6,
+            max_order_notional: 0,
+            max_open_notional: 100,
+        }]);
+        assert_eq!(run(&mut e, replace(B, 2, 1, 98, 4)), [replaced(B, 2, 2, 4)]);
+        assert_eq!(open(&e), 596);
+        assert_eq!(
+            run(&mut e, keyed(new_order(B, 3, BUY, 1, 1), 6)),
+            [rejected(B, 3, RejectReason::RISK_MAX_OPEN_NOTIONAL)]
+        );
+        // Cancels free it.
+        run(&mut e, cancel(A, 4, 3));
+        run(&mut e, cancel(B, 4, 2));
+        run(&mut e, cancel(A, 5, 2));
+        assert_eq!(open(&e), 0);
+        assert_eq!(run(&mut e, keyed(new_order(B, 3, BUY, 100, 1), 6)).len(), 1);
+        assert_eq!(open(&e), 100);
+        assert_eq!(e.counters().open_notional_rejects, 3);
+    }
+
+    // ----- key sweeps ----------------------------------------------------------
+
+    #[test]
+    fn cancel_for_key_reaches_every_order_of_the_key_whatever_its_session() {
+        let mut e = engine();
+        let gone = SessionId::new(1, 7, 3); // a session that has ended
+        run(&mut e, keyed(new_order(A, 1, BUY, 99, 1), 5));
+        run(&mut e, keyed(new_order(B, 1, BUY, 98, 2), 5));
+        run(&mut e, keyed(new_order(C, 1, SELL, 105, 3), 8)); // another key
+        run(&mut e, keyed(new_order_on(gone, 1, 2, SELL, 50, 4), 5));
+        run(&mut e, keyed(new_order(A, 2, SELL, 101, 5), 5));
+        let issuer = SessionId::new(2, 0, 0);
+        assert_eq!(
+            run(&mut e, cancel_for_key(issuer, 5, 42)),
+            [
+                canceled(A, 1, 1, 1, CancelReason::KEY_REVOKED),
+                canceled(B, 1, 2, 2, CancelReason::KEY_REVOKED),
+                canceled(gone, 1, 4, 4, CancelReason::KEY_REVOKED),
+                canceled(A, 2, 5, 5, CancelReason::KEY_REVOKED),
+                key_swept(issuer, 5, 42, 4),
+            ]
+        );
+        assert_eq!(e.orders_live(), 1);
+        assert!(e.order(C, 1).is_some());
+        // Nothing left: an empty sweep still reports.
+        assert_eq!(
+            run(&mut e, cancel_for_key(issuer, 5, 43)),
+            [key_swept(issuer, 5, 43, 0)]
+        );
+        assert_eq!(
+            (e.counters().key_sweeps, e.counters().key_sweep_canceled),
+            (2, 4)
+        );
+    }
+
+    #[test]
+    fn a_key_sweep_stalls_on_each_sessions_reactor_and_resumes() {
+        let mut e = engine();
+        run(&mut e, keyed(new_order(A, 1, BUY, 99, 1), 5));
+        run(&mut e, keyed(new_order(B, 1, BUY, 98, 2), 5));
+        let issuer = SessionId::new(3, 0, 0);
+        // Room toward reactor 0 only: A's cancel goes, B's waits.
+        let mut sink = Sink {
+            events: Vec::new(),
+            room: [1, 0, 0, 0],
+        };
+        assert!(!e.submit(NOW, &cancel_for_key(issuer, 5, 1), &mut sink));
+        assert_eq!(
+            sink.events,
+            [canceled(A, 1, 1, 1, CancelReason::KEY_REVOKED)]
+        );
+        sink.room = [0, 1, 0, 0];
+        assert!(!e.resume(NOW, &mut sink));
+        sink.room = [0, 0, 0, 1];
+        assert!(e.resume(NOW, &mut sink));
+        assert_eq!(
+            sink.events[1..],
+            [
+                canceled(B, 1, 2, 2, CancelReason::KEY_REVOKED),
+                key_swept(issuer, 5, 1, 2)
+            ]
+        );
+        e.assert_consistent();
+    }
+
+    #[test]
+    fn a_key_without_a_record_cannot_rest_when_every_record_is_in_use() {
+        let mut e = MatchingEngine::new(EngineConfig {
+            keys_max: 2,
+            ..config()
+        });
+        run(&mut e, keyed(new_order(A, 1, BUY, 90, 1), 1));
+        run(&mut e, keyed(new_order(A, 2, BUY, 91, 1), 2));
+        assert_eq!(
+            run(&mut e, keyed(new_order(A, 3, BUY, 92, 1), 3)),
+            [rejected(A, 3, RejectReason::ENGINE_REJECT)]
+        );
+        // Keys with a record still rest; an IOC and an order that fills
+        // completely need none.
+        assert_eq!(run(&mut e, keyed(new_order(A, 3, BUY, 92, 1), 2)).len(), 1);
+        assert_eq!(run(&mut e, keyed(ioc(B, 1, SELL, 92, 1), 3)).len(), 3);
+        assert_eq!(run(&mut e, keyed(new_order(B, 2, SELL, 91, 1), 3)).len(), 3);
+        // Key 2's last order is gone: its record is free for key 3.
+        assert_eq!(e.orders_live(), 1);
+        assert_eq!(run(&mut e, keyed(new_order(B, 3, SELL, 99, 1), 3)).len(), 1);
+    }
+
     // ----- limits ------------------------------------------------------------
 
     #[test]
@@ -2364,10 +3407,22 @@ mod tests {
                 1
             )
         );
-        // 96 B per order + 128 KiB per instrument (+ 800 B of level counts).
+        assert_eq!(
+            (c.keys_max, c.collar_bps, c.instrument_risk.len()),
+            (ENGINE_KEYS_DEFAULT, COLLAR_BPS_DEFAULT, 0)
+        );
+        // 104 B per order (node, key link, two table slots) + 128 KiB per
+        // instrument (+ 800 B of level counts, 1.6 KiB of collars) + 48 B
+        // per key record + 96 KiB of key limits and their table.
         assert_eq!(
             c.memory_bytes(),
-            ORDERS_MAX_DEFAULT * 96 + 100 * 2 * LEVELS_PER_SIDE_MAX * 16 + 100 * 2 * 4
+            ORDERS_MAX_DEFAULT * 104
+                + 100 * 2 * LEVELS_PER_SIDE_MAX * 16
+                + 100 * 2 * 4
+                + 100 * 16
+                + ENGINE_KEYS_DEFAULT * 48
+                + KEYS_MAX * 24
+                + 2 * KEYS_MAX * 8
         );
     }
 
@@ -2510,13 +3565,41 @@ mod tests {
             orders_max: 40,
             levels_per_side_max: 4,
             first_order_id: 1,
+            ..EngineConfig::default()
         }
     }
 
+    /// The keys of `SESSIONS`: A and B share key 1 (two reactors), A2 has
+    /// key 2, C key 3.
+    const SESSION_KEYS: [u64; 4] = [1, 2, 1, 3];
+
+    /// Key 2 may keep ~3 orders' notional resting; key 3's orders may not
+    /// trade or rest more than 1,500 of notional.
+    const RANDOM_LIMITS: [KeyLimits; 2] = [
+        KeyLimits {
+            key_id: 2,
+            max_order_notional: 0,
+            max_open_notional: 5_000,
+        },
+        KeyLimits {
+            key_id: 3,
+            max_order_notional: 1_500,
+            max_open_notional: 0,
+        },
+    ];
+
+    fn random_engine() -> MatchingEngine {
+        let mut e = MatchingEngine::new(small_config());
+        e.set_key_limits(&RANDOM_LIMITS);
+        e
+    }
+
     /// Mostly valid commands over a small id and price space, so duplicates,
-    /// unknown orders, crossings and both capacity limits all happen.
+    /// unknown orders, crossings, both capacity limits, collars and key
+    /// limits all happen.
     fn random_command(rng: &mut SplitMix) -> Command {
-        let session = SESSIONS[rng.below(4) as usize];
+        let who = rng.below(4) as usize;
+        let session = SESSIONS[who];
         let instrument = match rng.below(40) {
             0 => 0,
             1 => 4,
@@ -2535,7 +3618,12 @@ mod tests {
         let c = Command {
             cl_ord_id: 1 + rng.below(16),
             orig_cl_ord_id: 1 + rng.below(16),
-            price: 95 + rng.below(11) as i64,
+            price: match rng.below(60) {
+                0 => 0,
+                1 => 200,
+                _ => 95 + rng.below(11) as i64,
+            },
+            key_id: SESSION_KEYS[who],
             qty,
             instrument_id: instrument,
             side,
@@ -2551,9 +3639,10 @@ mod tests {
             0..50 => CommandKind::NewOrder,
             50..64 => CommandKind::Cancel,
             64..86 => CommandKind::Replace,
-            86..94 => CommandKind::MassCancel,
-            94..98 => CommandKind::CancelOnDisconnect,
-            _ => CommandKind::CancelForRevocation,
+            86..93 => CommandKind::MassCancel,
+            93..97 => CommandKind::CancelOnDisconnect,
+            97..99 => CommandKind::CancelForRevocation,
+            _ => CommandKind::CancelForKey,
         };
         let side = if kind == CommandKind::MassCancel {
             rng.below(4) as u8
@@ -2568,7 +3657,7 @@ mod tests {
     fn run_random(seed: u64, count: usize, tight: bool) -> (Vec<Event>, MatchingEngine) {
         let mut rng = SplitMix(seed);
         let mut room_rng = SplitMix(seed ^ 0xdead_beef);
-        let mut e = MatchingEngine::new(small_config());
+        let mut e = random_engine();
         let mut sink = Sink::new(UNLIMITED);
         for i in 0..count {
             let c = random_command(&mut rng);
@@ -2610,8 +3699,8 @@ mod tests {
     fn room_one_then_unlimited_gives_the_unlimited_sequence() {
         let mut rng = SplitMix(77);
         let commands: Vec<Command> = (0..3_000).map(|_| random_command(&mut rng)).collect();
-        let mut plain = MatchingEngine::new(small_config());
-        let mut stalled = MatchingEngine::new(small_config());
+        let mut plain = random_engine();
+        let mut stalled = random_engine();
         let mut expected = Sink::new(UNLIMITED);
         let mut got = Sink::new(UNLIMITED);
         for c in &commands {
@@ -2629,7 +3718,7 @@ mod tests {
     #[test]
     fn room_of_events_per_step_max_always_makes_progress() {
         let mut rng = SplitMix(5);
-        let mut e = MatchingEngine::new(small_config());
+        let mut e = random_engine();
         let mut sink = Sink::new(0);
         for _ in 0..3_000 {
             let c = random_command(&mut rng);
@@ -2661,7 +3750,7 @@ mod tests {
     fn random_commands_keep_the_book_uncrossed_and_quantities_conserved() {
         for seed in [3, 0xabcdef, 0x5555_aaaa_0f0f] {
             let mut rng = SplitMix(seed);
-            let mut e = MatchingEngine::new(small_config());
+            let mut e = random_engine();
             let mut open: HashMap<u64, Tracked> = HashMap::new();
             let mut trades: HashMap<u64, Vec<Event>> = HashMap::new();
             let mut sides: HashMap<u64, Side> = HashMap::new();
@@ -2717,7 +3806,7 @@ mod tests {
                             assert_eq!(t.open, ev.qty);
                             canceled_qty += u64::from(ev.qty);
                         }
-                        EventKind::Rejected | EventKind::MassCancelAck => {}
+                        EventKind::Rejected | EventKind::MassCancelAck | EventKind::KeySwept => {}
                     }
                 }
                 open.retain(|_, t| t.open > 0);

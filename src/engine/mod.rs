@@ -14,9 +14,9 @@
 //! Command record (64 bytes, one cache line):
 //!
 //! ```text
-//!  0        8          16              24       32            40    44      48   49   50       51  52      64
-//!  ├────────┼──────────┼───────────────┼────────┼─────────────┼─────┼───────┼────┼────┼────────┼───┼───────┤
-//!  │session │cl_ord_id │orig_cl_ord_id │ price  │ time_ns     │ qty │ instr │kind│side│ord_type│tif│reserved│
+//!  0        8          16              24       32        40       48    52      56   57   58       59  60      64
+//!  ├────────┼──────────┼───────────────┼────────┼─────────┼────────┼─────┼───────┼────┼────┼────────┼───┼───────┤
+//!  │session │cl_ord_id │orig_cl_ord_id │ price  │ time_ns │ key_id │ qty │ instr │kind│side│ord_type│tif│reserved│
 //! ```
 //!
 //! Event record (64 bytes, one cache line):
@@ -30,11 +30,20 @@
 //! Ordering guarantee: for one session, events come back in the order the
 //! engine produced them, and the engine handles one session's commands in the
 //! order that session sent them (one ring per reactor, FIFO).
+//!
+//! Every NewOrder carries the id of the API key its session logged on with
+//! (`key_id`): the engine keeps each resting order's key, so that
+//! [`CommandKind::CancelForKey`] reaches every resting order of a key —
+//! whatever became of the sessions that entered them — and so that the
+//! per-key risk limits ([`risk`]) count the key's open orders.
 
 use crate::wire::codes::{CancelReason, RejectReason};
 
 pub mod agent;
 pub mod book;
+pub mod risk;
+
+pub use risk::KeyLimits;
 
 /// Nanoseconds since the Unix epoch. The only clock the sans-I/O core knows;
 /// the reactor reads it once per turn and passes it in.
@@ -123,10 +132,17 @@ pub enum CommandKind {
     /// The session has ended and asked for cancel-on-disconnect: cancel every
     /// live order of `session` with reason CANCEL_ON_DISCONNECT.
     CancelOnDisconnect = 5,
-    /// The session's key was revoked: cancel every live order of `session`
-    /// with reason KEY_REVOKED, then send a MassCancelAck (the gateway's
-    /// marker that every cancel has been reported; not sent on).
+    /// Cancel every live order of `session` with reason KEY_REVOKED, then
+    /// send a MassCancelAck with the command's `cl_ord_id`. (The gateway
+    /// revokes a key with [`CommandKind::CancelForKey`]; this session-scoped
+    /// sweep remains part of the engine interface.)
     CancelForRevocation = 6,
+    /// The kill switch: cancel every resting order of the key `key_id`, of
+    /// whichever session, with reason KEY_REVOKED (each Canceled goes to the
+    /// order's own session), then send [`EventKind::KeySwept`] to `session`
+    /// (the issuing reactor; slot and generation are not used) with the
+    /// count. `orig_cl_ord_id` is a tag, echoed in the KeySwept.
+    CancelForKey = 7,
 }
 
 /// One request from a reactor to the engine. Fields a kind does not use are 0.
@@ -139,6 +155,9 @@ pub struct Command {
     pub price: i64,
     /// When the reactor received the frame (for latency accounting).
     pub time_ns: Nanos,
+    /// The API key of the session (NewOrder: the engine keeps it with the
+    /// order; CancelForKey: the key to sweep). Other kinds ignore it.
+    pub key_id: u64,
     pub qty: u32,
     pub instrument_id: u32,
     pub kind: CommandKind,
@@ -149,6 +168,8 @@ pub struct Command {
 }
 
 const _: () = assert!(std::mem::size_of::<Command>() == 64);
+const _: () = assert!(std::mem::offset_of!(Command, key_id) == 40);
+const _: () = assert!(std::mem::offset_of!(Command, kind) == 56);
 
 impl Command {
     /// A command of `kind` for `session` with every other field zero.
@@ -159,6 +180,7 @@ impl Command {
             orig_cl_ord_id: 0,
             price: 0,
             time_ns: 0,
+            key_id: 0,
             qty: 0,
             instrument_id: 0,
             kind,
@@ -185,6 +207,10 @@ pub enum EventKind {
     Fill = 5,
     /// `cl_ord_id, transact_time_ns, qty` (canceled count) → MassCancelAck.
     MassCancelAck = 6,
+    /// The end of a CancelForKey, to the reactor that sent it (never to a
+    /// client): `cl_ord_id` = the key id, `order_id` = the command's tag
+    /// (`orig_cl_ord_id`), `qty` = orders canceled, `transact_time_ns`.
+    KeySwept = 7,
 }
 
 /// The reason carried by an event.
@@ -260,4 +286,10 @@ pub const EVENTS_PER_STEP_MAX: usize = 3;
 pub trait Engine {
     fn submit<S: EventSink>(&mut self, now: Nanos, command: &Command, out: &mut S) -> bool;
     fn resume<S: EventSink>(&mut self, now: Nanos, out: &mut S) -> bool;
+    /// Replaces the per-key risk limits (a new key generation): called only
+    /// between two commands, never while one is unfinished. Allocates
+    /// nothing. An engine without per-key risk ignores it.
+    fn set_key_limits(&mut self, limits: &[KeyLimits]) {
+        let _ = limits;
+    }
 }

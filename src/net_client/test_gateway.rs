@@ -107,14 +107,16 @@ fn tx_idle(session: &crate::session::Session) -> bool {
 fn run(listener: TcpListener, shared: Arc<Shared>, stop: &AtomicBool) -> Counters {
     let (cmd_tx, cmd_rx) = ring::channel(1024);
     let (evt_tx, evt_rx) = ring::channel(1024);
+    let limits = shared.limits.clone();
     let mut core = ReactorCore::new(0, shared, 64, cmd_tx, evt_rx);
     let engine = MatchingEngine::new(EngineConfig {
         instruments: 8,
         orders_max: 4096,
         levels_per_side_max: 256,
         first_order_id: 1,
+        ..EngineConfig::default()
     });
-    let mut agent = EngineAgent::new(engine, vec![cmd_rx], vec![evt_tx]);
+    let mut agent = EngineAgent::new(engine, vec![cmd_rx], vec![evt_tx]).with_limits(limits);
     let mut conns: Vec<Conn> = Vec::new();
     let mut buf = [0u8; 16 * 1024];
     let mut stopping = false;

@@ -62,13 +62,30 @@
 //! Every refusal, eviction and logon timeout is counted (`Counters`) and
 //! recorded in the audit journal, one event each (`LogonRejected` with its
 //! reason, session 0 when the connection never had a slot; `LogonTimeout`).
+//!
+//! # Key sweeps: revocation and the kill switch
+//!
+//! When a key stops being usable — revoked or killed at run time, removed
+//! or disabled by a reload, or past its `not_after` — every reactor sends
+//! the engine one `CancelForKey` for it, before it revokes the key's
+//! sessions on this reactor (so after every command they sent: the ring is
+//! FIFO). The engine keeps each resting order's key and cancels every one
+//! of them, whichever session entered it and whatever became of that
+//! session: nothing is remembered per ended session, so no amount of
+//! session churn can make a kill miss an order. The engine's `KeySwept`
+//! report comes back on this reactor's event ring after every OrderCanceled
+//! it caused here; the reactor then hands each revoking session of the key
+//! its marker (they Terminate KEY_REVOKED) and reports the count to
+//! [`crate::engine::risk::KeySweeps`] for `kill`'s answer. A sweep that
+//! finds the ring full waits in a preallocated queue and is retried every
+//! timer tick (`key_sweeps_deferred`).
 
 use std::collections::VecDeque;
 use std::hash::BuildHasher;
 use std::net::IpAddr;
 use std::sync::Arc;
 
-use crate::engine::{Command, CommandKind, Event, Nanos, SessionId};
+use crate::engine::{Command, CommandKind, Event, EventKind, Nanos, SessionId};
 use crate::journal::{AuditEvent, from_ip};
 use crate::ring::{Consumer, Producer};
 use crate::session::{Audit, CommandSink, Counters, Io, KeySet, RingRefusal, Session, Shared};
@@ -284,12 +301,6 @@ pub struct ReactorCore {
     pub counters: Counters,
     /// This reactor's audit ring to the journal thread.
     pub audit: Audit,
-    /// Ended sessions that may have left orders in the book, as (key id,
-    /// session), a ring of `ORPHANS_PER_REACTOR`; key id 0 = empty.
-    orphans: Box<[(u64, SessionId)]>,
-    orphans_next: usize,
-    /// A revocation found the command ring full while sweeping orphans.
-    orphans_pending: bool,
     /// Admission (module docs): each slot's pending state, the pending list
     /// in admission order, pending connections per address, its cap, and
     /// the connections waiting for a slot being freed.
@@ -299,6 +310,16 @@ pub struct ReactorCore {
     by_address: PendingByAddress,
     pending_per_address: u32,
     waiting: VecDeque<Waiting>,
+    /// `CancelForKey`s to send, `(key id, tag)`, oldest first: only
+    /// non-empty while the command ring is full.
+    sweeps_pending: Vec<(u64, u64)>,
+    /// KeySwept reports taken from the event ring this turn, `(key id,
+    /// tag, count)`, handled once the batch is drained.
+    swept: Vec<(u64, u64, u32)>,
+    /// Key expiry: every `not_after` up to this instant has been swept.
+    expiry_scanned: Nanos,
+    /// The earliest `not_after` after `expiry_scanned` (u64::MAX: none).
+    expiry_next: Nanos,
 }
 
 impl ReactorCore {
@@ -325,10 +346,6 @@ impl ReactorCore {
             events,
             counters: Counters::default(),
             audit: Audit::disabled(),
-            orphans: vec![(0, SessionId(0)); crate::constants::ORPHANS_PER_REACTOR]
-                .into_boxed_slice(),
-            orphans_next: 0,
-            orphans_pending: false,
             pending: vec![Pending::NONE; sessions].into_boxed_slice(),
             pending_head: NIL,
             pending_tail: NIL,
@@ -336,6 +353,10 @@ impl ReactorCore {
             by_address: PendingByAddress::new(2 * sessions),
             pending_per_address: crate::constants::PENDING_LOGONS_PER_ADDRESS_DEFAULT as u32,
             waiting: VecDeque::with_capacity(sessions),
+            sweeps_pending: Vec::with_capacity(crate::constants::KEY_SWEEPS_PENDING),
+            swept: Vec::with_capacity(crate::constants::RING_BATCH_MAX),
+            expiry_scanned: 0,
+            expiry_next: 0,
         }
     }
 
@@ -614,6 +635,26 @@ impl ReactorCore {
             return false;
         }
         let keys = self.shared.key_set();
+        // Sweep every key that stops being usable here, before its sessions
+        // are revoked: tagged with the new generation (see `KeySweeps`).
+        let old = self.keys.clone();
+        let usable_in = |set: &KeySet, id: u64| {
+            !set.is_revoked(id) && set.table.get(id).is_some_and(|(_, e)| key_usable(e, now))
+        };
+        for (_, e) in old.table.iter() {
+            if usable_in(&old, e.id) && !usable_in(&keys, e.id) {
+                self.queue_sweep(e.id, keys.epoch);
+            }
+        }
+        // A key revoked now is swept even if it was unusable already, or is
+        // in no table: `kill` waits for every reactor's report. (One that
+        // was usable was queued just above: each key is queued once.)
+        for &id in keys.revoked_ids() {
+            if !old.is_revoked(id) && !usable_in(&old, id) {
+                self.queue_sweep(id, keys.epoch);
+            }
+        }
+        self.push_sweeps();
         let mut i = 0;
         while i < self.live.len() {
             let slot = self.live[i] as usize;
@@ -634,7 +675,7 @@ impl ReactorCore {
                             // Its orders are canceled as for a revocation,
                             // then Terminate KEY_CHANGED.
                             let mut io = io!(self, now, &keys);
-                            session.revoke_with(&mut io, TerminateReason::KEY_CHANGED);
+                            session.end_for_reload(&mut io);
                             self.counters.reload_ended += 1;
                             mark(&mut self.dirty, &mut self.dirty_mark, slot as u16);
                         }
@@ -650,53 +691,91 @@ impl ReactorCore {
         }
         let applied = keys.epoch;
         self.keys = keys;
-        self.sweep_orphans(now);
+        // The next tick sweeps whatever expired since the last look, in
+        // this table (a key that expired since then was unusable in both).
+        if self.expiry_scanned != 0 {
+            self.expiry_next = self.next_expiry(self.expiry_scanned);
+        }
         self.shared.acknowledge_keys(self.index, applied);
         true
     }
 
-    /// Cancels (KEY_REVOKED) the orders that ended sessions of keys no
-    /// longer usable may have left in the book. Their events are then
-    /// undeliverable and counted. Retried each tick if the ring was full.
-    pub fn sweep_orphans(&mut self, now: Nanos) {
-        self.orphans_pending = false;
-        for entry in self.orphans.iter_mut() {
-            let (key_id, session) = *entry;
-            if key_id == 0 {
-                continue;
+    /// Queues a `CancelForKey` of `key_id`, tagged with the key generation
+    /// that stopped the key (see `KeySweeps::record`).
+    fn queue_sweep(&mut self, key_id: u64, tag: u64) {
+        self.sweeps_pending.push((key_id, tag));
+    }
+
+    /// Sends the queued `CancelForKey`s, oldest first, until the ring is
+    /// full (the rest wait for the next tick).
+    fn push_sweeps(&mut self) {
+        let mut sent = 0;
+        for &(key_id, tag) in &self.sweeps_pending {
+            let command = Command {
+                key_id,
+                orig_cl_ord_id: tag,
+                ..Command::empty(CommandKind::CancelForKey, SessionId::new(self.index, 0, 0))
+            };
+            if self.commands.try_push(command).is_err() {
+                self.counters.key_sweeps_deferred += 1;
+                break;
             }
-            let usable = !self.keys.is_revoked(key_id)
-                && self
-                    .keys
-                    .table
-                    .get(key_id)
-                    .is_some_and(|(_, e)| key_usable(e, now));
-            if usable {
-                continue;
-            }
-            let mut command = Command::empty(CommandKind::CancelForRevocation, session);
-            command.cl_ord_id = crate::session::REVOKE_MARKER;
-            if self.commands.try_push(command).is_ok() {
-                self.counters.commands_out += 1;
-                self.counters.orphans_swept += 1;
-                *entry = (0, SessionId(0));
-            } else {
-                self.counters.ring_full += 1;
-                self.orphans_pending = true;
-                return;
+            self.counters.commands_out += 1;
+            self.counters.key_sweeps += 1;
+            sent += 1;
+        }
+        self.sweeps_pending.drain(..sent);
+    }
+
+    /// `CancelForKey`s waiting for room in the command ring.
+    pub fn sweeps_pending(&self) -> usize {
+        self.sweeps_pending.len()
+    }
+
+    /// The earliest `not_after` after `after` among keys that are not
+    /// revoked (u64::MAX: none).
+    fn next_expiry(&self, after: Nanos) -> Nanos {
+        self.keys
+            .table
+            .iter()
+            .filter_map(|(_, e)| e.not_after_ns)
+            .filter(|&t| t > after)
+            .min()
+            .unwrap_or(u64::MAX)
+    }
+
+    /// Sweeps the keys whose `not_after` passed since the last look. O(1)
+    /// per tick until the next expiry is due, then O(keys) once.
+    fn sweep_expired_keys(&mut self, now: Nanos) {
+        if self.expiry_scanned == 0 {
+            // First look: a key already expired at start-up has no orders.
+            self.expiry_scanned = now;
+            self.expiry_next = self.next_expiry(now);
+            return;
+        }
+        if now < self.expiry_next {
+            return;
+        }
+        let (from, keys) = (self.expiry_scanned, self.keys.clone());
+        for (_, e) in keys.table.iter() {
+            let expired = e.not_after_ns.is_some_and(|t| t > from && t <= now);
+            if expired && !keys.is_revoked(e.id) {
+                self.queue_sweep(e.id, keys.epoch);
             }
         }
+        self.expiry_scanned = now;
+        self.expiry_next = self.next_expiry(now);
     }
 
-    /// Whether an orphan sweep is waiting for ring space (see `tick`).
-    pub fn orphans_pending(&self) -> bool {
-        self.orphans_pending
-    }
-
-    /// Revokes the sessions whose key stopped being usable with the passage
-    /// of time (its `not_after` passed). O(live sessions): call per timer
-    /// tick, not per message.
+    /// Sweeps keys that expired, retries sweeps that found the ring full,
+    /// then revokes the sessions whose key stopped being usable with the
+    /// passage of time (its `not_after` passed). O(live sessions): call per
+    /// timer tick, not per message.
     pub fn enforce_key_validity(&mut self, now: Nanos) {
+        self.sweep_expired_keys(now);
+        if !self.sweeps_pending.is_empty() {
+            self.push_sweeps();
+        }
         let keys = self.keys.clone();
         for i in 0..self.live.len() {
             let slot = self.live[i] as usize;
@@ -754,9 +833,15 @@ impl ReactorCore {
         let mut io = io!(self, now, &self.keys);
         let mut undeliverable = 0;
         let (dirty, dirty_mark) = (&mut self.dirty, &mut self.dirty_mark);
+        let swept = &mut self.swept;
         let n = self
             .events
             .drain(crate::constants::RING_BATCH_MAX, |event| {
+                if event.kind == EventKind::KeySwept {
+                    // At most one per event of the batch: never grows.
+                    swept.push((event.cl_ord_id, event.order_id, event.qty));
+                    return;
+                }
                 let slot = event.session.slot();
                 match sessions.get_mut(slot as usize) {
                     Some(s) => {
@@ -769,7 +854,35 @@ impl ReactorCore {
                 }
             });
         self.counters.events_undeliverable += undeliverable;
+        if !self.swept.is_empty() {
+            self.key_swept(now);
+        }
         n
+    }
+
+    /// The engine finished this reactor's sweeps of some keys: every
+    /// OrderCanceled they caused here has been handed to its session, so
+    /// each revoking session of those keys gets its marker (and ends with
+    /// Terminate KEY_REVOKED), and the counts go to the control plane.
+    fn key_swept(&mut self, now: Nanos) {
+        for k in 0..self.swept.len() {
+            let (key_id, tag, count) = self.swept[k];
+            self.counters.key_sweep_canceled += u64::from(count);
+            self.shared.key_sweeps.record(key_id, tag, u64::from(count));
+            let mut io = io!(self, now, &self.keys);
+            for &slot in &self.live {
+                let session = &mut self.sessions[slot as usize];
+                if session.is_revoking() && session.key_id() == Some(key_id) {
+                    let marker = Event {
+                        cl_ord_id: crate::session::REVOKE_MARKER,
+                        ..Event::empty(EventKind::MassCancelAck, session.id())
+                    };
+                    session.handle_event(&mut io, &marker);
+                    mark(&mut self.dirty, &mut self.dirty_mark, slot);
+                }
+            }
+        }
+        self.swept.clear();
     }
 
     /// Runs every due session timer; releases finished slots. O(live
@@ -806,14 +919,9 @@ impl ReactorCore {
         if !s.is_finished() {
             return false;
         }
-        if let Some(key_id) = s.may_leave_orders() {
-            let at = self.orphans_next % self.orphans.len();
-            if self.orphans[at].0 != 0 {
-                self.counters.orphans_forgotten += 1;
-            }
-            self.orphans[at] = (key_id, id);
-            self.orphans_next = self.orphans_next.wrapping_add(1);
-        }
+        // Orders it left in the book (no cancel-on-disconnect) stay there,
+        // known to the engine by their key: a kill reaches them without
+        // anything remembered here.
         if let Some(pos) = self.live.iter().position(|&l| l == slot) {
             self.live.swap_remove(pos);
             self.leave_pending(slot as usize);
@@ -1190,5 +1298,124 @@ mod tests {
         assert_eq!(rig.core.drain_waiting(), Some(2));
         assert_eq!(rig.core.drain_waiting(), None);
         assert_eq!(rig.core.pending_for(ip("10.0.0.2")), 0);
+    }
+
+    const NOW: Nanos = 1_764_000_000_000_000_000;
+
+    fn entry(id: u64) -> KeyEntry {
+        KeyEntry::new(
+            id,
+            Secret::from_bytes([3; 32]),
+            Scopes::TRADE,
+            Environment::Production,
+        )
+        .allow_any()
+    }
+
+    fn table(ids: &[u64]) -> KeyTable {
+        KeyTable::from_entries(ids.iter().map(|&id| entry(id)).collect()).unwrap()
+    }
+
+    /// A core with a command ring of 4 and the engine's ends of its rings.
+    fn core_with_keys(ids: &[u64]) -> (ReactorCore, Consumer<Command>, Producer<Event>) {
+        let shared = Arc::new(Shared::new(GatewayConfig::default(), table(ids), [1; 32]));
+        let (commands, command_rx) = crate::ring::channel::<Command>(4);
+        let (event_tx, events) = crate::ring::channel::<Event>(4);
+        (
+            ReactorCore::new(3, shared, 4, commands, events),
+            command_rx,
+            event_tx,
+        )
+    }
+
+    fn sweeps(rx: &mut Consumer<Command>) -> Vec<(u64, u64)> {
+        let mut out = Vec::new();
+        while let Some(c) = rx.pop() {
+            assert_eq!(c.kind, CommandKind::CancelForKey);
+            assert_eq!(c.session, SessionId::new(3, 0, 0), "the issuing reactor");
+            out.push((c.key_id, c.orig_cl_ord_id));
+        }
+        out
+    }
+
+    #[test]
+    fn each_key_that_stops_being_usable_is_swept_once_tagged_with_its_generation() {
+        let (mut core, mut rx, _tx) = core_with_keys(&[1, 2, 3]);
+        let shared = core.shared().clone();
+        assert!(!core.refresh_keys(NOW));
+        // Revoked: key 1, and an id no table has (a kill still reports).
+        shared.revoke_key(1).unwrap();
+        shared.revoke_key(99).unwrap();
+        assert!(core.refresh_keys(NOW));
+        assert_eq!(sweeps(&mut rx), [(1, 3), (99, 3)]);
+        // Removed by a reload: key 2; key 3 stays, key 4 is new.
+        let epoch = shared.publish_keys(table(&[1, 3, 4]));
+        core.refresh_keys(NOW);
+        assert_eq!(sweeps(&mut rx), [(2, epoch)]);
+        // A key that expires is swept at the first tick past its not_after.
+        let mut expiring = entry(5);
+        expiring.not_after_ns = Some(NOW + 10);
+        let epoch = shared.publish_keys(KeyTable::from_entries(vec![entry(3), expiring]).unwrap());
+        core.refresh_keys(NOW);
+        assert_eq!(sweeps(&mut rx), [(4, epoch)]);
+        core.enforce_key_validity(NOW); // the first look only notes the time
+        core.enforce_key_validity(NOW + 9);
+        assert_eq!(sweeps(&mut rx), []);
+        core.enforce_key_validity(NOW + 10);
+        assert_eq!(sweeps(&mut rx), [(5, epoch)]);
+        core.enforce_key_validity(NOW + 20);
+        assert_eq!(sweeps(&mut rx), []);
+        assert_eq!(core.counters.key_sweeps, 5);
+    }
+
+    #[test]
+    fn a_sweep_that_finds_the_ring_full_waits_for_the_next_tick() {
+        let (mut core, mut rx, _tx) = core_with_keys(&[1, 2]);
+        let shared = core.shared().clone();
+        for _ in 0..4 {
+            assert!(
+                core.commands
+                    .try_push(Command::empty(CommandKind::Cancel, SessionId(0)))
+                    .is_ok()
+            );
+        }
+        shared.revoke_key(2).unwrap();
+        core.refresh_keys(NOW);
+        assert_eq!(core.sweeps_pending(), 1);
+        assert_eq!(core.counters.key_sweeps_deferred, 1);
+        core.enforce_key_validity(NOW);
+        assert_eq!(core.counters.key_sweeps_deferred, 2);
+        // The engine takes one command: the sweep goes at the next tick.
+        assert_eq!(rx.pop().unwrap().kind, CommandKind::Cancel);
+        core.enforce_key_validity(NOW + 1);
+        assert_eq!(core.sweeps_pending(), 0);
+        for _ in 0..3 {
+            assert_eq!(rx.pop().unwrap().kind, CommandKind::Cancel);
+        }
+        assert_eq!(sweeps(&mut rx), [(2, 2)]);
+        assert_eq!(core.counters.key_sweeps, 1);
+    }
+
+    #[test]
+    fn the_engines_report_of_a_sweep_goes_to_the_control_planes_tally() {
+        let (mut core, _rx, mut tx) = core_with_keys(&[1]);
+        let shared = core.shared().clone();
+        shared.key_sweeps.open(1, 1);
+        let report = Event {
+            cl_ord_id: 1,
+            order_id: 2,
+            qty: 7,
+            ..Event::empty(EventKind::KeySwept, SessionId::new(3, 0, 0))
+        };
+        assert!(tx.try_push(report).is_ok());
+        assert_eq!(core.poll_events(NOW), 1);
+        assert_eq!(core.counters.key_sweep_canceled, 7);
+        assert_eq!(core.counters.events_undeliverable, 0);
+        assert_eq!(
+            shared
+                .key_sweeps
+                .wait(1, 1, std::time::Duration::from_secs(1)),
+            Some(7)
+        );
     }
 }

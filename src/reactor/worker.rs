@@ -862,9 +862,6 @@ impl Worker {
     fn tick(&mut self, now: Nanos) {
         self.core.run_timers(now);
         self.core.enforce_key_validity(now);
-        if self.core.orphans_pending() {
-            self.core.sweep_orphans(now);
-        }
         self.core.audit.flush_gap(now, self.core.index());
         let mut i = 0;
         while i < self.unreleased.len() {

@@ -14,7 +14,7 @@ pub struct Counters {
     pub logon_rejects: [u64; 10],
     /// OrderRejected sent, by reason code (index = code). Engine rejects are
     /// counted here too when their event is delivered.
-    pub order_rejects: [u64; 11],
+    pub order_rejects: [u64; 13],
     /// Terminate sent, by reason code (index = code).
     pub terminates: [u64; TerminateReason::ALL.len()],
     /// Orders, cancels, replaces and mass cancels handed to the engine.
@@ -35,10 +35,6 @@ pub struct Counters {
     pub revocations: u64,
     /// Addresses locked out by this reactor's failed logons.
     pub lockouts: u64,
-    /// Ended sessions forgotten by the orphan registry because it was full.
-    pub orphans_forgotten: u64,
-    /// Ended sessions whose orders a revocation canceled.
-    pub orphans_swept: u64,
     /// Live sessions a keys reload ended (Terminate KEY_CHANGED): address
     /// no longer allowed, environment changed, or secret gone.
     pub reload_ended: u64,
@@ -100,6 +96,14 @@ pub struct Counters {
     /// Admin connections that closed without a request: another `serve`
     /// checking that this gateway is alive before it refuses to start.
     pub admin_probes: u64,
+    /// `CancelForKey` commands sent: one per key that stopped being usable
+    /// (revoked, killed, removed, expired), per reactor.
+    pub key_sweeps: u64,
+    /// Resting orders those sweeps canceled (the engine's reports).
+    pub key_sweep_canceled: u64,
+    /// Times a key sweep found the command ring full and waited for the
+    /// next tick.
+    pub key_sweeps_deferred: u64,
 }
 
 /// What the admin thread counts, written by it and read by reactor 0 once

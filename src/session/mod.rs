@@ -248,9 +248,9 @@ impl Audit {
     }
 }
 
-/// `cl_ord_id` of the `CancelForRevocation` a revoked session sends; the
-/// engine's MassCancelAck carrying it says every KEY_REVOKED cancel has been
-/// reported, and is not sent on.
+/// `cl_ord_id` of the MassCancelAck a reactor hands a revoked session once
+/// the engine has reported its key's sweep: every KEY_REVOKED cancel has
+/// been delivered. Not sent on.
 pub const REVOKE_MARKER: u64 = u64::MAX;
 
 /// How long a revoked session waits for the engine to report its canceled
@@ -351,7 +351,9 @@ pub struct Session {
     last_tx: Nanos,
     /// A `CancelOnDisconnect` that found the ring full.
     cod_pending: bool,
-    /// A `CancelForRevocation` that found the ring full.
+    /// A session-scoped `CancelForRevocation` (a reload ended this session
+    /// but its key stays usable, so no key sweep comes) that found the ring
+    /// full.
     revoke_pending: bool,
     /// The key id a Logon named (for the audit record of its refusal).
     logon_key_id: u64,
@@ -526,13 +528,23 @@ impl Session {
     }
 
     /// The session's key was revoked (or disabled, or removed): stop reading,
-    /// have the engine cancel its orders with KEY_REVOKED, deliver those
-    /// cancels, then Terminate KEY_REVOKED. Not logged on: just closed.
+    /// deliver the OrderCanceled KEY_REVOKED of its orders, then Terminate
+    /// KEY_REVOKED. Not logged on: just closed.
+    ///
+    /// The session sends nothing to the engine: its reactor sends one
+    /// `CancelForKey` for the key (before it revokes the key's sessions, so
+    /// after every command they sent), which cancels every resting order of
+    /// the key, and when the engine reports that sweep done the reactor
+    /// hands each revoking session of the key the marker event
+    /// (MassCancelAck with [`REVOKE_MARKER`]): every cancel has been
+    /// delivered by then. Without it (a stalled engine) the session ends at
+    /// its deadline.
     pub fn revoke<S: CommandSink>(&mut self, io: &mut Io<'_, S>) {
         self.revoke_with(io, TerminateReason::KEY_REVOKED);
     }
 
-    /// As [`revoke`](Self::revoke), ending with Terminate `reason`.
+    /// As [`revoke`](Self::revoke), ending with Terminate `reason`: the
+    /// reactor's `CancelForKey` sweeps the orders.
     pub fn revoke_with<S: CommandSink>(&mut self, io: &mut Io<'_, S>, reason: TerminateReason) {
         match self.state {
             State::Active => {
@@ -540,11 +552,36 @@ impl Session {
                     deadline: io.now + REVOKE_ACK_TIMEOUT_NS,
                     reason,
                 };
-                self.revoke_pending = true;
-                self.push_revocation(io);
             }
             State::AwaitingLogon { .. } => self.end(io, CloseReason::TransportClosed),
             _ => {}
+        }
+    }
+
+    /// A keys reload took away what this session logged on with (its
+    /// address, environment or secret) while the key itself stays usable:
+    /// ended as for a revocation, with Terminate KEY_CHANGED. No key sweep
+    /// comes for a usable key, so the session sends the engine its own
+    /// `CancelForRevocation` (this session's orders only, answered with the
+    /// marker once every OrderCanceled KEY_REVOKED is delivered).
+    pub fn end_for_reload<S: CommandSink>(&mut self, io: &mut Io<'_, S>) {
+        if self.state == State::Active {
+            self.revoke_with(io, TerminateReason::KEY_CHANGED);
+            self.revoke_pending = true;
+            self.push_revocation(io);
+        } else {
+            self.revoke_with(io, TerminateReason::KEY_CHANGED);
+        }
+    }
+
+    fn push_revocation<S: CommandSink>(&mut self, io: &mut Io<'_, S>) {
+        let mut command = Command::empty(CommandKind::CancelForRevocation, self.id);
+        command.cl_ord_id = REVOKE_MARKER;
+        if io.commands.try_push(command) {
+            io.counters.commands_out += 1;
+            self.revoke_pending = false;
+        } else {
+            io.counters.ring_full += 1;
         }
     }
 
@@ -558,17 +595,6 @@ impl Session {
         }
         self.logon_reject(io, LogonRejectReason::SESSION_LIMIT);
         true
-    }
-
-    fn push_revocation<S: CommandSink>(&mut self, io: &mut Io<'_, S>) {
-        let mut command = Command::empty(CommandKind::CancelForRevocation, self.id);
-        command.cl_ord_id = REVOKE_MARKER;
-        if io.commands.try_push(command) {
-            io.counters.commands_out += 1;
-            self.revoke_pending = false;
-        } else {
-            io.counters.ring_full += 1;
-        }
     }
 
     pub fn tx(&self) -> &TxBuffer {
@@ -616,7 +642,7 @@ impl Session {
 
     /// When `handle_timeout` must next be called.
     pub fn poll_timeout(&self) -> Option<Nanos> {
-        if self.cod_pending || self.revoke_pending {
+        if self.cod_pending {
             return Some(0);
         }
         let timer = match (self.state, &self.auth) {
@@ -987,11 +1013,13 @@ impl Session {
             return self.terminate(io, TerminateReason::SEQUENCE_ERROR);
         }
         auth.next_in += 1;
+        let key_id = auth.key_id;
         self.last_rx = io.now;
         io.counters.messages_in += 1;
 
         let mut command = Command::empty(CommandKind::NewOrder, self.id);
         command.time_ns = io.now;
+        command.key_id = key_id;
         let (class, scope) = match frame {
             ClientFrame::Heartbeat(_) => return self.handle_heartbeat(io),
             ClientFrame::Logout(_) => return self.terminate(io, TerminateReason::LOGOUT),
@@ -1235,6 +1263,8 @@ impl Session {
                 }
                 .encode(buf)
             }),
+            // The reactor's own report of a key sweep: never a session's.
+            EventKind::KeySwept => io.counters.events_undeliverable += 1,
             EventKind::MassCancelAck => {
                 self.send_tagged::<{ wire::MASS_CANCEL_ACK_SIZE }, S>(io, |seq, buf| {
                     wire::MassCancelAck {
@@ -1483,6 +1513,6 @@ fn is_first_answer(e: &Event) -> bool {
         | EventKind::Replaced
         | EventKind::MassCancelAck => true,
         EventKind::Canceled => e.reason == EventReason::Cancel(CancelReason::USER),
-        EventKind::Fill => false,
+        EventKind::Fill | EventKind::KeySwept => false,
     }
 }

@@ -166,6 +166,11 @@ impl KeySet {
         self.revoked.binary_search(&key_id).is_ok()
     }
 
+    /// Every key id revoked at run time, sorted.
+    pub fn revoked_ids(&self) -> &[u64] {
+        &self.revoked
+    }
+
     #[inline]
     pub fn state(&self, index: KeyIndex) -> &KeyState {
         &self.states[index.0 as usize]
@@ -196,6 +201,11 @@ pub struct Shared {
     decoy_secret: [u8; 32],
     /// The admin socket's counters (reactor 0 publishes them).
     pub admin: super::counters::AdminCounters,
+    /// The engine-side limits of the current key generation, published
+    /// before the generation itself (the engine agent reads it).
+    pub limits: Arc<crate::engine::risk::LimitsFeed>,
+    /// The reactors' reports of their key sweeps, for `kill`'s answer.
+    pub key_sweeps: crate::engine::risk::KeySweeps,
 }
 
 impl Shared {
@@ -204,7 +214,12 @@ impl Shared {
     pub fn new(config: GatewayConfig, keys: KeyTable, seed: [u8; 32]) -> Shared {
         let prf = TagKey::new(&seed);
         let decoy_secret = prf.mac(b"ordergate decoy secret");
+        let limits = Arc::new(crate::engine::risk::LimitsFeed::new(
+            crate::engine::risk::limits_of(&keys),
+        ));
         Shared {
+            limits,
+            key_sweeps: Default::default(),
             session_rate: Rate::new(config.session_msgs_per_sec, config.session_burst),
             logon_key_rate: Rate::new(config.logon_rate_per_key, config.logon_burst_per_key),
             guard: LogonGuard::new(
@@ -253,6 +268,8 @@ impl Shared {
     /// new generation number.
     pub fn publish_keys(&self, table: KeyTable) -> u64 {
         let mut current = self.keys.lock().unwrap_or_else(|e| e.into_inner());
+        // The engine sees the new limits before any reactor sees the table.
+        self.limits.publish(crate::engine::risk::limits_of(&table));
         let epoch = current.epoch + 1;
         let revoked = current.revoked.clone();
         *current = Arc::new(KeySet::new(

@@ -335,8 +335,6 @@ fn visit_reactor(sink: &mut impl Sink, s: &ReactorSample<'_>) {
         bytes_discarded,
         revocations,
         lockouts,
-        orphans_forgotten,
-        orphans_swept,
         address_cap_refusals,
         pending_evictions,
         accepts_waited,
@@ -356,6 +354,9 @@ fn visit_reactor(sink: &mut impl Sink, s: &ReactorSample<'_>) {
         admin_peers_refused,
         admin_requests_refused,
         admin_probes,
+        key_sweeps,
+        key_sweep_canceled,
+        key_sweeps_deferred,
     } = s.counters;
     #[rustfmt::skip]
     let scalars = [
@@ -370,8 +371,6 @@ fn visit_reactor(sink: &mut impl Sink, s: &ReactorSample<'_>) {
         (9, *bytes_discarded, "bytes_discarded", "Bytes received after a session ended."),
         (10, *revocations, "revocations", "Sessions ended because their key was revoked, disabled or removed."),
         (11, *lockouts, "lockouts", "Addresses locked out by failed logons."),
-        (12, *orphans_forgotten, "orphans_forgotten", "Ended sessions the orphan registry forgot because it was full."),
-        (13, *orphans_swept, "orphans_swept", "Ended sessions whose resting orders a revocation canceled."),
         (14, *address_cap_refusals, "address_cap_refusals", "Connections refused THROTTLED: their address already held pending_logons_per_address connections not logged on."),
         (15, *pending_evictions, "pending_evictions", "Connections not logged on evicted (SESSION_LIMIT) to give their slot to a newer one."),
         (16, *accepts_waited, "accepts_waited", "New connections that waited for a slot being freed instead of being refused."),
@@ -390,6 +389,11 @@ fn visit_reactor(sink: &mut impl Sink, s: &ReactorSample<'_>) {
         (50, *admin_peers_refused, "admin_peers_refused", "Admin connections refused: the peer's uid is neither the gateway's nor root (reactor 0 only)."),
         (51, *admin_requests_refused, "admin_requests_refused", "Admin requests answered error: unknown key, already revoked, bad request (reactor 0 only)."),
         (52, *admin_probes, "admin_probes", "Admin connections closed without a request: another serve checking this one is alive (reactor 0 only)."),
+        // 12 and 13 (orphans_forgotten, orphans_swept) are retired: kills
+        // sweep by key in the engine. Their ids stay reserved.
+        (60, *key_sweeps, "key_sweeps", "CancelForKey commands sent: one per key that stopped being usable, per reactor."),
+        (61, *key_sweep_canceled, "key_sweep_canceled", "Resting orders canceled by this reactor's key sweeps."),
+        (62, *key_sweeps_deferred, "key_sweeps_deferred", "Times a key sweep found the command ring full and waited a tick."),
     ];
     for (id, value, family, help) in scalars {
         sink.put(info(id, Counter, family, "", help), value);
@@ -540,6 +544,12 @@ fn visit_engine(sink: &mut impl Sink, c: &EngineCounters) {
         events,
         blocked_turns,
         misrouted,
+        price_rejects,
+        notional_rejects,
+        open_notional_rejects,
+        key_sweeps,
+        key_sweep_canceled,
+        limits_installed,
     } = c;
     #[rustfmt::skip]
     let all = [
@@ -547,6 +557,12 @@ fn visit_engine(sink: &mut impl Sink, c: &EngineCounters) {
         (1001, *events, "events", "Events the engine routed back to the reactors."),
         (1002, *blocked_turns, "blocked_turns", "Engine turns that found an event ring too full to finish a command."),
         (1003, *misrouted, "misrouted", "Commands naming a reactor that does not exist (dropped)."),
+        (1004, *price_rejects, "price_rejects", "Orders refused PRICE_OUT_OF_BAND: outside the instrument's collar, or a price <= 0."),
+        (1005, *notional_rejects, "notional_rejects", "Orders refused RISK_MAX_NOTIONAL at the prices they would fill at."),
+        (1006, *open_notional_rejects, "open_notional_rejects", "Orders refused RISK_MAX_OPEN_NOTIONAL: the key's resting notional would pass its limit."),
+        (1007, *key_sweeps, "key_sweeps", "Key sweeps (CancelForKey) finished: revocations, kills, removed and expired keys."),
+        (1008, *key_sweep_canceled, "key_sweep_canceled", "Resting orders canceled by key sweeps."),
+        (1009, *limits_installed, "limits_installed", "Sets of per-key limits installed in the engine (start-up and reloads)."),
     ];
     for (id, value, family, help) in all {
         let info = CounterInfo {

@@ -83,6 +83,14 @@ wire_enum!(
         INVALID_FIELD = 8,
         ENGINE_REJECT = 9,
         DUPLICATE_ORDER_ID = 10,
+        /// Added in v1 without changing any frame: the price is outside the
+        /// instrument's collar around its reference price, or ≤ 0 where
+        /// the instrument does not allow it.
+        PRICE_OUT_OF_BAND = 11,
+        /// Added in v1 without changing any frame: the order's resting
+        /// remainder would take the key's open notional above its
+        /// `max_open_notional`.
+        RISK_MAX_OPEN_NOTIONAL = 12,
     }
 );
 
@@ -170,7 +178,15 @@ mod tests {
         assert_eq!(TerminateReason::from_wire(11), None);
         assert_eq!(LogonRejectReason::from_wire(0), None);
         assert_eq!(LogonRejectReason::from_wire(10), None);
-        assert_eq!(RejectReason::from_wire(11), None);
+        assert_eq!(RejectReason::from_wire(13), None);
+        assert_eq!(
+            RejectReason::from_wire(11),
+            Some(RejectReason::PRICE_OUT_OF_BAND)
+        );
+        assert_eq!(
+            RejectReason::RISK_MAX_OPEN_NOTIONAL.name(),
+            "RISK_MAX_OPEN_NOTIONAL"
+        );
         assert_eq!(CancelReason::from_wire(6), None);
         assert_eq!(Tif::from_wire(1), None);
         assert_eq!(Tif::from_wire(3), Some(Tif::ImmediateOrCancel));
