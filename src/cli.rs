@@ -1112,6 +1112,7 @@ pub fn summary(report: &GatewayReport, ran: Duration) -> String {
         }
         let _ = writeln!(out, "  recv→ring: {}", latency(&reactor.recv_to_ring_ns));
         uring_health(&mut out, u);
+        enters_line(&mut out, u, c.messages_in);
     }
     let e = &report.engine;
     let _ = writeln!(
@@ -1167,6 +1168,43 @@ pub fn uring_health(out: &mut String, u: &UringCounters) {
             let _ = writeln!(out, "    {name}: {hint}");
         }
     }
+}
+
+/// The reactor's kernel entries (issue 11), when it made any: its
+/// `io_uring_enter` calls per message in, the same without the idle
+/// wake-ups (the timer tick's and the minimum wait's, which time causes,
+/// not requests), the blocking waits, the adaptive spin's hits, misses and
+/// budget, and the SQPOLL wake-ups if there were any. tuning/CAPACITY.md
+/// says how to read it.
+pub fn enters_line(out: &mut String, u: &UringCounters, messages_in: u64) {
+    if u.enters == 0 {
+        return;
+    }
+    let idle = u.enter_wait_timeouts + u.enter_wait_min;
+    let per = |n: u64| {
+        if messages_in == 0 {
+            "n/a".to_string()
+        } else {
+            format!("{:.2}", n as f64 / messages_in as f64)
+        }
+    };
+    let _ = write!(
+        out,
+        "  kernel entries: {} io_uring_enter, {} per message ({} without {} idle wake-ups); \
+         {} blocking waits; spin {} hits, {} misses, budget {}",
+        u.enters,
+        per(u.enters),
+        per(u.enters.saturating_sub(idle)),
+        idle,
+        u.enter_waits,
+        u.spin_hits,
+        u.spin_misses,
+        nanos(u.spin_budget_ns)
+    );
+    if u.sqpoll_wakeups > 0 {
+        let _ = write!(out, "; {} SQPOLL wake-ups", u.sqpoll_wakeups);
+    }
+    out.push('\n');
 }
 
 /// "NAME count, NAME count" for the non-zero counts, or "none".

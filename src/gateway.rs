@@ -130,6 +130,32 @@ pub struct UringCounters {
     /// Turns of the loop, and the busiest turn's duration.
     pub turns: u64,
     pub turn_ns_max: u64,
+    // Kernel entries (issue 11): what the reactor costs beside its own
+    // work. One integer increment where it calls io_uring_enter.
+    /// `io_uring_enter` system calls the reactor thread made (submit,
+    /// task work, waits, SQPOLL wake-ups): the `enters` of "enters per
+    /// message".
+    pub enters: u64,
+    /// Of `enters`, the blocking turns: enters that submitted the turn's
+    /// sends and waited for the next completion.
+    pub enter_waits: u64,
+    /// Blocking waits that ended at their timeout (the next timer tick)
+    /// with no completion: time passing, not requests.
+    pub enter_wait_timeouts: u64,
+    /// Blocking waits that ended at the minimum wait with only the turn's
+    /// own sends' completions (the next request came later than
+    /// `BLOCK_MIN_WAIT`): the idle gap, not a request, cost this enter.
+    pub enter_wait_min: u64,
+    /// Idle periods whose work arrived while the reactor spun (the spin
+    /// saved a sleep and a wake-up).
+    pub spin_hits: u64,
+    /// Spins that ran out their budget and blocked (wasted spinning).
+    pub spin_misses: u64,
+    /// The adaptive spin budget at the last publish, ns (0: the reactor
+    /// blocks as soon as a turn finds nothing to do).
+    pub spin_budget_ns: u64,
+    /// Enters made only to wake a sleeping SQPOLL thread (0 while it polls).
+    pub sqpoll_wakeups: u64,
 }
 
 /// One reactor's figures at shutdown.

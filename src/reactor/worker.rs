@@ -327,6 +327,7 @@ impl Worker {
         match action {
             IdleAction::Spin => {
                 if needed {
+                    self.uring.enters += 1;
                     let _ = self.ring.submit_and_wait(0);
                 } else {
                     std::hint::spin_loop();
@@ -334,6 +335,7 @@ impl Worker {
             }
             IdleAction::Yield => {
                 if needed {
+                    self.uring.enters += 1;
                     let _ = self.ring.submit_and_wait(0);
                 }
                 std::thread::yield_now();
@@ -342,6 +344,7 @@ impl Worker {
                 let ts = types::Timespec::from(d);
                 let args = types::SubmitArgs::new().timespec(&ts);
                 // ETIME when the park ends without a completion: expected.
+                self.uring.enters += 1;
                 let _ = self.ring.submitter().submit_with_args(1, &args);
             }
         }
@@ -352,6 +355,7 @@ impl Worker {
             Ok(flushed) => {
                 if flushed {
                     self.uring.sq_full += 1;
+                    self.uring.enters += 1;
                 }
                 self.ops_outstanding += 1;
             }

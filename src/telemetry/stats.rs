@@ -412,6 +412,14 @@ fn visit_reactor(sink: &mut impl Sink, s: &ReactorSample<'_>) {
         stale_completions,
         turns,
         turn_ns_max,
+        enters,
+        enter_waits,
+        enter_wait_timeouts,
+        enter_wait_min,
+        spin_hits,
+        spin_misses,
+        spin_budget_ns,
+        sqpoll_wakeups,
     } = s.uring;
     #[rustfmt::skip]
     let uring = [
@@ -428,6 +436,14 @@ fn visit_reactor(sink: &mut impl Sink, s: &ReactorSample<'_>) {
         (410, Counter, *stale_completions, "stale_completions", "Completions for a slot that had moved on."),
         (411, Counter, *turns, "turns", "Turns of the reactor loop."),
         (412, Gauge, *turn_ns_max, "turn_ns_max", "Longest reactor turn since start, ns."),
+        (420, Counter, *enters, "enters", "io_uring_enter system calls the reactor thread made."),
+        (421, Counter, *enter_waits, "enter_waits", "Blocking turns: enters that submitted the turn's sends and waited for the next completion."),
+        (422, Counter, *enter_wait_timeouts, "enter_wait_timeouts", "Blocking waits that ended at the timer tick with no completion."),
+        (423, Counter, *enter_wait_min, "enter_wait_min", "Blocking waits that ended at the minimum wait with only the turn's own completions."),
+        (424, Counter, *spin_hits, "spin_hits", "Idle periods whose work arrived while the reactor spun."),
+        (425, Counter, *spin_misses, "spin_misses", "Spins that ran out their budget and blocked."),
+        (426, Gauge, *spin_budget_ns, "spin_budget_ns", "The adaptive spin budget before blocking, ns."),
+        (427, Counter, *sqpoll_wakeups, "sqpoll_wakeups", "Enters made only to wake a sleeping SQPOLL thread."),
     ];
     for (id, kind, value, family, help) in uring {
         sink.put(info(id, kind, family, "", help), value);
