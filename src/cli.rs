@@ -954,6 +954,7 @@ pub fn pinned_cores(spec: &GatewaySpec) -> Vec<usize> {
     if let EnginePlacement::OwnThread { core: Some(core) } = spec.engine {
         pinned.push(core);
     }
+    pinned.extend(&spec.sqpoll_cores);
     pinned
 }
 

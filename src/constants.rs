@@ -275,3 +275,45 @@ pub const METRICS_REQUEST_HEADERS_MAX: usize = 32;
 
 const _: () = assert!(METRICS_CONNECTIONS_PER_PEER >= 1);
 const _: () = assert!(METRICS_CONNECTIONS_PER_PEER < METRICS_CONNECTIONS_MAX);
+
+// ---------------------------------------------------------------------------
+// Kernel entries per request (issue 11): the back-off reactor's blocking
+// turn, its adaptive spin, and the SQPOLL option.
+
+/// Default of `reactors.spin_max_us`: the longest a back-off reactor spins
+/// after a turn before it blocks in `io_uring_enter`. Spinning only pays
+/// when the next request arrives within the spin — it then saves a sleep and
+/// a wake-up (an IPI, an idle exit and a context switch: 5–30 µs on a VM,
+/// measured as the gap between the echo's and a spinning server's round
+/// trip) at the price of a second enter per request (the receive's task
+/// work needs one of its own when the reactor is not waiting in the kernel)
+/// and of the CPU it burns. The reactor learns from its own hits and misses
+/// whether to spin at all (`spin_budget_ns`): on one CPU shared with its
+/// client a spin can never be hit, and the budget stays 0.
+pub const SPIN_MAX_US_DEFAULT: u32 = 50;
+
+/// Bound on `reactors.spin_max_us`. Beyond a millisecond, a back-off
+/// reactor is a busy-spinning one that blocks between bursts: use
+/// `idle = "busy-spin"` for that.
+pub const SPIN_MAX_US_MAX: u32 = 1_000;
+
+/// The minimum wait of a blocking turn whose enter also submitted sends
+/// (`io_uring_getevents_arg.min_wait_usec`, Linux 6.12+). The turn waits
+/// for its sends' completions *and* the next request's bytes, so that one
+/// enter serves a request; but a send that cannot complete at once (a full
+/// socket buffer: a slow reader) would then keep the reactor asleep while
+/// another session's request waits. After this long the wait ends at the
+/// first completion of any kind: what a slow reader can make its neighbours
+/// wait, at most, per send of its own. A closed-loop client that answers
+/// within it costs one enter per request; a slower one two
+/// (`enter_wait_min`), which at under 20 000 requests a second per session
+/// is noise.
+pub const BLOCK_MIN_WAIT_US: u32 = 50;
+
+/// Idle time after which a reactor's SQPOLL thread sleeps (and the reactor
+/// must enter the kernel to wake it: `sqpoll_wakeups`). SQPOLL is for a
+/// core given to the poller: a second keeps it polling through the lulls
+/// of a trading day's busy hours while an idle night lets the core rest.
+pub const SQPOLL_IDLE_MS: u32 = 1_000;
+
+const _: () = assert!(SPIN_MAX_US_DEFAULT <= SPIN_MAX_US_MAX);

@@ -81,6 +81,15 @@ pub struct GatewaySpec {
     /// The stats file the reactors publish their counters to every timer
     /// tick (docs/STATS.md); None = no stats file (tests, demo).
     pub stats_file: Option<std::path::PathBuf>,
+    /// Back-off's longest spin before a reactor blocks (its adaptive
+    /// budget never exceeds it); zero blocks after every turn.
+    pub spin_max: std::time::Duration,
+    /// Each reactor's ring gets an SQPOLL thread: no kernel entry per
+    /// request while it polls (isolated cores; tuning/CAPACITY.md).
+    pub sqpoll: bool,
+    /// The CPU of each reactor's SQPOLL thread; empty = not pinned. Else
+    /// `len == reactors`.
+    pub sqpoll_cores: Vec<usize>,
 }
 
 impl Default for GatewaySpec {
@@ -101,6 +110,9 @@ impl Default for GatewaySpec {
             audit_journal: None,
             audit_capacity: crate::journal::CAPACITY_RECORDS_DEFAULT,
             stats_file: None,
+            spin_max: std::time::Duration::from_micros(SPIN_MAX_US_DEFAULT.into()),
+            sqpoll: false,
+            sqpoll_cores: Vec::new(),
         }
     }
 }
@@ -418,6 +430,22 @@ impl GatewaySpec {
                 self.uring_entries
             ));
         }
+        if self.spin_max > std::time::Duration::from_micros(SPIN_MAX_US_MAX.into()) {
+            return Err(format!(
+                "spin max must be at most {SPIN_MAX_US_MAX} µs, not {:?}",
+                self.spin_max
+            ));
+        }
+        if !self.sqpoll_cores.is_empty()
+            && (!self.sqpoll || self.sqpoll_cores.len() != self.reactors)
+        {
+            return Err(format!(
+                "{} SQPOLL cores given for {} reactors{}",
+                self.sqpoll_cores.len(),
+                self.reactors,
+                if self.sqpoll { "" } else { " without sqpoll" }
+            ));
+        }
         Ok(())
     }
 }
@@ -559,6 +587,10 @@ impl Gateway {
                 recv_buffers: spec.recv_buffers,
                 recv_buffer_size: spec.recv_buffer_size,
                 idle: spec.idle,
+                spin_max: spec.spin_max,
+                sqpoll: spec.sqpoll.then(|| uring::SqPoll {
+                    cpu: spec.sqpoll_cores.get(i).copied(),
+                }),
                 stop: stop.clone(),
                 stats: stats_writers.get_mut(i).and_then(Option::take),
                 engine_stats: if i == 0 && spec.engine == EnginePlacement::SharedWithReactor0 {

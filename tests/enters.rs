@@ -12,6 +12,8 @@
 
 mod common;
 
+use std::time::Duration;
+
 use common::net::*;
 use ordergate::gateway::{Gateway, GatewayReport, GatewaySpec, UringCounters};
 use ordergate::reactor::idle::IdleKind;
@@ -76,8 +78,12 @@ fn show(u: &UringCounters, messages: u64) -> String {
 
 #[test]
 fn the_blocking_turn_makes_at_most_one_enter_per_request_in_a_closed_loop() {
+    // No spin: every turn ends in the blocking enter (the adaptive spin,
+    // which trades a second enter for a wake-up, has unit tests of its own
+    // in src/reactor/idle.rs).
     let spec = GatewaySpec {
         idle: IdleKind::Backoff,
+        spin_max: Duration::ZERO,
         ..spec()
     };
     let report = closed_loop(spec);
@@ -91,4 +97,27 @@ fn the_blocking_turn_makes_at_most_one_enter_per_request_in_a_closed_loop() {
         show(&r.uring, messages)
     );
     eprintln!("blocking turn: {}", show(&r.uring, messages));
+}
+
+#[test]
+fn with_sqpoll_the_reactor_makes_no_enter_per_request() {
+    // Busy-spin on the completion queue; the SQPOLL thread submits the
+    // sends and runs the receives. It sleeps only after SQPOLL_IDLE_MS
+    // without work, far longer than this loop's pauses.
+    let spec = GatewaySpec {
+        idle: IdleKind::BusySpin,
+        sqpoll: true,
+        ..spec()
+    };
+    let report = closed_loop(spec);
+    let r = &report.reactors[0];
+    let messages = r.counters.messages_in;
+    assert!(messages >= REQUESTS, "{messages} messages in");
+    assert_eq!(r.uring.enter_waits, 0, "busy-spin never waits");
+    assert!(
+        r.uring.enters <= SETUP_ENTERS_MAX,
+        "enters grew with the requests: {}",
+        show(&r.uring, messages)
+    );
+    eprintln!("sqpoll: {}", show(&r.uring, messages));
 }

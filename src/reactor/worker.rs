@@ -45,8 +45,9 @@ use hdrhistogram::Histogram;
 use io_uring::{IoUring, cqueue, types};
 
 use super::core::{ReactorCore, session_limit_reject};
-use super::idle::{Idle, IdleAction, IdleKind};
-use super::uring::{self, BufRing, Op};
+use super::idle::{IdleKind, PARK_MAX, TurnIdle, Wait};
+use super::uring::{self, BufRing, Op, SqPoll};
+use crate::constants::BLOCK_MIN_WAIT_US;
 use crate::engine::agent::EngineAgent;
 use crate::engine::book::MatchingEngine;
 use crate::engine::{Nanos, SessionId};
@@ -70,6 +71,12 @@ pub const STOP_HARD: Duration = Duration::from_secs(2);
 pub const LATENCY_MAX_NS: u64 = 10_000_000_000;
 /// Provided-buffer group id of every reactor (each has its own ring).
 const BGID: u16 = 0;
+/// How long a reactor whose engine runs on another thread spins after
+/// handing it a command, rather than block: the answer comes through a
+/// ring, which wakes nobody. The engine answers in well under a
+/// microsecond when it polls; this covers an engine thread that was
+/// descheduled, beyond which the reactor blocks for at most [`PARK_MAX`].
+pub const REMOTE_ANSWER_HOLD: Duration = Duration::from_micros(50);
 
 #[derive(Clone, Copy, Debug)]
 struct Conn {
@@ -103,6 +110,11 @@ pub struct ReactorArgs {
     pub recv_buffers: u16,
     pub recv_buffer_size: u32,
     pub idle: IdleKind,
+    /// The back-off reactor's longest spin before it blocks
+    /// (`reactors.spin_max_us`).
+    pub spin_max: Duration,
+    /// A polling kernel thread for this reactor's ring (`reactors.sqpoll`).
+    pub sqpoll: Option<SqPoll>,
     pub stop: Arc<AtomicBool>,
     /// This reactor's block of the stats file, if there is one.
     pub stats: Option<StatsWriter>,
@@ -134,6 +146,25 @@ struct Worker {
     clock: TurnClock,
     /// The current turn's start on `clock`'s monotonic scale.
     turn_mono: u64,
+    /// The ring has an SQPOLL thread: submissions and task work need no
+    /// enter while it polls.
+    sqpoll: bool,
+    /// The kernel has the minimum wait (`IORING_FEAT_MIN_TIMEOUT`, 6.12):
+    /// a blocking turn may wait for its own sends' completions and the
+    /// next request in one enter ([`BLOCK_MIN_WAIT_US`]).
+    min_wait: bool,
+    /// One-shot operations (send, close, cancel: one completion each)
+    /// queued since the last enter: the completions a blocking turn expects
+    /// from its own submissions before the one it waits for.
+    oneshot: u32,
+    /// Nothing reaches this reactor that a completion does not announce:
+    /// it runs the engine, for itself alone. Otherwise another thread may
+    /// hand it commands or events with no wake-up, and a blocking turn is
+    /// capped at [`PARK_MAX`].
+    solo: bool,
+    /// Until when (monotonic ns) an answer is owed by an engine on another
+    /// thread: the reactor spins rather than blocks until then.
+    hold_until: u64,
 }
 
 /// Builds the ring and buffers (on the reactor's own thread, as
@@ -143,12 +174,18 @@ pub fn run(args: ReactorArgs, ready: impl FnOnce(Result<String, String>)) -> Opt
         if let Some(reason) = uring::disabled_reason() {
             return Err(reason);
         }
-        let (ring, mode) = uring::build_ring(args.uring_entries).map_err(|e| {
-            format!(
-                "cannot create an io_uring of {} entries: {e}",
-                args.uring_entries
-            )
-        })?;
+        let (ring, mode) =
+            uring::build_ring(args.uring_entries, args.sqpoll).map_err(|e| match args.sqpoll {
+                Some(sq) => format!(
+                    "cannot create an io_uring of {} entries with an SQPOLL thread{}: {e}",
+                    args.uring_entries,
+                    sq.cpu.map_or(String::new(), |c| format!(" on CPU {c}"))
+                ),
+                None => format!(
+                    "cannot create an io_uring of {} entries: {e}",
+                    args.uring_entries
+                ),
+            })?;
         uring::check_support(&ring)?;
         let bufs = BufRing::register(&ring, BGID, args.recv_buffers, args.recv_buffer_size)
             .map_err(|e| format!("cannot register the provided-buffer ring (Linux 5.19+): {e}"))?;
@@ -162,6 +199,9 @@ pub fn run(args: ReactorArgs, ready: impl FnOnce(Result<String, String>)) -> Opt
         }
     };
     let slots = args.core.capacity();
+    let solo = args.agent.as_ref().is_some_and(|a| a.reactors() == 1);
+    let sqpoll = ring.params().is_setup_sqpoll();
+    let min_wait = ring.params().is_feature_min_timeout();
     let mut w = Worker {
         ring,
         bufs,
@@ -181,9 +221,14 @@ pub fn run(args: ReactorArgs, ready: impl FnOnce(Result<String, String>)) -> Opt
         duty: DutyMeter::new(wall_ns()),
         clock: TurnClock::new(),
         turn_mono: 0,
+        sqpoll,
+        min_wait,
+        oneshot: 0,
+        solo,
+        hold_until: 0,
     };
     ready(Ok(mode.to_string()));
-    w.run(args.idle, &args.stop);
+    w.run(TurnIdle::new(args.idle, args.spin_max), &args.stop);
     if let Some(stats) = &mut w.stats {
         stats.refresh_latency();
     }
@@ -244,13 +289,13 @@ pub fn wall_ns() -> Nanos {
 }
 
 impl Worker {
-    fn run(&mut self, idle: IdleKind, stop: &AtomicBool) {
-        let mut idle = Idle::new(idle);
+    fn run(&mut self, mut idle: TurnIdle, stop: &AtomicBool) {
         let tick_ns = TIMER_TICK.as_nanos() as u64;
         let mut last_tick = self.clock.mono();
         let mut stop_at: Option<u64> = None;
         // The previous turn: its start, whether it found work, and whether
-        // its idle action waited (then its length is not a turn's work).
+        // it ended blocked in the kernel (then its length is not a turn's
+        // work).
         let mut prev: Option<(u64, bool, bool)> = None;
         loop {
             let mono = self.clock.mono();
@@ -275,6 +320,7 @@ impl Worker {
                 self.accept_armed = true;
             }
 
+            let commands_before = self.core.counters.commands_out;
             let mut work = self.reap(now);
             if let Some(agent) = &mut self.agent {
                 work += agent.do_work(now);
@@ -283,6 +329,9 @@ impl Worker {
             if mono - last_tick >= tick_ns {
                 last_tick = mono;
                 self.clock.resync();
+                self.uring.spin_hits = idle.hits;
+                self.uring.spin_misses = idle.misses;
+                self.uring.spin_budget_ns = idle.budget_ns();
                 self.tick(now);
             }
             self.flush(now);
@@ -300,10 +349,21 @@ impl Worker {
                 }
             }
 
-            let action = idle.next(work);
-            prev = Some((mono, work > 0, action != IdleAction::Spin));
-            self.enter(action);
+            // A command handed to an engine on another thread is answered
+            // through a ring that wakes nobody: spin for the answer.
+            if !self.solo && self.core.counters.commands_out != commands_before {
+                self.hold_until = mono + REMOTE_ANSWER_HOLD.as_nanos() as u64;
+            }
+            let mut wait = idle.next(work, mono, mono < self.hold_until);
+            if wait == Wait::Block && self.more_pending() {
+                wait = Wait::Spin;
+            }
+            prev = Some((mono, work > 0, wait == Wait::Block));
+            self.enter(wait, mono, last_tick + tick_ns);
         }
+        self.uring.spin_hits = idle.hits;
+        self.uring.spin_misses = idle.misses;
+        self.uring.spin_budget_ns = idle.budget_ns();
         // Let the engine finish what the last sessions asked (their
         // cancel-on-disconnect) while this thread still runs it.
         if let Some(agent) = &mut self.agent {
@@ -316,46 +376,88 @@ impl Worker {
         }
     }
 
-    /// Submits what is queued and waits as the idle strategy says. Enters
-    /// the kernel only when there is something to submit, task work to run,
-    /// overflowed completions to flush, or a park.
-    fn enter(&mut self, action: IdleAction) {
-        let needed = {
-            let sq = self.ring.submission();
-            !sq.is_empty() || sq.taskrun() || sq.cq_overflow()
-        };
-        match action {
-            IdleAction::Spin => {
-                if needed {
-                    self.uring.enters += 1;
-                    let _ = self.ring.submit_and_wait(0);
+    /// Work a blocking turn would leave behind: completions beyond the
+    /// turn's batch, commands or events beyond the rings' batches.
+    fn more_pending(&mut self) -> bool {
+        !self.ring.completion().is_empty()
+            || self.agent.as_mut().is_some_and(|a| a.pending())
+            || self.core.events_pending()
+    }
+
+    /// Ends a turn (`mono`: its start; `tick_at`: the next timer tick).
+    ///
+    /// - [`Wait::Spin`]: enters the kernel only when there is something to
+    ///   submit, task work to run (a receive's bytes arrived) or
+    ///   overflowed completions to flush; with SQPOLL only to wake a
+    ///   sleeping poller or flush an overflow.
+    /// - [`Wait::Block`]: the blocking turn. One enter submits the turn's
+    ///   sends and sleeps until the next completion — the next request's
+    ///   bytes, whose task work the same enter runs — or the timer tick. It
+    ///   waits for `1 + oneshot` completions, so that its own sends'
+    ///   completions (posted as it submits them) do not end it, but at
+    ///   most [`BLOCK_MIN_WAIT_US`] for more than the first (a send stuck
+    ///   on a full socket must not keep another session's request waiting).
+    fn enter(&mut self, wait: Wait, mono: u64, tick_at: u64) {
+        let oneshot = std::mem::take(&mut self.oneshot);
+        let mut timeout = tick_at.saturating_sub(mono);
+        if !self.solo {
+            timeout = timeout.min(PARK_MAX.as_nanos() as u64);
+        }
+        if wait == Wait::Spin || timeout == 0 {
+            let (needed, wake) = {
+                let sq = self.ring.submission();
+                if self.sqpoll {
+                    let wake = !sq.is_empty() && sq.need_wakeup();
+                    (wake || sq.cq_overflow(), wake)
                 } else {
-                    std::hint::spin_loop();
+                    (!sq.is_empty() || sq.taskrun() || sq.cq_overflow(), false)
                 }
-            }
-            IdleAction::Yield => {
-                if needed {
-                    self.uring.enters += 1;
-                    let _ = self.ring.submit_and_wait(0);
-                }
-                std::thread::yield_now();
-            }
-            IdleAction::Park(d) => {
-                let ts = types::Timespec::from(d);
-                let args = types::SubmitArgs::new().timespec(&ts);
-                // ETIME when the park ends without a completion: expected.
+            };
+            if needed {
                 self.uring.enters += 1;
-                let _ = self.ring.submitter().submit_with_args(1, &args);
+                self.uring.sqpoll_wakeups += u64::from(wake);
+                let _ = self.ring.submit_and_wait(0);
+            } else {
+                std::hint::spin_loop();
             }
+            return;
+        }
+        // With SQPOLL the poller submits on its own time: count no
+        // completions in advance.
+        let own = if self.min_wait && !self.sqpoll {
+            oneshot as usize
+        } else {
+            0
+        };
+        let ts = types::Timespec::from(Duration::from_nanos(timeout));
+        let mut args = types::SubmitArgs::new().timespec(&ts);
+        if own > 0 {
+            args = args.min_wait_usec(BLOCK_MIN_WAIT_US);
+        }
+        if self.sqpoll && self.ring.submission().need_wakeup() {
+            self.uring.sqpoll_wakeups += 1;
+        }
+        self.uring.enters += 1;
+        self.uring.enter_waits += 1;
+        // ETIME when the tick comes first: expected.
+        let _ = self.ring.submitter().submit_with_args(1 + own, &args);
+        let ready = self.ring.completion().len();
+        if ready == 0 {
+            self.uring.enter_wait_timeouts += 1;
+        } else if ready <= own {
+            self.uring.enter_wait_min += 1;
         }
     }
 
     fn push(&mut self, entry: &io_uring::squeue::Entry) {
+        if uring::is_oneshot(entry) {
+            self.oneshot += 1;
+        }
         match uring::push(&mut self.ring, entry) {
             Ok(flushed) => {
                 if flushed {
                     self.uring.sq_full += 1;
-                    self.uring.enters += 1;
+                    self.uring.enters += u64::from(!self.sqpoll);
                 }
                 self.ops_outstanding += 1;
             }
