@@ -297,18 +297,15 @@ pub const SPIN_MAX_US_DEFAULT: u32 = 50;
 /// `idle = "busy-spin"` for that.
 pub const SPIN_MAX_US_MAX: u32 = 1_000;
 
-/// The minimum wait of a blocking turn whose enter also submitted sends
-/// (`io_uring_getevents_arg.min_wait_usec`, Linux 6.12+). The turn waits
-/// for its sends' completions *and* the next request's bytes, so that one
-/// enter serves a request; but a send that cannot complete at once (a full
-/// socket buffer: a slow reader) would then keep the reactor asleep while
-/// another session's request waits. After this long the wait ends at the
-/// first completion of any kind: what a slow reader can make its neighbours
-/// wait, at most, per send of its own. A closed-loop client that answers
-/// within it costs one enter per request; a slower one two
-/// (`enter_wait_min`), which at under 20 000 requests a second per session
-/// is noise.
-pub const BLOCK_MIN_WAIT_US: u32 = 50;
+/// A blocking turn waits for its own sends' completions and the next
+/// request in one enter, counting on each send to complete as it is
+/// submitted. A send that finds its socket full (a slow reader) completes
+/// later, and would keep the reactor asleep while another session's
+/// request waits (until the next completion of any kind, or the timer
+/// tick). So after a send of a session completes late, that session's next
+/// sends are not counted — they cost the reactor a second enter each, not
+/// its neighbours a wait — until this many have completed at once.
+pub const SLOW_SEND_CREDIT: u8 = 64;
 
 /// Idle time after which a reactor's SQPOLL thread sleeps (and the reactor
 /// must enter the kernel to wake it: `sqpoll_wakeups`). SQPOLL is for a

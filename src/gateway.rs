@@ -151,13 +151,13 @@ pub struct UringCounters {
     /// Of `enters`, the blocking turns: enters that submitted the turn's
     /// sends and waited for the next completion.
     pub enter_waits: u64,
-    /// Blocking waits that ended at their timeout (the next timer tick)
-    /// with no completion: time passing, not requests.
+    /// Blocking waits that ended with no completion but the timer tick's:
+    /// time passing, not requests.
     pub enter_wait_timeouts: u64,
-    /// Blocking waits that ended at the minimum wait with only the turn's
-    /// own sends' completions (the next request came later than
-    /// `BLOCK_MIN_WAIT`): the idle gap, not a request, cost this enter.
-    pub enter_wait_min: u64,
+    /// Blocking waits that ended with only the turn's own sends'
+    /// completions (and the tick's): the next request had not come within
+    /// the tick, so the idle gap, not a request, cost this enter.
+    pub enter_wait_own: u64,
     /// Idle periods whose work arrived while the reactor spun (the spin
     /// saved a sleep and a wake-up).
     pub spin_hits: u64,

@@ -5,10 +5,10 @@
 //! The blocking turn ("backoff" with no spin) should cost one enter per
 //! request: the enter that submits the answer's send also waits for, and
 //! runs the task work of, the next request's bytes. Enters that time
-//! causes, not requests — a wait that ran to the timer tick, or to the
-//! minimum wait, because the client had not sent yet (this machine may be
-//! loaded) — are counted apart and left out; everything else is charged to
-//! the requests. Counts, never times.
+//! causes, not requests — a wait that the timer tick ended because the
+//! client had not sent yet (this machine may be loaded) — are counted apart
+//! and left out; everything else is charged to the requests. Counts, never
+//! times.
 
 mod common;
 
@@ -58,18 +58,18 @@ fn closed_loop(spec: GatewaySpec) -> GatewayReport {
 
 /// Enters charged to requests: all of them less those that time caused.
 fn request_enters(u: &UringCounters) -> u64 {
-    u.enters - u.enter_wait_timeouts - u.enter_wait_min
+    u.enters - u.enter_wait_timeouts - u.enter_wait_own
 }
 
 fn show(u: &UringCounters, messages: u64) -> String {
     format!(
         "{} enters for {messages} messages in ({:.2} per message), {} of them waits \
-         ({} at the timer, {} at the minimum wait), spin hits {} misses {}, SQPOLL wake-ups {}",
+         ({} ended by the tick alone, {} by the tick with only their own sends' completions), spin hits {} misses {}, SQPOLL wake-ups {}",
         u.enters,
         u.enters as f64 / messages.max(1) as f64,
         u.enter_waits,
         u.enter_wait_timeouts,
-        u.enter_wait_min,
+        u.enter_wait_own,
         u.spin_hits,
         u.spin_misses,
         u.sqpoll_wakeups,

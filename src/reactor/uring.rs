@@ -39,7 +39,7 @@ use std::net::SocketAddr;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::sync::atomic::{AtomicU16, Ordering};
 
-use io_uring::types::{BufRingEntry, Fd};
+use io_uring::types::{self, BufRingEntry, Fd};
 use io_uring::{IoUring, opcode, squeue};
 
 /// What a completion is for.
@@ -51,6 +51,9 @@ pub enum Op {
     Send = 3,
     Close = 4,
     Cancel = 5,
+    /// The timer tick: a multishot timeout that posts a completion every
+    /// `TIMER_TICK`, so a blocking turn needs no timer of its own.
+    Tick = 6,
 }
 
 /// Slot of operations that belong to no session.
@@ -69,6 +72,7 @@ pub fn decode_user_data(data: u64) -> Option<(Op, u16, u32)> {
         3 => Op::Send,
         4 => Op::Close,
         5 => Op::Cancel,
+        6 => Op::Tick,
         _ => return None,
     };
     Some((op, (data >> 40) as u16, (data >> 8) as u32))
@@ -109,6 +113,17 @@ pub fn send(fd: RawFd, ptr: *const u8, len: u32, slot: u16, generation: u32) -> 
         .flags(libc::MSG_NOSIGNAL)
         .build()
         .user_data(user_data(Op::Send, slot, generation))
+}
+
+/// A timeout completing every `ts`, forever (multishot, Linux 6.4): each
+/// completion is `-ETIME` with `IORING_CQE_F_MORE`. The kernel copies `ts`
+/// when it takes the entry.
+pub fn tick_multishot(ts: &types::Timespec) -> squeue::Entry {
+    opcode::Timeout::new(ts)
+        .count(0)
+        .flags(types::TimeoutFlags::MULTISHOT)
+        .build()
+        .user_data(user_data(Op::Tick, NO_SLOT, 0))
 }
 
 /// Close a connection's descriptor.
