@@ -191,7 +191,7 @@ pub struct ServeArgs {
 pub enum IdleArg {
     /// Never give up the core: isolated cores, lowest latency
     BusySpin,
-    /// Spin, yield, then park up to 200 µs: shared or small hosts
+    /// Adaptive spin, then block in the enter that sends the answers (one kernel entry per request): shared or small hosts
     Backoff,
 }
 

@@ -46,6 +46,20 @@
 //! would otherwise put in front of an engine. Goals are printed, never
 //! asserted.
 //!
+//! **What the server side costs.** Beside the latency, each row reports
+//! per request the system calls, wake-ups and CPU time of its server
+//! side ([`ServerCost`]): (a) the echo thread, (b) the reactor thread and
+//! its SQPOLL thread if any, (c) HAProxy's process and the echo thread
+//! behind it. CPU (the threads' CPU-time clocks) and wake-ups (voluntary
+//! context switches) are read around every row of the timed rounds; system
+//! calls are counted by a perf counter on the `raw_syscalls:sys_enter`
+//! tracepoint per server thread ([`crate::taskstat`]), which adds to each
+//! of their system calls, so only in one more round per row after the
+//! timed ones, not recorded. Row (b) serves two requests per round trip
+//! (the timed NewOrder and its cancel): figures are per request. The
+//! reactor's own enter count over the whole run (the `serve` summary's
+//! line) closes the table.
+//!
 //! The gateway runs in process as `demo` starts it ([`crate::demo::unthrottled_gateway`]:
 //! one reactor with the engine on its thread, a fresh key); only the idle
 //! strategy (`--idle`, see [`IDLE_DEFAULT`]) and the reactor's CPU (the
@@ -106,11 +120,11 @@ pub const WARMUP_PER_ROUND: usize = 100;
 /// floor itself (measured here: p99.9 of every row in milliseconds, from
 /// time-slice preemption), and row (b) suffers too: the client its send
 /// wakes is placed on the reactor's CPU (wake-affine) and waits for the
-/// spinner's time slice (measured: row (b) p50 20 µs unpinned). In the
-/// closed loop of row (b) the back-off reactor sees a request every few µs
-/// (the untimed cancel included), so it stays in its spin phase and rarely
-/// parks. Busy-spin needs `--cpu any`: pinned to the client's CPU it would
-/// starve the client.
+/// spinner's time slice (measured: row (b) p50 20 µs unpinned). Pinned to
+/// the client's CPU, the back-off reactor learns that no spin is ever hit
+/// and blocks in the enter that sends each answer: one kernel entry per
+/// request (tuning/CAPACITY.md). Busy-spin needs `--cpu any`: pinned to
+/// the client's CPU it would starve the client.
 pub const IDLE_DEFAULT: IdleKind = IdleKind::Backoff;
 
 /// The goals, printed for context: ordergate should add at most a

@@ -174,9 +174,8 @@ impl SyscallCounter {
             return Err(io::Error::last_os_error());
         }
         // SAFETY: fd is a fresh descriptor we own.
-        Ok(SyscallCounter {
-            fd: unsafe { OwnedFd::from_raw_fd(fd as i32) },
-        })
+        let fd = unsafe { OwnedFd::from_raw_fd(fd as i32) };
+        Ok(SyscallCounter { fd })
     }
 
     fn ioctl(&self, request: libc::c_ulong) -> io::Result<()> {
