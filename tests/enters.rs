@@ -25,9 +25,14 @@ const REQUESTS: u64 = 2_000;
 /// the logon, the logout and the stop's terminate, close and drain.
 const SETUP_ENTERS_MAX: u64 = 40;
 
+/// One gateway at a time: two reactors and a poller spinning against each
+/// other on a small host would measure the contention.
+static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 /// Logs on, runs `REQUESTS` closed-loop requests (each answered before the
 /// next is sent), logs out, stops the gateway; its report.
 fn closed_loop(spec: GatewaySpec) -> GatewayReport {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let gw = Gateway::start(spec, keys()).expect("the gateway starts");
     let mut c = Conn::connect(gw.local_addr(), TRADER);
     c.logon(0);
@@ -114,8 +119,13 @@ fn with_sqpoll_the_reactor_makes_no_enter_per_request() {
     let messages = r.counters.messages_in;
     assert!(messages >= REQUESTS, "{messages} messages in");
     assert_eq!(r.uring.enter_waits, 0, "busy-spin never waits");
+    // Each enter is a wake-up of a poller that had slept; none is per
+    // request. Measured: 0–1 a run (the wake-up at start); on a loaded
+    // 2-core host, with another gateway spinning beside it, the poller was
+    // seen sleeping between requests (thousands of wake-ups): hence one
+    // gateway at a time here, and one wake-up per batch of entries.
     assert!(
-        r.uring.enters <= SETUP_ENTERS_MAX,
+        r.uring.enters == r.uring.sqpoll_wakeups && r.uring.enters * 20 <= messages,
         "enters grew with the requests: {}",
         show(&r.uring, messages)
     );

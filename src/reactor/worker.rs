@@ -149,6 +149,10 @@ struct Worker {
     /// The ring has an SQPOLL thread: submissions and task work need no
     /// enter while it polls.
     sqpoll: bool,
+    /// Entries pushed so far, and the count at the last SQPOLL wake-up: a
+    /// poller woken for these entries is not woken again for them.
+    pushed: u64,
+    sqpoll_woken_at: u64,
     /// The enters made so far: a send whose completion is reaped after the
     /// turn that follows its enter did not complete as it was submitted.
     enter_seq: u32,
@@ -234,11 +238,15 @@ pub fn run(args: ReactorArgs, ready: impl FnOnce(Result<String, String>)) -> Opt
         clock: TurnClock::new(),
         turn_mono: 0,
         sqpoll,
+        pushed: 0,
+        sqpoll_woken_at: 0,
         enter_seq: 0,
         send_seq: vec![0; slots].into_boxed_slice(),
         slow_sends: vec![0; slots].into_boxed_slice(),
         tick_armed: false,
-        tick_ok: true,
+        // With SQPOLL the timeout would be the poller's to run; the tick
+        // is for blocking waits, which a polling reactor rarely makes.
+        tick_ok: !sqpoll,
         // Solo, the tick only runs the timers; otherwise it also bounds
         // how late a blocked reactor sees what another thread handed it.
         tick_ts: Box::new(types::Timespec::from(if solo {
@@ -317,19 +325,16 @@ impl Worker {
         let tick_ns = TIMER_TICK.as_nanos() as u64;
         let mut last_tick = self.clock.mono();
         let mut stop_at: Option<u64> = None;
-        // The previous turn: its start, whether it found work, and whether
-        // it ended blocked in the kernel (then its length is not a turn's
-        // work).
-        let mut prev: Option<(u64, bool, bool)> = None;
+        // The previous turn, if it did not block: its start and whether it
+        // found work (its length runs to this turn's start, its submit
+        // included). A blocking turn is measured before it enters.
+        let mut prev: Option<(u64, bool)> = None;
         loop {
             let mono = self.clock.mono();
             self.turn_mono = mono;
             let now = self.clock.wall(mono);
-            if let Some((start, busy, waited)) = prev {
-                let turn_ns = if waited { 0 } else { mono - start };
-                self.uring.turns += 1;
-                self.uring.turn_ns_max = self.uring.turn_ns_max.max(turn_ns);
-                self.duty.turn(turn_ns, busy);
+            if let Some((start, busy)) = prev.take() {
+                self.record_turn(mono - start, busy);
             }
             // A reload or revocation takes effect here, between two turns:
             // one atomic load when nothing changed.
@@ -355,7 +360,8 @@ impl Worker {
                 work += agent.do_work(now);
             }
             work += self.core.poll_events(now);
-            if mono - last_tick >= tick_ns {
+            let ticked = mono - last_tick >= tick_ns;
+            if ticked {
                 last_tick = mono;
                 self.clock.resync();
                 self.uring.spin_hits = idle.hits;
@@ -387,7 +393,18 @@ impl Worker {
             if wait == Wait::Block && self.more_pending() {
                 wait = Wait::Spin;
             }
-            prev = Some((mono, work > 0, wait == Wait::Block));
+            if wait == Wait::Block {
+                // Its length ends here, not when the wait ends: one clock
+                // read, only for a turn that did something.
+                let turn_ns = if work > 0 || ticked {
+                    self.clock.mono() - mono
+                } else {
+                    0
+                };
+                self.record_turn(turn_ns, work > 0);
+            } else {
+                prev = Some((mono, work > 0));
+            }
             self.enter(wait, mono, last_tick + tick_ns);
         }
         self.uring.spin_hits = idle.hits;
@@ -403,6 +420,12 @@ impl Worker {
                 }
             }
         }
+    }
+
+    fn record_turn(&mut self, turn_ns: u64, busy: bool) {
+        self.uring.turns += 1;
+        self.uring.turn_ns_max = self.uring.turn_ns_max.max(turn_ns);
+        self.duty.turn(turn_ns, busy);
     }
 
     /// Work a blocking turn would leave behind: completions beyond the
@@ -441,7 +464,8 @@ impl Worker {
             let (needed, wake) = {
                 let sq = self.ring.submission();
                 if self.sqpoll {
-                    let wake = !sq.is_empty() && sq.need_wakeup();
+                    let wake =
+                        !sq.is_empty() && self.pushed != self.sqpoll_woken_at && sq.need_wakeup();
                     (wake || sq.cq_overflow(), wake)
                 } else {
                     (!sq.is_empty() || sq.taskrun() || sq.cq_overflow(), false)
@@ -450,7 +474,10 @@ impl Worker {
             if needed {
                 self.uring.enters += 1;
                 self.enter_seq = self.enter_seq.wrapping_add(1);
-                self.uring.sqpoll_wakeups += u64::from(wake);
+                if wake {
+                    self.uring.sqpoll_wakeups += 1;
+                    self.sqpoll_woken_at = self.pushed;
+                }
                 let _ = self.ring.submit_and_wait(0);
             } else {
                 std::hint::spin_loop();
@@ -479,6 +506,7 @@ impl Worker {
     }
 
     fn push(&mut self, entry: &io_uring::squeue::Entry) {
+        self.pushed += 1;
         if uring::is_oneshot(entry) {
             let counted = match uring::decode_user_data(entry.get_user_data()) {
                 Some((Op::Send, slot, _)) => match self.send_seq.get_mut(slot as usize) {
