@@ -199,7 +199,7 @@ pub struct ServeArgs {
 pub enum IdleArg {
     /// Never give up the core: isolated cores, lowest latency
     BusySpin,
-    /// Spin, yield, then park up to 200 µs: shared or small hosts
+    /// Adaptive spin, then block in the enter that sends the answers (one kernel entry per request): shared or small hosts
     Backoff,
 }
 
@@ -367,6 +367,12 @@ pub struct CompareArgs {
     /// The one CPU every thread of the comparison and HAProxy run on, so all rows see the same conditions; `any` lets the scheduler place them (needed for --idle busy-spin) [default: the last CPU this process may use]
     #[arg(long, value_name = "N|any", value_parser = crate::compare::CpuChoice::parse)]
     pub cpu: Option<crate::compare::CpuChoice>,
+    /// Give the gateway's ring an SQPOLL thread (no kernel entry per request; it spins on a CPU of its own: see --sqpoll-cpu)
+    #[arg(long)]
+    pub sqpoll: bool,
+    /// The SQPOLL thread's CPU (implies --sqpoll); needed with a pinned --cpu, and must differ from it
+    #[arg(long, value_name = "N")]
+    pub sqpoll_cpu: Option<usize>,
     /// Also write every number to FILE as JSON
     #[arg(long, value_name = "FILE")]
     pub json: Option<PathBuf>,
@@ -517,6 +523,7 @@ pub fn run_compare(args: &CompareArgs) -> ExitCode {
             .idle
             .map_or(crate::compare::IDLE_DEFAULT, IdleKind::from),
         cpu: crate::compare::CpuChoice::resolve(args.cpu),
+        sqpoll: (args.sqpoll || args.sqpoll_cpu.is_some()).then_some(args.sqpoll_cpu),
         ..CompareParams::new(HaproxyBinary::Missing {
             note: String::new(),
         })
@@ -994,6 +1001,7 @@ pub fn pinned_cores(spec: &GatewaySpec) -> Vec<usize> {
     if let EnginePlacement::OwnThread { core: Some(core) } = spec.engine {
         pinned.push(core);
     }
+    pinned.extend(&spec.sqpoll_cores);
     pinned
 }
 
@@ -1180,6 +1188,7 @@ pub fn summary(report: &GatewayReport, ran: Duration) -> String {
                 c.key_sweeps, c.key_sweep_canceled, c.key_sweeps_deferred
             );
         }
+        enters_line(&mut out, u, c.messages_in);
     }
     let e = &report.engine;
     let _ = writeln!(
@@ -1368,6 +1377,43 @@ pub fn uring_health(out: &mut String, u: &UringCounters) {
             let _ = writeln!(out, "    {name}: {hint}");
         }
     }
+}
+
+/// The reactor's kernel entries (issue 11), when it made any: its
+/// `io_uring_enter` calls per message in, the same without the idle
+/// wake-ups (waits the timer tick ended, which time causes, not
+/// requests), the blocking waits, the adaptive spin's hits, misses and
+/// budget, and the SQPOLL wake-ups if there were any. tuning/CAPACITY.md
+/// says how to read it.
+pub fn enters_line(out: &mut String, u: &UringCounters, messages_in: u64) {
+    if u.enters == 0 {
+        return;
+    }
+    let idle = u.enter_wait_timeouts + u.enter_wait_own;
+    let per = |n: u64| {
+        if messages_in == 0 {
+            "n/a".to_string()
+        } else {
+            format!("{:.2}", n as f64 / messages_in as f64)
+        }
+    };
+    let _ = write!(
+        out,
+        "  kernel entries: {} io_uring_enter, {} per message ({} without {} idle wake-ups); \
+         {} blocking waits; spin {} hits, {} misses, budget {}",
+        u.enters,
+        per(u.enters),
+        per(u.enters.saturating_sub(idle)),
+        idle,
+        u.enter_waits,
+        u.spin_hits,
+        u.spin_misses,
+        nanos(u.spin_budget_ns)
+    );
+    if u.sqpoll_wakeups > 0 {
+        let _ = write!(out, "; {} SQPOLL wake-ups", u.sqpoll_wakeups);
+    }
+    out.push('\n');
 }
 
 /// "NAME count, NAME count" for the non-zero counts, or "none".
@@ -2239,6 +2285,42 @@ mod tests {
             ),
             "{text}"
         );
+    }
+
+    #[test]
+    fn the_kernel_entries_line_divides_by_the_messages_and_leaves_out_idle_wake_ups() {
+        let u = UringCounters {
+            enters: 2100,
+            enter_waits: 2050,
+            enter_wait_timeouts: 80,
+            enter_wait_own: 20,
+            spin_hits: 3,
+            spin_misses: 7,
+            spin_budget_ns: 0,
+            ..UringCounters::default()
+        };
+        let mut out = String::new();
+        enters_line(&mut out, &u, 2000);
+        assert_eq!(
+            out,
+            "  kernel entries: 2100 io_uring_enter, 1.05 per message (1.00 without 100 idle \
+             wake-ups); 2050 blocking waits; spin 3 hits, 7 misses, budget 0 ns\n"
+        );
+        let mut out = String::new();
+        enters_line(
+            &mut out,
+            &UringCounters {
+                enters: 1,
+                sqpoll_wakeups: 1,
+                ..UringCounters::default()
+            },
+            0,
+        );
+        assert!(out.ends_with("n/a per message (n/a without 0 idle wake-ups); 0 blocking waits; spin 0 hits, 0 misses, \
+                 budget 0 ns; 1 SQPOLL wake-ups\n"), "{out}");
+        let mut out = String::new();
+        enters_line(&mut out, &UringCounters::default(), 5);
+        assert_eq!(out, "", "no line for a reactor that never entered");
     }
 
     #[test]

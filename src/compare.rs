@@ -46,6 +46,20 @@
 //! would otherwise put in front of an engine. Goals are printed, never
 //! asserted.
 //!
+//! **What the server side costs.** Beside the latency, each row reports
+//! per request the system calls, wake-ups and CPU time of its server
+//! side ([`ServerCost`]): (a) the echo thread, (b) the reactor thread and
+//! its SQPOLL thread if any, (c) HAProxy's process and the echo thread
+//! behind it. CPU (the threads' CPU-time clocks) and wake-ups (voluntary
+//! context switches) are read around every row of the timed rounds; system
+//! calls are counted by a perf counter on the `raw_syscalls:sys_enter`
+//! tracepoint per server thread ([`crate::taskstat`]), which adds to each
+//! of their system calls, so only in one more round per row after the
+//! timed ones, not recorded. Row (b) serves two requests per round trip
+//! (the timed NewOrder and its cancel): figures are per request. The
+//! reactor's own enter count over the whole run (the `serve` summary's
+//! line) closes the table.
+//!
 //! The gateway runs in process as `demo` starts it ([`crate::demo::unthrottled_gateway`]:
 //! one reactor with the engine on its thread, a fresh key); only the idle
 //! strategy (`--idle`, see [`IDLE_DEFAULT`]) and the reactor's CPU (the
@@ -69,7 +83,11 @@ use hdrhistogram::Histogram;
 use zeroize::Zeroizing;
 
 use crate::constants::KEEPALIVE_MS_MAX;
-use crate::echo::{EchoClient, WARMUP_ROUND_TRIPS, ordergate_round_trips_into, spawn_echo_server};
+use crate::echo::{
+    EchoClient, EchoThreads, WARMUP_ROUND_TRIPS, ordergate_round_trips_into,
+    spawn_echo_server_tracked,
+};
+use crate::gateway::UringCounters;
 use crate::load::new_histogram;
 use crate::net_client::{ConnectOptions, Connection, read_urandom};
 use crate::reactor::idle::IdleKind;
@@ -102,11 +120,11 @@ pub const WARMUP_PER_ROUND: usize = 100;
 /// floor itself (measured here: p99.9 of every row in milliseconds, from
 /// time-slice preemption), and row (b) suffers too: the client its send
 /// wakes is placed on the reactor's CPU (wake-affine) and waits for the
-/// spinner's time slice (measured: row (b) p50 20 µs unpinned). In the
-/// closed loop of row (b) the back-off reactor sees a request every few µs
-/// (the untimed cancel included), so it stays in its spin phase and rarely
-/// parks. Busy-spin needs `--cpu any`: pinned to the client's CPU it would
-/// starve the client.
+/// spinner's time slice (measured: row (b) p50 20 µs unpinned). Pinned to
+/// the client's CPU, the back-off reactor learns that no spin is ever hit
+/// and blocks in the enter that sends each answer: one kernel entry per
+/// request (tuning/CAPACITY.md). Busy-spin needs `--cpu any`: pinned to
+/// the client's CPU it would starve the client.
 pub const IDLE_DEFAULT: IdleKind = IdleKind::Backoff;
 
 /// The issue's goals, printed for context: ordergate should add at most a
@@ -476,6 +494,24 @@ impl RowKind {
         }
     }
 
+    /// What is measured as the row's server side.
+    pub fn server_threads(self) -> &'static str {
+        match self {
+            RowKind::Echo => "the echo thread",
+            RowKind::Ordergate => "the reactor thread (and its SQPOLL thread)",
+            RowKind::Haproxy => "HAProxy's process and the echo thread behind it",
+        }
+    }
+
+    /// Requests the server side serves per round trip: the ordergate row
+    /// cancels each order it times.
+    pub fn requests_per_round_trip(self) -> u64 {
+        match self {
+            RowKind::Ordergate => 2,
+            RowKind::Echo | RowKind::Haproxy => 1,
+        }
+    }
+
     /// The row's label in the table.
     pub fn label(self) -> &'static str {
         match self {
@@ -494,6 +530,46 @@ pub struct Row {
     pub ns: Histogram<u64>,
     /// Each round's own p50: how much the rounds differ (noise).
     pub rounds_p50_ns: Vec<u64>,
+    /// What the row's server side cost the machine.
+    pub server: ServerCost,
+}
+
+/// The server side's cost in a row: CPU time over the timed rounds, and
+/// system calls over the counted round (module docs). Per request: the
+/// ordergate row makes two per round trip (the NewOrder and its cancel).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ServerCost {
+    /// CPU time of the server threads during the timed rounds (warm-ups
+    /// included), ns, and the requests they served.
+    pub cpu_ns: u64,
+    pub cpu_requests: u64,
+    /// System calls of the server threads during the counted round, and
+    /// its requests; None where perf could not count them.
+    pub syscalls: Option<u64>,
+    pub syscall_requests: u64,
+    /// Times the server threads slept (voluntary context switches, each a
+    /// wake-up to come) during the timed rounds, over `cpu_requests`.
+    pub sleeps: u64,
+    /// What the server side is, e.g. "echo thread".
+    pub threads: &'static str,
+}
+
+impl ServerCost {
+    /// CPU µs per request, if measured.
+    pub fn cpu_us_per_request(&self) -> Option<f64> {
+        (self.cpu_requests > 0).then(|| self.cpu_ns as f64 / 1_000.0 / self.cpu_requests as f64)
+    }
+
+    /// Sleeps (wake-ups) per request, if measured.
+    pub fn sleeps_per_request(&self) -> Option<f64> {
+        (self.cpu_requests > 0).then(|| self.sleeps as f64 / self.cpu_requests as f64)
+    }
+
+    /// System calls per request, if counted.
+    pub fn syscalls_per_request(&self) -> Option<f64> {
+        let n = self.syscalls?;
+        (self.syscall_requests > 0).then(|| n as f64 / self.syscall_requests as f64)
+    }
 }
 
 impl Row {
@@ -502,6 +578,10 @@ impl Row {
             kind,
             ns: new_histogram(),
             rounds_p50_ns: Vec::new(),
+            server: ServerCost {
+                threads: kind.server_threads(),
+                ..ServerCost::default()
+            },
         }
     }
 
@@ -523,6 +603,8 @@ pub struct CompareParams {
     /// Run every thread of the comparison, and HAProxy, on this one CPU
     /// (module docs); None = wherever the scheduler puts them.
     pub cpu: Option<usize>,
+    /// Give the gateway's ring an SQPOLL thread, on this CPU if given.
+    pub sqpoll: Option<Option<usize>>,
 }
 
 impl CompareParams {
@@ -534,6 +616,7 @@ impl CompareParams {
             haproxy,
             idle: IDLE_DEFAULT,
             cpu: default_cpu(),
+            sqpoll: None,
         }
     }
 }
@@ -557,6 +640,13 @@ pub struct CompareReport {
     /// Why row (c) is missing.
     pub haproxy_skipped: Option<String>,
     pub elapsed: Duration,
+    /// The SQPOLL thread's CPU, when the gateway had one (`Some(None)`:
+    /// unpinned).
+    pub sqpoll: Option<Option<usize>>,
+    /// Why the system calls could not be counted (no perf or tracefs).
+    pub syscalls_note: Option<String>,
+    /// The reactor's own counters over the whole run, and its messages in.
+    pub reactor: Option<(UringCounters, u64)>,
 }
 
 /// A row whose rounds' p50s differ by more than this factor makes the run
@@ -634,6 +724,13 @@ impl CompareReport {
                 None => "threads not pinned (the scheduler places them)".to_string(),
             }
         );
+        if let Some(sq) = self.sqpoll {
+            let _ = writeln!(
+                s,
+                "  gateway ring: SQPOLL thread {}",
+                sq.map_or("not pinned".to_string(), |c| format!("on CPU {c}"))
+            );
+        }
         match (&self.haproxy_version, &self.haproxy_skipped) {
             (_, Some(note)) => {
                 let _ = writeln!(s, "  haproxy: {note}");
@@ -664,6 +761,37 @@ impl CompareReport {
                 lo as f64 / 1_000.0,
                 hi as f64 / 1_000.0,
             );
+        }
+        let _ = writeln!(
+            s,
+            "\n  {:<28} {:>8} {:>9} {:>9}   server side",
+            "cost per request", "syscalls", "wake-ups", "CPU µs"
+        );
+        for row in &self.rows {
+            let opt = |v: Option<f64>| v.map_or("n/a".to_string(), |v| format!("{v:.2}"));
+            let _ = writeln!(
+                s,
+                "  {:<28} {:>8} {:>9} {:>9}   {}",
+                row.kind.label(),
+                opt(row.server.syscalls_per_request()),
+                opt(row.server.sleeps_per_request()),
+                opt(row.server.cpu_us_per_request()),
+                row.server.threads,
+            );
+        }
+        s.push_str(
+            "  (row (b) serves two requests per round trip, the NewOrder and its cancel; CPU over \
+             the timed rounds, system calls over one more round with counters on)\n",
+        );
+        if let Some(note) = &self.syscalls_note {
+            let _ = writeln!(s, "  {note}");
+        }
+        if let Some((u, messages)) = &self.reactor {
+            let mut line = String::new();
+            crate::cli::enters_line(&mut line, u, *messages);
+            if !line.is_empty() {
+                let _ = write!(s, "  reactor's own count, whole run:\n  {line}");
+            }
         }
         let _ = writeln!(
             s,
@@ -820,7 +948,9 @@ impl CompareReport {
             let _ = write!(
                 s,
                 "    {{\"name\": {}, \"label\": {}, \"samples\": {}, \"p50_us\": {}, \"p99_us\": {}, \
-                 \"p999_us\": {}, \"max_us\": {}, \"mean_us\": {}, \"rounds_p50_us\": [{}]}}",
+                 \"p999_us\": {}, \"max_us\": {}, \"mean_us\": {}, \"rounds_p50_us\": [{}], \
+                 \"server_syscalls_per_request\": {}, \"server_wakeups_per_request\": {}, \
+                 \"server_cpu_us_per_request\": {}}}",
                 json_str(row.kind.name()),
                 json_str(row.kind.label()),
                 row.ns.len(),
@@ -830,6 +960,9 @@ impl CompareReport {
                 json_num(row.ns.max() as f64 / 1_000.0),
                 json_num(row.ns.mean() / 1_000.0),
                 rounds.join(", "),
+                json_opt_num(row.server.syscalls_per_request()),
+                json_opt_num(row.server.sleeps_per_request()),
+                json_opt_num(row.server.cpu_us_per_request()),
             );
             s.push_str(if i + 1 < self.rows.len() { ",\n" } else { "\n" });
         }
@@ -874,6 +1007,37 @@ impl CompareReport {
             json_num(GOAL_ADDED_P50_US)
         );
         let _ = writeln!(s, "  \"noisy\": {},", self.noisy());
+        let _ = writeln!(
+            s,
+            "  \"sqpoll_cpu\": {},",
+            match self.sqpoll {
+                None => "null".to_string(),
+                Some(None) => "\"any\"".to_string(),
+                Some(Some(c)) => c.to_string(),
+            }
+        );
+        let _ = writeln!(
+            s,
+            "  \"syscalls_note\": {},",
+            json_opt_str(self.syscalls_note.as_deref())
+        );
+        let _ = match &self.reactor {
+            Some((u, messages)) => writeln!(
+                s,
+                "  \"reactor\": {{\"messages_in\": {messages}, \"enters\": {}, \"enter_waits\": {}, \
+                 \"enter_wait_timeouts\": {}, \"enter_wait_own\": {}, \"spin_hits\": {}, \
+                 \"spin_misses\": {}, \"spin_budget_ns\": {}, \"sqpoll_wakeups\": {}}},",
+                u.enters,
+                u.enter_waits,
+                u.enter_wait_timeouts,
+                u.enter_wait_own,
+                u.spin_hits,
+                u.spin_misses,
+                u.spin_budget_ns,
+                u.sqpoll_wakeups
+            ),
+            None => writeln!(s, "  \"reactor\": null,"),
+        };
         let _ = writeln!(
             s,
             "  \"elapsed_s\": {}",
@@ -1016,6 +1180,20 @@ pub fn check(params: &CompareParams) -> Result<(), String> {
     let Some(cpu) = params.cpu else {
         return Ok(());
     };
+    match params.sqpoll {
+        Some(None) => {
+            return Err(format!(
+                "--sqpoll on CPU {cpu} without --sqpoll-cpu: the poller would inherit CPU {cpu} \
+                 and spin there against the client; give it a CPU of its own, or --cpu any"
+            ));
+        }
+        Some(Some(sq)) if sq == cpu => {
+            return Err(format!(
+                "--sqpoll-cpu {sq} is the CPU of everything else; give the poller another"
+            ));
+        }
+        _ => {}
+    }
     if params.idle == IdleKind::BusySpin {
         return Err(format!(
             "--idle busy-spin on CPU {cpu}: the reactor would spin on the CPU the client, \
@@ -1062,7 +1240,7 @@ pub fn run_compare(params: &CompareParams) -> Result<CompareReport, String> {
 
 /// [`run_compare`] on the calling thread, wherever it may run.
 fn run_here(params: &CompareParams, started: Instant) -> Result<CompareReport, String> {
-    let (echo_addr, _echo) = spawn_echo_server();
+    let (echo_addr, _echo, echo_threads) = spawn_echo_server_tracked();
     let haproxy = match &params.haproxy {
         HaproxyBinary::At(path) => Some((
             Haproxy::start(path, echo_addr).map_err(|e| format!("haproxy: {e}"))?,
@@ -1075,17 +1253,29 @@ fn run_here(params: &CompareParams, started: Instant) -> Result<CompareReport, S
         read_urandom(&mut s).map_err(|e| format!("cannot read /dev/urandom: {e}"))?;
         s
     });
-    let gateway =
-        crate::demo::unthrottled_gateway(COMPARE_KEY_ID, &secret, params.idle, params.cpu)?;
+    let gateway = crate::demo::unthrottled_gateway_sqpoll(
+        COMPARE_KEY_ID,
+        &secret,
+        params.idle,
+        params.cpu,
+        params.sqpoll,
+    )?;
     let measured = measure(
         params,
-        echo_addr,
-        gateway.local_addr(),
+        Servers {
+            echo: echo_addr,
+            echo_threads: &echo_threads,
+            gateway: gateway.local_addr(),
+            haproxy: haproxy.as_ref().map(|(h, _)| (h.addr(), h.pid())),
+        },
         &secret,
-        haproxy.as_ref().map(|(h, _)| h.addr()),
     );
-    gateway.shutdown();
-    let rows = measured?;
+    let gateway_report = gateway.shutdown();
+    let (rows, syscalls_note) = measured?;
+    let reactor = gateway_report
+        .reactors
+        .first()
+        .map(|r| (r.uring.clone(), r.counters.messages_in));
     let (haproxy_path, haproxy_version) = match &haproxy {
         Some((_, path)) => (Some(path.clone()), haproxy_version(path)),
         None => (None, None),
@@ -1107,22 +1297,102 @@ fn run_here(params: &CompareParams, started: Instant) -> Result<CompareReport, S
             HaproxyBinary::At(_) => None,
         },
         elapsed: started.elapsed(),
+        sqpoll: params.sqpoll,
+        syscalls_note,
+        reactor,
     })
 }
 
-/// The rounds: (a), (b), then (c) if `haproxy_addr`, each with its warm-up.
+/// Where the rows' servers are.
+struct Servers<'a> {
+    echo: SocketAddr,
+    echo_threads: &'a EchoThreads,
+    gateway: SocketAddr,
+    /// HAProxy's address and process id.
+    haproxy: Option<(SocketAddr, u32)>,
+}
+
+/// How long to wait for the echo to name a new connection's thread.
+const ECHO_THREAD_WAIT: Duration = Duration::from_secs(2);
+
+/// The kernel thread id of the echo thread serving `peer`, or (`peer`
+/// None) of any echo thread not serving `not`.
+fn echo_thread(threads: &EchoThreads, peer: Option<SocketAddr>, not: SocketAddr) -> Option<i32> {
+    let deadline = Instant::now() + ECHO_THREAD_WAIT;
+    loop {
+        let found = threads
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .find(|(p, _)| peer.map_or(*p != not, |want| *p == want))
+            .map(|&(_, tid)| tid);
+        if found.is_some() || Instant::now() >= deadline {
+            return found;
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
+/// One row's server side: threads of this process, and a process.
+#[derive(Default)]
+struct ServerSide {
+    own_threads: Vec<i32>,
+    process: Option<u32>,
+}
+
+impl ServerSide {
+    /// CPU time so far, ns.
+    fn cpu_ns(&self) -> u64 {
+        let own: u64 = self
+            .own_threads
+            .iter()
+            .filter_map(|&t| crate::taskstat::own_thread_cpu_ns(t))
+            .sum();
+        own + self
+            .process
+            .and_then(crate::taskstat::process_cpu_ns)
+            .unwrap_or(0)
+    }
+
+    /// Voluntary context switches so far.
+    fn sleeps(&self) -> u64 {
+        let me = std::process::id();
+        let own: u64 = self
+            .own_threads
+            .iter()
+            .filter_map(|&t| crate::taskstat::thread_sleeps(me, t))
+            .sum();
+        own + self
+            .process
+            .and_then(crate::taskstat::process_sleeps)
+            .unwrap_or(0)
+    }
+
+    /// A disabled system-call counter on every thread.
+    fn counters(&self) -> io::Result<Vec<crate::taskstat::SyscallCounter>> {
+        let mut tids = self.own_threads.clone();
+        if let Some(pid) = self.process {
+            tids.extend(crate::taskstat::tasks(pid)?);
+        }
+        tids.into_iter()
+            .map(crate::taskstat::SyscallCounter::on_thread)
+            .collect()
+    }
+}
+
+/// The rounds: (a), (b), then (c) if HAProxy runs, each with its warm-up,
+/// timed; then one counted round (module docs). Returns the rows and, if
+/// the system calls could not be counted, why.
 fn measure(
     params: &CompareParams,
-    echo_addr: SocketAddr,
-    gateway_addr: SocketAddr,
+    servers: Servers<'_>,
     secret: &[u8; 32],
-    haproxy_addr: Option<SocketAddr>,
-) -> Result<Vec<Row>, String> {
+) -> Result<(Vec<Row>, Option<String>), String> {
     let frame = crate::wire::NewOrder::default().to_bytes();
-    let mut echo =
-        EchoClient::connect(echo_addr, frame.len()).map_err(|e| format!("echo: connect: {e}"))?;
-    let mut proxied = match haproxy_addr {
-        Some(addr) => Some(
+    let mut echo = EchoClient::connect(servers.echo, frame.len())
+        .map_err(|e| format!("echo: connect: {e}"))?;
+    let mut proxied = match servers.haproxy {
+        Some((addr, _)) => Some(
             EchoClient::connect(addr, frame.len()).map_err(|e| format!("haproxy: connect: {e}"))?,
         ),
         None => None,
@@ -1133,16 +1403,59 @@ fn measure(
         keepalive_ms: KEEPALIVE_MS_MAX,
         ..ConnectOptions::default()
     };
-    let mut conn = Connection::connect(gateway_addr, COMPARE_KEY_ID, *secret, &options)
+    let mut conn = Connection::connect(servers.gateway, COMPARE_KEY_ID, *secret, &options)
         .map_err(|e| format!("ordergate: logon: {e}"))?;
+
+    // Each row's server threads.
+    let echo_local = echo
+        .local_addr()
+        .map_err(|e| format!("echo: local address: {e}"))?;
+    let echo_side = ServerSide {
+        own_threads: echo_thread(servers.echo_threads, Some(echo_local), echo_local)
+            .into_iter()
+            .collect(),
+        process: None,
+    };
+    let mut gate_side = ServerSide::default();
+    for name in ["ordergate-react", "iou-sqp", "iou-wrk"] {
+        gate_side
+            .own_threads
+            .extend(crate::taskstat::own_threads_named(name));
+    }
+    let proxy_side = ServerSide {
+        own_threads: match servers.haproxy {
+            Some(_) => echo_thread(servers.echo_threads, None, echo_local)
+                .into_iter()
+                .collect(),
+            None => Vec::new(),
+        },
+        process: servers.haproxy.map(|(_, pid)| pid),
+    };
 
     let mut rows = vec![Row::new(RowKind::Echo), Row::new(RowKind::Ordergate)];
     if proxied.is_some() {
         rows.push(Row::new(RowKind::Haproxy));
     }
+    let side = |kind| match kind {
+        RowKind::Echo => &echo_side,
+        RowKind::Ordergate => &gate_side,
+        RowKind::Haproxy => &proxy_side,
+    };
     let mut round = new_histogram();
     let mut ids = CL_ORD_ID_BASE;
     let n = params.round_trips;
+    let mut run_row = |kind: RowKind, skip: usize, round: &mut Histogram<u64>| match kind {
+        RowKind::Echo => echo
+            .round_trips(&frame, skip, n, round)
+            .map_err(|e| e.to_string()),
+        RowKind::Ordergate => ordergate_round_trips_into(&mut conn, skip, n, round, &mut ids),
+        RowKind::Haproxy => match proxied.as_mut() {
+            Some(client) => client
+                .round_trips(&frame, skip, n, round)
+                .map_err(|e| e.to_string()),
+            None => Ok(()),
+        },
+    };
     for r in 0..params.rounds {
         let skip = if r == 0 {
             WARMUP_FIRST_ROUND
@@ -1151,30 +1464,62 @@ fn measure(
         };
         for row in &mut rows {
             round.reset();
-            let done = match row.kind {
-                RowKind::Echo => echo
-                    .round_trips(&frame, skip, n, &mut round)
-                    .map_err(|e| e.to_string()),
-                RowKind::Ordergate => {
-                    ordergate_round_trips_into(&mut conn, skip, n, &mut round, &mut ids)
-                }
-                RowKind::Haproxy => match proxied.as_mut() {
-                    Some(client) => client
-                        .round_trips(&frame, skip, n, &mut round)
-                        .map_err(|e| e.to_string()),
-                    None => Ok(()),
-                },
-            };
-            done.map_err(|e| format!("round {}: {}: {e}", r + 1, row.kind.name()))?;
+            let sleeps_before = side(row.kind).sleeps();
+            let cpu_before = side(row.kind).cpu_ns();
+            run_row(row.kind, skip, &mut round)
+                .map_err(|e| format!("round {}: {}: {e}", r + 1, row.kind.name()))?;
+            row.server.cpu_ns += side(row.kind).cpu_ns().saturating_sub(cpu_before);
+            row.server.sleeps += side(row.kind).sleeps().saturating_sub(sleeps_before);
+            row.server.cpu_requests += ((skip + n) as u64) * row.kind.requests_per_round_trip();
             row.rounds_p50_ns.push(round.value_at_quantile(0.5));
             row.ns
                 .add(&round)
                 .map_err(|e| format!("merging a round's histogram: {e}"))?;
         }
     }
+    // The counted round: system calls, with the counters on only here.
+    let mut note = None;
+    for row in &mut rows {
+        let counters = match side(row.kind).counters() {
+            Ok(c) if !c.is_empty() => c,
+            Ok(_) => {
+                note.get_or_insert_with(|| {
+                    format!("no server thread found for row {}", row.kind.name())
+                });
+                continue;
+            }
+            Err(e) => {
+                note.get_or_insert_with(|| {
+                    format!(
+                        "system calls not counted: perf on the raw_syscalls:sys_enter tracepoint \
+                         refused ({e}); run as root, or with kernel.perf_event_paranoid ≤ 1 and \
+                         tracefs readable"
+                    )
+                });
+                continue;
+            }
+        };
+        let mut total = Some(0u64);
+        for c in &counters {
+            if c.start().is_err() {
+                total = None;
+            }
+        }
+        round.reset();
+        let ran = run_row(row.kind, 0, &mut round);
+        for c in &counters {
+            match (c.stop(), total.as_mut()) {
+                (Ok(k), Some(t)) => *t += k,
+                _ => total = None,
+            }
+        }
+        ran.map_err(|e| format!("counted round: {}: {e}", row.kind.name()))?;
+        row.server.syscalls = total;
+        row.server.syscall_requests = n as u64 * row.kind.requests_per_round_trip();
+    }
     let _ = conn.send_logout();
     let _ = conn.recv(Duration::from_millis(200));
-    Ok(rows)
+    Ok((rows, note))
 }
 
 #[cfg(test)]

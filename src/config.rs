@@ -91,6 +91,13 @@ pub struct ReactorsSection {
     pub ring_capacity: usize,
     /// Connections one source address may hold per reactor before logon.
     pub pending_logons_per_address: usize,
+    /// Back-off's longest spin before blocking, µs (0: block after every
+    /// turn).
+    pub spin_max_us: u32,
+    /// An SQPOLL thread per reactor ring.
+    pub sqpoll: bool,
+    /// Empty: the SQPOLL threads are not pinned. Else one core per reactor.
+    pub sqpoll_cores: Vec<usize>,
 }
 
 /// `[engine]`.
@@ -213,6 +220,9 @@ impl Config {
                 recv_buffer_size: spec.recv_buffer_size,
                 ring_capacity: spec.ring_capacity,
                 pending_logons_per_address: spec.pending_logons_per_address,
+                spin_max_us: spec.spin_max.as_micros().min(u32::MAX.into()) as u32,
+                sqpoll: spec.sqpoll,
+                sqpoll_cores: spec.sqpoll_cores.clone(),
             },
             engine: EngineSection {
                 placement,
@@ -309,6 +319,9 @@ impl Config {
                     .collect(),
                 ..EngineConfig::default()
             },
+            spin_max: std::time::Duration::from_micros(r.spin_max_us.into()),
+            sqpoll: r.sqpoll,
+            sqpoll_cores: r.sqpoll_cores.clone(),
         }
     }
 
@@ -415,6 +428,44 @@ impl Config {
             1,
             PENDING_LOGONS_PER_ADDRESS_MAX as u64,
         )?;
+        in_range(
+            "reactors.spin_max_us",
+            r.spin_max_us.into(),
+            0,
+            SPIN_MAX_US_MAX.into(),
+        )?;
+        if r.sqpoll && r.sqpoll_cores.is_empty() && !r.cores.is_empty() {
+            return Err(Invalid {
+                field: "reactors.sqpoll_cores".into(),
+                message: "the reactors are pinned but their SQPOLL threads are not: each \
+                          poller would inherit its reactor's core and take turns with it; \
+                          give each a core of its own"
+                    .into(),
+            });
+        }
+        if !r.sqpoll_cores.is_empty() {
+            let problem = if !r.sqpoll {
+                Some("SQPOLL cores are given but `reactors.sqpoll` is false".to_string())
+            } else if r.sqpoll_cores.len() != r.count {
+                Some(format!(
+                    "{} cores for {} reactors; give one per reactor, or [] to leave the \
+                     SQPOLL threads unpinned",
+                    r.sqpoll_cores.len(),
+                    r.count
+                ))
+            } else {
+                r.sqpoll_cores
+                    .iter()
+                    .find(|c| r.cores.contains(c))
+                    .map(|c| format!("core {c} is also a reactor's core; the poller needs its own"))
+            };
+            if let Some(message) = problem {
+                return Err(Invalid {
+                    field: "reactors.sqpoll_cores".into(),
+                    message,
+                });
+            }
+        }
 
         let e = &self.engine;
         if let Some(core) = e.core {
@@ -548,7 +599,13 @@ impl Config {
             .cores
             .iter()
             .map(|core| ("reactors.cores", *core))
-            .chain(self.engine.core.map(|core| ("engine.core", core)));
+            .chain(self.engine.core.map(|core| ("engine.core", core)))
+            .chain(
+                self.reactors
+                    .sqpoll_cores
+                    .iter()
+                    .map(|core| ("reactors.sqpoll_cores", *core)),
+            );
         for (field, core) in pinned {
             let Some(available) = available else {
                 return Err(ConfigErrorKind::CoresUnknown { field });
@@ -1757,7 +1814,7 @@ mod tests {
                 _ => fields.push(key.clone()),
             }
         }
-        assert_eq!(fields.len(), 34);
+        assert_eq!(fields.len(), 37);
         for field in fields {
             assert!(
                 REFERENCE.contains(&format!("| `{field}` |")),

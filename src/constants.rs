@@ -557,3 +557,41 @@ const _: () = assert!(
     COLLAR_BPS_MAX <= 10_000,
     "the band is computed exactly in u64"
 );
+// ---------------------------------------------------------------------------
+// Kernel entries per request (issue 11): the back-off reactor's blocking
+// turn, its adaptive spin, and the SQPOLL option.
+
+/// Default of `reactors.spin_max_us`: the longest a back-off reactor spins
+/// after a turn before it blocks in `io_uring_enter`. Spinning only pays
+/// when the next request arrives within the spin — it then saves a sleep and
+/// a wake-up (an IPI, an idle exit and a context switch: 5–30 µs on a VM,
+/// measured as the gap between the echo's and a spinning server's round
+/// trip) at the price of a second enter per request (the receive's task
+/// work needs one of its own when the reactor is not waiting in the kernel)
+/// and of the CPU it burns. The reactor learns from its own hits and misses
+/// whether to spin at all (`spin_budget_ns`): on one CPU shared with its
+/// client a spin can never be hit, and the budget stays 0.
+pub const SPIN_MAX_US_DEFAULT: u32 = 50;
+
+/// Bound on `reactors.spin_max_us`. Beyond a millisecond, a back-off
+/// reactor is a busy-spinning one that blocks between bursts: use
+/// `idle = "busy-spin"` for that.
+pub const SPIN_MAX_US_MAX: u32 = 1_000;
+
+/// A blocking turn waits for its own sends' completions and the next
+/// request in one enter, counting on each send to complete as it is
+/// submitted. A send that finds its socket full (a slow reader) completes
+/// later, and would keep the reactor asleep while another session's
+/// request waits (until the next completion of any kind, or the timer
+/// tick). So after a send of a session completes late, that session's next
+/// sends are not counted — they cost the reactor a second enter each, not
+/// its neighbours a wait — until this many have completed at once.
+pub const SLOW_SEND_CREDIT: u8 = 64;
+
+/// Idle time after which a reactor's SQPOLL thread sleeps (and the reactor
+/// must enter the kernel to wake it: `sqpoll_wakeups`). SQPOLL is for a
+/// core given to the poller: a second keeps it polling through the lulls
+/// of a trading day's busy hours while an idle night lets the core rest.
+pub const SQPOLL_IDLE_MS: u32 = 1_000;
+
+const _: () = assert!(SPIN_MAX_US_DEFAULT <= SPIN_MAX_US_MAX);

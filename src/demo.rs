@@ -227,6 +227,22 @@ pub fn unthrottled_gateway(
     idle: IdleKind,
     cpu: Option<usize>,
 ) -> Result<Gateway, String> {
+    unthrottled_gateway_sqpoll(key_id, secret, idle, cpu, None)
+}
+
+/// [`unthrottled_gateway`], with an SQPOLL thread on the reactor's ring
+/// when `sqpoll` is given (bound to its CPU if that is given too).
+///
+/// # Errors
+///
+/// The gateway did not start (named).
+pub fn unthrottled_gateway_sqpoll(
+    key_id: u64,
+    secret: &[u8; 32],
+    idle: IdleKind,
+    cpu: Option<usize>,
+    sqpoll: Option<Option<usize>>,
+) -> Result<Gateway, String> {
     let keys = KeyTable::from_entries(vec![
         KeyEntry::new(
             key_id,
@@ -241,6 +257,8 @@ pub fn unthrottled_gateway(
     let mut spec = GatewaySpec {
         idle,
         reactor_cores: cpu.into_iter().collect(),
+        sqpoll: sqpoll.is_some(),
+        sqpoll_cores: sqpoll.flatten().into_iter().collect(),
         ..GatewaySpec::default()
     };
     spec.session.session_msgs_per_sec = MSGS_PER_SEC_MAX;

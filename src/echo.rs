@@ -14,6 +14,7 @@
 
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -43,20 +44,50 @@ const ROUND_TRIP_ID_BASE: u64 = 1 << 62;
 ///
 /// If no loopback port can be bound.
 pub fn spawn_echo_server() -> (SocketAddr, JoinHandle<()>) {
+    let (addr, handle, _) = spawn_echo_server_tracked();
+    (addr, handle)
+}
+
+/// The echo's live connection threads: each one's peer address and
+/// kernel thread id (`compare` measures what each costs).
+pub type EchoThreads = Arc<Mutex<Vec<(SocketAddr, i32)>>>;
+
+/// [`spawn_echo_server`], also telling which thread serves which peer.
+///
+/// # Panics
+///
+/// If no loopback port can be bound.
+pub fn spawn_echo_server_tracked() -> (SocketAddr, JoinHandle<()>, EchoThreads) {
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind a loopback port for the echo");
     let addr = listener.local_addr().expect("local address of the echo");
+    let threads = EchoThreads::default();
+    let registry = threads.clone();
     let handle = std::thread::Builder::new()
         .name("echo-accept".into())
         .spawn(move || {
             for stream in listener.incoming() {
                 let Ok(stream) = stream else { return };
+                let registry = registry.clone();
                 let _ = std::thread::Builder::new()
                     .name("echo".into())
-                    .spawn(move || echo(stream));
+                    .spawn(move || {
+                        let me = stream
+                            .peer_addr()
+                            .ok()
+                            .map(|peer| (peer, crate::taskstat::gettid()));
+                        let lock = || registry.lock().unwrap_or_else(|e| e.into_inner());
+                        if let Some(entry) = me {
+                            lock().push(entry);
+                        }
+                        let done = echo(stream);
+                        // Only live threads are listed.
+                        lock().retain(|e| Some(*e) != me);
+                        done
+                    });
             }
         })
         .expect("start the echo thread");
-    (addr, handle)
+    (addr, handle, threads)
 }
 
 fn echo(mut stream: TcpStream) -> io::Result<()> {
@@ -88,6 +119,15 @@ impl EchoClient {
             stream,
             back: vec![0u8; frame_len],
         })
+    }
+
+    /// This end's address (the echo thread's peer).
+    ///
+    /// # Errors
+    ///
+    /// The socket is gone.
+    pub fn local_addr(&self) -> io::Result<SocketAddr> {
+        self.stream.local_addr()
     }
 
     /// `skip` unrecorded round trips of `frame`, then `n` recorded into `h`

@@ -90,6 +90,15 @@ pub struct GatewaySpec {
     /// Connections one source address (IPv4, or IPv6 /64) may hold on one
     /// reactor before they log on; more are refused LogonReject THROTTLED.
     pub pending_logons_per_address: usize,
+    /// Back-off's longest spin before a reactor blocks (its adaptive
+    /// budget never exceeds it); zero blocks after every turn.
+    pub spin_max: std::time::Duration,
+    /// Each reactor's ring gets an SQPOLL thread: no kernel entry per
+    /// request while it polls (isolated cores; tuning/CAPACITY.md).
+    pub sqpoll: bool,
+    /// The CPU of each reactor's SQPOLL thread; empty = not pinned. Else
+    /// `len == reactors`.
+    pub sqpoll_cores: Vec<usize>,
 }
 
 impl Default for GatewaySpec {
@@ -112,6 +121,9 @@ impl Default for GatewaySpec {
             audit_rollover: true,
             stats_file: None,
             pending_logons_per_address: PENDING_LOGONS_PER_ADDRESS_DEFAULT,
+            spin_max: std::time::Duration::from_micros(SPIN_MAX_US_DEFAULT.into()),
+            sqpoll: false,
+            sqpoll_cores: Vec::new(),
         }
     }
 }
@@ -154,6 +166,32 @@ pub struct UringCounters {
     pub recv_parked_max: u64,
     /// Buffers parked beyond `RECV_PARKED_PER_CONN` for one connection.
     pub recv_parked_over_cap: u64,
+    // Kernel entries (issue 11): what the reactor costs beside its own
+    // work. One integer increment where it calls io_uring_enter.
+    /// `io_uring_enter` system calls the reactor thread made (submit,
+    /// task work, waits, SQPOLL wake-ups): the `enters` of "enters per
+    /// message".
+    pub enters: u64,
+    /// Of `enters`, the blocking turns: enters that submitted the turn's
+    /// sends and waited for the next completion.
+    pub enter_waits: u64,
+    /// Blocking waits that ended with no completion but the timer tick's:
+    /// time passing, not requests.
+    pub enter_wait_timeouts: u64,
+    /// Blocking waits that ended with only the turn's own sends'
+    /// completions (and the tick's): the next request had not come within
+    /// the tick, so the idle gap, not a request, cost this enter.
+    pub enter_wait_own: u64,
+    /// Idle periods whose work arrived while the reactor spun (the spin
+    /// saved a sleep and a wake-up).
+    pub spin_hits: u64,
+    /// Spins that ran out their budget and blocked (wasted spinning).
+    pub spin_misses: u64,
+    /// The adaptive spin budget at the last publish, ns (0: the reactor
+    /// blocks as soon as a turn finds nothing to do).
+    pub spin_budget_ns: u64,
+    /// Enters made only to wake a sleeping SQPOLL thread (0 while it polls).
+    pub sqpoll_wakeups: u64,
 }
 
 /// One reactor's figures at shutdown.
@@ -565,6 +603,22 @@ impl GatewaySpec {
                 self.audit_capacity
             ));
         }
+        if self.spin_max > std::time::Duration::from_micros(SPIN_MAX_US_MAX.into()) {
+            return Err(format!(
+                "spin max must be at most {SPIN_MAX_US_MAX} µs, not {:?}",
+                self.spin_max
+            ));
+        }
+        if !self.sqpoll_cores.is_empty()
+            && (!self.sqpoll || self.sqpoll_cores.len() != self.reactors)
+        {
+            return Err(format!(
+                "{} SQPOLL cores given for {} reactors{}",
+                self.sqpoll_cores.len(),
+                self.reactors,
+                if self.sqpoll { "" } else { " without sqpoll" }
+            ));
+        }
         Ok(())
     }
 }
@@ -728,6 +782,10 @@ impl Gateway {
                 recv_buffers: spec.recv_buffers,
                 recv_buffer_size: spec.recv_buffer_size,
                 idle: spec.idle,
+                spin_max: spec.spin_max,
+                sqpoll: spec.sqpoll.then(|| uring::SqPoll {
+                    cpu: spec.sqpoll_cores.get(i).copied(),
+                }),
                 stop: stop.clone(),
                 stats: stats_writers.get_mut(i).and_then(Option::take),
                 engine_stats: if i == 0 && spec.engine == EnginePlacement::SharedWithReactor0 {

@@ -28,5 +28,6 @@ pub mod rng;
 pub mod session;
 pub mod sync;
 pub mod sys;
+pub mod taskstat;
 pub mod telemetry;
 pub mod wire;

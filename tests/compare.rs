@@ -222,7 +222,26 @@ fn check_json(v: &serde_json::Value, rows: &[&str]) {
             assert!(row[key].as_f64().unwrap() > 0.0, "{key} in {row}");
         }
         assert_eq!(row["rounds_p50_us"].as_array().unwrap().len(), 3);
+        // The server side's cost (issue 11): CPU and wake-ups always,
+        // system calls where perf allows (root here: counted).
+        assert!(
+            row["server_cpu_us_per_request"].as_f64().unwrap() > 0.0,
+            "{row}"
+        );
+        assert!(row["server_wakeups_per_request"].is_f64(), "{row}");
+        let syscalls = &row["server_syscalls_per_request"];
+        assert!(
+            syscalls.as_f64().is_some_and(|n| n > 0.0) || !v["syscalls_note"].is_null(),
+            "{row}"
+        );
     }
+    // The reactor's own count of its kernel entries.
+    let reactor = &v["reactor"];
+    assert!(
+        reactor["messages_in"].as_u64().unwrap() >= 1200,
+        "{reactor}"
+    );
+    assert!(reactor["enters"].as_u64().unwrap() > 0, "{reactor}");
     assert!(v["added"]["ordergate"]["p50_us"].is_f64());
     assert!(v["rounds_median"]["ordergate_added_p50_us"].is_f64());
     assert_eq!(v["goals"]["ratio_p50_max"].as_f64(), Some(0.1));

@@ -152,6 +152,18 @@ impl<E: Engine> EngineAgent<E> {
         &self.engine
     }
 
+    /// Reactors whose rings this agent serves.
+    pub fn reactors(&self) -> usize {
+        self.commands.len()
+    }
+
+    /// Whether `do_work` has something left: a command waiting in a ring,
+    /// or a step stopped for event-ring room. A reactor running the agent
+    /// does not block while this holds.
+    pub fn pending(&mut self) -> bool {
+        self.blocked || self.commands.iter_mut().any(|c| !c.is_empty())
+    }
+
     /// Takes at most `RING_BATCH_MAX` commands from each reactor. Returns
     /// the number of commands handled (0 = idle).
     pub fn do_work(&mut self, now: Nanos) -> usize {

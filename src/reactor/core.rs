@@ -826,6 +826,12 @@ impl ReactorCore {
         self.with_session(id, now, |s, io| s.terminate(io, reason));
     }
 
+    /// Whether engine events wait in this reactor's event ring (a turn
+    /// drains at most a batch): the reactor does not block while they do.
+    pub fn events_pending(&mut self) -> bool {
+        !self.events.is_empty()
+    }
+
     /// Drains up to a batch of engine events into their sessions. Returns
     /// the number of events.
     pub fn poll_events(&mut self, now: Nanos) -> usize {

@@ -39,7 +39,7 @@ use std::net::SocketAddr;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::sync::atomic::{AtomicU16, Ordering};
 
-use io_uring::types::{BufRingEntry, Fd};
+use io_uring::types::{self, BufRingEntry, Fd};
 use io_uring::{IoUring, opcode, squeue};
 
 /// What a completion is for.
@@ -51,6 +51,9 @@ pub enum Op {
     Send = 3,
     Close = 4,
     Cancel = 5,
+    /// The timer tick: a multishot timeout that posts a completion every
+    /// `TIMER_TICK`, so a blocking turn needs no timer of its own.
+    Tick = 6,
 }
 
 /// Slot of operations that belong to no session.
@@ -69,9 +72,20 @@ pub fn decode_user_data(data: u64) -> Option<(Op, u16, u32)> {
         3 => Op::Send,
         4 => Op::Close,
         5 => Op::Cancel,
+        6 => Op::Tick,
         _ => return None,
     };
     Some((op, (data >> 40) as u16, (data >> 8) as u32))
+}
+
+/// Whether `entry` completes exactly once (send, close, cancel), as
+/// opposed to a multishot receive or accept, which completes per arrival.
+#[inline]
+pub fn is_oneshot(entry: &squeue::Entry) -> bool {
+    matches!(
+        decode_user_data(entry.get_user_data()),
+        Some((Op::Send | Op::Close | Op::Cancel, _, _))
+    )
 }
 
 /// Multishot accept on the listener.
@@ -99,6 +113,17 @@ pub fn send(fd: RawFd, ptr: *const u8, len: u32, slot: u16, generation: u32) -> 
         .flags(libc::MSG_NOSIGNAL)
         .build()
         .user_data(user_data(Op::Send, slot, generation))
+}
+
+/// A timeout completing every `ts`, forever (multishot, Linux 6.4): each
+/// completion is `-ETIME` with `IORING_CQE_F_MORE`. The kernel copies `ts`
+/// when it takes the entry.
+pub fn tick_multishot(ts: &types::Timespec) -> squeue::Entry {
+    opcode::Timeout::new(ts)
+        .count(0)
+        .flags(types::TimeoutFlags::MULTISHOT)
+        .build()
+        .user_data(user_data(Op::Tick, NO_SLOT, 0))
 }
 
 /// Close a connection's descriptor.
@@ -447,12 +472,49 @@ pub fn raw(listener: &std::net::TcpListener) -> RawFd {
     listener.as_raw_fd()
 }
 
-/// Builds a reactor's ring: SINGLE_ISSUER and DEFER_TASKRUN (with
-/// TASKRUN_FLAG, so a turn without pending task work needs no syscall)
-/// where the kernel has them, falling back to COOP_TASKRUN. Returns the
-/// ring and the flags it got, for the start-up report.
-pub fn build_ring(entries: u32) -> io::Result<(IoUring, &'static str)> {
+/// A reactor's SQPOLL thread (`reactors.sqpoll`): the kernel thread that
+/// takes its submissions off the ring and runs its requests' task work, so
+/// that neither a send nor a receive's completion needs the reactor to
+/// enter the kernel.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SqPoll {
+    /// The CPU the SQPOLL thread is bound to (`reactors.sqpoll_cores`);
+    /// None: wherever the scheduler puts it.
+    pub cpu: Option<usize>,
+}
+
+/// Builds a reactor's ring. Without SQPOLL: SINGLE_ISSUER and
+/// DEFER_TASKRUN (with TASKRUN_FLAG, so a turn without pending task work
+/// needs no syscall) where the kernel has them, falling back to
+/// COOP_TASKRUN. With SQPOLL: a polling kernel thread (bound to its CPU if
+/// given) idling [`SQPOLL_IDLE_MS`](crate::constants::SQPOLL_IDLE_MS)
+/// before it sleeps, SINGLE_ISSUER if the kernel has it; no fallback (the
+/// operator asked for the poller: an error says why there is none).
+/// Returns the ring and the flags it got, for the start-up report.
+pub fn build_ring(entries: u32, sqpoll: Option<SqPoll>) -> io::Result<(IoUring, &'static str)> {
     let cq = entries.saturating_mul(4);
+    if let Some(sq) = sqpoll {
+        let idle = crate::constants::SQPOLL_IDLE_MS;
+        let build = |single_issuer: bool| {
+            let mut b = IoUring::builder();
+            b.setup_sqpoll(idle).setup_cqsize(cq);
+            if let Some(cpu) = sq.cpu {
+                b.setup_sqpoll_cpu(cpu as u32);
+            }
+            if single_issuer {
+                b.setup_single_issuer();
+            }
+            b.build(entries)
+        };
+        let pinned = sq.cpu.is_some();
+        return match build(true) {
+            Ok(ring) if pinned => Ok((ring, "sqpoll(pinned)+single-issuer")),
+            Ok(ring) => Ok((ring, "sqpoll+single-issuer")),
+            Err(_) => {
+                build(false).map(|ring| (ring, if pinned { "sqpoll(pinned)" } else { "sqpoll" }))
+            }
+        };
+    }
     if let Ok(ring) = IoUring::builder()
         .setup_single_issuer()
         .setup_defer_taskrun()

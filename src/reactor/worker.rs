@@ -98,10 +98,10 @@ use hdrhistogram::Histogram;
 use io_uring::{IoUring, cqueue, types};
 
 use super::core::{Admission, ReactorCore, logon_reject_bytes};
-use super::idle::{Idle, IdleAction, IdleKind};
-use super::uring::{self, BufRing, Op};
-use crate::constants::RECV_PARKED_PER_CONN;
+use super::idle::{IdleKind, PARK_MAX, TurnIdle, Wait};
+use super::uring::{self, BufRing, Op, SqPoll};
 use crate::constants::{ACCEPT_BACKOFF_TICKS_MAX, ACCEPT_BACKOFF_TICKS_MIN};
+use crate::constants::{RECV_PARKED_PER_CONN, SLOW_SEND_CREDIT};
 use crate::engine::agent::EngineAgent;
 use crate::engine::book::MatchingEngine;
 use crate::engine::{Nanos, SessionId};
@@ -125,6 +125,12 @@ pub const STOP_HARD: Duration = Duration::from_secs(2);
 pub const LATENCY_MAX_NS: u64 = 10_000_000_000;
 /// Provided-buffer group id of every reactor (each has its own ring).
 const BGID: u16 = 0;
+/// How long a reactor whose engine runs on another thread spins after
+/// handing it a command, rather than block: the answer comes through a
+/// ring, which wakes nobody. The engine answers in well under a
+/// microsecond when it polls; this covers an engine thread that was
+/// descheduled, beyond which the reactor blocks for at most [`PARK_MAX`].
+pub const REMOTE_ANSWER_HOLD: Duration = Duration::from_micros(50);
 
 #[derive(Clone, Copy, Debug)]
 struct Conn {
@@ -199,6 +205,11 @@ pub struct ReactorArgs {
     pub recv_buffers: u16,
     pub recv_buffer_size: u32,
     pub idle: IdleKind,
+    /// The back-off reactor's longest spin before it blocks
+    /// (`reactors.spin_max_us`).
+    pub spin_max: Duration,
+    /// A polling kernel thread for this reactor's ring (`reactors.sqpoll`).
+    pub sqpoll: Option<SqPoll>,
     pub stop: Arc<AtomicBool>,
     /// This reactor's block of the stats file, if there is one.
     pub stats: Option<StatsWriter>,
@@ -235,6 +246,42 @@ struct Worker {
     clock: TurnClock,
     /// The current turn's start on `clock`'s monotonic scale.
     turn_mono: u64,
+    /// The ring has an SQPOLL thread: submissions and task work need no
+    /// enter while it polls.
+    sqpoll: bool,
+    /// Entries pushed so far, and the count at the last SQPOLL wake-up: a
+    /// poller woken for these entries is not woken again for them.
+    pushed: u64,
+    sqpoll_woken_at: u64,
+    /// The enters made so far: a send whose completion is reaped after the
+    /// turn that follows its enter did not complete as it was submitted.
+    enter_seq: u32,
+    /// Per slot: the `enter_seq` its last send was queued at, and how many
+    /// sends must still complete at once before its sends are again
+    /// counted as completing at once (`SLOW_SEND_CREDIT` after a late one).
+    send_seq: Box<[u32]>,
+    slow_sends: Box<[u8]>,
+    /// The tick timeout (multishot) is in place.
+    tick_armed: bool,
+    /// The kernel takes a multishot timeout (6.4); cleared when it refuses.
+    tick_ok: bool,
+    /// Its interval, kept for the entry's lifetime.
+    tick_ts: Box<types::Timespec>,
+    /// The last enter was a blocking wait expecting `own` completions of
+    /// its own submissions: the next reap says how it ended.
+    waited: Option<u32>,
+    /// One-shot operations (send, close, cancel: one completion each)
+    /// queued since the last enter: the completions a blocking turn expects
+    /// from its own submissions before the one it waits for.
+    oneshot: u32,
+    /// Nothing reaches this reactor that a completion does not announce:
+    /// it runs the engine, for itself alone. Otherwise another thread may
+    /// hand it commands or events with no wake-up, and a blocking turn is
+    /// capped at [`PARK_MAX`].
+    solo: bool,
+    /// Until when (monotonic ns) an answer is owed by an engine on another
+    /// thread: the reactor spins rather than blocks until then.
+    hold_until: u64,
 }
 
 /// Builds the ring and buffers (on the reactor's own thread, as
@@ -244,12 +291,18 @@ pub fn run(args: ReactorArgs, ready: impl FnOnce(Result<String, String>)) -> Opt
         if let Some(reason) = uring::disabled_reason() {
             return Err(reason);
         }
-        let (ring, mode) = uring::build_ring(args.uring_entries).map_err(|e| {
-            format!(
-                "cannot create an io_uring of {} entries: {e}",
-                args.uring_entries
-            )
-        })?;
+        let (ring, mode) =
+            uring::build_ring(args.uring_entries, args.sqpoll).map_err(|e| match args.sqpoll {
+                Some(sq) => format!(
+                    "cannot create an io_uring of {} entries with an SQPOLL thread{}: {e}",
+                    args.uring_entries,
+                    sq.cpu.map_or(String::new(), |c| format!(" on CPU {c}"))
+                ),
+                None => format!(
+                    "cannot create an io_uring of {} entries: {e}",
+                    args.uring_entries
+                ),
+            })?;
         uring::check_support(&ring)?;
         let bufs = BufRing::register(&ring, BGID, args.recv_buffers, args.recv_buffer_size)
             .map_err(|e| format!("cannot register the provided-buffer ring (Linux 5.19+): {e}"))?;
@@ -263,6 +316,8 @@ pub fn run(args: ReactorArgs, ready: impl FnOnce(Result<String, String>)) -> Opt
         }
     };
     let slots = args.core.capacity();
+    let solo = args.agent.as_ref().is_some_and(|a| a.reactors() == 1);
+    let sqpoll = ring.params().is_setup_sqpoll();
     let mut w = Worker {
         ring,
         bufs,
@@ -285,9 +340,30 @@ pub fn run(args: ReactorArgs, ready: impl FnOnce(Result<String, String>)) -> Opt
         duty: DutyMeter::new(wall_ns()),
         clock: TurnClock::new(),
         turn_mono: 0,
+        sqpoll,
+        pushed: 0,
+        sqpoll_woken_at: 0,
+        enter_seq: 0,
+        send_seq: vec![0; slots].into_boxed_slice(),
+        slow_sends: vec![0; slots].into_boxed_slice(),
+        tick_armed: false,
+        // With SQPOLL the timeout would be the poller's to run; the tick
+        // is for blocking waits, which a polling reactor rarely makes.
+        tick_ok: !sqpoll,
+        // Solo, the tick only runs the timers; otherwise it also bounds
+        // how late a blocked reactor sees what another thread handed it.
+        tick_ts: Box::new(types::Timespec::from(if solo {
+            TIMER_TICK
+        } else {
+            PARK_MAX
+        })),
+        waited: None,
+        oneshot: 0,
+        solo,
+        hold_until: 0,
     };
     ready(Ok(mode.to_string()));
-    w.run(args.idle, &args.stop);
+    w.run(TurnIdle::new(args.idle, args.spin_max), &args.stop);
     if let Some(stats) = &mut w.stats {
         stats.refresh_latency();
     }
@@ -348,23 +424,20 @@ pub fn wall_ns() -> Nanos {
 }
 
 impl Worker {
-    fn run(&mut self, idle: IdleKind, stop: &AtomicBool) {
-        let mut idle = Idle::new(idle);
+    fn run(&mut self, mut idle: TurnIdle, stop: &AtomicBool) {
         let tick_ns = TIMER_TICK.as_nanos() as u64;
         let mut last_tick = self.clock.mono();
         let mut stop_at: Option<u64> = None;
-        // The previous turn: its start, whether it found work, and whether
-        // its idle action waited (then its length is not a turn's work).
-        let mut prev: Option<(u64, bool, bool)> = None;
+        // The previous turn, if it did not block: its start and whether it
+        // found work (its length runs to this turn's start, its submit
+        // included). A blocking turn is measured before it enters.
+        let mut prev: Option<(u64, bool)> = None;
         loop {
             let mono = self.clock.mono();
             self.turn_mono = mono;
             let now = self.clock.wall(mono);
-            if let Some((start, busy, waited)) = prev {
-                let turn_ns = if waited { 0 } else { mono - start };
-                self.uring.turns += 1;
-                self.uring.turn_ns_max = self.uring.turn_ns_max.max(turn_ns);
-                self.duty.turn(turn_ns, busy);
+            if let Some((start, busy)) = prev.take() {
+                self.record_turn(mono - start, busy);
             }
             // A reload or revocation takes effect here, between two turns:
             // one atomic load when nothing changed.
@@ -378,15 +451,25 @@ impl Worker {
                 self.push(&e);
                 self.accept_armed = true;
             }
+            if !self.stopping && self.tick_ok && !self.tick_armed {
+                let e = uring::tick_multishot(&self.tick_ts);
+                self.push(&e);
+                self.tick_armed = true;
+            }
 
+            let commands_before = self.core.counters.commands_out;
             let mut work = self.reap(now);
             if let Some(agent) = &mut self.agent {
                 work += agent.do_work(now);
             }
             work += self.core.poll_events(now);
-            if mono - last_tick >= tick_ns {
+            let ticked = mono - last_tick >= tick_ns;
+            if ticked {
                 last_tick = mono;
                 self.clock.resync();
+                self.uring.spin_hits = idle.hits;
+                self.uring.spin_misses = idle.misses;
+                self.uring.spin_budget_ns = idle.budget_ns();
                 self.tick(now);
             }
             self.flush(now);
@@ -404,10 +487,32 @@ impl Worker {
                 }
             }
 
-            let action = idle.next(work);
-            prev = Some((mono, work > 0, action != IdleAction::Spin));
-            self.enter(action);
+            // A command handed to an engine on another thread is answered
+            // through a ring that wakes nobody: spin for the answer.
+            if !self.solo && self.core.counters.commands_out != commands_before {
+                self.hold_until = mono + REMOTE_ANSWER_HOLD.as_nanos() as u64;
+            }
+            let mut wait = idle.next(work, mono, mono < self.hold_until);
+            if wait == Wait::Block && self.more_pending() {
+                wait = Wait::Spin;
+            }
+            if wait == Wait::Block {
+                // Its length ends here, not when the wait ends: one clock
+                // read, only for a turn that did something.
+                let turn_ns = if work > 0 || ticked {
+                    self.clock.mono() - mono
+                } else {
+                    0
+                };
+                self.record_turn(turn_ns, work > 0);
+            } else {
+                prev = Some((mono, work > 0));
+            }
+            self.enter(wait, mono, last_tick + tick_ns);
         }
+        self.uring.spin_hits = idle.hits;
+        self.uring.spin_misses = idle.misses;
+        self.uring.spin_budget_ns = idle.budget_ns();
         // Let the engine finish what the last sessions asked (their
         // cancel-on-disconnect) while this thread still runs it.
         if let Some(agent) = &mut self.agent {
@@ -420,42 +525,109 @@ impl Worker {
         }
     }
 
-    /// Submits what is queued and waits as the idle strategy says. Enters
-    /// the kernel only when there is something to submit, task work to run,
-    /// overflowed completions to flush, or a park.
-    fn enter(&mut self, action: IdleAction) {
-        let needed = {
-            let sq = self.ring.submission();
-            !sq.is_empty() || sq.taskrun() || sq.cq_overflow()
-        };
-        match action {
-            IdleAction::Spin => {
-                if needed {
-                    let _ = self.ring.submit_and_wait(0);
-                } else {
-                    std::hint::spin_loop();
-                }
-            }
-            IdleAction::Yield => {
-                if needed {
-                    let _ = self.ring.submit_and_wait(0);
-                }
-                std::thread::yield_now();
-            }
-            IdleAction::Park(d) => {
-                let ts = types::Timespec::from(d);
-                let args = types::SubmitArgs::new().timespec(&ts);
-                // ETIME when the park ends without a completion: expected.
-                let _ = self.ring.submitter().submit_with_args(1, &args);
-            }
+    fn record_turn(&mut self, turn_ns: u64, busy: bool) {
+        self.uring.turns += 1;
+        self.uring.turn_ns_max = self.uring.turn_ns_max.max(turn_ns);
+        self.duty.turn(turn_ns, busy);
+    }
+
+    /// Work a blocking turn would leave behind: completions beyond the
+    /// turn's batch, commands or events beyond the rings' batches.
+    fn more_pending(&mut self) -> bool {
+        !self.ring.completion().is_empty()
+            || self.agent.as_mut().is_some_and(|a| a.pending())
+            || self.core.events_pending()
+    }
+
+    /// Ends a turn (`mono`: its start; `tick_at`: the next timer tick).
+    ///
+    /// - [`Wait::Spin`]: enters the kernel only when there is something to
+    ///   submit, task work to run (a receive's bytes arrived) or
+    ///   overflowed completions to flush; with SQPOLL only to wake a
+    ///   sleeping poller or flush an overflow.
+    /// - [`Wait::Block`]: the blocking turn. One enter submits the turn's
+    ///   sends and sleeps until the next completion — the next request's
+    ///   bytes, whose task work the same enter runs — or the tick's. It
+    ///   waits for `1 + oneshot` completions, so that its own sends'
+    ///   completions (posted as it submits them) do not end it; sends of
+    ///   a slot whose last send completed late (a full socket: a slow
+    ///   reader) are not counted, so that such a send cannot keep the
+    ///   reactor asleep while another session's request waits. No timer is
+    ///   armed per wait: the multishot tick's completion ends it at the
+    ///   latest (a timer armed and cancelled around every sleep cost ~10 µs
+    ///   of CPU per request on a VM, measured with `ordergate compare`);
+    ///   only a kernel without multishot timeouts (< 6.4) gets a timeout.
+    fn enter(&mut self, wait: Wait, mono: u64, tick_at: u64) {
+        let oneshot = std::mem::take(&mut self.oneshot);
+        let mut timeout = tick_at.saturating_sub(mono);
+        if !self.solo {
+            timeout = timeout.min(PARK_MAX.as_nanos() as u64);
         }
+        if wait == Wait::Spin || (!self.tick_armed && timeout == 0) {
+            let (needed, wake) = {
+                let sq = self.ring.submission();
+                if self.sqpoll {
+                    let wake =
+                        !sq.is_empty() && self.pushed != self.sqpoll_woken_at && sq.need_wakeup();
+                    (wake || sq.cq_overflow(), wake)
+                } else {
+                    (!sq.is_empty() || sq.taskrun() || sq.cq_overflow(), false)
+                }
+            };
+            if needed {
+                self.uring.enters += 1;
+                self.enter_seq = self.enter_seq.wrapping_add(1);
+                if wake {
+                    self.uring.sqpoll_wakeups += 1;
+                    self.sqpoll_woken_at = self.pushed;
+                }
+                let _ = self.ring.submit_and_wait(0);
+            } else {
+                std::hint::spin_loop();
+            }
+            return;
+        }
+        // With SQPOLL the poller submits on its own time: count no
+        // completions in advance.
+        let own = if self.sqpoll { 0 } else { oneshot };
+        if self.sqpoll && self.ring.submission().need_wakeup() {
+            self.uring.sqpoll_wakeups += 1;
+        }
+        self.uring.enters += 1;
+        self.uring.enter_waits += 1;
+        self.enter_seq = self.enter_seq.wrapping_add(1);
+        self.waited = Some(own);
+        let want = 1 + own as usize;
+        if self.tick_armed {
+            let _ = self.ring.submit_and_wait(want);
+            return;
+        }
+        let ts = types::Timespec::from(Duration::from_nanos(timeout));
+        let args = types::SubmitArgs::new().timespec(&ts);
+        // ETIME when the timeout comes first: expected.
+        let _ = self.ring.submitter().submit_with_args(want, &args);
     }
 
     fn push(&mut self, entry: &io_uring::squeue::Entry) {
+        self.pushed += 1;
+        if uring::is_oneshot(entry) {
+            let counted = match uring::decode_user_data(entry.get_user_data()) {
+                Some((Op::Send, slot, _)) => match self.send_seq.get_mut(slot as usize) {
+                    Some(seq) => {
+                        *seq = self.enter_seq;
+                        self.slow_sends[slot as usize] == 0
+                    }
+                    None => true,
+                },
+                _ => true,
+            };
+            self.oneshot += u32::from(counted);
+        }
         match uring::push(&mut self.ring, entry) {
             Ok(flushed) => {
                 if flushed {
                     self.uring.sq_full += 1;
+                    self.uring.enters += u64::from(!self.sqpoll);
                 }
                 self.ops_outstanding += 1;
             }
@@ -463,13 +635,15 @@ impl Worker {
         }
     }
 
-    /// Handles up to CQE_BATCH completions. Returns how many.
+    /// Handles up to CQE_BATCH completions. Returns how many, the timer
+    /// tick's not counted (it is time passing, not work).
     fn reap(&mut self, now: Nanos) -> usize {
         let mut n = 0;
         for cqe in self.ring.completion().take(CQE_BATCH) {
             self.cqes[n] = (cqe.user_data(), cqe.result(), cqe.flags());
             n += 1;
         }
+        let mut ticks = 0;
         for i in 0..n {
             let (data, res, flags) = self.cqes[i];
             let Some((op, slot, generation)) = uring::decode_user_data(data) else {
@@ -481,12 +655,46 @@ impl Worker {
             match op {
                 Op::Accept => self.on_accept(now, res, flags),
                 Op::Recv => self.on_recv(now, slot, generation, res, flags),
-                Op::Send => self.on_send(now, slot, generation, res),
+                Op::Send => {
+                    // Reaped after the turn that follows its enter: it
+                    // waited for room in the socket.
+                    if let Some(seq) = self.send_seq.get(slot as usize) {
+                        let late = self.enter_seq.wrapping_sub(*seq) > 1;
+                        let credit = &mut self.slow_sends[slot as usize];
+                        *credit = if late {
+                            SLOW_SEND_CREDIT
+                        } else {
+                            credit.saturating_sub(1)
+                        };
+                    }
+                    self.on_send(now, slot, generation, res)
+                }
                 Op::Close => self.on_close(now, slot, generation),
                 Op::Cancel => {}
+                Op::Tick => {
+                    ticks += 1;
+                    if !cqueue::more(flags) {
+                        self.tick_armed = false;
+                        // -ETIME is a tick; anything else (EINVAL: a
+                        // kernel without multishot timeouts) ends them.
+                        if res != -libc::ETIME && res != -libc::ECANCELED {
+                            self.tick_ok = false;
+                        }
+                    }
+                }
             }
         }
-        n
+        let work = n - ticks;
+        // How the last blocking wait ended: nothing but time (the tick or
+        // its timeout), or only its own sends' completions.
+        if let Some(own) = self.waited.take() {
+            if work == 0 {
+                self.uring.enter_wait_timeouts += 1;
+            } else if work <= own as usize {
+                self.uring.enter_wait_own += 1;
+            }
+        }
+        work
     }
 
     fn conn(&mut self, slot: u16, generation: u32) -> Option<&mut Conn> {
@@ -906,6 +1114,10 @@ impl Worker {
         }
         while let Some(fd) = self.core.drain_waiting() {
             uring::reply_and_close(fd, &[]);
+        }
+        if self.tick_armed {
+            let e = uring::cancel(uring::user_data(Op::Tick, uring::NO_SLOT, 0));
+            self.push(&e);
         }
         let ids: Vec<SessionId> = self.core.live_ids().collect();
         for id in ids {

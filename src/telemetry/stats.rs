@@ -454,6 +454,14 @@ fn visit_reactor(sink: &mut impl Sink, s: &ReactorSample<'_>) {
         recv_parked,
         recv_parked_max,
         recv_parked_over_cap,
+        enters,
+        enter_waits,
+        enter_wait_timeouts,
+        enter_wait_own,
+        spin_hits,
+        spin_misses,
+        spin_budget_ns,
+        sqpoll_wakeups,
     } = s.uring;
     #[rustfmt::skip]
     let uring = [
@@ -475,6 +483,14 @@ fn visit_reactor(sink: &mut impl Sink, s: &ReactorSample<'_>) {
         (42, Counter, *recv_parked, "recv_parked", "Receive buffers held for a paused connection instead of recycled."),
         (43, Gauge, *recv_parked_max, "recv_parked_max", "Most receive buffers one connection held parked at once, since start."),
         (44, Counter, *recv_parked_over_cap, "recv_parked_over_cap", "Buffers parked beyond RECV_PARKED_PER_CONN for one connection."),
+        (420, Counter, *enters, "enters", "io_uring_enter system calls the reactor thread made."),
+        (421, Counter, *enter_waits, "enter_waits", "Blocking turns: enters that submitted the turn's sends and waited for the next completion."),
+        (422, Counter, *enter_wait_timeouts, "enter_wait_timeouts", "Blocking waits that ended with no completion but the timer tick's."),
+        (423, Counter, *enter_wait_own, "enter_wait_own", "Blocking waits that ended with only the turn's own sends' completions and the tick's."),
+        (424, Counter, *spin_hits, "spin_hits", "Idle periods whose work arrived while the reactor spun."),
+        (425, Counter, *spin_misses, "spin_misses", "Spins that ran out their budget and blocked."),
+        (426, Gauge, *spin_budget_ns, "spin_budget_ns", "The adaptive spin budget before blocking, ns."),
+        (427, Counter, *sqpoll_wakeups, "sqpoll_wakeups", "Enters made only to wake a sleeping SQPOLL thread."),
     ];
     for (id, kind, value, family, help) in uring {
         sink.put(info(id, kind, family, "", help), value);
