@@ -25,7 +25,16 @@
 //! a replace). A gateway that stalls therefore shows its stall in every
 //! request that should have been sent during it, not only in the one that
 //! was waiting (Gil Tene's coordinated omission). Requests intended during
-//! the warm-up are sent but neither counted nor recorded.
+//! the warm-up are sent but neither counted nor recorded. An operation that
+//! falls due while every order slot of its session waits on the gateway is
+//! not skipped: it is *deferred*, sent once a reply frees a slot, its
+//! latency still from its intended time. Operations due after their session
+//! ended are counted apart (`unsent_ended`), never as "behind schedule".
+//!
+//! **Honest reports.** [`LoadReport::problems`] lists what makes a run's
+//! figures something other than the gateway's answer to the load (rejects,
+//! sessions ended or failed, replies lost); a run with any says `NOT A
+//! CLEAN RUN` first, and `ordergate load` exits 3.
 //!
 //! **Closed loop.** Each session has one request outstanding: it sends the
 //! next as soon as the previous got its first reply, and the latency is
