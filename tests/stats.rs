@@ -252,14 +252,16 @@ fn the_file_the_stat_tool_and_prometheus_show_the_exact_counts() {
         "# TYPE ordergate_sessions_live gauge".to_owned(),
         "ordergate_sessions_live{reactor=\"0\"} 2".to_owned(),
         format!("ordergate_engine_commands_total {commands}"),
-        "# TYPE ordergate_recv_to_ring_ns gauge".to_owned(),
+        "# TYPE ordergate_recv_to_ring_seconds summary".to_owned(),
+        format!("ordergate_recv_to_ring_seconds_count{{reactor=\"0\"}} {commands}"),
     ] {
         assert!(
             body.lines().any(|l| l == line),
             "no line {line:?} in:\n{body}"
         );
     }
-    assert!(body.contains("ordergate_recv_to_ring_ns{reactor=\"0\",quantile=\"0.99\"} "));
+    assert!(body.contains("ordergate_recv_to_ring_seconds{reactor=\"0\",quantile=\"0.99\"} "));
+    assert!(body.contains("ordergate_recv_to_ring_seconds_sum{reactor=\"0\"} "));
     assert!(body.contains("# HELP ordergate_messages_in_total Well-formed"));
     assert!(
         body.lines()

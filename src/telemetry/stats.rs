@@ -204,11 +204,15 @@ pub struct LatencySummary {
     pub p99_ns: u64,
     pub p999_ns: u64,
     pub max_ns: u64,
+    /// The messages' latencies added up, as the histogram holds them (each
+    /// at its bucket's middle value: within 0.1%): with `count`, the
+    /// `_sum` and `_count` of the Prometheus summary.
+    pub sum_ns: u64,
 }
 
 impl LatencySummary {
-    /// Three walks of the histogram's buckets, each up to its percentile;
-    /// allocates nothing. `value_at_quantile` sums the buckets in chunks
+    /// Three walks of the histogram's buckets, each up to its percentile,
+    /// and one over all of them for the sum; allocates nothing. `value_at_quantile` sums the buckets in chunks
     /// the compiler vectorizes, which makes three of them cheaper than the
     /// one-pass `value_at_quantiles` (7 µs against 11 µs over a spread to
     /// 2 ms: `cargo bench --bench stats`).
@@ -222,6 +226,14 @@ impl LatencySummary {
             p99_ns: h.value_at_quantile(0.99),
             p999_ns: h.value_at_quantile(0.999),
             max_ns: h.max(),
+            sum_ns: h
+                .iter_recorded()
+                .map(|v| {
+                    u128::from(h.median_equivalent(v.value_iterated_to()))
+                        * u128::from(v.count_at_value())
+                })
+                .sum::<u128>()
+                .min(u128::from(u64::MAX)) as u64,
         }
     }
 }
@@ -509,6 +521,7 @@ fn visit_reactor(sink: &mut impl Sink, s: &ReactorSample<'_>) {
         (512, Gauge, l.p99_ns, "recv_to_ring_ns", "p99", "Receive completion to command on the ring since start, ns, by percentile."),
         (513, Gauge, l.p999_ns, "recv_to_ring_ns", "p999", "Receive completion to command on the ring since start, ns, by percentile."),
         (514, Gauge, l.max_ns, "recv_to_ring_ns_max", "", "Longest receive completion to command on the ring since start, ns."),
+        (515, Counter, l.sum_ns, "recv_to_ring_ns_sum", "", "Receive completion to command on the ring, every measured message added up, ns."),
     ];
     for (id, kind, value, family, detail, help) in gauges {
         sink.put(info(id, kind, family, detail, help), value);
