@@ -72,6 +72,10 @@ pub struct Config {
     /// Whether a full journal segment rolls over to the next file (else the
     /// journal fails closed when full).
     pub audit_rollover: bool,
+    /// The anchor key the journal's checkpoints are made with (64 hex
+    /// digits, mode 0600); `None`: no checkpoints. Relative paths as
+    /// `keys`.
+    pub audit_anchor_key_file: Option<PathBuf>,
 }
 
 /// `[reactors]`.
@@ -213,6 +217,7 @@ impl Config {
             },
             audit_capacity: spec.audit_capacity,
             audit_rollover: spec.audit_rollover,
+            audit_anchor_key_file: spec.audit_anchor_key_file.clone(),
         }
     }
 
@@ -256,6 +261,7 @@ impl Config {
             audit_rollover: self.audit_rollover,
             stats_file: Some(self.stats_file_path()),
             pending_logons_per_address: r.pending_logons_per_address,
+            audit_anchor_key_file: self.audit_anchor_key_file.clone(),
             engine_config: EngineConfig {
                 instruments: e.instruments,
                 orders_max: e.orders_max,
@@ -301,6 +307,18 @@ impl Config {
             if path.as_ref().is_some_and(|p| p.as_os_str().is_empty()) {
                 return Err(EmptyPath { field, default });
             }
+        }
+        if self
+            .audit_anchor_key_file
+            .as_ref()
+            .is_some_and(|p| p.as_os_str().is_empty())
+        {
+            return Err(Invalid {
+                field: "audit_anchor_key_file".into(),
+                message: "an empty path; give the anchor key file, or leave it out for a journal \
+                          without checkpoints"
+                    .into(),
+            });
         }
         in_range(
             "audit_capacity",
@@ -593,6 +611,7 @@ pub fn load(path: &Path) -> Result<Config, ConfigError> {
             &mut config.keys,
             &mut config.audit_journal,
             &mut config.stats_file,
+            &mut config.audit_anchor_key_file,
         ]
         .into_iter()
         .flatten()
@@ -1576,9 +1595,15 @@ mod tests {
     #[test]
     fn the_reference_documents_every_field() {
         let example: toml::Table = toml::from_str(EXAMPLE).unwrap();
-        let mut fields: Vec<String> = ["keys", "audit_journal", "stats_file", "engine.core"]
-            .map(str::to_owned)
-            .into();
+        let mut fields: Vec<String> = [
+            "keys",
+            "audit_journal",
+            "stats_file",
+            "engine.core",
+            "audit_anchor_key_file",
+        ]
+        .map(str::to_owned)
+        .into();
         for (key, value) in &example {
             match value {
                 toml::Value::Table(section) => {
@@ -1587,7 +1612,7 @@ mod tests {
                 _ => fields.push(key.clone()),
             }
         }
-        assert_eq!(fields.len(), 31);
+        assert_eq!(fields.len(), 32);
         for field in fields {
             assert!(
                 REFERENCE.contains(&format!("| `{field}` |")),

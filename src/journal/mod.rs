@@ -270,26 +270,30 @@
 //! [`JOURNAL_HIGH_WATER_PERCENT`]: crate::constants::JOURNAL_HIGH_WATER_PERCENT
 
 pub mod aggregate;
+pub mod anchor;
 mod appender;
 mod cli;
 pub mod event;
+pub mod floors;
 pub mod format;
 mod scan;
 pub mod storage;
 mod verify;
 mod writer;
 
+pub use anchor::AnchorKey;
 pub use appender::{Journal, JournalError, wall_ns};
 pub use cli::{USAGE, audit_main};
-pub use event::{ADDR_NONE, AuditEvent, AuditKind, OpenKind, from_ip, to_ip};
+pub use event::{ADDR_NONE, AuditEvent, AuditKind, CheckpointKind, OpenKind, from_ip, to_ip};
+pub use floors::{LogonFloors, read_logon_floors};
 pub use format::{Extra, HEADER_INDEX, Hash, hex, parse_hash};
 pub use storage::{
     FileSegments, MemSegments, MemStorage, MmapStorage, SegmentFactory, Storage, latest_segment,
     segment_path,
 };
 pub use verify::{
-    VerifyError, VerifyOptions, VerifyReport, rfc3339, show, show_image, verify, verify_image,
-    verify_images, verify_with,
+    AnchorReport, Anchoring, VerifyError, VerifyOptions, VerifyReport, rfc3339, show, show_image,
+    verify, verify_anchored, verify_image, verify_images, verify_images_anchored, verify_with,
 };
 pub use writer::{
     AuditSink, FailReason, FlushPolicy, JournalFigures, JournalHealth, JournalStats, JournalWriter,

@@ -356,6 +356,7 @@ fn visit_reactor(sink: &mut impl Sink, s: &ReactorSample<'_>) {
         admin_peers_refused,
         admin_requests_refused,
         admin_probes,
+        logons_stale,
     } = s.counters;
     #[rustfmt::skip]
     let scalars = [
@@ -390,6 +391,7 @@ fn visit_reactor(sink: &mut impl Sink, s: &ReactorSample<'_>) {
         (50, *admin_peers_refused, "admin_peers_refused", "Admin connections refused: the peer's uid is neither the gateway's nor root (reactor 0 only)."),
         (51, *admin_requests_refused, "admin_requests_refused", "Admin requests answered error: unknown key, already revoked, bad request (reactor 0 only)."),
         (52, *admin_probes, "admin_probes", "Admin connections closed without a request: another serve checking this one is alive (reactor 0 only)."),
+        (72, *logons_stale, "logons_stale", "Logons refused STALE_LOGON: request time not later than the key's replay floor (its last logon before a restart, from the audit journal)."),
     ];
     for (id, value, family, help) in scalars {
         sink.put(info(id, Counter, family, "", help), value);
@@ -510,6 +512,7 @@ fn visit_reactor(sink: &mut impl Sink, s: &ReactorSample<'_>) {
         preauth_unjournaled,
         lost,
         failed,
+        checkpoints,
     } = *journal;
     #[rustfmt::skip]
     let journal = [
@@ -526,6 +529,7 @@ fn visit_reactor(sink: &mut impl Sink, s: &ReactorSample<'_>) {
         (610, Counter, preauth_unjournaled, "journal_preauth_unjournaled", "Pre-auth events not journaled: rollover off and the segment past its high-water mark."),
         (611, Counter, lost, "journal_lost_events", "Audit events not journaled because the journal had failed."),
         (612, Gauge, failed, "journal_failed", "0 while the audit journal takes records, else why not: 1 full, 2 write error, 3 flush error, 4 rollover failed."),
+        (613, Counter, checkpoints, "journal_checkpoints", "Audit journal checkpoints written under the anchor key (0 without audit_anchor_key_file)."),
     ];
     for (id, kind, value, family, help) in journal {
         sink.put(info(id, kind, family, "", help), value);
