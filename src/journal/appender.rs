@@ -360,7 +360,10 @@ impl Journal {
     /// Appends `event` as record [`records()`](Self::records) and returns
     /// its (global) index. Visible to readers at once; durable after the
     /// next [`flush`](Self::flush). A full segment rolls over first if
-    /// rollover is on ([`JournalError::Full`] otherwise).
+    /// rollover is on ([`JournalError::Full`] otherwise). With an anchor
+    /// key a checkpoint goes first when the segment's last slot is next or
+    /// the records since the last checkpoint reached the interval, so the
+    /// index returned may be past the one `records()` said.
     ///
     /// Store order: the record's bytes `[0, RECORD_COMMIT_OFFSET)` first,
     /// then a Release fence, then the commit field. A reader or write-back
@@ -808,6 +811,102 @@ mod tests {
         assert!(matches!(
             j.append(&AuditEvent::reload(1, 1)),
             Err(JournalError::Broken)
+        ));
+    }
+
+    fn anchored(s: &MemStorage, capacity: u64) -> Journal {
+        Journal::open_in(Box::new(s.clone()), capacity, 1)
+            .unwrap()
+            .with_anchor(AnchorKey::from_bytes([5; 32]), 4)
+            .unwrap()
+    }
+
+    fn kinds(j_image: &[u8]) -> Vec<u8> {
+        use crate::journal::format::{Slot, decode_slot};
+        let mut out = Vec::new();
+        for slot in 0.. {
+            let at = record_offset(slot) as usize;
+            if at + RECORD_SIZE > j_image.len() {
+                break;
+            }
+            match decode_slot(j_image[at..at + RECORD_SIZE].try_into().unwrap()) {
+                Slot::Committed(r) => out.push(r.kind_code),
+                _ => break,
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn an_anchored_journal_checkpoints_before_the_stretch_grows_too_long() {
+        let s = mem(16);
+        let mut j = anchored(&s, 16);
+        for i in 0..9 {
+            j.append(&AuditEvent::reload(i, 1)).unwrap();
+        }
+        // 4 records, a checkpoint, 4 more, a checkpoint, the 9th.
+        assert_eq!(kinds(&s.live_image()), [6, 6, 6, 6, 15, 6, 6, 6, 6, 15, 6]);
+        assert_eq!((j.checkpoints(), j.since_checkpoint()), (2, 1));
+        // A periodic checkpoint only if records followed the last.
+        j.checkpoint(CheckpointKind::Periodic, 20).unwrap();
+        j.checkpoint(CheckpointKind::Periodic, 21).unwrap();
+        assert_eq!(j.checkpoints(), 3);
+        j.checkpoint(CheckpointKind::Close, 22).unwrap();
+        assert_eq!((j.checkpoints(), j.records()), (4, 13));
+        // Reopened (as after a crash, 2 records after the last checkpoint),
+        // the count resumes from the file.
+        j.append(&AuditEvent::reload(30, 1)).unwrap();
+        j.append(&AuditEvent::reload(31, 1)).unwrap();
+        drop(j);
+        let again = anchored(&s, 16);
+        assert_eq!(again.since_checkpoint(), 2);
+        assert_eq!(again.ended_closed(), (false, true));
+    }
+
+    #[test]
+    fn every_full_segment_ends_with_a_checkpoint_and_a_close_starts_the_next() {
+        use crate::journal::storage::MemSegments;
+        let segments = MemSegments::new();
+        let first = mem(3);
+        let mut j = anchored(&first, 3)
+            .with_rollover(Box::new(segments.clone()), 3)
+            .unwrap();
+        for i in 0..4 {
+            j.append(&AuditEvent::reload(i, 1)).unwrap();
+        }
+        // Each segment's last slot took a checkpoint before the rollover.
+        assert_eq!(kinds(&first.live_image()), [6, 6, 15]);
+        let created = segments.created();
+        assert_eq!(kinds(&created[0].live_image()), [14, 6, 15]);
+        assert_eq!(kinds(&created[1].live_image()), [14, 6]);
+        j.checkpoint(CheckpointKind::Close, 9).unwrap();
+        assert_eq!(kinds(&created[1].live_image()), [14, 6, 15]);
+
+        // A segment full when opened (written without the key): the
+        // closing checkpoint starts the next one.
+        let full = mem(3);
+        let mut plain = Journal::open_in(Box::new(full.clone()), 3, 1).unwrap();
+        for i in 0..3 {
+            plain.append(&AuditEvent::reload(i, 1)).unwrap();
+        }
+        drop(plain);
+        let segments = MemSegments::new();
+        let mut j = anchored(&full, 3)
+            .with_rollover(Box::new(segments.clone()), 3)
+            .unwrap();
+        assert_eq!(j.ended_closed(), (false, false));
+        j.checkpoint(CheckpointKind::Close, 9).unwrap();
+        assert_eq!(kinds(&segments.created()[0].live_image()), [14, 15]);
+        // Without rollover a full journal takes no closing checkpoint.
+        let mut j = anchored(&full, 3);
+        j.checkpoint(CheckpointKind::Close, 9).unwrap();
+        assert_eq!(kinds(&full.live_image()), [6, 6, 6]);
+        // An anchored segment needs three slots.
+        assert!(matches!(
+            Journal::open_in(Box::new(mem(2)), 2, 1)
+                .unwrap()
+                .with_anchor(AnchorKey::from_bytes([5; 32]), 4),
+            Err(JournalError::BadCapacity { capacity: 2 })
         ));
     }
 }

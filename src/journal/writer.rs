@@ -332,8 +332,12 @@ impl JournalWriter {
     /// folds pre-auth events into aggregates (with `config.aggregate`) and
     /// appends everything else, and flushes per `config.flush`; it sleeps
     /// `IDLE_SLEEP_NS` when a turn finds nothing. Aggregates are written
-    /// every `JOURNAL_AGGREGATE_WINDOW_NS`. On `stop` it drains what is
-    /// left, writes the aggregates, flushes, and returns its stats. Set
+    /// every `JOURNAL_AGGREGATE_WINDOW_NS`. With an anchor key
+    /// ([`Journal::with_anchor`]) it writes a checkpoint a second after the
+    /// last one if records followed (the journal writes the others itself).
+    /// On `stop` it drains what is left, writes the aggregates, then the
+    /// closing checkpoint (with an anchor key), flushes, and returns its
+    /// stats. Set
     /// `stop` only after the producers have stopped pushing, or their last
     /// events may be left in the rings.
     ///
