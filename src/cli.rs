@@ -109,9 +109,9 @@ pub enum Command {
         #[command(subcommand)]
         action: KeysAction,
     },
-    /// Check or print an audit journal: `audit verify FILE [--expect-records N] [--expect-last HASH]`, `audit show FILE [--json]`
+    /// Check or print an audit journal: `audit verify FILE [--expect-records N] [--expect-last HASH] [--anchor-key KEYFILE [--expect-closed]]`, `audit show FILE [--json]`
     Audit {
-        /// verify FILE [--expect-records N] [--expect-last HASH] | show FILE [--json]
+        /// verify FILE [--expect-records N] [--expect-last HASH] [--anchor-key KEYFILE [--expect-closed]] | show FILE [--json]
         #[arg(trailing_var_arg = true, allow_hyphen_values = true, num_args = 1..)]
         args: Vec<String>,
     },

@@ -1539,6 +1539,24 @@ mod tests {
     }
 
     #[test]
+    fn the_anchor_key_file_is_resolved_like_keys_and_never_empty() {
+        let dir = TempDir::new("anchor");
+        let path = dir.0.join("gw.toml");
+        std::fs::write(&path, "audit_anchor_key_file = \"anchor.key\"\n").unwrap();
+        let config = load(&path).unwrap();
+        assert_eq!(
+            config.to_spec().audit_anchor_key_file,
+            Some(dir.0.join("anchor.key"))
+        );
+        assert_eq!(Config::default().audit_anchor_key_file, None);
+        let e = refused("audit_anchor_key_file = \"\"\n");
+        assert!(
+            matches!(e.kind(), Invalid { field, .. } if field == "audit_anchor_key_file"),
+            "{e:?}"
+        );
+    }
+
+    #[test]
     fn load_resolves_paths_against_the_config_directory() {
         let dir = TempDir::new("keys");
         let path = dir.0.join("gw.toml");
