@@ -471,8 +471,12 @@ impl FloorBook {
         FloorBook::default()
     }
 
-    /// Raises `key_id`'s floor to `floor_ns` (if higher).
+    /// Raises `key_id`'s floor to `floor_ns` (if higher). A floor of 0 (a
+    /// key that never logged on) takes no room.
     pub fn raise(&mut self, key_id: u64, floor_ns: u64) {
+        if floor_ns == 0 {
+            return;
+        }
         if let Some(f) = self.by_key.get_mut(&key_id) {
             *f = (*f).max(floor_ns);
         } else if self.by_key.len() < crate::constants::LOGON_FLOOR_KEYS_MAX {
@@ -1276,6 +1280,8 @@ mod tests {
         for id in 0..max {
             full.raise(id, T0);
         }
+        full.raise(max + 1, 0); // nothing to keep: takes no room
+        assert_eq!(full.folded(), 0);
         full.raise(max, T0 + SEC);
         assert_eq!((full.len() as u64, full.folded()), (max, 1));
         assert_eq!(full.floor(max), T0 + SEC, "folded, never dropped");
