@@ -49,6 +49,12 @@ fuzz_target!(|data: &[u8]| {
     for run in hex_runs(text) {
         for window in run.as_bytes().windows(16) {
             let window = std::str::from_utf8(window).unwrap();
+            // The same digits elsewhere in the input (an id the error
+            // rightly names, which the fuzzer also wrote into a secret)
+            // are not evidence of a leak.
+            if text.matches(window).count() > run.matches(window).count() {
+                continue;
+            }
             assert!(!shown.contains(window), "key material {window} in: {shown}");
         }
     }
