@@ -252,3 +252,32 @@ fn demo_refuses_zero_sessions() {
     let err = refused(&ordergate(&["demo", "--sessions", "0"]), 2);
     assert!(err.contains("--sessions"), "{err}");
 }
+
+/// `listen = "localhost:9000"` in a config file is refused with the same
+/// explanation as `--listen localhost:9000`, naming the file and the line.
+#[test]
+fn a_host_name_to_listen_on_is_explained_from_the_flag_and_from_the_config_file() {
+    let dir = TempDir::new("listen-name");
+    let keys = dir.file("keys.toml", &keys_text("production"), 0o600);
+    let flag = ordergate(&["serve", "--listen", "localhost:9000", "--keys", path(&keys)]);
+    let flag_err = refused(&flag, 2);
+    let why = "`localhost:9000` is not an IP address and a port (`localhost` is not an IP \
+               address): give e.g. 127.0.0.1:9000, 0.0.0.0:9000 or [::1]:9000; host names are \
+               not looked up";
+    assert!(flag_err.contains(why), "{flag_err}");
+
+    let config = dir.file(
+        "gw.toml",
+        "# the gateway\nlisten = \"localhost:9000\"\n",
+        0o644,
+    );
+    let out = ordergate(&["serve", "--config", path(&config), "--keys", path(&keys)]);
+    let err = refused(&out, 2);
+    assert_eq!(
+        err,
+        format!(
+            "ordergate: config file {}, line 2, column 10: `listen`: {why}\n",
+            path(&config)
+        )
+    );
+}

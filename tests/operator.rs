@@ -685,3 +685,146 @@ fn a_kill_says_how_many_sessions_it_ended() {
     );
     gw.shutdown();
 }
+
+// ---------------------------------------------------------------------------
+// Issue 11, item 6: errors name what they refer to
+
+/// The Prometheus address is taken (here by this test): `serve` refuses
+/// before the gateway starts, naming the address and who holds it.
+#[test]
+fn a_prometheus_address_in_use_is_refused_before_the_start_naming_it_and_its_holder() {
+    let dir = TempDir::new("prom-in-use");
+    let held = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = held.local_addr().unwrap().to_string();
+    let sock = dir.join("admin.sock");
+    let out = refused_serve(serve_command(
+        &dir,
+        "gw",
+        "127.0.0.1:0",
+        &["--admin-socket", p(&sock), "--prometheus", &addr],
+        &[],
+    ));
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "stderr: {err}");
+    assert!(out.stdout.is_empty(), "stdout: {}", text(&out.stdout));
+    let me = std::process::id();
+    let name = ordergate::sys::process_name(me).unwrap();
+    assert_eq!(
+        err,
+        format!(
+            "ordergate: cannot serve prometheus metrics on {addr}: another process (pid {me}, \
+             {name}) is already listening on this address: stop it, or give --prometheus \
+             another address\n"
+        )
+    );
+    // Refused before the gateway started, and the admin socket given back.
+    assert!(!dir.join("gw.journal").exists());
+    assert!(!sock.exists());
+}
+
+/// A bind the kernel refuses for another reason than "in use" (here a
+/// port below 1024 for a user without the privilege: the test runs
+/// `serve` as nobody when it is root) names the address too, for the
+/// gateway's listener and for the Prometheus endpoint.
+#[test]
+fn a_bind_the_kernel_refuses_names_its_address() {
+    const NOBODY: u32 = 65534;
+    let unprivileged_start: u16 =
+        std::fs::read_to_string("/proc/sys/net/ipv4/ip_unprivileged_port_start")
+            .ok()
+            .and_then(|t| t.trim().parse().ok())
+            .unwrap_or(1024);
+    let root = ordergate::sys::is_root();
+    // A privileged port nobody listens on (root can probe for one).
+    let port = (1..unprivileged_start)
+        .rev()
+        .find(|&port| !root || TcpListener::bind(("127.0.0.1", port)).is_ok());
+    let Some(port) = port else {
+        eprintln!("skipped: every port may be bound without privilege here");
+        return;
+    };
+    let dir = TempDir::new("eacces");
+    if root {
+        std::os::unix::fs::chown(&dir.0, Some(NOBODY), Some(NOBODY)).unwrap();
+    }
+    let keys = dir.keys();
+    if root {
+        std::os::unix::fs::chown(&keys, Some(NOBODY), Some(NOBODY)).unwrap();
+    }
+    let privileged = format!("127.0.0.1:{port}");
+    for (tag, listen, extra, what) in [
+        ("listener", privileged.as_str(), None, "cannot start: listener"),
+        (
+            "prometheus",
+            "127.0.0.1:0",
+            Some(privileged.as_str()),
+            "cannot serve prometheus metrics on",
+        ),
+    ] {
+        let sock = dir.join(&format!("{tag}.sock"));
+        let mut args = vec!["--admin-socket", p(&sock)];
+        if let Some(prometheus) = extra {
+            args.extend(["--prometheus", prometheus]);
+        }
+        let mut cmd = serve_command(&dir, tag, listen, &args, &[]);
+        if root {
+            cmd.uid(NOBODY).gid(NOBODY);
+        }
+        let out = refused_serve(cmd);
+        let err = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "stderr: {err}");
+        assert!(out.stdout.is_empty(), "stdout: {}", text(&out.stdout));
+        // The last line (a warning may come first: memory a user without
+        // privilege cannot lock).
+        assert_eq!(
+            err.lines().last(),
+            Some(
+                format!(
+                    "ordergate: {what} {privileged}: Permission denied (os error 13); a port \
+                     below {unprivileged_start} needs root or CAP_NET_BIND_SERVICE"
+                )
+                .as_str()
+            ),
+            "{err}"
+        );
+    }
+}
+
+/// `ordergate admin` takes `--socket` before or after the request.
+#[test]
+fn admin_takes_the_socket_before_or_after_the_request() {
+    let dir = TempDir::new("socket-order");
+    let sock = dir.join("admin.sock");
+    let (serve, _, _) = Serve::start(serve_command(
+        &dir,
+        "gw",
+        "127.0.0.1:0",
+        &["--admin-socket", p(&sock)],
+        &[],
+    ));
+    let want = format!("key_id sessions revoked\n{KEY} 0 false\nok\n");
+    for args in [
+        ["admin", "--socket", p(&sock), "sessions"],
+        ["admin", "sessions", "--socket", p(&sock)],
+    ] {
+        let out = Command::new(env!("CARGO_BIN_EXE_ordergate"))
+            .args(args)
+            .env_remove("RUNTIME_DIRECTORY")
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(0), "{args:?}: {}", text(&out.stderr));
+        assert_eq!(text(&out.stdout), want, "{args:?}");
+    }
+    let out = Command::new(env!("CARGO_BIN_EXE_ordergate"))
+        .args(["admin", "kill", &KEY.to_string(), "--socket", p(&sock)])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stdout).starts_with(&format!("ok killed key {KEY}: ")),
+        "{}",
+        text(&out.stdout)
+    );
+    let (status, _) = serve.stop();
+    assert!(status.success());
+}
