@@ -52,6 +52,7 @@ pub use crate::telemetry::STATS_FILE_DEFAULT;
 #[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields, default, expecting = "a table of config fields")]
 pub struct Config {
+    #[serde(deserialize_with = "socket_addr")]
     pub listen: SocketAddr,
     /// `None`: not in the file (then `--keys` must give it). [`load`] makes
     /// a relative path relative to the config file's directory.
@@ -678,6 +679,40 @@ fn environment<'de, D: Deserializer<'de>>(d: D) -> Result<Environment, D::Error>
         "sandbox" => Ok(Environment::Sandbox),
         other => Err(de::Error::unknown_variant(other, NAMES)),
     }
+}
+
+/// `listen` here, and `--listen`, `--prometheus`, `--connect` on the
+/// command line: an IP address and a port.
+/// Host names are not looked up: a gateway binds, and a load connects to,
+/// exactly the address given (a name may resolve to several, or to another
+/// one tomorrow).
+///
+/// # Errors
+///
+/// What the text is not, with examples.
+pub fn parse_socket_addr(text: &str) -> Result<SocketAddr, String> {
+    text.parse().map_err(|_| {
+        let why = match text.rsplit_once(':') {
+            None => " (there is no port)".to_owned(),
+            Some((_, port)) if port.parse::<u16>().is_err() => {
+                format!(" (`{port}` is not a port, 0..=65535)")
+            }
+            Some((host, _)) if host.parse::<std::net::IpAddr>().is_err() => {
+                format!(" (`{host}` is not an IP address)")
+            }
+            Some(_) => " (an IPv6 address goes in brackets)".to_owned(),
+        };
+        format!(
+            "`{text}` is not an IP address and a port{why}: give e.g. 127.0.0.1:9000, 0.0.0.0:9000 or [::1]:9000; host names are not looked up"
+        )
+    })
+}
+
+/// `listen`: as [`parse_socket_addr`], so that the file explains a host
+/// name the way the flag does.
+fn socket_addr<'de, D: Deserializer<'de>>(d: D) -> Result<SocketAddr, D::Error> {
+    let text = String::deserialize(d)?;
+    parse_socket_addr(&text).map_err(de::Error::custom)
 }
 
 // ---------------------------------------------------------------------------

@@ -595,3 +595,10 @@ pub const SLOW_SEND_CREDIT: u8 = 64;
 pub const SQPOLL_IDLE_MS: u32 = 1_000;
 
 const _: () = assert!(SPIN_MAX_US_DEFAULT <= SPIN_MAX_US_MAX);
+
+/// Session lines in one `admin sessions` answer; the answer says how many
+/// more there were. The admin thread builds the answer in one string (about
+/// 130 bytes a line, so 130 KiB at most) and `ordergate admin` prints it to
+/// a terminal: past a thousand lines a list is for a script, which wants
+/// the stats file or the journal instead.
+pub const ADMIN_SESSIONS_LISTED_MAX: usize = 1_000;

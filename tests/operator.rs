@@ -753,7 +753,12 @@ fn a_bind_the_kernel_refuses_names_its_address() {
     }
     let privileged = format!("127.0.0.1:{port}");
     for (tag, listen, extra, what) in [
-        ("listener", privileged.as_str(), None, "cannot start: listener"),
+        (
+            "listener",
+            privileged.as_str(),
+            None,
+            "cannot start: listener",
+        ),
         (
             "prometheus",
             "127.0.0.1:0",
@@ -812,7 +817,12 @@ fn admin_takes_the_socket_before_or_after_the_request() {
             .env_remove("RUNTIME_DIRECTORY")
             .output()
             .unwrap();
-        assert_eq!(out.status.code(), Some(0), "{args:?}: {}", text(&out.stderr));
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{args:?}: {}",
+            text(&out.stderr)
+        );
         assert_eq!(text(&out.stdout), want, "{args:?}");
     }
     let out = Command::new(env!("CARGO_BIN_EXE_ordergate"))

@@ -9,7 +9,7 @@
 //! sealing — and the clients check every reply's tag and sequence. The
 //! allocation count must not move. A connection is admitted, logged on,
 //! logged out and released every round too, through the reactor's admission
-//! policy.
+//! policy, and the reactor answers an `admin sessions` question.
 //!
 //! A second test runs a session against a 64-slot command ring that it
 //! fills faster than the engine drains it, with heartbeats beyond its
@@ -292,9 +292,25 @@ fn ten_thousand_of_every_client_message_allocate_nothing_after_start_up() {
         rig.pump(&mut [&mut c]); // the cancel-on-disconnect goes through the engine
         assert!(rig.core.release(c.id));
         rig.core.run_timers(rig.now);
+        // An `admin sessions` question, answered at the reactor's tick.
+        let asked = rig.core.shared().listing.ask();
+        rig.core.answer_listing();
+        assert!(rig.core.shared().listing.answered(1, asked));
     }
 
     let allocated = allocations() - before;
+    // The last answer: A and B (C has gone), four messages a round each,
+    // every order of theirs filled or canceled.
+    let shared = rig.core.shared().clone();
+    let asked = shared.listing.ask();
+    rig.core.answer_listing();
+    let (rows, silent) = shared.listing.collect(1, asked);
+    assert!(silent.is_empty());
+    let seen: Vec<(SessionId, u64, u32)> = rows
+        .iter()
+        .map(|r| (r.session, r.msgs_in, r.open_orders))
+        .collect();
+    assert_eq!(seen, [(a.id, 4 * ROUNDS, 0), (b.id, 4 * ROUNDS, 0)]);
 
     use wire::*;
     let t = |id: u16| id as usize;

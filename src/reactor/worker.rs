@@ -1071,6 +1071,7 @@ impl Worker {
         self.core.run_timers(now);
         self.core.enforce_key_validity(now);
         self.core.audit.flush_gap(now, self.core.index());
+        self.core.answer_listing();
         let mut i = 0;
         while i < self.unreleased.len() {
             if self.core.release(self.unreleased[i]) {

@@ -206,6 +206,8 @@ pub struct Shared {
     pub limits: Arc<crate::engine::risk::LimitsFeed>,
     /// The reactors' reports of their key sweeps, for `kill`'s answer.
     pub key_sweeps: crate::engine::risk::KeySweeps,
+    /// `admin sessions`: the question and each reactor's answer.
+    pub listing: super::listing::SessionListing,
 }
 
 impl Shared {
@@ -248,6 +250,7 @@ impl Shared {
             nonce_counter: AtomicU64::new(0),
             decoy_secret,
             admin: Default::default(),
+            listing: super::listing::SessionListing::new(REACTORS_MAX),
         }
     }
 
