@@ -1025,7 +1025,7 @@ fn serve(args: &ServeArgs) -> ExitCode {
     if let Err(message) = check_environment(&keys, plan.spec.session.environment, &plan.keys) {
         return fail(EXIT_USAGE, message);
     }
-    for warning in keys.warnings(crate::reactor::worker::wall_ns()) {
+    for warning in keys.warnings(crate::clock::wall_ns()) {
         eprintln!("ordergate: warning: {warning}");
     }
 

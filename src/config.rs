@@ -13,7 +13,7 @@
 
 use std::fmt;
 use std::fs::File;
-use std::io::{self, Read};
+use std::io;
 use std::net::SocketAddr;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
@@ -731,25 +731,20 @@ pub fn load(path: &Path) -> Result<Config, ConfigError> {
     let fail = |kind| ConfigError::new(&origin, None, kind);
     let io = |action| move |source| fail(ConfigErrorKind::Io { action, source });
 
-    let file = File::open(path).map_err(io("open"))?;
-    let size = file.metadata().map_err(io("inspect"))?.len();
-    if size > CONFIG_FILE_SIZE_MAX {
-        return Err(fail(ConfigErrorKind::TooLarge {
-            size,
-            max: CONFIG_FILE_SIZE_MAX,
-        }));
-    }
-    // Read through a bound, not the size: the file may grow meanwhile.
-    let mut bytes = Vec::with_capacity(size as usize);
-    file.take(CONFIG_FILE_SIZE_MAX + 1)
-        .read_to_end(&mut bytes)
-        .map_err(io("read"))?;
-    if bytes.len() as u64 > CONFIG_FILE_SIZE_MAX {
-        return Err(fail(ConfigErrorKind::TooLarge {
-            size: bytes.len() as u64,
-            max: CONFIG_FILE_SIZE_MAX,
-        }));
-    }
+    let mut file = File::open(path).map_err(io("open"))?;
+    let mut bytes = Vec::new();
+    crate::files::read_bounded(&mut file, CONFIG_FILE_SIZE_MAX, &mut bytes).map_err(|e| {
+        use crate::files::ReadBoundedError as E;
+        match e {
+            E::Inspect(source) => io("inspect")(source),
+            E::TooLarge { size } => fail(ConfigErrorKind::TooLarge {
+                size,
+                max: CONFIG_FILE_SIZE_MAX,
+            }),
+            E::Read(source) => io("read")(source),
+            E::Changed => fail(ConfigErrorKind::ChangedWhileReading),
+        }
+    })?;
     let text = std::str::from_utf8(&bytes).map_err(|e| {
         fail(ConfigErrorKind::NotUtf8 {
             offset: e.valid_up_to(),
@@ -947,6 +942,9 @@ pub enum ConfigErrorKind {
     /// `[[engine.instrument]]` `id` has a `reference` <= 0 but does not
     /// allow such prices (`nonpositive_prices`).
     NonPositiveReference { id: u32 },
+    /// The file's size changed between `fstat` and the end of the read (it
+    /// is being written).
+    ChangedWhileReading,
 }
 
 impl ConfigError {
@@ -1096,6 +1094,7 @@ impl fmt::Display for ConfigErrorKind {
                 "instrument {id} has a reference price <= 0 but refuses such prices; \
                  set `nonpositive_prices = true` or give a positive reference"
             ),
+            ChangedWhileReading => write!(f, "it changed size while being read; try again"),
         }
     }
 }

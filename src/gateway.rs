@@ -365,7 +365,7 @@ impl GatewayControl {
         let keys = table.len();
         let epoch = self.shared.publish_keys(table);
         let applied_in = self.wait(epoch);
-        self.record(AuditEvent::reload(worker::wall_ns(), keys as u32));
+        self.record(AuditEvent::reload(crate::clock::wall_ns(), keys as u32));
         ControlReport {
             epoch,
             keys,
@@ -382,7 +382,7 @@ impl GatewayControl {
         match KeyTable::load(path) {
             Ok(table) => Ok(self.reload(table)),
             Err(e) => {
-                self.record(AuditEvent::reload_failed(worker::wall_ns(), 0));
+                self.record(AuditEvent::reload_failed(crate::clock::wall_ns(), 0));
                 Err(e.to_string())
             }
         }
@@ -401,7 +401,7 @@ impl GatewayControl {
             return Err(ControlError::AlreadyRevoked(key_id));
         }
         self.record(AuditEvent::revoke(
-            worker::wall_ns(),
+            crate::clock::wall_ns(),
             key_id,
             report.sessions_ended,
         ));
@@ -421,7 +421,7 @@ impl GatewayControl {
         let all = crate::engine::SessionId(0);
         let reason = crate::wire::codes::TerminateReason::KEY_REVOKED;
         self.record(AuditEvent::kill(
-            worker::wall_ns(),
+            crate::clock::wall_ns(),
             key_id,
             all,
             reason,
@@ -846,7 +846,7 @@ impl Gateway {
                             let mut idle = Idle::new(idle_kind);
                             let mut published: Nanos = 0;
                             loop {
-                                let now = worker::wall_ns();
+                                let now = crate::clock::wall_ns();
                                 let work = agent.do_work(now);
                                 if let Some(stats) = &mut stats
                                     && now.saturating_sub(published) >= TIMER_TICK_NS
@@ -856,7 +856,7 @@ impl Gateway {
                                 }
                                 if work == 0 && engine_stop.load(Ordering::Acquire) {
                                     if let Some(stats) = &mut stats {
-                                        stats.publish(worker::wall_ns(), &agent.counters);
+                                        stats.publish(crate::clock::wall_ns(), &agent.counters);
                                     }
                                     break;
                                 }

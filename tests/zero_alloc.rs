@@ -22,10 +22,11 @@
 //! where it shares a reactor's thread (still through the rings), so a
 //! thread-local count sees every allocation of the path and no other test's.
 
+mod common;
+
 use std::sync::Arc;
 
-use ordergate::auth::keys::{KeyEntry, KeyTable};
-use ordergate::auth::secret::Secret;
+use ordergate::auth::keys::KeyTable;
 use ordergate::client::{ClientSession, FrameReader};
 use ordergate::engine::agent::EngineAgent;
 use ordergate::engine::book::{EngineConfig, MatchingEngine};
@@ -33,7 +34,7 @@ use ordergate::engine::{Command, Event, SessionId};
 use ordergate::reactor::core::{Admission, ReactorCore};
 use ordergate::ring;
 use ordergate::session::{GatewayConfig, Shared};
-use ordergate::wire::codes::{Environment, RejectReason, Scopes};
+use ordergate::wire::codes::RejectReason;
 use ordergate::wire::{self, GatewayFrame};
 #[path = "support/counting_alloc.rs"]
 mod counting_alloc;
@@ -133,14 +134,7 @@ fn start() -> Rig {
 
 /// A rig whose command and event rings have `ring` slots.
 fn start_with_ring(ring: usize) -> Rig {
-    let mut key = KeyEntry::new(
-        1,
-        Secret::from_bytes(SECRET),
-        Scopes::TRADE.union(Scopes::CANCEL),
-        Environment::Production,
-    )
-    .with_rate(10_000_000, 1_000_000)
-    .allow_any();
+    let mut key = common::unthrottled_key(1, SECRET);
     // Engine-side limits for the key, so every order is risk-checked.
     key.max_order_notional = std::num::NonZeroU64::new(1_000_000);
     key.max_open_notional = std::num::NonZeroU64::new(1_000_000);

@@ -279,7 +279,7 @@ pub mod storage;
 mod verify;
 mod writer;
 
-pub use appender::{Journal, JournalError, wall_ns};
+pub use appender::{Journal, JournalError};
 pub use cli::{USAGE, audit_main};
 pub use event::{ADDR_NONE, AuditEvent, AuditKind, OpenKind, from_ip, to_ip};
 pub use format::{Extra, HEADER_INDEX, Hash, hex, parse_hash};

@@ -9,14 +9,15 @@ use std::os::fd::{AsRawFd, FromRawFd};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use ordergate::auth::keys::{KeyEntry, KeyTable};
-use ordergate::auth::secret::Secret;
+use ordergate::auth::keys::KeyTable;
 use ordergate::client::{ClientSession, FrameReader};
+use ordergate::clock::wall_ns;
 use ordergate::engine::book::EngineConfig;
 use ordergate::gateway::{Gateway, GatewayReport, GatewaySpec};
-use ordergate::reactor::worker::wall_ns;
-use ordergate::wire::codes::{Environment, Scopes};
+use ordergate::telemetry::prometheus::PrometheusServer;
 use ordergate::wire::{self, GatewayFrame};
+
+use super::serve::TempDir;
 
 pub const SECRET: [u8; 32] = [0x17; 32];
 pub const TRADER: u64 = 1;
@@ -26,25 +27,7 @@ pub const SLOW: u64 = 4;
 pub const WAIT: Duration = Duration::from_secs(3);
 
 pub fn keys() -> KeyTable {
-    let tc = Scopes::TRADE.union(Scopes::CANCEL);
-    let e = |id, scopes, environment, msgs_per_sec, burst| {
-        KeyEntry::new(id, Secret::from_bytes(SECRET), scopes, environment)
-            .with_rate(msgs_per_sec, burst)
-            .allow_any()
-    };
-    KeyTable::from_entries(vec![
-        e(TRADER, tc, Environment::Production, 1_000_000, 100_000),
-        e(
-            CANCEL_ONLY,
-            Scopes::CANCEL,
-            Environment::Production,
-            1_000_000,
-            100_000,
-        ),
-        e(SANDBOX, tc, Environment::Sandbox, 1_000_000, 100_000),
-        e(SLOW, tc, Environment::Production, 10, 4),
-    ])
-    .unwrap()
+    super::four_keys([TRADER, CANCEL_ONLY, SANDBOX, SLOW], SECRET)
 }
 
 pub fn spec() -> GatewaySpec {
@@ -61,6 +44,55 @@ pub fn spec() -> GatewaySpec {
 
 pub fn start() -> Gateway {
     Gateway::start(spec(), keys()).expect("the gateway starts")
+}
+
+/// [`start`], publishing to the stats file at `stats`.
+pub fn start_publishing(stats: &std::path::Path) -> Gateway {
+    let spec = GatewaySpec {
+        stats_file: Some(stats.to_path_buf()),
+        ..spec()
+    };
+    Gateway::start(spec, keys()).expect("the gateway starts")
+}
+
+/// A gateway publishing to a stats file in a directory of its own, and its
+/// Prometheus endpoint on 127.0.0.1. On drop the endpoint stops, then the
+/// gateway, and the directory is removed.
+pub struct Scraped {
+    gw: Option<Gateway>,
+    prom: Option<PrometheusServer>,
+    pub dir: TempDir,
+}
+
+impl Scraped {
+    pub fn start(tag: &str) -> Scraped {
+        let dir = TempDir::new(tag);
+        let path = dir.join("ordergate.stats");
+        let gw = start_publishing(&path);
+        let prom = PrometheusServer::start("127.0.0.1:0".parse().unwrap(), &path).unwrap();
+        Scraped {
+            gw: Some(gw),
+            prom: Some(prom),
+            dir,
+        }
+    }
+
+    pub fn gw(&self) -> &Gateway {
+        self.gw.as_ref().unwrap()
+    }
+
+    pub fn prom(&self) -> &PrometheusServer {
+        self.prom.as_ref().unwrap()
+    }
+}
+
+impl Drop for Scraped {
+    fn drop(&mut self) {
+        drop(self.prom.take());
+        if let Some(gw) = self.gw.take() {
+            gw.shutdown();
+        }
+    }
 }
 
 static NONCE: AtomicU64 = AtomicU64::new(1);
