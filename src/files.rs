@@ -1,9 +1,10 @@
-//! The one bounded file reader. Every file ordergate reads whole — the
-//! config file, the keys file, `load`'s secret file — is read through
-//! [`read_bounded`]: never more than its bound, and into a buffer sized
-//! before the first byte arrives and never grown after, so that a secret
-//! read into a `Zeroizing` buffer leaves no copy in freed memory. (`/proc`
-//! and `/sys` files, which report no size, are read with `std::fs`.)
+//! The one bounded file reader. Every file ordergate reads whole (the
+//! config file, the keys file, `load`'s secret file, the journal's anchor
+//! key file) is read through [`read_bounded`]: never more than its bound,
+//! and into a buffer sized before the first byte arrives and never grown
+//! after, so that a secret read into a `Zeroizing` buffer leaves no copy in
+//! freed memory. (`/proc` and `/sys` files, which report no size, are read
+//! with `std::fs`.)
 
 use std::fs::File;
 use std::io::{self, Read};
