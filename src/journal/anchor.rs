@@ -34,7 +34,6 @@
 //! [`JOURNAL_CHECKPOINT_RECORDS`]: crate::constants::JOURNAL_CHECKPOINT_RECORDS
 
 use std::fmt;
-use std::io::Read;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::Path;
 
@@ -134,17 +133,18 @@ impl AnchorKey {
                  root; chown it"
             ));
         }
-        if meta.len() > ANCHOR_KEY_FILE_SIZE_MAX {
-            return Err(format!(
-                "anchor key file {name} is {} bytes: it holds {SECRET_HEX_LEN} hex digits",
-                meta.len()
-            ));
-        }
-        let mut text = Zeroizing::new(Vec::with_capacity(ANCHOR_KEY_FILE_SIZE_MAX as usize));
-        (&mut file)
-            .take(ANCHOR_KEY_FILE_SIZE_MAX)
-            .read_to_end(&mut text)
-            .map_err(|e| format!("anchor key file {name}: cannot read it: {e}"))?;
+        let mut text = Zeroizing::new(Vec::new());
+        crate::files::read_bounded(&mut file, ANCHOR_KEY_FILE_SIZE_MAX, &mut text).map_err(|e| {
+            use crate::files::ReadBoundedError as E;
+            match e {
+                E::Inspect(e) => format!("anchor key file {name}: cannot inspect it: {e}"),
+                E::TooLarge { size } => format!(
+                    "anchor key file {name} is {size} bytes: it holds {SECRET_HEX_LEN} hex digits"
+                ),
+                E::Read(e) => format!("anchor key file {name}: cannot read it: {e}"),
+                E::Changed => format!("anchor key file {name}: it changed size while being read"),
+            }
+        })?;
         let trimmed = std::str::from_utf8(&text)
             .map_err(|_| {
                 format!(

@@ -292,7 +292,7 @@ mod verify;
 mod writer;
 
 pub use anchor::AnchorKey;
-pub use appender::{Journal, JournalError, wall_ns};
+pub use appender::{Journal, JournalError};
 pub use cli::{USAGE, audit_main};
 pub use event::{ADDR_NONE, AuditEvent, AuditKind, CheckpointKind, OpenKind, from_ip, to_ip};
 pub use floors::{LogonFloors, read_logon_floors};
