@@ -1,11 +1,14 @@
 //! The keys-file parser on arbitrary text: it never panics, every refusal
-//! names the file, and no refusal repeats key material: no run of 32 or
-//! more hex digits in the input (a secret, or most of one) has any 16 of
-//! its digits in a row in the error's text or debug form.
+//! names the file and a line (`line N, column M`, which `location()` gives
+//! too) — except the two that are about the file as a whole, no `[[key]]`
+//! at all and more than `KEYS_MAX` of them — and no refusal repeats key
+//! material: no run of 32 or more hex digits in the input (a secret, or
+//! most of one) has any 16 of its digits in a row in the error's text or
+//! debug form.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use ordergate::auth::keys::KeyTable;
+use ordergate::auth::keys::{KeyTable, KeysErrorKind};
 
 const ORIGIN: &str = "fuzz-keys.toml";
 
@@ -39,6 +42,18 @@ fuzz_target!(|data: &[u8]| {
     };
     let shown = format!("{err} {err:?} {err:#?}");
     assert!(shown.contains(ORIGIN), "{shown}");
+    let whole_file = matches!(
+        err.kind(),
+        KeysErrorKind::Empty | KeysErrorKind::TooManyKeys { .. }
+    );
+    if !whole_file {
+        let location = err
+            .location()
+            .unwrap_or_else(|| panic!("an error without a line: {err}"));
+        let line = format!(", line {}, column {}", location.line, location.column);
+        assert!(err.to_string().contains(&line), "{err}");
+        assert!(location.line <= text.lines().count().max(1) + 1, "{err}");
+    }
     for run in hex_runs(text) {
         for window in run.as_bytes().windows(16) {
             let window = std::str::from_utf8(window).unwrap();
