@@ -948,9 +948,9 @@ impl Rig {
     /// Returns whether a client read anything.
     fn after_step(&mut self) -> bool {
         self.engine_work();
+        self.check_log();
         self.flush();
         let read = self.read_clients();
-        self.check_log();
         self.check_book();
         read
     }
