@@ -43,18 +43,23 @@ use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
 
 use crate::auth::keys::{KeyTable, MSGS_PER_SEC_MAX};
-use crate::config::{self, Config, ConfigError};
+use crate::config::{self, Config, ConfigError, parse_socket_addr};
 use crate::constants::{SESSIONS_PER_REACTOR_DEFAULT, SESSIONS_PER_REACTOR_MAX};
 use crate::gateway::{
     EnginePlacement, Gateway, GatewayReport, GatewaySpec, StopHandle, UringCounters,
 };
 use crate::reactor::idle::IdleKind;
+use crate::telemetry::prometheus::PrometheusListener;
 use crate::wire::codes::{Environment, LogonRejectReason, RejectReason, TerminateReason};
 
 /// The gateway could not start, or failed while running.
 pub const EXIT_FAILURE: u8 = 1;
 /// The command line, the config file or the keys file was refused.
 pub const EXIT_USAGE: u8 = 2;
+/// `load`: the run went, but was not clean (orders rejected or throttled,
+/// sessions ended, replies lost); its report says so first. `--accept-rejects`
+/// makes it 0.
+pub const EXIT_UNCLEAN_RUN: u8 = 3;
 
 /// `demo --seconds` when not given, and its bound: an hour is a soak test,
 /// not a demo.
@@ -75,7 +80,9 @@ pub const DURATION_MAX: Duration = Duration::from_secs(24 * 3600);
 const EXIT_CODES: &str = "\
 Exit codes: 0 done; 1 the gateway could not start or failed (for `admin`: \
 the request was refused or did nothing, e.g. a key not in the table); 2 the \
-command line, the config file or the keys file was refused.
+command line, the config file or the keys file was refused; 3 (load) the run \
+was not clean: requests rejected or throttled, sessions ended or replies \
+lost, as the report's first lines say (--accept-rejects: 0).
 Config file reference: docs/CONFIG.md; example: tuning/ordergate.example.toml.";
 
 /// Order-entry gateway for colocated trading: OGP v1 over TCP, io_uring
@@ -109,9 +116,9 @@ pub enum Command {
         #[command(subcommand)]
         action: KeysAction,
     },
-    /// Check or print an audit journal: `audit verify FILE [--expect-records N] [--expect-last HASH]`, `audit show FILE [--json]`
+    /// Check or print an audit journal: `audit verify FILE [--expect-records N] [--expect-last HASH] [--anchor-key KEYFILE [--expect-closed]]`, `audit show FILE [--json]`
     Audit {
-        /// verify FILE [--expect-records N] [--expect-last HASH] | show FILE [--json]
+        /// verify FILE [--expect-records N] [--expect-last HASH] [--anchor-key KEYFILE [--expect-closed]] | show FILE [--json]
         #[arg(trailing_var_arg = true, allow_hyphen_values = true, num_args = 1..)]
         args: Vec<String>,
     },
@@ -122,8 +129,8 @@ pub enum Command {
 /// `ordergate admin`.
 #[derive(Clone, Debug, PartialEq, Eq, Args)]
 pub struct AdminArgs {
-    /// The gateway's admin socket [default: admin.sock in $RUNTIME_DIRECTORY, else /run/ordergate (root, or its owner), else $XDG_RUNTIME_DIR/ordergate, else ~/.local/state/ordergate: as serve]
-    #[arg(long, value_name = "PATH")]
+    /// The gateway's admin socket, before or after the request [default: admin.sock in $RUNTIME_DIRECTORY, else /run/ordergate (root, or its owner), else $XDG_RUNTIME_DIR/ordergate, else ~/.local/state/ordergate: as serve]
+    #[arg(long, value_name = "PATH", global = true)]
     pub socket: Option<PathBuf>,
     #[command(subcommand)]
     pub action: AdminAction,
@@ -143,6 +150,28 @@ pub enum KeysAction {
         /// production or sandbox
         #[arg(long, default_value = "production")]
         environment: String,
+        /// Comma-separated addresses or networks the key may connect from, e.g. 127.0.0.1 or 203.0.113.0/24 [default: none; the key connects from nowhere until `allow` is set]
+        #[arg(long, value_name = "CIDRS", value_delimiter = ',')]
+        allow: Vec<String>,
+        /// The key's rate, messages per second for all its sessions together; `ordergate load --rate R` needs R here
+        #[arg(
+            long,
+            value_name = "N",
+            default_value_t = crate::constants::MSGS_PER_SEC_DEFAULT,
+            value_parser = clap::value_parser!(u32).range(1..=i64::from(MSGS_PER_SEC_MAX)),
+        )]
+        msgs_per_sec: u32,
+        /// The key's burst, messages
+        #[arg(
+            long,
+            value_name = "N",
+            default_value_t = crate::constants::BURST_DEFAULT,
+            value_parser = clap::value_parser!(u32).range(1..=i64::from(crate::auth::keys::BURST_MAX)),
+        )]
+        burst: u32,
+        /// Also write the secret (64 hex digits) to this new file, mode 0600, for `ordergate load --secret-file` (an existing file is not overwritten)
+        #[arg(long, value_name = "FILE")]
+        secret_file: Option<PathBuf>,
     },
 }
 
@@ -169,7 +198,7 @@ pub enum AdminAction {
 #[derive(Clone, Debug, PartialEq, Eq, Args)]
 pub struct ServeArgs {
     /// Address to listen on, e.g. 0.0.0.0:9000 [overrides `listen`; default 127.0.0.1:0, port chosen by the kernel]
-    #[arg(long, value_name = "ADDR")]
+    #[arg(long, value_name = "ADDR", value_parser = parse_socket_addr)]
     pub listen: Option<SocketAddr>,
     /// Keys file, mode 0600 [overrides `keys`; required here or in the config file]
     #[arg(long, value_name = "FILE")]
@@ -190,7 +219,7 @@ pub struct ServeArgs {
     #[arg(long, value_name = "PATH")]
     pub stats_file: Option<PathBuf>,
     /// Serve GET /metrics (Prometheus text format) on this address, e.g. 127.0.0.1:9464 [default: off]
-    #[arg(long, value_name = "ADDR")]
+    #[arg(long, value_name = "ADDR", value_parser = parse_socket_addr)]
     pub prometheus: Option<SocketAddr>,
 }
 
@@ -241,7 +270,7 @@ pub struct DemoArgs {
 #[derive(Clone, Debug, PartialEq, Args)]
 pub struct LoadArgs {
     /// Gateway address, e.g. 127.0.0.1:9000
-    #[arg(long, value_name = "ADDR")]
+    #[arg(long, value_name = "ADDR", value_parser = parse_socket_addr)]
     pub connect: SocketAddr,
     /// API key id every session logs on with
     #[arg(long, value_name = "N")]
@@ -336,6 +365,9 @@ pub struct LoadArgs {
         requires = "sweep"
     )]
     pub step_duration: Duration,
+    /// Exit 0 even when the run was not clean (requests rejected or throttled, sessions ended, replies lost): for a run meant to test the gateway's refusals. The report still says so first
+    #[arg(long)]
+    pub accept_rejects: bool,
 }
 
 /// `ordergate compare`: what `compare::run_compare` takes (see
@@ -423,8 +455,20 @@ pub fn main() -> ExitCode {
                     id,
                     scopes,
                     environment,
+                    allow,
+                    msgs_per_sec,
+                    burst,
+                    secret_file,
                 },
-        } => keys_new(id, &scopes, &environment),
+        } => keys_new(&NewKey {
+            id,
+            scopes,
+            environment,
+            allow,
+            msgs_per_sec,
+            burst,
+            secret_file,
+        }),
         Command::Audit { args } => {
             let code =
                 crate::journal::audit_main(&args, &mut std::io::stdout(), &mut std::io::stderr());
@@ -434,26 +478,147 @@ pub fn main() -> ExitCode {
     }
 }
 
-fn keys_new(id: Option<u64>, scopes: &[String], environment: &str) -> ExitCode {
+/// What `ordergate keys new` makes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NewKey {
+    pub id: Option<u64>,
+    pub scopes: Vec<String>,
+    pub environment: String,
+    pub allow: Vec<String>,
+    pub msgs_per_sec: u32,
+    pub burst: u32,
+    pub secret_file: Option<PathBuf>,
+}
+
+/// The `[[key]]` entry `keys new` prints for `key`: the entry
+/// `new_key_entry_toml` writes, with the key's rate, and its `allow` list
+/// in place of the commented example when one was given. Checked the way
+/// `serve` will read it; an error names the flag that caused it (there is
+/// no keys file yet to name).
+///
+/// # Errors
+///
+/// `--FLAG: what is wrong`.
+pub fn new_key_entry(
+    key: &NewKey,
+    id: u64,
+    secret: &crate::auth::secret::Secret,
+) -> Result<zeroize::Zeroizing<String>, String> {
+    let names: Vec<&str> = key.scopes.iter().map(String::as_str).collect();
+    let entry = zeroize::Zeroizing::new(crate::auth::keys::new_key_entry_toml(
+        id,
+        &names,
+        &key.environment,
+        secret,
+    ));
+    let split = entry.find("# Without `allow`").unwrap_or(entry.len());
+    let mut text = zeroize::Zeroizing::new(String::with_capacity(entry.len() + 256));
+    text.push_str(&entry[..split]);
+    let _ = writeln!(
+        text,
+        "# The key's rate, all its sessions together (`ordergate load --rate R` needs R\n\
+         # here, and each session also has the gateway's [session] limit).\n\
+         msgs_per_sec = {}\nburst = {}",
+        key.msgs_per_sec, key.burst
+    );
+    if key.allow.is_empty() {
+        text.push_str(&entry[split..]);
+    } else {
+        if let Some(bad) = key
+            .allow
+            .iter()
+            .find(|a| a.chars().any(|c| c.is_control() || c == '"' || c == '\\'))
+        {
+            return Err(format!(
+                "keys new: --allow: {bad:?} is not an address or network"
+            ));
+        }
+        let list: Vec<String> = key.allow.iter().map(|a| format!("\"{a}\"")).collect();
+        let _ = writeln!(text, "allow = [{}]", list.join(", "));
+    }
+    // The flag each line of the entry comes from, to name it in an error.
+    let flag_of_line = |line: usize| {
+        let field = text.lines().nth(line.saturating_sub(1)).unwrap_or("");
+        [
+            ("scopes", "--scopes"),
+            ("environment", "--environment"),
+            ("allow", "--allow"),
+            ("msgs_per_sec", "--msgs-per-sec"),
+            ("burst", "--burst"),
+            ("id", "--id"),
+        ]
+        .iter()
+        .find(|(f, _)| field.starts_with(&format!("{f} =")))
+        .map_or("the entry", |(_, flag)| flag)
+    };
+    match KeyTable::from_toml_str(&text, "<keys new>") {
+        Ok(_) => Ok(text),
+        Err(e) => Err(format!(
+            "keys new: {}: {}",
+            e.location().map_or("the entry", |l| flag_of_line(l.line)),
+            e.kind()
+        )),
+    }
+}
+
+/// Writes `secret` as 64 hex digits and a newline to the new file `path`,
+/// created mode 0600 (never an existing file).
+fn write_secret_file(path: &Path, secret: &crate::auth::secret::Secret) -> Result<(), String> {
+    use std::io::Write as _;
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let mut hex = zeroize::Zeroizing::new(String::with_capacity(65));
+    for byte in secret.expose() {
+        let _ = write!(hex, "{byte:02x}");
+    }
+    hex.push('\n');
+    let name = path.display();
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(|e| match e.kind() {
+            std::io::ErrorKind::AlreadyExists => format!(
+                "keys new: --secret-file {name}: the file exists; it is not overwritten (remove it, or name a new file)"
+            ),
+            _ => format!("keys new: --secret-file {name}: cannot create it: {e}"),
+        })?;
+    file.write_all(hex.as_bytes())
+        .and_then(|()| file.sync_all())
+        .map_err(|e| format!("keys new: --secret-file {name}: cannot write it: {e}"))
+}
+
+fn keys_new(key: &NewKey) -> ExitCode {
     let seed = match crate::gateway::os_random_32() {
         Ok(seed) => seed,
         Err(e) => return fail(EXIT_FAILURE, format!("cannot read /dev/urandom: {e}")),
     };
-    let id = id.unwrap_or_else(|| u64::from_le_bytes(seed[..8].try_into().expect("8 bytes")) >> 12);
+    let id = key
+        .id
+        .unwrap_or_else(|| u64::from_le_bytes(seed[..8].try_into().expect("8 bytes")) >> 12);
     let mut secret_bytes = match crate::gateway::os_random_32() {
         Ok(s) => s,
         Err(e) => return fail(EXIT_FAILURE, format!("cannot read /dev/urandom: {e}")),
     };
     let secret = crate::auth::secret::Secret::from_bytes(secret_bytes);
     zeroize::Zeroize::zeroize(&mut secret_bytes);
-    let names: Vec<&str> = scopes.iter().map(String::as_str).collect();
-    let entry = crate::auth::keys::new_key_entry_toml(id, &names, environment, &secret);
-    // Check it the way serve will read it, so a bad scope or environment is
-    // reported here rather than at the next start.
-    if let Err(e) = KeyTable::from_toml_str(&entry, "<keys new>") {
-        return fail(EXIT_USAGE, e);
+    // Checked the way serve will read it, so a bad scope, environment or
+    // address is reported here rather than at the next start.
+    let entry = match new_key_entry(key, id, &secret) {
+        Ok(entry) => entry,
+        Err(e) => return fail(EXIT_USAGE, e),
+    };
+    if let Some(path) = &key.secret_file {
+        if let Err(e) = write_secret_file(path, &secret) {
+            return fail(EXIT_FAILURE, e);
+        }
+        eprintln!(
+            "keys new: key {id}'s secret is in {} (mode 0600): ordergate load --key-id {id} --secret-file {}",
+            path.display(),
+            path.display()
+        );
     }
-    print!("{entry}");
+    print!("{}", entry.as_str());
     ExitCode::SUCCESS
 }
 
@@ -561,7 +726,12 @@ pub fn run_load(args: LoadArgs) -> ExitCode {
         return fail(EXIT_USAGE, e);
     }
     match crate::load::execute(&plan.params, plan.sweep.as_ref(), &plan.outputs) {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) if args.accept_rejects => ExitCode::SUCCESS,
+        Ok(false) => fail(
+            EXIT_UNCLEAN_RUN,
+            "load: the run was not clean, as the report's first lines say (exit 3; --accept-rejects to exit 0 when that was the point)",
+        ),
         Err(e) => fail(EXIT_FAILURE, format!("load: {e}")),
     }
 }
@@ -666,14 +836,16 @@ pub fn plan_load(args: &LoadArgs, available: Option<&[usize]>) -> Result<LoadPla
     if let Some(sweep) = &sweep {
         sweep.check(&params)?;
     }
+    let outputs = crate::load::Outputs {
+        hgrm: args.hgrm.clone(),
+        json: args.json.clone(),
+        plot: args.plot.clone(),
+    };
+    outputs.check()?;
     Ok(LoadPlan {
         params,
         sweep,
-        outputs: crate::load::Outputs {
-            hgrm: args.hgrm.clone(),
-            json: args.json.clone(),
-            plot: args.plot.clone(),
-        },
+        outputs,
     })
 }
 
@@ -853,7 +1025,7 @@ fn serve(args: &ServeArgs) -> ExitCode {
     if let Err(message) = check_environment(&keys, plan.spec.session.environment, &plan.keys) {
         return fail(EXIT_USAGE, message);
     }
-    for warning in keys.warnings(crate::reactor::worker::wall_ns()) {
+    for warning in keys.warnings(crate::clock::wall_ns()) {
         eprintln!("ordergate: warning: {warning}");
     }
 
@@ -904,10 +1076,35 @@ fn serve(args: &ServeArgs) -> ExitCode {
     if let Some(warning) = &admin_socket.warning {
         eprintln!("ordergate: warning: {warning}");
     }
+    // The Prometheus address before the gateway too: a taken one stops
+    // nothing that started. Served once the gateway made its stats file.
+    let prometheus = match args
+        .prometheus
+        .map(|addr| (addr, PrometheusListener::bind(addr)))
+    {
+        None => None,
+        Some((_, Ok(listener))) => Some(listener),
+        Some((addr, Err(e))) => {
+            let why = if e.kind() == std::io::ErrorKind::AddrInUse {
+                format!(
+                    "another process ({}) is already listening on this address: stop it, or \
+                     give --prometheus another address",
+                    crate::sys::holders_text(&crate::sys::listener_holders(addr))
+                )
+            } else {
+                format!("{e}{}", crate::sys::bind_hint(addr, &e))
+            };
+            return fail(
+                EXIT_FAILURE,
+                format!("cannot serve prometheus metrics on {addr}: {why}"),
+            );
+        }
+    };
     // Both always set by `plan_serve` (`Config::to_spec`); the fallbacks
     // only keep this from panicking.
     let audit_journal = plan.spec.audit_journal.clone().unwrap_or_default();
     let stats_file = plan.spec.stats_file.clone().unwrap_or_default();
+    let anchor_key_file = plan.spec.audit_anchor_key_file.clone();
     let gateway = match Gateway::start(plan.spec, keys) {
         Ok(gateway) => gateway,
         Err(e) => return fail(EXIT_FAILURE, format!("cannot start: {e}")),
@@ -946,10 +1143,10 @@ fn serve(args: &ServeArgs) -> ExitCode {
         audit_journal.display(),
         stats_file.display()
     );
-    let prometheus = match args
-        .prometheus
-        .map(|addr| crate::telemetry::prometheus::PrometheusServer::start(addr, &stats_file))
-    {
+    let prometheus = match prometheus.map(|listener| {
+        let addr = listener.local_addr();
+        listener.serve(&stats_file).map_err(|e| (addr, e))
+    }) {
         None => None,
         Some(Ok(server)) => {
             println!(
@@ -958,16 +1155,21 @@ fn serve(args: &ServeArgs) -> ExitCode {
             );
             Some(server)
         }
-        Some(Err(e)) => {
+        Some(Err((addr, e))) => {
             let report = gateway.shutdown();
             print!("{}", summary(&report, started.elapsed()));
             return fail(
                 EXIT_FAILURE,
-                format!("cannot serve prometheus metrics: {e}"),
+                format!("cannot serve prometheus metrics on {addr}: {e}"),
             );
         }
     };
 
+    // After the lines tools wait for (serving, admin socket, prometheus).
+    println!(
+        "{}",
+        journal_start_line(&gateway, anchor_key_file.as_deref())
+    );
     let signals_handle = signals.handle();
     let stop = gateway.stop_handle();
     let control = gateway.control();
@@ -993,6 +1195,35 @@ fn serve(args: &ServeArgs) -> ExitCode {
         print!("{}", metrics_summary(metrics));
     }
     ExitCode::SUCCESS
+}
+
+/// `serve`'s start line about the journal's two defences: the logon
+/// replay floors it read (docs/JOURNAL.md, "Replay floors") and whether its
+/// checkpoints are anchored ("Checkpoints").
+fn journal_start_line(gateway: &Gateway, anchor_key_file: Option<&Path>) -> String {
+    let floors = match &gateway.logon_floors {
+        Some(floors) => floors.describe(),
+        None => "no audit journal: a Logon captured before a restart can be replayed after it \
+                 within the skew window"
+            .to_owned(),
+    };
+    let anchor = match (gateway.anchor_tag, anchor_key_file) {
+        (Some(tag), Some(file)) => format!(
+            "checkpoints with anchor key {tag:016x} ({}): verify with `ordergate audit verify \
+             --anchor-key`{}",
+            file.display(),
+            if gateway.previous_run_closed == Some(false) {
+                "; WARNING: the journal's last run did not end with a clean stop's checkpoint: \
+                 the gateway crashed, or records were removed from its end"
+            } else {
+                ""
+            }
+        ),
+        _ => "no anchor key (audit_anchor_key_file): the journal's chain proves it consistent, \
+              not complete"
+            .to_owned(),
+    };
+    format!("{floors}\n{anchor}")
 }
 
 /// The cores the reactors and the engine are pinned to (empty: none).
@@ -1189,6 +1420,14 @@ pub fn summary(report: &GatewayReport, ran: Duration) -> String {
             );
         }
         enters_line(&mut out, u, c.messages_in);
+        if c.logons_stale > 0 {
+            let _ = writeln!(
+                out,
+                "  logon replay floor: {} logons refused STALE_LOGON (request time not later than \
+                 the key's last logon before the restart)",
+                c.logons_stale
+            );
+        }
     }
     let e = &report.engine;
     let _ = writeln!(
@@ -1338,6 +1577,13 @@ fn journal_summary(out: &mut String, j: &crate::journal::JournalStats) {
             out,
             "  journal FAILED ({}): new logons were refused from then on",
             failure.name()
+        );
+    }
+    if let Some(tag) = j.anchor_tag {
+        let _ = writeln!(
+            out,
+            "  journal checkpoints: {} written with anchor key {tag:016x}",
+            j.checkpoints
         );
     }
 }
@@ -1697,6 +1943,7 @@ mod tests {
                 sweep_step_factor: crate::load::SWEEP_FACTOR_DEFAULT,
                 sweep_max: crate::load::SWEEP_MAX_DEFAULT,
                 step_duration: Duration::from_secs(3),
+                accept_rejects: false,
             }
         );
         let plan = plan_load(&args, None).unwrap();

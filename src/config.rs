@@ -13,7 +13,7 @@
 
 use std::fmt;
 use std::fs::File;
-use std::io::{self, Read};
+use std::io;
 use std::net::SocketAddr;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
@@ -52,6 +52,7 @@ pub use crate::telemetry::STATS_FILE_DEFAULT;
 #[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields, default, expecting = "a table of config fields")]
 pub struct Config {
+    #[serde(deserialize_with = "socket_addr")]
     pub listen: SocketAddr,
     /// `None`: not in the file (then `--keys` must give it). [`load`] makes
     /// a relative path relative to the config file's directory.
@@ -72,6 +73,10 @@ pub struct Config {
     /// Whether a full journal segment rolls over to the next file (else the
     /// journal fails closed when full).
     pub audit_rollover: bool,
+    /// The anchor key the journal's checkpoints are made with (64 hex
+    /// digits, mode 0600); `None`: no checkpoints. Relative paths as
+    /// `keys`.
+    pub audit_anchor_key_file: Option<PathBuf>,
 }
 
 /// `[reactors]`.
@@ -259,6 +264,7 @@ impl Config {
             },
             audit_capacity: spec.audit_capacity,
             audit_rollover: spec.audit_rollover,
+            audit_anchor_key_file: spec.audit_anchor_key_file.clone(),
         }
     }
 
@@ -302,6 +308,7 @@ impl Config {
             audit_rollover: self.audit_rollover,
             stats_file: Some(self.stats_file_path()),
             pending_logons_per_address: r.pending_logons_per_address,
+            audit_anchor_key_file: self.audit_anchor_key_file.clone(),
             engine_config: EngineConfig {
                 instruments: e.instruments,
                 orders_max: e.orders_max,
@@ -362,6 +369,18 @@ impl Config {
             if path.as_ref().is_some_and(|p| p.as_os_str().is_empty()) {
                 return Err(EmptyPath { field, default });
             }
+        }
+        if self
+            .audit_anchor_key_file
+            .as_ref()
+            .is_some_and(|p| p.as_os_str().is_empty())
+        {
+            return Err(Invalid {
+                field: "audit_anchor_key_file".into(),
+                message: "an empty path; give the anchor key file, or leave it out for a journal \
+                          without checkpoints"
+                    .into(),
+            });
         }
         in_range(
             "audit_capacity",
@@ -680,6 +699,40 @@ fn environment<'de, D: Deserializer<'de>>(d: D) -> Result<Environment, D::Error>
     }
 }
 
+/// `listen` here, and `--listen`, `--prometheus`, `--connect` on the
+/// command line: an IP address and a port.
+/// Host names are not looked up: a gateway binds, and a load connects to,
+/// exactly the address given (a name may resolve to several, or to another
+/// one tomorrow).
+///
+/// # Errors
+///
+/// What the text is not, with examples.
+pub fn parse_socket_addr(text: &str) -> Result<SocketAddr, String> {
+    text.parse().map_err(|_| {
+        let why = match text.rsplit_once(':') {
+            None => " (there is no port)".to_owned(),
+            Some((_, port)) if port.parse::<u16>().is_err() => {
+                format!(" (`{port}` is not a port, 0..=65535)")
+            }
+            Some((host, _)) if host.parse::<std::net::IpAddr>().is_err() => {
+                format!(" (`{host}` is not an IP address)")
+            }
+            Some(_) => " (an IPv6 address goes in brackets)".to_owned(),
+        };
+        format!(
+            "`{text}` is not an IP address and a port{why}: give e.g. 127.0.0.1:9000, 0.0.0.0:9000 or [::1]:9000; host names are not looked up"
+        )
+    })
+}
+
+/// `listen`: as [`parse_socket_addr`], so that the file explains a host
+/// name the way the flag does.
+fn socket_addr<'de, D: Deserializer<'de>>(d: D) -> Result<SocketAddr, D::Error> {
+    let text = String::deserialize(d)?;
+    parse_socket_addr(&text).map_err(de::Error::custom)
+}
+
 // ---------------------------------------------------------------------------
 // Loading
 
@@ -696,25 +749,20 @@ pub fn load(path: &Path) -> Result<Config, ConfigError> {
     let fail = |kind| ConfigError::new(&origin, None, kind);
     let io = |action| move |source| fail(ConfigErrorKind::Io { action, source });
 
-    let file = File::open(path).map_err(io("open"))?;
-    let size = file.metadata().map_err(io("inspect"))?.len();
-    if size > CONFIG_FILE_SIZE_MAX {
-        return Err(fail(ConfigErrorKind::TooLarge {
-            size,
-            max: CONFIG_FILE_SIZE_MAX,
-        }));
-    }
-    // Read through a bound, not the size: the file may grow meanwhile.
-    let mut bytes = Vec::with_capacity(size as usize);
-    file.take(CONFIG_FILE_SIZE_MAX + 1)
-        .read_to_end(&mut bytes)
-        .map_err(io("read"))?;
-    if bytes.len() as u64 > CONFIG_FILE_SIZE_MAX {
-        return Err(fail(ConfigErrorKind::TooLarge {
-            size: bytes.len() as u64,
-            max: CONFIG_FILE_SIZE_MAX,
-        }));
-    }
+    let mut file = File::open(path).map_err(io("open"))?;
+    let mut bytes = Vec::new();
+    crate::files::read_bounded(&mut file, CONFIG_FILE_SIZE_MAX, &mut bytes).map_err(|e| {
+        use crate::files::ReadBoundedError as E;
+        match e {
+            E::Inspect(source) => io("inspect")(source),
+            E::TooLarge { size } => fail(ConfigErrorKind::TooLarge {
+                size,
+                max: CONFIG_FILE_SIZE_MAX,
+            }),
+            E::Read(source) => io("read")(source),
+            E::Changed => fail(ConfigErrorKind::ChangedWhileReading),
+        }
+    })?;
     let text = std::str::from_utf8(&bytes).map_err(|e| {
         fail(ConfigErrorKind::NotUtf8 {
             offset: e.valid_up_to(),
@@ -727,6 +775,7 @@ pub fn load(path: &Path) -> Result<Config, ConfigError> {
             &mut config.keys,
             &mut config.audit_journal,
             &mut config.stats_file,
+            &mut config.audit_anchor_key_file,
         ]
         .into_iter()
         .flatten()
@@ -989,6 +1038,9 @@ pub enum ConfigErrorKind {
     /// `[[engine.instrument]]` `id` has a `reference` <= 0 but does not
     /// allow such prices (`nonpositive_prices`).
     NonPositiveReference { id: u32 },
+    /// The file's size changed between `fstat` and the end of the read (it
+    /// is being written).
+    ChangedWhileReading,
 }
 
 impl ConfigError {
@@ -1138,6 +1190,7 @@ impl fmt::Display for ConfigErrorKind {
                 "instrument {id} has a reference price <= 0 but refuses such prices; \
                  set `nonpositive_prices = true` or give a positive reference"
             ),
+            ChangedWhileReading => write!(f, "it changed size while being read; try again"),
         }
     }
 }
@@ -1775,6 +1828,24 @@ mod tests {
     }
 
     #[test]
+    fn the_anchor_key_file_is_resolved_like_keys_and_never_empty() {
+        let dir = TempDir::new("anchor");
+        let path = dir.0.join("gw.toml");
+        std::fs::write(&path, "audit_anchor_key_file = \"anchor.key\"\n").unwrap();
+        let config = load(&path).unwrap();
+        assert_eq!(
+            config.to_spec().audit_anchor_key_file,
+            Some(dir.0.join("anchor.key"))
+        );
+        assert_eq!(Config::default().audit_anchor_key_file, None);
+        let e = refused("audit_anchor_key_file = \"\"\n");
+        assert!(
+            matches!(e.kind(), Invalid { field, .. } if field == "audit_anchor_key_file"),
+            "{e:?}"
+        );
+    }
+
+    #[test]
     fn load_resolves_paths_against_the_config_directory() {
         let dir = TempDir::new("keys");
         let path = dir.0.join("gw.toml");
@@ -1925,6 +1996,7 @@ mod tests {
             "stats_file",
             "engine.core",
             "engine.instrument",
+            "audit_anchor_key_file",
         ]
         .map(str::to_owned)
         .into();
@@ -1936,7 +2008,7 @@ mod tests {
                 _ => fields.push(key.clone()),
             }
         }
-        assert_eq!(fields.len(), 37);
+        assert_eq!(fields.len(), 38);
         for field in fields {
             assert!(
                 REFERENCE.contains(&format!("| `{field}` |")),

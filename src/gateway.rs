@@ -99,6 +99,10 @@ pub struct GatewaySpec {
     /// The CPU of each reactor's SQPOLL thread; empty = not pinned. Else
     /// `len == reactors`.
     pub sqpoll_cores: Vec<usize>,
+    /// The anchor key the journal's checkpoints are made with (a file of
+    /// 64 hex digits, mode 0600); None = no checkpoints. docs/JOURNAL.md,
+    /// "Checkpoints".
+    pub audit_anchor_key_file: Option<std::path::PathBuf>,
 }
 
 impl Default for GatewaySpec {
@@ -124,6 +128,7 @@ impl Default for GatewaySpec {
             spin_max: std::time::Duration::from_micros(SPIN_MAX_US_DEFAULT.into()),
             sqpoll: false,
             sqpoll_cores: Vec::new(),
+            audit_anchor_key_file: None,
         }
     }
 }
@@ -221,8 +226,12 @@ pub enum StartError {
     Spec(String),
     /// io_uring, or a feature of it the reactor needs, is unavailable.
     Uring(String),
-    /// Binding or configuring the listener failed.
-    Listen(std::io::Error),
+    /// Binding or configuring the listener on `addr` failed (not because
+    /// another process listens there: that is `AddressInUse`).
+    Listen {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
     /// Another process already listens on the address (another gateway,
     /// most likely): joining its SO_REUSEPORT group would split the
     /// connections between two books. `holders`: who, from /proc, or why
@@ -245,25 +254,18 @@ impl std::fmt::Display for StartError {
         match self {
             StartError::Spec(s) => write!(f, "configuration: {s}"),
             StartError::Uring(s) => write!(f, "io_uring: {s}"),
-            StartError::Listen(e) => write!(f, "listener: {e}"),
-            StartError::AddressInUse { addr, holders } => {
-                write!(f, "listener {addr}: another process (")?;
-                match holders {
-                    Ok(holders) => {
-                        for (i, (pid, name)) in holders.iter().enumerate() {
-                            let sep = if i == 0 { "" } else { "; " };
-                            write!(f, "{sep}pid {pid}, {name}")?;
-                        }
-                    }
-                    Err(why) => write!(f, "pid unknown: {why}")?,
-                }
-                write!(
-                    f,
-                    ") is already listening on this address; a second gateway there would \
-                     take part of its connections with a separate book: stop that one, or \
-                     listen elsewhere"
-                )
-            }
+            StartError::Listen { addr, source } => write!(
+                f,
+                "listener {addr}: {source}{}",
+                crate::sys::bind_hint(*addr, source)
+            ),
+            StartError::AddressInUse { addr, holders } => write!(
+                f,
+                "listener {addr}: another process ({}) is already listening on this address; a \
+                 second gateway there would take part of its connections with a separate book: \
+                 stop that one, or listen elsewhere",
+                crate::sys::holders_text(holders)
+            ),
             StartError::Affinity(s) => write!(f, "cpu affinity: {s}"),
             StartError::Journal(s) => write!(f, "audit journal: {s}"),
             StartError::Stats(s) => write!(f, "{s}"),
@@ -368,7 +370,7 @@ impl GatewayControl {
         let keys = table.len();
         let epoch = self.shared.publish_keys(table);
         let applied_in = self.wait(epoch);
-        self.record(AuditEvent::reload(worker::wall_ns(), keys as u32));
+        self.record(AuditEvent::reload(crate::clock::wall_ns(), keys as u32));
         ControlReport {
             epoch,
             keys,
@@ -385,7 +387,7 @@ impl GatewayControl {
         match KeyTable::load(path) {
             Ok(table) => Ok(self.reload(table)),
             Err(e) => {
-                self.record(AuditEvent::reload_failed(worker::wall_ns(), 0));
+                self.record(AuditEvent::reload_failed(crate::clock::wall_ns(), 0));
                 Err(e.to_string())
             }
         }
@@ -404,7 +406,7 @@ impl GatewayControl {
             return Err(ControlError::AlreadyRevoked(key_id));
         }
         self.record(AuditEvent::revoke(
-            worker::wall_ns(),
+            crate::clock::wall_ns(),
             key_id,
             report.sessions_ended,
         ));
@@ -424,7 +426,7 @@ impl GatewayControl {
         let all = crate::engine::SessionId(0);
         let reason = crate::wire::codes::TerminateReason::KEY_REVOKED;
         self.record(AuditEvent::kill(
-            worker::wall_ns(),
+            crate::clock::wall_ns(),
             key_id,
             all,
             reason,
@@ -494,6 +496,20 @@ impl GatewayControl {
         &self.shared.admin
     }
 
+    /// Every reactor's logged-on sessions, in (key, session) order, asked
+    /// of the reactors (each answers at its next timer tick), and the
+    /// reactors that did not answer within `CONTROL_TIMEOUT`.
+    pub fn live_sessions(&self) -> (Vec<crate::session::listing::SessionRow>, Vec<u16>) {
+        let listing = &self.shared.listing;
+        let _one = listing.one_at_a_time();
+        let asked = listing.ask();
+        let start = std::time::Instant::now();
+        while !listing.answered(self.reactors, asked) && start.elapsed() < CONTROL_TIMEOUT {
+            std::thread::sleep(std::time::Duration::from_micros(200));
+        }
+        listing.collect(self.reactors, asked)
+    }
+
     /// Each key's id and its live sessions (all reactors).
     pub fn sessions(&self) -> Vec<(u64, u32, bool)> {
         let set = self.shared.key_set();
@@ -526,6 +542,18 @@ pub struct Gateway {
     pub uring_mode: String,
     /// Whether the CPU has SHA-NI (tags cost about three times more without).
     pub sha_ni: bool,
+    /// The logon replay floors read from the journal at start (None: no
+    /// journal, so none: a Logon captured before a restart can be replayed
+    /// after it within the skew window).
+    pub logon_floors: Option<crate::journal::LogonFloors>,
+    /// The tag of the anchor key the journal's checkpoints are made with
+    /// (None: no anchor key, no checkpoints).
+    pub anchor_tag: Option<u64>,
+    /// With an anchor key, on a journal whose latest segment holds
+    /// checkpoints: whether its last record is a clean stop's checkpoint.
+    /// `Some(false)`: the last run crashed, or records were removed from
+    /// the journal's end while the gateway was down.
+    pub previous_run_closed: Option<bool>,
 }
 
 impl GatewaySpec {
@@ -619,6 +647,11 @@ impl GatewaySpec {
                 if self.sqpoll { "" } else { " without sqpoll" }
             ));
         }
+        if self.audit_anchor_key_file.is_some() && self.audit_journal.is_none() {
+            return Err(
+                "an audit anchor key without an audit journal: nothing to checkpoint".into(),
+            );
+        }
         Ok(())
     }
 }
@@ -666,45 +699,96 @@ impl Gateway {
             );
         }
         let seed = os_random_32().map_err(|e| StartError::Spec(format!("/dev/urandom: {e}")))?;
-        let shared = Arc::new(Shared::new(spec.session.clone(), keys, seed));
+        // Read before anything is opened: a bad key file names itself.
+        let anchor_key = match &spec.audit_anchor_key_file {
+            Some(path) => Some(crate::journal::AnchorKey::load(path).map_err(StartError::Journal)?),
+            None => None,
+        };
 
         // Listeners first: the first resolves port 0, the rest share it.
         // A fixed port is probed first without SO_REUSEPORT, so that another
         // gateway's group there is refused, not joined (port 0 gets a free
         // port from the kernel).
-        let probe = match spec.listen.port() {
-            0 => None,
-            _ => Some(uring::exclusive_probe(spec.listen).map_err(|e| {
-                if e.kind() == std::io::ErrorKind::AddrInUse {
+        // Every failure names the address (the port resolved, once it is).
+        let listen_error = |addr: SocketAddr| {
+            move |source: std::io::Error| {
+                if source.kind() == std::io::ErrorKind::AddrInUse {
                     StartError::AddressInUse {
-                        addr: spec.listen,
-                        holders: crate::sys::listener_holders(spec.listen),
+                        addr,
+                        holders: crate::sys::listener_holders(addr),
                     }
                 } else {
-                    StartError::Listen(e)
+                    StartError::Listen { addr, source }
                 }
-            })?),
+            }
         };
-        let first =
-            uring::reuseport_listener(spec.listen, LISTEN_BACKLOG).map_err(StartError::Listen)?;
-        let local_addr = first.local_addr().map_err(StartError::Listen)?;
+        let probe = match spec.listen.port() {
+            0 => None,
+            _ => Some(uring::exclusive_probe(spec.listen).map_err(listen_error(spec.listen))?),
+        };
+        let first = uring::reuseport_listener(spec.listen, LISTEN_BACKLOG)
+            .map_err(listen_error(spec.listen))?;
+        let local_addr = first.local_addr().map_err(listen_error(spec.listen))?;
         let mut listeners = vec![first];
         for _ in 1..spec.reactors {
             listeners.push(
                 uring::reuseport_listener(local_addr, LISTEN_BACKLOG)
-                    .map_err(StartError::Listen)?,
+                    .map_err(listen_error(local_addr))?,
             );
         }
         drop(probe);
 
         // The journal first: without its record the gateway does not start.
         let journal = match &spec.audit_journal {
-            Some(path) => Some(
-                Journal::open_segments(path, spec.audit_capacity, spec.audit_rollover)
-                    .map_err(|e| StartError::Journal(format!("{}: {e}", path.display())))?,
-            ),
+            Some(path) => {
+                let journal =
+                    Journal::open_segments(path, spec.audit_capacity, spec.audit_rollover)
+                        .map_err(|e| StartError::Journal(format!("{}: {e}", path.display())))?;
+                Some(match anchor_key {
+                    Some(key) => journal
+                        .with_anchor(key, JOURNAL_CHECKPOINT_RECORDS)
+                        .map_err(|e| StartError::Journal(format!("{}: {e}", path.display())))?,
+                    None => journal,
+                })
+            }
             None => None,
         };
+        // Each key's replay floor, from every segment: the nonce caches
+        // start empty, the floors keep a Logon accepted before this start
+        // from being accepted again (docs/JOURNAL.md, "Replay floors").
+        let logon_floors = match &spec.audit_journal {
+            Some(path) => Some(
+                crate::journal::read_logon_floors(
+                    path,
+                    spec.session.logon_skew_ns,
+                    crate::clock::wall_ns(),
+                )
+                .map_err(StartError::Journal)?,
+            ),
+            None => {
+                eprintln!(
+                    "ordergate: no audit journal: a Logon captured before a restart can be \
+                     replayed after it within the skew window (the replay floors are read from \
+                     the journal)"
+                );
+                None
+            }
+        };
+        let floors = logon_floors
+            .as_ref()
+            .map(|f| f.book.clone())
+            .unwrap_or_default();
+        let shared = Arc::new(Shared::with_logon_floors(
+            spec.session.clone(),
+            keys,
+            seed,
+            floors,
+        ));
+        let anchor_tag = journal.as_ref().and_then(Journal::anchor_tag);
+        let previous_run_closed = journal.as_ref().and_then(|j| {
+            let (closed, had_checkpoint) = j.ended_closed();
+            (j.anchor_tag().is_some() && had_checkpoint).then_some(closed)
+        });
         let health = journal.as_ref().map(|_| Arc::new(JournalHealth::new()));
         let mut audit_rx = Vec::new();
         let mut new_audit = || match &health {
@@ -831,7 +915,7 @@ impl Gateway {
                             let mut idle = Idle::new(idle_kind);
                             let mut published: Nanos = 0;
                             loop {
-                                let now = worker::wall_ns();
+                                let now = crate::clock::wall_ns();
                                 let work = agent.do_work(now);
                                 if let Some(stats) = &mut stats
                                     && now.saturating_sub(published) >= TIMER_TICK_NS
@@ -841,7 +925,7 @@ impl Gateway {
                                 }
                                 if work == 0 && engine_stop.load(Ordering::Acquire) {
                                     if let Some(stats) = &mut stats {
-                                        stats.publish(worker::wall_ns(), &agent.counters);
+                                        stats.publish(crate::clock::wall_ns(), &agent.counters);
                                     }
                                     break;
                                 }
@@ -877,6 +961,9 @@ impl Gateway {
             journal_health: health,
             uring_mode: String::new(),
             sha_ni,
+            logon_floors,
+            anchor_tag,
+            previous_run_closed,
         };
         for _ in 0..spec.reactors {
             match ready_rx.recv() {

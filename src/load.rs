@@ -25,7 +25,16 @@
 //! a replace). A gateway that stalls therefore shows its stall in every
 //! request that should have been sent during it, not only in the one that
 //! was waiting (Gil Tene's coordinated omission). Requests intended during
-//! the warm-up are sent but neither counted nor recorded.
+//! the warm-up are sent but neither counted nor recorded. An operation that
+//! falls due while every order slot of its session waits on the gateway is
+//! not skipped: it is *deferred*, sent once a reply frees a slot, its
+//! latency still from its intended time. Operations due after their session
+//! ended are counted apart (`unsent_ended`), never as "behind schedule".
+//!
+//! **Honest reports.** [`LoadReport::problems`] lists what makes a run's
+//! figures something other than the gateway's answer to the load (rejects,
+//! sessions ended or failed, replies lost); a run with any says `NOT A
+//! CLEAN RUN` first, and `ordergate load` exits 3.
 //!
 //! **Closed loop.** Each session has one request outstanding: it sends the
 //! next as soon as the previous got its first reply, and the latency is
@@ -60,7 +69,7 @@
 
 use std::fmt::Write as _;
 use std::fs::File;
-use std::io::{self, IsTerminal, Read, Write as _};
+use std::io::{self, IsTerminal, Write as _};
 use std::net::SocketAddr;
 use std::os::fd::AsFd;
 use std::os::unix::fs::PermissionsExt;
@@ -103,7 +112,7 @@ const _: () = assert!(INFLIGHT_SLOTS.is_power_of_two() && INFLIGHT_SLOTS > LIVE_
 pub const LATENCY_NS_MAX: u64 = 60_000_000_000;
 
 /// Load threads at most: more than any host gives a load generator cores
-/// for; each costs a stack and two histograms (~0.5 MiB).
+/// for; each costs a stack and four histograms (~1 MiB).
 pub const THREADS_MAX: usize = 256;
 
 /// How long the end of a step waits for the outstanding replies, and the
@@ -468,17 +477,18 @@ pub fn read_secret_file(path: &Path) -> Result<[u8; 32], String> {
             "secret file {name} has mode {mode:04o}: it must not be accessible by group or others (chmod 600)"
         ));
     }
-    if meta.len() > SECRET_FILE_SIZE_MAX {
-        return Err(format!(
-            "secret file {name} is {} bytes: a secret file holds 64 hex digits",
-            meta.len()
-        ));
-    }
-    let mut text = Zeroizing::new(Vec::with_capacity(SECRET_FILE_SIZE_MAX as usize));
-    (&mut file)
-        .take(SECRET_FILE_SIZE_MAX)
-        .read_to_end(&mut text)
-        .map_err(|e| format!("secret file {name}: cannot read: {e}"))?;
+    let mut text = Zeroizing::new(Vec::new());
+    crate::files::read_bounded(&mut file, SECRET_FILE_SIZE_MAX, &mut text).map_err(|e| {
+        use crate::files::ReadBoundedError as E;
+        match e {
+            E::Inspect(e) => format!("secret file {name}: cannot inspect: {e}"),
+            E::TooLarge { size } => {
+                format!("secret file {name} is {size} bytes: a secret file holds 64 hex digits")
+            }
+            E::Read(e) => format!("secret file {name}: cannot read: {e}"),
+            E::Changed => format!("secret file {name}: it changed size while being read"),
+        }
+    })?;
     let trimmed = std::str::from_utf8(&text)
         .map_err(|_| {
             format!("secret file {name}: not text; it must hold {SECRET_HEX_LEN} hex digits")
@@ -503,11 +513,22 @@ pub struct LoadReport {
     pub sent_cancel: u64,
     pub sent_replace: u64,
     /// Operations due before the end that the generator never got to send
-    /// (it fell behind its schedule; open loop).
+    /// (it fell behind its schedule; open loop). Not those of a session
+    /// that had ended: see `unsent_ended`.
     pub behind: u64,
-    /// Operations due with every order slot waiting on the gateway (nothing
-    /// could be sent): a sign the gateway is far behind.
-    pub skipped: u64,
+    /// Operations that could not go out when due because every order slot
+    /// of their session was waiting on the gateway (a sign it is far
+    /// behind): each was sent as soon as a slot was answered, and its
+    /// latency counts from its intended time, so it is in the percentiles
+    /// (or, if it was still waiting at the end, in `behind`).
+    pub deferred: u64,
+    /// Operations due after their session had ended (terminated by the
+    /// gateway, or failed): never sent, and not "behind schedule".
+    pub unsent_ended: u64,
+    /// Of the UNKNOWN_ORDER rejects, those answering a cancel or replace of
+    /// an order that had just filled (the Fill came first): a race the
+    /// order flow invites, not a refusal of the load.
+    pub raced_fill: u64,
     pub accepted: u64,
     pub rejected: u64,
     /// Answers to cancels (reason USER).
@@ -549,7 +570,9 @@ impl LoadReport {
             sent_cancel: 0,
             sent_replace: 0,
             behind: 0,
-            skipped: 0,
+            deferred: 0,
+            unsent_ended: 0,
+            raced_fill: 0,
             accepted: 0,
             rejected: 0,
             canceled: 0,
@@ -600,7 +623,9 @@ impl LoadReport {
         self.sent_cancel += other.sent_cancel;
         self.sent_replace += other.sent_replace;
         self.behind += other.behind;
-        self.skipped += other.skipped;
+        self.deferred += other.deferred;
+        self.unsent_ended += other.unsent_ended;
+        self.raced_fill += other.raced_fill;
         self.accepted += other.accepted;
         self.rejected += other.rejected;
         self.canceled += other.canceled;
@@ -643,8 +668,99 @@ impl LoadReport {
         }
     }
 
+    /// What makes this run's figures something other than the gateway's
+    /// answer to the load offered, most important first: requests refused
+    /// (every reject but the UNKNOWN_ORDERs that raced a fill), sessions
+    /// the gateway ended or that failed (and what they then never sent),
+    /// requests never answered. Empty: a clean run.
+    pub fn problems(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        for (name, n) in self.rejects_by_name() {
+            let n = if name == RejectReason::UNKNOWN_ORDER.name() {
+                n.saturating_sub(self.raced_fill)
+            } else {
+                n
+            };
+            if n == 0 {
+                continue;
+            }
+            let why = match name {
+                "THROTTLED" => {
+                    let offered = match self.mode {
+                        Mode::Open => format!(
+                            " ({} orders/s offered over {} session{}, {} each)",
+                            self.rate,
+                            self.sessions,
+                            plural(self.sessions as u64),
+                            self.rate / self.sessions.max(1) as u64
+                        ),
+                        Mode::Closed => String::new(),
+                    };
+                    format!(
+                        ": the key's msgs_per_sec/burst (keys file) or each session's limit, [session] msgs_per_sec/burst in the gateway's config (default 1000/s, burst 100), is below the load{offered}"
+                    )
+                }
+                "ENGINE_BUSY" => ": the gateway's command ring to its engine was full".to_owned(),
+                "NOT_PERMITTED" => ": the key lacks the trade or cancel scope".to_owned(),
+                "RISK_MAX_QTY" | "RISK_MAX_NOTIONAL" => format!(
+                    ": the key's risk limits refuse orders of up to {QTY_MAX} at about {PRICE_BASE} ticks"
+                ),
+                _ => String::new(),
+            };
+            out.push(format!("{n} request{} rejected {name}{why}", plural(n)));
+        }
+        let abnormal = self.abnormal_terminates();
+        if !abnormal.is_empty() {
+            let total: u64 = abnormal.iter().map(|x| x.1).sum();
+            let list: Vec<String> = abnormal.iter().map(|(n, c)| format!("{n} {c}")).collect();
+            let mut line = format!(
+                "{total} session{} terminated by the gateway: {}",
+                plural(total),
+                list.join(", ")
+            );
+            if abnormal
+                .iter()
+                .any(|(n, _)| *n == TerminateReason::THROTTLE_BREACH.name())
+            {
+                line.push_str(
+                    " (THROTTLE_BREACH ends a session that keeps sending through a run of THROTTLED: the generator does not slow down for them)",
+                );
+            }
+            out.push(line);
+        }
+        if !self.errors.is_empty() {
+            let n = self.errors.len() as u64;
+            out.push(format!(
+                "{n} session{} or thread{} failed (the errors are below)",
+                plural(n),
+                plural(n)
+            ));
+        }
+        if self.unsent_ended > 0 {
+            out.push(format!(
+                "{} operation{} due after their session ended, never sent",
+                self.unsent_ended,
+                plural(self.unsent_ended)
+            ));
+        }
+        if self.unanswered > 0 {
+            out.push(format!(
+                "{} request{} never answered",
+                self.unanswered,
+                plural(self.unanswered)
+            ));
+        }
+        out
+    }
+
+    /// No problems: the figures are the gateway's answer to the load.
+    pub fn clean(&self) -> bool {
+        self.problems().is_empty()
+    }
+
     /// The report as text (what `print` prints; the demo's form): the
-    /// round trip percentiles on one line.
+    /// round trip percentiles on one line. A run that was not clean says
+    /// so first, with every problem, before any figure.
     pub fn render(&self) -> String {
         self.render_with(false)
     }
@@ -658,6 +774,16 @@ impl LoadReport {
 
     fn render_with(&self, table: bool) -> String {
         let mut s = String::new();
+        let problems = self.problems();
+        if !problems.is_empty() {
+            let _ = writeln!(
+                s,
+                "load: NOT A CLEAN RUN: the figures below are not the gateway's answer to this load"
+            );
+            for p in &problems {
+                let _ = writeln!(s, "  - {p}");
+            }
+        }
         let achieved = self.achieved_rate();
         match self.mode {
             Mode::Open => {
@@ -674,7 +800,7 @@ impl LoadReport {
                 );
                 let _ = writeln!(
                     s,
-                    "  sent {} (new {}, cancel {}, replace {}); achieved {:.0} orders/s ({:.1}% of offered); behind schedule {}, skipped {}",
+                    "  sent {} (new {}, cancel {}, replace {}); achieved {:.0} orders/s ({:.1}% of offered); behind schedule {}, deferred {}{}",
                     self.sent(),
                     self.sent_new,
                     self.sent_cancel,
@@ -682,7 +808,12 @@ impl LoadReport {
                     achieved,
                     100.0 * achieved / self.rate.max(1) as f64,
                     self.behind,
-                    self.skipped
+                    self.deferred,
+                    if self.unsent_ended > 0 {
+                        format!(", unsent (session ended) {}", self.unsent_ended)
+                    } else {
+                        String::new()
+                    }
                 );
             }
             Mode::Closed => {
@@ -698,13 +829,12 @@ impl LoadReport {
                 );
                 let _ = writeln!(
                     s,
-                    "  sent {} (new {}, cancel {}, replace {}); achieved {:.0} orders/s; skipped {}",
+                    "  sent {} (new {}, cancel {}, replace {}); achieved {:.0} orders/s",
                     self.sent(),
                     self.sent_new,
                     self.sent_cancel,
                     self.sent_replace,
                     achieved,
-                    self.skipped
                 );
             }
         }
@@ -715,8 +845,28 @@ impl LoadReport {
         );
         let rejects = self.rejects_by_name();
         if !rejects.is_empty() {
-            let list: Vec<String> = rejects.iter().map(|(n, c)| format!("{n} {c}")).collect();
+            let list: Vec<String> = rejects
+                .iter()
+                .map(|&(n, c)| {
+                    if n == RejectReason::UNKNOWN_ORDER.name() && self.raced_fill > 0 {
+                        format!(
+                            "{n} {c} ({} of them a cancel or replace that raced a fill: expected)",
+                            self.raced_fill
+                        )
+                    } else {
+                        format!("{n} {c}")
+                    }
+                })
+                .collect();
             let _ = writeln!(s, "  rejects by reason: {}", list.join(", "));
+        }
+        if self.deferred > 0 {
+            let _ = writeln!(
+                s,
+                "  deferred: {} operation{} fell due while all {LIVE_ORDERS_MAX} order slots of their session waited on the gateway, and went out late, once replies freed a slot; their latency runs from the intended send",
+                self.deferred,
+                plural(self.deferred)
+            );
         }
         let abnormal: Vec<String> = self
             .abnormal_terminates()
@@ -733,10 +883,24 @@ impl LoadReport {
         for e in &self.errors {
             let _ = writeln!(s, "  error: {e}");
         }
+        // Every request sent is a sample once answered; what is not in the
+        // percentiles is said next to them.
+        let mut left_out = Vec::new();
+        if self.behind > 0 {
+            left_out.push(format!("{} behind schedule, never sent", self.behind));
+        }
+        if self.unanswered > 0 {
+            left_out.push(format!("{} never answered", self.unanswered));
+        }
+        let left_out = if left_out.is_empty() {
+            String::new()
+        } else {
+            format!("; not in them: {}", left_out.join(", "))
+        };
         if table {
             let _ = writeln!(
                 s,
-                "  round trip from {} to first reply (µs), {} samples:",
+                "  round trip from {} to first reply (µs), {} samples{left_out}:",
                 self.latency_origin(),
                 self.latency_ns.len()
             );
@@ -744,7 +908,7 @@ impl LoadReport {
         } else {
             let _ = writeln!(
                 s,
-                "  round trip from {} (µs): {} ({} samples)",
+                "  round trip from {} (µs): {} ({} samples{left_out})",
                 self.latency_origin(),
                 percentiles_us(&self.latency_ns),
                 self.latency_ns.len()
@@ -777,10 +941,13 @@ pub fn new_histogram() -> Histogram<u64> {
     Histogram::new_with_bounds(1, LATENCY_NS_MAX, 3).expect("valid histogram bounds")
 }
 
-/// The progress line's histograms: 2 significant digits are plenty for
-/// "p99 87 µs", and keep them small (a few KiB) and cheap to reset.
-fn progress_histogram() -> Histogram<u64> {
-    Histogram::new_with_bounds(1, LATENCY_NS_MAX, 2).expect("valid histogram bounds")
+/// The progress line's histograms: the precision of the final ones (3
+/// significant digits), so that a p99 shown while the run goes is a value
+/// the final table could show too, never above its max. (At 2 digits, a
+/// bucket's top is up to 0.8% above the values in it, and "p99 87.9 µs"
+/// could precede "max 87.4 µs".) About 220 KiB each, three per thread.
+pub fn progress_histogram() -> Histogram<u64> {
+    new_histogram()
 }
 
 /// `p50 … max` of a histogram of nanoseconds, in µs with 2 decimals.
@@ -1382,6 +1549,11 @@ fn result_json(r: &LoadReport) -> Vec<(String, Json)> {
         .filter(|&(_, n)| n > 0)
         .collect();
     let pairs = [
+        ("clean", Json::Bool(r.clean())),
+        (
+            "problems",
+            Json::Arr(r.problems().into_iter().map(Json::Str).collect()),
+        ),
         (
             "offered_rate",
             r.offered_rate().map_or(Json::Null, Json::Int),
@@ -1412,7 +1584,9 @@ fn result_json(r: &LoadReport) -> Vec<(String, Json)> {
         ("fills", Json::Int(r.fills)),
         ("unanswered", Json::Int(r.unanswered)),
         ("behind_schedule", Json::Int(r.behind)),
-        ("skipped", Json::Int(r.skipped)),
+        ("deferred", Json::Int(r.deferred)),
+        ("unsent_ended_sessions", Json::Int(r.unsent_ended)),
+        ("unknown_order_raced_fill", Json::Int(r.raced_fill)),
         ("heartbeats", Json::Int(r.heartbeats)),
         ("cleanup_canceled", Json::Int(r.cleanup_canceled)),
         ("terminates", by_name(terminates)),
@@ -1650,6 +1824,27 @@ pub fn step_hgrm_path(base: &Path, offered: u64) -> PathBuf {
 }
 
 impl Outputs {
+    /// Refuses what cannot be written as asked: a plot is SVG, so a
+    /// `--plot` path must end `.svg` (a `.png` holding SVG would be a lie).
+    ///
+    /// # Errors
+    ///
+    /// The path and what to do instead.
+    pub fn check(&self) -> Result<(), String> {
+        if let Some(path) = &self.plot {
+            let svg = path
+                .extension()
+                .is_some_and(|e| e.eq_ignore_ascii_case("svg"));
+            if !svg {
+                return Err(format!(
+                    "--plot {}: the plot is drawn as SVG only; give a path ending .svg (convert it afterwards if need be, e.g. rsvg-convert -o plot.png plot.svg)",
+                    path.display()
+                ));
+            }
+        }
+        Ok(())
+    }
+
     /// Creates (empties) every file now, so that a path that cannot be
     /// written fails before the run rather than after it; for a sweep's
     /// `.hgrm` files, checks their directory.
@@ -1658,6 +1853,7 @@ impl Outputs {
     ///
     /// The file and why it cannot be written.
     pub fn prepare(&self, sweep: bool) -> Result<(), String> {
+        self.check()?;
         for path in [&self.json, &self.plot].into_iter().flatten() {
             File::create(path).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
         }
@@ -1741,7 +1937,10 @@ pub fn write_sweep_outputs(
 
 /// `ordergate load`: one run, or a sweep; the report on stdout (a sweep's
 /// rows as its steps end), the progress line on stderr if
-/// `params.progress`, then the files of `outputs`.
+/// `params.progress`, then the files of `outputs`. Returns whether a run
+/// was clean ([`LoadReport::problems`]; its report then says so first). A
+/// sweep is judged step by step and returns true: its conclusion names
+/// the step that failed and why.
 ///
 /// # Errors
 ///
@@ -1750,12 +1949,13 @@ pub fn execute(
     params: &LoadParams,
     sweep: Option<&SweepParams>,
     outputs: &Outputs,
-) -> Result<(), String> {
+) -> Result<bool, String> {
     match sweep {
         None => {
             let report = run_load(params)?;
             print!("{}", report.render_table());
-            write_report_outputs(params, &report, outputs)
+            write_report_outputs(params, &report, outputs)?;
+            Ok(report.clean())
         }
         Some(sweep) => {
             params.check()?;
@@ -1767,7 +1967,8 @@ pub fn execute(
                 let _ = io::stdout().flush();
             })?;
             print!("{}", report.render_conclusion());
-            write_sweep_outputs(params, &report, outputs)
+            write_sweep_outputs(params, &report, outputs)?;
+            Ok(true)
         }
     }
 }
@@ -1809,7 +2010,8 @@ struct Live {
 }
 
 /// The progress line: "load    3 s measuring: sent 59812, replies 59800,
-/// p99 87.3 µs", where p99 is over the last second.
+/// p99 87.30 µs", where p99 is over the last second's measured replies
+/// (none during the warm-up: "p99 -").
 pub fn progress_text(
     label: &str,
     elapsed: Duration,
@@ -1820,7 +2022,9 @@ pub fn progress_text(
 ) -> String {
     let p99 = p99_ns.map_or_else(
         || "-".to_owned(),
-        |ns| format!("{:.1} µs", ns as f64 / 1_000.0),
+        // As the final table prints it, so a p99 equal to the max reads
+        // the same in both.
+        |ns| format!("{:.2} µs", ns as f64 / 1_000.0),
     );
     format!(
         "{label} {:>4.0} s {}: sent {sent}, replies {replies}, p99 {p99}",
@@ -2229,6 +2433,15 @@ struct SessionLoad {
     cleaned: bool,
     /// A Terminate (or an error) was received.
     ended: bool,
+    /// When it ended, ns after the current step's t0 (0: before the step).
+    ended_at_ns: Option<u64>,
+    /// An operation is due that could not be sent: every order slot waits
+    /// on the gateway.
+    blocked: bool,
+    /// When it last stopped being blocked, ns after the step's t0: the
+    /// operations intended before then and sent after are deferred (they
+    /// waited on the gateway, not on the generator).
+    unblocked_ns: u64,
 }
 
 impl SessionLoad {
@@ -2250,6 +2463,9 @@ impl SessionLoad {
             alive: true,
             cleaned: false,
             ended: false,
+            ended_at_ns: None,
+            blocked: false,
+            unblocked_ns: 0,
         };
         s.schedule(params.rate, params.sessions);
         s
@@ -2265,6 +2481,10 @@ impl SessionLoad {
         self.rate = rate_total / sessions + u64::from(i < rate_total % sessions);
         self.offset_ns = i * 1_000_000_000 / rate_total;
         self.op = 0;
+        self.blocked = false;
+        self.unblocked_ns = 0;
+        // A session that ended in an earlier step sends nothing in this one.
+        self.ended_at_ns = (!self.alive).then_some(0);
     }
 
     /// Intended time of operation `op`, ns after t0.
@@ -2436,10 +2656,9 @@ impl SessionLoad {
             (_, _, None) => match self.pick_live(true) {
                 Some(slot) => self.send_cancel(slot, intended_ns, measured, report)?,
                 None => {
-                    // Every slot waits on the gateway: nothing to send.
-                    if measured {
-                        report.skipped += 1;
-                    }
+                    // Every slot waits on the gateway: nothing to send
+                    // now; the operation goes when a slot is answered.
+                    self.blocked = true;
                     return Ok(false);
                 }
             },
@@ -2565,9 +2784,12 @@ impl SessionLoad {
             let latency_ns = t_ns.saturating_sub(entry.intended_ns).max(1);
             if entry.kind != Kind::MassCancel {
                 live.answered += 1;
-                live.recent_ns.saturating_record(latency_ns);
             }
+            // The progress line's p99 is over measured samples only, so it
+            // is a percentile of a subset of the final figures and can
+            // never pass their max (a warm-up reply is not in either).
             if entry.measured {
+                live.recent_ns.saturating_record(latency_ns);
                 report.latency_ns.saturating_record(latency_ns);
             }
             Some(entry)
@@ -2588,15 +2810,27 @@ impl SessionLoad {
                 cl_ord_id, reason, ..
             } => {
                 if let Some(e) = first(self, cl_ord_id, report) {
-                    if e.measured {
-                        report.rejected += 1;
-                        report.rejects[reason.wire() as usize] += 1;
-                    }
                     if e.kind == Kind::MassCancel {
+                        if e.measured {
+                            report.rejected += 1;
+                            report.rejects[reason.wire() as usize] += 1;
+                        }
                         self.cleaned = true;
                         return;
                     }
                     let o = &mut self.orders[e.slot as usize];
+                    if e.measured {
+                        report.rejected += 1;
+                        report.rejects[reason.wire() as usize] += 1;
+                        // The order filled (or the gateway canceled it)
+                        // while this cancel or replace was on its way.
+                        if reason == RejectReason::UNKNOWN_ORDER
+                            && e.kind != Kind::New
+                            && o.state == SlotState::GoneBusy
+                        {
+                            report.raced_fill += 1;
+                        }
+                    }
                     o.state = match (e.kind, o.state) {
                         (Kind::New, _) | (_, SlotState::GoneBusy) => SlotState::Free,
                         // The order is no longer there (filled meanwhile).
@@ -2679,11 +2913,13 @@ impl SessionLoad {
                 report.terminates[reason.wire() as usize] += 1;
                 self.alive = false;
                 self.ended = true;
+                self.ended_at_ns.get_or_insert(t_ns);
             }
         }
     }
 
-    fn fail(&mut self, error: &ClientError, report: &mut LoadReport) {
+    /// The session failed at `t_ns` (after the step's t0).
+    fn fail(&mut self, error: &ClientError, t_ns: u64, report: &mut LoadReport) {
         if !self.ended {
             report
                 .errors
@@ -2691,6 +2927,7 @@ impl SessionLoad {
         }
         self.alive = false;
         self.ended = true;
+        self.ended_at_ns.get_or_insert(t_ns);
     }
 
     /// Reads every reply already arrived. Returns how many.
@@ -2711,7 +2948,7 @@ impl SessionLoad {
                 }
                 Ok(None) => break,
                 Err(e) => {
-                    self.fail(&e, report);
+                    self.fail(&e, t0.elapsed().as_nanos() as u64, report);
                     break;
                 }
             }
@@ -2798,11 +3035,17 @@ impl Driver {
         self.settle();
         if self.mode == Mode::Open {
             for (s, sent_ops) in self.sessions.iter().zip(sent_by_end) {
-                // Measured operations due before the end that were never sent.
-                let due = s.ops_between(self.warmup_ns, self.end_ns);
+                // Measured operations due before the end (or before the
+                // session ended: after that it could send nothing, and is
+                // not late) that were never sent.
+                let until = s
+                    .ended_at_ns
+                    .map_or(self.end_ns, |t| t.clamp(self.warmup_ns, self.end_ns));
+                let due = s.ops_between(self.warmup_ns, until);
                 let first_measured = s.first_op_at(self.warmup_ns);
                 let sent_measured = sent_ops.saturating_sub(first_measured);
                 self.report.behind += due.saturating_sub(sent_measured);
+                self.report.unsent_ended += s.ops_between(until, self.end_ns);
             }
         }
         for s in &mut self.sessions {
@@ -2863,9 +3106,11 @@ impl Driver {
                 self.report
                     .errors
                     .push(format!("load thread {}: epoll_wait: {e}", self.thread));
+                let now = self.now_ns();
                 for s in &mut self.sessions {
                     s.alive = false;
                     s.ended = true;
+                    s.ended_at_ns.get_or_insert(now);
                 }
                 return 0;
             }
@@ -2910,20 +3155,39 @@ impl Driver {
                                 break;
                             }
                             let measured = intended >= self.warmup_ns;
-                            if measured {
-                                let lag =
-                                    (self.t0.elapsed().as_nanos() as u64).saturating_sub(intended);
-                                self.report.send_lag_ns.saturating_record(lag.max(1));
-                            }
                             match s.send_op(intended, measured, &self.mix, &mut self.report) {
-                                Ok(sent) => self.live.sent += u64::from(sent),
+                                Ok(true) => {
+                                    let sent_at = self.t0.elapsed().as_nanos() as u64;
+                                    if s.blocked {
+                                        s.blocked = false;
+                                        s.unblocked_ns = sent_at;
+                                    }
+                                    // Due while every slot waited on the
+                                    // gateway: deferred. Otherwise any
+                                    // lateness is the generator's own lag.
+                                    if measured && intended < s.unblocked_ns {
+                                        self.report.deferred += 1;
+                                    } else if measured {
+                                        let lag = sent_at.saturating_sub(intended);
+                                        self.report.send_lag_ns.saturating_record(lag.max(1));
+                                    }
+                                    self.live.sent += 1;
+                                    s.op += 1;
+                                    work += 1;
+                                }
+                                // Every order slot waits on the gateway:
+                                // the operation goes once one is answered
+                                // (its latency still runs from `intended`).
+                                Ok(false) => break,
                                 Err(e) => {
-                                    s.fail(&e, &mut self.report);
+                                    s.fail(
+                                        &e,
+                                        self.t0.elapsed().as_nanos() as u64,
+                                        &mut self.report,
+                                    );
                                     break;
                                 }
                             }
-                            s.op += 1;
-                            work += 1;
                         }
                     }
                     Mode::Closed => {
@@ -2933,11 +3197,17 @@ impl Driver {
                             let at = self.t0.elapsed().as_nanos() as u64;
                             let measured = at >= self.warmup_ns;
                             match s.send_op(at, measured, &self.mix, &mut self.report) {
-                                Ok(sent) => self.live.sent += u64::from(sent),
-                                Err(e) => s.fail(&e, &mut self.report),
+                                Ok(true) => {
+                                    self.live.sent += 1;
+                                    s.op += 1;
+                                    work += 1;
+                                }
+                                // Nothing outstanding leaves a slot free or
+                                // an order to cancel: not expected; tried
+                                // again on the next pass.
+                                Ok(false) => {}
+                                Err(e) => s.fail(&e, at, &mut self.report),
                             }
-                            s.op += 1;
-                            work += 1;
                         }
                     }
                 }
@@ -2993,7 +3263,7 @@ impl Driver {
         let now = self.now_ns();
         for s in self.sessions.iter_mut().filter(|s| s.alive) {
             if let Err(e) = s.send_mass_cancel(now, &mut self.report) {
-                s.fail(&e, &mut self.report);
+                s.fail(&e, now, &mut self.report);
             }
         }
         let deadline = Instant::now() + DRAIN_MAX;
@@ -3009,7 +3279,7 @@ impl Driver {
         }
         for s in self.sessions.iter_mut().filter(|s| s.alive) {
             if let Err(e) = s.conn.send_logout() {
-                s.fail(&e, &mut self.report);
+                s.fail(&e, now, &mut self.report);
             }
             s.alive = false;
         }
@@ -3297,6 +3567,29 @@ mod tests {
     }
 
     #[test]
+    fn a_progress_p99_never_exceeds_the_final_max() {
+        // The same samples in a progress histogram and in the final one:
+        // the progress line's p99 (over any subset) is at most the final
+        // max, for values across the whole range.
+        let mut v = 1u64;
+        while v < LATENCY_NS_MAX {
+            for sample in [v, v + v / 3, v + v / 7 + 1] {
+                let mut progress = progress_histogram();
+                let mut last = new_histogram();
+                progress.record(sample).unwrap();
+                last.record(sample).unwrap();
+                assert!(
+                    progress.value_at_quantile(0.99) <= last.max(),
+                    "{sample} ns: progress p99 {} above the final max {}",
+                    progress.value_at_quantile(0.99),
+                    last.max()
+                );
+            }
+            v = v * 3 + 1;
+        }
+    }
+
+    #[test]
     fn progress_lines_and_json_strings() {
         assert_eq!(
             progress_text(
@@ -3307,7 +3600,7 @@ mod tests {
                 59_800,
                 Some(87_300)
             ),
-            "load    3 s measuring: sent 59812, replies 59800, p99 87.3 µs"
+            "load    3 s measuring: sent 59812, replies 59800, p99 87.30 µs"
         );
         assert_eq!(
             progress_text("load", Duration::from_secs(1), true, 0, 0, None),

@@ -3,20 +3,21 @@
 //! with exact accounting, the `.hgrm`, JSON and SVG outputs read back, a
 //! tiny sweep, the flags, and the binary itself end to end.
 
+mod common;
+
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use clap::Parser;
-use ordergate::auth::keys::{BURST_MAX, KeyEntry, KeyTable, MSGS_PER_SEC_MAX};
-use ordergate::auth::secret::Secret;
+use ordergate::auth::keys::{BURST_MAX, KeyTable, MSGS_PER_SEC_MAX};
 use ordergate::cli::{Cli, Command, plan_load};
 use ordergate::gateway::{Gateway, GatewaySpec};
 use ordergate::load::{
     LoadParams, LoadReport, Mode, Outputs, SweepParams, run_load, run_sweep, step_hgrm_path,
     write_report_outputs, write_sweep_outputs,
 };
-use ordergate::wire::codes::{Environment, Scopes, TerminateReason};
+use ordergate::wire::codes::TerminateReason;
 
 const KEY: u64 = 5151;
 const SECRET: [u8; 32] = [0x6d; 32];
@@ -26,17 +27,7 @@ const SECRET_HEX: &str = "6d6d6d6d6d6d6d6d6d6d6d6d6d6d6d6d";
 /// A gateway whose key and session limits never bind: every request is
 /// answered, none is throttled.
 fn start() -> Gateway {
-    let keys = KeyTable::from_entries(vec![
-        KeyEntry::new(
-            KEY,
-            Secret::from_bytes(SECRET),
-            Scopes::TRADE.union(Scopes::CANCEL),
-            Environment::Production,
-        )
-        .with_rate(MSGS_PER_SEC_MAX, BURST_MAX)
-        .allow_any(),
-    ])
-    .unwrap();
+    let keys = KeyTable::from_entries(vec![common::unthrottled_key(KEY, SECRET)]).unwrap();
     let mut spec = GatewaySpec::default();
     spec.session.session_msgs_per_sec = MSGS_PER_SEC_MAX;
     spec.session.session_burst = BURST_MAX;
@@ -511,11 +502,433 @@ fn the_command_runs_against_the_gateway() {
         !stderr.contains('\r'),
         "plain lines when stderr is not a terminal"
     );
+    // No p99 shown while it ran is above the final max.
+    let values = stdout
+        .lines()
+        .skip_while(|l| !l.trim_start().starts_with("p50 "))
+        .nth(1)
+        .unwrap_or_else(|| panic!("a percentile table: {stdout}"));
+    let max: f64 = values.split_whitespace().last().unwrap().parse().unwrap();
+    for line in &progress {
+        let p99 = line.rsplit_once("p99 ").unwrap().1;
+        if let Some(us) = p99.strip_suffix(" µs") {
+            let us: f64 = us.parse().unwrap();
+            assert!(
+                us <= max,
+                "progress `{line}` above the final max {max}:\n{stdout}"
+            );
+        }
+    }
     let (text, json) = read_json(&dir.join("run.json"));
     assert_no_secret(&text);
+    assert_eq!(json["result"]["clean"], true, "{text}");
+    assert_eq!(json["result"]["problems"], serde_json::json!([]));
     assert_eq!(json["params"]["mix"]["new"], 60);
     assert_eq!(json["result"]["unanswered"], 0);
     svg_series(&std::fs::read_to_string(dir.join("run.svg")).unwrap());
     let _ = std::fs::remove_dir_all(&dir);
     gw.shutdown();
+}
+
+// ---------------------------------------------------------------------------
+// Honest reports (issue: a first run as a new user)
+
+/// A gateway whose key is far below any offered rate (10/s, burst 4): the
+/// load's orders are THROTTLED, and each session, after 100 of them in a
+/// row, is ended THROTTLE_BREACH.
+fn start_throttling() -> Gateway {
+    let keys = KeyTable::from_entries(vec![common::unthrottled_key(KEY, SECRET).with_rate(10, 4)])
+        .unwrap();
+    let mut spec = GatewaySpec::default();
+    spec.session.session_msgs_per_sec = MSGS_PER_SEC_MAX;
+    spec.session.session_burst = BURST_MAX;
+    Gateway::start(spec, keys).expect("the gateway starts")
+}
+
+fn secret_file(dir: &Path) -> PathBuf {
+    let path = dir.join("key.hex");
+    std::fs::write(&path, format!("{}\n", SECRET_HEX.repeat(2))).unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+    path
+}
+
+fn ordergate_load(gw: &Gateway, secret: &Path, extra: &[&str]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_ordergate"))
+        .args(["load", "--connect", &gw.local_addr().to_string()])
+        .args(["--key-id", &KEY.to_string()])
+        .arg("--secret-file")
+        .arg(secret)
+        .args(extra)
+        .output()
+        .unwrap()
+}
+
+/// A throttled run, its sessions ended by the gateway: the report says so
+/// before any figure, and the command fails (exit 3) unless
+/// `--accept-rejects` says that was the point.
+#[test]
+fn a_throttled_run_says_so_first_and_fails() {
+    let gw = start_throttling();
+    let dir = temp_dir("throttled");
+    let secret = secret_file(&dir);
+    let flags = [
+        "--sessions",
+        "2",
+        "--rate",
+        "2000",
+        "--duration",
+        "600ms",
+        "--warmup",
+        "0s",
+        "--threads",
+        "1",
+    ];
+    let out = ordergate_load(&gw, &secret, &flags);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let first = stdout.lines().next().unwrap_or_default();
+    assert!(
+        first.starts_with("load: NOT A CLEAN RUN"),
+        "the first line says the run is broken:\n{stdout}"
+    );
+    let head: Vec<&str> = stdout
+        .lines()
+        .take_while(|l| !l.starts_with("load: "))
+        .collect();
+    let _ = head;
+    assert!(stdout.contains("THROTTLED"), "{stdout}");
+    assert!(stdout.contains("THROTTLE_BREACH"), "{stdout}");
+    assert_eq!(
+        out.status.code(),
+        Some(3),
+        "a broken run fails:\n{stdout}\n{stderr}"
+    );
+    assert!(stderr.contains("--accept-rejects"), "{stderr}");
+
+    let mut accepting = flags.to_vec();
+    accepting.push("--accept-rejects");
+    let out = ordergate_load(&gw, &secret, &accepting);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}");
+    assert!(stdout.starts_with("load: NOT A CLEAN RUN"), "{stdout}");
+    let _ = std::fs::remove_dir_all(&dir);
+    gw.shutdown();
+}
+
+/// Sessions the gateway ended send nothing more: what they would have sent
+/// is not "behind schedule" (the generator was not late), and the report
+/// says how much went unsent that way.
+#[test]
+fn behind_schedule_does_not_count_what_ended_sessions_never_sent() {
+    let gw = start_throttling();
+    let p = LoadParams {
+        sessions: 2,
+        rate: 2_000,
+        warmup: Duration::ZERO,
+        duration: Duration::from_millis(600),
+        threads: 1,
+        ..LoadParams::new(gw.local_addr(), KEY, SECRET)
+    };
+    let r = run_load(&p).unwrap();
+    let text = r.render_table();
+    assert_eq!(
+        r.terminates[TerminateReason::THROTTLE_BREACH.wire() as usize],
+        2,
+        "{text}"
+    );
+    // Late only if the thread was held off its core, and then by no more
+    // than its own lag explains: the operations due within its longest lag.
+    let lag_ops = (r.send_lag_ns.max() as f64 / 1e9 * p.rate as f64).ceil() as u64 + 2;
+    assert!(
+        r.behind <= lag_ops,
+        "behind schedule {} (the generator's lag explains {lag_ops}) counts sends of ended sessions:\n{text}",
+        r.behind
+    );
+    // What the ended sessions never sent is said, apart: with the sent
+    // ones and those behind, it is everything due (±1 per session's edge).
+    assert!(r.unsent_ended > 0, "{text}");
+    let due = 2 * 600;
+    assert!(
+        (due - 4..=due + 4).contains(&(r.sent() + r.behind + r.unsent_ended)),
+        "{text}"
+    );
+    assert!(!r.clean(), "{text}");
+    let problems = r.problems().join("\n");
+    assert!(problems.contains("rejected THROTTLED"), "{problems}");
+    assert!(problems.contains("THROTTLE_BREACH 2"), "{problems}");
+    assert!(
+        problems.contains("operations due after their session ended, never sent"),
+        "{problems}"
+    );
+    assert!(text.starts_with("load: NOT A CLEAN RUN"), "{text}");
+    gw.shutdown();
+}
+
+/// A TCP proxy in front of the gateway that stops passing the gateway's
+/// replies for `stall` once `after` has passed since the LogonAck: a
+/// gateway that stalls, as the client sees it.
+struct StallProxy {
+    addr: std::net::SocketAddr,
+}
+
+impl StallProxy {
+    fn start(upstream: std::net::SocketAddr, after: Duration, stall: Duration) -> StallProxy {
+        use std::io::{Read, Write};
+        use std::net::{TcpListener, TcpStream};
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        std::thread::spawn(move || {
+            let Ok((client, _)) = listener.accept() else {
+                return;
+            };
+            let gateway = TcpStream::connect(upstream).unwrap();
+            client.set_nodelay(true).unwrap();
+            gateway.set_nodelay(true).unwrap();
+            let (mut c_in, mut g_out) = (client.try_clone().unwrap(), gateway.try_clone().unwrap());
+            std::thread::spawn(move || {
+                let mut buf = [0u8; 4096];
+                while let Ok(n) = c_in.read(&mut buf) {
+                    if n == 0 || g_out.write_all(&buf[..n]).is_err() {
+                        break;
+                    }
+                }
+                let _ = g_out.shutdown(std::net::Shutdown::Write);
+            });
+            let (mut g_in, mut c_out) = (gateway, client);
+            let mut buf = [0u8; 4096];
+            let mut started = None;
+            let mut stalled = false;
+            while let Ok(n) = g_in.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                let t0 = *started.get_or_insert_with(std::time::Instant::now);
+                if !stalled && t0.elapsed() >= after {
+                    stalled = true;
+                    std::thread::sleep(stall);
+                }
+                if c_out.write_all(&buf[..n]).is_err() {
+                    break;
+                }
+            }
+            let _ = c_out.shutdown(std::net::Shutdown::Write);
+        });
+        StallProxy { addr }
+    }
+}
+
+/// While the gateway's replies stall, every order slot of the session
+/// waits on it and the operations due cannot go out on time. They are sent
+/// late, once slots free, and their latency — from their intended time —
+/// is in the percentiles: none is dropped from them.
+#[test]
+fn operations_a_stall_held_back_are_in_the_percentiles() {
+    let gw = start();
+    let stall = Duration::from_millis(400);
+    let proxy = StallProxy::start(gw.local_addr(), Duration::from_millis(300), stall);
+    let p = LoadParams {
+        sessions: 1,
+        rate: 1_000,
+        warmup: Duration::from_millis(100),
+        duration: Duration::from_secs(1),
+        threads: 1,
+        ..LoadParams::new(proxy.addr, KEY, SECRET)
+    };
+    let r = run_load(&p).unwrap();
+    let text = r.render_table();
+    assert!(r.errors.is_empty(), "{text}");
+    assert_eq!(r.unanswered, 0, "{text}");
+    // 1000 operations were due in the measured second (give or take one
+    // at each edge); each is either in the percentiles or counted behind
+    // schedule, none silently left out.
+    let due = 1_000;
+    let accounted = r.latency_ns.len() + r.behind;
+    assert!(
+        accounted + 2 >= due,
+        "{} samples + {} behind schedule of {due} due: {} left out of the percentiles:\n{text}",
+        r.latency_ns.len(),
+        r.behind,
+        due - accounted
+    );
+    assert_eq!(r.latency_ns.len(), r.sent(), "{text}");
+    assert!(
+        r.latency_ns.max() >= (stall.as_nanos() as u64) / 2,
+        "the stall shows in the latency:\n{text}"
+    );
+    assert!(r.deferred > 0, "the stall held operations back:\n{text}");
+    assert!(
+        text.contains("deferred: ") && text.contains("went out late"),
+        "the report explains what deferred means:\n{text}"
+    );
+    assert!(r.clean(), "a stall is not a refusal:\n{text}");
+    gw.shutdown();
+}
+
+#[test]
+fn plot_refuses_a_format_it_does_not_draw() {
+    let args = parse(&["--rate", "100", "--duration", "1s", "--plot", "run.png"]).unwrap();
+    let e = plan_load(&args, None).unwrap_err();
+    assert!(e.contains("run.png") && e.contains(".svg"), "{e}");
+    let args = parse(&["--rate", "100", "--duration", "1s", "--plot", "run.svg"]).unwrap();
+    assert!(plan_load(&args, None).is_ok());
+}
+
+/// `--listen` and `--connect` take an IP address and a port; a host name
+/// is refused with that said, not "invalid socket address syntax".
+#[test]
+fn addresses_must_be_ip_literals_and_the_error_says_so() {
+    for argv in [
+        &[
+            "ordergate",
+            "serve",
+            "--listen",
+            "localhost:9000",
+            "--keys",
+            "k.toml",
+        ][..],
+        &[
+            "ordergate",
+            "load",
+            "--connect",
+            "localhost:9000",
+            "--key-id",
+            "1",
+            "--secret-file",
+            "k.hex",
+            "--sessions",
+            "1",
+            "--rate",
+            "10",
+            "--duration",
+            "1s",
+        ],
+        &[
+            "ordergate",
+            "serve",
+            "--prometheus",
+            "metrics:9464",
+            "--keys",
+            "k.toml",
+        ],
+    ] {
+        let e = Cli::try_parse_from(argv.iter().copied())
+            .map(|_| ())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("an IP address and a port") && e.contains("127.0.0.1:9000"),
+            "{argv:?}: {e}"
+        );
+        assert!(e.contains("host names are not looked up"), "{e}");
+    }
+    assert!(
+        Cli::try_parse_from([
+            "ordergate",
+            "serve",
+            "--listen",
+            "[::1]:9000",
+            "--keys",
+            "k.toml"
+        ])
+        .is_ok()
+    );
+}
+
+/// README's first run, exactly: `keys new` writes the keys entry and the
+/// secret file, `serve` takes the keys with its default session limits,
+/// and README's `load` example runs clean (not throttled).
+#[test]
+fn the_readme_first_run_is_clean() {
+    let dir = temp_dir("readme");
+    let keys = dir.join("keys.toml");
+    let secret = dir.join("key.hex");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_ordergate"))
+        .args([
+            "keys",
+            "new",
+            "--id",
+            "1001",
+            "--allow",
+            "127.0.0.1",
+            "--msgs-per-sec",
+            "100000",
+            "--burst",
+            "10000",
+        ])
+        .arg("--secret-file")
+        .arg(&secret)
+        .output()
+        .unwrap();
+    let entry = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{entry}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(entry.contains("msgs_per_sec = 100000\n"), "{entry}");
+    assert!(entry.contains("burst = 10000\n"), "{entry}");
+    assert!(entry.contains("allow = [\"127.0.0.1\"]\n"), "{entry}");
+    let mode = std::fs::metadata(&secret).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600, "the secret file is private");
+    let hex = std::fs::read_to_string(&secret).unwrap();
+    assert!(
+        entry.contains(&format!("secret = \"{}\"", hex.trim())),
+        "the file holds the entry's secret"
+    );
+    std::fs::write(&keys, entry.as_bytes()).unwrap();
+    std::fs::set_permissions(&keys, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let table = KeyTable::load(&keys).unwrap();
+    let gw = Gateway::start(GatewaySpec::default(), table).expect("the gateway starts");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_ordergate"))
+        .args(["load", "--connect", &gw.local_addr().to_string()])
+        .args(["--key-id", "1001", "--secret-file"])
+        .arg(&secret)
+        .args([
+            "--sessions",
+            "8",
+            "--rate",
+            "2000",
+            "--duration",
+            "1s",
+            "--warmup",
+            "200ms",
+            "--threads",
+            "2",
+        ])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!stdout.contains("NOT A CLEAN RUN"), "{stdout}");
+    assert!(!stdout.contains("THROTTLED"), "{stdout}");
+    let _ = std::fs::remove_dir_all(&dir);
+    gw.shutdown();
+}
+
+/// `keys new`'s errors name the flag, never a keys file (there is none).
+#[test]
+fn keys_new_errors_name_the_flag_not_a_file() {
+    for (args, flag) in [
+        (&["--scopes", "trade,withdraw"][..], "--scopes"),
+        (&["--environment", "prod"], "--environment"),
+        (&["--allow", "not-an-address"], "--allow"),
+    ] {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_ordergate"))
+            .args(["keys", "new"])
+            .args(args)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert!(err.contains(flag), "{args:?}: {err}");
+        assert!(
+            !err.contains("keys file") && !err.contains("<keys new>"),
+            "{args:?}: {err}"
+        );
+        assert!(out.stdout.is_empty(), "nothing printed on error");
+    }
 }

@@ -9,7 +9,7 @@
 //! sealing — and the clients check every reply's tag and sequence. The
 //! allocation count must not move. A connection is admitted, logged on,
 //! logged out and released every round too, through the reactor's admission
-//! policy.
+//! policy, and the reactor answers an `admin sessions` question.
 //!
 //! A second test runs a session against a 64-slot command ring that it
 //! fills faster than the engine drains it, with heartbeats beyond its
@@ -22,10 +22,11 @@
 //! where it shares a reactor's thread (still through the rings), so a
 //! thread-local count sees every allocation of the path and no other test's.
 
+mod common;
+
 use std::sync::Arc;
 
-use ordergate::auth::keys::{KeyEntry, KeyTable};
-use ordergate::auth::secret::Secret;
+use ordergate::auth::keys::KeyTable;
 use ordergate::client::{ClientSession, FrameReader};
 use ordergate::engine::agent::EngineAgent;
 use ordergate::engine::book::{EngineConfig, MatchingEngine};
@@ -33,7 +34,7 @@ use ordergate::engine::{Command, Event, SessionId};
 use ordergate::reactor::core::{Admission, ReactorCore};
 use ordergate::ring;
 use ordergate::session::{GatewayConfig, Shared};
-use ordergate::wire::codes::{Environment, RejectReason, Scopes};
+use ordergate::wire::codes::RejectReason;
 use ordergate::wire::{self, GatewayFrame};
 #[path = "support/counting_alloc.rs"]
 mod counting_alloc;
@@ -133,14 +134,12 @@ fn start() -> Rig {
 
 /// A rig whose command and event rings have `ring` slots.
 fn start_with_ring(ring: usize) -> Rig {
-    let mut key = KeyEntry::new(
-        1,
-        Secret::from_bytes(SECRET),
-        Scopes::TRADE.union(Scopes::CANCEL),
-        Environment::Production,
-    )
-    .with_rate(10_000_000, 1_000_000)
-    .allow_any();
+    start_with(ring, ordergate::limits::FloorBook::new())
+}
+
+/// A rig with `ring` slots and the logon replay floors `floors`.
+fn start_with(ring: usize, floors: ordergate::limits::FloorBook) -> Rig {
+    let mut key = common::unthrottled_key(1, SECRET);
     // Engine-side limits for the key, so every order is risk-checked.
     key.max_order_notional = std::num::NonZeroU64::new(1_000_000);
     key.max_open_notional = std::num::NonZeroU64::new(1_000_000);
@@ -154,7 +153,7 @@ fn start_with_ring(ring: usize) -> Rig {
         logon_rate_per_address: 1000,
         ..GatewayConfig::default()
     };
-    let shared = Arc::new(Shared::new(config, keys, [9; 32]));
+    let shared = Arc::new(Shared::with_logon_floors(config, keys, [9; 32], floors));
     let limits = shared.limits.clone();
     let (command_tx, command_rx) = ring::channel::<Command>(ring);
     let (event_tx, event_rx) = ring::channel::<Event>(ring);
@@ -292,9 +291,25 @@ fn ten_thousand_of_every_client_message_allocate_nothing_after_start_up() {
         rig.pump(&mut [&mut c]); // the cancel-on-disconnect goes through the engine
         assert!(rig.core.release(c.id));
         rig.core.run_timers(rig.now);
+        // An `admin sessions` question, answered at the reactor's tick.
+        let asked = rig.core.shared().listing.ask();
+        rig.core.answer_listing();
+        assert!(rig.core.shared().listing.answered(1, asked));
     }
 
     let allocated = allocations() - before;
+    // The last answer: A and B (C has gone), four messages a round each,
+    // every order of theirs filled or canceled.
+    let shared = rig.core.shared().clone();
+    let asked = shared.listing.ask();
+    rig.core.answer_listing();
+    let (rows, silent) = shared.listing.collect(1, asked);
+    assert!(silent.is_empty());
+    let seen: Vec<(SessionId, u64, u32)> = rows
+        .iter()
+        .map(|r| (r.session, r.msgs_in, r.open_orders))
+        .collect();
+    assert_eq!(seen, [(a.id, 4 * ROUNDS, 0), (b.id, 4 * ROUNDS, 0)]);
 
     use wire::*;
     let t = |id: u16| id as usize;
@@ -499,5 +514,58 @@ fn pausing_and_resuming_a_pipelining_client_allocates_nothing() {
     assert_eq!(
         allocated, 0,
         "pause and resume allocated {allocated} times after start-up"
+    );
+}
+
+/// The replay floor's refusal (issue 10, item 4): a connection admitted,
+/// its Logon refused STALE_LOGON (its request time is below the key's
+/// floor), closed and released, 10,000 times, allocates nothing.
+#[test]
+fn a_stale_logon_refusal_allocates_nothing() {
+    use ordergate::wire::codes::LogonRejectReason;
+    let mut floors = ordergate::limits::FloorBook::new();
+    // Beyond every request time of the run: each Logon of key 1 is stale.
+    floors.raise(1, T0 + 1_000_000 * MS);
+    let mut rig = start_with(1024, floors);
+    let peer_addr = "127.0.0.1".parse().unwrap();
+    let mut reader = FrameReader::new(1 << 16);
+
+    let before = allocations();
+
+    for i in 0..ROUNDS {
+        rig.now += 10 * MS;
+        let id = match rig.core.admit(rig.now, peer_addr, 3) {
+            Admission::Open(id) => id,
+            other => panic!("{other:?}"),
+        };
+        let mut client = ClientSession::new(1, SECRET);
+        let mut nonce = [0u8; 16];
+        nonce[..8].copy_from_slice(&i.to_le_bytes());
+        let f = client.logon(rig.now, nonce, 1000, 1, 0);
+        rig.core.on_bytes(id, rig.now, &f);
+        let tx = rig.core.session_mut(id).unwrap().tx_mut();
+        let bytes = tx.begin_send();
+        let n = bytes.len();
+        reader.push(bytes);
+        tx.complete_send(n);
+        let frame = reader.next_frame().expect("a reply").expect("well-formed");
+        match wire::decode_gateway(frame) {
+            Ok(GatewayFrame::LogonReject(r)) => {
+                assert_eq!(r.reason(), LogonRejectReason::STALE_LOGON.wire())
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(rig.core.session(id).unwrap().wants_close());
+        rig.core.on_closed(id, rig.now);
+        assert!(rig.core.release(id));
+        rig.core.run_timers(rig.now);
+    }
+
+    let allocated = allocations() - before;
+    assert_eq!(rig.core.counters.logons_stale, ROUNDS);
+    assert_eq!(rig.core.counters.logons_accepted, 0);
+    assert_eq!(
+        allocated, 0,
+        "the stale-logon path allocated {allocated} times after start-up"
     );
 }

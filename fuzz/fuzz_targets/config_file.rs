@@ -22,8 +22,13 @@ fn hex_runs(text: &str) -> Vec<&str> {
             while i < bytes.len() && bytes[i].is_ascii_hexdigit() {
                 i += 1;
             }
-            if i - start >= 32 {
-                runs.push(&text[start..i]);
+            let run = &text[start..i];
+            // Decimal digits not opened by a quote are a TOML integer,
+            // which an error may name (as in keys_file).
+            let quoted = start > 0 && matches!(bytes[start - 1], b'"' | b'\'');
+            let integer = run.bytes().all(|b| b.is_ascii_digit()) && !quoted;
+            if run.len() >= 32 && !integer {
+                runs.push(run);
             }
         } else {
             i += 1;
@@ -50,6 +55,11 @@ fuzz_target!(|data: &[u8]| {
     for run in hex_runs(text) {
         for window in run.as_bytes().windows(16) {
             let window = std::str::from_utf8(window).unwrap();
+            // The same digits elsewhere in the input (a name or number the
+            // error rightly repeats) are not evidence of a leak.
+            if text.matches(window).count() > run.matches(window).count() {
+                continue;
+            }
             assert!(!shown.contains(window), "key material {window} in: {shown}");
         }
     }

@@ -192,7 +192,7 @@ use core::marker::PhantomData;
 use core::num::{NonZeroU32, NonZeroU64};
 use core::ops::Range;
 use std::borrow::Cow;
-use std::io::{self, Read};
+use std::io;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::Path;
 
@@ -411,39 +411,27 @@ impl KeyTable {
         if owner != me && owner != 0 {
             return Err(fail(KeysErrorKind::Owner { owner, me }));
         }
-        let size = metadata.len();
-        if size > KEYS_FILE_SIZE_MAX {
-            return Err(fail(KeysErrorKind::TooLarge {
-                size,
-                max: KEYS_FILE_SIZE_MAX,
-            }));
-        }
-
-        // Exactly the file's size, read in place: no growth, so no copy of
-        // the text is ever left in a freed buffer.
-        let size = usize::try_from(size).expect("size is at most KEYS_FILE_SIZE_MAX");
-        let mut bytes = Zeroizing::new(vec![0u8; size]);
-        file.read_exact(&mut bytes).map_err(|source| {
-            fail(if source.kind() == io::ErrorKind::UnexpectedEof {
-                KeysErrorKind::ChangedWhileReading
-            } else {
-                KeysErrorKind::Io {
+        // Sized to the file before a byte is read and never grown, so no
+        // copy of the text is left in a freed buffer; wiped on drop.
+        let mut bytes = Zeroizing::new(Vec::new());
+        crate::files::read_bounded(&mut file, KEYS_FILE_SIZE_MAX, &mut bytes).map_err(|e| {
+            use crate::files::ReadBoundedError as E;
+            fail(match e {
+                E::Inspect(source) => KeysErrorKind::Io {
+                    action: "inspect",
+                    source,
+                },
+                E::TooLarge { size } => KeysErrorKind::TooLarge {
+                    size,
+                    max: KEYS_FILE_SIZE_MAX,
+                },
+                E::Read(source) => KeysErrorKind::Io {
                     action: "read",
                     source,
-                }
+                },
+                E::Changed => KeysErrorKind::ChangedWhileReading,
             })
         })?;
-        let mut probe = Zeroizing::new([0u8; 1]);
-        match file.read(&mut probe[..]) {
-            Ok(0) => {}
-            Ok(_) => return Err(fail(KeysErrorKind::ChangedWhileReading)),
-            Err(source) => {
-                return Err(fail(KeysErrorKind::Io {
-                    action: "read",
-                    source,
-                }));
-            }
-        }
 
         let text = core::str::from_utf8(&bytes).map_err(|e| {
             fail(KeysErrorKind::NotUtf8 {

@@ -34,7 +34,9 @@
 //!   outside its validity (KEY_DISABLED); address allowed
 //!   (ADDRESS_NOT_ALLOWED); field values (MALFORMED); environment
 //!   (WRONG_ENVIRONMENT); clock (CLOCK_SKEW); nonce already in the key's
-//!   cache (REPLAYED_NONCE, nothing recorded); the key's logon rate
+//!   cache (REPLAYED_NONCE, nothing recorded); request time not later than
+//!   the key's replay floor (STALE_LOGON: a Logon accepted before the nonce
+//!   cache started empty, i.e. before a restart); the key's logon rate
 //!   (THROTTLED); the key's session limit (SESSION_LIMIT); and last, the
 //!   nonce is recorded in the key's own cache (REPLAYED_NONCE if another
 //!   reactor just recorded it, THROTTLED if the key's cache has no free
@@ -121,6 +123,7 @@ use crate::wire::codes::{
 use crate::wire::{self, ClientFrame, DecodeError};
 
 pub mod counters;
+pub mod listing;
 pub mod shared;
 pub mod tx;
 
@@ -340,6 +343,11 @@ struct Authenticated {
     signed_with_next: bool,
     /// Heartbeats' own rate cell (four per keepalive interval, burst 8).
     heartbeats: HeartbeatAllowance,
+    /// When it logged on (the LogonAck's `server_time_ns`).
+    logon_ns: Nanos,
+    /// Its orders the engine holds, as it was told: Accepted, less those
+    /// then filled in full or canceled (`admin sessions`).
+    open_orders: u32,
 }
 
 pub struct Session {
@@ -431,6 +439,21 @@ impl Session {
 
     pub fn peer(&self) -> IpAddr {
         self.peer
+    }
+
+    /// This session as `admin sessions` lists it: None unless logged on
+    /// (or ending a logged-on session).
+    pub fn listing_row(&self) -> Option<listing::SessionRow> {
+        let auth = self.auth.as_ref()?;
+        Some(listing::SessionRow {
+            key_id: auth.key_id,
+            session: self.id,
+            peer: self.peer,
+            logon_ns: auth.logon_ns,
+            msgs_in: auth.next_in - 1,
+            msgs_out: auth.next_out - 1,
+            open_orders: auth.open_orders,
+        })
     }
 
     pub fn is_logged_on(&self) -> bool {
@@ -911,6 +934,13 @@ impl Session {
         if key_state.nonces.seen(now, &client_nonce) {
             return self.logon_reject(io, LogonRejectReason::REPLAYED_NONCE);
         }
+        // What the nonce cache cannot know: logons accepted before it
+        // started empty (before a restart, read back from the journal).
+        let request_time_ns = logon.request_time_ns();
+        if !key_state.logon_floor.admits(request_time_ns) {
+            io.counters.logons_stale += 1;
+            return self.logon_reject(io, LogonRejectReason::STALE_LOGON);
+        }
         if key_state
             .logon_cell
             .take(&shared.logon_key_rate, now, Class::Cancel)
@@ -939,16 +969,20 @@ impl Session {
             throttled_run: 0,
             signed_with_next,
             heartbeats: HeartbeatAllowance::new(keepalive_ms),
+            logon_ns: now,
+            open_orders: 0,
         });
         self.state = State::Active;
         self.last_rx = now;
         io.counters.logons_accepted += 1;
-        io.audit.record(AuditEvent::logon_accepted(
-            now,
-            self.id,
-            entry.id,
-            from_ip(self.peer),
-        ));
+        if let Some(auth) = &self.auth {
+            auth.key_state.logon_floor.raise(request_time_ns);
+        }
+        // With the request time: the key's replay floor after a restart.
+        io.audit.record(
+            AuditEvent::logon_accepted(now, self.id, entry.id, from_ip(self.peer))
+                .with_request_time(request_time_ns),
+        );
         let ack = wire::LogonAck {
             session_id: self.id.0,
             server_time_ns: now,
@@ -1190,6 +1224,16 @@ impl Session {
         if is_first_answer(e) {
             // Its reserved room is the room it uses now.
             self.outstanding = self.outstanding.saturating_sub(1);
+        }
+        if let Some(auth) = self.auth.as_mut() {
+            match e.kind {
+                EventKind::Accepted => auth.open_orders += 1,
+                EventKind::Canceled => auth.open_orders = auth.open_orders.saturating_sub(1),
+                EventKind::Fill if e.leaves_qty == 0 => {
+                    auth.open_orders = auth.open_orders.saturating_sub(1)
+                }
+                _ => {}
+            }
         }
         let t = e.transact_time_ns;
         match e.kind {

@@ -39,19 +39,26 @@
 //! # HELP ordergate_order_rejects_total OrderRejected sent, by reason.
 //! # TYPE ordergate_order_rejects_total counter
 //! ordergate_order_rejects_total{reactor="0",reason="THROTTLED"} 5
-//! # TYPE ordergate_recv_to_ring_ns gauge
-//! ordergate_recv_to_ring_ns{reactor="0",quantile="0.99"} 8191
+//! # TYPE ordergate_recv_to_ring_seconds summary
+//! ordergate_recv_to_ring_seconds{reactor="0",quantile="0.99"} 0.000008191
+//! ordergate_recv_to_ring_seconds_sum{reactor="0"} 0.000418
+//! ordergate_recv_to_ring_seconds_count{reactor="0"} 123
 //! # TYPE ordergate_engine_commands_total counter
 //! ordergate_engine_commands_total 123
 //! # TYPE ordergate_metrics_requests_total counter
 //! ordergate_metrics_requests_total 7
 //! ```
 //!
-//! Names: `ordergate_` + the label's family (`ordergate_engine_` for the
-//! engine's block), `_total` for counters; a family ending `_ppm` is
-//! exported as `_ratio` (0..1). A label's detail becomes `reason="…"`, or
-//! `quantile="0.99"` for `p99`-style details. Latency quantiles are gauges
-//! (since start, as published), not a summary: the file has no sum. The
+//! Names follow Prometheus' rules, so that `promtool check metrics` accepts
+//! the scrape (`tests/prometheus_names.rs` checks both): `ordergate_` + the
+//! label's family (`ordergate_engine_` for the engine's block); units are
+//! base units, spelled out and last — a family in ns is exported in
+//! seconds (`turn_ns_max` → `ordergate_turn_max_seconds`), one in bytes
+//! ends `_bytes` (`bytes_in` → `ordergate_received_bytes_total`), one in
+//! ppm is a `_ratio` in 0..1 — and `_total` ends every counter ([`exported`]).
+//! A label's detail becomes `reason="…"`. The receive → ring latency is a
+//! summary: its `p50`/`p99`/`p999` gauges are the quantiles (since start,
+//! as published), with `_sum` and `_count` from the same computation. The
 //! endpoint's own counters come last, as `ordergate_metrics_*`.
 
 use std::fmt::Write as _;
@@ -202,20 +209,59 @@ pub struct PrometheusServer {
     workers: Vec<JoinHandle<()>>,
 }
 
-impl PrometheusServer {
-    /// Opens the stats file at `stats` (it must be valid and its gateway
-    /// running), binds `addr` and serves it from new threads: one
-    /// accepting, `METRICS_CONNECTIONS_MAX` serving. They inherit the
-    /// calling thread's CPU set.
+/// The endpoint's address, bound but not yet served: `serve` binds it
+/// before the gateway starts (so a taken address stops nothing), and
+/// serves it once the gateway has created its stats file.
+pub struct PrometheusListener {
+    listener: TcpListener,
+    addr: SocketAddr,
+}
+
+impl PrometheusListener {
+    /// Binds `addr`.
     ///
     /// # Errors
     ///
-    /// The stats file is unusable, the address cannot be bound, or a thread
-    /// cannot be started.
-    pub fn start(addr: SocketAddr, stats: &Path) -> std::io::Result<PrometheusServer> {
-        let reader = StatsReader::open(stats).map_err(std::io::Error::other)?;
+    /// The address cannot be bound (the caller names it: the error does
+    /// not).
+    pub fn bind(addr: SocketAddr) -> std::io::Result<PrometheusListener> {
         let listener = TcpListener::bind(addr)?;
         let addr = listener.local_addr()?;
+        Ok(PrometheusListener { listener, addr })
+    }
+
+    /// The address bound (the port resolved if 0 was asked).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Opens the stats file at `stats` (it must be valid and its gateway
+    /// running) and serves it from new threads: one accepting,
+    /// `METRICS_CONNECTIONS_MAX` serving. They inherit the calling
+    /// thread's CPU set.
+    ///
+    /// # Errors
+    ///
+    /// The stats file is unusable, or a thread cannot be started.
+    pub fn serve(self, stats: &Path) -> std::io::Result<PrometheusServer> {
+        PrometheusServer::serve(self, stats)
+    }
+}
+
+impl PrometheusServer {
+    /// [`PrometheusListener::bind`], then [`PrometheusListener::serve`].
+    ///
+    /// # Errors
+    ///
+    /// The address cannot be bound, the stats file is unusable, or a
+    /// thread cannot be started.
+    pub fn start(addr: SocketAddr, stats: &Path) -> std::io::Result<PrometheusServer> {
+        PrometheusListener::bind(addr)?.serve(stats)
+    }
+
+    fn serve(bound: PrometheusListener, stats: &Path) -> std::io::Result<PrometheusServer> {
+        let reader = StatsReader::open(stats).map_err(std::io::Error::other)?;
+        let PrometheusListener { listener, addr } = bound;
         let shared = Arc::new(Shared {
             reader,
             stop: AtomicBool::new(false),
@@ -562,21 +608,65 @@ pub fn render_endpoint(out: &mut String, c: &MetricsCounters) {
     }
 }
 
-/// A metric family's exported name, and whether its values are ppm shown
-/// as a ratio.
-fn metric_name(label: &Label) -> (String, bool) {
-    let prefix = match label.scope {
+/// Stats families whose exported name says more than the mechanical rule
+/// would (`in_bytes` reads poorly): the family, and the name's stem.
+const NAME_OVERRIDES: [(&str, &str); 2] =
+    [("bytes_in", "received_bytes"), ("bytes_out", "sent_bytes")];
+
+/// How one stats family is exported: its Prometheus name, and the factor
+/// that turns its stored integers into the name's unit.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Exported {
+    pub name: String,
+    /// Stored units per exported unit: 1 for plain counts, 10⁹ for ns →
+    /// seconds, 10⁶ for ppm → ratio. (A division, not a multiplication by
+    /// 1e-9: it is correctly rounded, so 1000 ns prints as 0.000001.)
+    pub per_unit: u64,
+}
+
+/// The stats family `family`'s exported name, by Prometheus' rules: the
+/// `ordergate_` namespace (`ordergate_engine_` for the engine's block),
+/// units in base units, spelled out and last (`_ns` → `_seconds`,
+/// `bytes_*` → `*_bytes`, `_ppm` → `_ratio` in 0..1), and `_total` after
+/// them for a counter. `turn_ns_max` → `ordergate_turn_max_seconds`,
+/// `bytes_discarded` → `ordergate_discarded_bytes_total`.
+pub fn exported(scope: Scope, family: &str, kind: Kind) -> Exported {
+    let prefix = match scope {
         Scope::Reactor => "ordergate_",
         Scope::Engine => "ordergate_engine_",
     };
-    let family = label.family();
-    if let Some(base) = family.strip_suffix("_ppm") {
-        return (format!("{prefix}{base}_ratio"), true);
+    let family = NAME_OVERRIDES
+        .iter()
+        .find(|(f, _)| *f == family)
+        .map_or(family, |(_, stem)| stem);
+    let mut unit = None;
+    let mut per_unit = 1;
+    let mut words = Vec::new();
+    for word in family.split('_') {
+        match word {
+            "ns" => (unit, per_unit) = (Some("seconds"), 1_000_000_000),
+            "us" => (unit, per_unit) = (Some("seconds"), 1_000_000),
+            "ms" => (unit, per_unit) = (Some("seconds"), 1_000),
+            "ppm" => (unit, per_unit) = (Some("ratio"), 1_000_000),
+            "bytes" => unit = Some("bytes"),
+            word => words.push(word),
+        }
     }
-    match label.kind {
-        Kind::Counter => (format!("{prefix}{family}_total"), false),
-        Kind::Gauge => (format!("{prefix}{family}"), false),
+    let mut name = format!("{prefix}{}", words.join("_"));
+    if let Some(unit) = unit {
+        name.push('_');
+        name.push_str(unit);
     }
+    if kind == Kind::Counter {
+        name.push_str("_total");
+    }
+    Exported { name, per_unit }
+}
+
+/// The family's help text in the exported unit.
+fn exported_help(help: &str, per_unit: u64) -> String {
+    help.replace(", ppm", ", 0..1")
+        .replace(", ns", if per_unit == 1 { ", ns" } else { ", seconds" })
 }
 
 /// `p99` → `0.99`, `p999` → `0.999`, `p50` → `0.5`; else None.
@@ -592,6 +682,89 @@ fn quantile(detail: &str) -> Option<String> {
     } else {
         q.to_owned()
     })
+}
+
+/// A value in its exported unit: integers as they are, scaled ones as
+/// decimals.
+fn value_text(value: u64, per_unit: u64) -> String {
+    if per_unit == 1 {
+        value.to_string()
+    } else {
+        format!("{}", value as f64 / per_unit as f64)
+    }
+}
+
+/// A latency family exported as a summary: the quantile family (details
+/// `p50`, `p99`, …) and, when the file has them, its count (the family
+/// without its unit: `recv_to_ring`) and its sum (`…_ns_sum`).
+struct SummaryParts<'a> {
+    quantiles: &'a str,
+    count: Option<&'a str>,
+    sum: Option<&'a str>,
+}
+
+/// The summaries among a snapshot's families.
+fn summaries(s: &Snapshot) -> Vec<SummaryParts<'_>> {
+    let mut out: Vec<SummaryParts<'_>> = Vec::new();
+    for label in s.labels.iter() {
+        let family = label.family();
+        if label.detail().and_then(quantile).is_none() || out.iter().any(|p| p.quantiles == family)
+        {
+            continue;
+        }
+        let all_quantiles = s
+            .labels
+            .iter()
+            .filter(|l| l.scope == label.scope && l.family() == family)
+            .all(|l| l.detail().and_then(quantile).is_some());
+        if !all_quantiles {
+            continue;
+        }
+        let stem: Vec<&str> = family
+            .split('_')
+            .filter(|w| !["ns", "us", "ms"].contains(w))
+            .collect();
+        let stem = stem.join("_");
+        let find = |name: &str| {
+            s.labels
+                .iter()
+                .find(|l| l.scope == label.scope && l.name == name)
+                .map(|l| l.family())
+        };
+        out.push(SummaryParts {
+            quantiles: family,
+            count: find(&stem),
+            sum: find(&format!("{family}_sum")),
+        });
+    }
+    out
+}
+
+/// Each block's value of `label`: per reactor, or the engine's.
+fn blocks(s: &Snapshot, label: &Label) -> Vec<(Option<usize>, u64)> {
+    match label.scope {
+        Scope::Reactor => s
+            .reactors
+            .iter()
+            .enumerate()
+            .map(|(r, b)| (Some(r), b.values[label.slot as usize]))
+            .collect(),
+        Scope::Engine => vec![(None, s.engine.values[label.slot as usize])],
+    }
+}
+
+/// `{reactor="0",reason="THROTTLED"}`, or nothing.
+fn label_set(reactor: Option<usize>, extra: Option<String>) -> String {
+    let mut labels: Vec<String> = Vec::new();
+    if let Some(r) = reactor {
+        labels.push(format!("reactor=\"{r}\""));
+    }
+    labels.extend(extra);
+    if labels.is_empty() {
+        String::new()
+    } else {
+        format!("{{{}}}", labels.join(","))
+    }
 }
 
 /// The whole exposition for one snapshot.
@@ -620,61 +793,108 @@ pub fn render(s: &Snapshot) -> String {
 
     // Help text by stable id, from this build's catalog.
     let catalog = catalog();
-    // Families in label-table order; each family's samples together.
+    let help_of = |id: u32| {
+        catalog
+            .iter()
+            .find(|c| c.id == id)
+            .map_or("ordergate counter.", |c| c.help)
+    };
+    let summaries = summaries(s);
+    // Families in label-table order; each family's samples together. The
+    // count and sum of a summary go out with it, not on their own.
     let mut done: Vec<(Scope, &str)> = Vec::new();
     for first in s.labels.iter() {
         let family = first.family();
-        if done.contains(&(first.scope, family)) {
+        let part_of_summary = summaries
+            .iter()
+            .any(|p| p.count == Some(family) || p.sum == Some(family));
+        if done.contains(&(first.scope, family)) || part_of_summary {
             continue;
         }
         done.push((first.scope, family));
-        let (name, ratio) = metric_name(first);
-        let help = catalog
+        let members: Vec<&Label> = s
+            .labels
             .iter()
-            .find(|c| c.id == first.id)
-            .map_or("ordergate counter.", |c| c.help);
+            .filter(|l| l.scope == first.scope && l.family() == family)
+            .collect();
+        if let Some(parts) = summaries.iter().find(|p| p.quantiles == family) {
+            render_summary(&mut out, s, first, &members, parts, help_of(first.id));
+            continue;
+        }
+        let Exported { name, per_unit } = exported(first.scope, family, first.kind);
         let kind = match first.kind {
             Kind::Counter => "counter",
             Kind::Gauge => "gauge",
         };
+        let help = exported_help(help_of(first.id), per_unit);
         let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
-        let members = s
-            .labels
-            .iter()
-            .filter(|l| l.scope == first.scope && l.family() == family);
         for label in members {
-            let detail = label.detail().map(|d| match quantile(d) {
-                Some(q) => format!("quantile=\"{q}\""),
-                None => format!("reason=\"{d}\""),
-            });
-            let blocks: Vec<(Option<usize>, u64)> = match label.scope {
-                Scope::Reactor => s
-                    .reactors
-                    .iter()
-                    .enumerate()
-                    .map(|(r, b)| (Some(r), b.values[label.slot as usize]))
-                    .collect(),
-                Scope::Engine => vec![(None, s.engine.values[label.slot as usize])],
-            };
-            for (reactor, value) in blocks {
-                let mut labels: Vec<String> = Vec::new();
-                if let Some(r) = reactor {
-                    labels.push(format!("reactor=\"{r}\""));
-                }
-                labels.extend(detail.clone());
-                out.push_str(&name);
-                if !labels.is_empty() {
-                    let _ = write!(out, "{{{}}}", labels.join(","));
-                }
-                if ratio {
-                    let _ = writeln!(out, " {}", value as f64 / 1e6);
-                } else {
-                    let _ = writeln!(out, " {value}");
-                }
+            let detail = label.detail().map(|d| format!("reason=\"{d}\""));
+            for (reactor, value) in blocks(s, label) {
+                let _ = writeln!(
+                    out,
+                    "{name}{} {}",
+                    label_set(reactor, detail.clone()),
+                    value_text(value, per_unit)
+                );
             }
         }
     }
     out
+}
+
+/// A latency family as a Prometheus summary: per block, its quantiles,
+/// `_sum` and `_count`.
+fn render_summary(
+    out: &mut String,
+    s: &Snapshot,
+    first: &Label,
+    members: &[&Label],
+    parts: &SummaryParts<'_>,
+    help: &str,
+) {
+    let Exported { name, per_unit } = exported(first.scope, parts.quantiles, Kind::Gauge);
+    let help = exported_help(help, per_unit);
+    let _ = writeln!(
+        out,
+        "# HELP {name} {help} _count: messages measured; _sum: their latencies added up.\n\
+         # TYPE {name} summary"
+    );
+    let find = |family: Option<&str>| {
+        family.and_then(|f| {
+            s.labels
+                .iter()
+                .find(|l| l.scope == first.scope && l.name == f)
+        })
+    };
+    let sum = find(parts.sum);
+    let count = find(parts.count);
+    let reactors: Vec<Option<usize>> = blocks(s, first).into_iter().map(|(r, _)| r).collect();
+    for (i, reactor) in reactors.into_iter().enumerate() {
+        for label in members {
+            let q = label.detail().and_then(quantile).unwrap_or_default();
+            let value = blocks(s, label)[i].1;
+            let _ = writeln!(
+                out,
+                "{name}{} {}",
+                label_set(reactor, Some(format!("quantile=\"{q}\""))),
+                value_text(value, per_unit)
+            );
+        }
+        if let Some(sum) = sum {
+            let value = blocks(s, sum)[i].1;
+            let _ = writeln!(
+                out,
+                "{name}_sum{} {}",
+                label_set(reactor, None),
+                value_text(value, per_unit)
+            );
+        }
+        if let Some(count) = count {
+            let value = blocks(s, count)[i].1;
+            let _ = writeln!(out, "{name}_count{} {value}", label_set(reactor, None));
+        }
+    }
 }
 
 #[cfg(test)]
@@ -782,6 +1002,123 @@ mod tests {
         }
         // Every family: HELP, TYPE, one sample.
         assert_eq!(out.lines().count(), 5 * 3);
+    }
+
+    #[test]
+    fn names_are_in_base_units_spelled_out_and_last() {
+        use super::super::stats::{Kind::*, Scope::*};
+        let name = |scope, family, kind| exported(scope, family, kind).name;
+        assert_eq!(
+            name(Reactor, "messages_in", Counter),
+            "ordergate_messages_in_total"
+        );
+        assert_eq!(
+            name(Reactor, "turn_ns_max", Gauge),
+            "ordergate_turn_max_seconds"
+        );
+        assert_eq!(
+            name(Reactor, "duty_window_ns", Gauge),
+            "ordergate_duty_window_seconds"
+        );
+        assert_eq!(
+            name(Reactor, "duty_busy_ppm", Gauge),
+            "ordergate_duty_busy_ratio"
+        );
+        assert_eq!(
+            name(Reactor, "bytes_in", Counter),
+            "ordergate_received_bytes_total"
+        );
+        assert_eq!(
+            name(Reactor, "bytes_discarded", Counter),
+            "ordergate_discarded_bytes_total"
+        );
+        assert_eq!(
+            name(Engine, "commands", Counter),
+            "ordergate_engine_commands_total"
+        );
+        assert_eq!(
+            exported(Reactor, "recv_to_ring_ns", Gauge).per_unit,
+            1_000_000_000
+        );
+        assert_eq!(
+            exported(Reactor, "duty_busy_ppm", Gauge).per_unit,
+            1_000_000
+        );
+        assert_eq!(value_text(8_191, 1_000_000_000), "0.000008191");
+        assert_eq!(value_text(1_000, 1_000_000_000), "0.000001");
+        assert_eq!(value_text(500_000, 1_000_000), "0.5");
+        assert_eq!(value_text(7, 1), "7");
+        assert_eq!(
+            exported_help("Longest reactor turn since start, ns.", 1_000_000_000),
+            "Longest reactor turn since start, seconds."
+        );
+    }
+
+    #[test]
+    fn the_latency_is_a_summary_with_sum_and_count() {
+        use super::super::stats::{BlockSnapshot, Label};
+        // Every counter of this build in one reactor block, each valued by
+        // its slot, plus the latency figures.
+        let catalog = catalog();
+        let mut labels = Vec::new();
+        let mut values = Vec::new();
+        for (slot, c) in catalog
+            .iter()
+            .filter(|c| c.scope == Scope::Reactor)
+            .enumerate()
+        {
+            labels.push(Label {
+                id: c.id,
+                scope: c.scope,
+                kind: c.kind,
+                slot: slot as u32,
+                name: c.label(),
+            });
+            values.push(match c.label().as_str() {
+                "recv_to_ring" => 4,
+                "recv_to_ring_ns.p50" => 1_000,
+                "recv_to_ring_ns.p99" => 3_000,
+                "recv_to_ring_ns.p999" => 3_000,
+                "recv_to_ring_ns_max" => 3_000,
+                "recv_to_ring_ns_sum" => 7_000,
+                "duty_busy_ppm" => 250_000,
+                _ => slot as u64,
+            });
+        }
+        let snapshot = Snapshot {
+            pid: 1,
+            start_ns: 1,
+            taken_ns: 2,
+            labels: labels.into(),
+            reactors: vec![BlockSnapshot {
+                publish_ns: 1,
+                consistent: true,
+                values,
+            }],
+            engine: BlockSnapshot {
+                publish_ns: 1,
+                consistent: true,
+                values: Vec::new(),
+            },
+        };
+        let text = render(&snapshot);
+        for line in [
+            "# TYPE ordergate_recv_to_ring_seconds summary",
+            "ordergate_recv_to_ring_seconds{reactor=\"0\",quantile=\"0.5\"} 0.000001",
+            "ordergate_recv_to_ring_seconds{reactor=\"0\",quantile=\"0.99\"} 0.000003",
+            "ordergate_recv_to_ring_seconds{reactor=\"0\",quantile=\"0.999\"} 0.000003",
+            "ordergate_recv_to_ring_seconds_sum{reactor=\"0\"} 0.000007",
+            "ordergate_recv_to_ring_seconds_count{reactor=\"0\"} 4",
+            "ordergate_recv_to_ring_max_seconds{reactor=\"0\"} 0.000003",
+            "ordergate_duty_busy_ratio{reactor=\"0\"} 0.25",
+        ] {
+            assert!(text.lines().any(|l| l == line), "{line:?} in:\n{text}");
+        }
+        // The count and the sum are not families of their own.
+        assert!(!text.contains("ordergate_recv_to_ring_total"), "{text}");
+        assert!(!text.contains("sum_seconds"), "{text}");
+        assert!(!text.contains("_ns"), "{text}");
+        assert!(!text.contains("ppm"), "{text}");
     }
 
     #[test]

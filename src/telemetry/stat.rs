@@ -4,8 +4,9 @@
 //!
 //! Each refresh prints a line per reactor (sessions, logons, messages and
 //! their rate, commands, frames, rejects, ring full, receive → ring
-//! latency percentiles, the longest turn and the busy share of the last
-//! publish window), the engine's line, then every non-zero value as
+//! latency percentiles since start, the longest turn and the busy share of
+//! the last publish window — a timer tick, ~1 ms, as a footnote under the
+//! table says), the engine's line, then every non-zero value as
 //! `reactor.R.LABEL VALUE [RATE/s]` (`engine.LABEL …` for the engine),
 //! one per line, for scripts. Rates are per second between two refreshes,
 //! from each block's own publish time; `--once` has none.
@@ -162,10 +163,17 @@ pub fn format(s: &Snapshot, previous: Option<&Snapshot>, path: &str) -> String {
         "lgn_rej",
         "ring_full",
         "recv→ring p50 / p99 / p99.9 / max",
-        "turn_max",
-        "busy"
+        "turn_max*",
+        "busy*"
     );
     let mut warnings = Vec::new();
+    // The window the starred columns cover: each reactor's last publish
+    // window (a timer tick, ~1 ms), from reactor 0's figure.
+    let window = s
+        .reactors
+        .first()
+        .and_then(|b| slot("duty_window_ns").map(|i| b.values[i]))
+        .unwrap_or(0);
     for (r, b) in s.reactors.iter().enumerate() {
         let v = |label: &str| slot(label).map_or(0, |i| b.values[i]);
         let before = previous.and_then(|p| p.reactors.get(r));
@@ -225,6 +233,15 @@ pub fn format(s: &Snapshot, previous: Option<&Snapshot>, path: &str) -> String {
         e("blocked_turns"),
         e("misrouted")
     );
+    let _ = writeln!(
+        out,
+        "* turn_max, busy: the longest turn and the busy share of each reactor's last publish window ({}, one timer tick), not since start; the longest turn since start is reactor.R.turn_ns_max below; recv→ring is since start",
+        if window == 0 {
+            "not measured yet".to_owned()
+        } else {
+            ns(window)
+        }
+    );
     for w in warnings {
         let _ = writeln!(out, "warning: {w}");
     }
@@ -258,6 +275,68 @@ pub fn format(s: &Snapshot, previous: Option<&Snapshot>, path: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A one-reactor snapshot of this build's labels, every value 0 but
+    /// those given.
+    fn snapshot(values: &[(&str, u64)]) -> Snapshot {
+        use super::super::stats::{Label, catalog};
+        let mut labels = Vec::new();
+        let mut block = Vec::new();
+        for (slot, c) in catalog()
+            .iter()
+            .filter(|c| c.scope == Scope::Reactor)
+            .enumerate()
+        {
+            let name = c.label();
+            block.push(values.iter().find(|(l, _)| *l == name).map_or(0, |v| v.1));
+            labels.push(Label {
+                id: c.id,
+                scope: c.scope,
+                kind: c.kind,
+                slot: slot as u32,
+                name,
+            });
+        }
+        Snapshot {
+            pid: 1,
+            start_ns: 1_000,
+            taken_ns: 2_000,
+            labels: labels.into(),
+            reactors: vec![BlockSnapshot {
+                publish_ns: 1_500,
+                consistent: true,
+                values: block,
+            }],
+            engine: BlockSnapshot {
+                publish_ns: 1_500,
+                consistent: true,
+                values: Vec::new(),
+            },
+        }
+    }
+
+    #[test]
+    fn the_table_says_which_window_turn_max_covers() {
+        let s = snapshot(&[
+            ("duty_window_ns", 1_000_000),
+            ("duty_turn_ns_max", 2_100),
+            ("turn_ns_max", 90_000),
+        ]);
+        let text = format(&s, None, "f");
+        assert!(text.contains("turn_max*"), "{text}");
+        assert!(
+            text.contains(
+                "* turn_max, busy: the longest turn and the busy share of each reactor's last publish window (1.0ms, one timer tick), not since start"
+            ),
+            "{text}"
+        );
+        assert!(text.contains("2.1µs"), "the window's longest turn: {text}");
+        assert!(
+            text.lines()
+                .any(|l| l.starts_with("reactor.0.turn_ns_max") && l.ends_with("90000")),
+            "the longest since start: {text}"
+        );
+    }
 
     #[test]
     fn short_units() {
