@@ -320,6 +320,10 @@ pub struct ReactorCore {
     expiry_scanned: Nanos,
     /// The earliest `not_after` after `expiry_scanned` (u64::MAX: none).
     expiry_next: Nanos,
+    /// Sessions whose socket closed before they finished (a
+    /// cancel-on-disconnect waiting for ring room): released by a later
+    /// [`tick`](Self::tick). Preallocated to the slab size.
+    unreleased: Vec<SessionId>,
 }
 
 impl ReactorCore {
@@ -357,6 +361,7 @@ impl ReactorCore {
             swept: Vec::with_capacity(crate::constants::RING_BATCH_MAX),
             expiry_scanned: 0,
             expiry_next: 0,
+            unreleased: Vec::with_capacity(sessions),
         }
     }
 
@@ -946,6 +951,150 @@ impl ReactorCore {
     pub fn live_count(&self) -> usize {
         self.live.len()
     }
+
+    // The driver's seam (module docs, "Driving a core"): what a driver does
+    // with a connection after its I/O completes is decided here, for the
+    // io_uring worker and the simulation alike.
+
+    /// What `id`'s connection does next, once a turn touched its session
+    /// (the driver's flush; a paused connection is first offered its
+    /// parked input, [`offer_parked`](Self::offer_parked)): close, once
+    /// the session has ended and its queue drained (or was abandoned);
+    /// else send every waiting byte, marked in flight until
+    /// [`on_sent`](Self::on_sent), unless a send is already in flight
+    /// (`send_inflight`) or nothing waits.
+    #[inline]
+    pub fn output(&mut self, id: SessionId, send_inflight: bool) -> Output<'_> {
+        let Some(session) = self.session_mut(id) else {
+            return Output::Idle;
+        };
+        if session.wants_close() {
+            return Output::Close;
+        }
+        if send_inflight || session.tx().waiting().is_empty() {
+            return Output::Idle;
+        }
+        Output::Send(session.tx_mut().begin_send())
+    }
+
+    /// A send of `id`'s bytes completed: `Some(n)` bytes taken (a short
+    /// send puts the rest back to waiting), `None` the connection failed
+    /// (the session is then closed, and the driver must close the socket).
+    /// The session is marked for the driver's next flush either way.
+    pub fn on_sent(&mut self, id: SessionId, now: Nanos, sent: Option<usize>) -> Sent {
+        let Some(session) = self.session_mut(id) else {
+            return Sent::Gone;
+        };
+        let outcome = match sent {
+            Some(n) => {
+                session.tx_mut().complete_send(n);
+                Sent::Done
+            }
+            None => {
+                session.tx_mut().complete_send(0);
+                self.on_closed(id, now);
+                Sent::Failed
+            }
+        };
+        self.mark_dirty(id);
+        outcome
+    }
+
+    /// `id`'s socket is closed (its close completed): the session is told,
+    /// and its slot released if it has finished. Returns whether it was:
+    /// the driver may then forget the connection and hand the slot to a
+    /// waiting one ([`next_waiting`](Self::next_waiting)). Otherwise (a
+    /// cancel-on-disconnect still waits for ring room) a later
+    /// [`tick`](Self::tick) releases it.
+    pub fn on_close_completed(&mut self, id: SessionId, now: Nanos) -> bool {
+        self.on_closed(id, now);
+        if self.release(id) {
+            return true;
+        }
+        if !self.unreleased.contains(&id) {
+            self.unreleased.push(id);
+        }
+        false
+    }
+
+    /// The timer tick: session timers, key validity (and sweeps waiting
+    /// for ring room), the audit ring's pending gap record, then the
+    /// closed sessions that have finished since are released, each handed
+    /// to `released` (the driver forgets its connection; then it calls
+    /// [`next_waiting`](Self::next_waiting)). O(live sessions).
+    pub fn tick(&mut self, now: Nanos, mut released: impl FnMut(SessionId)) {
+        self.run_timers(now);
+        self.enforce_key_validity(now);
+        self.audit.flush_gap(now, self.index);
+        let mut i = 0;
+        while i < self.unreleased.len() {
+            if self.release(self.unreleased[i]) {
+                released(self.unreleased.swap_remove(i));
+            } else {
+                i += 1;
+            }
+        }
+    }
+
+    /// Offers a paused connection's parked input to its session, oldest
+    /// first, once the session wants input again. Returns whether every
+    /// parked byte was taken (the connection may receive again); `false`
+    /// leaves it paused, the rest still parked.
+    pub fn offer_parked(
+        &mut self,
+        id: SessionId,
+        now: Nanos,
+        parked: &mut impl ParkedInput,
+    ) -> bool {
+        if !self.wants_input(id) {
+            return false;
+        }
+        while let Some(bytes) = parked.oldest() {
+            let len = bytes.len();
+            let before = self.counters.commands_out;
+            let taken = self.on_bytes(id, now, bytes);
+            parked.took(taken, self.counters.commands_out - before);
+            if taken < len {
+                return false;
+            }
+        }
+        true
+    }
+}
+
+/// What a driver does next with a connection ([`ReactorCore::output`]).
+#[derive(Debug, PartialEq, Eq)]
+pub enum Output<'a> {
+    /// Nothing now.
+    Idle,
+    /// Start closing the socket (shut it down; close it once its receive
+    /// and send have completed).
+    Close,
+    /// Send these bytes: they stay valid and unmoved until the send
+    /// completes ([`ReactorCore::on_sent`]).
+    Send(&'a [u8]),
+}
+
+/// How a completed send left the connection ([`ReactorCore::on_sent`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Sent {
+    /// Its session is no longer the slot's (a stale completion).
+    Gone,
+    Done,
+    /// The connection failed: the session is closed; close the socket.
+    Failed,
+}
+
+/// A paused connection's received bytes the session has not taken yet,
+/// oldest first, as the driver keeps them (the worker: provided buffers
+/// parked by id; the simulation: a queue of byte strings).
+pub trait ParkedInput {
+    /// The oldest parked bytes, if any.
+    fn oldest(&self) -> Option<&[u8]>;
+    /// The session took `n` of them (all: drop that chunk; fewer: keep the
+    /// rest, which is offered first next time). `commands` were handed to
+    /// the engine meanwhile (the worker's receive → ring latency).
+    fn took(&mut self, n: usize, commands: u64);
 }
 
 /// Whether a key may keep its sessions: active and within its validity
