@@ -1016,6 +1016,7 @@ impl Sim {
             return Err(self.violation.take().expect("just failed"));
         }
         self.check_all_answered();
+        self.check_keys();
         if let Some(v) = self.violation.take() {
             return Err(v);
         }
@@ -2233,6 +2234,8 @@ impl Sim {
         let sid = c.session.0;
         match c.kind {
             CommandKind::CancelForKey => {
+                let (key, reactor) = (c.key_id, c.session.reactor());
+                self.trace(|| format!("engine takes CancelForKey {key} from reactor {reactor}"));
                 if c.session.slot() != 0 || c.session.generation() != 0 {
                     self.fail(
                         "authenticated",
@@ -2625,6 +2628,68 @@ impl Sim {
         }
         if let Some(b) = bad {
             self.fail("acknowledged-once", b);
+        }
+    }
+
+    /// Quiet, the engine drained: no session stays open, and no order
+    /// rests, under a key that stopped being usable (revoked, removed,
+    /// disabled, expired), and no session stays open whose Logon's secret
+    /// left the keys file.
+    fn check_keys(&mut self) {
+        if self.agent.pending() {
+            return;
+        }
+        let now = self.wall();
+        let set = self.shared.key_set();
+        // Unusable now and 200 ms ago: an expiry just past may still be
+        // on its way (the next tick, the engine's report, the Terminate).
+        let unusable = |id: u64| {
+            let usable_at = |t: u64| {
+                !set.is_revoked(id) && set.table.get(id).is_some_and(|(_, e)| e.valid_at(t).is_ok())
+            };
+            !usable_at(now) && !usable_at(now - 200 * MS)
+        };
+        let mut bad = None;
+        for (i, c) in self.clients.iter().enumerate() {
+            if c.phase != Phase::Active {
+                continue;
+            }
+            if unusable(c.key) {
+                bad = Some(format!(
+                    "client {i}'s session {:#x} is still open under key {}, which stopped being usable",
+                    c.session, c.key
+                ));
+                break;
+            }
+            let (secret, _, _) = c.last_logon.expect("logged on");
+            let signed = set.table.get(c.key).is_some_and(|(_, e)| {
+                let (current, next) = e.secrets();
+                current.expose() == &secret || next.is_some_and(|n| n.expose() == &secret)
+            });
+            if !signed {
+                bad = Some(format!(
+                    "client {i}'s session {:#x} is still open, but the secret its Logon was signed with left key {}",
+                    c.session, c.key
+                ));
+                break;
+            }
+        }
+        if bad.is_none() {
+            for (id, o) in &self.orders {
+                let Some(s) = self.sessions.get(&o.session.0) else {
+                    continue;
+                };
+                if unusable(s.key) {
+                    bad = Some(format!(
+                        "order {id} ({:#x} of session {:#x}, {} resting) is still in the book under key {}, which stopped being usable",
+                        o.cl, o.session.0, o.leaves(), s.key
+                    ));
+                    break;
+                }
+            }
+        }
+        if let Some(b) = bad {
+            self.fail("revocation", b);
         }
     }
 
