@@ -226,3 +226,9 @@ fn a_receive_never_rearmed_after_a_pause_is_caught() {
     let f = caught(Mutation::NoRearm, "progress");
     assert!(f.detail.contains("recv armed false"), "{f}");
 }
+
+#[test]
+fn a_key_sweep_that_never_reaches_the_engine_is_caught() {
+    let f = caught(Mutation::DropKeySweep, "revocation");
+    assert!(f.detail.contains("which stopped being usable"), "{f}");
+}

@@ -51,6 +51,10 @@
 //! - `gateway-frames`: every frame a client reads passes its tag and
 //!   sequence checks, and a client only hears about its own orders.
 //! - `fail-closed`: no logon is accepted once the journal has failed.
+//! - `revocation`: once quiet, no session stays open and no order rests
+//!   under a key that stopped being usable (revoked, removed, disabled,
+//!   expired), and no session stays open whose Logon's secret left the keys
+//!   file.
 //! - `progress`: once faults stop, every open session answers a new order,
 //!   every logon in flight is answered, and once every client has gone
 //!   every slot comes back (no leak).
@@ -141,10 +145,13 @@ pub enum Mutation {
     /// The driver does not receive again after a pause ends (a lost
     /// re-arm). Caught by `progress`.
     NoRearm,
+    /// The engine never receives a key sweep (CancelForKey). Caught by
+    /// `revocation`.
+    DropKeySweep,
 }
 
 impl Mutation {
-    pub const ALL: [Mutation; 9] = [
+    pub const ALL: [Mutation; 10] = [
         Mutation::None,
         Mutation::DuplicateCommand,
         Mutation::ForgeCommand,
@@ -154,6 +161,7 @@ impl Mutation {
         Mutation::SkewFill,
         Mutation::StallEngine,
         Mutation::NoRearm,
+        Mutation::DropKeySweep,
     ];
 
     pub fn name(self) -> &'static str {
@@ -167,6 +175,7 @@ impl Mutation {
             Mutation::SkewFill => "skew-fill",
             Mutation::StallEngine => "stall-engine",
             Mutation::NoRearm => "no-rearm",
+            Mutation::DropKeySweep => "drop-key-sweep",
         }
     }
 
@@ -513,6 +522,9 @@ impl Engine for Tap {
             let mut log = self.log.borrow_mut();
             if log.mutation == Mutation::DropCod && command.kind == CommandKind::CancelOnDisconnect
             {
+                return true;
+            }
+            if log.mutation == Mutation::DropKeySweep && command.kind == CommandKind::CancelForKey {
                 return true;
             }
             if let Some(forged) = log.forged.pop_front() {
