@@ -1745,7 +1745,10 @@ mod tests {
         assert!(core.offer_parked(id, NOW, &mut parked));
         assert!(parked.0.is_empty());
         assert_eq!(core.counters.messages_in, 2);
-        assert!(core.session(id).unwrap().is_logged_on(), "both frames were whole and in order");
+        assert!(
+            core.session(id).unwrap().is_logged_on(),
+            "both frames were whole and in order"
+        );
         // A session that has gone takes (discards) everything.
         parked.0.extend([vec![1, 2, 3], vec![4]]);
         core.on_closed(id, NOW);

@@ -784,7 +784,7 @@ impl Sim {
         trace: Option<(Rc<RefCell<VecDeque<String>>>, usize)>,
         step_seen: Rc<std::cell::Cell<(usize, &'static str)>>,
     ) -> Sim {
-        let mut rng = Rng(SplitMix(seed ^ 0x5EED_0F0_CA7E));
+        let mut rng = Rng(SplitMix(seed ^ 0x05EE_D0F0_CA7E));
         let plan = Plan::draw(&mut rng);
         let keys: Vec<KeyModel> = KEYS
             .iter()
@@ -1198,7 +1198,7 @@ impl Sim {
                 });
             }
             20..=34 => {
-                let until = self.mono + self.rng.range(1 * MS, 80 * MS);
+                let until = self.mono + self.rng.range(MS, 80 * MS);
                 self.engine_stall_until = until;
                 self.trace(|| format!("engine stalls until {until}"));
             }
@@ -2657,7 +2657,11 @@ impl Sim {
         // on its way (the next tick, the engine's report, the Terminate).
         let unusable = |id: u64| {
             let usable_at = |t: u64| {
-                !set.is_revoked(id) && set.table.get(id).is_some_and(|(_, e)| e.valid_at(t).is_ok())
+                !set.is_revoked(id)
+                    && set
+                        .table
+                        .get(id)
+                        .is_some_and(|(_, e)| e.valid_at(t).is_ok())
             };
             !usable_at(now) && !usable_at(now - 200 * MS)
         };
@@ -2694,7 +2698,10 @@ impl Sim {
                 if unusable(s.key) {
                     bad = Some(format!(
                         "order {id} ({:#x} of session {:#x}, {} resting) is still in the book under key {}, which stopped being usable",
-                        o.cl, o.session.0, o.leaves(), s.key
+                        o.cl,
+                        o.session.0,
+                        o.leaves(),
+                        s.key
                     ));
                     break;
                 }
