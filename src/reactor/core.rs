@@ -660,6 +660,12 @@ impl ReactorCore {
             return false;
         }
         let keys = self.shared.key_set();
+        // First every key of the old table whose `not_after` passed since
+        // the last tick: below it counts as unusable in both tables, and a
+        // reload that removes it must not make this reactor skip its sweep
+        // (the other reactors' sweeps may reach the engine before the
+        // commands this reactor's sessions sent).
+        self.sweep_expired_keys(now);
         // Sweep every key that stops being usable here, before its sessions
         // are revoked: tagged with the new generation (see `KeySweeps`).
         let old = self.keys.clone();
@@ -1575,6 +1581,29 @@ mod tests {
         assert_eq!(sweeps(&mut rx), [(5, epoch)], "swept again");
         core.enforce_key_validity(NOW + 20);
         assert_eq!(sweeps(&mut rx), []);
+    }
+
+    /// Found by the seeded simulation (seed 14961): a key expired, and a
+    /// reload removed it before this reactor's next tick; the reactor saw
+    /// it unusable in both tables and never swept it, so the commands its
+    /// sessions had queued reached the engine after the other reactors'
+    /// sweeps and rested under a removed key.
+    #[test]
+    fn a_key_that_expired_unswept_before_a_reload_removed_it_is_swept() {
+        let (mut core, mut rx, _tx) = core_with_keys(&[1]);
+        let shared = core.shared().clone();
+        let mut expiring = entry(5);
+        expiring.not_after_ns = Some(NOW + 10);
+        let epoch = shared.publish_keys(KeyTable::from_entries(vec![entry(1), expiring]).unwrap());
+        core.refresh_keys(NOW);
+        core.enforce_key_validity(NOW);
+        assert_eq!(sweeps(&mut rx), []);
+        // Expired at NOW + 10; removed before the next tick.
+        shared.publish_keys(table(&[1]));
+        core.refresh_keys(NOW + 20);
+        assert_eq!(sweeps(&mut rx), [(5, epoch)]);
+        core.enforce_key_validity(NOW + 21);
+        assert_eq!(sweeps(&mut rx), [], "once");
     }
 
     #[test]
