@@ -146,6 +146,13 @@ fn event(r: &Rec) -> (AuditEvent, Extra) {
         reason: r.reason,
         reactor: r.reactor,
         kind,
+        // A LogonAccepted carries its Logon's request time (journal v3);
+        // every other kind has none.
+        request_time_ns: if kind == AuditKind::LogonAccepted {
+            time_ns.saturating_sub(u64::from(r.reason))
+        } else {
+            0
+        },
     };
     if kind == AuditKind::PreAuthAggregate {
         // What the journal thread writes: a pre-auth kind folded, at least
