@@ -1287,7 +1287,9 @@ pub(crate) fn scrub(message: &str) -> String {
                 // Names, and the parser's one- or two-character tokens (`=`).
                 let token =
                     quoted.chars().count() <= 2 && quoted.chars().all(|c| c.is_ascii_punctuation());
-                match echoable(quoted) {
+                // Names, or an address (`localhost:9000` in a `listen`
+                // error): neither may hold a run of hex digits.
+                match echoable(quoted).or_else(|| echoable_cidr(quoted)) {
                     Some(safe) => out.push_str(&safe),
                     None if token => out.push_str(quoted),
                     None => out.push_str(WITHHELD),
