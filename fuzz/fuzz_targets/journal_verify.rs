@@ -146,10 +146,10 @@ fn event(r: &Rec) -> (AuditEvent, Extra) {
         reason: r.reason,
         reactor: r.reactor,
         kind,
-        // A LogonAccepted carries its Logon's request time (journal v3);
-        // every other kind has none.
+        // A LogonAccepted keeps the Logon's request time (the key's replay
+        // floor after a restart).
         request_time_ns: if kind == AuditKind::LogonAccepted {
-            time_ns.saturating_sub(u64::from(r.reason))
+            time_ns - u64::from(r.reactor)
         } else {
             0
         },
