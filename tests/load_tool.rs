@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use clap::Parser;
-use ordergate::auth::keys::{BURST_MAX, KeyEntry, KeyTable, MSGS_PER_SEC_MAX};
+use ordergate::auth::keys::{BURST_MAX, KeyEntry, KeyTable, KeysFile, MSGS_PER_SEC_MAX};
 use ordergate::auth::secret::Secret;
 use ordergate::cli::{Cli, Command, plan_load};
 use ordergate::gateway::{Gateway, GatewaySpec};

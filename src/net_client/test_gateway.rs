@@ -21,7 +21,7 @@ use crate::ring;
 use crate::session::{Counters, GatewayConfig, Shared};
 use crate::wire::codes::{Environment, Scopes, TerminateReason};
 
-use super::unix_now_ns;
+use ordergate_client::blocking::unix_now_ns;
 
 pub const KEY_ID: u64 = 7001;
 pub const SECRET: [u8; 32] = [0x5a; 32];

@@ -5,16 +5,18 @@
 //!
 //! Names put the unit or qualifier last: `frame_size_max`, `keys_max`.
 
+use core::time::Duration;
+
 use crate::wire;
 
 /// Largest frame of any template (Fill, 84 bytes). A length prefix above this
 /// is refused at once (Terminate MALFORMED / LogonReject MALFORMED) before any
 /// more bytes are buffered: there is no other way to make progress on a stream
 /// whose framing is broken.
-pub const FRAME_SIZE_MAX: usize = wire::FILL_SIZE;
+pub const FRAME_SIZE_MAX: usize = wire::FRAME_SIZE_MAX;
 
 /// Smallest frame of any template (LogonReject, 32 bytes).
-pub const FRAME_SIZE_MIN: usize = wire::LOGON_REJECT_SIZE;
+pub const FRAME_SIZE_MIN: usize = wire::FRAME_SIZE_MIN;
 
 /// Bytes a session keeps of a partly received frame. One frame is the most it
 /// can ever need to hold: whole frames are decoded straight from the receive
@@ -221,8 +223,6 @@ const _: () = assert!(FRAME_SIZE_MAX <= RX_PARTIAL_MAX);
 const _: () = assert!(TX_REPLY_RESERVE < TX_BUFFER_SIZE);
 const _: () = assert!(TX_OUTSTANDING_MAX >= 1);
 const _: () = assert!(TX_ANSWER_MAX <= FRAME_SIZE_MAX);
-const _: () = assert!(SESSIONS_PER_REACTOR_MAX <= crate::engine::SessionId::SLOTS_MAX);
-const _: () = assert!(REACTORS_MAX <= crate::engine::SessionId::REACTORS_MAX);
 const _: () = assert!(NONCE_SLOTS_PER_KEY_MIN.is_power_of_two());
 const _: () = assert!(NONCE_SLOTS_PER_KEY_MAX.is_power_of_two());
 const _: () = assert!(NONCE_CACHE_PROBES_MAX <= NONCE_SLOTS_PER_KEY_MIN);
@@ -249,7 +249,7 @@ pub const RECV_BUFFER_SIZE_DEFAULT: u32 = 4096;
 pub const URING_ENTRIES_DEFAULT: u32 = 1024;
 
 /// The engine needs this much room in an event ring to finish any step.
-const _: () = assert!(RING_CAPACITY_DEFAULT >= crate::engine::EVENTS_PER_STEP_MAX);
+const _: () = assert!(RING_CAPACITY_DEFAULT >= EVENTS_PER_STEP_MAX);
 
 // ---------------------------------------------------------------------------
 // Bounds on what the `serve` config file may set. `config.rs` checks every
@@ -277,7 +277,7 @@ pub const URING_ENTRIES_MAX: u32 = 1 << 15;
 
 /// Smallest command/event ring: the engine needs `EVENTS_PER_STEP_MAX` free
 /// slots to finish any step, and a ring is a power of two ≥ 2.
-pub const RING_CAPACITY_MIN: usize = crate::engine::EVENTS_PER_STEP_MAX.next_power_of_two();
+pub const RING_CAPACITY_MIN: usize = EVENTS_PER_STEP_MAX.next_power_of_two();
 
 /// Largest command/event ring: 1 Mi slots × 64 B = 64 MiB per ring, two per
 /// reactor. A deeper ring only hides an engine that cannot keep up, and
@@ -595,3 +595,128 @@ pub const SLOW_SEND_CREDIT: u8 = 64;
 pub const SQPOLL_IDLE_MS: u32 = 1_000;
 
 const _: () = assert!(SPIN_MAX_US_DEFAULT <= SPIN_MAX_US_MAX);
+
+// ---------------------------------------------------------------------------
+// Limits that were defined beside their code until the workspace split
+// (issue 11): keys, the engine, the journal, and the runtime's files,
+// sockets and idle loop. Their old paths re-export them.
+
+/// Highest `msgs_per_sec` a key may have. One reactor core decodes, checks
+/// and forwards a few million messages a second at most; a per-key rate
+/// above ten million can never bind, so it is a typo (an extra zero or
+/// three), not a setting. Also keeps `tokens × 1e9` far inside `u64` for a
+/// nanosecond token bucket.
+pub const MSGS_PER_SEC_MAX: u32 = 10_000_000;
+
+/// Highest `burst` a key may have. A burst is how many messages a key may
+/// send back to back; a million is already more than a session's transmit
+/// buffer could ever answer, so anything larger is a typo.
+pub const BURST_MAX: u32 = 1_000_000;
+
+/// Largest keys file `load` reads. An entry with every field, a comment and
+/// a few `allow` networks is under 1 KiB (a full list of `ALLOW_CIDRS_MAX`
+/// IPv6 networks adds under 2 KiB, and few keys need one); 1 KiB per key
+/// for `KEYS_MAX` keys is 4 MiB. Bounds the one allocation loading makes
+/// for the text.
+pub const KEYS_FILE_SIZE_MAX: u64 = 1024 * KEYS_MAX as u64;
+
+/// Most CIDRs one key's `allow` list may hold. Bounds the work of a logon
+/// (a linear scan, a few nanoseconds per entry) and the size of a key's
+/// entry; a member's order-entry hosts fit in a handful of networks, so a
+/// list longer than this is a paste of something else.
+pub const ALLOW_CIDRS_MAX: usize = 32;
+
+/// Upper bound on the engine's `orders_max`: order indices are `u32` with
+/// the null index reserved, and a table of 2 × `orders_max` slots must stay
+/// within `u32` hashes.
+pub const ENGINE_ORDERS_MAX_BOUND: usize = 1 << 31;
+
+/// The most events one atomic engine step can emit toward one reactor: a new
+/// order's Accepted (or a replace's Replaced) rides with its first Fill, and
+/// the resting order's Fill goes out in the same step; when both sessions are
+/// on one reactor that is 3. (An IOC remainder's Canceled is a step of its
+/// own; see `engine::book` for every step.) An event ring must be able to
+/// offer at least this much room, or the engine can never finish the step.
+pub const EVENTS_PER_STEP_MAX: usize = 3;
+
+/// Unflushed journal records after which the journal thread flushes. Bounds
+/// what a power loss can take, and the crash residue `open` must accept.
+/// Each flush is one msync; 64 records is 8 KiB, two pages.
+pub const JOURNAL_FLUSH_RECORDS_MAX: u64 = 64;
+
+/// Age of the oldest unflushed journal record after which the journal
+/// thread flushes: with security events as rare as logons, this is the
+/// bound that usually applies (10 ms of events lost at most on power loss).
+pub const JOURNAL_FLUSH_INTERVAL_NS: u64 = 10_000_000;
+
+/// Slots after the last good journal record in which `open` accepts (and
+/// zeroes) crash residue. At least `JOURNAL_FLUSH_RECORDS_MAX`: a crash can
+/// only leave residue in unflushed slots.
+pub const JOURNAL_RECOVERY_WINDOW_RECORDS: u64 = JOURNAL_FLUSH_RECORDS_MAX;
+
+/// What the journal thread sleeps when a turn finds every ring empty: audit
+/// latency, not throughput, and the thread costs nothing while idle. A ring
+/// of `AUDIT_RING_CAPACITY_DEFAULT` fills in one sleep only above ~1 M
+/// events/s from one reactor.
+pub const JOURNAL_IDLE_SLEEP_NS: u64 = 1_000_000;
+
+/// Slots per journal segment when the config says nothing: 2^20 records,
+/// 128 MiB, is months of logons for a venue's members. A full segment rolls
+/// over to the next (or, with rollover off, fails closed).
+pub const JOURNAL_CAPACITY_RECORDS_DEFAULT: u64 = 1 << 20;
+
+/// Slots of each audit ring: 1024 × 56 B = 56 KiB per reactor. A full ring
+/// drops and counts events; the count becomes a Gap record.
+pub const AUDIT_RING_CAPACITY_DEFAULT: usize = 1024;
+
+/// Largest base index a journal header may declare: far beyond any journal
+/// (2^62 records is 512 EiB), and keeps `base_index + capacity` from
+/// overflow.
+pub const JOURNAL_BASE_INDEX_MAX: u64 = 1 << 62;
+
+/// Largest capacity a journal header may declare: 2^32 records is 512 GiB,
+/// beyond any sane audit file, and keeps `file_len` far from overflow.
+pub const JOURNAL_CAPACITY_RECORDS_MAX: u64 = 1 << 32;
+
+/// Largest config file `load` reads. The complete example, comments and
+/// all, is under 8 KiB; anything much larger is not a config file.
+pub const CONFIG_FILE_SIZE_MAX: u64 = 64 * 1024;
+
+/// Longest request line the admin socket accepts.
+pub const ADMIN_REQUEST_MAX: usize = 256;
+
+/// A stats-file reader refuses a file claiming more values per block than
+/// this (a corrupt header must not make it allocate gigabytes).
+pub const STATS_BLOCK_VALUES_MAX: usize = 4096;
+
+/// Shortest and longest park of an idle loop (the engine thread's, and a
+/// busy-spin reactor's). The longest bounds how late an idle reactor
+/// notices an engine event that arrives while it is parked (the event ring
+/// has no wake-up): 200 µs keeps an idle gateway at a fraction of a percent
+/// of a core while its first reply after a lull is still sub-millisecond.
+pub const IDLE_PARK_MIN: Duration = Duration::from_micros(10);
+pub const IDLE_PARK_MAX: Duration = Duration::from_micros(200);
+
+/// Short blocked idle periods between two probe spins of a back-off
+/// reactor, at first and at most (each missed probe doubles it).
+pub const IDLE_PROBE_EVERY_MIN: u32 = 16;
+pub const IDLE_PROBE_EVERY_MAX: u32 = 1024;
+
+/// Longest a client's `send_*` waits for a non-blocking socket to take a
+/// frame before giving up with `TimedOut`: a gateway that has not read for
+/// this long has stopped.
+pub const CLIENT_SEND_STALL_MAX: Duration = Duration::from_secs(5);
+
+const _: () = assert!(MSGS_PER_SEC_DEFAULT >= 1 && MSGS_PER_SEC_DEFAULT <= MSGS_PER_SEC_MAX);
+/// Largest file a client reads a secret from: longer than any secret with
+/// its whitespace, so a wrong file (a key table, a log) is refused unread.
+pub const SECRET_FILE_SIZE_MAX: u64 = 4096;
+
+const _: () = assert!(BURST_DEFAULT >= 1 && BURST_DEFAULT <= BURST_MAX);
+const _: () = assert!(JOURNAL_FLUSH_RECORDS_MAX >= 1);
+const _: () = assert!(JOURNAL_FLUSH_RECORDS_MAX <= JOURNAL_RECOVERY_WINDOW_RECORDS);
+const _: () = assert!(AUDIT_RING_CAPACITY_DEFAULT.is_power_of_two());
+const _: () = assert!(JOURNAL_CAPACITY_RECORDS_DEFAULT <= JOURNAL_CAPACITY_RECORDS_MAX);
+const _: () = assert!(JOURNAL_CAPACITY_RECORDS_DEFAULT >= JOURNAL_SEGMENT_RECORDS_MIN);
+const _: () = assert!(IDLE_PARK_MIN.as_nanos() <= IDLE_PARK_MAX.as_nanos());
+const _: () = assert!(IDLE_PROBE_EVERY_MIN <= IDLE_PROBE_EVERY_MAX);

@@ -37,8 +37,8 @@
 //! key cell is then taken by CAS, and only if both pass is the session cell
 //! advanced: a throttled message moves no cell.
 
+use core::net::IpAddr;
 use std::hash::{BuildHasher, Hash, RandomState};
-use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::constants::{
@@ -985,14 +985,14 @@ mod tests {
         let g = LogonGuard::new(8, 4, 5, 60 * SEC);
         let mut evicted = 0;
         for i in 0..5000u32 {
-            let a = IpAddr::V4(std::net::Ipv4Addr::from(0x0A00_0000 + i * 7919));
+            let a = IpAddr::V4(core::net::Ipv4Addr::from(0x0A00_0000 + i * 7919));
             for _ in 0..4 {
                 evicted += g.record_failure(T0, &a, 9999).evicted as u32;
             }
         }
         assert!(evicted > 4000, "the table was under pressure: {evicted}");
         for i in 0..1000u32 {
-            let fresh = IpAddr::V4(std::net::Ipv4Addr::from(0xC000_0000 | i));
+            let fresh = IpAddr::V4(core::net::Ipv4Addr::from(0xC000_0000 | i));
             assert_eq!(g.check(T0, &fresh, 1001), Ok(()));
             assert_eq!(g.check(T0, &fresh, 9999), Ok(()));
         }
@@ -1036,7 +1036,7 @@ mod tests {
         // Lock one pair in each of 64 /24s, then spray a single /24 with
         // ten thousand (address, key) failures.
         let locked: Vec<IpAddr> = (0..64u32)
-            .map(|i| IpAddr::V4(std::net::Ipv4Addr::from(0x0B00_0001 | (i << 8))))
+            .map(|i| IpAddr::V4(core::net::Ipv4Addr::from(0x0B00_0001 | (i << 8))))
             .collect();
         for a in &locked {
             for _ in 0..5 {
@@ -1045,7 +1045,7 @@ mod tests {
         }
         let spray_prefix = 0x0C00_0000;
         for i in 0..10_000u32 {
-            let a = IpAddr::V4(std::net::Ipv4Addr::from(spray_prefix | (i & 0xFF)));
+            let a = IpAddr::V4(core::net::Ipv4Addr::from(spray_prefix | (i & 0xFF)));
             g.record_failure(T0 + SEC, &a, u64::from(i));
         }
         // Every lock holds (the spray's records are not locked, so even in

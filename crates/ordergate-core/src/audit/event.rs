@@ -1,7 +1,7 @@
 //! What a reactor (or the control thread) pushes over its audit ring: one
 //! fixed-size, `Copy`, allocation-free [`AuditEvent`] per security event.
 
-use std::net::{IpAddr, Ipv6Addr};
+use core::net::{IpAddr, Ipv6Addr};
 
 use crate::engine::SessionId;
 use crate::wire::codes::{LogonRejectReason, TerminateReason};
@@ -461,7 +461,7 @@ impl AuditEvent {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::net::Ipv4Addr;
+    use core::net::Ipv4Addr;
 
     #[test]
     fn kinds_round_trip_and_zero_is_no_kind() {

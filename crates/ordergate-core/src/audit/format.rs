@@ -246,13 +246,10 @@ impl Header {
     }
 }
 
-/// Largest base index a header may declare: far beyond any journal (2^62
-/// records is 512 EiB), and keeps `base_index + capacity` from overflow.
-pub const BASE_INDEX_MAX: u64 = 1 << 62;
-
-/// Largest capacity a header may declare: 2^32 records is 512 GiB, beyond
-/// any sane audit file, and keeps `file_len` far from overflow.
-pub const CAPACITY_RECORDS_MAX: u64 = 1 << 32;
+/// Defined in `constants` with their reasons; here too for the old paths.
+pub use crate::constants::{
+    JOURNAL_BASE_INDEX_MAX as BASE_INDEX_MAX, JOURNAL_CAPACITY_RECORDS_MAX as CAPACITY_RECORDS_MAX,
+};
 
 /// Byte offset of record slot `index`.
 #[inline]
@@ -490,8 +487,8 @@ pub fn parse_hash(s: &str) -> Option<Hash> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::audit::event::from_ip;
     use crate::engine::SessionId;
-    use crate::journal::event::from_ip;
 
     fn header() -> Header {
         Header {

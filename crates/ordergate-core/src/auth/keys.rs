@@ -160,7 +160,7 @@
 //!
 //! # Wiping, and what is not wiped
 //!
-//! [`KeyTable::load`] reads the file into a [`Zeroizing`] buffer of exactly
+//! The runtime's loader (`ordergate::keys_file`, `KeyTable::load`) reads the file into a [`Zeroizing`] buffer of exactly
 //! the file's size (no reallocation, no intermediate buffer), which is wiped
 //! when loading ends. toml parses it without copying: strings are borrowed
 //! from that buffer, and each secret (and `secret_next`) is decoded straight
@@ -189,12 +189,11 @@
 use core::fmt;
 use core::fmt::Write as _;
 use core::marker::PhantomData;
+use core::net::IpAddr;
 use core::num::{NonZeroU32, NonZeroU64};
 use core::ops::Range;
 use std::borrow::Cow;
-use std::io::{self, Read};
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
-use std::path::Path;
+use std::io;
 
 use serde::Deserialize;
 use serde::de::{self, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
@@ -203,38 +202,21 @@ use toml::de::DeTable;
 use zeroize::Zeroizing;
 
 use crate::auth::policy::{
-    ALLOW_CIDRS_MAX, Cidr, CidrError, KeyDisabled, KeyStatus, Rfc3339, TimestampError,
+    Cidr, CidrError, KeyDisabled, KeyStatus, Rfc3339, RiskReject, TimestampError, order_notional,
     parse_rfc3339,
 };
-use crate::auth::secret::{Secret, SecretError};
-use crate::constants::{BURST_DEFAULT, KEYS_MAX, MSGS_PER_SEC_DEFAULT};
+use crate::auth::secret::{SECRET_SIZE, Secret, SecretError};
+use crate::constants::{ALLOW_CIDRS_MAX, BURST_DEFAULT, KEYS_MAX, MSGS_PER_SEC_DEFAULT};
 use crate::wire::codes::{Environment, Scopes};
 
-/// Highest `msgs_per_sec` a key may have. One reactor core decodes, checks
-/// and forwards a few million messages a second at most; a per-key rate
-/// above ten million can never bind, so it is a typo (an extra zero or
-/// three), not a setting. Also keeps `tokens × 1e9` far inside `u64` for a
-/// nanosecond token bucket.
-pub const MSGS_PER_SEC_MAX: u32 = 10_000_000;
-
-/// Highest `burst` a key may have. A burst is how many messages a key may
-/// send back to back; a million is already more than a session's transmit
-/// buffer could ever answer, so anything larger is a typo.
-pub const BURST_MAX: u32 = 1_000_000;
-
-/// Largest keys file `load` reads. An entry with every field, a comment and
-/// a few `allow` networks is under 1 KiB (a full list of `ALLOW_CIDRS_MAX`
-/// IPv6 networks adds under 2 KiB, and few keys need one); 1 KiB per key
-/// for `KEYS_MAX` keys is 4 MiB. Bounds the one allocation loading makes
-/// for the text.
-pub const KEYS_FILE_SIZE_MAX: u64 = 1024 * KEYS_MAX as u64;
+// The key limits, defined in `constants` with their reasons; here too for
+// the paths callers already use.
+pub use crate::constants::{BURST_MAX, KEYS_FILE_SIZE_MAX, MSGS_PER_SEC_MAX};
 
 /// Name used as the origin of errors from [`KeyTable::from_entries`].
 pub const ORIGIN_IN_MEMORY: &str = "<in memory>";
 
 const _: () = assert!(KEYS_MAX <= u32::MAX as usize, "KeyIndex is a u32");
-const _: () = assert!(MSGS_PER_SEC_DEFAULT >= 1 && MSGS_PER_SEC_DEFAULT <= MSGS_PER_SEC_MAX);
-const _: () = assert!(BURST_DEFAULT >= 1 && BURST_DEFAULT <= BURST_MAX);
 /// 160 bytes on x86-64 (the allow list lives in its own allocation): a
 /// table of `KEYS_MAX` entries is 640 KiB, built once.
 const _: () = assert!(size_of::<KeyEntry>() <= 160);
@@ -339,6 +321,100 @@ impl KeyEntry {
     }
 }
 
+/// The checks made with a key at logon and on every order. The rules, and
+/// which wire code each refusal becomes, are [`crate::auth::policy`]'s
+/// module docs; the types they return are defined there.
+impl KeyEntry {
+    /// Whether this key may connect from `peer`: `peer` is in one of the
+    /// `allow` CIDRs. An empty list allows nothing (the keys file's default;
+    /// see the keys module docs). At most [`ALLOW_CIDRS_MAX`] comparisons.
+    #[inline]
+    pub fn allows(&self, peer: IpAddr) -> bool {
+        let peer = peer.to_canonical();
+        self.allow.iter().any(|cidr| cidr.contains_canonical(peer))
+    }
+
+    /// Whether the key may log on at `now_ns`: not revoked, and
+    /// `not_before <= now < not_after` (an absent bound does not bind).
+    ///
+    /// # Errors
+    ///
+    /// Which of the three it is, checked in this order: revoked, not yet
+    /// valid, expired.
+    #[inline]
+    pub fn valid_at(&self, now_ns: u64) -> Result<(), KeyDisabled> {
+        if self.status == KeyStatus::Revoked {
+            return Err(KeyDisabled::Revoked);
+        }
+        if self.not_before_ns.is_some_and(|start| now_ns < start) {
+            return Err(KeyDisabled::NotYetValid);
+        }
+        if self.not_after_ns.is_some_and(|end| now_ns >= end) {
+            return Err(KeyDisabled::Expired);
+        }
+        Ok(())
+    }
+
+    /// The current secret, and the next one while a rotation is under way.
+    /// A logon signed with either is accepted.
+    #[inline]
+    pub fn secrets(&self) -> (&Secret, Option<&Secret>) {
+        (&self.secret, self.secret_next.as_ref())
+    }
+
+    /// The secret for which `verify` holds, preferring the current one, or
+    /// `None`. During a rotation `verify` is called for **both** secrets,
+    /// whatever the first answer, so the time a logon takes does not say
+    /// which secret signed it (it still says that the key is rotating).
+    ///
+    /// The logon signature is checked this way, and the session keys are
+    /// then derived from the secret returned.
+    #[inline]
+    pub fn secret_matching(
+        &self,
+        mut verify: impl FnMut(&[u8; SECRET_SIZE]) -> bool,
+    ) -> Option<&Secret> {
+        let current = verify(self.secret.expose());
+        let next = self
+            .secret_next
+            .as_ref()
+            .filter(|next| verify(next.expose()));
+        if current { Some(&self.secret) } else { next }
+    }
+
+    /// Whether a key that already has `live_sessions` sessions logged on is
+    /// at its `max_sessions` (so one more is refused `SESSION_LIMIT`).
+    /// Never true without a `max_sessions`.
+    #[inline]
+    pub fn session_limit_reached(&self, live_sessions: u32) -> bool {
+        self.max_sessions
+            .is_some_and(|max| live_sessions >= max.get())
+    }
+
+    /// The per-order risk limits, for a NewOrder (its price and quantity) or
+    /// a ReplaceOrder (the new price and quantity). An absent limit does not
+    /// bind; a quantity or notional equal to its limit passes. Quantity is
+    /// checked first. Exact for every `i64` price and `u32` quantity (see the
+    /// module docs on notional).
+    ///
+    /// # Errors
+    ///
+    /// [`RiskReject::MaxQty`], else [`RiskReject::MaxNotional`].
+    #[inline]
+    pub fn check_order(&self, price: i64, qty: u32) -> Result<(), RiskReject> {
+        if self.max_order_qty.is_some_and(|max| qty > max.get()) {
+            return Err(RiskReject::MaxQty);
+        }
+        if self
+            .max_order_notional
+            .is_some_and(|max| order_notional(price, qty) > u128::from(max.get()))
+        {
+            return Err(RiskReject::MaxNotional);
+        }
+        Ok(())
+    }
+}
+
 /// Dense index of a key in its table, `0..table.len()`: the index into
 /// parallel arrays of per-key runtime state. Only meaningful for the table
 /// that returned it.
@@ -356,103 +432,41 @@ pub struct KeyTable {
     entries: Vec<KeyEntry>,
     /// What the kernel granted for the pages holding `entries` (and so the
     /// secrets): left out of core dumps, locked in RAM.
-    secret_memory: crate::sys::SecretMemory,
+    secret_memory: SecretMemory,
+}
+
+/// What the memory protection obtained for the pages holding a table's
+/// secrets.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SecretMemory {
+    /// `MADV_DONTDUMP` applied: the pages are left out of core dumps.
+    pub excluded_from_dumps: bool,
+    /// `mlock` succeeded: the pages are never written to swap.
+    pub locked: bool,
+}
+
+impl SecretMemory {
+    /// Nothing asked of the kernel.
+    pub const UNPROTECTED: SecretMemory = SecretMemory {
+        excluded_from_dumps: false,
+        locked: false,
+    };
+}
+
+/// How a table asks that the pages about to hold its secrets, `[ptr, ptr +
+/// len)`, be kept out of core dumps and swap. The core makes no system
+/// call: the runtime passes `ordergate::sys::protect_secret_memory`
+/// (`MADV_DONTDUMP` and `mlock`) when it loads the keys file; tables built
+/// here without one ([`KeyTable::from_entries`], [`KeyTable::from_toml_str`]:
+/// tests and tools) use [`no_protection`].
+pub type ProtectMemory = fn(ptr: *const u8, len: usize) -> SecretMemory;
+
+/// The protector that asks for nothing.
+pub fn no_protection(_ptr: *const u8, _len: usize) -> SecretMemory {
+    SecretMemory::UNPROTECTED
 }
 
 impl KeyTable {
-    /// Reads, checks and parses the keys file at `path`.
-    ///
-    /// The permission check is made on the opened file (`fstat` of the
-    /// handle that is then read), so the file checked is the file read.
-    ///
-    /// # Errors
-    ///
-    /// See the module docs: every refusal names the file.
-    pub fn load(path: &Path) -> Result<KeyTable, KeysError> {
-        let origin = path.display().to_string();
-        let fail = |kind| KeysError::new(&origin, None, None, kind);
-
-        // O_NOFOLLOW: a symlink is refused, not followed (whoever can
-        // write the directory must not redirect the gateway to a file of
-        // their choosing). O_NONBLOCK: a FIFO is opened without waiting for
-        // a writer, then refused by the regular-file check below, instead
-        // of hanging the start-up or the reload.
-        let mut file = std::fs::OpenOptions::new()
-            .read(true)
-            .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
-            .open(path)
-            .map_err(|source| {
-                fail(if source.raw_os_error() == Some(libc::ELOOP) {
-                    KeysErrorKind::Symlink
-                } else {
-                    KeysErrorKind::Io {
-                        action: "open",
-                        source,
-                    }
-                })
-            })?;
-        let metadata = file.metadata().map_err(|source| {
-            fail(KeysErrorKind::Io {
-                action: "inspect",
-                source,
-            })
-        })?;
-        if !metadata.is_file() {
-            return Err(fail(KeysErrorKind::NotRegularFile));
-        }
-        let mode = metadata.permissions().mode() & 0o7777;
-        if mode & 0o077 != 0 {
-            return Err(fail(KeysErrorKind::Permissions { mode }));
-        }
-        // Only the gateway's own user or root may own the secrets: a file
-        // another user owns is one that user can rewrite (chmod it back).
-        let owner = metadata.uid();
-        let me = crate::sys::euid();
-        if owner != me && owner != 0 {
-            return Err(fail(KeysErrorKind::Owner { owner, me }));
-        }
-        let size = metadata.len();
-        if size > KEYS_FILE_SIZE_MAX {
-            return Err(fail(KeysErrorKind::TooLarge {
-                size,
-                max: KEYS_FILE_SIZE_MAX,
-            }));
-        }
-
-        // Exactly the file's size, read in place: no growth, so no copy of
-        // the text is ever left in a freed buffer.
-        let size = usize::try_from(size).expect("size is at most KEYS_FILE_SIZE_MAX");
-        let mut bytes = Zeroizing::new(vec![0u8; size]);
-        file.read_exact(&mut bytes).map_err(|source| {
-            fail(if source.kind() == io::ErrorKind::UnexpectedEof {
-                KeysErrorKind::ChangedWhileReading
-            } else {
-                KeysErrorKind::Io {
-                    action: "read",
-                    source,
-                }
-            })
-        })?;
-        let mut probe = Zeroizing::new([0u8; 1]);
-        match file.read(&mut probe[..]) {
-            Ok(0) => {}
-            Ok(_) => return Err(fail(KeysErrorKind::ChangedWhileReading)),
-            Err(source) => {
-                return Err(fail(KeysErrorKind::Io {
-                    action: "read",
-                    source,
-                }));
-            }
-        }
-
-        let text = core::str::from_utf8(&bytes).map_err(|e| {
-            fail(KeysErrorKind::NotUtf8 {
-                offset: e.valid_up_to(),
-            })
-        })?;
-        KeyTable::from_toml_str(text, &origin)
-    }
-
     /// Parses and checks the text of a keys file. `origin` names the file in
     /// errors. `text` is the caller's to wipe (`load` holds it in a
     /// `Zeroizing` buffer); nothing here copies a secret out of it except
@@ -462,6 +476,22 @@ impl KeyTable {
     ///
     /// See the module docs.
     pub fn from_toml_str(text: &str, origin: &str) -> Result<KeyTable, KeysError> {
+        KeyTable::from_toml_str_protected(text, origin, no_protection)
+    }
+
+    /// [`from_toml_str`](Self::from_toml_str), asking `protect` to keep the
+    /// pages that will hold the secrets out of core dumps and swap before
+    /// any secret is decoded into them (the runtime's keys-file loader
+    /// passes `mlock` + `MADV_DONTDUMP`; see [`ProtectMemory`]).
+    ///
+    /// # Errors
+    ///
+    /// As [`from_toml_str`](Self::from_toml_str).
+    pub fn from_toml_str_protected(
+        text: &str,
+        origin: &str,
+        protect: ProtectMemory,
+    ) -> Result<KeyTable, KeysError> {
         let root = DeTable::parse(text).map_err(|e| {
             let location = e.span().map(|span| Location::of(text, span.start));
             // Only the message: `e`'s Display quotes the source line.
@@ -519,7 +549,7 @@ impl KeyTable {
         // Before any secret is decoded into it: the buffer's pages are
         // left out of core dumps and locked in RAM (never swapped).
         // `from_sorted` asks again for the same pages and keeps the answer.
-        crate::sys::protect_secret_memory(entries.as_ptr().cast(), count * size_of::<KeyEntry>());
+        protect(entries.as_ptr().cast(), count * size_of::<KeyEntry>());
         for c in checked {
             entries.push(KeyEntry {
                 id: c.id,
@@ -550,7 +580,7 @@ impl KeyTable {
         // Reserved once above, so no push reallocated (and left secrets in a
         // freed buffer).
         debug_assert!(entries.len() == count && entries.capacity() >= count);
-        Ok(KeyTable::from_sorted(entries, origin))
+        Ok(KeyTable::from_sorted(entries, origin, protect))
     }
 
     /// A table from entries built in code (tests, tools): the same checks as
@@ -635,14 +665,14 @@ impl KeyTable {
             ));
         }
         entries.sort_unstable_by_key(|e| e.id);
-        Ok(KeyTable::from_sorted(entries, origin))
+        Ok(KeyTable::from_sorted(entries, origin, no_protection))
     }
 
-    fn from_sorted(entries: Vec<KeyEntry>, origin: &str) -> KeyTable {
+    fn from_sorted(entries: Vec<KeyEntry>, origin: &str, protect: ProtectMemory) -> KeyTable {
         assert!(!entries.is_empty() && entries.len() <= KEYS_MAX);
         assert!(entries.windows(2).all(|w| w[0].id < w[1].id));
         assert!(entries.iter().all(|e| e.allow.len() <= ALLOW_CIDRS_MAX));
-        let secret_memory = crate::sys::protect_secret_memory(
+        let secret_memory = protect(
             entries.as_ptr().cast(),
             entries.len() * size_of::<KeyEntry>(),
         );
@@ -655,8 +685,9 @@ impl KeyTable {
 
     /// Whether the pages holding the secrets are left out of core dumps and
     /// locked in RAM (`serve` warns when the kernel refused the lock:
-    /// `RLIMIT_MEMLOCK`, raised by the unit's `LimitMEMLOCK`).
-    pub fn secret_memory(&self) -> crate::sys::SecretMemory {
+    /// `RLIMIT_MEMLOCK`, raised by the unit's `LimitMEMLOCK`). Both false
+    /// for a table built without a protector.
+    pub fn secret_memory(&self) -> SecretMemory {
         self.secret_memory
     }
 
@@ -1020,7 +1051,9 @@ pub enum KeysErrorKind {
 }
 
 impl KeysError {
-    fn new(
+    /// An error about `origin` (a file, or [`ORIGIN_IN_MEMORY`]); the
+    /// keys-file loader makes the I/O ones.
+    pub fn new(
         origin: &str,
         location: Option<Location>,
         key: Option<KeyRef>,
@@ -1216,7 +1249,7 @@ impl std::error::Error for KeysError {
 impl Location {
     /// Line and column of byte `offset` of `text` (also used by the serve
     /// config's errors).
-    pub(crate) fn of(text: &str, offset: usize) -> Location {
+    pub fn of(text: &str, offset: usize) -> Location {
         let mut offset = offset.min(text.len());
         while !text.is_char_boundary(offset) {
             offset -= 1;
@@ -3229,5 +3262,192 @@ mod tests {
         let long = "x".repeat(300);
         let text = new_key_entry_toml(u64::MAX, &[&long, &long, &long], &long, &secret);
         assert!(text.contains(&long));
+    }
+
+    /// The checks on a key (`impl KeyEntry` above; the rules are
+    /// `policy`'s).
+    mod checks {
+        use super::*;
+        use crate::auth::policy::{Cidr, KeyDisabled, KeyStatus, RiskReject};
+        use crate::auth::secret::SECRET_SIZE;
+
+        fn cidr(text: &str) -> Cidr {
+            text.parse().unwrap_or_else(|e| panic!("{text}: {e}"))
+        }
+
+        fn ip(text: &str) -> IpAddr {
+            text.parse().unwrap()
+        }
+
+        use crate::wire::codes::{Environment, Scopes};
+        use core::num::{NonZeroU32, NonZeroU64};
+
+        fn key() -> KeyEntry {
+            KeyEntry::new(
+                1001,
+                Secret::from_bytes([1; SECRET_SIZE]),
+                Scopes::TRADE,
+                Environment::Production,
+            )
+        }
+
+        #[test]
+        fn allows_checks_every_cidr_and_defaults_to_nowhere() {
+            let nowhere = key();
+            for peer in ["127.0.0.1", "::1", "::ffff:127.0.0.1", "0.0.0.0"] {
+                assert!(!nowhere.allows(ip(peer)), "{peer}");
+            }
+            let anywhere = key().allow_any();
+            for peer in [
+                "127.0.0.1",
+                "::1",
+                "::ffff:127.0.0.1",
+                "::",
+                "255.255.255.255",
+            ] {
+                assert!(anywhere.allows(ip(peer)), "{peer}");
+            }
+            let some =
+                key().with_allow([cidr("10.0.0.0/8"), cidr("2001:db8::/32"), cidr("192.0.2.7")]);
+            for (peer, allowed) in [
+                ("10.9.9.9", true),
+                ("::ffff:10.9.9.9", true),
+                ("11.0.0.1", false),
+                ("2001:db8::5", true),
+                ("2001:db9::5", false),
+                ("192.0.2.7", true),
+                ("::ffff:192.0.2.7", true),
+                ("192.0.2.8", false),
+                ("::192.0.2.7", false),
+            ] {
+                assert_eq!(some.allows(ip(peer)), allowed, "{peer}");
+            }
+            let only_v4 = key().with_allow([Cidr::ANY_V4]);
+            assert!(only_v4.allows(ip("::ffff:8.8.8.8")));
+            assert!(!only_v4.allows(ip("2001:db8::1")));
+            let only_v6 = key().with_allow([Cidr::ANY_V6]);
+            assert!(!only_v6.allows(ip("::ffff:8.8.8.8")));
+            assert!(!only_v6.allows(ip("8.8.8.8")));
+            assert!(only_v6.allows(ip("2001:db8::1")));
+        }
+
+        #[test]
+        fn valid_at_start_is_inclusive_and_end_exclusive() {
+            let mut k = key();
+            assert_eq!(k.valid_at(0), Ok(()));
+            assert_eq!(k.valid_at(u64::MAX), Ok(()));
+
+            k.not_before_ns = Some(1_000);
+            k.not_after_ns = Some(2_000);
+            assert_eq!(k.valid_at(0), Err(KeyDisabled::NotYetValid));
+            assert_eq!(k.valid_at(999), Err(KeyDisabled::NotYetValid));
+            assert_eq!(k.valid_at(1_000), Ok(()));
+            assert_eq!(k.valid_at(1_999), Ok(()));
+            assert_eq!(k.valid_at(2_000), Err(KeyDisabled::Expired));
+            assert_eq!(k.valid_at(u64::MAX), Err(KeyDisabled::Expired));
+
+            k.not_before_ns = None;
+            assert_eq!(k.valid_at(0), Ok(()));
+            assert_eq!(k.valid_at(2_000), Err(KeyDisabled::Expired));
+            k.not_before_ns = Some(1_000);
+            k.not_after_ns = None;
+            assert_eq!(k.valid_at(999), Err(KeyDisabled::NotYetValid));
+            assert_eq!(k.valid_at(u64::MAX), Ok(()));
+
+            // Revoked wins over everything, inside the window or out.
+            k.status = KeyStatus::Revoked;
+            for now in [0, 999, 1_000, u64::MAX] {
+                assert_eq!(k.valid_at(now), Err(KeyDisabled::Revoked));
+            }
+        }
+
+        #[test]
+        fn check_order_limits_are_inclusive_and_exact() {
+            let open = key();
+            assert_eq!(open.check_order(i64::MIN, u32::MAX), Ok(()));
+            assert_eq!(open.check_order(i64::MAX, u32::MAX), Ok(()));
+
+            let mut k = key();
+            k.max_order_qty = NonZeroU32::new(100);
+            assert_eq!(k.check_order(1, 100), Ok(()));
+            assert_eq!(k.check_order(1, 101), Err(RiskReject::MaxQty));
+            assert_eq!(k.check_order(1, u32::MAX), Err(RiskReject::MaxQty));
+            assert_eq!(k.check_order(i64::MIN, 0), Ok(()));
+
+            k.max_order_notional = NonZeroU64::new(1_000);
+            assert_eq!(k.check_order(10, 100), Ok(()));
+            assert_eq!(k.check_order(-10, 100), Ok(()));
+            assert_eq!(k.check_order(11, 91), Err(RiskReject::MaxNotional));
+            assert_eq!(k.check_order(-11, 91), Err(RiskReject::MaxNotional));
+            assert_eq!(k.check_order(1_001, 1), Err(RiskReject::MaxNotional));
+            assert_eq!(k.check_order(1_000, 1), Ok(()));
+            // Quantity is checked first.
+            assert_eq!(k.check_order(i64::MAX, 101), Err(RiskReject::MaxQty));
+
+            // The extremes do not overflow: |i64::MIN| × u32::MAX ≈ 2^95.
+            let mut wide = key();
+            wide.max_order_notional = NonZeroU64::new(u64::MAX);
+            assert_eq!(wide.check_order(i64::MIN, 1), Ok(()));
+            // 2^63 × 2 = 2^64 is one above u64::MAX; (2^63 − 1) × 2 is below.
+            assert_eq!(wide.check_order(i64::MIN, 2), Err(RiskReject::MaxNotional));
+            assert_eq!(
+                wide.check_order(i64::MIN, u32::MAX),
+                Err(RiskReject::MaxNotional)
+            );
+            assert_eq!(wide.check_order(i64::MAX, 2), Ok(()));
+            assert_eq!(wide.check_order(0, u32::MAX), Ok(()));
+            // u64::MAX = 3 × 5 × 17 × 257 × 641 × 65537 × 6700417: exactly at the
+            // limit passes, one tick above does not.
+            let price = (u64::MAX / 65_537) as i64;
+            assert_eq!(wide.check_order(price, 65_537), Ok(()));
+            assert_eq!(wide.check_order(-price, 65_537), Ok(()));
+            assert_eq!(
+                wide.check_order(price + 1, 65_537),
+                Err(RiskReject::MaxNotional)
+            );
+        }
+
+        #[test]
+        fn rotation_accepts_either_secret_and_checks_both() {
+            let plain = key();
+            let (current, next) = plain.secrets();
+            assert_eq!(current.expose(), &[1; SECRET_SIZE]);
+            assert!(next.is_none());
+
+            let rotating = key().with_secret_next(Secret::from_bytes([2; SECRET_SIZE]));
+            let (current, next) = rotating.secrets();
+            assert_eq!(current.expose(), &[1; SECRET_SIZE]);
+            assert_eq!(next.unwrap().expose(), &[2; SECRET_SIZE]);
+
+            for (byte, expected) in [(1u8, Some(1u8)), (2, Some(2)), (3, None)] {
+                let mut seen = 0;
+                let found = rotating.secret_matching(|s| {
+                    seen += 1;
+                    s[0] == byte
+                });
+                assert_eq!(found.map(|s| s.expose()[0]), expected);
+                assert_eq!(seen, 2, "both secrets are always tried");
+            }
+
+            let mut seen = 0;
+            let found = plain.secret_matching(|s| {
+                seen += 1;
+                s[0] == 1
+            });
+            assert_eq!(found.map(|s| s.expose()[0]), Some(1));
+            assert_eq!(seen, 1);
+            assert!(plain.secret_matching(|s| s[0] == 2).is_none());
+        }
+
+        #[test]
+        fn session_limit_is_reached_at_max() {
+            let mut k = key();
+            assert!(!k.session_limit_reached(u32::MAX));
+            k.max_sessions = NonZeroU32::new(2);
+            assert!(!k.session_limit_reached(0));
+            assert!(!k.session_limit_reached(1));
+            assert!(k.session_limit_reached(2));
+            assert!(k.session_limit_reached(3));
+        }
     }
 }

@@ -79,15 +79,10 @@ use core::fmt;
 use core::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use core::str::FromStr;
 
-use crate::auth::keys::KeyEntry;
-use crate::auth::secret::{SECRET_SIZE, Secret};
 use crate::wire::codes::{LogonRejectReason, RejectReason};
 
-/// Most CIDRs one key's `allow` list may hold. Bounds the work of a logon
-/// (a linear scan, a few nanoseconds per entry) and the size of a key's
-/// entry; a member's order-entry hosts fit in a handful of networks, so a
-/// list longer than this is a paste of something else.
-pub const ALLOW_CIDRS_MAX: usize = 32;
+/// Defined in `constants` with its reason; here too for the old path.
+pub use crate::constants::ALLOW_CIDRS_MAX;
 
 // ---------------------------------------------------------------------------
 // CIDR
@@ -311,7 +306,7 @@ impl Cidr {
 
     /// `contains` for a peer already in canonical form (never IPv4-mapped).
     #[inline]
-    fn contains_canonical(&self, peer: IpAddr) -> bool {
+    pub(crate) fn contains_canonical(&self, peer: IpAddr) -> bool {
         match (self.0, peer) {
             (
                 Net::V4 {
@@ -455,100 +450,6 @@ impl fmt::Display for RiskReject {
 #[inline]
 pub const fn order_notional(price: i64, qty: u32) -> u128 {
     price.unsigned_abs() as u128 * qty as u128
-}
-
-// ---------------------------------------------------------------------------
-// The checks
-
-impl KeyEntry {
-    /// Whether this key may connect from `peer`: `peer` is in one of the
-    /// `allow` CIDRs. An empty list allows nothing (the keys file's default;
-    /// see the keys module docs). At most [`ALLOW_CIDRS_MAX`] comparisons.
-    #[inline]
-    pub fn allows(&self, peer: IpAddr) -> bool {
-        let peer = peer.to_canonical();
-        self.allow.iter().any(|cidr| cidr.contains_canonical(peer))
-    }
-
-    /// Whether the key may log on at `now_ns`: not revoked, and
-    /// `not_before <= now < not_after` (an absent bound does not bind).
-    ///
-    /// # Errors
-    ///
-    /// Which of the three it is, checked in this order: revoked, not yet
-    /// valid, expired.
-    #[inline]
-    pub fn valid_at(&self, now_ns: u64) -> Result<(), KeyDisabled> {
-        if self.status == KeyStatus::Revoked {
-            return Err(KeyDisabled::Revoked);
-        }
-        if self.not_before_ns.is_some_and(|start| now_ns < start) {
-            return Err(KeyDisabled::NotYetValid);
-        }
-        if self.not_after_ns.is_some_and(|end| now_ns >= end) {
-            return Err(KeyDisabled::Expired);
-        }
-        Ok(())
-    }
-
-    /// The current secret, and the next one while a rotation is under way.
-    /// A logon signed with either is accepted.
-    #[inline]
-    pub fn secrets(&self) -> (&Secret, Option<&Secret>) {
-        (&self.secret, self.secret_next.as_ref())
-    }
-
-    /// The secret for which `verify` holds, preferring the current one, or
-    /// `None`. During a rotation `verify` is called for **both** secrets,
-    /// whatever the first answer, so the time a logon takes does not say
-    /// which secret signed it (it still says that the key is rotating).
-    ///
-    /// The logon signature is checked this way, and the session keys are
-    /// then derived from the secret returned.
-    #[inline]
-    pub fn secret_matching(
-        &self,
-        mut verify: impl FnMut(&[u8; SECRET_SIZE]) -> bool,
-    ) -> Option<&Secret> {
-        let current = verify(self.secret.expose());
-        let next = self
-            .secret_next
-            .as_ref()
-            .filter(|next| verify(next.expose()));
-        if current { Some(&self.secret) } else { next }
-    }
-
-    /// Whether a key that already has `live_sessions` sessions logged on is
-    /// at its `max_sessions` (so one more is refused `SESSION_LIMIT`).
-    /// Never true without a `max_sessions`.
-    #[inline]
-    pub fn session_limit_reached(&self, live_sessions: u32) -> bool {
-        self.max_sessions
-            .is_some_and(|max| live_sessions >= max.get())
-    }
-
-    /// The per-order risk limits, for a NewOrder (its price and quantity) or
-    /// a ReplaceOrder (the new price and quantity). An absent limit does not
-    /// bind; a quantity or notional equal to its limit passes. Quantity is
-    /// checked first. Exact for every `i64` price and `u32` quantity (see the
-    /// module docs on notional).
-    ///
-    /// # Errors
-    ///
-    /// [`RiskReject::MaxQty`], else [`RiskReject::MaxNotional`].
-    #[inline]
-    pub fn check_order(&self, price: i64, qty: u32) -> Result<(), RiskReject> {
-        if self.max_order_qty.is_some_and(|max| qty > max.get()) {
-            return Err(RiskReject::MaxQty);
-        }
-        if self
-            .max_order_notional
-            .is_some_and(|max| order_notional(price, qty) > u128::from(max.get()))
-        {
-            return Err(RiskReject::MaxNotional);
-        }
-        Ok(())
-    }
 }
 
 // ---------------------------------------------------------------------------
@@ -1326,177 +1227,5 @@ mod tests {
         assert_eq!(KeyStatus::from_name("Active"), None);
         assert_eq!(KeyStatus::Active.name(), "active");
         assert_eq!(KeyStatus::default(), KeyStatus::Active);
-    }
-
-    // ---- the checks on a key
-
-    use crate::wire::codes::{Environment, Scopes};
-    use core::num::{NonZeroU32, NonZeroU64};
-
-    fn key() -> KeyEntry {
-        KeyEntry::new(
-            1001,
-            Secret::from_bytes([1; SECRET_SIZE]),
-            Scopes::TRADE,
-            Environment::Production,
-        )
-    }
-
-    #[test]
-    fn allows_checks_every_cidr_and_defaults_to_nowhere() {
-        let nowhere = key();
-        for peer in ["127.0.0.1", "::1", "::ffff:127.0.0.1", "0.0.0.0"] {
-            assert!(!nowhere.allows(ip(peer)), "{peer}");
-        }
-        let anywhere = key().allow_any();
-        for peer in [
-            "127.0.0.1",
-            "::1",
-            "::ffff:127.0.0.1",
-            "::",
-            "255.255.255.255",
-        ] {
-            assert!(anywhere.allows(ip(peer)), "{peer}");
-        }
-        let some = key().with_allow([cidr("10.0.0.0/8"), cidr("2001:db8::/32"), cidr("192.0.2.7")]);
-        for (peer, allowed) in [
-            ("10.9.9.9", true),
-            ("::ffff:10.9.9.9", true),
-            ("11.0.0.1", false),
-            ("2001:db8::5", true),
-            ("2001:db9::5", false),
-            ("192.0.2.7", true),
-            ("::ffff:192.0.2.7", true),
-            ("192.0.2.8", false),
-            ("::192.0.2.7", false),
-        ] {
-            assert_eq!(some.allows(ip(peer)), allowed, "{peer}");
-        }
-        let only_v4 = key().with_allow([Cidr::ANY_V4]);
-        assert!(only_v4.allows(ip("::ffff:8.8.8.8")));
-        assert!(!only_v4.allows(ip("2001:db8::1")));
-        let only_v6 = key().with_allow([Cidr::ANY_V6]);
-        assert!(!only_v6.allows(ip("::ffff:8.8.8.8")));
-        assert!(!only_v6.allows(ip("8.8.8.8")));
-        assert!(only_v6.allows(ip("2001:db8::1")));
-    }
-
-    #[test]
-    fn valid_at_start_is_inclusive_and_end_exclusive() {
-        let mut k = key();
-        assert_eq!(k.valid_at(0), Ok(()));
-        assert_eq!(k.valid_at(u64::MAX), Ok(()));
-
-        k.not_before_ns = Some(1_000);
-        k.not_after_ns = Some(2_000);
-        assert_eq!(k.valid_at(0), Err(KeyDisabled::NotYetValid));
-        assert_eq!(k.valid_at(999), Err(KeyDisabled::NotYetValid));
-        assert_eq!(k.valid_at(1_000), Ok(()));
-        assert_eq!(k.valid_at(1_999), Ok(()));
-        assert_eq!(k.valid_at(2_000), Err(KeyDisabled::Expired));
-        assert_eq!(k.valid_at(u64::MAX), Err(KeyDisabled::Expired));
-
-        k.not_before_ns = None;
-        assert_eq!(k.valid_at(0), Ok(()));
-        assert_eq!(k.valid_at(2_000), Err(KeyDisabled::Expired));
-        k.not_before_ns = Some(1_000);
-        k.not_after_ns = None;
-        assert_eq!(k.valid_at(999), Err(KeyDisabled::NotYetValid));
-        assert_eq!(k.valid_at(u64::MAX), Ok(()));
-
-        // Revoked wins over everything, inside the window or out.
-        k.status = KeyStatus::Revoked;
-        for now in [0, 999, 1_000, u64::MAX] {
-            assert_eq!(k.valid_at(now), Err(KeyDisabled::Revoked));
-        }
-    }
-
-    #[test]
-    fn check_order_limits_are_inclusive_and_exact() {
-        let open = key();
-        assert_eq!(open.check_order(i64::MIN, u32::MAX), Ok(()));
-        assert_eq!(open.check_order(i64::MAX, u32::MAX), Ok(()));
-
-        let mut k = key();
-        k.max_order_qty = NonZeroU32::new(100);
-        assert_eq!(k.check_order(1, 100), Ok(()));
-        assert_eq!(k.check_order(1, 101), Err(RiskReject::MaxQty));
-        assert_eq!(k.check_order(1, u32::MAX), Err(RiskReject::MaxQty));
-        assert_eq!(k.check_order(i64::MIN, 0), Ok(()));
-
-        k.max_order_notional = NonZeroU64::new(1_000);
-        assert_eq!(k.check_order(10, 100), Ok(()));
-        assert_eq!(k.check_order(-10, 100), Ok(()));
-        assert_eq!(k.check_order(11, 91), Err(RiskReject::MaxNotional));
-        assert_eq!(k.check_order(-11, 91), Err(RiskReject::MaxNotional));
-        assert_eq!(k.check_order(1_001, 1), Err(RiskReject::MaxNotional));
-        assert_eq!(k.check_order(1_000, 1), Ok(()));
-        // Quantity is checked first.
-        assert_eq!(k.check_order(i64::MAX, 101), Err(RiskReject::MaxQty));
-
-        // The extremes do not overflow: |i64::MIN| × u32::MAX ≈ 2^95.
-        let mut wide = key();
-        wide.max_order_notional = NonZeroU64::new(u64::MAX);
-        assert_eq!(wide.check_order(i64::MIN, 1), Ok(()));
-        // 2^63 × 2 = 2^64 is one above u64::MAX; (2^63 − 1) × 2 is below.
-        assert_eq!(wide.check_order(i64::MIN, 2), Err(RiskReject::MaxNotional));
-        assert_eq!(
-            wide.check_order(i64::MIN, u32::MAX),
-            Err(RiskReject::MaxNotional)
-        );
-        assert_eq!(wide.check_order(i64::MAX, 2), Ok(()));
-        assert_eq!(wide.check_order(0, u32::MAX), Ok(()));
-        // u64::MAX = 3 × 5 × 17 × 257 × 641 × 65537 × 6700417: exactly at the
-        // limit passes, one tick above does not.
-        let price = (u64::MAX / 65_537) as i64;
-        assert_eq!(wide.check_order(price, 65_537), Ok(()));
-        assert_eq!(wide.check_order(-price, 65_537), Ok(()));
-        assert_eq!(
-            wide.check_order(price + 1, 65_537),
-            Err(RiskReject::MaxNotional)
-        );
-    }
-
-    #[test]
-    fn rotation_accepts_either_secret_and_checks_both() {
-        let plain = key();
-        let (current, next) = plain.secrets();
-        assert_eq!(current.expose(), &[1; SECRET_SIZE]);
-        assert!(next.is_none());
-
-        let rotating = key().with_secret_next(Secret::from_bytes([2; SECRET_SIZE]));
-        let (current, next) = rotating.secrets();
-        assert_eq!(current.expose(), &[1; SECRET_SIZE]);
-        assert_eq!(next.unwrap().expose(), &[2; SECRET_SIZE]);
-
-        for (byte, expected) in [(1u8, Some(1u8)), (2, Some(2)), (3, None)] {
-            let mut seen = 0;
-            let found = rotating.secret_matching(|s| {
-                seen += 1;
-                s[0] == byte
-            });
-            assert_eq!(found.map(|s| s.expose()[0]), expected);
-            assert_eq!(seen, 2, "both secrets are always tried");
-        }
-
-        let mut seen = 0;
-        let found = plain.secret_matching(|s| {
-            seen += 1;
-            s[0] == 1
-        });
-        assert_eq!(found.map(|s| s.expose()[0]), Some(1));
-        assert_eq!(seen, 1);
-        assert!(plain.secret_matching(|s| s[0] == 2).is_none());
-    }
-
-    #[test]
-    fn session_limit_is_reached_at_max() {
-        let mut k = key();
-        assert!(!k.session_limit_reached(u32::MAX));
-        k.max_sessions = NonZeroU32::new(2);
-        assert!(!k.session_limit_reached(0));
-        assert!(!k.session_limit_reached(1));
-        assert!(k.session_limit_reached(2));
-        assert!(k.session_limit_reached(3));
     }
 }

@@ -70,8 +70,10 @@
 //! `ORDERS_MAX_DEFAULT`), plus 2 × 16 B × `levels_per_side_max` per
 //! instrument (128 KiB per instrument at 4096 levels: 12.5 MiB for 100
 //! instruments), plus 48 B per key record (768 KiB by default) and 96 KiB of
-//! key limits. [`EngineConfig::memory_bytes`] adds it up. All of it is asked for in transparent huge pages
-//! ([`crate::sys::huge_vec`]): a lookup lands anywhere in a 16 MiB table,
+//! key limits. [`EngineConfig::memory_bytes`] adds it up. The large tables come from the
+//! caller's [`TableMemory`] (the engine makes no system call): the runtime
+//! backs them with transparent huge pages (`ordergate::sys::HugePages`,
+//! `MADV_HUGEPAGE`), because a lookup lands anywhere in a 16 MiB table,
 //! and on 4 KiB pages that is a TLB miss per command — under a hypervisor's
 //! nested paging, measured at ≈0.4 µs of the ≈0.5 µs the engine took per
 //! command in `ordergate compare`.
@@ -202,15 +204,13 @@ use crate::engine::{
     Command, CommandKind, Engine, Event, EventKind, EventReason, EventSink, KeyLimits, Nanos,
     SessionId,
 };
-use crate::sys::huge_vec;
 use crate::wire::codes::{CancelReason, OrdType, RejectReason, Side, Tif};
 
 /// The null index of every intrusive list and table slot.
 const NIL: u32 = u32::MAX;
 
-/// Upper bound on `orders_max`: order indices are `u32` with [`NIL`] reserved,
-/// and a table of 2 × `orders_max` slots must stay within `u32` hashes.
-pub const ENGINE_ORDERS_MAX_BOUND: usize = 1 << 31;
+/// Defined in `constants` with its reason; here too for the old path.
+pub use crate::constants::ENGINE_ORDERS_MAX_BOUND;
 
 /// Price settings of one instrument that differ from the engine's defaults.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -558,10 +558,10 @@ struct IndexTable {
 }
 
 impl IndexTable {
-    fn new(slots_count: usize) -> IndexTable {
+    fn new(slots_count: usize, memory: &impl TableMemory) -> IndexTable {
         assert!(slots_count.is_power_of_two() && slots_count >= 2);
         IndexTable {
-            slots: huge_vec(
+            slots: memory.table(
                 slots_count,
                 Slot {
                     index: NIL,
@@ -771,13 +771,40 @@ fn room_for<S: EventSink>(out: &mut S, a: SessionId, na: usize, b: SessionId, nb
     }
 }
 
+/// Where the engine's large tables (the order pool, the levels, the key
+/// links and the lookup tables) come from: each is asked for once, when the
+/// engine is built. The core does not advise the kernel on memory; the
+/// runtime's implementation (`ordergate::sys::HugePages`) backs the tables
+/// with transparent huge pages, [`PlainMemory`] with the ordinary heap.
+pub trait TableMemory {
+    /// A vector of `n` copies of `value`.
+    fn table<T: Clone>(&self, n: usize, value: T) -> Vec<T>;
+}
+
+/// Ordinary heap pages (`vec![value; n]`): tests, tools, and any caller
+/// that does not care about TLB misses.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct PlainMemory;
+
+impl TableMemory for PlainMemory {
+    fn table<T: Clone>(&self, n: usize, value: T) -> Vec<T> {
+        vec![value; n]
+    }
+}
+
 impl MatchingEngine {
-    /// Allocates every pool, level array and table. Panics on a
-    /// configuration outside the limits (start-up only).
+    /// [`new_in`](Self::new_in) ordinary heap memory ([`PlainMemory`]).
     pub fn new(config: EngineConfig) -> MatchingEngine {
+        MatchingEngine::new_in(config, &PlainMemory)
+    }
+
+    /// Allocates every pool, level array and table, the large ones from
+    /// `memory`. Panics on a configuration outside the limits (start-up
+    /// only).
+    pub fn new_in(config: EngineConfig, memory: &impl TableMemory) -> MatchingEngine {
         config.check();
         let orders_count = config.orders_max;
-        let mut orders = huge_vec(orders_count, Order::FREE);
+        let mut orders = memory.table(orders_count, Order::FREE);
         for (i, order) in orders.iter_mut().enumerate() {
             order.level_next = if i + 1 < orders_count {
                 (i + 1) as u32
@@ -821,16 +848,16 @@ impl MatchingEngine {
             })
             .collect();
         MatchingEngine {
-            levels: huge_vec(books * config.levels_per_side_max, Level::EMPTY),
+            levels: memory.table(books * config.levels_per_side_max, Level::EMPTY),
             level_counts: vec![0; books],
-            by_id: IndexTable::new(config.table_slots()),
-            by_session: IndexTable::new(config.table_slots()),
-            key_links: huge_vec(orders_count, KeyLink::NONE),
+            by_id: IndexTable::new(config.table_slots(), memory),
+            by_session: IndexTable::new(config.table_slots(), memory),
+            key_links: memory.table(orders_count, KeyLink::NONE),
             keys,
             key_free: 0,
-            by_key: IndexTable::new(config.key_table_slots()),
+            by_key: IndexTable::new(config.key_table_slots(), memory),
             limits: Vec::with_capacity(KEYS_MAX),
-            limits_table: IndexTable::new(LIMITS_TABLE_SLOTS),
+            limits_table: IndexTable::new(LIMITS_TABLE_SLOTS, memory),
             instruments,
             orders,
             free_head: 0,

@@ -268,13 +268,12 @@ pub trait EventSink {
     fn emit(&mut self, event: &Event);
 }
 
-/// The most events one atomic engine step can emit toward one reactor: a new
-/// order's Accepted (or a replace's Replaced) rides with its first Fill, and
-/// the resting order's Fill goes out in the same step; when both sessions are
-/// on one reactor that is 3. (An IOC remainder's Canceled is a step of its
-/// own; see `book` for every step.) An event ring must be able to offer at
-/// least this much room, or the engine can never finish the step.
-pub const EVENTS_PER_STEP_MAX: usize = 3;
+/// Defined in `constants` with its reason; here too for the old path.
+pub use crate::constants::EVENTS_PER_STEP_MAX;
+
+// The configurable bounds fit the session id's layout.
+const _: () = assert!(crate::constants::SESSIONS_PER_REACTOR_MAX <= SessionId::SLOTS_MAX);
+const _: () = assert!(crate::constants::REACTORS_MAX <= SessionId::REACTORS_MAX);
 
 /// A matching engine. The embedded one is [`book::MatchingEngine`]; a real
 /// engine can stand behind the same interface.

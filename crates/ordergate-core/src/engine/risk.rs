@@ -26,7 +26,6 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
 
 use crate::auth::keys::KeyTable;
 
@@ -139,25 +138,20 @@ impl KeySweeps {
         }
     }
 
-    /// Waits until `reactors` reports for `key_id` are in (then returns the
-    /// orders they canceled) or `timeout` passes (None), and stops
-    /// collecting for it either way.
-    pub fn wait(&self, key_id: u64, reactors: usize, timeout: Duration) -> Option<u64> {
-        let start = Instant::now();
-        loop {
-            {
-                let mut open = self.open.lock().unwrap_or_else(|e| e.into_inner());
-                let at = open.iter().position(|t| t.key_id == key_id)?;
-                if open[at].reports as usize >= reactors {
-                    return Some(open.swap_remove(at).canceled);
-                }
-                if start.elapsed() > timeout {
-                    open.swap_remove(at);
-                    return None;
-                }
-            }
-            std::thread::sleep(Duration::from_micros(50));
+    /// Whether the `reactors` reports for `key_id` are in: then the tally
+    /// is closed and [`Sweep::Done`] carries the orders they canceled. The
+    /// control thread polls this with its own clock and gives up with
+    /// [`close`](Self::close) (`ordergate::waits`); the core neither
+    /// blocks nor reads a clock.
+    pub fn poll(&self, key_id: u64, reactors: usize) -> Sweep {
+        let mut open = self.open.lock().unwrap_or_else(|e| e.into_inner());
+        let Some(at) = open.iter().position(|t| t.key_id == key_id) else {
+            return Sweep::NotOpen;
+        };
+        if open[at].reports as usize >= reactors {
+            return Sweep::Done(open.swap_remove(at).canceled);
         }
+        Sweep::Pending
     }
 
     /// Stops collecting for `key_id` (the revocation did not happen).
@@ -167,30 +161,31 @@ impl KeySweeps {
     }
 }
 
+/// Where a kill switch's sweep stands ([`KeySweeps::poll`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Sweep {
+    /// Every reactor reported; the orders they canceled. The tally is closed.
+    Done(u64),
+    /// Some reports are still to come.
+    Pending,
+    /// No tally for this key (never opened, or already closed).
+    NotOpen,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn a_tally_sums_reports_of_later_generations_only() {
+    fn a_poll_is_pending_until_every_report_is_in_and_closes_the_tally() {
         let sweeps = KeySweeps::default();
-        sweeps.open(7, 10);
-        sweeps.record(7, 10, 5); // an older sweep of the same key
-        sweeps.record(8, 11, 5); // another key
-        sweeps.record(7, 11, 2);
-        sweeps.record(7, 12, 1);
-        assert_eq!(sweeps.wait(7, 2, Duration::from_secs(1)), Some(3));
-        // Closed: later reports are dropped, waiting again finds nothing.
-        sweeps.record(7, 12, 1);
-        assert_eq!(sweeps.wait(7, 1, Duration::ZERO), None);
-    }
-
-    #[test]
-    fn a_tally_times_out_without_every_report() {
-        let sweeps = KeySweeps::default();
+        assert_eq!(sweeps.poll(7, 1), Sweep::NotOpen);
         sweeps.open(7, 1);
         sweeps.record(7, 2, 4);
-        assert_eq!(sweeps.wait(7, 2, Duration::from_millis(1)), None);
+        assert_eq!(sweeps.poll(7, 2), Sweep::Pending);
+        sweeps.record(7, 2, 1);
+        assert_eq!(sweeps.poll(7, 2), Sweep::Done(5));
+        assert_eq!(sweeps.poll(7, 2), Sweep::NotOpen);
     }
 
     #[test]

@@ -71,7 +71,7 @@ pub struct Counters {
     pub logon_rate_evictions: u64,
     /// The audit journal's figures, copied from its shared health at each
     /// stats publish (the same in every reactor's block).
-    pub journal: crate::journal::JournalFigures,
+    pub journal: crate::audit::JournalFigures,
     /// Heartbeats beyond the session's heartbeat allowance (no reply; they
     /// count toward THROTTLE_BREACH).
     pub heartbeats_throttled: u64,

@@ -102,8 +102,9 @@
 //!   the socket is closed with the rest abandoned (`tx_abandoned`). Any
 //!   session that has ended and stops draining is closed that way.
 
-use std::net::IpAddr;
+use core::net::IpAddr;
 
+use crate::audit::{AuditEvent, AuditSink, JournalHealth, from_ip};
 use crate::auth::keys::{KeyEntry, KeyIndex};
 use crate::auth::session_keys::{SessionKeys, verify_logon};
 use crate::auth::tag::TagKey;
@@ -113,8 +114,8 @@ use crate::constants::{
     TX_STALL_TIMEOUT_NS,
 };
 use crate::engine::{Command, CommandKind, Event, EventKind, EventReason, Nanos, SessionId};
-use crate::journal::{AuditEvent, AuditSink, JournalHealth, from_ip};
 use crate::limits::{Class, HeartbeatAllowance, LocalCell, NonceRefusal, Rate, admit};
+use crate::ring::Producer;
 use crate::wire::codes::{
     CancelReason, Environment, LogonRejectReason, RejectReason, Scopes, TerminateReason,
 };
@@ -181,6 +182,27 @@ impl CommandSink for Vec<Command> {
     }
 }
 
+/// The reactor's command ring to the engine.
+impl CommandSink for Producer<Command> {
+    #[inline]
+    fn try_push(&mut self, command: Command) -> bool {
+        Producer::try_push(self, command).is_ok()
+    }
+
+    /// Reads the engine's `head` only when the cached view says the push
+    /// would reach into the reserve (`ring` module docs).
+    #[inline]
+    fn try_push_order(&mut self, command: Command) -> Result<(), RingRefusal> {
+        let reserve = crate::constants::command_ring_cancel_reserve(self.capacity());
+        match self.try_push_leaving(command, reserve) {
+            Ok(()) => Ok(()),
+            // Exact: a refused push has just looked at `head`.
+            Err(_) if self.free_seen() == 0 => Err(RingRefusal::Full),
+            Err(_) => Err(RingRefusal::Reserve),
+        }
+    }
+}
+
 /// What one call needs from outside the session.
 pub struct Io<'a, S: CommandSink> {
     pub now: Nanos,
@@ -233,7 +255,7 @@ impl Audit {
 
     /// The journal's figures for the stats file (all zero without a
     /// journal): a dozen relaxed loads, once per publish.
-    pub fn journal_figures(&self) -> crate::journal::JournalFigures {
+    pub fn journal_figures(&self) -> crate::audit::JournalFigures {
         self.health
             .as_ref()
             .map_or_else(Default::default, |h| h.figures())
@@ -380,7 +402,7 @@ impl Session {
     pub fn new_slot() -> Session {
         Session {
             id: SessionId(0),
-            peer: IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED),
+            peer: IpAddr::V4(core::net::Ipv4Addr::UNSPECIFIED),
             state: State::Idle,
             auth: None,
             last_rx: 0,

@@ -305,32 +305,14 @@ impl Shared {
         Some(epoch)
     }
 
-    /// Waits until reactors `0..reactors` all use generation `epoch`, up to
-    /// `timeout`. Returns how long it took from the call, or None on timeout.
-    pub fn wait_keys_applied(
-        &self,
-        reactors: usize,
-        epoch: u64,
-        timeout: std::time::Duration,
-    ) -> Option<std::time::Duration> {
-        let start = std::time::Instant::now();
-        loop {
-            if self.keys_applied(reactors, epoch) {
-                return Some(start.elapsed());
-            }
-            if start.elapsed() > timeout {
-                return None;
-            }
-            std::hint::spin_loop();
-        }
-    }
-
     /// Reactor `reactor` now uses generation `epoch`.
     pub fn acknowledge_keys(&self, reactor: u16, epoch: u64) {
         self.applied[reactor as usize].store(epoch, Ordering::Release);
     }
 
     /// Whether reactors `0..reactors` all use generation `epoch` or later.
+    /// (The control thread waits for it with its own clock:
+    /// `ordergate::waits`.)
     pub fn keys_applied(&self, reactors: usize, epoch: u64) -> bool {
         self.applied[..reactors]
             .iter()

@@ -428,6 +428,13 @@ pub const ORDER_REPLACED_SIZE: usize = OrderReplaced::SIZE;
 pub const FILL_SIZE: usize = Fill::SIZE;
 pub const MASS_CANCEL_ACK_SIZE: usize = MassCancelAck::SIZE;
 
+/// Largest frame of any template (Fill), and the smallest (LogonReject):
+/// facts of the protocol, which the framing check below enforces.
+/// `constants::FRAME_SIZE_MAX`/`MIN` are these, with why the gateway bounds
+/// a frame by them. (Defined here so that the codec needs nothing above it.)
+pub const FRAME_SIZE_MAX: usize = FILL_SIZE;
+pub const FRAME_SIZE_MIN: usize = LOGON_REJECT_SIZE;
+
 /// Bytes covered by the Logon signature.
 pub const LOGON_SIGNED_LEN: usize = 48;
 
@@ -527,12 +534,12 @@ impl fmt::Display for DecodeError {
             DecodeError::SizeAboveMax { size } => write!(
                 f,
                 "message_size {size} is above the largest template ({} bytes)",
-                crate::constants::FRAME_SIZE_MAX
+                FRAME_SIZE_MAX
             ),
             DecodeError::SizeBelowMin { size } => write!(
                 f,
                 "message_size {size} is below the smallest template ({} bytes)",
-                crate::constants::FRAME_SIZE_MIN
+                FRAME_SIZE_MIN
             ),
             DecodeError::LengthMismatch { size, len } => {
                 write!(
@@ -594,10 +601,10 @@ pub fn frame_size(buf: &[u8]) -> Result<Option<usize>, DecodeError> {
     if (size as usize) < HEADER_SIZE {
         return Err(DecodeError::SizeBelowHeader { size });
     }
-    if size as usize > crate::constants::FRAME_SIZE_MAX {
+    if size as usize > FRAME_SIZE_MAX {
         return Err(DecodeError::SizeAboveMax { size });
     }
-    if (size as usize) < crate::constants::FRAME_SIZE_MIN {
+    if (size as usize) < FRAME_SIZE_MIN {
         return Err(DecodeError::SizeBelowMin { size });
     }
     Ok(Some(size as usize))

@@ -1,0 +1,131 @@
+//! Reading the keys file: the part of loading keys that touches the file
+//! system and the kernel, kept out of the sans-I/O core. The file is opened
+//! without following a symlink or waiting on a FIFO, checked on the opened
+//! handle (a regular file, mode 0600 or stricter, owned by the gateway's
+//! user or root, at most `KEYS_FILE_SIZE_MAX` bytes), read into one wiped
+//! buffer of exactly its size, and parsed by
+//! `ordergate_core::auth::keys::KeyTable::from_toml_str_protected` with the
+//! table's pages kept out of core dumps and swap
+//! ([`protect_secret_memory`]) before any secret is decoded into them.
+//! `docs/KEYS.md` is the operators' reference; the rules of the file are
+//! `ordergate_core::auth::keys`'s module docs.
+
+use std::io::{self, Read};
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::path::Path;
+
+use zeroize::Zeroizing;
+
+use crate::auth::keys::{KEYS_FILE_SIZE_MAX, KeyTable, KeysError, KeysErrorKind};
+use crate::sys::{euid, protect_secret_memory};
+
+/// `KeyTable::load(path)`: the keys file loader as an associated function of
+/// the table, where callers have always found it (bring the trait into
+/// scope: `use ordergate::auth::keys::KeysFile`).
+pub trait KeysFile: Sized {
+    /// Reads, checks and parses the keys file at `path`.
+    ///
+    /// # Errors
+    ///
+    /// See [`load`]: every refusal names the file.
+    fn load(path: &Path) -> Result<Self, KeysError>;
+}
+
+impl KeysFile for KeyTable {
+    fn load(path: &Path) -> Result<KeyTable, KeysError> {
+        load(path)
+    }
+}
+
+/// Reads, checks and parses the keys file at `path`.
+///
+/// The permission check is made on the opened file (`fstat` of the
+/// handle that is then read), so the file checked is the file read.
+///
+/// # Errors
+///
+/// See the module docs: every refusal names the file.
+pub fn load(path: &Path) -> Result<KeyTable, KeysError> {
+    let origin = path.display().to_string();
+    let fail = |kind| KeysError::new(&origin, None, None, kind);
+
+    // O_NOFOLLOW: a symlink is refused, not followed (whoever can
+    // write the directory must not redirect the gateway to a file of
+    // their choosing). O_NONBLOCK: a FIFO is opened without waiting for
+    // a writer, then refused by the regular-file check below, instead
+    // of hanging the start-up or the reload.
+    let mut file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(path)
+        .map_err(|source| {
+            fail(if source.raw_os_error() == Some(libc::ELOOP) {
+                KeysErrorKind::Symlink
+            } else {
+                KeysErrorKind::Io {
+                    action: "open",
+                    source,
+                }
+            })
+        })?;
+    let metadata = file.metadata().map_err(|source| {
+        fail(KeysErrorKind::Io {
+            action: "inspect",
+            source,
+        })
+    })?;
+    if !metadata.is_file() {
+        return Err(fail(KeysErrorKind::NotRegularFile));
+    }
+    let mode = metadata.permissions().mode() & 0o7777;
+    if mode & 0o077 != 0 {
+        return Err(fail(KeysErrorKind::Permissions { mode }));
+    }
+    // Only the gateway's own user or root may own the secrets: a file
+    // another user owns is one that user can rewrite (chmod it back).
+    let owner = metadata.uid();
+    let me = euid();
+    if owner != me && owner != 0 {
+        return Err(fail(KeysErrorKind::Owner { owner, me }));
+    }
+    let size = metadata.len();
+    if size > KEYS_FILE_SIZE_MAX {
+        return Err(fail(KeysErrorKind::TooLarge {
+            size,
+            max: KEYS_FILE_SIZE_MAX,
+        }));
+    }
+
+    // Exactly the file's size, read in place: no growth, so no copy of
+    // the text is ever left in a freed buffer.
+    let size = usize::try_from(size).expect("size is at most KEYS_FILE_SIZE_MAX");
+    let mut bytes = Zeroizing::new(vec![0u8; size]);
+    file.read_exact(&mut bytes).map_err(|source| {
+        fail(if source.kind() == io::ErrorKind::UnexpectedEof {
+            KeysErrorKind::ChangedWhileReading
+        } else {
+            KeysErrorKind::Io {
+                action: "read",
+                source,
+            }
+        })
+    })?;
+    let mut probe = Zeroizing::new([0u8; 1]);
+    match file.read(&mut probe[..]) {
+        Ok(0) => {}
+        Ok(_) => return Err(fail(KeysErrorKind::ChangedWhileReading)),
+        Err(source) => {
+            return Err(fail(KeysErrorKind::Io {
+                action: "read",
+                source,
+            }));
+        }
+    }
+
+    let text = core::str::from_utf8(&bytes).map_err(|e| {
+        fail(KeysErrorKind::NotUtf8 {
+            offset: e.valid_up_to(),
+        })
+    })?;
+    KeyTable::from_toml_str_protected(text, &origin, protect_secret_memory)
+}
