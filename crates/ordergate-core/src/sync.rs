@@ -12,7 +12,7 @@
 //!
 //! ```text
 //! CARGO_TARGET_DIR=target/loom RUSTFLAGS="--cfg loom" \
-//!     cargo test --release --lib ring -- --test-threads=1
+//!     cargo test --release -p ordergate-core --lib ring -- --test-threads=1
 //! ```
 
 #[cfg(loom)]

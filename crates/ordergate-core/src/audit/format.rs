@@ -70,7 +70,7 @@ const _: () = assert!(HEADER_SIZE.is_multiple_of(RECORD_SIZE));
 const _: () = assert!(4096 % RECORD_SIZE == 0);
 const _: () = assert!(RECORD_PREV_HASH_OFFSET.is_multiple_of(8));
 
-/// `index` of [`super::VerifyError`] and [`super::JournalError::Corrupt`]
+/// `index` of `ordergate::journal::VerifyError` and `JournalError::Corrupt`
 /// when the header, not a record, is at fault.
 pub const HEADER_INDEX: u64 = u64::MAX;
 

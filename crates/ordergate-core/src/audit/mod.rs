@@ -1,6 +1,6 @@
 //! What the audit journal records, without the journal: the event a reactor
 //! hands over ([`event`]), the on-disk record and header encoding and its
-//! hashes ([`format`]), and the reactor's end of the audit ring with the
+//! hashes ([`format`](mod@format)), and the reactor's end of the audit ring with the
 //! health flag and figures it reads ([`sink`]). Storage, the journal thread,
 //! recovery and `ordergate audit` are the runtime's (`ordergate::journal`);
 //! the layout is documented there and in `docs/JOURNAL.md`.

@@ -74,6 +74,11 @@
 //! - a leap second (`:60`) is refused: Unix time has no place for it;
 //! - the instant must lie in `1970-01-01T00:00:00Z ..=
 //!   2554-07-21T23:34:33.709551615Z`, the range of `u64` nanoseconds.
+//!
+//! [`KeyEntry::allows`]: crate::auth::keys::KeyEntry::allows
+//! [`KeyEntry::valid_at`]: crate::auth::keys::KeyEntry::valid_at
+//! [`KeyEntry::check_order`]: crate::auth::keys::KeyEntry::check_order
+//! [`KeyEntry::session_limit_reached`]: crate::auth::keys::KeyEntry::session_limit_reached
 
 use core::fmt;
 use core::net::{IpAddr, Ipv4Addr, Ipv6Addr};
