@@ -115,9 +115,9 @@ pub enum Command {
         #[command(subcommand)]
         action: KeysAction,
     },
-    /// Check or print an audit journal: `audit verify FILE [--expect-records N] [--expect-last HASH]`, `audit show FILE [--json]`
+    /// Check or print an audit journal: `audit verify FILE [--expect-records N] [--expect-last HASH] [--anchor-key KEYFILE [--expect-closed]]`, `audit show FILE [--json]`
     Audit {
-        /// verify FILE [--expect-records N] [--expect-last HASH] | show FILE [--json]
+        /// verify FILE [--expect-records N] [--expect-last HASH] [--anchor-key KEYFILE [--expect-closed]] | show FILE [--json]
         #[arg(trailing_var_arg = true, allow_hyphen_values = true, num_args = 1..)]
         args: Vec<String>,
     },
@@ -1105,6 +1105,7 @@ fn serve(args: &ServeArgs) -> ExitCode {
     // only keep this from panicking.
     let audit_journal = plan.spec.audit_journal.clone().unwrap_or_default();
     let stats_file = plan.spec.stats_file.clone().unwrap_or_default();
+    let anchor_key_file = plan.spec.audit_anchor_key_file.clone();
     let gateway = match Gateway::start(plan.spec, keys) {
         Ok(gateway) => gateway,
         Err(e) => return fail(EXIT_FAILURE, format!("cannot start: {e}")),
@@ -1165,6 +1166,11 @@ fn serve(args: &ServeArgs) -> ExitCode {
         }
     };
 
+    // After the lines tools wait for (serving, admin socket, prometheus).
+    println!(
+        "{}",
+        journal_start_line(&gateway, anchor_key_file.as_deref())
+    );
     let signals_handle = signals.handle();
     let stop = gateway.stop_handle();
     let control = gateway.control();
@@ -1190,6 +1196,35 @@ fn serve(args: &ServeArgs) -> ExitCode {
         print!("{}", metrics_summary(metrics));
     }
     ExitCode::SUCCESS
+}
+
+/// `serve`'s start line about the journal's two defences: the logon
+/// replay floors it read (docs/JOURNAL.md, "Replay floors") and whether its
+/// checkpoints are anchored ("Checkpoints").
+fn journal_start_line(gateway: &Gateway, anchor_key_file: Option<&Path>) -> String {
+    let floors = match &gateway.logon_floors {
+        Some(floors) => floors.describe(),
+        None => "no audit journal: a Logon captured before a restart can be replayed after it \
+                 within the skew window"
+            .to_owned(),
+    };
+    let anchor = match (gateway.anchor_tag, anchor_key_file) {
+        (Some(tag), Some(file)) => format!(
+            "checkpoints with anchor key {tag:016x} ({}): verify with `ordergate audit verify \
+             --anchor-key`{}",
+            file.display(),
+            if gateway.previous_run_closed == Some(false) {
+                "; WARNING: the journal's last run did not end with a clean stop's checkpoint: \
+                 the gateway crashed, or records were removed from its end"
+            } else {
+                ""
+            }
+        ),
+        _ => "no anchor key (audit_anchor_key_file): the journal's chain proves it consistent, \
+              not complete"
+            .to_owned(),
+    };
+    format!("{floors}\n{anchor}")
 }
 
 /// The cores the reactors and the engine are pinned to (empty: none).
@@ -1386,6 +1421,14 @@ pub fn summary(report: &GatewayReport, ran: Duration) -> String {
             );
         }
         enters_line(&mut out, u, c.messages_in);
+        if c.logons_stale > 0 {
+            let _ = writeln!(
+                out,
+                "  logon replay floor: {} logons refused STALE_LOGON (request time not later than \
+                 the key's last logon before the restart)",
+                c.logons_stale
+            );
+        }
     }
     let e = &report.engine;
     let _ = writeln!(
@@ -1535,6 +1578,13 @@ fn journal_summary(out: &mut String, j: &crate::journal::JournalStats) {
             out,
             "  journal FAILED ({}): new logons were refused from then on",
             failure.name()
+        );
+    }
+    if let Some(tag) = j.anchor_tag {
+        let _ = writeln!(
+            out,
+            "  journal checkpoints: {} written with anchor key {tag:016x}",
+            j.checkpoints
         );
     }
 }

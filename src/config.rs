@@ -71,6 +71,10 @@ pub struct Config {
     /// Whether a full journal segment rolls over to the next file (else the
     /// journal fails closed when full).
     pub audit_rollover: bool,
+    /// The anchor key the journal's checkpoints are made with (64 hex
+    /// digits, mode 0600); `None`: no checkpoints. Relative paths as
+    /// `keys`.
+    pub audit_anchor_key_file: Option<PathBuf>,
 }
 
 /// `[reactors]`.
@@ -258,6 +262,7 @@ impl Config {
             },
             audit_capacity: spec.audit_capacity,
             audit_rollover: spec.audit_rollover,
+            audit_anchor_key_file: spec.audit_anchor_key_file.clone(),
         }
     }
 
@@ -301,6 +306,7 @@ impl Config {
             audit_rollover: self.audit_rollover,
             stats_file: Some(self.stats_file_path()),
             pending_logons_per_address: r.pending_logons_per_address,
+            audit_anchor_key_file: self.audit_anchor_key_file.clone(),
             engine_config: EngineConfig {
                 instruments: e.instruments,
                 orders_max: e.orders_max,
@@ -361,6 +367,18 @@ impl Config {
             if path.as_ref().is_some_and(|p| p.as_os_str().is_empty()) {
                 return Err(EmptyPath { field, default });
             }
+        }
+        if self
+            .audit_anchor_key_file
+            .as_ref()
+            .is_some_and(|p| p.as_os_str().is_empty())
+        {
+            return Err(Invalid {
+                field: "audit_anchor_key_file".into(),
+                message: "an empty path; give the anchor key file, or leave it out for a journal \
+                          without checkpoints"
+                    .into(),
+            });
         }
         in_range(
             "audit_capacity",
@@ -726,6 +744,7 @@ pub fn load(path: &Path) -> Result<Config, ConfigError> {
             &mut config.keys,
             &mut config.audit_journal,
             &mut config.stats_file,
+            &mut config.audit_anchor_key_file,
         ]
         .into_iter()
         .flatten()
@@ -1697,6 +1716,24 @@ mod tests {
     }
 
     #[test]
+    fn the_anchor_key_file_is_resolved_like_keys_and_never_empty() {
+        let dir = TempDir::new("anchor");
+        let path = dir.0.join("gw.toml");
+        std::fs::write(&path, "audit_anchor_key_file = \"anchor.key\"\n").unwrap();
+        let config = load(&path).unwrap();
+        assert_eq!(
+            config.to_spec().audit_anchor_key_file,
+            Some(dir.0.join("anchor.key"))
+        );
+        assert_eq!(Config::default().audit_anchor_key_file, None);
+        let e = refused("audit_anchor_key_file = \"\"\n");
+        assert!(
+            matches!(e.kind(), Invalid { field, .. } if field == "audit_anchor_key_file"),
+            "{e:?}"
+        );
+    }
+
+    #[test]
     fn load_resolves_paths_against_the_config_directory() {
         let dir = TempDir::new("keys");
         let path = dir.0.join("gw.toml");
@@ -1802,6 +1839,7 @@ mod tests {
             "stats_file",
             "engine.core",
             "engine.instrument",
+            "audit_anchor_key_file",
         ]
         .map(str::to_owned)
         .into();
@@ -1813,7 +1851,7 @@ mod tests {
                 _ => fields.push(key.clone()),
             }
         }
-        assert_eq!(fields.len(), 37);
+        assert_eq!(fields.len(), 38);
         for field in fields {
             assert!(
                 REFERENCE.contains(&format!("| `{field}` |")),

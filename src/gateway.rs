@@ -100,6 +100,10 @@ pub struct GatewaySpec {
     /// The CPU of each reactor's SQPOLL thread; empty = not pinned. Else
     /// `len == reactors`.
     pub sqpoll_cores: Vec<usize>,
+    /// The anchor key the journal's checkpoints are made with (a file of
+    /// 64 hex digits, mode 0600); None = no checkpoints. docs/JOURNAL.md,
+    /// "Checkpoints".
+    pub audit_anchor_key_file: Option<std::path::PathBuf>,
 }
 
 impl Default for GatewaySpec {
@@ -125,6 +129,7 @@ impl Default for GatewaySpec {
             spin_max: std::time::Duration::from_micros(SPIN_MAX_US_DEFAULT.into()),
             sqpoll: false,
             sqpoll_cores: Vec::new(),
+            audit_anchor_key_file: None,
         }
     }
 }
@@ -527,6 +532,18 @@ pub struct Gateway {
     pub uring_mode: String,
     /// Whether the CPU has SHA-NI (tags cost about three times more without).
     pub sha_ni: bool,
+    /// The logon replay floors read from the journal at start (None: no
+    /// journal, so none: a Logon captured before a restart can be replayed
+    /// after it within the skew window).
+    pub logon_floors: Option<crate::journal::LogonFloors>,
+    /// The tag of the anchor key the journal's checkpoints are made with
+    /// (None: no anchor key, no checkpoints).
+    pub anchor_tag: Option<u64>,
+    /// With an anchor key, on a journal whose latest segment holds
+    /// checkpoints: whether its last record is a clean stop's checkpoint.
+    /// `Some(false)`: the last run crashed, or records were removed from
+    /// the journal's end while the gateway was down.
+    pub previous_run_closed: Option<bool>,
 }
 
 impl GatewaySpec {
@@ -620,6 +637,11 @@ impl GatewaySpec {
                 if self.sqpoll { "" } else { " without sqpoll" }
             ));
         }
+        if self.audit_anchor_key_file.is_some() && self.audit_journal.is_none() {
+            return Err(
+                "an audit anchor key without an audit journal: nothing to checkpoint".into(),
+            );
+        }
         Ok(())
     }
 }
@@ -667,7 +689,13 @@ impl Gateway {
             );
         }
         let seed = os_random_32().map_err(|e| StartError::Spec(format!("/dev/urandom: {e}")))?;
-        let shared = Arc::new(Shared::new(spec.session.clone(), keys, seed));
+        // Read before anything is opened: a bad key file names itself.
+        let anchor_key = match &spec.audit_anchor_key_file {
+            Some(path) => {
+                Some(crate::keys_file::load_anchor_key(path).map_err(StartError::Journal)?)
+            }
+            None => None,
+        };
 
         // Listeners first: the first resolves port 0, the rest share it.
         // A fixed port is probed first without SO_REUSEPORT, so that another
@@ -700,12 +728,55 @@ impl Gateway {
 
         // The journal first: without its record the gateway does not start.
         let journal = match &spec.audit_journal {
-            Some(path) => Some(
-                Journal::open_segments(path, spec.audit_capacity, spec.audit_rollover)
-                    .map_err(|e| StartError::Journal(format!("{}: {e}", path.display())))?,
-            ),
+            Some(path) => {
+                let journal =
+                    Journal::open_segments(path, spec.audit_capacity, spec.audit_rollover)
+                        .map_err(|e| StartError::Journal(format!("{}: {e}", path.display())))?;
+                Some(match anchor_key {
+                    Some(key) => journal
+                        .with_anchor(key, JOURNAL_CHECKPOINT_RECORDS)
+                        .map_err(|e| StartError::Journal(format!("{}: {e}", path.display())))?,
+                    None => journal,
+                })
+            }
             None => None,
         };
+        // Each key's replay floor, from every segment: the nonce caches
+        // start empty, the floors keep a Logon accepted before this start
+        // from being accepted again (docs/JOURNAL.md, "Replay floors").
+        let logon_floors = match &spec.audit_journal {
+            Some(path) => Some(
+                crate::journal::read_logon_floors(
+                    path,
+                    spec.session.logon_skew_ns,
+                    crate::journal::wall_ns(),
+                )
+                .map_err(StartError::Journal)?,
+            ),
+            None => {
+                eprintln!(
+                    "ordergate: no audit journal: a Logon captured before a restart can be \
+                     replayed after it within the skew window (the replay floors are read from \
+                     the journal)"
+                );
+                None
+            }
+        };
+        let floors = logon_floors
+            .as_ref()
+            .map(|f| f.book.clone())
+            .unwrap_or_default();
+        let shared = Arc::new(Shared::with_logon_floors(
+            spec.session.clone(),
+            keys,
+            seed,
+            floors,
+        ));
+        let anchor_tag = journal.as_ref().and_then(Journal::anchor_tag);
+        let previous_run_closed = journal.as_ref().and_then(|j| {
+            let (closed, had_checkpoint) = j.ended_closed();
+            (j.anchor_tag().is_some() && had_checkpoint).then_some(closed)
+        });
         let health = journal.as_ref().map(|_| Arc::new(JournalHealth::new()));
         let mut audit_rx = Vec::new();
         let mut new_audit = || match &health {
@@ -880,6 +951,9 @@ impl Gateway {
             journal_health: health,
             uring_mode: String::new(),
             sha_ni,
+            logon_floors,
+            anchor_tag,
+            previous_run_closed,
         };
         for _ in 0..spec.reactors {
             match ready_rx.recv() {

@@ -9,6 +9,9 @@
 //! ([`protect_secret_memory`]) before any secret is decoded into them.
 //! `docs/KEYS.md` is the operators' reference; the rules of the file are
 //! `ordergate_core::auth::keys`'s module docs.
+//!
+//! The audit journal's anchor key file is read here too
+//! ([`load_anchor_key`]), with the same checks.
 
 use std::io::{self, Read};
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
@@ -17,6 +20,9 @@ use std::path::Path;
 use zeroize::Zeroizing;
 
 use crate::auth::keys::{KEYS_FILE_SIZE_MAX, KeyTable, KeysError, KeysErrorKind};
+use crate::auth::secret::{SECRET_HEX_LEN, Secret};
+use crate::constants::ANCHOR_KEY_FILE_SIZE_MAX;
+use crate::journal::AnchorKey;
 use crate::sys::{euid, protect_secret_memory};
 
 /// `KeyTable::load(path)`: the keys file loader as an associated function of
@@ -128,4 +134,67 @@ pub fn load(path: &Path) -> Result<KeyTable, KeysError> {
         })
     })?;
     KeyTable::from_toml_str_protected(text, &origin, protect_secret_memory)
+}
+
+/// Reads the key from `path`: 64 hex digits (surrounding whitespace
+/// allowed), as a keys file's secret. Refused, naming the path: a file
+/// group or others may access in any way (`mode & 0o077`, chmod 600),
+/// a symbolic link (not followed), anything but a regular file (a FIFO
+/// is opened without blocking and refused), a file owned by another
+/// user than the caller or root, or a larger one. Errors never hold key
+/// material.
+pub fn load_anchor_key(path: &Path) -> Result<AnchorKey, String> {
+    let name = path.display();
+    let mut file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(path)
+        .map_err(|e| {
+            if e.raw_os_error() == Some(libc::ELOOP) {
+                format!(
+                    "anchor key file {name} is a symbolic link; name the file itself \
+                     (links are not followed)"
+                )
+            } else {
+                format!("anchor key file {name}: cannot open it: {e}")
+            }
+        })?;
+    let meta = file
+        .metadata()
+        .map_err(|e| format!("anchor key file {name}: cannot inspect it: {e}"))?;
+    if !meta.is_file() {
+        return Err(format!("anchor key file {name} is not a regular file"));
+    }
+    let mode = meta.permissions().mode() & 0o7777;
+    if mode & 0o077 != 0 {
+        return Err(format!(
+            "anchor key file {name} has mode {mode:04o}: it must not be accessible by group \
+             or others (chmod 600)"
+        ));
+    }
+    let (owner, me) = (meta.uid(), euid());
+    if owner != me && owner != 0 {
+        return Err(format!(
+            "anchor key file {name} belongs to uid {owner}, not to this user (uid {me}) or \
+             root; chown it"
+        ));
+    }
+    if meta.len() > ANCHOR_KEY_FILE_SIZE_MAX {
+        return Err(format!(
+            "anchor key file {name} is {} bytes: it holds {SECRET_HEX_LEN} hex digits",
+            meta.len()
+        ));
+    }
+    let mut text = Zeroizing::new(Vec::with_capacity(ANCHOR_KEY_FILE_SIZE_MAX as usize));
+    (&mut file)
+        .take(ANCHOR_KEY_FILE_SIZE_MAX)
+        .read_to_end(&mut text)
+        .map_err(|e| format!("anchor key file {name}: cannot read it: {e}"))?;
+    let trimmed = std::str::from_utf8(&text)
+        .map_err(|_| {
+            format!("anchor key file {name}: not text; it must hold {SECRET_HEX_LEN} hex digits")
+        })?
+        .trim();
+    let secret = Secret::from_hex(trimmed).map_err(|e| format!("anchor key file {name}: {e}"))?;
+    Ok(AnchorKey::from_secret(secret))
 }

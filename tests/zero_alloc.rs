@@ -133,6 +133,11 @@ fn start() -> Rig {
 
 /// A rig whose command and event rings have `ring` slots.
 fn start_with_ring(ring: usize) -> Rig {
+    start_with(ring, ordergate::limits::FloorBook::new())
+}
+
+/// A rig with `ring` slots and the logon replay floors `floors`.
+fn start_with(ring: usize, floors: ordergate::limits::FloorBook) -> Rig {
     let mut key = KeyEntry::new(
         1,
         Secret::from_bytes(SECRET),
@@ -154,7 +159,7 @@ fn start_with_ring(ring: usize) -> Rig {
         logon_rate_per_address: 1000,
         ..GatewayConfig::default()
     };
-    let shared = Arc::new(Shared::new(config, keys, [9; 32]));
+    let shared = Arc::new(Shared::with_logon_floors(config, keys, [9; 32], floors));
     let limits = shared.limits.clone();
     let (command_tx, command_rx) = ring::channel::<Command>(ring);
     let (event_tx, event_rx) = ring::channel::<Event>(ring);
@@ -499,5 +504,58 @@ fn pausing_and_resuming_a_pipelining_client_allocates_nothing() {
     assert_eq!(
         allocated, 0,
         "pause and resume allocated {allocated} times after start-up"
+    );
+}
+
+/// The replay floor's refusal (issue 10, item 4): a connection admitted,
+/// its Logon refused STALE_LOGON (its request time is below the key's
+/// floor), closed and released, 10,000 times, allocates nothing.
+#[test]
+fn a_stale_logon_refusal_allocates_nothing() {
+    use ordergate::wire::codes::LogonRejectReason;
+    let mut floors = ordergate::limits::FloorBook::new();
+    // Beyond every request time of the run: each Logon of key 1 is stale.
+    floors.raise(1, T0 + 1_000_000 * MS);
+    let mut rig = start_with(1024, floors);
+    let peer_addr = "127.0.0.1".parse().unwrap();
+    let mut reader = FrameReader::new(1 << 16);
+
+    let before = allocations();
+
+    for i in 0..ROUNDS {
+        rig.now += 10 * MS;
+        let id = match rig.core.admit(rig.now, peer_addr, 3) {
+            Admission::Open(id) => id,
+            other => panic!("{other:?}"),
+        };
+        let mut client = ClientSession::new(1, SECRET);
+        let mut nonce = [0u8; 16];
+        nonce[..8].copy_from_slice(&i.to_le_bytes());
+        let f = client.logon(rig.now, nonce, 1000, 1, 0);
+        rig.core.on_bytes(id, rig.now, &f);
+        let tx = rig.core.session_mut(id).unwrap().tx_mut();
+        let bytes = tx.begin_send();
+        let n = bytes.len();
+        reader.push(bytes);
+        tx.complete_send(n);
+        let frame = reader.next_frame().expect("a reply").expect("well-formed");
+        match wire::decode_gateway(frame) {
+            Ok(GatewayFrame::LogonReject(r)) => {
+                assert_eq!(r.reason(), LogonRejectReason::STALE_LOGON.wire())
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(rig.core.session(id).unwrap().wants_close());
+        rig.core.on_closed(id, rig.now);
+        assert!(rig.core.release(id));
+        rig.core.run_timers(rig.now);
+    }
+
+    let allocated = allocations() - before;
+    assert_eq!(rig.core.counters.logons_stale, ROUNDS);
+    assert_eq!(rig.core.counters.logons_accepted, 0);
+    assert_eq!(
+        allocated, 0,
+        "the stale-logon path allocated {allocated} times after start-up"
     );
 }

@@ -95,6 +95,7 @@ impl Entry {
             reason: self.reason,
             reactor: self.reactor,
             kind: AuditKind::PreAuthAggregate,
+            request_time_ns: 0,
         };
         let extra = Extra {
             of_kind: self.kind.code(),

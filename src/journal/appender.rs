@@ -7,11 +7,12 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{Ordering, fence};
 
 use super::RECOVERY_WINDOW_RECORDS;
-use super::event::{AuditEvent, OpenKind};
+use super::anchor::AnchorKey;
+use super::event::{AuditEvent, CheckpointKind, OpenKind};
 use super::format::{
     BASE_INDEX_MAX, CAPACITY_RECORDS_MAX, Extra, HEADER_INDEX, HEADER_SIZE, Hash, Header,
-    RECORD_COMMIT_OFFSET, RECORD_SIZE, SegmentLink, encode_record, encode_record_with,
-    record_offset,
+    RECORD_COMMIT_OFFSET, RECORD_SIZE, SegmentLink, encode_checkpoint, encode_record,
+    encode_record_with, record_offset,
 };
 use super::scan::Scanner;
 use super::storage::{
@@ -115,6 +116,23 @@ pub struct Journal {
     next_capacity: u64,
     /// Rollovers done since open.
     rollovers: u64,
+    /// The anchor key checkpoints are made with; None: no checkpoints.
+    anchor: Option<Anchor>,
+    /// Records after the last checkpoint (from the file on open; of every
+    /// kind but Checkpoint).
+    since_checkpoint: u64,
+    /// From the scan on open: the last record is a Close checkpoint; the
+    /// segment holds a checkpoint.
+    ended_closed: bool,
+    had_checkpoint: bool,
+}
+
+/// Checkpointing state: the key, the most records between two
+/// checkpoints, and what was written.
+struct Anchor {
+    key: AnchorKey,
+    interval: u64,
+    written: u64,
 }
 
 impl Journal {
@@ -192,7 +210,8 @@ impl Journal {
         capacity_records: u64,
     ) -> Result<Journal, JournalError> {
         check_capacity(capacity_records)?;
-        if capacity_records < 2 {
+        let least = if self.anchor.is_some() { 3 } else { 2 };
+        if capacity_records < least {
             return Err(JournalError::BadCapacity {
                 capacity: capacity_records,
             });
@@ -309,13 +328,42 @@ impl Journal {
             segments: None,
             next_capacity: header.capacity,
             rollovers: 0,
+            anchor: None,
+            since_checkpoint: scan.since_checkpoint,
+            ended_closed: scan.ended_closed,
+            had_checkpoint: scan.since_checkpoint < scan.records,
         })
+    }
+
+    /// Makes checkpoints with `key` from now on (see [`super::anchor`]): at
+    /// least every `interval` records (a checkpoint is written before the
+    /// record that would make more), in the last slot of every segment,
+    /// and on [`checkpoint`](Self::checkpoint) (the journal thread: at stop,
+    /// and a second after the last one). The count of records since the
+    /// last checkpoint resumes from the file. Every segment needs room for
+    /// a record between its first and last slot: capacities below 3, and
+    /// an interval below 2, are refused ([`JournalError::BadCapacity`]).
+    pub fn with_anchor(mut self, key: AnchorKey, interval: u64) -> Result<Journal, JournalError> {
+        for capacity in [self.header.capacity, self.next_capacity] {
+            if capacity < 3 || interval < 2 {
+                return Err(JournalError::BadCapacity { capacity });
+            }
+        }
+        self.anchor = Some(Anchor {
+            key,
+            interval,
+            written: 0,
+        });
+        Ok(self)
     }
 
     /// Appends `event` as record [`records()`](Self::records) and returns
     /// its (global) index. Visible to readers at once; durable after the
     /// next [`flush`](Self::flush). A full segment rolls over first if
-    /// rollover is on ([`JournalError::Full`] otherwise).
+    /// rollover is on ([`JournalError::Full`] otherwise). With an anchor
+    /// key a checkpoint goes first when the segment's last slot is next or
+    /// the records since the last checkpoint reached the interval, so the
+    /// index returned may be past the one `records()` said.
     ///
     /// Store order: the record's bytes `[0, RECORD_COMMIT_OFFSET)` first,
     /// then a Release fence, then the commit field. A reader or write-back
@@ -332,17 +380,105 @@ impl Journal {
         if self.broken {
             return Err(JournalError::Broken);
         }
-        if self.records == self.header.capacity {
-            if self.segments.is_none() {
-                return Err(JournalError::Full {
-                    capacity: self.header.capacity,
-                });
+        loop {
+            if let Some(anchor) = &self.anchor
+                && self.records < self.header.capacity
+            {
+                // The segment's last slot, or the stretch at its most: a
+                // checkpoint goes first.
+                let last_slot = self.records + 1 == self.header.capacity;
+                if last_slot || self.since_checkpoint >= anchor.interval {
+                    let kind = if last_slot {
+                        CheckpointKind::SegmentEnd
+                    } else {
+                        CheckpointKind::Periodic
+                    };
+                    self.append_checkpoint(kind, wall_ns())?;
+                    continue;
+                }
             }
-            self.roll_over(wall_ns())?;
+            if self.records == self.header.capacity {
+                if self.segments.is_none() {
+                    return Err(JournalError::Full {
+                        capacity: self.header.capacity,
+                    });
+                }
+                self.roll_over(wall_ns())?;
+                continue;
+            }
+            break;
         }
         let slot = self.records;
         let index = self.header.base_index() + slot;
         let (bytes, hash) = encode_record_with(index, &self.last_hash, event, extra);
+        self.write(slot, &bytes)?;
+        self.records = slot + 1;
+        self.last_hash = hash;
+        self.since_checkpoint += 1;
+        Ok(index)
+    }
+
+    /// Appends a checkpoint of `kind` at `now_ns` (no-op without an anchor
+    /// key): the journal thread's at stop ([`CheckpointKind::Close`]) and a
+    /// second after the last one ([`CheckpointKind::Periodic`], only if
+    /// records followed it). A full segment is not rolled over for it: its
+    /// last record is a checkpoint already.
+    pub fn checkpoint(&mut self, kind: CheckpointKind, now_ns: u64) -> Result<(), JournalError> {
+        if self.anchor.is_none() || (kind == CheckpointKind::Periodic && self.since_checkpoint == 0)
+        {
+            return Ok(());
+        }
+        if self.broken {
+            return Err(JournalError::Broken);
+        }
+        if self.records == self.header.capacity {
+            // Full: its last record is a checkpoint already. A periodic
+            // one waits for the next record; a closing one starts the next
+            // segment (which the next start would), so that a clean stop
+            // always ends with one. Without rollover the journal is full:
+            // nothing more is written.
+            if kind == CheckpointKind::Periodic || self.segments.is_none() {
+                return Ok(());
+            }
+            self.roll_over(now_ns)?;
+        }
+        self.append_checkpoint(kind, now_ns)
+    }
+
+    /// Whether the last record of the segment opened is a clean stop's
+    /// checkpoint ([`CheckpointKind::Close`]), and whether the segment
+    /// holds any checkpoint: how the previous run ended.
+    pub fn ended_closed(&self) -> (bool, bool) {
+        (self.ended_closed, self.had_checkpoint)
+    }
+
+    fn append_checkpoint(&mut self, kind: CheckpointKind, now_ns: u64) -> Result<(), JournalError> {
+        let anchor = self
+            .anchor
+            .as_ref()
+            .expect("checkpoints need the anchor key");
+        let slot = self.records;
+        let index = self.header.base_index() + slot;
+        let (bytes, hash) = encode_checkpoint(
+            index,
+            &self.last_hash,
+            now_ns,
+            kind,
+            anchor.interval,
+            &anchor.key,
+        );
+        self.write(slot, &bytes)?;
+        self.records = slot + 1;
+        self.last_hash = hash;
+        self.since_checkpoint = 0;
+        if let Some(anchor) = &mut self.anchor {
+            anchor.written += 1;
+        }
+        Ok(())
+    }
+
+    /// Stores a record's bytes into `slot`, commit last.
+    fn write(&mut self, slot: u64, bytes: &[u8; RECORD_SIZE]) -> Result<(), JournalError> {
         let offset = record_offset(slot);
         let written = self
             .storage
@@ -358,9 +494,7 @@ impl Journal {
             self.broken = true;
             return Err(JournalError::Io(e));
         }
-        self.records = slot + 1;
-        self.last_hash = hash;
-        Ok(index)
+        Ok(())
     }
 
     /// Ends this (full) segment and continues in the next:
@@ -411,6 +545,7 @@ impl Journal {
         self.last_hash = hash;
         self.path = path;
         self.rollovers += 1;
+        self.since_checkpoint += 1;
         Ok(())
     }
 
@@ -489,6 +624,21 @@ impl Journal {
 
     pub fn created_ns(&self) -> u64 {
         self.header.created_ns
+    }
+
+    /// Checkpoints written since open (0 without an anchor key).
+    pub fn checkpoints(&self) -> u64 {
+        self.anchor.as_ref().map_or(0, |a| a.written)
+    }
+
+    /// The anchor key's tag, if checkpoints are made.
+    pub fn anchor_tag(&self) -> Option<u64> {
+        self.anchor.as_ref().map(|a| a.key.tag())
+    }
+
+    /// Records after the last checkpoint.
+    pub fn since_checkpoint(&self) -> u64 {
+        self.since_checkpoint
     }
 
     /// How `open` found the file, and how many residue slots it zeroed.
@@ -661,6 +811,102 @@ mod tests {
         assert!(matches!(
             j.append(&AuditEvent::reload(1, 1)),
             Err(JournalError::Broken)
+        ));
+    }
+
+    fn anchored(s: &MemStorage, capacity: u64) -> Journal {
+        Journal::open_in(Box::new(s.clone()), capacity, 1)
+            .unwrap()
+            .with_anchor(AnchorKey::from_bytes([5; 32]), 4)
+            .unwrap()
+    }
+
+    fn kinds(j_image: &[u8]) -> Vec<u8> {
+        use crate::journal::format::{Slot, decode_slot};
+        let mut out = Vec::new();
+        for slot in 0.. {
+            let at = record_offset(slot) as usize;
+            if at + RECORD_SIZE > j_image.len() {
+                break;
+            }
+            match decode_slot(j_image[at..at + RECORD_SIZE].try_into().unwrap()) {
+                Slot::Committed(r) => out.push(r.kind_code),
+                _ => break,
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn an_anchored_journal_checkpoints_before_the_stretch_grows_too_long() {
+        let s = mem(16);
+        let mut j = anchored(&s, 16);
+        for i in 0..9 {
+            j.append(&AuditEvent::reload(i, 1)).unwrap();
+        }
+        // 4 records, a checkpoint, 4 more, a checkpoint, the 9th.
+        assert_eq!(kinds(&s.live_image()), [6, 6, 6, 6, 15, 6, 6, 6, 6, 15, 6]);
+        assert_eq!((j.checkpoints(), j.since_checkpoint()), (2, 1));
+        // A periodic checkpoint only if records followed the last.
+        j.checkpoint(CheckpointKind::Periodic, 20).unwrap();
+        j.checkpoint(CheckpointKind::Periodic, 21).unwrap();
+        assert_eq!(j.checkpoints(), 3);
+        j.checkpoint(CheckpointKind::Close, 22).unwrap();
+        assert_eq!((j.checkpoints(), j.records()), (4, 13));
+        // Reopened (as after a crash, 2 records after the last checkpoint),
+        // the count resumes from the file.
+        j.append(&AuditEvent::reload(30, 1)).unwrap();
+        j.append(&AuditEvent::reload(31, 1)).unwrap();
+        drop(j);
+        let again = anchored(&s, 16);
+        assert_eq!(again.since_checkpoint(), 2);
+        assert_eq!(again.ended_closed(), (false, true));
+    }
+
+    #[test]
+    fn every_full_segment_ends_with_a_checkpoint_and_a_close_starts_the_next() {
+        use crate::journal::storage::MemSegments;
+        let segments = MemSegments::new();
+        let first = mem(3);
+        let mut j = anchored(&first, 3)
+            .with_rollover(Box::new(segments.clone()), 3)
+            .unwrap();
+        for i in 0..4 {
+            j.append(&AuditEvent::reload(i, 1)).unwrap();
+        }
+        // Each segment's last slot took a checkpoint before the rollover.
+        assert_eq!(kinds(&first.live_image()), [6, 6, 15]);
+        let created = segments.created();
+        assert_eq!(kinds(&created[0].live_image()), [14, 6, 15]);
+        assert_eq!(kinds(&created[1].live_image()), [14, 6]);
+        j.checkpoint(CheckpointKind::Close, 9).unwrap();
+        assert_eq!(kinds(&created[1].live_image()), [14, 6, 15]);
+
+        // A segment full when opened (written without the key): the
+        // closing checkpoint starts the next one.
+        let full = mem(3);
+        let mut plain = Journal::open_in(Box::new(full.clone()), 3, 1).unwrap();
+        for i in 0..3 {
+            plain.append(&AuditEvent::reload(i, 1)).unwrap();
+        }
+        drop(plain);
+        let segments = MemSegments::new();
+        let mut j = anchored(&full, 3)
+            .with_rollover(Box::new(segments.clone()), 3)
+            .unwrap();
+        assert_eq!(j.ended_closed(), (false, false));
+        j.checkpoint(CheckpointKind::Close, 9).unwrap();
+        assert_eq!(kinds(&segments.created()[0].live_image()), [14, 15]);
+        // Without rollover a full journal takes no closing checkpoint.
+        let mut j = anchored(&full, 3);
+        j.checkpoint(CheckpointKind::Close, 9).unwrap();
+        assert_eq!(kinds(&full.live_image()), [6, 6, 6]);
+        // An anchored segment needs three slots.
+        assert!(matches!(
+            Journal::open_in(Box::new(mem(2)), 2, 1)
+                .unwrap()
+                .with_anchor(AnchorKey::from_bytes([5; 32]), 4),
+            Err(JournalError::BadCapacity { capacity: 2 })
         ));
     }
 }

@@ -18,7 +18,7 @@
 //! ```
 //!
 //! A reactor never does journal I/O: [`AuditSink::record`] is one
-//! `try_push` of a 56-byte [`AuditEvent`]. A full ring drops the event and
+//! `try_push` of a 64-byte [`AuditEvent`]. A full ring drops the event and
 //! counts it; the count is pushed as a [`AuditKind::Gap`] record before the
 //! next event that fits, so a gap in the journal is explicit, never silent.
 //! Before admitting a logon the session code checks
@@ -111,7 +111,7 @@
 //!
 //!  header (HEADER_SIZE = 128)
 //!  +0    magic        [u8; 8]   "OGAUDIT1"                       HEADER_MAGIC_OFFSET
-//!  +8    version      u32       2 (1 is read too)                HEADER_VERSION_OFFSET
+//!  +8    version      u32       3 (1 and 2 are read too)         HEADER_VERSION_OFFSET
 //!  +12   record_size  u32       128                              HEADER_RECORD_SIZE_OFFSET
 //!  +16   capacity     u64       record slots                     HEADER_CAPACITY_OFFSET
 //!  +24   created_ns   u64       Unix epoch ns                    HEADER_CREATED_NS_OFFSET
@@ -133,14 +133,16 @@
 //!  +48   detail       u32       kind-specific count              RECORD_DETAIL_OFFSET
 //!  +52   reason       u16       wire code for the kind           RECORD_REASON_OFFSET
 //!  +54   reactor      u16       0xffff = control thread          RECORD_REACTOR_OFFSET
-//!  +56   kind         u8        AuditKind, 1..=14                RECORD_KIND_OFFSET
+//!  +56   kind         u8        AuditKind, 1..=15                RECORD_KIND_OFFSET
 //!  +57   of_kind      u8        PreAuthAggregate: kind folded;   RECORD_OF_KIND_OFFSET
 //!                               else 0
 //!  +58   reserved     [u8; 6]   zero                             RECORD_RESERVED_A_OFFSET
 //!  +64   prev_hash    [u8; 32]  hash of record i-1               RECORD_PREV_HASH_OFFSET
 //!                               (record 0: header_hash)
 //!  +96   last_ns      u64       PreAuthAggregate: last event's   RECORD_LAST_NS_OFFSET
-//!                               time; else 0
+//!                               time; LogonAccepted (v3): the
+//!                               Logon's request time; Checkpoint:
+//!                               the anchor key's tag; else 0
 //!  +104  reserved     [u8; 16]  zero                             RECORD_RESERVED_B_OFFSET
 //!  +120  commit       u64       hash(record i)[0..8], WRITTEN    RECORD_COMMIT_OFFSET
 //!                               LAST
@@ -149,13 +151,19 @@
 //!  hash(record i) = SHA-256(record i bytes [0 .. 120))
 //!  SegmentStart (kind 14, record 0 of segments ≥ 1 and nowhere else):
 //!  bytes 16..48 (key_id, session, addr) = hash of the previous segment's last record
+//!  Checkpoint (kind 15, only with an anchor key; drawn in [`anchor`]):
+//!  bytes 16..48 = HMAC-SHA256(anchor key, domain ‖ the record with those bytes zero),
+//!  detail = most records between checkpoints, reason = PERIODIC | SEGMENT_END | CLOSE
 //! ```
 //!
 //! Version 2 gave meaning to bytes version 1 kept zero (header 48..80,
 //! record 57 and 96..104) and added kinds 12–14; a version-1 file reads as
 //! a segment 0 and is continued as it is (its header is never rewritten),
 //! so it may then hold records of kinds 12–14, which older builds report as
-//! undefined.
+//! undefined. Version 3 stores a LogonAccepted's request time in bytes
+//! 96..104 ([`floors`]: the replay floors read back at start-up) and adds
+//! kind 15, the Checkpoint ([`anchor`]); older files are continued as they
+//! are, likewise.
 //!
 //! Every offset constant (in [`format`](mod@format)) is defined as the previous one plus
 //! the previous field's size, and the sizes are pinned by `const`
@@ -263,7 +271,9 @@
 //! (or a cron job shipping it to another host) records both, and later runs
 //! verify with `--expect-records N` (the journal must hold at least N
 //! records) and `--expect-last HASH` (record N-1 must have that hash;
-//! without `--expect-records`, the last record must). The journal is also
+//! without `--expect-records`, the last record must). With an anchor key
+//! the journal anchors itself: [`anchor`] checkpoints, checked by
+//! [`verify_anchored`] (`--anchor-key`). The journal is also
 //! open to its own process: the file is locked (`flock`) against a second
 //! gateway, not against root.
 //!
@@ -272,6 +282,7 @@
 pub mod aggregate;
 mod appender;
 mod cli;
+pub mod floors;
 mod scan;
 pub mod storage;
 mod verify;
@@ -280,19 +291,21 @@ mod writer;
 /// The audit event and the record format are sans-I/O and live in
 /// `ordergate_core::audit`; re-exported here, where the journal's code and
 /// its callers have always found them.
-pub use ordergate_core::audit::{event, format};
+pub use ordergate_core::audit::{anchor, event, format};
 
+pub use anchor::AnchorKey;
 pub use appender::{Journal, JournalError, wall_ns};
 pub use cli::{USAGE, audit_main};
-pub use event::{ADDR_NONE, AuditEvent, AuditKind, OpenKind, from_ip, to_ip};
+pub use event::{ADDR_NONE, AuditEvent, AuditKind, CheckpointKind, OpenKind, from_ip, to_ip};
+pub use floors::{LogonFloors, read_logon_floors};
 pub use format::{Extra, HEADER_INDEX, Hash, hex, parse_hash};
 pub use storage::{
     FileSegments, MemSegments, MemStorage, MmapStorage, SegmentFactory, Storage, latest_segment,
     segment_path,
 };
 pub use verify::{
-    VerifyError, VerifyOptions, VerifyReport, rfc3339, show, show_image, verify, verify_image,
-    verify_images, verify_with,
+    AnchorReport, Anchoring, VerifyError, VerifyOptions, VerifyReport, rfc3339, show, show_image,
+    verify, verify_anchored, verify_image, verify_images, verify_images_anchored, verify_with,
 };
 pub use writer::{
     AuditSink, FailReason, FlushPolicy, JournalFigures, JournalHealth, JournalStats, JournalWriter,

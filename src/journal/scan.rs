@@ -9,8 +9,8 @@
 //!
 //! [`Journal::open`]: super::Journal::open
 
-use super::event::AuditKind;
-use super::format::{Hash, Header, RECORD_SIZE, Slot, decode_slot};
+use super::event::{AuditKind, CheckpointKind};
+use super::format::{Hash, Header, RECORD_SIZE, Record, Slot, decode_slot};
 
 /// The state of a scan after some slots.
 pub struct Scanner {
@@ -40,6 +40,15 @@ pub struct Scanner {
     pub watch: Option<(u64, Option<Hash>)>,
     /// A hash the caller wants to find: the first global index with it.
     pub find: Option<(Hash, Option<u64>)>,
+    /// Records after the last Checkpoint of the segment (all of them if it
+    /// has none): where the journal's checkpoint count resumes on reopen.
+    pub since_checkpoint: u64,
+    /// Whether the last record taken is a clean stop's checkpoint.
+    pub ended_closed: bool,
+    /// The record the last call to [`slot`](Self::slot) took into the
+    /// chain, if it took one (so a caller can look at it without hashing
+    /// it again).
+    pub taken: Option<Record>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -61,6 +70,9 @@ impl Scanner {
             residue: None,
             watch: None,
             find: None,
+            since_checkpoint: 0,
+            ended_closed: false,
+            taken: None,
         }
     }
 
@@ -68,6 +80,7 @@ impl Scanner {
     /// once the scan has found a misplaced record and wants no more.
     pub fn slot(&mut self, index: u64, bytes: &[u8; RECORD_SIZE]) -> bool {
         debug_assert!(self.misplaced.is_none());
+        self.taken = None;
         let slot = decode_slot(bytes);
         if self.end.is_none() {
             debug_assert_eq!(index, self.records);
@@ -100,6 +113,14 @@ impl Scanner {
                     }
                     self.records = index + 1;
                     self.last_hash = record.hash;
+                    if record.kind_code == AuditKind::Checkpoint.code() {
+                        self.since_checkpoint = 0;
+                    } else {
+                        self.since_checkpoint += 1;
+                    }
+                    self.ended_closed = record
+                        .checkpoint()
+                        .is_some_and(|(kind, _, _)| kind == CheckpointKind::Close);
                     if let Some((at, hash)) = &mut self.watch
                         && *at == global
                     {
@@ -111,6 +132,7 @@ impl Scanner {
                     {
                         *found = Some(global);
                     }
+                    self.taken = Some(record);
                     return true;
                 }
                 Slot::Empty | Slot::Uncommitted => self.end = Some(index),

@@ -12,8 +12,9 @@ use std::fs::File;
 use std::io::{self, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
 
+use super::anchor::AnchorKey;
 use super::appender::JournalError;
-use super::event::{AuditEvent, AuditKind, to_ip};
+use super::event::{AuditEvent, AuditKind, CheckpointKind, to_ip};
 use super::format::{
     HEADER_INDEX, HEADER_SIZE, Hash, Header, RECORD_SIZE, Record, Slot, decode_slot, hex,
 };
@@ -52,6 +53,52 @@ pub struct VerifyReport {
     /// it, archived elsewhere, were not checked).
     pub segments: u64,
     pub first_segment: u64,
+    /// Checkpoint records in the verified segments (verified or not).
+    pub checkpoint_records: u64,
+    /// What the anchor key proved; None: no key given, checkpoints not
+    /// verified.
+    pub anchor: Option<AnchorReport>,
+}
+
+/// The anchor key `verify` checks the checkpoints with, and whether the
+/// journal must end with a clean stop's checkpoint (`--expect-closed`: a
+/// stopped gateway's journal, or an archived one).
+#[derive(Clone, Copy, Debug)]
+pub struct Anchoring<'k> {
+    pub key: &'k AnchorKey,
+    pub expect_closed: bool,
+}
+
+impl<'k> Anchoring<'k> {
+    pub fn new(key: &'k AnchorKey) -> Anchoring<'k> {
+        Anchoring {
+            key,
+            expect_closed: false,
+        }
+    }
+}
+
+/// What `verify` with an anchor key found: every checkpoint's MAC right,
+/// no stretch between two longer than their writer allows.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AnchorReport {
+    /// The key's tag.
+    pub tag: u64,
+    /// Checkpoints verified.
+    pub checkpoints: u64,
+    /// The last checkpoint: its global index and kind.
+    pub last: u64,
+    pub last_kind: CheckpointKind,
+    /// Records after the last checkpoint: not authenticated by the key (an
+    /// unclean stop, or a gateway still writing, leaves at most the
+    /// checkpoint interval of them).
+    pub after_last: u64,
+    /// Runs of the gateway (with checkpoints) that did not end with a
+    /// clean stop's checkpoint, and the JournalOpened record after the
+    /// last of them: a crash — or records removed from the end of that run
+    /// while the gateway was down.
+    pub unclean_ends: u64,
+    pub last_unclean: Option<u64>,
 }
 
 impl fmt::Display for VerifyReport {
@@ -76,6 +123,41 @@ impl fmt::Display for VerifyReport {
         }
         if self.first_segment > 0 {
             write!(f, " (segments before {} not checked)", self.first_segment)?;
+        }
+        match &self.anchor {
+            Some(a) => {
+                write!(
+                    f,
+                    "; checkpoints {} verified with anchor key {:016x}, the last record {} ({})",
+                    a.checkpoints,
+                    a.tag,
+                    a.last,
+                    a.last_kind.name()
+                )?;
+                if a.after_last > 0 {
+                    write!(
+                        f,
+                        ", {} records after it not authenticated (an unclean stop, or a gateway \
+                         still writing)",
+                        a.after_last
+                    )?;
+                } else if a.last_kind == CheckpointKind::Close {
+                    write!(f, ", closed by a clean stop")?;
+                }
+                if let Some(at) = a.last_unclean {
+                    write!(
+                        f,
+                        "; {} runs ended without a clean stop (the last before record {at}): a \
+                         crash, or records removed from the end of that run",
+                        a.unclean_ends
+                    )?;
+                }
+            }
+            None => write!(
+                f,
+                "; checkpoints not verified ({} present; give --anchor-key FILE)",
+                self.checkpoint_records
+            )?,
         }
         Ok(())
     }
@@ -127,7 +209,25 @@ pub fn verify(path: &Path) -> Result<VerifyReport, VerifyError> {
 /// record count, and its SegmentStart carries this one's last hash. Names
 /// the first bad record. See `docs/JOURNAL.md`, "Verification".
 pub fn verify_with(path: &Path, opts: &VerifyOptions) -> Result<VerifyReport, VerifyError> {
-    let first = scan_file(path, opts)?;
+    verify_anchored(path, opts, None)
+}
+
+/// [`verify_with`], and with `key` every checkpoint: its MAC under the key
+/// (so no record before it was changed, whatever was recomputed), no more
+/// records between two checkpoints than their writer allows (none
+/// removed), at least one checkpoint, and no more records after the last
+/// than an unclean stop leaves (the journal was not cut back). The first
+/// checkpoint problem is named after every chain check has passed. See
+/// `docs/JOURNAL.md`, "Checkpoints".
+pub fn verify_anchored(
+    path: &Path,
+    opts: &VerifyOptions,
+    key: Option<Anchoring<'_>>,
+) -> Result<VerifyReport, VerifyError> {
+    let mut anchors = Anchors::new(key);
+    let mut visit =
+        |index: u64, raw: &[u8; RECORD_SIZE], record: &Record| anchors.record(index, raw, record);
+    let first = scan_file_with(path, opts, &mut visit)?;
     let base = segment_base(path, first.header.segment());
     let mut chain = Chain::new(first);
     loop {
@@ -139,43 +239,216 @@ pub fn verify_with(path: &Path, opts: &VerifyOptions) -> Result<VerifyReport, Ve
             index: e.index,
             problem: format!("in {}: {}", next.display(), e.problem),
         };
-        let scan = scan_file(&next, opts).map_err(in_file)?;
+        let scan = scan_file_with(&next, opts, &mut visit).map_err(in_file)?;
         chain.link(scan, &next)?;
     }
-    chain.finish(opts)
+    chain.finish(opts, anchors)
 }
 
 /// [`verify_with`] on one segment's image in memory (a `MemStorage`'s, in
 /// tests).
 pub fn verify_image(image: &[u8], opts: &VerifyOptions) -> Result<VerifyReport, VerifyError> {
-    let scan = scan_segment(image, image.len() as u64, opts)?;
-    Chain::new(scan).finish(opts)
+    verify_images_anchored(&[image], opts, None)
 }
 
 /// [`verify_with`] on a chain of segment images in memory, first to last.
 pub fn verify_images(images: &[&[u8]], opts: &VerifyOptions) -> Result<VerifyReport, VerifyError> {
+    verify_images_anchored(images, opts, None)
+}
+
+/// [`verify_anchored`] on a chain of segment images in memory.
+pub fn verify_images_anchored(
+    images: &[&[u8]],
+    opts: &VerifyOptions,
+    key: Option<Anchoring<'_>>,
+) -> Result<VerifyReport, VerifyError> {
     let (first, rest) = images
         .split_first()
         .ok_or_else(|| header_error("no segments"))?;
-    let mut chain = Chain::new(scan_segment(*first, first.len() as u64, opts)?);
+    let mut anchors = Anchors::new(key);
+    let mut visit =
+        |index: u64, raw: &[u8; RECORD_SIZE], record: &Record| anchors.record(index, raw, record);
+    let mut chain = Chain::new(scan_segment(*first, first.len() as u64, opts, &mut visit)?);
     for (i, image) in rest.iter().enumerate() {
         let name = PathBuf::from(format!("image {}", i + 1));
-        let scan = scan_segment(*image, image.len() as u64, opts).map_err(|e| VerifyError {
-            index: e.index,
-            problem: format!("in {}: {}", name.display(), e.problem),
+        let scan = scan_segment(*image, image.len() as u64, opts, &mut visit).map_err(|e| {
+            VerifyError {
+                index: e.index,
+                problem: format!("in {}: {}", name.display(), e.problem),
+            }
         })?;
         chain.link(scan, &name)?;
     }
-    chain.finish(opts)
+    chain.finish(opts, anchors)
 }
 
-fn scan_file(path: &Path, opts: &VerifyOptions) -> Result<Segment, VerifyError> {
+/// What is called with each committed, chained record of a segment, in
+/// order: its global index, its bytes, and the record.
+pub(super) type Visit<'v> = dyn FnMut(u64, &[u8; RECORD_SIZE], &Record) + 'v;
+
+/// One segment file, checked on its own (as in [`verify`], but not linked
+/// to its neighbours), each record given to `visit`.
+pub(super) fn scan_file_with(
+    path: &Path,
+    opts: &VerifyOptions,
+    visit: &mut Visit<'_>,
+) -> Result<Segment, VerifyError> {
     let file = File::open(path).map_err(|e| header_error(format!("cannot open: {e}")))?;
     let len = file
         .metadata()
         .map_err(|e| header_error(format!("cannot stat: {e}")))?
         .len();
-    scan_segment(BufReader::with_capacity(1 << 16, file), len, opts)
+    scan_segment(BufReader::with_capacity(1 << 16, file), len, opts, visit)
+}
+
+/// The checkpoint checks of [`verify_anchored`], record by record. The
+/// first problem is kept and named at the end, after the chain's own
+/// checks (which name structural damage more precisely).
+struct Anchors<'k> {
+    key: Option<&'k AnchorKey>,
+    expect_closed: bool,
+    /// The last record was a clean stop's checkpoint (a SegmentStart
+    /// after it changes nothing).
+    closed: bool,
+    unclean_ends: u64,
+    last_unclean: Option<u64>,
+    /// Checkpoint records seen.
+    seen: u64,
+    /// Records since the last checkpoint (or the first record verified).
+    since: u64,
+    first: Option<u64>,
+    /// The last checkpoint: global index, kind, interval.
+    last: Option<(u64, CheckpointKind, u64)>,
+    problem: Option<VerifyError>,
+}
+
+impl<'k> Anchors<'k> {
+    fn new(anchoring: Option<Anchoring<'k>>) -> Anchors<'k> {
+        Anchors {
+            key: anchoring.map(|a| a.key),
+            expect_closed: anchoring.is_some_and(|a| a.expect_closed),
+            closed: false,
+            unclean_ends: 0,
+            last_unclean: None,
+            seen: 0,
+            since: 0,
+            first: None,
+            last: None,
+            problem: None,
+        }
+    }
+
+    fn record(&mut self, index: u64, raw: &[u8; RECORD_SIZE], record: &Record) {
+        self.first.get_or_insert(index);
+        let Some((kind, interval, tag)) = record.checkpoint() else {
+            self.since += 1;
+            let code = record.kind_code;
+            if code == AuditKind::JournalOpened.code() {
+                // A start: did the run before it (one with checkpoints)
+                // end with a clean stop's?
+                if self.last.is_some() && !self.closed {
+                    self.unclean_ends += 1;
+                    self.last_unclean = Some(index);
+                }
+                self.closed = false;
+            } else if code != AuditKind::SegmentStart.code() {
+                self.closed = false;
+            }
+            return;
+        };
+        // A checkpoint right after a clean stop's (the last slot of its
+        // segment, say) leaves it clean.
+        self.closed = kind == CheckpointKind::Close || (self.closed && self.since == 0);
+        self.seen += 1;
+        if let Some(key) = self.key
+            && self.problem.is_none()
+        {
+            let from = match self.last {
+                Some((at, _, _)) => format!("after checkpoint {at}"),
+                None => format!("from record {}", self.first.unwrap_or(index)),
+            };
+            let problem = if tag != key.tag() {
+                Some(format!(
+                    "checkpoint made with anchor key {tag:016x}, not with the key given \
+                     ({:016x}): the wrong key file, or a checkpoint copied from another journal",
+                    key.tag()
+                ))
+            } else if !key.verifies(raw) {
+                Some(format!(
+                    "checkpoint MAC does not match: a record before it ({from}) was changed and \
+                     the hash chain recomputed, or the checkpoint itself was edited or moved"
+                ))
+            } else if self.since > interval {
+                Some(format!(
+                    "{} records {from} without a checkpoint, more than the {interval} the writer \
+                     lets pass: checkpoints were removed",
+                    self.since
+                ))
+            } else {
+                None
+            };
+            self.problem = problem.map(|problem| VerifyError { index, problem });
+        }
+        self.since = 0;
+        self.last = Some((index, kind, interval));
+    }
+
+    /// With a key: the first problem, or what the checkpoints proved.
+    fn finish(self, records: u64) -> Result<Option<AnchorReport>, VerifyError> {
+        let Some(key) = self.key else {
+            return Ok(None);
+        };
+        if let Some(problem) = self.problem {
+            return Err(problem);
+        }
+        let Some((last, last_kind, interval)) = self.last else {
+            return Err(VerifyError {
+                index: self.first.unwrap_or(records),
+                problem: format!(
+                    "no checkpoint in {} records: a journal written with an anchor key has one \
+                     at least every {} records; this one was written without the key, or its \
+                     checkpoints were removed",
+                    self.since,
+                    crate::constants::JOURNAL_CHECKPOINT_RECORDS
+                ),
+            });
+        };
+        if self.expect_closed && !(self.closed && self.since == 0) {
+            return Err(VerifyError {
+                index: last,
+                problem: format!(
+                    "the journal ends {} after this {} checkpoint, not with a clean stop's \
+                     (--expect-closed): the records after it were removed back to it, or the \
+                     gateway did not stop cleanly",
+                    match self.since {
+                        0 => "right".to_string(),
+                        n => format!("{n} records"),
+                    },
+                    last_kind.name()
+                ),
+            });
+        }
+        if self.since > interval {
+            return Err(VerifyError {
+                index: last + interval + 1,
+                problem: format!(
+                    "{} records after the last checkpoint (record {last}), more than the \
+                     {interval} an unclean stop can leave: from this record on nothing is \
+                     authenticated; checkpoints were removed from the end",
+                    self.since
+                ),
+            });
+        }
+        Ok(Some(AnchorReport {
+            tag: key.tag(),
+            checkpoints: self.seen,
+            last,
+            last_kind,
+            after_last: self.since,
+            unclean_ends: self.unclean_ends,
+            last_unclean: self.last_unclean,
+        }))
+    }
 }
 
 fn read_failed(e: io::Error) -> VerifyError {
@@ -184,7 +457,7 @@ fn read_failed(e: io::Error) -> VerifyError {
 
 /// One verified segment.
 #[derive(Clone, Copy)]
-struct Segment {
+pub(super) struct Segment {
     header: Header,
     header_hash: Hash,
     /// Committed, chained slots.
@@ -206,7 +479,12 @@ impl Segment {
 
 /// Checks one segment on its own: everything but the links to its
 /// neighbours and the anchors.
-fn scan_segment(mut r: impl Read, len: u64, opts: &VerifyOptions) -> Result<Segment, VerifyError> {
+fn scan_segment(
+    mut r: impl Read,
+    len: u64,
+    opts: &VerifyOptions,
+    visit: &mut Visit<'_>,
+) -> Result<Segment, VerifyError> {
     if len < HEADER_SIZE as u64 {
         return Err(header_error(format!(
             "file is {len} bytes, shorter than the header"
@@ -231,11 +509,11 @@ fn scan_segment(mut r: impl Read, len: u64, opts: &VerifyOptions) -> Result<Segm
         if !scan.slot(index, &slot) {
             break;
         }
-        if index == 0
-            && header.link.is_some()
-            && let Slot::Committed(record) = decode_slot(&slot)
-        {
-            prev_segment_hash = record.prev_segment_hash();
+        if let Some(record) = &scan.taken {
+            visit(base + index, &slot, record);
+            if index == 0 && header.link.is_some() {
+                prev_segment_hash = record.prev_segment_hash();
+            }
         }
     }
 
@@ -401,8 +679,12 @@ impl Chain {
         Ok(())
     }
 
-    /// The anchors, and the report.
-    fn finish(self, opts: &VerifyOptions) -> Result<VerifyReport, VerifyError> {
+    /// The anchors, the checkpoints, and the report.
+    fn finish(
+        self,
+        opts: &VerifyOptions,
+        anchors: Anchors<'_>,
+    ) -> Result<VerifyReport, VerifyError> {
         let records = self.last.end();
         let last_hash = self.last.last_hash;
         let first_hash = self.first.header_hash;
@@ -473,6 +755,8 @@ impl Chain {
                 },
             });
         }
+        let checkpoint_records = anchors.seen;
+        let anchor = anchors.finish(records)?;
         Ok(VerifyReport {
             records,
             last_hash,
@@ -481,6 +765,8 @@ impl Chain {
             file_id: self.last.header.file_id,
             segments: self.segments,
             first_segment: self.first.header.segment(),
+            checkpoint_records,
+            anchor,
         })
     }
 }
@@ -604,7 +890,28 @@ fn shown(record: &Record) -> Shown {
             more: vec![("prev_segment_hash", hex(&prev), true)],
         };
     }
+    if let Some((_, _, tag)) = record.checkpoint() {
+        // key_id, session and addr hold the MAC.
+        let mut mac = [0u8; 32];
+        mac[..8].copy_from_slice(&record.key_id.to_le_bytes());
+        mac[8..16].copy_from_slice(&record.session.to_le_bytes());
+        mac[16..].copy_from_slice(&record.addr);
+        return Shown {
+            key_id: 0,
+            addr: None,
+            session: None,
+            reactor,
+            more: vec![
+                ("key_tag", format!("{tag:016x}"), true),
+                ("mac", hex(&mac), true),
+            ],
+        };
+    }
     let mut more = Vec::new();
+    if let Some(request) = record.request_time_ns() {
+        more.push(("request_time", rfc3339(request), true));
+        more.push(("request_time_ns", request.to_string(), false));
+    }
     if kind == Some(AuditKind::PreAuthAggregate) {
         let of = AuditKind::from_code(record.of_kind).map_or_else(
             || format!("Kind{}", record.of_kind),
@@ -639,7 +946,11 @@ fn write_line(record: &Record, out: &mut dyn Write) -> io::Result<()> {
         s.reactor.map_or_else(dash, |r| r.to_string()),
         record.detail,
     )?;
-    for (name, value, _) in s.more.iter().filter(|(n, _, _)| *n != "last_time_ns") {
+    for (name, value, _) in s
+        .more
+        .iter()
+        .filter(|(n, _, _)| *n != "last_time_ns" && *n != "request_time_ns")
+    {
         write!(out, " {name}={value}")?;
     }
     writeln!(out)

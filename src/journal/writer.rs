@@ -9,12 +9,12 @@ use std::time::{Duration, Instant};
 
 use super::aggregate::{Aggregator, Folded};
 use super::appender::{Journal, JournalError, wall_ns};
-use super::event::{AuditEvent, AuditKind};
+use super::event::{AuditEvent, AuditKind, CheckpointKind};
 use super::format::Extra;
 use super::{FLUSH_INTERVAL_NS, FLUSH_RECORDS_MAX, IDLE_SLEEP_NS, RECOVERY_WINDOW_RECORDS};
 use crate::constants::{
     JOURNAL_AGGREGATE_OVERFLOW_SLOTS, JOURNAL_AGGREGATE_SLOTS, JOURNAL_AGGREGATE_WINDOW_NS,
-    JOURNAL_HIGH_WATER_PERCENT, RING_BATCH_MAX,
+    JOURNAL_CHECKPOINT_INTERVAL_NS, JOURNAL_HIGH_WATER_PERCENT, RING_BATCH_MAX,
 };
 use crate::ring::Consumer;
 pub use ordergate_core::audit::sink::{AuditSink, FailReason, JournalFigures, JournalHealth};
@@ -106,6 +106,10 @@ pub struct JournalStats {
     pub segment: u64,
     pub segment_records: u64,
     pub capacity: u64,
+    /// Checkpoints written under the anchor key (the closing one included),
+    /// and the key's tag; None: no anchor key, no checkpoints.
+    pub checkpoints: u64,
+    pub anchor_tag: Option<u64>,
 }
 
 /// The journal thread.
@@ -127,6 +131,9 @@ pub struct JournalWriter {
     /// Whether the reserve (rollover off, past high water) has been
     /// announced.
     reserve_told: bool,
+    /// When the last checkpoint was written (or the thread started).
+    checkpointed_at: Instant,
+    checkpoints_seen: u64,
 }
 
 impl JournalWriter {
@@ -162,8 +169,12 @@ impl JournalWriter {
     /// folds pre-auth events into aggregates (with `config.aggregate`) and
     /// appends everything else, and flushes per `config.flush`; it sleeps
     /// `IDLE_SLEEP_NS` when a turn finds nothing. Aggregates are written
-    /// every `JOURNAL_AGGREGATE_WINDOW_NS`. On `stop` it drains what is
-    /// left, writes the aggregates, flushes, and returns its stats. Set
+    /// every `JOURNAL_AGGREGATE_WINDOW_NS`. With an anchor key
+    /// ([`Journal::with_anchor`]) it writes a checkpoint a second after the
+    /// last one if records followed (the journal writes the others itself).
+    /// On `stop` it drains what is left, writes the aggregates, then the
+    /// closing checkpoint (with an anchor key), flushes, and returns its
+    /// stats. Set
     /// `stop` only after the producers have stopped pushing, or their last
     /// events may be left in the rings.
     ///
@@ -213,6 +224,8 @@ impl JournalWriter {
             high_water_percent: config.high_water_percent,
             high_water_segment: None,
             reserve_told: false,
+            checkpointed_at: Instant::now(),
+            checkpoints_seen: 0,
         };
         thread::Builder::new()
             .name("ordergate-journal".into())
@@ -243,7 +256,12 @@ impl JournalWriter {
             }
         }
         self.write_aggregates();
+        // The last record of a clean stop: everything before it is
+        // authenticated, and `verify` can tell this end from a cut.
+        self.checkpoint(CheckpointKind::Close);
         self.flush();
+        self.stats.checkpoints = self.journal.checkpoints();
+        self.stats.anchor_tag = self.journal.anchor_tag();
         self.stats.records = self.journal.records();
         self.stats.segment = self.journal.segment();
         self.stats.segment_records = self.journal.segment_records();
@@ -264,12 +282,38 @@ impl JournalWriter {
         if self.aggregator.as_ref().is_some_and(|a| a.due(now)) {
             self.write_aggregates();
         }
+        if self.journal.since_checkpoint() > 0
+            && self.checkpointed_at.elapsed()
+                >= Duration::from_nanos(JOURNAL_CHECKPOINT_INTERVAL_NS)
+        {
+            self.checkpoint(CheckpointKind::Periodic);
+        }
         if let Some(since) = self.unflushed_since
             && since.elapsed() >= Duration::from_nanos(self.policy.interval_ns)
         {
             self.flush();
         }
         work
+    }
+
+    /// A checkpoint now (no-op without an anchor key). A failure fails the
+    /// journal, as any append's.
+    fn checkpoint(&mut self, kind: CheckpointKind) {
+        if self.journal.anchor_tag().is_none() || !self.health.is_healthy() {
+            return;
+        }
+        match self.journal.checkpoint(kind, wall_ns()) {
+            Ok(()) => {
+                self.publish_segment();
+                if self.unflushed_since.is_none() {
+                    self.unflushed_since = Some(Instant::now());
+                }
+            }
+            Err(error) => {
+                self.failed(fail_reason_of(&error, false), &error);
+                self.flush();
+            }
+        }
     }
 
     fn now_ns(&self) -> u64 {
@@ -353,13 +397,21 @@ impl JournalWriter {
         }
     }
 
-    fn publish_segment(&self) {
+    fn publish_segment(&mut self) {
         let h = &self.health;
         h.records.store(self.journal.records(), Ordering::Relaxed);
         h.segment.store(self.journal.segment(), Ordering::Relaxed);
         h.segment_records
             .store(self.journal.segment_records(), Ordering::Relaxed);
         h.capacity.store(self.journal.capacity(), Ordering::Relaxed);
+        let written = self.journal.checkpoints();
+        if written != self.checkpoints_seen {
+            // Periodic and segment-end checkpoints are written by the
+            // journal's own append.
+            self.checkpoints_seen = written;
+            self.checkpointed_at = Instant::now();
+            h.checkpoints.store(written, Ordering::Relaxed);
+        }
     }
 
     /// Appends one record; whether it was. A record not appended counts

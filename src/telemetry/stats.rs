@@ -369,6 +369,7 @@ fn visit_reactor(sink: &mut impl Sink, s: &ReactorSample<'_>) {
         key_sweeps,
         key_sweep_canceled,
         key_sweeps_deferred,
+        logons_stale,
     } = s.counters;
     #[rustfmt::skip]
     let scalars = [
@@ -406,6 +407,7 @@ fn visit_reactor(sink: &mut impl Sink, s: &ReactorSample<'_>) {
         (60, *key_sweeps, "key_sweeps", "CancelForKey commands sent: one per key that stopped being usable, per reactor."),
         (61, *key_sweep_canceled, "key_sweep_canceled", "Resting orders canceled by this reactor's key sweeps."),
         (62, *key_sweeps_deferred, "key_sweeps_deferred", "Times a key sweep found the command ring full and waited a tick."),
+        (72, *logons_stale, "logons_stale", "Logons refused STALE_LOGON: request time not later than the key's replay floor (its last logon before a restart, from the audit journal)."),
     ];
     for (id, value, family, help) in scalars {
         sink.put(info(id, Counter, family, "", help), value);
@@ -543,6 +545,7 @@ fn visit_reactor(sink: &mut impl Sink, s: &ReactorSample<'_>) {
         preauth_unjournaled,
         lost,
         failed,
+        checkpoints,
     } = *journal;
     #[rustfmt::skip]
     let journal = [
@@ -559,6 +562,7 @@ fn visit_reactor(sink: &mut impl Sink, s: &ReactorSample<'_>) {
         (610, Counter, preauth_unjournaled, "journal_preauth_unjournaled", "Pre-auth events not journaled: rollover off and the segment past its high-water mark."),
         (611, Counter, lost, "journal_lost_events", "Audit events not journaled because the journal had failed."),
         (612, Gauge, failed, "journal_failed", "0 while the audit journal takes records, else why not: 1 full, 2 write error, 3 flush error, 4 rollover failed."),
+        (613, Counter, checkpoints, "journal_checkpoints", "Audit journal checkpoints written under the anchor key (0 without audit_anchor_key_file)."),
     ];
     for (id, kind, value, family, help) in journal {
         sink.put(info(id, kind, family, "", help), value);

@@ -68,6 +68,7 @@ local LOGON_REJECT_REASON = {
     [7] = "SESSION_LIMIT",
     [8] = "THROTTLED",
     [9] = "MALFORMED",
+    [10] = "STALE_LOGON",
 }
 
 local REJECT_REASON = {

@@ -720,3 +720,39 @@ const _: () = assert!(JOURNAL_CAPACITY_RECORDS_DEFAULT <= JOURNAL_CAPACITY_RECOR
 const _: () = assert!(JOURNAL_CAPACITY_RECORDS_DEFAULT >= JOURNAL_SEGMENT_RECORDS_MIN);
 const _: () = assert!(IDLE_PARK_MIN.as_nanos() <= IDLE_PARK_MAX.as_nanos());
 const _: () = assert!(IDLE_PROBE_EVERY_MIN <= IDLE_PROBE_EVERY_MAX);
+
+/// Key ids whose logon replay floor (the request time of their last
+/// accepted Logon) the gateway remembers apart from its key table: those
+/// read from the audit journal at start-up and those of keys a reload
+/// removed (so a key removed and added back gets its floor back, not an
+/// empty nonce cache alone). Beyond it a key's floor is folded into the
+/// floor every key shares — never dropped: a floor only ever refuses
+/// earlier logons, so folding is safe, and costs nothing once the clock has
+/// passed it. Four times `KEYS_MAX` covers a journal's whole history of
+/// keys for any venue; the cost is ~40 B a key id, ~640 KiB when full,
+/// built once at start-up (and touched again only by reloads).
+pub const LOGON_FLOOR_KEYS_MAX: usize = 4 * KEYS_MAX;
+
+/// Records (of any kind) the audit journal writes at most between two
+/// checkpoints when it has an anchor key (`audit_anchor_key_file`): a
+/// checkpoint is written before the record that would make the stretch
+/// longer, so at most this many records after the last checkpoint are not
+/// authenticated by the anchor key (what an unclean stop can leave, and
+/// what `audit verify --anchor-key` accepts at the end of a journal). The
+/// same as `FLUSH_RECORDS_MAX`, the records a power loss can take. Cost:
+/// one record and one HMAC-SHA256 (~1 µs on the journal thread) per 64
+/// records, 1.6% of the journal.
+pub const JOURNAL_CHECKPOINT_RECORDS: u64 = 64;
+
+/// Age of the last checkpoint after which the journal thread writes one
+/// if records followed it, so that a quiet gateway's last events are
+/// authenticated within a second, not only 64 records later. At most one
+/// record a second.
+pub const JOURNAL_CHECKPOINT_INTERVAL_NS: u64 = 1_000_000_000;
+
+/// Longest anchor key file read: 64 hex digits and whitespace fit many
+/// times over; anything longer is not a key file and is refused unread.
+pub const ANCHOR_KEY_FILE_SIZE_MAX: u64 = 4096;
+
+const _: () = assert!(LOGON_FLOOR_KEYS_MAX >= KEYS_MAX);
+const _: () = assert!(JOURNAL_CHECKPOINT_RECORDS >= 2);

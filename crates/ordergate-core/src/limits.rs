@@ -389,6 +389,143 @@ impl NonceCache {
     }
 }
 
+/// One key's logon replay floor: the request time a Logon of the key must
+/// be later than to be accepted (LogonReject STALE_LOGON otherwise), and
+/// the latest request time of the key's accepted logons.
+///
+/// The nonce cache refuses a replay only while it remembers the nonce, and
+/// it starts empty: at every start of the gateway, and when a reload adds a
+/// key (back). So whenever a key's nonce cache starts empty, its floor is
+/// set to the latest request time accepted before — read back from the
+/// audit journal at start-up ([`FloorBook`]), or kept from the key's
+/// earlier state by a reload — and a Logon captured before cannot be
+/// replayed: its request time is at most that floor.
+///
+/// While the cache is there, `fixed` stays where it was set and the cache
+/// refuses this run's replays (REPLAYED_NONCE); [`raise`](Self::raise)
+/// only advances `last`, the floor of the next empty cache. (Refusing every
+/// logon not later than the key's last one would also refuse a key's
+/// concurrent logons that arrive out of request-time order — several
+/// hosts, or threads, sharing a key — which the nonce cache does not.)
+#[derive(Debug, Default)]
+pub struct LogonFloor {
+    fixed: u64,
+    last: AtomicU64,
+}
+
+impl LogonFloor {
+    /// A floor at `floor_ns` (0: none).
+    pub fn new(floor_ns: u64) -> LogonFloor {
+        LogonFloor {
+            fixed: floor_ns,
+            last: AtomicU64::new(floor_ns),
+        }
+    }
+
+    /// Whether a Logon with `request_time_ns` may be accepted: it is later
+    /// than the floor. One comparison; changes nothing.
+    #[inline]
+    pub fn admits(&self, request_time_ns: u64) -> bool {
+        request_time_ns > self.fixed
+    }
+
+    /// An accepted Logon's request time: the latest one becomes the floor
+    /// of the key's next empty nonce cache. One atomic max, no lock.
+    #[inline]
+    pub fn raise(&self, request_time_ns: u64) {
+        self.last.fetch_max(request_time_ns, Ordering::Relaxed);
+    }
+
+    /// The floor logons are checked against.
+    pub fn floor(&self) -> u64 {
+        self.fixed
+    }
+
+    /// The latest accepted request time (or the floor, if later).
+    pub fn last(&self) -> u64 {
+        self.last.load(Ordering::Relaxed)
+    }
+}
+
+/// Logon replay floors by key id, kept apart from the key table: read from
+/// the audit journal at start-up (each key's latest accepted request
+/// time), and, at a reload, the floors of the keys it removed. A key whose
+/// nonce cache starts empty takes its floor from here
+/// ([`floor`](Self::floor)).
+///
+/// Bounded: at most `LOGON_FLOOR_KEYS_MAX` key ids. A floor that finds the
+/// book full is folded into the floor of every key instead
+/// ([`raise_all`](Self::raise_all)): a floor only refuses logons not later
+/// than it, so a higher one is never less safe, and once the clock has
+/// passed it (the skew window after it) it refuses nothing an honest
+/// client sends.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct FloorBook {
+    by_key: std::collections::HashMap<u64, u64>,
+    all_keys: u64,
+    folded: u64,
+}
+
+impl FloorBook {
+    pub fn new() -> FloorBook {
+        FloorBook::default()
+    }
+
+    /// Raises `key_id`'s floor to `floor_ns` (if higher). A floor of 0 (a
+    /// key that never logged on) takes no room.
+    pub fn raise(&mut self, key_id: u64, floor_ns: u64) {
+        if floor_ns == 0 {
+            return;
+        }
+        if let Some(f) = self.by_key.get_mut(&key_id) {
+            *f = (*f).max(floor_ns);
+        } else if self.by_key.len() < crate::constants::LOGON_FLOOR_KEYS_MAX {
+            self.by_key.insert(key_id, floor_ns);
+        } else {
+            self.folded += 1;
+            self.raise_all(floor_ns);
+        }
+    }
+
+    /// Raises the floor of every key to `floor_ns` (if higher).
+    pub fn raise_all(&mut self, floor_ns: u64) {
+        self.all_keys = self.all_keys.max(floor_ns);
+    }
+
+    /// `key_id`'s floor: its own, or every key's if that is higher.
+    pub fn floor(&self, key_id: u64) -> u64 {
+        self.by_key
+            .get(&key_id)
+            .copied()
+            .unwrap_or(0)
+            .max(self.all_keys)
+    }
+
+    /// Key ids with a floor of their own.
+    pub fn len(&self) -> usize {
+        self.by_key.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.by_key.is_empty() && self.all_keys == 0
+    }
+
+    /// The floor every key shares (0: none).
+    pub fn all_keys(&self) -> u64 {
+        self.all_keys
+    }
+
+    /// Floors folded into every key's because the book was full.
+    pub fn folded(&self) -> u64 {
+        self.folded
+    }
+
+    /// Each key id with its own floor, and the floor (any order).
+    pub fn iter(&self) -> impl Iterator<Item = (u64, u64)> + '_ {
+        self.by_key.iter().map(|(k, f)| (*k, *f))
+    }
+}
+
 /// Who a logon comes from, for the logon limits: an IPv4 address, or an
 /// IPv6 /64 — one subscriber's subnet, which a single host can hold all of,
 /// so counting its addresses one by one would count nothing. IPv4-mapped
@@ -1107,5 +1244,47 @@ mod tests {
         assert_eq!(r.take(T0, &a), Err(100 * MS), "the flooder keeps its debt");
         // A cell whose TAT has passed is taken without eviction.
         assert_eq!(r.take(T0 + SEC, &c), Ok(Taken { evicted: false }));
+    }
+
+    #[test]
+    fn a_logon_floor_refuses_request_times_not_later_than_it_and_raise_moves_only_last() {
+        let floor = LogonFloor::new(T0);
+        assert!(!floor.admits(T0 - 1));
+        assert!(!floor.admits(T0), "equal is a replay of the last logon");
+        assert!(floor.admits(T0 + 1));
+        floor.raise(T0 + 5 * SEC);
+        floor.raise(T0 + 2 * SEC); // out of order: the latest stays
+        assert_eq!((floor.floor(), floor.last()), (T0, T0 + 5 * SEC));
+        // Concurrent logons of the key keep being checked against the
+        // floor they started with (the nonce cache refuses this run's
+        // replays), so one that arrives after a later one is accepted.
+        assert!(floor.admits(T0 + 3 * SEC));
+        assert!(LogonFloor::new(0).admits(1));
+    }
+
+    #[test]
+    fn a_floor_book_keeps_each_key_latest_and_folds_beyond_its_bound() {
+        let mut book = FloorBook::new();
+        assert!(book.is_empty());
+        book.raise(7, T0);
+        book.raise(7, T0 - SEC);
+        book.raise(8, T0 + SEC);
+        assert_eq!(
+            (book.floor(7), book.floor(8), book.floor(9)),
+            (T0, T0 + SEC, 0)
+        );
+        book.raise_all(T0 + 2 * SEC);
+        assert_eq!(book.floor(7), T0 + 2 * SEC, "every key's floor applies");
+        let mut full = FloorBook::new();
+        let max = crate::constants::LOGON_FLOOR_KEYS_MAX as u64;
+        for id in 0..max {
+            full.raise(id, T0);
+        }
+        full.raise(max + 1, 0); // nothing to keep: takes no room
+        assert_eq!(full.folded(), 0);
+        full.raise(max, T0 + SEC);
+        assert_eq!((full.len() as u64, full.folded()), (max, 1));
+        assert_eq!(full.floor(max), T0 + SEC, "folded, never dropped");
+        assert_eq!(full.floor(0), T0 + SEC);
     }
 }

@@ -11,7 +11,9 @@ use crate::wire::codes::{LogonRejectReason, TerminateReason};
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[repr(u8)]
 pub enum AuditKind {
-    /// A Logon was accepted: `key_id`, `addr`, `session`.
+    /// A Logon was accepted: `key_id`, `addr`, `session`, and (version 3)
+    /// the Logon's `request_time_ns`: the key's replay floor after a
+    /// restart.
     LogonAccepted = 1,
     /// A Logon was refused: `key_id` (as claimed; 0 if unparsable), `addr`,
     /// `session` (the connection's slot), `reason` = LogonRejectReason.
@@ -61,6 +63,14 @@ pub enum AuditKind {
     /// (in the bytes of `key_id`, `session` and `addr`), so the chain
     /// continues across files.
     SegmentStart = 14,
+    /// Written by the journal itself when it has an anchor key: an
+    /// HMAC-SHA256 under that key over the record (its index, time and
+    /// `prev_hash`, the chain head: so over every record before it), in the
+    /// bytes of `key_id`, `session` and `addr`. `reason` = [`CheckpointKind`],
+    /// `detail` = the most records the writer lets pass between two
+    /// checkpoints; the record's `last_ns` field holds the anchor key's
+    /// tag. See [`super::anchor`].
+    Checkpoint = 15,
 }
 
 impl AuditKind {
@@ -80,6 +90,7 @@ impl AuditKind {
         AuditKind::LogonTimeout,
         AuditKind::PreAuthAggregate,
         AuditKind::SegmentStart,
+        AuditKind::Checkpoint,
     ];
 
     /// The kind of a record's `kind` byte, or `None` for an undefined code.
@@ -99,6 +110,7 @@ impl AuditKind {
             12 => Some(AuditKind::LogonTimeout),
             13 => Some(AuditKind::PreAuthAggregate),
             14 => Some(AuditKind::SegmentStart),
+            15 => Some(AuditKind::Checkpoint),
             _ => None,
         }
     }
@@ -124,6 +136,7 @@ impl AuditKind {
             AuditKind::LogonTimeout => "LogonTimeout",
             AuditKind::PreAuthAggregate => "PreAuthAggregate",
             AuditKind::SegmentStart => "SegmentStart",
+            AuditKind::Checkpoint => "Checkpoint",
         }
     }
 
@@ -156,6 +169,10 @@ impl AuditKind {
                 None => None,
             },
             AuditKind::JournalOpened => match OpenKind::from_code(reason) {
+                Some(k) => Some(k.name()),
+                None => None,
+            },
+            AuditKind::Checkpoint => match CheckpointKind::from_code(reason) {
                 Some(k) => Some(k.name()),
                 None => None,
             },
@@ -206,9 +223,42 @@ impl OpenKind {
     }
 }
 
+/// Why the journal wrote a [`Checkpoint`](AuditKind::Checkpoint): the
+/// `reason` of the record.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[repr(u16)]
+pub enum CheckpointKind {
+    /// The most records allowed between two checkpoints were written, or
+    /// the last checkpoint was a second old.
+    Periodic = 1,
+    /// The last slot of a segment: every full segment ends with one.
+    SegmentEnd = 2,
+    /// The gateway stopped cleanly: the last record of its run.
+    Close = 3,
+}
+
+impl CheckpointKind {
+    pub const fn from_code(code: u16) -> Option<CheckpointKind> {
+        match code {
+            1 => Some(CheckpointKind::Periodic),
+            2 => Some(CheckpointKind::SegmentEnd),
+            3 => Some(CheckpointKind::Close),
+            _ => None,
+        }
+    }
+
+    pub const fn name(self) -> &'static str {
+        match self {
+            CheckpointKind::Periodic => "PERIODIC",
+            CheckpointKind::SegmentEnd => "SEGMENT_END",
+            CheckpointKind::Close => "CLOSE",
+        }
+    }
+}
+
 /// One security event, as pushed over a reactor's audit ring and stored in
-/// one journal record. 56 bytes, `Copy`; every constructor is `const` and
-/// allocation-free.
+/// one journal record. 64 bytes (one cache line), `Copy`; every
+/// constructor is `const` and allocation-free.
 ///
 /// `time_ns` is wall-clock time, nanoseconds since the Unix epoch (the
 /// reactors' `wall_ns`). `addr` is an IPv6 address, IPv4 as IPv4-mapped
@@ -227,9 +277,13 @@ pub struct AuditEvent {
     pub reason: u16,
     pub reactor: u16,
     pub kind: AuditKind,
+    /// LogonAccepted: the Logon's `request_time_ns` (stored in the record's
+    /// `last_ns` field; the key's replay floor when the journal is read
+    /// back at start-up). 0 for every other kind.
+    pub request_time_ns: u64,
 }
 
-const _: () = assert!(std::mem::size_of::<AuditEvent>() == 56);
+const _: () = assert!(std::mem::size_of::<AuditEvent>() == 64);
 const _: () = assert!(std::mem::size_of::<AuditEvent>() <= 64);
 
 /// The address of an event that has none.
@@ -274,6 +328,15 @@ impl AuditEvent {
             reason: 0,
             reactor: AuditEvent::REACTOR_NONE,
             kind,
+            request_time_ns: 0,
+        }
+    }
+
+    /// This event with `request_time_ns` (a LogonAccepted: the Logon's).
+    pub const fn with_request_time(self, request_time_ns: u64) -> AuditEvent {
+        AuditEvent {
+            request_time_ns,
+            ..self
         }
     }
 
@@ -470,7 +533,7 @@ mod tests {
             assert_eq!(AuditKind::from_code(kind.code()), Some(*kind));
         }
         assert_eq!(AuditKind::from_code(0), None);
-        assert_eq!(AuditKind::from_code(15), None);
+        assert_eq!(AuditKind::from_code(16), None);
         let pre_auth: Vec<_> = AuditKind::ALL.iter().filter(|k| k.is_pre_auth()).collect();
         assert_eq!(
             pre_auth,

@@ -4,15 +4,17 @@
 
 use sha2::{Digest, Sha256};
 
-use super::event::{AuditEvent, AuditKind};
+use super::anchor::{AnchorKey, MAC_RANGE};
+use super::event::{AuditEvent, AuditKind, CheckpointKind};
 
 /// First bytes of every journal file.
 pub const MAGIC: [u8; 8] = *b"OGAUDIT1";
 /// Format version written; bumped on any layout change. Version 2 gave the
 /// header its segment fields (rollover) and the record its `of_kind` and
 /// `last_ns` fields (pre-auth aggregates), out of bytes that version 1
-/// kept zero.
-pub const VERSION: u32 = 2;
+/// kept zero. Version 3 stores a LogonAccepted's request time in `last_ns`
+/// and adds the Checkpoint kind (15); the layout is otherwise version 2's.
+pub const VERSION: u32 = 3;
 /// Oldest version this build reads: a version-1 file is a first segment
 /// whose segment fields are zero, and is read (and continued) as such.
 pub const VERSION_MIN: u32 = 1;
@@ -51,8 +53,9 @@ pub const RECORD_KIND_OFFSET: usize = RECORD_REACTOR_OFFSET + 2;
 pub const RECORD_OF_KIND_OFFSET: usize = RECORD_KIND_OFFSET + 1;
 pub const RECORD_RESERVED_A_OFFSET: usize = RECORD_OF_KIND_OFFSET + 1;
 pub const RECORD_PREV_HASH_OFFSET: usize = RECORD_RESERVED_A_OFFSET + 6;
-/// Version 2, PreAuthAggregate only (zero otherwise): the last folded
-/// event's time.
+/// Version 2, PreAuthAggregate: the last folded event's time. Version 3,
+/// LogonAccepted: the Logon's request time; Checkpoint: the anchor key's
+/// tag. Zero for every other kind.
 pub const RECORD_LAST_NS_OFFSET: usize = RECORD_PREV_HASH_OFFSET + 32;
 pub const RECORD_RESERVED_B_OFFSET: usize = RECORD_LAST_NS_OFFSET + 8;
 /// The commit field: written last, after everything before it.
@@ -301,11 +304,45 @@ pub fn encode_record_with(
     b[RECORD_KIND_OFFSET] = e.kind.code();
     b[RECORD_OF_KIND_OFFSET] = extra.of_kind;
     b[RECORD_PREV_HASH_OFFSET..RECORD_LAST_NS_OFFSET].copy_from_slice(prev_hash);
-    b[RECORD_LAST_NS_OFFSET..RECORD_RESERVED_B_OFFSET]
-        .copy_from_slice(&extra.last_ns.to_le_bytes());
+    let second = if e.kind == AuditKind::LogonAccepted {
+        e.request_time_ns
+    } else {
+        extra.last_ns
+    };
+    b[RECORD_LAST_NS_OFFSET..RECORD_RESERVED_B_OFFSET].copy_from_slice(&second.to_le_bytes());
+    commit(b)
+}
+
+/// Hashes bytes `[0, RECORD_COMMIT_OFFSET)` and writes the commit.
+fn commit(mut b: [u8; RECORD_SIZE]) -> ([u8; RECORD_SIZE], Hash) {
     let hash = sha256(&b[..RECORD_COMMIT_OFFSET]);
     b[RECORD_COMMIT_OFFSET..RECORD_SIZE].copy_from_slice(&hash[..8]);
     (b, hash)
+}
+
+/// A checkpoint at global index `index`, chained to `prev_hash` (the chain
+/// head it authenticates): `kind`, written at `time_ns` by a writer that
+/// lets at most `interval` records pass between checkpoints, with `key`'s
+/// tag and MAC (see [`super::anchor`]).
+pub fn encode_checkpoint(
+    index: u64,
+    prev_hash: &Hash,
+    time_ns: u64,
+    kind: CheckpointKind,
+    interval: u64,
+    key: &AnchorKey,
+) -> ([u8; RECORD_SIZE], Hash) {
+    let mut e = AuditEvent::empty(AuditKind::Checkpoint, time_ns);
+    e.detail = u32::try_from(interval).unwrap_or(u32::MAX);
+    e.reason = kind as u16;
+    let extra = Extra {
+        of_kind: 0,
+        last_ns: key.tag(),
+    };
+    let (mut b, _) = encode_record_with(index, prev_hash, &e, &extra);
+    let mac = key.mac(&b);
+    b[MAC_RANGE].copy_from_slice(&mac);
+    commit(b)
 }
 
 /// What a record slot holds.
@@ -359,7 +396,28 @@ impl Record {
             reason: self.reason,
             reactor: self.reactor,
             kind: AuditKind::from_code(self.kind_code)?,
+            request_time_ns: self.request_time_ns().unwrap_or(0),
         })
+    }
+
+    /// A LogonAccepted's request time; `None` for other kinds, and for a
+    /// LogonAccepted written before version 3 (0 there).
+    pub fn request_time_ns(&self) -> Option<u64> {
+        (self.kind_code == AuditKind::LogonAccepted.code() && self.last_ns != 0)
+            .then_some(self.last_ns)
+    }
+
+    /// A Checkpoint's kind, the records its writer lets pass between two
+    /// checkpoints, and its key's tag; `None` for other kinds.
+    pub fn checkpoint(&self) -> Option<(CheckpointKind, u64, u64)> {
+        if self.kind_code != AuditKind::Checkpoint.code() {
+            return None;
+        }
+        Some((
+            CheckpointKind::from_code(self.reason)?,
+            u64::from(self.detail),
+            self.last_ns,
+        ))
     }
 
     /// The aggregate fields.
@@ -416,6 +474,19 @@ impl Record {
                 return Err(format!(
                     "aggregate of {} events from {} to {}: not an aggregate the journal writes",
                     self.detail, self.time_ns, self.last_ns
+                ));
+            }
+        } else if matches!(kind, AuditKind::LogonAccepted | AuditKind::Checkpoint) {
+            // `last_ns` holds the request time, or the key's tag.
+            if self.of_kind != 0 {
+                return Err("reserved record bytes are not zero".into());
+            }
+            if kind == AuditKind::Checkpoint
+                && (CheckpointKind::from_code(self.reason).is_none() || self.detail < 2)
+            {
+                return Err(format!(
+                    "checkpoint of kind {} every {} records: not one the journal writes",
+                    self.reason, self.detail
                 ));
             }
         } else if self.extra() != Extra::NONE {
@@ -552,6 +623,44 @@ mod tests {
         let hash = sha256(&bytes[..HEADER_HASH_OFFSET]);
         bytes[HEADER_HASH_OFFSET..].copy_from_slice(&hash);
         assert!(Header::decode(&bytes).is_err());
+    }
+
+    #[test]
+    fn a_version_2_header_still_reads_and_logons_then_had_no_request_time() {
+        let (mut bytes, _) = header().encode();
+        bytes[HEADER_VERSION_OFFSET..HEADER_RECORD_SIZE_OFFSET]
+            .copy_from_slice(&2u32.to_le_bytes());
+        let hash = sha256(&bytes[..HEADER_HASH_OFFSET]);
+        bytes[HEADER_HASH_OFFSET..].copy_from_slice(&hash);
+        assert_eq!(Header::decode(&bytes), Ok((header(), hash)));
+        let e = AuditEvent::logon_accepted(5, crate::engine::SessionId::new(0, 1, 1), 9, [0; 16]);
+        let (b, _) = encode_record(0, &hash, &e);
+        let Slot::Committed(r) = decode_slot(&b) else {
+            panic!("not committed")
+        };
+        assert_eq!((r.request_time_ns(), r.check(0, &hash)), (None, Ok(())));
+        let (b, _) = encode_record(0, &hash, &e.with_request_time(4));
+        let Slot::Committed(r) = decode_slot(&b) else {
+            panic!("not committed")
+        };
+        assert_eq!((r.request_time_ns(), r.check(0, &hash)), (Some(4), Ok(())));
+        assert_eq!(r.event(), Some(e.with_request_time(4)));
+    }
+
+    #[test]
+    fn a_checkpoint_carries_its_mac_and_key_tag() {
+        let key = crate::audit::anchor::AnchorKey::from_bytes([3; 32]);
+        let (b, _) = encode_checkpoint(9, &[1; 32], 7, CheckpointKind::Periodic, 64, &key);
+        let Slot::Committed(r) = decode_slot(&b) else {
+            panic!("not committed")
+        };
+        assert_eq!(r.check(9, &[1; 32]), Ok(()));
+        assert_eq!(
+            r.checkpoint(),
+            Some((CheckpointKind::Periodic, 64, key.tag()))
+        );
+        assert!(key.verifies(&b));
+        assert!(!crate::audit::anchor::AnchorKey::from_bytes([4; 32]).verifies(&b));
     }
 
     #[test]

@@ -5,10 +5,12 @@
 //! recovery and `ordergate audit` are the runtime's (`ordergate::journal`);
 //! the layout is documented there and in `docs/JOURNAL.md`.
 
+pub mod anchor;
 pub mod event;
 pub mod format;
 pub mod sink;
 
+pub use anchor::AnchorKey;
 pub use event::{ADDR_NONE, AuditEvent, AuditKind, OpenKind, from_ip, to_ip};
 pub use format::{Extra, HEADER_INDEX, Hash, hex, parse_hash};
 pub use sink::{AuditSink, FailReason, JournalFigures, JournalHealth};

@@ -79,6 +79,7 @@ pub struct JournalHealth {
     pub preauth_events: AtomicU64,
     pub preauth_overflow: AtomicU64,
     pub preauth_unjournaled: AtomicU64,
+    pub checkpoints: AtomicU64,
 }
 
 /// The journal's figures as the stats file publishes them (ids 600–612,
@@ -110,6 +111,9 @@ pub struct JournalFigures {
     pub lost: u64,
     /// 0 while healthy, else the [`FailReason`] code.
     pub failed: u64,
+    /// Checkpoints written under the anchor key since start (0 without
+    /// one).
+    pub checkpoints: u64,
 }
 
 impl JournalHealth {
@@ -172,6 +176,7 @@ impl JournalHealth {
             preauth_unjournaled: load(&self.preauth_unjournaled),
             lost: load(&self.lost),
             failed: self.failure().map_or(0, |r| r as u64),
+            checkpoints: load(&self.checkpoints),
         }
     }
 }

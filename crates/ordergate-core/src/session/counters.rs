@@ -11,7 +11,7 @@ pub struct Counters {
     pub frames_out: u64,
     pub logons_accepted: u64,
     /// LogonReject sent, by reason code (index = code).
-    pub logon_rejects: [u64; 10],
+    pub logon_rejects: [u64; LogonRejectReason::ALL.len() + 1],
     /// OrderRejected sent, by reason code (index = code). Engine rejects are
     /// counted here too when their event is delivered.
     pub order_rejects: [u64; 13],
@@ -104,6 +104,11 @@ pub struct Counters {
     /// Times a key sweep found the command ring full and waited for the
     /// next tick.
     pub key_sweeps_deferred: u64,
+    /// Logons refused STALE_LOGON: their request time was not later than
+    /// the key's replay floor (its last accepted logon before the nonce
+    /// cache started empty: read from the audit journal at start-up) — a
+    /// Logon captured before a restart and replayed after it.
+    pub logons_stale: u64,
 }
 
 /// What the admin thread counts, written by it and read by reactor 0 once

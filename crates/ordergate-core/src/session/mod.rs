@@ -34,7 +34,9 @@
 //!   outside its validity (KEY_DISABLED); address allowed
 //!   (ADDRESS_NOT_ALLOWED); field values (MALFORMED); environment
 //!   (WRONG_ENVIRONMENT); clock (CLOCK_SKEW); nonce already in the key's
-//!   cache (REPLAYED_NONCE, nothing recorded); the key's logon rate
+//!   cache (REPLAYED_NONCE, nothing recorded); request time not later than
+//!   the key's replay floor (STALE_LOGON: a Logon accepted before the nonce
+//!   cache started empty, i.e. before a restart); the key's logon rate
 //!   (THROTTLED); the key's session limit (SESSION_LIMIT); and last, the
 //!   nonce is recorded in the key's own cache (REPLAYED_NONCE if another
 //!   reactor just recorded it, THROTTLED if the key's cache has no free
@@ -933,6 +935,13 @@ impl Session {
         if key_state.nonces.seen(now, &client_nonce) {
             return self.logon_reject(io, LogonRejectReason::REPLAYED_NONCE);
         }
+        // What the nonce cache cannot know: logons accepted before it
+        // started empty (before a restart, read back from the journal).
+        let request_time_ns = logon.request_time_ns();
+        if !key_state.logon_floor.admits(request_time_ns) {
+            io.counters.logons_stale += 1;
+            return self.logon_reject(io, LogonRejectReason::STALE_LOGON);
+        }
         if key_state
             .logon_cell
             .take(&shared.logon_key_rate, now, Class::Cancel)
@@ -965,12 +974,14 @@ impl Session {
         self.state = State::Active;
         self.last_rx = now;
         io.counters.logons_accepted += 1;
-        io.audit.record(AuditEvent::logon_accepted(
-            now,
-            self.id,
-            entry.id,
-            from_ip(self.peer),
-        ));
+        if let Some(auth) = &self.auth {
+            auth.key_state.logon_floor.raise(request_time_ns);
+        }
+        // With the request time: the key's replay floor after a restart.
+        io.audit.record(
+            AuditEvent::logon_accepted(now, self.id, entry.id, from_ip(self.peer))
+                .with_request_time(request_time_ns),
+        );
         let ack = wire::LogonAck {
             session_id: self.id.0,
             server_time_ns: now,

@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 use crate::auth::keys::{KeyIndex, KeyTable};
 use crate::auth::tag::TagKey;
 use crate::constants::*;
-use crate::limits::{AddressRate, LogonGuard, NonceCache, Rate, SharedCell};
+use crate::limits::{AddressRate, FloorBook, LogonFloor, LogonGuard, NonceCache, Rate, SharedCell};
 use crate::wire::codes::Environment;
 
 /// Gateway-wide session policy. Every field has a default from
@@ -92,6 +92,10 @@ pub struct KeyState {
     pub logon_cell: Arc<SharedCell>,
     /// The key's own logon nonce replay cache.
     pub nonces: Arc<NonceCache>,
+    /// The key's logon replay floor, set when its nonce cache was made
+    /// (carried with it): from the audit journal at start-up, from the
+    /// key's earlier state when a reload adds it back.
+    pub logon_floor: Arc<LogonFloor>,
 }
 
 impl std::fmt::Debug for KeyState {
@@ -102,6 +106,7 @@ impl std::fmt::Debug for KeyState {
             .field("sessions", &self.sessions)
             .field("logon_cell", &self.logon_cell)
             .field("nonce_slots", &self.nonces.len())
+            .field("logon_floor", &self.logon_floor)
             .finish()
     }
 }
@@ -123,7 +128,8 @@ impl KeySet {
     /// The next generation: `table`'s keys, keeping the rate cell, the
     /// session count, the logon cell and the nonce cache of every key id that
     /// `previous` also had. A new key's nonce cache is allocated here
-    /// (`config.nonce_slots_per_key()` slots), never on a reactor.
+    /// (`config.nonce_slots_per_key()` slots), never on a reactor. New keys
+    /// get no replay floor: see [`KeySet::new_with_floors`].
     pub fn new(
         table: Arc<KeyTable>,
         revoked: Box<[u64]>,
@@ -131,6 +137,37 @@ impl KeySet {
         epoch: u64,
         config: &GatewayConfig,
     ) -> KeySet {
+        KeySet::new_with_floors(
+            table,
+            revoked,
+            previous,
+            epoch,
+            config,
+            &mut FloorBook::new(),
+        )
+    }
+
+    /// [`KeySet::new`], with the replay floors of `floors`: a key whose
+    /// nonce cache is made here (not carried from `previous`) gets its
+    /// floor from the book, and the latest accepted request time of every
+    /// key of `previous` that `table` no longer has goes into the book, so
+    /// a key removed and later added back is not open to the replay of its
+    /// earlier logons.
+    pub fn new_with_floors(
+        table: Arc<KeyTable>,
+        revoked: Box<[u64]>,
+        previous: Option<&KeySet>,
+        epoch: u64,
+        config: &GatewayConfig,
+        floors: &mut FloorBook,
+    ) -> KeySet {
+        if let Some(p) = previous {
+            for (i, e) in p.table.iter() {
+                if table.get(e.id).is_none() {
+                    floors.raise(e.id, p.state(i).logon_floor.last());
+                }
+            }
+        }
         let states = table
             .iter()
             .map(|(_, e)| {
@@ -148,6 +185,10 @@ impl KeySet {
                             ))
                         },
                         |c| c.nonces.clone(),
+                    ),
+                    logon_floor: carried.map_or_else(
+                        || Arc::new(LogonFloor::new(floors.floor(e.id))),
+                        |c| c.logon_floor.clone(),
                     ),
                 }
             })
@@ -206,12 +247,29 @@ pub struct Shared {
     pub limits: Arc<crate::engine::risk::LimitsFeed>,
     /// The reactors' reports of their key sweeps, for `kill`'s answer.
     pub key_sweeps: crate::engine::risk::KeySweeps,
+    /// Logon replay floors of key ids not in the current generation (read
+    /// from the journal at start-up; left by keys a reload removed). Only
+    /// the control thread takes the lock, with `keys` held.
+    logon_floors: Mutex<FloorBook>,
 }
 
 impl Shared {
     /// `seed`: 32 bytes from the OS random source (tests pass a fixed one),
     /// keying the server nonces and the decoy secret.
     pub fn new(config: GatewayConfig, keys: KeyTable, seed: [u8; 32]) -> Shared {
+        Shared::with_logon_floors(config, keys, seed, FloorBook::new())
+    }
+
+    /// [`Shared::new`] with the logon replay floors read from the audit
+    /// journal ([`crate::journal::read_logon_floors`]): each key's first
+    /// nonce cache starts with its floor, so a Logon accepted before the
+    /// restart cannot be replayed after it.
+    pub fn with_logon_floors(
+        config: GatewayConfig,
+        keys: KeyTable,
+        seed: [u8; 32],
+        mut floors: FloorBook,
+    ) -> Shared {
         let prf = TagKey::new(&seed);
         let decoy_secret = prf.mac(b"ordergate decoy secret");
         let limits = Arc::new(crate::engine::risk::LimitsFeed::new(
@@ -234,12 +292,13 @@ impl Shared {
                 config.logon_rate_per_address,
                 config.logon_burst_per_address,
             ),
-            keys: Mutex::new(Arc::new(KeySet::new(
+            keys: Mutex::new(Arc::new(KeySet::new_with_floors(
                 Arc::new(keys),
                 Box::new([]),
                 None,
                 1,
                 &config,
+                &mut floors,
             ))),
             config,
             keys_epoch: AtomicU64::new(1),
@@ -248,6 +307,7 @@ impl Shared {
             nonce_counter: AtomicU64::new(0),
             decoy_secret,
             admin: Default::default(),
+            logon_floors: Mutex::new(floors),
         }
     }
 
@@ -272,12 +332,14 @@ impl Shared {
         self.limits.publish(crate::engine::risk::limits_of(&table));
         let epoch = current.epoch + 1;
         let revoked = current.revoked.clone();
-        *current = Arc::new(KeySet::new(
+        let mut floors = self.logon_floors.lock().unwrap_or_else(|e| e.into_inner());
+        *current = Arc::new(KeySet::new_with_floors(
             Arc::new(table),
             revoked,
             Some(&current),
             epoch,
             &self.config,
+            &mut floors,
         ));
         self.keys_epoch.store(epoch, Ordering::Release);
         epoch
@@ -317,6 +379,15 @@ impl Shared {
         self.applied[..reactors]
             .iter()
             .all(|a| a.load(Ordering::Acquire) >= epoch)
+    }
+
+    /// The logon replay floor a key id not in the current generation would
+    /// start with (control thread; takes a lock).
+    pub fn book_floor(&self, key_id: u64) -> u64 {
+        self.logon_floors
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .floor(key_id)
     }
 
     pub fn decoy_secret(&self) -> &[u8; 32] {

@@ -66,6 +66,12 @@ wire_enum!(
         SESSION_LIMIT = 7,
         THROTTLED = 8,
         MALFORMED = 9,
+        /// The Logon's `request_time_ns` is not later than that of the
+        /// key's last accepted Logon before the gateway's nonce cache
+        /// started empty (a restart, or a reload that added the key back):
+        /// a replay of a captured Logon, or a client clock behind the one
+        /// that logged on last. (Added within v1; no frame changes.)
+        STALE_LOGON = 10,
     }
 );
 
@@ -177,7 +183,11 @@ mod tests {
         }
         assert_eq!(TerminateReason::from_wire(11), None);
         assert_eq!(LogonRejectReason::from_wire(0), None);
-        assert_eq!(LogonRejectReason::from_wire(10), None);
+        assert_eq!(LogonRejectReason::from_wire(11), None);
+        assert_eq!(
+            LogonRejectReason::from_wire(10),
+            Some(LogonRejectReason::STALE_LOGON)
+        );
         assert_eq!(RejectReason::from_wire(13), None);
         assert_eq!(
             RejectReason::from_wire(11),
