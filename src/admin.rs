@@ -55,7 +55,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use crate::gateway::{ControlReport, GatewayControl};
+use crate::constants::ADMIN_SESSIONS_LISTED_MAX;
+use crate::gateway::{CONTROL_TIMEOUT, ControlReport, GatewayControl};
 
 /// File name of the default admin socket, in its directory.
 pub const SOCKET_NAME: &str = "admin.sock";
@@ -566,19 +567,75 @@ pub fn execute(request: &str, control: &GatewayControl, keys_path: Option<&Path>
         ("revoke" | "kill", Some(Err(_)) | None, _) => {
             format!("error: {verb} takes one key id (a number)\n")
         }
-        ("sessions", None, None) => {
-            let mut out = String::from("key_id sessions revoked\n");
-            for (id, n, revoked) in control.sessions() {
-                out.push_str(&format!("{id} {n} {revoked}\n"));
-            }
-            out.push_str("ok\n");
-            out
-        }
+        ("sessions", None, None) => sessions_listing(control),
         _ => format!(
             "error: unknown request {:?}: use reload, revoke KEY, kill KEY or sessions\n",
             request.chars().take(64).collect::<String>()
         ),
     }
+}
+
+/// `sessions`: each key (`key_id sessions revoked`), each followed by its
+/// logged-on sessions, one line each:
+/// `  session ID reactor R peer ADDR logon RFC3339 in N out N open_orders N`.
+/// At most `ADMIN_SESSIONS_LISTED_MAX` session lines; a line says how many
+/// more there are, and which reactors did not answer in time.
+fn sessions_listing(control: &GatewayControl) -> String {
+    use std::fmt::Write as _;
+    let (rows, silent) = control.live_sessions();
+    let mut out = String::from("key_id sessions revoked\n");
+    let mut listed = 0usize;
+    let mut list = |out: &mut String, key_id: u64| {
+        for r in rows.iter().filter(|r| r.key_id == key_id) {
+            if listed == ADMIN_SESSIONS_LISTED_MAX {
+                return;
+            }
+            listed += 1;
+            let _ = writeln!(
+                out,
+                "  session {} reactor {} peer {} logon {} in {} out {} open_orders {}",
+                r.session.0,
+                r.session.reactor(),
+                r.peer,
+                crate::journal::rfc3339(r.logon_ns),
+                r.msgs_in,
+                r.msgs_out,
+                r.open_orders
+            );
+        }
+    };
+    let keys = control.sessions();
+    for &(id, n, revoked) in &keys {
+        let _ = writeln!(out, "{id} {n} {revoked}");
+        list(&mut out, id);
+    }
+    // Sessions of a key a reload just removed, still ending.
+    let mut gone: Vec<u64> = rows
+        .iter()
+        .map(|r| r.key_id)
+        .filter(|id| !keys.iter().any(|k| k.0 == *id))
+        .collect();
+    gone.dedup();
+    for id in gone {
+        let n = rows.iter().filter(|r| r.key_id == id).count();
+        let _ = writeln!(out, "{id} {n} removed");
+        list(&mut out, id);
+    }
+    if rows.len() > listed {
+        let _ = writeln!(
+            out,
+            "{} more sessions not listed (at most {ADMIN_SESSIONS_LISTED_MAX} are)",
+            rows.len() - listed
+        );
+    }
+    for r in silent {
+        let _ = writeln!(
+            out,
+            "reactor {r} did not answer within {CONTROL_TIMEOUT:?}: its sessions are not listed"
+        );
+    }
+    out.push_str("ok\n");
+    out
 }
 
 /// The client side: sends one request and returns the answer.

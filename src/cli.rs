@@ -43,12 +43,13 @@ use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
 
 use crate::auth::keys::{KeyTable, KeysFile, MSGS_PER_SEC_MAX};
-use crate::config::{self, Config, ConfigError};
+use crate::config::{self, Config, ConfigError, parse_socket_addr};
 use crate::constants::{SESSIONS_PER_REACTOR_DEFAULT, SESSIONS_PER_REACTOR_MAX};
 use crate::gateway::{
     EnginePlacement, Gateway, GatewayReport, GatewaySpec, StopHandle, UringCounters,
 };
 use crate::reactor::idle::IdleKind;
+use crate::telemetry::prometheus::PrometheusListener;
 use crate::wire::codes::{Environment, LogonRejectReason, RejectReason, TerminateReason};
 
 /// The gateway could not start, or failed while running.
@@ -128,8 +129,8 @@ pub enum Command {
 /// `ordergate admin`.
 #[derive(Clone, Debug, PartialEq, Eq, Args)]
 pub struct AdminArgs {
-    /// The gateway's admin socket [default: admin.sock in $RUNTIME_DIRECTORY, else /run/ordergate (root, or its owner), else $XDG_RUNTIME_DIR/ordergate, else ~/.local/state/ordergate: as serve]
-    #[arg(long, value_name = "PATH")]
+    /// The gateway's admin socket, before or after the request [default: admin.sock in $RUNTIME_DIRECTORY, else /run/ordergate (root, or its owner), else $XDG_RUNTIME_DIR/ordergate, else ~/.local/state/ordergate: as serve]
+    #[arg(long, value_name = "PATH", global = true)]
     pub socket: Option<PathBuf>,
     #[command(subcommand)]
     pub action: AdminAction,
@@ -902,32 +903,6 @@ fn parse_core_list(text: &str) -> Result<CoreList, String> {
     crate::load::parse_cores(text).map(CoreList)
 }
 
-/// `--listen`, `--prometheus`, `--connect`: an IP address and a port.
-/// Host names are not looked up: a gateway binds, and a load connects to,
-/// exactly the address given (a name may resolve to several, or to another
-/// one tomorrow).
-///
-/// # Errors
-///
-/// What the text is not, with examples.
-pub fn parse_socket_addr(text: &str) -> Result<SocketAddr, String> {
-    text.parse().map_err(|_| {
-        let why = match text.rsplit_once(':') {
-            None => " (there is no port)".to_owned(),
-            Some((_, port)) if port.parse::<u16>().is_err() => {
-                format!(" (`{port}` is not a port, 0..=65535)")
-            }
-            Some((host, _)) if host.parse::<std::net::IpAddr>().is_err() => {
-                format!(" (`{host}` is not an IP address)")
-            }
-            Some(_) => " (an IPv6 address goes in brackets)".to_owned(),
-        };
-        format!(
-            "`{text}` is not an IP address and a port{why}: give e.g. 127.0.0.1:9000, 0.0.0.0:9000 or [::1]:9000; host names are not looked up"
-        )
-    })
-}
-
 fn fail(code: u8, message: impl std::fmt::Display) -> ExitCode {
     eprintln!("ordergate: {message}");
     ExitCode::from(code)
@@ -1050,7 +1025,7 @@ fn serve(args: &ServeArgs) -> ExitCode {
     if let Err(message) = check_environment(&keys, plan.spec.session.environment, &plan.keys) {
         return fail(EXIT_USAGE, message);
     }
-    for warning in keys.warnings(crate::reactor::worker::wall_ns()) {
+    for warning in keys.warnings(crate::clock::wall_ns()) {
         eprintln!("ordergate: warning: {warning}");
     }
 
@@ -1101,6 +1076,30 @@ fn serve(args: &ServeArgs) -> ExitCode {
     if let Some(warning) = &admin_socket.warning {
         eprintln!("ordergate: warning: {warning}");
     }
+    // The Prometheus address before the gateway too: a taken one stops
+    // nothing that started. Served once the gateway made its stats file.
+    let prometheus = match args
+        .prometheus
+        .map(|addr| (addr, PrometheusListener::bind(addr)))
+    {
+        None => None,
+        Some((_, Ok(listener))) => Some(listener),
+        Some((addr, Err(e))) => {
+            let why = if e.kind() == std::io::ErrorKind::AddrInUse {
+                format!(
+                    "another process ({}) is already listening on this address: stop it, or \
+                     give --prometheus another address",
+                    crate::sys::holders_text(&crate::sys::listener_holders(addr))
+                )
+            } else {
+                format!("{e}{}", crate::sys::bind_hint(addr, &e))
+            };
+            return fail(
+                EXIT_FAILURE,
+                format!("cannot serve prometheus metrics on {addr}: {why}"),
+            );
+        }
+    };
     // Both always set by `plan_serve` (`Config::to_spec`); the fallbacks
     // only keep this from panicking.
     let audit_journal = plan.spec.audit_journal.clone().unwrap_or_default();
@@ -1144,10 +1143,10 @@ fn serve(args: &ServeArgs) -> ExitCode {
         audit_journal.display(),
         stats_file.display()
     );
-    let prometheus = match args
-        .prometheus
-        .map(|addr| crate::telemetry::prometheus::PrometheusServer::start(addr, &stats_file))
-    {
+    let prometheus = match prometheus.map(|listener| {
+        let addr = listener.local_addr();
+        listener.serve(&stats_file).map_err(|e| (addr, e))
+    }) {
         None => None,
         Some(Ok(server)) => {
             println!(
@@ -1156,12 +1155,12 @@ fn serve(args: &ServeArgs) -> ExitCode {
             );
             Some(server)
         }
-        Some(Err(e)) => {
+        Some(Err((addr, e))) => {
             let report = gateway.shutdown();
             print!("{}", summary(&report, started.elapsed()));
             return fail(
                 EXIT_FAILURE,
-                format!("cannot serve prometheus metrics: {e}"),
+                format!("cannot serve prometheus metrics on {addr}: {e}"),
             );
         }
     };

@@ -447,9 +447,7 @@ fn free_loopback_port() -> io::Result<SocketAddr> {
 fn private_temp_dir() -> io::Result<PathBuf> {
     use std::os::unix::fs::DirBuilderExt;
     static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.subsec_nanos());
+    let nanos = crate::clock::wall_ns() % 1_000_000_000;
     let dir = std::env::temp_dir().join(format!(
         "ordergate-compare-{}-{}-{nanos}",
         std::process::id(),

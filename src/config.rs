@@ -13,7 +13,7 @@
 
 use std::fmt;
 use std::fs::File;
-use std::io::{self, Read};
+use std::io;
 use std::net::SocketAddr;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
@@ -51,6 +51,7 @@ pub use crate::telemetry::STATS_FILE_DEFAULT;
 #[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields, default, expecting = "a table of config fields")]
 pub struct Config {
+    #[serde(deserialize_with = "socket_addr")]
     pub listen: SocketAddr,
     /// `None`: not in the file (then `--keys` must give it). [`load`] makes
     /// a relative path relative to the config file's directory.
@@ -697,6 +698,40 @@ fn environment<'de, D: Deserializer<'de>>(d: D) -> Result<Environment, D::Error>
     }
 }
 
+/// `listen` here, and `--listen`, `--prometheus`, `--connect` on the
+/// command line: an IP address and a port.
+/// Host names are not looked up: a gateway binds, and a load connects to,
+/// exactly the address given (a name may resolve to several, or to another
+/// one tomorrow).
+///
+/// # Errors
+///
+/// What the text is not, with examples.
+pub fn parse_socket_addr(text: &str) -> Result<SocketAddr, String> {
+    text.parse().map_err(|_| {
+        let why = match text.rsplit_once(':') {
+            None => " (there is no port)".to_owned(),
+            Some((_, port)) if port.parse::<u16>().is_err() => {
+                format!(" (`{port}` is not a port, 0..=65535)")
+            }
+            Some((host, _)) if host.parse::<std::net::IpAddr>().is_err() => {
+                format!(" (`{host}` is not an IP address)")
+            }
+            Some(_) => " (an IPv6 address goes in brackets)".to_owned(),
+        };
+        format!(
+            "`{text}` is not an IP address and a port{why}: give e.g. 127.0.0.1:9000, 0.0.0.0:9000 or [::1]:9000; host names are not looked up"
+        )
+    })
+}
+
+/// `listen`: as [`parse_socket_addr`], so that the file explains a host
+/// name the way the flag does.
+fn socket_addr<'de, D: Deserializer<'de>>(d: D) -> Result<SocketAddr, D::Error> {
+    let text = String::deserialize(d)?;
+    parse_socket_addr(&text).map_err(de::Error::custom)
+}
+
 // ---------------------------------------------------------------------------
 // Loading
 
@@ -713,25 +748,20 @@ pub fn load(path: &Path) -> Result<Config, ConfigError> {
     let fail = |kind| ConfigError::new(&origin, None, kind);
     let io = |action| move |source| fail(ConfigErrorKind::Io { action, source });
 
-    let file = File::open(path).map_err(io("open"))?;
-    let size = file.metadata().map_err(io("inspect"))?.len();
-    if size > CONFIG_FILE_SIZE_MAX {
-        return Err(fail(ConfigErrorKind::TooLarge {
-            size,
-            max: CONFIG_FILE_SIZE_MAX,
-        }));
-    }
-    // Read through a bound, not the size: the file may grow meanwhile.
-    let mut bytes = Vec::with_capacity(size as usize);
-    file.take(CONFIG_FILE_SIZE_MAX + 1)
-        .read_to_end(&mut bytes)
-        .map_err(io("read"))?;
-    if bytes.len() as u64 > CONFIG_FILE_SIZE_MAX {
-        return Err(fail(ConfigErrorKind::TooLarge {
-            size: bytes.len() as u64,
-            max: CONFIG_FILE_SIZE_MAX,
-        }));
-    }
+    let mut file = File::open(path).map_err(io("open"))?;
+    let mut bytes = Vec::new();
+    crate::files::read_bounded(&mut file, CONFIG_FILE_SIZE_MAX, &mut bytes).map_err(|e| {
+        use crate::files::ReadBoundedError as E;
+        match e {
+            E::Inspect(source) => io("inspect")(source),
+            E::TooLarge { size } => fail(ConfigErrorKind::TooLarge {
+                size,
+                max: CONFIG_FILE_SIZE_MAX,
+            }),
+            E::Read(source) => io("read")(source),
+            E::Changed => fail(ConfigErrorKind::ChangedWhileReading),
+        }
+    })?;
     let text = std::str::from_utf8(&bytes).map_err(|e| {
         fail(ConfigErrorKind::NotUtf8 {
             offset: e.valid_up_to(),
@@ -930,6 +960,9 @@ pub enum ConfigErrorKind {
     /// `[[engine.instrument]]` `id` has a `reference` <= 0 but does not
     /// allow such prices (`nonpositive_prices`).
     NonPositiveReference { id: u32 },
+    /// The file's size changed between `fstat` and the end of the read (it
+    /// is being written).
+    ChangedWhileReading,
 }
 
 impl ConfigError {
@@ -1079,6 +1112,7 @@ impl fmt::Display for ConfigErrorKind {
                 "instrument {id} has a reference price <= 0 but refuses such prices; \
                  set `nonpositive_prices = true` or give a positive reference"
             ),
+            ChangedWhileReading => write!(f, "it changed size while being read; try again"),
         }
     }
 }

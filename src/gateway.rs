@@ -227,8 +227,12 @@ pub enum StartError {
     Spec(String),
     /// io_uring, or a feature of it the reactor needs, is unavailable.
     Uring(String),
-    /// Binding or configuring the listener failed.
-    Listen(std::io::Error),
+    /// Binding or configuring the listener on `addr` failed (not because
+    /// another process listens there: that is `AddressInUse`).
+    Listen {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
     /// Another process already listens on the address (another gateway,
     /// most likely): joining its SO_REUSEPORT group would split the
     /// connections between two books. `holders`: who, from /proc, or why
@@ -251,25 +255,18 @@ impl std::fmt::Display for StartError {
         match self {
             StartError::Spec(s) => write!(f, "configuration: {s}"),
             StartError::Uring(s) => write!(f, "io_uring: {s}"),
-            StartError::Listen(e) => write!(f, "listener: {e}"),
-            StartError::AddressInUse { addr, holders } => {
-                write!(f, "listener {addr}: another process (")?;
-                match holders {
-                    Ok(holders) => {
-                        for (i, (pid, name)) in holders.iter().enumerate() {
-                            let sep = if i == 0 { "" } else { "; " };
-                            write!(f, "{sep}pid {pid}, {name}")?;
-                        }
-                    }
-                    Err(why) => write!(f, "pid unknown: {why}")?,
-                }
-                write!(
-                    f,
-                    ") is already listening on this address; a second gateway there would \
-                     take part of its connections with a separate book: stop that one, or \
-                     listen elsewhere"
-                )
-            }
+            StartError::Listen { addr, source } => write!(
+                f,
+                "listener {addr}: {source}{}",
+                crate::sys::bind_hint(*addr, source)
+            ),
+            StartError::AddressInUse { addr, holders } => write!(
+                f,
+                "listener {addr}: another process ({}) is already listening on this address; a \
+                 second gateway there would take part of its connections with a separate book: \
+                 stop that one, or listen elsewhere",
+                crate::sys::holders_text(holders)
+            ),
             StartError::Affinity(s) => write!(f, "cpu affinity: {s}"),
             StartError::Journal(s) => write!(f, "audit journal: {s}"),
             StartError::Stats(s) => write!(f, "{s}"),
@@ -374,7 +371,7 @@ impl GatewayControl {
         let keys = table.len();
         let epoch = self.shared.publish_keys(table);
         let applied_in = self.wait(epoch);
-        self.record(AuditEvent::reload(worker::wall_ns(), keys as u32));
+        self.record(AuditEvent::reload(crate::clock::wall_ns(), keys as u32));
         ControlReport {
             epoch,
             keys,
@@ -391,7 +388,7 @@ impl GatewayControl {
         match KeyTable::load(path) {
             Ok(table) => Ok(self.reload(table)),
             Err(e) => {
-                self.record(AuditEvent::reload_failed(worker::wall_ns(), 0));
+                self.record(AuditEvent::reload_failed(crate::clock::wall_ns(), 0));
                 Err(e.to_string())
             }
         }
@@ -410,7 +407,7 @@ impl GatewayControl {
             return Err(ControlError::AlreadyRevoked(key_id));
         }
         self.record(AuditEvent::revoke(
-            worker::wall_ns(),
+            crate::clock::wall_ns(),
             key_id,
             report.sessions_ended,
         ));
@@ -430,7 +427,7 @@ impl GatewayControl {
         let all = crate::engine::SessionId(0);
         let reason = crate::wire::codes::TerminateReason::KEY_REVOKED;
         self.record(AuditEvent::kill(
-            worker::wall_ns(),
+            crate::clock::wall_ns(),
             key_id,
             all,
             reason,
@@ -498,6 +495,20 @@ impl GatewayControl {
     /// The admin socket's counters (reactor 0 publishes them).
     pub fn admin_counters(&self) -> &crate::session::counters::AdminCounters {
         &self.shared.admin
+    }
+
+    /// Every reactor's logged-on sessions, in (key, session) order, asked
+    /// of the reactors (each answers at its next timer tick), and the
+    /// reactors that did not answer within `CONTROL_TIMEOUT`.
+    pub fn live_sessions(&self) -> (Vec<crate::session::listing::SessionRow>, Vec<u16>) {
+        let listing = &self.shared.listing;
+        let _one = listing.one_at_a_time();
+        let asked = listing.ask();
+        let start = std::time::Instant::now();
+        while !listing.answered(self.reactors, asked) && start.elapsed() < CONTROL_TIMEOUT {
+            std::thread::sleep(std::time::Duration::from_micros(200));
+        }
+        listing.collect(self.reactors, asked)
     }
 
     /// Each key's id and its live sessions (all reactors).
@@ -701,27 +712,31 @@ impl Gateway {
         // A fixed port is probed first without SO_REUSEPORT, so that another
         // gateway's group there is refused, not joined (port 0 gets a free
         // port from the kernel).
-        let probe = match spec.listen.port() {
-            0 => None,
-            _ => Some(uring::exclusive_probe(spec.listen).map_err(|e| {
-                if e.kind() == std::io::ErrorKind::AddrInUse {
+        // Every failure names the address (the port resolved, once it is).
+        let listen_error = |addr: SocketAddr| {
+            move |source: std::io::Error| {
+                if source.kind() == std::io::ErrorKind::AddrInUse {
                     StartError::AddressInUse {
-                        addr: spec.listen,
-                        holders: crate::sys::listener_holders(spec.listen),
+                        addr,
+                        holders: crate::sys::listener_holders(addr),
                     }
                 } else {
-                    StartError::Listen(e)
+                    StartError::Listen { addr, source }
                 }
-            })?),
+            }
         };
-        let first =
-            uring::reuseport_listener(spec.listen, LISTEN_BACKLOG).map_err(StartError::Listen)?;
-        let local_addr = first.local_addr().map_err(StartError::Listen)?;
+        let probe = match spec.listen.port() {
+            0 => None,
+            _ => Some(uring::exclusive_probe(spec.listen).map_err(listen_error(spec.listen))?),
+        };
+        let first = uring::reuseport_listener(spec.listen, LISTEN_BACKLOG)
+            .map_err(listen_error(spec.listen))?;
+        let local_addr = first.local_addr().map_err(listen_error(spec.listen))?;
         let mut listeners = vec![first];
         for _ in 1..spec.reactors {
             listeners.push(
                 uring::reuseport_listener(local_addr, LISTEN_BACKLOG)
-                    .map_err(StartError::Listen)?,
+                    .map_err(listen_error(local_addr))?,
             );
         }
         drop(probe);
@@ -749,7 +764,7 @@ impl Gateway {
                 crate::journal::read_logon_floors(
                     path,
                     spec.session.logon_skew_ns,
-                    crate::journal::wall_ns(),
+                    crate::clock::wall_ns(),
                 )
                 .map_err(StartError::Journal)?,
             ),
@@ -905,7 +920,7 @@ impl Gateway {
                             let mut idle = Idle::new(idle_kind);
                             let mut published: Nanos = 0;
                             loop {
-                                let now = worker::wall_ns();
+                                let now = crate::clock::wall_ns();
                                 let work = agent.do_work(now);
                                 if let Some(stats) = &mut stats
                                     && now.saturating_sub(published) >= TIMER_TICK_NS
@@ -915,7 +930,7 @@ impl Gateway {
                                 }
                                 if work == 0 && engine_stop.load(Ordering::Acquire) {
                                     if let Some(stats) = &mut stats {
-                                        stats.publish(worker::wall_ns(), &agent.counters);
+                                        stats.publish(crate::clock::wall_ns(), &agent.counters);
                                     }
                                     break;
                                 }

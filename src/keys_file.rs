@@ -13,7 +13,6 @@
 //! The audit journal's anchor key file is read here too
 //! ([`load_anchor_key`]), with the same checks.
 
-use std::io::{self, Read};
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::Path;
 
@@ -94,39 +93,27 @@ pub fn load(path: &Path) -> Result<KeyTable, KeysError> {
     if owner != me && owner != 0 {
         return Err(fail(KeysErrorKind::Owner { owner, me }));
     }
-    let size = metadata.len();
-    if size > KEYS_FILE_SIZE_MAX {
-        return Err(fail(KeysErrorKind::TooLarge {
-            size,
-            max: KEYS_FILE_SIZE_MAX,
-        }));
-    }
-
-    // Exactly the file's size, read in place: no growth, so no copy of
-    // the text is ever left in a freed buffer.
-    let size = usize::try_from(size).expect("size is at most KEYS_FILE_SIZE_MAX");
-    let mut bytes = Zeroizing::new(vec![0u8; size]);
-    file.read_exact(&mut bytes).map_err(|source| {
-        fail(if source.kind() == io::ErrorKind::UnexpectedEof {
-            KeysErrorKind::ChangedWhileReading
-        } else {
-            KeysErrorKind::Io {
+    // Sized to the file before a byte is read and never grown, so no
+    // copy of the text is left in a freed buffer; wiped on drop.
+    let mut bytes = Zeroizing::new(Vec::new());
+    crate::files::read_bounded(&mut file, KEYS_FILE_SIZE_MAX, &mut bytes).map_err(|e| {
+        use crate::files::ReadBoundedError as E;
+        fail(match e {
+            E::Inspect(source) => KeysErrorKind::Io {
+                action: "inspect",
+                source,
+            },
+            E::TooLarge { size } => KeysErrorKind::TooLarge {
+                size,
+                max: KEYS_FILE_SIZE_MAX,
+            },
+            E::Read(source) => KeysErrorKind::Io {
                 action: "read",
                 source,
-            }
+            },
+            E::Changed => KeysErrorKind::ChangedWhileReading,
         })
     })?;
-    let mut probe = Zeroizing::new([0u8; 1]);
-    match file.read(&mut probe[..]) {
-        Ok(0) => {}
-        Ok(_) => return Err(fail(KeysErrorKind::ChangedWhileReading)),
-        Err(source) => {
-            return Err(fail(KeysErrorKind::Io {
-                action: "read",
-                source,
-            }));
-        }
-    }
 
     let text = core::str::from_utf8(&bytes).map_err(|e| {
         fail(KeysErrorKind::NotUtf8 {
@@ -179,17 +166,18 @@ pub fn load_anchor_key(path: &Path) -> Result<AnchorKey, String> {
              root; chown it"
         ));
     }
-    if meta.len() > ANCHOR_KEY_FILE_SIZE_MAX {
-        return Err(format!(
-            "anchor key file {name} is {} bytes: it holds {SECRET_HEX_LEN} hex digits",
-            meta.len()
-        ));
-    }
-    let mut text = Zeroizing::new(Vec::with_capacity(ANCHOR_KEY_FILE_SIZE_MAX as usize));
-    (&mut file)
-        .take(ANCHOR_KEY_FILE_SIZE_MAX)
-        .read_to_end(&mut text)
-        .map_err(|e| format!("anchor key file {name}: cannot read it: {e}"))?;
+    let mut text = Zeroizing::new(Vec::new());
+    crate::files::read_bounded(&mut file, ANCHOR_KEY_FILE_SIZE_MAX, &mut text).map_err(|e| {
+        use crate::files::ReadBoundedError as E;
+        match e {
+            E::Inspect(e) => format!("anchor key file {name}: cannot inspect it: {e}"),
+            E::TooLarge { size } => format!(
+                "anchor key file {name} is {size} bytes: it holds {SECRET_HEX_LEN} hex digits"
+            ),
+            E::Read(e) => format!("anchor key file {name}: cannot read it: {e}"),
+            E::Changed => format!("anchor key file {name}: it changed size while being read"),
+        }
+    })?;
     let trimmed = std::str::from_utf8(&text)
         .map_err(|_| {
             format!("anchor key file {name}: not text; it must hold {SECRET_HEX_LEN} hex digits")

@@ -28,12 +28,13 @@ pub mod taskstat;
 pub mod telemetry;
 pub mod waits;
 
-// Compatibility: the modules that moved to `ordergate-core` and
-// `ordergate-client` (issue 11) are re-exported at their old paths, so
+// Compatibility: the modules that moved to `ordergate-core`,
+// `ordergate-os` and `ordergate-client` (issue 11) are re-exported at their old paths, so
 // `ordergate::wire`, `ordergate::session`, … and the tests, benches and fuzz
 // targets written against them keep working. New code may name the crates
 // directly.
 pub use ordergate_core::{client, constants, engine, limits, ring, rng, session, sync, wire};
+pub use ordergate_os::{clock, files};
 
 /// Authentication (compatibility path; the code is
 /// `ordergate_core::auth`), plus the keys-file loader that stays here

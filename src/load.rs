@@ -455,9 +455,9 @@ impl LoadParams {
     }
 }
 
-/// Reads an API secret from a 0600 file of 64 hex digits (the client
-/// library's, which firms use too).
-pub use ordergate_client::read_secret_file;
+/// Reads an API secret from a 0600 file of 64 hex digits (`ordergate-os`,
+/// which the client library re-exports for firms).
+pub use ordergate_os::read_secret_file;
 
 /// What a load run (or one sweep step) saw. Counts cover requests intended
 /// after the warm-up (and Fills received after it).

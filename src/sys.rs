@@ -304,6 +304,41 @@ pub fn listener_holders(addr: SocketAddr) -> Result<Vec<(u32, String)>, String> 
     Ok(holders)
 }
 
+/// [`listener_holders`]' answer in words: `pid 12, ordergate; pid 13, nc`,
+/// or `pid unknown: why`.
+pub fn holders_text(holders: &Result<Vec<(u32, String)>, String>) -> String {
+    match holders {
+        Ok(holders) => {
+            let each: Vec<String> = holders
+                .iter()
+                .map(|(pid, name)| format!("pid {pid}, {name}"))
+                .collect();
+            each.join("; ")
+        }
+        Err(why) => format!("pid unknown: {why}"),
+    }
+}
+
+/// What to do about a bind of `addr` the kernel refused with `error`,
+/// to follow the error: for a port below the first unprivileged one
+/// (`net.ipv4.ip_unprivileged_port_start`, 1024 unless changed) refused
+/// with EACCES, `; a port below N needs root or CAP_NET_BIND_SERVICE`;
+/// otherwise nothing.
+pub fn bind_hint(addr: SocketAddr, error: &io::Error) -> String {
+    if error.kind() != io::ErrorKind::PermissionDenied {
+        return String::new();
+    }
+    let first_unprivileged =
+        std::fs::read_to_string("/proc/sys/net/ipv4/ip_unprivileged_port_start")
+            .ok()
+            .and_then(|t| t.trim().parse::<u16>().ok())
+            .unwrap_or(1024);
+    if addr.port() == 0 || addr.port() >= first_unprivileged {
+        return String::new();
+    }
+    format!("; a port below {first_unprivileged} needs root or CAP_NET_BIND_SERVICE")
+}
+
 /// The command name of `pid` (`/proc/PID/comm`).
 pub fn process_name(pid: u32) -> Option<String> {
     std::fs::read_to_string(format!("/proc/{pid}/comm"))

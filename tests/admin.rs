@@ -82,3 +82,97 @@ fn admin_socket_is_private_and_answers_every_request() {
     std::fs::remove_dir_all(&dir).unwrap();
     gw.shutdown();
 }
+
+/// A logon from `conn` with the longest keepalive (so that no Heartbeat
+/// moves the counts while the test runs): the LogonAck's session id and
+/// server time, which `sessions` lists as the session and its logon.
+fn logon_listed(c: &mut Conn) -> (u64, u64) {
+    let f = c.logon_frame(0, 1, ordergate::constants::KEEPALIVE_MS_MAX);
+    c.send(&f);
+    let ack = c.recv().expect("a LogonAck");
+    match ordergate::wire::decode_gateway(&ack).unwrap() {
+        ordergate::wire::GatewayFrame::LogonAck(a) => (a.session_id(), a.server_time_ns()),
+        other => panic!("expected LogonAck, got {other:?}"),
+    }
+}
+
+/// `sessions` lists each key's live sessions (every reactor's): session
+/// id, reactor, peer address, logon time, messages in (the client's
+/// sequenced messages), out (the gateway's frames, LogonAck included) and
+/// open orders, exactly.
+#[test]
+fn sessions_lists_every_live_session_with_its_peer_reactor_and_counts() {
+    use ordergate::engine::SessionId;
+    use ordergate::gateway::GatewaySpec;
+    use ordergate::journal::rfc3339;
+    use std::net::Ipv4Addr;
+
+    let gw = ordergate::gateway::Gateway::start(
+        GatewaySpec {
+            reactors: 2,
+            ..spec()
+        },
+        keys(),
+    )
+    .expect("the gateway starts");
+    let dir = std::env::temp_dir().join(format!("ordergate-admin-list-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let sock = dir.join("admin.sock");
+    let admin = AdminServer::start(&sock, gw.control(), None).unwrap();
+
+    let (a_ip, b_ip) = (Ipv4Addr::new(127, 0, 0, 5), Ipv4Addr::new(127, 0, 0, 6));
+    let mut a = Conn::connect_from(a_ip, gw.local_addr(), TRADER, SECRET).unwrap();
+    let (a_id, a_logon) = logon_listed(&mut a);
+    let mut b = Conn::connect_from(b_ip, gw.local_addr(), TRADER, SECRET).unwrap();
+    let (b_id, b_logon) = logon_listed(&mut b);
+    // A: two resting bids, the second canceled.
+    a.send_order(1, 100, 5, 1, 0);
+    accepted(&a.recv().unwrap());
+    a.send_order(2, 99, 5, 1, 0);
+    accepted(&a.recv().unwrap());
+    let f = a.c.seal(
+        ordergate::wire::CancelOrder {
+            seq: 0,
+            cl_ord_id: 3,
+            orig_cl_ord_id: 2,
+            instrument_id: 1,
+        }
+        .to_bytes(),
+    );
+    a.send(&f);
+    assert_eq!(canceled(&a.recv().unwrap()).0, 3);
+    // B: sells 2 into A's bid (A keeps 3), then rests an offer.
+    b.send_order(1, 100, 2, 2, 0);
+    accepted(&b.recv().unwrap());
+    assert_eq!(fill(&b.recv().unwrap()).3, 0);
+    assert_eq!(fill(&a.recv().unwrap()).3, 3);
+    b.send_order(2, 101, 1, 2, 0);
+    accepted(&b.recv().unwrap());
+
+    let line = |id: u64, ip: Ipv4Addr, logon: u64, msgs_in: u64, out: u64, open: u32| {
+        format!(
+            "  session {id} reactor {} peer {ip} logon {} in {msgs_in} out {out} open_orders \
+             {open}\n",
+            SessionId(id).reactor(),
+            rfc3339(logon)
+        )
+    };
+    let mut listed = [
+        (a_id, line(a_id, a_ip, a_logon, 3, 5, 1)),
+        (b_id, line(b_id, b_ip, b_logon, 2, 4, 1)),
+    ];
+    listed.sort();
+    let answer = ordergate::admin::request(&sock, "sessions").unwrap();
+    assert_eq!(
+        answer,
+        format!(
+            "key_id sessions revoked\n{TRADER} 2 false\n{}{}{CANCEL_ONLY} 0 false\n\
+             {SANDBOX} 0 false\n{SLOW} 0 false\nok\n",
+            listed[0].1, listed[1].1
+        )
+    );
+
+    drop(admin);
+    std::fs::remove_dir_all(&dir).unwrap();
+    gw.shutdown();
+}

@@ -2,8 +2,6 @@
 //! that never log on cannot take the session slots from clients that do.
 
 mod common;
-#[path = "support/connect_from.rs"]
-mod connect_from;
 
 use std::io::{ErrorKind, Read};
 use std::net::{Ipv4Addr, SocketAddr, TcpStream};
@@ -12,8 +10,6 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use common::net::*;
-use connect_from::connect_from;
-use ordergate::client::{ClientSession, FrameReader};
 use ordergate::constants::LOGON_TIMEOUT_NS_DEFAULT;
 use ordergate::constants::PENDING_LOGONS_PER_ADDRESS_DEFAULT;
 use ordergate::gateway::{Gateway, GatewaySpec};
@@ -33,13 +29,9 @@ fn default_spec() -> GatewaySpec {
 
 /// A client connection from `local`, not yet logged on.
 fn conn_from(local: Ipv4Addr, addr: SocketAddr, key_id: u64) -> Conn {
-    let s = connect_from(local, addr).expect("connect");
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    Conn {
-        s,
-        c: ClientSession::new(key_id, SECRET),
-        r: FrameReader::new(1 << 16),
-    }
+    let c = Conn::connect_from(local, addr, key_id, SECRET).expect("connect");
+    c.s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    c
 }
 
 /// Sends a Logon and returns the template of the reply, and the

@@ -6,16 +6,11 @@
 //! exactly one test.
 
 mod common;
-#[path = "support/connect_from.rs"]
-mod connect_from;
 
 use std::net::{Ipv4Addr, SocketAddr, TcpStream};
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use common::net::*;
-use connect_from::{bound_socket, connect, connect_from};
-use ordergate::client::{ClientSession, FrameReader};
 use ordergate::gateway::{Gateway, GatewaySpec};
 use ordergate::telemetry::stats::StatsReader;
 use ordergate::wire;
@@ -34,14 +29,6 @@ const SPARE_FDS: u64 = 4;
 /// turn with work); a reactor that re-arms a failing accept every turn never
 /// parks and turns hundreds of thousands of times.
 const TURNS_IN_WINDOW_MAX: u64 = 60_000;
-
-struct TempDir(PathBuf);
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
 
 fn nofile() -> libc::rlimit {
     let mut r = libc::rlimit {
@@ -69,13 +56,7 @@ impl Drop for RestoreLimit {
 }
 
 fn conn_from(local: Ipv4Addr, addr: SocketAddr) -> Conn {
-    let s = connect_from(local, addr).expect("connect");
-    s.set_read_timeout(Some(WAIT)).unwrap();
-    Conn {
-        s,
-        c: ClientSession::new(TRADER, SECRET),
-        r: FrameReader::new(1 << 16),
-    }
+    Conn::connect_from(local, addr, TRADER, SECRET).expect("connect")
 }
 
 /// Fills the descriptor table up to the limit with duplicates of one
@@ -97,12 +78,8 @@ fn exhaust_descriptors(spare: usize) -> Vec<std::fs::File> {
 
 #[test]
 fn out_of_descriptors_accept_backs_off_and_sessions_keep_trading() {
-    let dir = TempDir(
-        std::env::temp_dir().join(format!("ordergate-admission-emfile-{}", std::process::id())),
-    );
-    let _ = std::fs::remove_dir_all(&dir.0);
-    std::fs::create_dir_all(&dir.0).unwrap();
-    let path = dir.0.join("gw.stats");
+    let dir = common::serve::TempDir::new("admission-emfile");
+    let path = dir.join("gw.stats");
 
     // A modest limit from the start: io_uring takes RLIMIT_NOFILE when an
     // accept is submitted, so the multishot accept armed at start-up must

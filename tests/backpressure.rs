@@ -134,17 +134,8 @@ const CAPPED: u64 = 5;
 
 #[test]
 fn a_burst_of_accepted_then_refused_orders_acknowledges_every_accepted_one() {
-    use ordergate::auth::keys::{KeyEntry, KeyTable};
-    use ordergate::auth::secret::Secret;
-    use ordergate::wire::codes::{Environment, Scopes};
-    let mut capped = KeyEntry::new(
-        CAPPED,
-        Secret::from_bytes(SECRET),
-        Scopes::TRADE.union(Scopes::CANCEL),
-        Environment::Production,
-    )
-    .with_rate(1_000_000, 100_000)
-    .allow_any();
+    use ordergate::auth::keys::KeyTable;
+    let mut capped = common::unthrottled_key(CAPPED, SECRET);
     capped.max_order_qty = std::num::NonZeroU32::new(10);
     let table = KeyTable::from_entries(vec![capped]).unwrap();
     let gw = ordergate::gateway::Gateway::start(spec(), table).expect("starts");

@@ -2,58 +2,16 @@
 //! it would start a gateway. No test here starts one (each case fails
 //! before `Gateway::start`), so they hold whatever the reactor does.
 
-use std::fs;
-use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
-use std::sync::atomic::{AtomicUsize, Ordering};
+mod common;
 
-const SECRET: &str = "5eC7e75eC7e75eC7e75eC7e75eC7e75eC7e75eC7e75eC7e75eC7e75eC7e75eC7";
+use std::process::Output;
 
-/// A directory of its own under the temp dir, removed on drop.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(tag: &str) -> TempDir {
-        static COUNTER: AtomicUsize = AtomicUsize::new(0);
-        let path = std::env::temp_dir().join(format!(
-            "ordergate-cli-{}-{tag}-{}",
-            std::process::id(),
-            COUNTER.fetch_add(1, Ordering::Relaxed)
-        ));
-        fs::create_dir_all(&path).unwrap();
-        TempDir(path)
-    }
-
-    fn file(&self, name: &str, contents: &str, mode: u32) -> PathBuf {
-        let path = self.0.join(name);
-        fs::write(&path, contents).unwrap();
-        fs::set_permissions(&path, fs::Permissions::from_mode(mode)).unwrap();
-        path
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = fs::remove_dir_all(&self.0);
-    }
-}
+use common::serve::{KEY, SECRET_HEX as SECRET, TempDir, ordergate, p as path};
 
 fn keys_text(environment: &str) -> String {
     format!(
-        "[[key]]\nid = 1001\nsecret = \"{SECRET}\"\nscopes = [\"trade\", \"cancel\"]\nenvironment = \"{environment}\"\n"
+        "[[key]]\nid = {KEY}\nsecret = \"{SECRET}\"\nscopes = [\"trade\", \"cancel\"]\nenvironment = \"{environment}\"\n"
     )
-}
-
-fn ordergate(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_ordergate"))
-        .args(args)
-        .output()
-        .expect("run ordergate")
-}
-
-fn path(p: &Path) -> &str {
-    p.to_str().unwrap()
 }
 
 fn stderr(out: &Output) -> String {
@@ -251,4 +209,33 @@ fn load_refuses_a_duration_without_unit() {
 fn demo_refuses_zero_sessions() {
     let err = refused(&ordergate(&["demo", "--sessions", "0"]), 2);
     assert!(err.contains("--sessions"), "{err}");
+}
+
+/// `listen = "localhost:9000"` in a config file is refused with the same
+/// explanation as `--listen localhost:9000`, naming the file and the line.
+#[test]
+fn a_host_name_to_listen_on_is_explained_from_the_flag_and_from_the_config_file() {
+    let dir = TempDir::new("listen-name");
+    let keys = dir.file("keys.toml", &keys_text("production"), 0o600);
+    let flag = ordergate(&["serve", "--listen", "localhost:9000", "--keys", path(&keys)]);
+    let flag_err = refused(&flag, 2);
+    let why = "`localhost:9000` is not an IP address and a port (`localhost` is not an IP \
+               address): give e.g. 127.0.0.1:9000, 0.0.0.0:9000 or [::1]:9000; host names are \
+               not looked up";
+    assert!(flag_err.contains(why), "{flag_err}");
+
+    let config = dir.file(
+        "gw.toml",
+        "# the gateway\nlisten = \"localhost:9000\"\n",
+        0o644,
+    );
+    let out = ordergate(&["serve", "--config", path(&config), "--keys", path(&keys)]);
+    let err = refused(&out, 2);
+    assert_eq!(
+        err,
+        format!(
+            "ordergate: config file {}, line 2, column 10: `listen`: {why}\n",
+            path(&config)
+        )
+    );
 }

@@ -21,8 +21,8 @@ use std::process::Command;
 
 use common::net::{SECRET, TRADER, WAIT, keys, spec};
 use ordergate::client::{ClientSession, FrameReader};
+use ordergate::clock::wall_ns;
 use ordergate::gateway::Gateway;
-use ordergate::reactor::worker::wall_ns;
 use ordergate::wire::codes::{
     CancelReason, Environment, LogonRejectReason, OrdType, RejectReason, Side, TerminateReason, Tif,
 };

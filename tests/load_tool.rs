@@ -3,20 +3,21 @@
 //! with exact accounting, the `.hgrm`, JSON and SVG outputs read back, a
 //! tiny sweep, the flags, and the binary itself end to end.
 
+mod common;
+
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use clap::Parser;
-use ordergate::auth::keys::{BURST_MAX, KeyEntry, KeyTable, KeysFile, MSGS_PER_SEC_MAX};
-use ordergate::auth::secret::Secret;
+use ordergate::auth::keys::{BURST_MAX, KeyTable, KeysFile, MSGS_PER_SEC_MAX};
 use ordergate::cli::{Cli, Command, plan_load};
 use ordergate::gateway::{Gateway, GatewaySpec};
 use ordergate::load::{
     LoadParams, LoadReport, Mode, Outputs, SweepParams, run_load, run_sweep, step_hgrm_path,
     write_report_outputs, write_sweep_outputs,
 };
-use ordergate::wire::codes::{Environment, Scopes, TerminateReason};
+use ordergate::wire::codes::TerminateReason;
 
 const KEY: u64 = 5151;
 const SECRET: [u8; 32] = [0x6d; 32];
@@ -26,17 +27,7 @@ const SECRET_HEX: &str = "6d6d6d6d6d6d6d6d6d6d6d6d6d6d6d6d";
 /// A gateway whose key and session limits never bind: every request is
 /// answered, none is throttled.
 fn start() -> Gateway {
-    let keys = KeyTable::from_entries(vec![
-        KeyEntry::new(
-            KEY,
-            Secret::from_bytes(SECRET),
-            Scopes::TRADE.union(Scopes::CANCEL),
-            Environment::Production,
-        )
-        .with_rate(MSGS_PER_SEC_MAX, BURST_MAX)
-        .allow_any(),
-    ])
-    .unwrap();
+    let keys = KeyTable::from_entries(vec![common::unthrottled_key(KEY, SECRET)]).unwrap();
     let mut spec = GatewaySpec::default();
     spec.session.session_msgs_per_sec = MSGS_PER_SEC_MAX;
     spec.session.session_burst = BURST_MAX;
@@ -546,17 +537,8 @@ fn the_command_runs_against_the_gateway() {
 /// load's orders are THROTTLED, and each session, after 100 of them in a
 /// row, is ended THROTTLE_BREACH.
 fn start_throttling() -> Gateway {
-    let keys = KeyTable::from_entries(vec![
-        KeyEntry::new(
-            KEY,
-            Secret::from_bytes(SECRET),
-            Scopes::TRADE.union(Scopes::CANCEL),
-            Environment::Production,
-        )
-        .with_rate(10, 4)
-        .allow_any(),
-    ])
-    .unwrap();
+    let keys = KeyTable::from_entries(vec![common::unthrottled_key(KEY, SECRET).with_rate(10, 4)])
+        .unwrap();
     let mut spec = GatewaySpec::default();
     spec.session.session_msgs_per_sec = MSGS_PER_SEC_MAX;
     spec.session.session_burst = BURST_MAX;

@@ -11,20 +11,17 @@
 
 mod common;
 
-use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, TcpStream};
+use std::net::{Ipv4Addr, SocketAddr};
 use std::num::NonZeroU32;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use common::net::*;
 use ordergate::auth::keys::{KeyEntry, KeyTable};
-use ordergate::auth::secret::Secret;
-use ordergate::client::{ClientSession, FrameReader};
 use ordergate::gateway::{Gateway, GatewayReport};
 use ordergate::rng::SplitMix;
-use ordergate::wire::codes::{Environment, LogonRejectReason as LR, Scopes};
+use ordergate::wire::codes::LogonRejectReason as LR;
 use ordergate::wire::{self};
 
 /// A key that may hold one session at a time (the flooder).
@@ -43,73 +40,11 @@ fn heavy() -> std::sync::MutexGuard<'static, ()> {
 }
 
 fn entry(id: u64) -> KeyEntry {
-    KeyEntry::new(
-        id,
-        Secret::from_bytes(SECRET),
-        Scopes::TRADE.union(Scopes::CANCEL),
-        Environment::Production,
-    )
-    .with_rate(1_000_000, 100_000)
-    .allow_any()
+    common::unthrottled_key(id, SECRET)
 }
 
 fn start_with(entries: Vec<KeyEntry>) -> Gateway {
     Gateway::start(spec(), KeyTable::from_entries(entries).unwrap()).expect("the gateway starts")
-}
-
-/// A TCP connection to `to` from `from` (port chosen by the kernel).
-fn tcp_from(from: Ipv4Addr, to: SocketAddr) -> std::io::Result<TcpStream> {
-    let SocketAddr::V4(to) = to else {
-        panic!("the test gateway listens on IPv4 loopback")
-    };
-    fn sockaddr(a: SocketAddrV4) -> libc::sockaddr_in {
-        libc::sockaddr_in {
-            sin_family: libc::AF_INET as libc::sa_family_t,
-            sin_port: a.port().to_be(),
-            sin_addr: libc::in_addr {
-                s_addr: u32::from(*a.ip()).to_be(),
-            },
-            sin_zero: [0; 8],
-        }
-    }
-    // SAFETY: plain socket(2) call with constant arguments; the result is
-    // checked before use.
-    let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0) };
-    if fd < 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    // SAFETY: `fd` is a fresh descriptor this function owns; OwnedFd closes
-    // it on every path out.
-    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
-    let len = std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
-    let local = sockaddr(SocketAddrV4::new(from, 0));
-    // SAFETY: `local` is a valid sockaddr_in that outlives the call, and
-    // `len` is its size.
-    if unsafe { libc::bind(fd.as_raw_fd(), (&raw const local).cast(), len) } < 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    let remote = sockaddr(to);
-    // SAFETY: as for bind: a valid sockaddr_in of size `len`.
-    if unsafe { libc::connect(fd.as_raw_fd(), (&raw const remote).cast(), len) } < 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    Ok(TcpStream::from(fd))
-}
-
-fn conn_from(
-    from: Ipv4Addr,
-    to: SocketAddr,
-    key_id: u64,
-    secret: [u8; 32],
-) -> std::io::Result<Conn> {
-    let s = tcp_from(from, to)?;
-    s.set_nodelay(true)?;
-    s.set_read_timeout(Some(WAIT))?;
-    Ok(Conn {
-        s,
-        c: ClientSession::new(key_id, secret),
-        r: FrameReader::new(1 << 16),
-    })
 }
 
 /// The gateway's answer to one logon attempt.
@@ -139,7 +74,7 @@ fn signed_logon_from(
     secret: [u8; 32],
     keepalive_ms: u16,
 ) -> (Answer, Option<Conn>) {
-    let Ok(mut c) = conn_from(from, to, key_id, secret) else {
+    let Ok(mut c) = Conn::connect_from(from, to, key_id, secret) else {
         return (Answer::Nothing, None);
     };
     let f = c.logon_frame(0, 1, keepalive_ms);
@@ -423,13 +358,13 @@ mod check_order {
     const SEC: u64 = sans::SEC;
 
     fn table(max_sessions: Option<u32>) -> KeyTable {
-        let mut e = sans::entry(
+        let mut e = sans::unthrottled_key_for(
             KEY,
+            sans::SECRET,
             ordergate::wire::codes::Scopes::TRADE,
             ordergate::wire::codes::Environment::Production,
-            1000,
-            100,
-        );
+        )
+        .with_rate(1000, 100);
         e.max_sessions = max_sessions.and_then(NonZeroU32::new);
         KeyTable::from_entries(vec![e]).unwrap()
     }

@@ -7,8 +7,8 @@ use std::io::Read;
 use std::time::{Duration, Instant};
 
 use common::net::*;
+use ordergate::clock::wall_ns;
 use ordergate::gateway::Gateway;
-use ordergate::reactor::worker::wall_ns;
 use ordergate::wire::codes::{
     CancelReason as CR, LogonRejectReason as LR, RejectReason as RR, TerminateReason as TR,
 };

@@ -2,10 +2,11 @@
 //! reactor, rings, embedded engine) driven by `net_client`, the load
 //! generator and the demo.
 
+mod common;
+
 use std::time::Duration;
 
-use ordergate::auth::keys::{KeyEntry, KeyTable};
-use ordergate::auth::secret::Secret;
+use ordergate::auth::keys::KeyTable;
 use ordergate::demo::{DemoParams, run_demo};
 use ordergate::engine::book::EngineConfig;
 use ordergate::gateway::{Gateway, GatewaySpec};
@@ -13,9 +14,7 @@ use ordergate::load::{LoadParams, run_load};
 use ordergate::net_client::{ClientError, ConnectOptions, Connection, Order, Reply};
 use ordergate::wire::{
     self,
-    codes::{
-        CancelReason, Environment, LogonRejectReason, RejectReason, Scopes, Side, TerminateReason,
-    },
+    codes::{CancelReason, LogonRejectReason, RejectReason, Side, TerminateReason},
 };
 
 const KEY: u64 = 4242;
@@ -25,17 +24,7 @@ const WAIT: Duration = Duration::from_secs(5);
 /// A gateway with one trade+cancel key whose rates never bind, and a small
 /// engine (these tests rest a handful of orders).
 fn start() -> Gateway {
-    let keys = KeyTable::from_entries(vec![
-        KeyEntry::new(
-            KEY,
-            Secret::from_bytes(SECRET),
-            Scopes::TRADE.union(Scopes::CANCEL),
-            Environment::Production,
-        )
-        .with_rate(1_000_000, 100_000)
-        .allow_any(),
-    ])
-    .unwrap();
+    let keys = KeyTable::from_entries(vec![common::unthrottled_key(KEY, SECRET)]).unwrap();
     let mut spec = GatewaySpec::default();
     spec.session.session_msgs_per_sec = 1_000_000;
     spec.session.session_burst = 100_000;

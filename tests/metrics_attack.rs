@@ -10,17 +10,13 @@
 mod common;
 
 use std::io::{ErrorKind, Read, Write};
-use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, TcpStream};
-use std::os::fd::FromRawFd;
-use std::path::PathBuf;
+use std::net::{Ipv4Addr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use common::net::*;
 use ordergate::constants::{
     METRICS_CONNECTIONS_MAX, METRICS_CONNECTIONS_PER_PEER, METRICS_REQUEST_DEADLINE,
 };
-use ordergate::gateway::{Gateway, GatewaySpec};
-use ordergate::telemetry::prometheus::PrometheusServer;
 
 /// How often a slow client sends its next byte.
 const TRICKLE: Duration = Duration::from_millis(200);
@@ -28,72 +24,6 @@ const TRICKLE: Duration = Duration::from_millis(200);
 const SCRAPER: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 2);
 /// Scrape attempts before the test gives up.
 const ATTEMPTS: u32 = 40;
-
-/// A gateway publishing to a stats file of its own, and its endpoint.
-struct Setup {
-    _gw: Gateway,
-    prom: PrometheusServer,
-    dir: PathBuf,
-}
-
-impl Setup {
-    fn new(tag: &str) -> Setup {
-        let dir =
-            std::env::temp_dir().join(format!("ordergate-metrics-{}-{tag}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        let path = dir.join("ordergate.stats");
-        let gw = Gateway::start(
-            GatewaySpec {
-                stats_file: Some(path.clone()),
-                ..spec()
-            },
-            keys(),
-        )
-        .unwrap();
-        let prom = PrometheusServer::start("127.0.0.1:0".parse().unwrap(), &path).unwrap();
-        Setup { _gw: gw, prom, dir }
-    }
-}
-
-impl Drop for Setup {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
-/// A TCP connection to `to` from the loopback address `from` (bind before
-/// connect; std has no call for it).
-fn connect_from(from: Ipv4Addr, to: SocketAddr) -> TcpStream {
-    let SocketAddr::V4(to) = to else {
-        panic!("IPv4 only")
-    };
-    let sockaddr = |a: SocketAddrV4| libc::sockaddr_in {
-        sin_family: libc::AF_INET as libc::sa_family_t,
-        sin_port: a.port().to_be(),
-        sin_addr: libc::in_addr {
-            s_addr: u32::from(*a.ip()).to_be(),
-        },
-        sin_zero: [0; 8],
-    };
-    let len = std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
-    // SAFETY: socket(2) with constant arguments; the result is checked.
-    let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0) };
-    assert!(fd >= 0, "socket: {}", std::io::Error::last_os_error());
-    // SAFETY: `fd` is a socket this function just opened and owns; from
-    // here on the TcpStream owns it and closes it on every path.
-    let stream = unsafe { TcpStream::from_raw_fd(fd) };
-    let local = sockaddr(SocketAddrV4::new(from, 0));
-    // SAFETY: `local` is a valid sockaddr_in of `len` bytes that outlives
-    // the call; `fd` is open.
-    let rc = unsafe { libc::bind(fd, (&raw const local).cast(), len) };
-    assert_eq!(rc, 0, "bind {from}: {}", std::io::Error::last_os_error());
-    let remote = sockaddr(to);
-    // SAFETY: as for bind: a valid sockaddr_in of `len` bytes, an open fd.
-    let rc = unsafe { libc::connect(fd, (&raw const remote).cast(), len) };
-    assert_eq!(rc, 0, "connect {to}: {}", std::io::Error::last_os_error());
-    stream
-}
 
 /// What became of one slow client: the bytes the server sent it, and how
 /// long after it connected the server closed it (None: still open when the
@@ -124,7 +54,7 @@ fn slow_loris(
     let mut streams = Vec::new();
     for &ip in from {
         for _ in 0..count {
-            let s = connect_from(ip, to);
+            let s = connect_from(ip, to).unwrap();
             s.set_nonblocking(true).unwrap();
             streams.push((s, Instant::now()));
         }
@@ -174,7 +104,7 @@ fn slow_loris(
 /// One `GET /metrics` from `from`, waiting at most `WAIT` for the answer:
 /// (status line, body), or the error (a time-out: the endpoint is held).
 fn scrape(to: SocketAddr, from: Ipv4Addr) -> std::io::Result<(String, String)> {
-    let mut s = connect_from(from, to);
+    let mut s = connect_from(from, to).unwrap();
     s.set_read_timeout(Some(WAIT))?;
     // A refusal may be answered before the request arrives: then the
     // request resets the closed connection. Ignore that error...
@@ -266,8 +196,8 @@ fn assert_refused_at_once(o: &Outcome) {
 /// within a bounded number of attempts (503s until the cut frees a worker).
 #[test]
 fn slow_loris_over_the_connection_bound_is_refused_then_cut_at_the_deadline() {
-    let setup = Setup::new("bound");
-    let to = setup.prom.local_addr();
+    let setup = Scraped::start("metrics-bound");
+    let to = setup.prom().local_addr();
     // Enough addresses, each with its full share, to pass the bound by two
     // shares.
     let addresses = METRICS_CONNECTIONS_MAX / METRICS_CONNECTIONS_PER_PEER + 2;
@@ -313,8 +243,8 @@ fn slow_loris_over_the_connection_bound_is_refused_then_cut_at_the_deadline() {
 /// while the attack is still under way.
 #[test]
 fn one_peer_cannot_take_more_than_its_share() {
-    let setup = Setup::new("peer");
-    let to = setup.prom.local_addr();
+    let setup = Scraped::start("metrics-peer");
+    let to = setup.prom().local_addr();
     let extra = 3;
     let slow = METRICS_CONNECTIONS_PER_PEER + extra;
     let watch = METRICS_REQUEST_DEADLINE + 2 * WAIT;

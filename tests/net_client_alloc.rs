@@ -4,14 +4,15 @@
 //! thread's allocation count where it was. (The gateway's own threads are
 //! proven by `zero_alloc.rs`; a thread-local count sees only this one.)
 
+mod common;
+
 use std::time::Duration;
 
-use ordergate::auth::keys::{KeyEntry, KeyTable};
-use ordergate::auth::secret::Secret;
+use ordergate::auth::keys::KeyTable;
 use ordergate::engine::book::EngineConfig;
 use ordergate::gateway::{Gateway, GatewaySpec};
 use ordergate::net_client::{ConnectOptions, Connection, Order, Reply};
-use ordergate::wire::codes::{Environment, Scopes, Side};
+use ordergate::wire::codes::Side;
 #[path = "support/counting_alloc.rs"]
 mod counting_alloc;
 use counting_alloc::allocations;
@@ -44,17 +45,7 @@ fn cycle(c: &mut Connection, base: u64) {
 
 #[test]
 fn orders_replies_and_polls_allocate_nothing_on_the_client() {
-    let keys = KeyTable::from_entries(vec![
-        KeyEntry::new(
-            1,
-            Secret::from_bytes(SECRET),
-            Scopes::TRADE.union(Scopes::CANCEL),
-            Environment::Production,
-        )
-        .with_rate(10_000_000, 1_000_000)
-        .allow_any(),
-    ])
-    .unwrap();
+    let keys = KeyTable::from_entries(vec![common::unthrottled_key(1, SECRET)]).unwrap();
     let mut spec = GatewaySpec::default();
     spec.session.session_msgs_per_sec = 10_000_000;
     spec.session.session_burst = 1_000_000;

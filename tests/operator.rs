@@ -7,197 +7,17 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Read};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::CommandExt;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Output, Stdio};
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::mpsc;
+use std::path::Path;
+use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
 use common::net::*;
+use common::serve::*;
 use ordergate::gateway::{ControlError, Gateway, GatewaySpec, StartError};
 use ordergate::wire::codes::TerminateReason as TR;
-
-const SECRET_HEX: &str = "5eC7e75eC7e75eC7e75eC7e75eC7e75eC7e75eC7e75eC7e75eC7e75eC7e75eC7";
-const KEY: u64 = 1001;
-/// How long a refused `serve` may take to exit (it refuses before any
-/// thread starts; this only bounds the loop).
-const REFUSE_WITHIN: Duration = Duration::from_secs(10);
-
-/// A directory of its own under the temp dir (mode 0700), removed on drop.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(tag: &str) -> TempDir {
-        static COUNTER: AtomicUsize = AtomicUsize::new(0);
-        let path = std::env::temp_dir().join(format!(
-            "ordergate-op-{}-{tag}-{}",
-            std::process::id(),
-            COUNTER.fetch_add(1, Ordering::Relaxed)
-        ));
-        let _ = std::fs::remove_dir_all(&path);
-        std::fs::create_dir_all(&path).unwrap();
-        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o700)).unwrap();
-        TempDir(path)
-    }
-
-    fn join(&self, name: &str) -> PathBuf {
-        self.0.join(name)
-    }
-
-    /// A keys file (mode 0600) with key 1001.
-    fn keys(&self) -> PathBuf {
-        let keys = self.join("keys.toml");
-        std::fs::write(
-            &keys,
-            format!(
-                "[[key]]\nid = {KEY}\nsecret = \"{SECRET_HEX}\"\nscopes = [\"trade\", \"cancel\"]\n\
-                 environment = \"production\"\nallow = [\"127.0.0.0/8\"]\n"
-            ),
-        )
-        .unwrap();
-        std::fs::set_permissions(&keys, std::fs::Permissions::from_mode(0o600)).unwrap();
-        keys
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-fn p(path: &Path) -> &str {
-    path.to_str().unwrap()
-}
-
-/// `serve` with its own journal and stats file in `dir` (named by `tag`),
-/// listening on `listen`, with `extra` flags; `env` set for it.
-fn serve_command(
-    dir: &TempDir,
-    tag: &str,
-    listen: &str,
-    extra: &[&str],
-    env: &[(&str, &Path)],
-) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_ordergate"));
-    cmd.args([
-        "serve",
-        "--keys",
-        p(&dir.keys()),
-        "--listen",
-        listen,
-        "--idle",
-        "backoff",
-        "--audit-journal",
-        p(&dir.join(&format!("{tag}.journal"))),
-        "--stats-file",
-        p(&dir.join(&format!("{tag}.stats"))),
-    ])
-    .args(extra)
-    .env_remove("RUNTIME_DIRECTORY")
-    .stdin(Stdio::null())
-    .stdout(Stdio::piped())
-    .stderr(Stdio::piped());
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    cmd
-}
-
-/// A running `serve`: its stdout lines come through a channel, so that a
-/// read never blocks the test forever.
-struct Serve {
-    child: Child,
-    lines: mpsc::Receiver<String>,
-}
-
-impl Serve {
-    /// Starts it and waits for its "admin socket" line (the last start
-    /// line before Prometheus). Returns it and its two start lines.
-    fn start(mut cmd: Command) -> (Serve, String, String) {
-        let mut child = cmd.spawn().expect("spawn serve");
-        let stdout = child.stdout.take().unwrap();
-        let (tx, lines) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        let mut serve = Serve { child, lines };
-        let serving = serve.line();
-        let admin = serve.line();
-        (serve, serving, admin)
-    }
-
-    fn line(&mut self) -> String {
-        match self.lines.recv_timeout(REFUSE_WITHIN) {
-            Ok(line) => line,
-            Err(_) => {
-                let mut err = String::new();
-                let _ = self.child.kill();
-                if let Some(mut e) = self.child.stderr.take() {
-                    let _ = e.read_to_string(&mut err);
-                }
-                panic!("serve printed no line within {REFUSE_WITHIN:?}; stderr: {err}");
-            }
-        }
-    }
-
-    fn pid(&self) -> u32 {
-        self.child.id()
-    }
-
-    /// SIGTERM, then its exit status and the rest of its stdout.
-    fn stop(mut self) -> (ExitStatus, Vec<String>) {
-        // SAFETY: kill(2) on our child's pid; no memory is involved.
-        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
-        let status = self.child.wait().unwrap();
-        // Until the reader thread reaches the end of stdout (bounded).
-        let mut rest = Vec::new();
-        while let Ok(line) = self.lines.recv_timeout(REFUSE_WITHIN) {
-            rest.push(line);
-        }
-        (status, rest)
-    }
-}
-
-impl Drop for Serve {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// Runs a `serve` that must refuse to start: waits (bounded) for it to
-/// exit and returns its output. A serve still running after
-/// `REFUSE_WITHIN` started beside the first: killed, and the test fails.
-fn refused_serve(mut cmd: Command) -> Output {
-    let mut child = cmd.spawn().expect("spawn serve");
-    let start = Instant::now();
-    loop {
-        if child.try_wait().unwrap().is_some() {
-            return child.wait_with_output().unwrap();
-        }
-        if start.elapsed() > REFUSE_WITHIN {
-            let _ = child.kill();
-            let out = child.wait_with_output().unwrap();
-            panic!(
-                "the second serve was still running after {REFUSE_WITHIN:?}: it started beside \
-                 the first.\nstdout: {}\nstderr: {}",
-                String::from_utf8_lossy(&out.stdout),
-                String::from_utf8_lossy(&out.stderr)
-            );
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
 
 /// `ordergate admin [--socket PATH] ARGS…` with `env`.
 fn admin(socket: Option<&Path>, args: &[&str], env: &[(&str, &Path)]) -> Output {
@@ -210,10 +30,6 @@ fn admin(socket: Option<&Path>, args: &[&str], env: &[(&str, &Path)]) -> Output 
         cmd.env(k, v);
     }
     cmd.args(args).output().expect("run ordergate admin")
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
 }
 
 /// A port on 127.0.0.1 nobody listens on right now.
@@ -363,13 +179,7 @@ fn reactors_share_a_fixed_port_and_a_second_gateway_is_refused() {
 fn a_second_serve_on_the_same_admin_socket_refuses_naming_the_first_pid() {
     let dir = TempDir::new("sock");
     let sock = dir.join("admin.sock");
-    let (first, _, admin_line_1) = Serve::start(serve_command(
-        &dir,
-        "first",
-        "127.0.0.1:0",
-        &["--admin-socket", p(&sock)],
-        &[],
-    ));
+    let (first, _, admin_line_1) = serve_on_socket(&dir, "first", &sock);
     assert!(
         admin_line_1.starts_with(&format!("admin socket {};", p(&sock))),
         "{admin_line_1}"
@@ -420,13 +230,7 @@ fn a_stale_admin_socket_is_replaced() {
     // A gateway that died: the file stays, nobody listens on it.
     drop(std::os::unix::net::UnixListener::bind(&sock).unwrap());
     assert!(sock.exists());
-    let (serve, _, line) = Serve::start(serve_command(
-        &dir,
-        "gw",
-        "127.0.0.1:0",
-        &["--admin-socket", p(&sock)],
-        &[],
-    ));
+    let (serve, _, line) = serve_on_socket(&dir, "gw", &sock);
     assert!(
         line.starts_with(&format!("admin socket {};", p(&sock))),
         "{line}"
@@ -518,13 +322,7 @@ fn an_admin_peer_of_another_uid_is_refused_and_counted() {
     let dir = TempDir::new("peer");
     std::fs::set_permissions(&dir.0, std::fs::Permissions::from_mode(0o755)).unwrap();
     let sock = dir.join("admin.sock");
-    let (serve, _, _) = Serve::start(serve_command(
-        &dir,
-        "gw",
-        "127.0.0.1:0",
-        &["--admin-socket", p(&sock)],
-        &[],
-    ));
+    let (serve, _, _) = serve_on_socket(&dir, "gw", &sock);
     // Widen the socket: only the peer check is left to refuse.
     std::fs::set_permissions(&sock, std::fs::Permissions::from_mode(0o666)).unwrap();
     let out = Command::new(env!("CARGO_BIN_EXE_ordergate"))
@@ -566,13 +364,7 @@ fn an_admin_peer_of_another_uid_is_refused_and_counted() {
 fn mistyped_and_repeated_admin_commands_fail_and_every_kill_is_journaled() {
     let dir = TempDir::new("cmds");
     let sock = dir.join("admin.sock");
-    let (serve, _, _) = Serve::start(serve_command(
-        &dir,
-        "gw",
-        "127.0.0.1:0",
-        &["--admin-socket", p(&sock)],
-        &[],
-    ));
+    let (serve, _, _) = serve_on_socket(&dir, "gw", &sock);
     let run = |args: &[&str]| {
         let out = admin(Some(&sock), args, &[]);
         (out.status.code(), text(&out.stdout))
@@ -684,4 +476,151 @@ fn a_kill_says_how_many_sessions_it_ended() {
         Some(ControlError::AlreadyRevoked(TRADER))
     );
     gw.shutdown();
+}
+
+// ---------------------------------------------------------------------------
+// Issue 11, item 6: errors name what they refer to
+
+/// The Prometheus address is taken (here by this test): `serve` refuses
+/// before the gateway starts, naming the address and who holds it.
+#[test]
+fn a_prometheus_address_in_use_is_refused_before_the_start_naming_it_and_its_holder() {
+    let dir = TempDir::new("prom-in-use");
+    let held = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = held.local_addr().unwrap().to_string();
+    let sock = dir.join("admin.sock");
+    let out = refused_serve(serve_command(
+        &dir,
+        "gw",
+        "127.0.0.1:0",
+        &["--admin-socket", p(&sock), "--prometheus", &addr],
+        &[],
+    ));
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "stderr: {err}");
+    assert!(out.stdout.is_empty(), "stdout: {}", text(&out.stdout));
+    let me = std::process::id();
+    let name = ordergate::sys::process_name(me).unwrap();
+    assert_eq!(
+        err,
+        format!(
+            "ordergate: cannot serve prometheus metrics on {addr}: another process (pid {me}, \
+             {name}) is already listening on this address: stop it, or give --prometheus \
+             another address\n"
+        )
+    );
+    // Refused before the gateway started, and the admin socket given back.
+    assert!(!dir.join("gw.journal").exists());
+    assert!(!sock.exists());
+}
+
+/// A bind the kernel refuses for another reason than "in use" (here a
+/// port below 1024 for a user without the privilege: the test runs
+/// `serve` as nobody when it is root) names the address too, for the
+/// gateway's listener and for the Prometheus endpoint.
+#[test]
+fn a_bind_the_kernel_refuses_names_its_address() {
+    const NOBODY: u32 = 65534;
+    let unprivileged_start: u16 =
+        std::fs::read_to_string("/proc/sys/net/ipv4/ip_unprivileged_port_start")
+            .ok()
+            .and_then(|t| t.trim().parse().ok())
+            .unwrap_or(1024);
+    let root = ordergate::sys::is_root();
+    // A privileged port nobody listens on (root can probe for one).
+    let port = (1..unprivileged_start)
+        .rev()
+        .find(|&port| !root || TcpListener::bind(("127.0.0.1", port)).is_ok());
+    let Some(port) = port else {
+        eprintln!("skipped: every port may be bound without privilege here");
+        return;
+    };
+    let dir = TempDir::new("eacces");
+    if root {
+        std::os::unix::fs::chown(&dir.0, Some(NOBODY), Some(NOBODY)).unwrap();
+    }
+    let keys = dir.keys();
+    if root {
+        std::os::unix::fs::chown(&keys, Some(NOBODY), Some(NOBODY)).unwrap();
+    }
+    let privileged = format!("127.0.0.1:{port}");
+    for (tag, listen, extra, what) in [
+        (
+            "listener",
+            privileged.as_str(),
+            None,
+            "cannot start: listener",
+        ),
+        (
+            "prometheus",
+            "127.0.0.1:0",
+            Some(privileged.as_str()),
+            "cannot serve prometheus metrics on",
+        ),
+    ] {
+        let sock = dir.join(&format!("{tag}.sock"));
+        let mut args = vec!["--admin-socket", p(&sock)];
+        if let Some(prometheus) = extra {
+            args.extend(["--prometheus", prometheus]);
+        }
+        let mut cmd = serve_command(&dir, tag, listen, &args, &[]);
+        if root {
+            cmd.uid(NOBODY).gid(NOBODY);
+        }
+        let out = refused_serve(cmd);
+        let err = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "stderr: {err}");
+        assert!(out.stdout.is_empty(), "stdout: {}", text(&out.stdout));
+        // The last line (a warning may come first: memory a user without
+        // privilege cannot lock).
+        assert_eq!(
+            err.lines().last(),
+            Some(
+                format!(
+                    "ordergate: {what} {privileged}: Permission denied (os error 13); a port \
+                     below {unprivileged_start} needs root or CAP_NET_BIND_SERVICE"
+                )
+                .as_str()
+            ),
+            "{err}"
+        );
+    }
+}
+
+/// `ordergate admin` takes `--socket` before or after the request.
+#[test]
+fn admin_takes_the_socket_before_or_after_the_request() {
+    let dir = TempDir::new("socket-order");
+    let sock = dir.join("admin.sock");
+    let (serve, _, _) = serve_on_socket(&dir, "gw", &sock);
+    let want = format!("key_id sessions revoked\n{KEY} 0 false\nok\n");
+    for args in [
+        ["admin", "--socket", p(&sock), "sessions"],
+        ["admin", "sessions", "--socket", p(&sock)],
+    ] {
+        let out = Command::new(env!("CARGO_BIN_EXE_ordergate"))
+            .args(args)
+            .env_remove("RUNTIME_DIRECTORY")
+            .output()
+            .unwrap();
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{args:?}: {}",
+            text(&out.stderr)
+        );
+        assert_eq!(text(&out.stdout), want, "{args:?}");
+    }
+    let out = Command::new(env!("CARGO_BIN_EXE_ordergate"))
+        .args(["admin", "kill", &KEY.to_string(), "--socket", p(&sock)])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stdout).starts_with(&format!("ok killed key {KEY}: ")),
+        "{}",
+        text(&out.stdout)
+    );
+    let (status, _) = serve.stop();
+    assert!(status.success());
 }

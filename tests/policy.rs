@@ -15,14 +15,7 @@ use ordergate::wire::{self, GatewayFrame};
 const NEW_SECRET: [u8; 32] = [0x77; 32];
 
 fn key(id: u64) -> KeyEntry {
-    KeyEntry::new(
-        id,
-        Secret::from_bytes(SECRET),
-        Scopes::TRADE.union(Scopes::CANCEL),
-        Environment::Production,
-    )
-    .with_rate(1_000_000, 100_000)
-    .allow_any()
+    unthrottled_key(id, SECRET)
 }
 
 fn shared_of(entries: Vec<KeyEntry>) -> Shared {

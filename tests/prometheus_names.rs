@@ -12,13 +12,10 @@ mod common;
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::net::*;
-use ordergate::gateway::{Gateway, GatewaySpec};
-use ordergate::telemetry::prometheus::PrometheusServer;
 
 /// Unit abbreviations Prometheus' linter refuses as a word of a name.
 const ABBREVIATIONS: [&str; 14] = [
@@ -246,51 +243,11 @@ fn naming_problems(text: &str) -> Vec<String> {
     problems
 }
 
-/// A gateway with a stats file, its endpoint, and a temp dir.
-struct Setup {
-    gw: Option<Gateway>,
-    prom: Option<PrometheusServer>,
-    dir: PathBuf,
-}
-
-impl Setup {
-    fn new() -> Setup {
-        let dir = std::env::temp_dir().join(format!("ordergate-prom-names-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        let path = dir.join("ordergate.stats");
-        let gw = Gateway::start(
-            GatewaySpec {
-                stats_file: Some(path.clone()),
-                ..spec()
-            },
-            keys(),
-        )
-        .unwrap();
-        let prom = PrometheusServer::start("127.0.0.1:0".parse().unwrap(), &path).unwrap();
-        Setup {
-            gw: Some(gw),
-            prom: Some(prom),
-            dir,
-        }
-    }
-}
-
-impl Drop for Setup {
-    fn drop(&mut self) {
-        drop(self.prom.take());
-        if let Some(gw) = self.gw.take() {
-            gw.shutdown();
-        }
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
 /// A scrape after real traffic: orders accepted (so the latency summary
 /// has samples), one THROTTLED, and the receive → ring percentiles
 /// published (they follow within ~100 ms).
-fn scrape_after_traffic(setup: &Setup) -> String {
-    let gw = setup.gw.as_ref().unwrap();
+fn scrape_after_traffic(setup: &Scraped) -> String {
+    let gw = setup.gw();
     let mut a = Conn::connect(gw.local_addr(), TRADER);
     a.logon(0);
     for i in 0..10u64 {
@@ -309,7 +266,7 @@ fn scrape_after_traffic(setup: &Setup) -> String {
     for _ in 0..4 {
         slow.recv().unwrap();
     }
-    let addr = setup.prom.as_ref().unwrap().local_addr();
+    let addr = setup.prom().local_addr();
     let deadline = Instant::now() + WAIT;
     loop {
         let body = scrape(addr);
@@ -333,7 +290,7 @@ fn scrape_after_traffic(setup: &Setup) -> String {
 
 #[test]
 fn the_exposition_follows_the_naming_rules_and_promtool_accepts_it() {
-    let setup = Setup::new();
+    let setup = Scraped::start("prom-names");
     let body = scrape_after_traffic(&setup);
     let problems = naming_problems(&body);
     assert!(

@@ -21,14 +21,7 @@ const KEY: u64 = 1001;
 const OTHER_SECRET: [u8; 32] = [0x77; 32];
 
 fn entry(scopes: Scopes) -> KeyEntry {
-    KeyEntry::new(
-        KEY,
-        Secret::from_bytes(SECRET),
-        scopes,
-        Environment::Production,
-    )
-    .with_rate(1_000_000, 100_000)
-    .allow_any()
+    common::unthrottled_key_for(KEY, SECRET, scopes, Environment::Production)
 }
 
 fn trade_cancel() -> Scopes {
@@ -109,14 +102,7 @@ fn a_session_whose_address_is_no_longer_allowed_is_ended() {
 #[test]
 fn a_session_whose_key_changed_environment_is_ended() {
     let (gw, mut c) = logged_on_with_a_resting_order();
-    let sandbox = KeyEntry::new(
-        KEY,
-        Secret::from_bytes(SECRET),
-        trade_cancel(),
-        Environment::Sandbox,
-    )
-    .with_rate(1_000_000, 100_000)
-    .allow_any();
+    let sandbox = common::unthrottled_key_for(KEY, SECRET, trade_cancel(), Environment::Sandbox);
     gw.control().reload(table(sandbox));
     expect_ended_by_reload(&mut c);
     ended_for_reload(gw);
@@ -125,14 +111,7 @@ fn a_session_whose_key_changed_environment_is_ended() {
 #[test]
 fn a_session_whose_secret_left_the_file_is_ended() {
     let (gw, mut c) = logged_on_with_a_resting_order();
-    let replaced = KeyEntry::new(
-        KEY,
-        Secret::from_bytes(OTHER_SECRET),
-        trade_cancel(),
-        Environment::Production,
-    )
-    .with_rate(1_000_000, 100_000)
-    .allow_any();
+    let replaced = common::unthrottled_key(KEY, OTHER_SECRET);
     gw.control().reload(table(replaced));
     expect_ended_by_reload(&mut c);
     ended_for_reload(gw);
@@ -142,28 +121,14 @@ fn a_session_whose_secret_left_the_file_is_ended() {
 fn a_rotation_that_keeps_the_sessions_secret_keeps_the_session() {
     let (gw, mut c) = logged_on_with_a_resting_order();
     // The old secret becomes `secret_next`'s partner: still in the file.
-    let rotating = KeyEntry::new(
-        KEY,
-        Secret::from_bytes(SECRET),
-        trade_cancel(),
-        Environment::Production,
-    )
-    .with_rate(1_000_000, 100_000)
-    .allow_any()
-    .with_secret_next(Secret::from_bytes(OTHER_SECRET));
+    let rotating =
+        common::unthrottled_key(KEY, SECRET).with_secret_next(Secret::from_bytes(OTHER_SECRET));
     gw.control().reload(table(rotating));
     c.send_order(2, 101, 5, 1, 0);
     assert_eq!(accepted(&c.recv().unwrap()).0, 2);
     // And the other way round: the session's secret is now `secret_next`.
-    let rotated = KeyEntry::new(
-        KEY,
-        Secret::from_bytes(OTHER_SECRET),
-        trade_cancel(),
-        Environment::Production,
-    )
-    .with_rate(1_000_000, 100_000)
-    .allow_any()
-    .with_secret_next(Secret::from_bytes(SECRET));
+    let rotated =
+        common::unthrottled_key(KEY, OTHER_SECRET).with_secret_next(Secret::from_bytes(SECRET));
     gw.control().reload(table(rotated));
     c.send_order(3, 102, 5, 1, 0);
     assert_eq!(accepted(&c.recv().unwrap()).0, 3);

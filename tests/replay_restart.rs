@@ -261,12 +261,11 @@ fn sans_io_the_floor_refuses_what_is_not_later_and_survives_a_reload() {
 
     // The key removed by a reload, then added back: a new nonce cache.
     use ordergate::wire::codes::{Environment, Scopes};
-    let without = vec![common::entry(
+    let without = vec![common::unthrottled_key_for(
         KEY_CANCEL_ONLY,
+        common::SECRET,
         Scopes::CANCEL,
         Environment::Production,
-        1_000_000,
-        1_000_000,
     )];
     shared.publish_keys(ordergate::auth::keys::KeyTable::from_entries(without).unwrap());
     assert_eq!(

@@ -8,22 +8,11 @@ use std::time::Duration;
 
 use common::net::*;
 use ordergate::auth::keys::{KeyEntry, KeyTable};
-use ordergate::auth::secret::Secret;
 use ordergate::gateway::{Gateway, GatewaySpec};
-use ordergate::wire::codes::{
-    CancelReason as CR, Environment, LogonRejectReason as LR, Scopes, TerminateReason as TR,
-};
+use ordergate::wire::codes::{CancelReason as CR, LogonRejectReason as LR, TerminateReason as TR};
 
 fn entry(id: u64) -> KeyEntry {
-    let scopes = Scopes::TRADE.union(Scopes::CANCEL);
-    KeyEntry::new(
-        id,
-        Secret::from_bytes(SECRET),
-        scopes,
-        Environment::Production,
-    )
-    .with_rate(1_000_000, 100_000)
-    .allow_any()
+    common::unthrottled_key(id, SECRET)
 }
 
 fn two_reactors() -> GatewaySpec {

@@ -6,11 +6,9 @@ mod common;
 
 use common::net::*;
 use ordergate::auth::keys::{KeyEntry, KeyTable};
-use ordergate::auth::secret::Secret;
 use ordergate::gateway::{Gateway, GatewaySpec};
 use ordergate::wire::codes::{
-    CancelReason as CR, Environment, LogonRejectReason as LR, RejectReason as RR, Scopes,
-    TerminateReason as TR,
+    CancelReason as CR, LogonRejectReason as LR, RejectReason as RR, TerminateReason as TR,
 };
 use ordergate::wire::{self, GatewayFrame};
 
@@ -31,14 +29,7 @@ const DAY: u8 = 0;
 const IOC: u8 = 3;
 
 fn entry(id: u64) -> KeyEntry {
-    KeyEntry::new(
-        id,
-        Secret::from_bytes(SECRET),
-        Scopes::TRADE.union(Scopes::CANCEL),
-        Environment::Production,
-    )
-    .with_rate(1_000_000, 100_000)
-    .allow_any()
+    common::unthrottled_key(id, SECRET)
 }
 
 fn attack_keys() -> KeyTable {
@@ -328,7 +319,7 @@ fn max_open_notional_counts_every_session_of_the_key() {
 /// are swept too, though no session of the key is alive.
 #[test]
 fn orders_of_an_expired_or_removed_key_are_swept() {
-    let now = ordergate::reactor::worker::wall_ns();
+    let now = ordergate::clock::wall_ns();
     let expiring = || {
         let mut e = entry(VICTIM);
         e.not_after_ns = Some(now + 300_000_000);
@@ -351,7 +342,7 @@ fn orders_of_an_expired_or_removed_key_are_swept() {
     assert!(report.applied_in.is_some());
     // Well past the victim's not_after (a timer tick notices it).
     let until = now + 900_000_000;
-    while ordergate::reactor::worker::wall_ns() < until {
+    while ordergate::clock::wall_ns() < until {
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
     let mut taker = Conn::connect(addr, TAKER);

@@ -8,56 +8,21 @@ mod common;
 mod counting_alloc;
 use counting_alloc::allocations;
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use common::net::*;
+use common::serve::*;
 use hdrhistogram::Histogram;
+use ordergate::clock::wall_ns;
 use ordergate::engine::agent::EngineCounters;
 use ordergate::gateway::{Gateway, GatewaySpec, UringCounters};
-use ordergate::reactor::worker::wall_ns;
 use ordergate::session::Counters;
 use ordergate::telemetry::prometheus::PrometheusServer;
 use ordergate::telemetry::stats::{self, DutyCycle, Snapshot, StatsReader};
 use ordergate::telemetry::{StatsError, StatsFile};
 use ordergate::wire::{self, codes::RejectReason as RR};
-
-/// A directory of its own under the temp dir, removed on drop.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(tag: &str) -> TempDir {
-        let path =
-            std::env::temp_dir().join(format!("ordergate-stats-{}-{tag}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&path);
-        std::fs::create_dir_all(&path).unwrap();
-        TempDir(path)
-    }
-
-    fn join(&self, name: &str) -> PathBuf {
-        self.0.join(name)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-fn ordergate(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_ordergate"))
-        .args(args)
-        .output()
-        .expect("run ordergate")
-}
-
-fn p(path: &Path) -> &str {
-    path.to_str().unwrap()
-}
 
 /// A snapshot in which every block was published after `t` (so it holds
 /// everything the gateway had done by then), at least 20 ms after `t`.
@@ -114,16 +79,9 @@ const ORDERS: u64 = 20;
 
 #[test]
 fn the_file_the_stat_tool_and_prometheus_show_the_exact_counts() {
-    let dir = TempDir::new("live");
+    let dir = TempDir::new("stats-live");
     let path = dir.join("ordergate.stats");
-    let gw = Gateway::start(
-        GatewaySpec {
-            stats_file: Some(path.clone()),
-            ..spec()
-        },
-        keys(),
-    )
-    .unwrap();
+    let gw = start_publishing(&path);
     let reader = StatsReader::open(&path).expect("the gateway created its stats file");
     assert_eq!(reader.pid, std::process::id());
     assert_eq!(reader.reactors(), 1);
@@ -401,51 +359,25 @@ fn stat_refuses_missing_foreign_and_stale_files() {
     ));
 }
 
-/// A keys file (mode 0600) with key 1001 in `dir`, for `serve`.
-fn write_keys_file(dir: &TempDir) -> PathBuf {
-    use std::os::unix::fs::PermissionsExt as _;
-    let keys = dir.join("keys.toml");
-    std::fs::write(
-        &keys,
-        "[[key]]\nid = 1001\nsecret = \"5eC7e75eC7e75eC7e75eC7e75eC7e75eC7e75eC7e75eC7e75eC7e75eC7e75eC7\"\n\
-         scopes = [\"trade\", \"cancel\"]\nenvironment = \"production\"\n",
-    )
-    .unwrap();
-    std::fs::set_permissions(&keys, std::fs::Permissions::from_mode(0o600)).unwrap();
-    keys
-}
-
 #[test]
 fn serve_publishes_to_its_stats_file_and_serves_metrics() {
-    let dir = TempDir::new("serve");
-    let keys = write_keys_file(&dir);
+    let dir = TempDir::new("stats-serve");
     let stats_path = dir.join("serve.stats");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_ordergate"))
-        .args([
-            "serve",
-            "--keys",
-            p(&keys),
-            "--listen",
-            "127.0.0.1:0",
-            "--idle",
-            "backoff",
+    let mut child = Serve::spawn(serve_command(
+        &dir,
+        "serve",
+        "127.0.0.1:0",
+        &[
             "--admin-socket",
             p(&dir.join("admin.sock")),
-            "--audit-journal",
-            p(&dir.join("audit.journal")),
-            "--stats-file",
-            p(&stats_path),
             "--prometheus",
             "127.0.0.1:0",
-        ])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        ],
+        &[],
+    ));
     let mut metrics = None;
     for _ in 0..3 {
-        let line = lines.next().expect("serve prints its start lines").unwrap();
+        let line = child.line();
         if let Some(addr) = line
             .strip_prefix("prometheus metrics on http://")
             .and_then(|l| l.strip_suffix("/metrics"))
@@ -472,12 +404,10 @@ fn serve_publishes_to_its_stats_file_and_serves_metrics() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert!(text.contains(&format!("pid {}", child.id())), "{text}");
+    assert!(text.contains(&format!("pid {}", child.pid())), "{text}");
 
-    // SAFETY: kill(2) on the child's pid; no memory is involved.
-    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
-    let rest: Vec<String> = lines.map(Result::unwrap).collect();
-    assert!(child.wait().unwrap().success());
+    let (status, rest) = child.stop();
+    assert!(status.success());
     // The stop summary ends with the endpoint's line: the one scrape.
     assert_eq!(
         rest.last().map(String::as_str),
@@ -498,8 +428,8 @@ fn serve_publishes_to_its_stats_file_and_serves_metrics() {
 /// line for the reactor that ran.
 #[test]
 fn serve_takes_both_paths_from_its_config_file() {
-    let dir = TempDir::new("serve-config");
-    write_keys_file(&dir); // named by the config as "keys.toml"
+    let dir = TempDir::new("stats-serve-config");
+    dir.keys(); // named by the config as "keys.toml"
     let config = dir.join("gw.toml");
     std::fs::write(
         &config,
@@ -509,23 +439,15 @@ fn serve_takes_both_paths_from_its_config_file() {
     .unwrap();
     let elsewhere = dir.join("elsewhere");
     std::fs::create_dir(&elsewhere).unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_ordergate"))
-        .args([
-            "serve",
-            "--config",
-            p(&config),
-            "--admin-socket",
-            p(&dir.join("admin.sock")),
-        ])
-        .current_dir(&elsewhere)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let serving = lines.next().expect("the serving line").unwrap();
+    let mut cmd = serve_with(&[
+        "--config",
+        p(&config),
+        "--admin-socket",
+        p(&dir.join("admin.sock")),
+    ]);
+    cmd.current_dir(&elsewhere);
+    let (child, serving, files) = Serve::start(cmd);
     assert!(serving.starts_with("ordergate serving on "), "{serving}");
-    let files = lines.next().expect("the admin socket line").unwrap();
     let journal = dir.join("audit.journal");
     let stats_path = dir.join("gw.stats");
     assert!(
@@ -539,10 +461,8 @@ fn serve_takes_both_paths_from_its_config_file() {
     assert!(journal.is_file() && stats_path.is_file(), "{files}");
     assert_eq!(std::fs::read_dir(&elsewhere).unwrap().count(), 0);
 
-    // SAFETY: kill(2) on the child's pid; no memory is involved.
-    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
-    let rest: Vec<String> = lines.map(Result::unwrap).collect();
-    assert!(child.wait().unwrap().success());
+    let (status, rest) = child.stop();
+    assert!(status.success());
     let uring = rest
         .iter()
         .position(|l| l.starts_with("  io_uring: sq_full "))

@@ -9,7 +9,7 @@
 //! sealing — and the clients check every reply's tag and sequence. The
 //! allocation count must not move. A connection is admitted, logged on,
 //! logged out and released every round too, through the reactor's admission
-//! policy.
+//! policy, and the reactor answers an `admin sessions` question.
 //!
 //! A second test runs a session against a 64-slot command ring that it
 //! fills faster than the engine drains it, with heartbeats beyond its
@@ -22,10 +22,11 @@
 //! where it shares a reactor's thread (still through the rings), so a
 //! thread-local count sees every allocation of the path and no other test's.
 
+mod common;
+
 use std::sync::Arc;
 
-use ordergate::auth::keys::{KeyEntry, KeyTable};
-use ordergate::auth::secret::Secret;
+use ordergate::auth::keys::KeyTable;
 use ordergate::client::{ClientSession, FrameReader};
 use ordergate::engine::agent::EngineAgent;
 use ordergate::engine::book::{EngineConfig, MatchingEngine};
@@ -33,7 +34,7 @@ use ordergate::engine::{Command, Event, SessionId};
 use ordergate::reactor::core::{Admission, ReactorCore};
 use ordergate::ring;
 use ordergate::session::{GatewayConfig, Shared};
-use ordergate::wire::codes::{Environment, RejectReason, Scopes};
+use ordergate::wire::codes::RejectReason;
 use ordergate::wire::{self, GatewayFrame};
 #[path = "support/counting_alloc.rs"]
 mod counting_alloc;
@@ -138,14 +139,7 @@ fn start_with_ring(ring: usize) -> Rig {
 
 /// A rig with `ring` slots and the logon replay floors `floors`.
 fn start_with(ring: usize, floors: ordergate::limits::FloorBook) -> Rig {
-    let mut key = KeyEntry::new(
-        1,
-        Secret::from_bytes(SECRET),
-        Scopes::TRADE.union(Scopes::CANCEL),
-        Environment::Production,
-    )
-    .with_rate(10_000_000, 1_000_000)
-    .allow_any();
+    let mut key = common::unthrottled_key(1, SECRET);
     // Engine-side limits for the key, so every order is risk-checked.
     key.max_order_notional = std::num::NonZeroU64::new(1_000_000);
     key.max_open_notional = std::num::NonZeroU64::new(1_000_000);
@@ -297,9 +291,25 @@ fn ten_thousand_of_every_client_message_allocate_nothing_after_start_up() {
         rig.pump(&mut [&mut c]); // the cancel-on-disconnect goes through the engine
         assert!(rig.core.release(c.id));
         rig.core.run_timers(rig.now);
+        // An `admin sessions` question, answered at the reactor's tick.
+        let asked = rig.core.shared().listing.ask();
+        rig.core.answer_listing();
+        assert!(rig.core.shared().listing.answered(1, asked));
     }
 
     let allocated = allocations() - before;
+    // The last answer: A and B (C has gone), four messages a round each,
+    // every order of theirs filled or canceled.
+    let shared = rig.core.shared().clone();
+    let asked = shared.listing.ask();
+    rig.core.answer_listing();
+    let (rows, silent) = shared.listing.collect(1, asked);
+    assert!(silent.is_empty());
+    let seen: Vec<(SessionId, u64, u32)> = rows
+        .iter()
+        .map(|r| (r.session, r.msgs_in, r.open_orders))
+        .collect();
+    assert_eq!(seen, [(a.id, 4 * ROUNDS, 0), (b.id, 4 * ROUNDS, 0)]);
 
     use wire::*;
     let t = |id: u16| id as usize;

@@ -6,6 +6,8 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{Ordering, fence};
 
+use crate::clock::wall_ns;
+
 use super::RECOVERY_WINDOW_RECORDS;
 use super::anchor::AnchorKey;
 use super::event::{AuditEvent, CheckpointKind, OpenKind};
@@ -659,13 +661,6 @@ fn check_capacity(capacity: u64) -> Result<(), JournalError> {
         return Err(JournalError::BadCapacity { capacity });
     }
     Ok(())
-}
-
-/// Nanoseconds since the Unix epoch.
-pub fn wall_ns() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos() as u64)
 }
 
 /// 16 random bytes from the kernel (getrandom); if that fails, a hash of

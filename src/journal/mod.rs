@@ -294,7 +294,7 @@ mod writer;
 pub use ordergate_core::audit::{anchor, event, format};
 
 pub use anchor::AnchorKey;
-pub use appender::{Journal, JournalError, wall_ns};
+pub use appender::{Journal, JournalError};
 pub use cli::{USAGE, audit_main};
 pub use event::{ADDR_NONE, AuditEvent, AuditKind, CheckpointKind, OpenKind, from_ip, to_ip};
 pub use floors::{LogonFloors, read_logon_floors};

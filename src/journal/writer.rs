@@ -8,10 +8,11 @@ use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
 use super::aggregate::{Aggregator, Folded};
-use super::appender::{Journal, JournalError, wall_ns};
+use super::appender::{Journal, JournalError};
 use super::event::{AuditEvent, AuditKind, CheckpointKind};
 use super::format::Extra;
 use super::{FLUSH_INTERVAL_NS, FLUSH_RECORDS_MAX, IDLE_SLEEP_NS, RECOVERY_WINDOW_RECORDS};
+use crate::clock::wall_ns;
 use crate::constants::{
     JOURNAL_AGGREGATE_OVERFLOW_SLOTS, JOURNAL_AGGREGATE_SLOTS, JOURNAL_AGGREGATE_WINDOW_NS,
     JOURNAL_CHECKPOINT_INTERVAL_NS, JOURNAL_HIGH_WATER_PERCENT, RING_BATCH_MAX,

@@ -21,7 +21,7 @@ use crate::ring;
 use crate::session::{Counters, GatewayConfig, Shared};
 use crate::wire::codes::{Environment, Scopes, TerminateReason};
 
-use ordergate_client::blocking::unix_now_ns;
+use crate::clock::wall_ns;
 
 pub const KEY_ID: u64 = 7001;
 pub const SECRET: [u8; 32] = [0x5a; 32];
@@ -121,7 +121,7 @@ fn run(listener: TcpListener, shared: Arc<Shared>, stop: &AtomicBool) -> Counter
     let mut buf = [0u8; 16 * 1024];
     let mut stopping = false;
     loop {
-        let now = unix_now_ns();
+        let now = wall_ns();
         let mut work = 0;
         if stop.load(Ordering::Acquire) && !stopping {
             stopping = true;

@@ -312,6 +312,7 @@ impl ReactorCore {
         events: Consumer<Event>,
     ) -> ReactorCore {
         assert!(sessions > 0 && sessions <= crate::constants::SESSIONS_PER_REACTOR_MAX);
+        shared.listing.reserve(index, sessions);
         ReactorCore {
             index,
             keys: shared.key_set(),
@@ -600,6 +601,24 @@ impl ReactorCore {
         let slot = self.dirty.pop()?;
         self.dirty_mark[slot as usize] = false;
         Some(self.sessions[slot as usize].id())
+    }
+
+    /// Answers an `admin sessions` question if one waits (two atomic loads
+    /// when none does): every logged-on session's row onto this reactor's
+    /// board, without allocating. Call from the timer tick.
+    pub fn answer_listing(&mut self) {
+        let listing = &self.shared.listing;
+        if !listing.wanted(self.index) {
+            return;
+        }
+        let (sessions, live) = (&self.sessions, &self.live);
+        listing.answer(self.index, |rows| {
+            for &slot in live {
+                if let Some(row) = sessions[slot as usize].listing_row() {
+                    rows.push(row);
+                }
+            }
+        });
     }
 
     /// Switches to the newest key generation if it moved (one atomic load

@@ -100,6 +100,7 @@ use io_uring::{IoUring, cqueue, types};
 use super::core::{Admission, ReactorCore, logon_reject_bytes};
 use super::idle::{IdleKind, PARK_MAX, TurnIdle, Wait};
 use super::uring::{self, BufRing, Op, SqPoll};
+use crate::clock::wall_ns;
 use crate::constants::{ACCEPT_BACKOFF_TICKS_MAX, ACCEPT_BACKOFF_TICKS_MIN};
 use crate::constants::{RECV_PARKED_PER_CONN, SLOW_SEND_CREDIT};
 use crate::engine::agent::EngineAgent;
@@ -413,14 +414,6 @@ impl TurnClock {
         let mono = self.mono();
         self.offset = i128::from(wall_ns()) - i128::from(mono);
     }
-}
-
-/// Nanoseconds since the Unix epoch (vDSO, no syscall).
-#[inline]
-pub fn wall_ns() -> Nanos {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos() as u64)
 }
 
 impl Worker {
@@ -1071,6 +1064,7 @@ impl Worker {
         self.core.run_timers(now);
         self.core.enforce_key_validity(now);
         self.core.audit.flush_gap(now, self.core.index());
+        self.core.answer_listing();
         let mut i = 0;
         while i < self.unreleased.len() {
             if self.core.release(self.unreleased[i]) {

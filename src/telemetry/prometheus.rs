@@ -209,20 +209,59 @@ pub struct PrometheusServer {
     workers: Vec<JoinHandle<()>>,
 }
 
-impl PrometheusServer {
-    /// Opens the stats file at `stats` (it must be valid and its gateway
-    /// running), binds `addr` and serves it from new threads: one
-    /// accepting, `METRICS_CONNECTIONS_MAX` serving. They inherit the
-    /// calling thread's CPU set.
+/// The endpoint's address, bound but not yet served: `serve` binds it
+/// before the gateway starts (so a taken address stops nothing), and
+/// serves it once the gateway has created its stats file.
+pub struct PrometheusListener {
+    listener: TcpListener,
+    addr: SocketAddr,
+}
+
+impl PrometheusListener {
+    /// Binds `addr`.
     ///
     /// # Errors
     ///
-    /// The stats file is unusable, the address cannot be bound, or a thread
-    /// cannot be started.
-    pub fn start(addr: SocketAddr, stats: &Path) -> std::io::Result<PrometheusServer> {
-        let reader = StatsReader::open(stats).map_err(std::io::Error::other)?;
+    /// The address cannot be bound (the caller names it: the error does
+    /// not).
+    pub fn bind(addr: SocketAddr) -> std::io::Result<PrometheusListener> {
         let listener = TcpListener::bind(addr)?;
         let addr = listener.local_addr()?;
+        Ok(PrometheusListener { listener, addr })
+    }
+
+    /// The address bound (the port resolved if 0 was asked).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Opens the stats file at `stats` (it must be valid and its gateway
+    /// running) and serves it from new threads: one accepting,
+    /// `METRICS_CONNECTIONS_MAX` serving. They inherit the calling
+    /// thread's CPU set.
+    ///
+    /// # Errors
+    ///
+    /// The stats file is unusable, or a thread cannot be started.
+    pub fn serve(self, stats: &Path) -> std::io::Result<PrometheusServer> {
+        PrometheusServer::serve(self, stats)
+    }
+}
+
+impl PrometheusServer {
+    /// [`PrometheusListener::bind`], then [`PrometheusListener::serve`].
+    ///
+    /// # Errors
+    ///
+    /// The address cannot be bound, the stats file is unusable, or a
+    /// thread cannot be started.
+    pub fn start(addr: SocketAddr, stats: &Path) -> std::io::Result<PrometheusServer> {
+        PrometheusListener::bind(addr)?.serve(stats)
+    }
+
+    fn serve(bound: PrometheusListener, stats: &Path) -> std::io::Result<PrometheusServer> {
+        let reader = StatsReader::open(stats).map_err(std::io::Error::other)?;
+        let PrometheusListener { listener, addr } = bound;
         let shared = Arc::new(Shared {
             reader,
             stop: AtomicBool::new(false),

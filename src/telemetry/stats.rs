@@ -785,10 +785,7 @@ impl StatsFile {
         put(OFF_REACTORS, &(reactors as u32).to_le_bytes());
         put(OFF_REACTOR_VALUES, &(reactor_values as u32).to_le_bytes());
         put(OFF_ENGINE_VALUES, &(engine_values as u32).to_le_bytes());
-        put(
-            OFF_START_NS,
-            &crate::reactor::worker::wall_ns().to_le_bytes(),
-        );
+        put(OFF_START_NS, &crate::clock::wall_ns().to_le_bytes());
         put(OFF_LABELS_OFFSET, &(HEADER_SIZE as u64).to_le_bytes());
         put(OFF_LABEL_COUNT, &(shape.label_count as u32).to_le_bytes());
         put(OFF_LABEL_SIZE, &(LABEL_SIZE as u32).to_le_bytes());
@@ -1349,7 +1346,7 @@ impl StatsReader {
         Snapshot {
             pid: self.pid,
             start_ns: self.start_ns,
-            taken_ns: crate::reactor::worker::wall_ns(),
+            taken_ns: crate::clock::wall_ns(),
             labels: self.labels.clone(),
             reactors: (0..self.shape.reactors)
                 .map(|r| self.read_block(r, self.shape.reactor_values))

@@ -1,12 +1,17 @@
-//! A sans-I/O harness: one gateway session and one client, pumped by hand on
-//! a virtual clock. No sockets.
+//! The tests' one set of fixtures. Here: a sans-I/O harness (one gateway
+//! session and one client, pumped by hand on a virtual clock; no sockets)
+//! and the one unthrottled test key every test builds its keys from
+//! ([`unthrottled_key`]). `net`: the loopback harness (a gateway in
+//! process, clients from a chosen 127.0.0.x). `serve`: the `ordergate`
+//! binary (temp directories, keys files, `serve` processes).
 #![allow(dead_code)]
 
 pub mod net;
+pub mod serve;
 
 use std::net::IpAddr;
 
-use ordergate::auth::keys::{KeyEntry, KeyTable};
+use ordergate::auth::keys::{BURST_MAX, KeyEntry, KeyTable, MSGS_PER_SEC_MAX};
 use ordergate::auth::secret::Secret;
 use ordergate::client::{ClientSession, FrameReader};
 use ordergate::engine::{Command, SessionId};
@@ -23,39 +28,50 @@ pub const KEY_CANCEL_ONLY: u64 = 1002;
 pub const KEY_SANDBOX: u64 = 1003;
 pub const KEY_SLOW: u64 = 1004;
 
-pub fn entry(id: u64, scopes: Scopes, environment: Environment, rate: u32, burst: u32) -> KeyEntry {
-    KeyEntry::new(id, Secret::from_bytes(SECRET), scopes, environment)
-        .with_rate(rate, burst)
+/// The unthrottled test key, the one every test builds its keys from:
+/// `id` signing with `secret`, trade and cancel, production, from any
+/// address, at the largest rate and burst a key may have
+/// (`MSGS_PER_SEC_MAX`, `BURST_MAX`), so that no test's traffic is
+/// throttled by its key. A test wanting another key changes a field of it
+/// (`scopes`, `max_sessions`, a risk limit) or chains a builder
+/// (`with_rate`, `with_secret_next`, `with_allow`).
+pub fn unthrottled_key(id: u64, secret: [u8; 32]) -> KeyEntry {
+    unthrottled_key_for(
+        id,
+        secret,
+        Scopes::TRADE.union(Scopes::CANCEL),
+        Environment::Production,
+    )
+}
+
+/// [`unthrottled_key`] with these scopes, in this environment.
+pub fn unthrottled_key_for(
+    id: u64,
+    secret: [u8; 32],
+    scopes: Scopes,
+    environment: Environment,
+) -> KeyEntry {
+    KeyEntry::new(id, Secret::from_bytes(secret), scopes, environment)
+        .with_rate(MSGS_PER_SEC_MAX, BURST_MAX)
         .allow_any()
 }
 
-pub fn keys() -> KeyTable {
+/// A trader, a cancel-only key, a sandbox key (each unthrottled) and a
+/// slow key (10 messages a second, burst 4), all signing with `secret`.
+pub fn four_keys(ids: [u64; 4], secret: [u8; 32]) -> KeyTable {
+    let [trader, cancel_only, sandbox, slow] = ids;
     let trade_cancel = Scopes::TRADE.union(Scopes::CANCEL);
     KeyTable::from_entries(vec![
-        entry(
-            KEY_TRADER,
-            trade_cancel,
-            Environment::Production,
-            1_000_000,
-            1_000_000,
-        ),
-        entry(
-            KEY_CANCEL_ONLY,
-            Scopes::CANCEL,
-            Environment::Production,
-            1_000_000,
-            1_000_000,
-        ),
-        entry(
-            KEY_SANDBOX,
-            trade_cancel,
-            Environment::Sandbox,
-            1_000_000,
-            1_000_000,
-        ),
-        entry(KEY_SLOW, trade_cancel, Environment::Production, 10, 4),
+        unthrottled_key(trader, secret),
+        unthrottled_key_for(cancel_only, secret, Scopes::CANCEL, Environment::Production),
+        unthrottled_key_for(sandbox, secret, trade_cancel, Environment::Sandbox),
+        unthrottled_key(slow, secret).with_rate(10, 4),
     ])
     .unwrap()
+}
+
+pub fn keys() -> KeyTable {
+    four_keys([KEY_TRADER, KEY_CANCEL_ONLY, KEY_SANDBOX, KEY_SLOW], SECRET)
 }
 
 pub fn shared_with(config: GatewayConfig) -> Shared {

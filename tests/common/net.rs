@@ -1,20 +1,23 @@
 //! A loopback harness: a gateway started in-process and raw TCP clients
-//! that check every frame (tag, sequence) with the sans-I/O client.
+//! that check every frame (tag, sequence) with the sans-I/O client, each
+//! from the loopback address a test chooses (127.0.0.x) when it matters.
 #![allow(dead_code)]
 
-use std::io::{ErrorKind, Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::io::{self, ErrorKind, Read, Write};
+use std::net::{Ipv4Addr, SocketAddr, TcpStream};
+use std::os::fd::{AsRawFd, FromRawFd};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use ordergate::auth::keys::{KeyEntry, KeyTable};
-use ordergate::auth::secret::Secret;
+use ordergate::auth::keys::KeyTable;
 use ordergate::client::{ClientSession, FrameReader};
+use ordergate::clock::wall_ns;
 use ordergate::engine::book::EngineConfig;
 use ordergate::gateway::{Gateway, GatewayReport, GatewaySpec};
-use ordergate::reactor::worker::wall_ns;
-use ordergate::wire::codes::{Environment, Scopes};
+use ordergate::telemetry::prometheus::PrometheusServer;
 use ordergate::wire::{self, GatewayFrame};
+
+use super::serve::TempDir;
 
 pub const SECRET: [u8; 32] = [0x17; 32];
 pub const TRADER: u64 = 1;
@@ -24,25 +27,7 @@ pub const SLOW: u64 = 4;
 pub const WAIT: Duration = Duration::from_secs(3);
 
 pub fn keys() -> KeyTable {
-    let tc = Scopes::TRADE.union(Scopes::CANCEL);
-    let e = |id, scopes, environment, msgs_per_sec, burst| {
-        KeyEntry::new(id, Secret::from_bytes(SECRET), scopes, environment)
-            .with_rate(msgs_per_sec, burst)
-            .allow_any()
-    };
-    KeyTable::from_entries(vec![
-        e(TRADER, tc, Environment::Production, 1_000_000, 100_000),
-        e(
-            CANCEL_ONLY,
-            Scopes::CANCEL,
-            Environment::Production,
-            1_000_000,
-            100_000,
-        ),
-        e(SANDBOX, tc, Environment::Sandbox, 1_000_000, 100_000),
-        e(SLOW, tc, Environment::Production, 10, 4),
-    ])
-    .unwrap()
+    super::four_keys([TRADER, CANCEL_ONLY, SANDBOX, SLOW], SECRET)
 }
 
 pub fn spec() -> GatewaySpec {
@@ -61,6 +46,55 @@ pub fn start() -> Gateway {
     Gateway::start(spec(), keys()).expect("the gateway starts")
 }
 
+/// [`start`], publishing to the stats file at `stats`.
+pub fn start_publishing(stats: &std::path::Path) -> Gateway {
+    let spec = GatewaySpec {
+        stats_file: Some(stats.to_path_buf()),
+        ..spec()
+    };
+    Gateway::start(spec, keys()).expect("the gateway starts")
+}
+
+/// A gateway publishing to a stats file in a directory of its own, and its
+/// Prometheus endpoint on 127.0.0.1. On drop the endpoint stops, then the
+/// gateway, and the directory is removed.
+pub struct Scraped {
+    gw: Option<Gateway>,
+    prom: Option<PrometheusServer>,
+    pub dir: TempDir,
+}
+
+impl Scraped {
+    pub fn start(tag: &str) -> Scraped {
+        let dir = TempDir::new(tag);
+        let path = dir.join("ordergate.stats");
+        let gw = start_publishing(&path);
+        let prom = PrometheusServer::start("127.0.0.1:0".parse().unwrap(), &path).unwrap();
+        Scraped {
+            gw: Some(gw),
+            prom: Some(prom),
+            dir,
+        }
+    }
+
+    pub fn gw(&self) -> &Gateway {
+        self.gw.as_ref().unwrap()
+    }
+
+    pub fn prom(&self) -> &PrometheusServer {
+        self.prom.as_ref().unwrap()
+    }
+}
+
+impl Drop for Scraped {
+    fn drop(&mut self) {
+        drop(self.prom.take());
+        if let Some(gw) = self.gw.take() {
+            gw.shutdown();
+        }
+    }
+}
+
 static NONCE: AtomicU64 = AtomicU64::new(1);
 
 pub struct Conn {
@@ -71,14 +105,30 @@ pub struct Conn {
 
 impl Conn {
     pub fn connect(addr: SocketAddr, key_id: u64) -> Conn {
-        let s = TcpStream::connect(addr).unwrap();
-        s.set_nodelay(true).unwrap();
-        s.set_read_timeout(Some(WAIT)).unwrap();
-        Conn {
+        Conn::over(TcpStream::connect(addr).unwrap(), key_id, SECRET).unwrap()
+    }
+
+    /// A connection to `to` from the loopback address `from` (see
+    /// [`connect_from`]) for `key_id` signing with `secret`, not yet logged
+    /// on.
+    pub fn connect_from(
+        from: Ipv4Addr,
+        to: SocketAddr,
+        key_id: u64,
+        secret: [u8; 32],
+    ) -> io::Result<Conn> {
+        Conn::over(connect_from(from, to)?, key_id, secret)
+    }
+
+    /// A client over `s` (no delay; reads time out after `WAIT`).
+    pub fn over(s: TcpStream, key_id: u64, secret: [u8; 32]) -> io::Result<Conn> {
+        s.set_nodelay(true)?;
+        s.set_read_timeout(Some(WAIT))?;
+        Ok(Conn {
             s,
-            c: ClientSession::new(key_id, SECRET),
+            c: ClientSession::new(key_id, secret),
             r: FrameReader::new(1 << 16),
-        }
+        })
     }
 
     pub fn logon_frame(&mut self, flags: u8, env: u8, keepalive_ms: u16) -> [u8; 80] {
@@ -202,4 +252,76 @@ pub fn fill(f: &[u8]) -> (u64, i64, u32, u32) {
 
 pub fn finish(gw: Gateway) -> GatewayReport {
     gw.shutdown()
+}
+
+// ---------------------------------------------------------------------------
+// Clients from a chosen loopback address: std has no bind-before-connect, so
+// these use libc (a dependency of the crate) and hand the socket to a
+// `TcpStream`.
+
+fn sockaddr_in(ip: Ipv4Addr, port: u16) -> libc::sockaddr_in {
+    libc::sockaddr_in {
+        sin_family: libc::AF_INET as libc::sa_family_t,
+        sin_port: port.to_be(),
+        sin_addr: libc::in_addr {
+            s_addr: u32::from_ne_bytes(ip.octets()),
+        },
+        sin_zero: [0; 8],
+    }
+}
+
+/// An unconnected IPv4 stream socket bound to `local` (any port).
+pub fn bound_socket(local: Ipv4Addr) -> io::Result<TcpStream> {
+    // SAFETY: plain socket(2); the result is checked and owned at once.
+    let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: fd is a fresh descriptor nothing else owns.
+    let stream = unsafe { TcpStream::from_raw_fd(fd) };
+    let sin = sockaddr_in(local, 0);
+    // SAFETY: sin is a valid sockaddr_in and its exact size is passed.
+    let r = unsafe {
+        libc::bind(
+            fd,
+            (&raw const sin).cast(),
+            std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t,
+        )
+    };
+    if r < 0 {
+        let e = io::Error::last_os_error();
+        return Err(io::Error::new(e.kind(), format!("bind {local}: {e}")));
+    }
+    Ok(stream)
+}
+
+/// Connects `stream` (from [`bound_socket`]) to `to`, blocking.
+pub fn connect(stream: &TcpStream, to: SocketAddr) -> io::Result<()> {
+    let SocketAddr::V4(to) = to else {
+        return Err(io::Error::other("IPv4 only"));
+    };
+    let sin = sockaddr_in(*to.ip(), to.port());
+    // SAFETY: sin is a valid sockaddr_in and its exact size is passed; the
+    // descriptor is owned by `stream`, which outlives the call.
+    let r = unsafe {
+        libc::connect(
+            stream.as_raw_fd(),
+            (&raw const sin).cast(),
+            std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t,
+        )
+    };
+    if r < 0 {
+        let e = io::Error::last_os_error();
+        return Err(io::Error::new(e.kind(), format!("connect {to}: {e}")));
+    }
+    Ok(())
+}
+
+/// A TCP connection to `to` from the loopback address `local` (port
+/// chosen by the kernel), with no delay.
+pub fn connect_from(local: Ipv4Addr, to: SocketAddr) -> io::Result<TcpStream> {
+    let stream = bound_socket(local)?;
+    connect(&stream, to)?;
+    stream.set_nodelay(true)?;
+    Ok(stream)
 }

@@ -31,10 +31,11 @@ use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::os::fd::{AsFd, BorrowedFd};
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
+
+use ordergate_os::clock::wall_ns;
 
 use ordergate_core::client::{self, ClientSession, FrameReader};
-use ordergate_core::engine::Nanos;
 use ordergate_core::session::LOGON_FLAG_CANCEL_ON_DISCONNECT;
 use ordergate_core::wire::codes::{
     CancelReason, Environment, LogonRejectReason, OrdType, RejectReason, Side, TerminateReason, Tif,
@@ -100,13 +101,6 @@ fn nonce_from(seed: [u8; 16], counter: u64) -> [u8; 16] {
 /// Fills `buf` from `/dev/urandom` (the OS random source; no crate needed).
 pub fn read_urandom(buf: &mut [u8]) -> io::Result<()> {
     std::fs::File::open("/dev/urandom")?.read_exact(buf)
-}
-
-/// The wall clock as OGP time: nanoseconds since the Unix epoch.
-pub fn unix_now_ns() -> Nanos {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos() as u64)
 }
 
 /// How to log on.
@@ -389,7 +383,7 @@ impl Connection {
         };
         let nonce = options.nonce.next()?;
         let logon = conn.session.logon(
-            unix_now_ns(),
+            wall_ns(),
             nonce,
             options.keepalive_ms,
             options.environment.wire(),
@@ -860,7 +854,7 @@ mod tests {
             let keys = SessionKeys::derive(&SECRET, &l.client_nonce(), &[8; 16], 99);
             let mut ack = wire::LogonAck {
                 session_id: 99,
-                server_time_ns: unix_now_ns(),
+                server_time_ns: wall_ns(),
                 server_nonce: [8; 16],
                 keepalive_ms: l.keepalive_ms(),
                 scopes: 3,

@@ -14,9 +14,10 @@
 //!   runtime, no allocation per message; `recv(Duration::ZERO)` polls, so
 //!   one thread can serve several sessions.
 //!
-//! The crate depends on `ordergate-core` only (the wire codec and the
-//! HMAC session keys it shares with the gateway): none of the gateway's
-//! io_uring, libc or command-line dependencies.
+//! The crate depends on `ordergate-core` (the wire codec and the HMAC
+//! session keys it shares with the gateway) and `ordergate-os` (the wall
+//! clock and the secret file reader) only: none of the gateway's io_uring,
+//! libc or command-line dependencies.
 //!
 //! # Example
 //!
@@ -59,7 +60,6 @@
 //! against the other without sockets. This crate adds the I/O.
 
 pub mod blocking;
-mod secret_file;
 
 /// The sans-I/O client session (`ordergate_core::client`).
 pub use ordergate_core::client as session;
@@ -71,4 +71,5 @@ pub use blocking::{
     ClientError, ConnectOptions, Connection, LogonGrant, NonceSource, Order, Reply,
 };
 pub use ordergate_core::client::{ClientSession, FrameReader};
-pub use secret_file::read_secret_file;
+/// A key's secret from its 0600 file (`ordergate-os`).
+pub use ordergate_os::read_secret_file;

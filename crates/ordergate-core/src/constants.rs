@@ -756,3 +756,10 @@ pub const ANCHOR_KEY_FILE_SIZE_MAX: u64 = 4096;
 
 const _: () = assert!(LOGON_FLOOR_KEYS_MAX >= KEYS_MAX);
 const _: () = assert!(JOURNAL_CHECKPOINT_RECORDS >= 2);
+
+/// Session lines in one `admin sessions` answer; the answer says how many
+/// more there were. The admin thread builds the answer in one string (about
+/// 130 bytes a line, so 130 KiB at most) and `ordergate admin` prints it to
+/// a terminal: past a thousand lines a list is for a script, which wants
+/// the stats file or the journal instead.
+pub const ADMIN_SESSIONS_LISTED_MAX: usize = 1_000;

@@ -124,6 +124,7 @@ use crate::wire::codes::{
 use crate::wire::{self, ClientFrame, DecodeError};
 
 pub mod counters;
+pub mod listing;
 pub mod shared;
 pub mod tx;
 
@@ -364,6 +365,11 @@ struct Authenticated {
     signed_with_next: bool,
     /// Heartbeats' own rate cell (four per keepalive interval, burst 8).
     heartbeats: HeartbeatAllowance,
+    /// When it logged on (the LogonAck's `server_time_ns`).
+    logon_ns: Nanos,
+    /// Its orders the engine holds, as it was told: Accepted, less those
+    /// then filled in full or canceled (`admin sessions`).
+    open_orders: u32,
 }
 
 pub struct Session {
@@ -455,6 +461,21 @@ impl Session {
 
     pub fn peer(&self) -> IpAddr {
         self.peer
+    }
+
+    /// This session as `admin sessions` lists it: None unless logged on
+    /// (or ending a logged-on session).
+    pub fn listing_row(&self) -> Option<listing::SessionRow> {
+        let auth = self.auth.as_ref()?;
+        Some(listing::SessionRow {
+            key_id: auth.key_id,
+            session: self.id,
+            peer: self.peer,
+            logon_ns: auth.logon_ns,
+            msgs_in: auth.next_in - 1,
+            msgs_out: auth.next_out - 1,
+            open_orders: auth.open_orders,
+        })
     }
 
     pub fn is_logged_on(&self) -> bool {
@@ -970,6 +991,8 @@ impl Session {
             throttled_run: 0,
             signed_with_next,
             heartbeats: HeartbeatAllowance::new(keepalive_ms),
+            logon_ns: now,
+            open_orders: 0,
         });
         self.state = State::Active;
         self.last_rx = now;
@@ -1223,6 +1246,16 @@ impl Session {
         if is_first_answer(e) {
             // Its reserved room is the room it uses now.
             self.outstanding = self.outstanding.saturating_sub(1);
+        }
+        if let Some(auth) = self.auth.as_mut() {
+            match e.kind {
+                EventKind::Accepted => auth.open_orders += 1,
+                EventKind::Canceled => auth.open_orders = auth.open_orders.saturating_sub(1),
+                EventKind::Fill if e.leaves_qty == 0 => {
+                    auth.open_orders = auth.open_orders.saturating_sub(1)
+                }
+                _ => {}
+            }
         }
         let t = e.transact_time_ns;
         match e.kind {

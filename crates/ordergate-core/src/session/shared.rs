@@ -251,6 +251,8 @@ pub struct Shared {
     /// from the journal at start-up; left by keys a reload removed). Only
     /// the control thread takes the lock, with `keys` held.
     logon_floors: Mutex<FloorBook>,
+    /// `admin sessions`: the question and each reactor's answer.
+    pub listing: super::listing::SessionListing,
 }
 
 impl Shared {
@@ -308,6 +310,7 @@ impl Shared {
             decoy_secret,
             admin: Default::default(),
             logon_floors: Mutex::new(floors),
+            listing: super::listing::SessionListing::new(REACTORS_MAX),
         }
     }
 
