@@ -6,6 +6,25 @@
 #
 #   fuzz/run.sh SECONDS [TARGET ...]
 #
+# The targets (docs/TESTING.md, "Fuzzing", says what each checks):
+#
+#   decode_differential  the wire decoder against a reference decoder
+#   frame_reader         the client's reassembler, whole / bytewise / chunked
+#   keys_file            keys-file parser: errors name a line, never a secret
+#   config_file          serve config parser: the same
+#   session_pipeline     sessions, slab, rings, engine under arbitrary
+#                        interleavings and faults, invariants every step
+#   engine_differential  the matching engine against a reference book
+#   journal_verify       audit verify on arbitrary and mutated journals
+#
+# An input slower than TIMEOUT seconds (default 10; every target's loops are
+# bounded, so it means a hang) counts as a crash. To replay one:
+#   fuzz/target/x86_64-unknown-linux-gnu/release/TARGET fuzz/artifacts/TARGET/crash-…
+# (OGFUZZ_TRACE=1 makes session_pipeline print each step and every frame a
+# client reads). Seeds for session_pipeline and engine_differential are
+# written by fuzz/seeds/*.py; rerun them after changing a target's input
+# types.
+#
 # Needs the nightly toolchain (cargo-fuzz builds with sanitizers) and
 # cargo-fuzz; installs cargo-fuzz from crates.io if it is missing. Exits 0
 # when every target ran without a crash, 1 on a crash, 3 when the tools
@@ -41,6 +60,7 @@ for t in "${targets[@]}"; do
     log="$scratch/$t.log"
     cargo +nightly fuzz run --fuzz-dir fuzz "$t" "$scratch/$t" "fuzz/corpus/$t" -- \
         -max_total_time="$seconds" -print_final_stats=1 -max_len=4096 \
+        -timeout="${TIMEOUT:-10}" \
         -artifact_prefix="fuzz/artifacts/$t/" >"$log" 2>&1
     rc=$?
     execs=$(grep -o 'stat::number_of_executed_units: *[0-9]*' "$log" | grep -o '[0-9]*$' | tail -1)

@@ -23,7 +23,7 @@ use serde::de::{self, Deserializer};
 use toml::Spanned;
 use toml::de::{DeTable, DeValue};
 
-use crate::auth::keys::{BURST_MAX, MSGS_PER_SEC_MAX};
+use crate::auth::keys::{BURST_MAX, MSGS_PER_SEC_MAX, echoable, scrub};
 use crate::constants::*;
 use crate::engine::book::{ENGINE_ORDERS_MAX_BOUND, EngineConfig, InstrumentRisk};
 use crate::gateway::{EnginePlacement, GatewaySpec};
@@ -800,12 +800,14 @@ pub fn parse(text: &str, origin: &str) -> Result<Config, ConfigError> {
             origin,
             location,
             ConfigErrorKind::Syntax {
-                message: e.message().to_owned(),
+                message: scrub(e.message()),
             },
         )
     })?;
     let mut fields = Vec::new();
     index_fields(root.get_ref(), &mut String::new(), &mut fields);
+    let mut entries = Vec::new();
+    index_entries(root.get_ref(), &mut entries);
 
     let config = Config::deserialize(toml::de::Deserializer::from(root)).map_err(|e| {
         let span = e.span();
@@ -819,26 +821,37 @@ pub fn parse(text: &str, origin: &str) -> Result<Config, ConfigError> {
             Some((name, expected)) => ConfigErrorKind::UnknownField {
                 // The index names a key at the error's span; if it found
                 // none, the name from the message is still the field.
-                field: if field.is_empty() {
-                    name.to_owned()
-                } else {
-                    field
-                },
-                expected: expected.to_owned(),
+                field: echo_field(if field.is_empty() { name } else { &field }),
+                expected: scrub(expected),
             },
             None => ConfigErrorKind::Invalid {
-                field,
-                message: message.to_owned(),
+                field: if field.is_empty() {
+                    field
+                } else {
+                    echo_field(&field)
+                },
+                message: scrub(message),
             },
         };
         ConfigError::new(origin, location, kind)
     })?;
 
     config.validate().map_err(|kind| {
-        let location = kind
-            .field()
-            .and_then(|f| fields.iter().find(|(name, _)| name == f))
-            .map(|(_, span)| Location::of(text, span.start));
+        // A field of one `[[engine.instrument]]` table: that table's.
+        let in_entry = instrument_at(&kind, &config).and_then(|at| {
+            let field = kind.field()?.rsplit('.').next()?;
+            entries
+                .iter()
+                .find(|(i, name, _)| *i == at && name == field)
+                .map(|(_, _, span)| span)
+        });
+        let location = in_entry
+            .or_else(|| {
+                kind.field()
+                    .and_then(|f| fields.iter().find(|(name, _)| name == f))
+                    .map(|(_, span)| span)
+            })
+            .map(|span| Location::of(text, span.start));
         ConfigError::new(origin, location, kind)
     })?;
     Ok(config)
@@ -866,6 +879,57 @@ fn span_of<K, V>(key: &Spanned<K>, value: &Spanned<V>) -> Range<usize> {
     k.start.min(v.start)..k.end.max(v.end)
 }
 
+/// The fields of each `[[engine.instrument]]` table: its position in the
+/// array, the field's name, the span of its key and value. (`fields` names
+/// a field once; these tables repeat theirs.)
+fn index_entries(root: &DeTable<'_>, out: &mut Vec<(usize, String, Range<usize>)>) {
+    let Some(DeValue::Table(engine)) = root.get("engine").map(|v| v.get_ref()) else {
+        return;
+    };
+    let Some(DeValue::Array(tables)) = engine.get("instrument").map(|v| v.get_ref()) else {
+        return;
+    };
+    for (at, table) in tables.iter().enumerate() {
+        if let DeValue::Table(table) = table.get_ref() {
+            for (key, value) in table.iter() {
+                out.push((at, key.get_ref().to_string(), span_of(key, value)));
+            }
+        }
+    }
+}
+
+/// Which `[[engine.instrument]]` table (position) a refusal of
+/// [`Config::validate`] is about, found as `validate` found it: the first
+/// table whose value fails.
+fn instrument_at(kind: &ConfigErrorKind, config: &Config) -> Option<usize> {
+    let tables = &config.engine.instrument;
+    match *kind {
+        ConfigErrorKind::OutOfRange {
+            field: "engine.instrument.id",
+            value,
+            ..
+        } => tables.iter().position(|i| u64::from(i.id) == value),
+        ConfigErrorKind::OutOfRange {
+            field: "engine.instrument.collar_bps",
+            value,
+            ..
+        } => tables
+            .iter()
+            .position(|i| i.collar_bps.map(u64::from) == Some(value)),
+        // The second table with the id.
+        ConfigErrorKind::DuplicateInstrument { id } => tables
+            .iter()
+            .enumerate()
+            .filter(|(_, i)| i.id == id)
+            .nth(1)
+            .map(|(at, _)| at),
+        ConfigErrorKind::NonPositiveReference { id } => tables.iter().position(|i| {
+            i.id == id && i.reference.is_some_and(|p| p <= 0) && !i.nonpositive_prices
+        }),
+        _ => None,
+    }
+}
+
 /// The innermost field whose key or value holds byte `offset`.
 fn field_at(fields: &[(String, Range<usize>)], offset: usize) -> Option<String> {
     fields
@@ -873,6 +937,19 @@ fn field_at(fields: &[(String, Range<usize>)], offset: usize) -> Option<String> 
         .filter(|(_, span)| span.contains(&offset))
         .max_by_key(|(name, _)| name.matches('.').count())
         .map(|(name, _)| name.clone())
+}
+
+/// A dotted field name from the file, if each part is a name an error may
+/// repeat ([`echoable`]: no run of hex digits that could be part of a
+/// secret pasted into the config); else a placeholder. toml's and serde's
+/// messages go through [`scrub`] for the same reason: a keys file given
+/// where the config belongs must not have its secrets printed.
+fn echo_field(name: &str) -> String {
+    if name.split('.').all(|part| echoable(part).is_some()) {
+        name.to_owned()
+    } else {
+        "<withheld: it looks like key material>".to_owned()
+    }
 }
 
 /// Splits serde's "unknown field `NAME`, expected …" into NAME and the
@@ -1862,6 +1939,51 @@ mod tests {
             "t",
         );
         assert!(ok.is_ok(), "{ok:?}");
+    }
+
+    /// Found by the config_file fuzz target (no refusal repeats key
+    /// material): a keys file, or a secret, pasted where the config
+    /// belongs had its hex repeated in the error — as an unknown field's
+    /// name, or quoted in serde's message about a value. Both are now
+    /// withheld as the keys file's errors withhold them.
+    #[test]
+    fn config_errors_do_not_repeat_key_material() {
+        let secret = "d3adb33f".repeat(8);
+        for text in [
+            format!("[reactors]\ncoun{secret}t = 1\n"),
+            format!("{secret} = 1\n"),
+            format!("[reactors]\ncount = \"{secret}\"\n"),
+            format!("[[key]]\nid = 1\nsecret = \"{secret}\"\n"),
+            format!("keys = [\"{secret}\"]\n"),
+            format!("keys = \"x\"\n{secret}\n"),
+        ] {
+            let e = refused(&text);
+            let shown = format!("{e} {e:?}");
+            assert!(!shown.contains("d3adb33fd3adb33f"), "{shown}");
+            assert!(e.location().is_some(), "{e}");
+        }
+    }
+
+    /// Found by the config_file fuzz target (every refusal names a line):
+    /// the checks of `[[engine.instrument]]` tables named no place, since
+    /// the field index did not look inside arrays of tables. Each now
+    /// names the line of the offending value in the offending table.
+    #[test]
+    fn instrument_errors_name_their_line() {
+        let at = |text: &str| refused(text).location().map(|l| (l.line, l.column));
+        let head = "[engine]\ninstruments = 5\n[[engine.instrument]]\nid = 1\n";
+        // Line 6: the second table's id.
+        let e = format!("{head}[[engine.instrument]]\nid = 1\n");
+        assert_eq!(at(&e), Some((6, 1)), "{}", refused(&e));
+        let e = format!("{head}[[engine.instrument]]\nid = 2\nreference = -3\n");
+        assert_eq!(at(&e), Some((7, 1)), "{}", refused(&e));
+        let e = format!("{head}[[engine.instrument]]\nid = 9\n");
+        assert_eq!(at(&e), Some((6, 1)), "{}", refused(&e));
+        let e = format!("{head}collar_bps = 0\n[[engine.instrument]]\nid = 2\n");
+        assert_eq!(at(&e), Some((5, 1)), "{}", refused(&e));
+        let e = format!("{head}[[engine.instrument]]\nid = 2\n  collar_bps = 10001\n");
+        assert_eq!(at(&e), Some((7, 3)), "{}", refused(&e));
+        assert!(refused(&e).to_string().contains(", line 7, column 3: "));
     }
 
     #[test]

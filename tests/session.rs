@@ -658,3 +658,79 @@ fn a_client_that_does_not_read_is_terminated_as_a_slow_consumer() {
     );
     assert!(p.session.wants_close());
 }
+
+// ------------------------------------------- issue 12: the cases' map
+
+/// Issue 12, case 9 (docs/TESTING.md): a tag one byte short (15 bytes) or
+/// one byte long (17), `message_size` adjusted to match, is MALFORMED (no
+/// template has that size), and nothing of the frame moves any state.
+#[test]
+fn a_tag_one_byte_short_or_long_terminates_malformed_and_reaches_nothing() {
+    let shared = shared();
+    for longer in [false, true] {
+        let mut p = Pair::new(&shared, KEY_TRADER, 16);
+        p.logon(0);
+        let mut f = p.new_order(1, 100, 1, 1, 0).to_vec();
+        if longer {
+            f.push(0x5A);
+        } else {
+            f.pop();
+        }
+        let size = f.len() as u16;
+        f[..2].copy_from_slice(&size.to_le_bytes());
+        p.send(&f);
+        assert_eq!(terminated(&mut p), TR::MALFORMED.wire(), "{size} bytes");
+        assert!(p.commands.is_empty());
+        assert_eq!(p.counters.messages_in, 0);
+    }
+}
+
+/// Issue 12, case 11: a frame sealed in one session and sent, with the
+/// `seq` expected there, on another session of the same key is BAD_MAC:
+/// session keys are derived per session (both nonces, the session id).
+#[test]
+fn a_frame_of_another_session_of_the_same_key_is_bad_mac() {
+    let shared = shared();
+    let mut a = Pair::new(&shared, KEY_TRADER, 16);
+    let mut b = Pair::new(&shared, KEY_TRADER, 16);
+    a.logon(0);
+    b.logon(0);
+    let from_a = a.new_order(1, 100, 1, 1, 0);
+    b.send(&from_a);
+    assert_eq!(terminated(&mut b), TR::BAD_MAC.wire());
+    assert!(b.commands.is_empty());
+    assert_eq!(b.counters.messages_in, 0);
+    // Its own session takes it.
+    a.send(&from_a);
+    assert_eq!(a.commands.len(), 1);
+}
+
+/// Issue 12, case 5 (slowloris after logon): bytes that never complete a
+/// frame do not keep a session alive. One byte of an order every 300 ms:
+/// the session ends with Terminate HEARTBEAT_TIMEOUT at the first timer
+/// run two keepalive intervals (2 s) after its last whole frame, and the
+/// unfinished order never reaches the engine.
+#[test]
+fn trickled_bytes_of_an_unfinished_frame_do_not_keep_a_session_alive() {
+    let shared = shared();
+    let mut p = Pair::new(&shared, KEY_TRADER, 16);
+    p.logon(0);
+    let order = p.new_order(1, 100, 1, 1, 0);
+    let mut ended = None;
+    for i in 1..=20u64 {
+        p.now = T0 + i * 300 * MS;
+        p.send(&order[i as usize - 1..i as usize]);
+        p.tick();
+        if let Some(f) = p
+            .frames()
+            .into_iter()
+            .find(|f| template(f) == wire::Terminate::TEMPLATE_ID)
+        {
+            ended = Some((terminate_reason(&f), (p.now - T0) / MS));
+            break;
+        }
+    }
+    assert_eq!(ended, Some((TR::HEARTBEAT_TIMEOUT.wire(), 2100)));
+    assert!(p.commands.is_empty());
+    assert_eq!(p.counters.messages_in, 0);
+}

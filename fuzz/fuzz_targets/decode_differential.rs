@@ -45,65 +45,198 @@ use Kind::*;
 
 /// Transcribed from PROTOCOL.md's two message tables.
 const TEMPLATES: &[Template] = &[
-    Template { name: "Logon", id: 1, size: 80, dir: Dir::Client, fields: &[
-        ("key_id", 12, U64), ("request_time_ns", 20, U64), ("client_nonce", 28, Bytes(16)),
-        ("keepalive_ms", 44, U16), ("environment", 46, U8), ("flags", 47, U8),
-        ("signature", 48, Bytes(32)),
-    ] },
-    Template { name: "LogonAck", id: 2, size: 72, dir: Dir::Gateway, fields: &[
-        ("session_id", 12, U64), ("server_time_ns", 20, U64), ("server_nonce", 28, Bytes(16)),
-        ("keepalive_ms", 44, U16), ("scopes", 46, U8), ("environment", 47, U8), ("seq", 48, U64),
-    ] },
-    Template { name: "LogonReject", id: 3, size: 32, dir: Dir::Gateway, fields: &[
-        ("reason", 12, U16), ("server_time_ns", 20, U64),
-    ] },
-    Template { name: "Heartbeat", id: 4, size: 36, dir: Dir::Both, fields: &[("seq", 12, U64)] },
-    Template { name: "Logout", id: 5, size: 44, dir: Dir::Client, fields: &[
-        ("seq", 12, U64), ("reason", 20, U16),
-    ] },
-    Template { name: "Terminate", id: 6, size: 44, dir: Dir::Gateway, fields: &[
-        ("seq", 12, U64), ("reason", 20, U16),
-    ] },
-    Template { name: "NewOrder", id: 10, size: 64, dir: Dir::Client, fields: &[
-        ("seq", 12, U64), ("cl_ord_id", 20, U64), ("price", 28, I64), ("qty", 36, U32),
-        ("instrument_id", 40, U32), ("side", 44, U8), ("ord_type", 45, U8), ("tif", 46, U8),
-    ] },
-    Template { name: "CancelOrder", id: 11, size: 60, dir: Dir::Client, fields: &[
-        ("seq", 12, U64), ("cl_ord_id", 20, U64), ("orig_cl_ord_id", 28, U64),
-        ("instrument_id", 36, U32),
-    ] },
-    Template { name: "ReplaceOrder", id: 12, size: 68, dir: Dir::Client, fields: &[
-        ("seq", 12, U64), ("cl_ord_id", 20, U64), ("orig_cl_ord_id", 28, U64), ("price", 36, I64),
-        ("qty", 44, U32), ("instrument_id", 48, U32),
-    ] },
-    Template { name: "MassCancel", id: 13, size: 52, dir: Dir::Client, fields: &[
-        ("seq", 12, U64), ("cl_ord_id", 20, U64), ("instrument_id", 28, U32), ("side", 32, U8),
-    ] },
-    Template { name: "OrderAccepted", id: 20, size: 60, dir: Dir::Gateway, fields: &[
-        ("seq", 12, U64), ("cl_ord_id", 20, U64), ("order_id", 28, U64),
-        ("transact_time_ns", 36, U64),
-    ] },
-    Template { name: "OrderRejected", id: 21, size: 64, dir: Dir::Gateway, fields: &[
-        ("seq", 12, U64), ("cl_ord_id", 20, U64), ("transact_time_ns", 28, U64),
-        ("retry_after_ns", 36, U64), ("reason", 44, U16),
-    ] },
-    Template { name: "OrderCanceled", id: 22, size: 68, dir: Dir::Gateway, fields: &[
-        ("seq", 12, U64), ("cl_ord_id", 20, U64), ("order_id", 28, U64),
-        ("transact_time_ns", 36, U64), ("canceled_qty", 44, U32), ("reason", 48, U16),
-    ] },
-    Template { name: "OrderReplaced", id: 23, size: 68, dir: Dir::Gateway, fields: &[
-        ("seq", 12, U64), ("cl_ord_id", 20, U64), ("order_id", 28, U64),
-        ("transact_time_ns", 36, U64), ("leaves_qty", 44, U32),
-    ] },
-    Template { name: "Fill", id: 24, size: 84, dir: Dir::Gateway, fields: &[
-        ("seq", 12, U64), ("cl_ord_id", 20, U64), ("order_id", 28, U64), ("exec_id", 36, U64),
-        ("transact_time_ns", 44, U64), ("fill_price", 52, I64), ("fill_qty", 60, U32),
-        ("leaves_qty", 64, U32),
-    ] },
-    Template { name: "MassCancelAck", id: 25, size: 60, dir: Dir::Gateway, fields: &[
-        ("seq", 12, U64), ("cl_ord_id", 20, U64), ("transact_time_ns", 28, U64),
-        ("canceled_count", 36, U32),
-    ] },
+    Template {
+        name: "Logon",
+        id: 1,
+        size: 80,
+        dir: Dir::Client,
+        fields: &[
+            ("key_id", 12, U64),
+            ("request_time_ns", 20, U64),
+            ("client_nonce", 28, Bytes(16)),
+            ("keepalive_ms", 44, U16),
+            ("environment", 46, U8),
+            ("flags", 47, U8),
+            ("signature", 48, Bytes(32)),
+        ],
+    },
+    Template {
+        name: "LogonAck",
+        id: 2,
+        size: 72,
+        dir: Dir::Gateway,
+        fields: &[
+            ("session_id", 12, U64),
+            ("server_time_ns", 20, U64),
+            ("server_nonce", 28, Bytes(16)),
+            ("keepalive_ms", 44, U16),
+            ("scopes", 46, U8),
+            ("environment", 47, U8),
+            ("seq", 48, U64),
+        ],
+    },
+    Template {
+        name: "LogonReject",
+        id: 3,
+        size: 32,
+        dir: Dir::Gateway,
+        fields: &[("reason", 12, U16), ("server_time_ns", 20, U64)],
+    },
+    Template {
+        name: "Heartbeat",
+        id: 4,
+        size: 36,
+        dir: Dir::Both,
+        fields: &[("seq", 12, U64)],
+    },
+    Template {
+        name: "Logout",
+        id: 5,
+        size: 44,
+        dir: Dir::Client,
+        fields: &[("seq", 12, U64), ("reason", 20, U16)],
+    },
+    Template {
+        name: "Terminate",
+        id: 6,
+        size: 44,
+        dir: Dir::Gateway,
+        fields: &[("seq", 12, U64), ("reason", 20, U16)],
+    },
+    Template {
+        name: "NewOrder",
+        id: 10,
+        size: 64,
+        dir: Dir::Client,
+        fields: &[
+            ("seq", 12, U64),
+            ("cl_ord_id", 20, U64),
+            ("price", 28, I64),
+            ("qty", 36, U32),
+            ("instrument_id", 40, U32),
+            ("side", 44, U8),
+            ("ord_type", 45, U8),
+            ("tif", 46, U8),
+        ],
+    },
+    Template {
+        name: "CancelOrder",
+        id: 11,
+        size: 60,
+        dir: Dir::Client,
+        fields: &[
+            ("seq", 12, U64),
+            ("cl_ord_id", 20, U64),
+            ("orig_cl_ord_id", 28, U64),
+            ("instrument_id", 36, U32),
+        ],
+    },
+    Template {
+        name: "ReplaceOrder",
+        id: 12,
+        size: 68,
+        dir: Dir::Client,
+        fields: &[
+            ("seq", 12, U64),
+            ("cl_ord_id", 20, U64),
+            ("orig_cl_ord_id", 28, U64),
+            ("price", 36, I64),
+            ("qty", 44, U32),
+            ("instrument_id", 48, U32),
+        ],
+    },
+    Template {
+        name: "MassCancel",
+        id: 13,
+        size: 52,
+        dir: Dir::Client,
+        fields: &[
+            ("seq", 12, U64),
+            ("cl_ord_id", 20, U64),
+            ("instrument_id", 28, U32),
+            ("side", 32, U8),
+        ],
+    },
+    Template {
+        name: "OrderAccepted",
+        id: 20,
+        size: 60,
+        dir: Dir::Gateway,
+        fields: &[
+            ("seq", 12, U64),
+            ("cl_ord_id", 20, U64),
+            ("order_id", 28, U64),
+            ("transact_time_ns", 36, U64),
+        ],
+    },
+    Template {
+        name: "OrderRejected",
+        id: 21,
+        size: 64,
+        dir: Dir::Gateway,
+        fields: &[
+            ("seq", 12, U64),
+            ("cl_ord_id", 20, U64),
+            ("transact_time_ns", 28, U64),
+            ("retry_after_ns", 36, U64),
+            ("reason", 44, U16),
+        ],
+    },
+    Template {
+        name: "OrderCanceled",
+        id: 22,
+        size: 68,
+        dir: Dir::Gateway,
+        fields: &[
+            ("seq", 12, U64),
+            ("cl_ord_id", 20, U64),
+            ("order_id", 28, U64),
+            ("transact_time_ns", 36, U64),
+            ("canceled_qty", 44, U32),
+            ("reason", 48, U16),
+        ],
+    },
+    Template {
+        name: "OrderReplaced",
+        id: 23,
+        size: 68,
+        dir: Dir::Gateway,
+        fields: &[
+            ("seq", 12, U64),
+            ("cl_ord_id", 20, U64),
+            ("order_id", 28, U64),
+            ("transact_time_ns", 36, U64),
+            ("leaves_qty", 44, U32),
+        ],
+    },
+    Template {
+        name: "Fill",
+        id: 24,
+        size: 84,
+        dir: Dir::Gateway,
+        fields: &[
+            ("seq", 12, U64),
+            ("cl_ord_id", 20, U64),
+            ("order_id", 28, U64),
+            ("exec_id", 36, U64),
+            ("transact_time_ns", 44, U64),
+            ("fill_price", 52, I64),
+            ("fill_qty", 60, U32),
+            ("leaves_qty", 64, U32),
+        ],
+    },
+    Template {
+        name: "MassCancelAck",
+        id: 25,
+        size: 60,
+        dir: Dir::Gateway,
+        fields: &[
+            ("seq", 12, U64),
+            ("cl_ord_id", 20, U64),
+            ("transact_time_ns", 28, U64),
+            ("canceled_count", 36, U32),
+        ],
+    },
 ];
 
 fn le(b: &[u8]) -> u128 {
@@ -128,7 +261,11 @@ fn reference(frame: &[u8], from_client: bool) -> Option<String> {
         return None;
     }
     let t = TEMPLATES.iter().find(|t| t.id == u16_at(6))?;
-    let wanted = if from_client { Dir::Client } else { Dir::Gateway };
+    let wanted = if from_client {
+        Dir::Client
+    } else {
+        Dir::Gateway
+    };
     if !(t.dir == wanted || t.dir == Dir::Both) {
         return None;
     }
@@ -200,8 +337,16 @@ fuzz_target!(|data: &[u8]| {
     } else {
         data
     };
-    assert_eq!(real_client(frame), reference(frame, true), "client {frame:02x?}");
-    assert_eq!(real_gateway(frame), reference(frame, false), "gateway {frame:02x?}");
+    assert_eq!(
+        real_client(frame),
+        reference(frame, true),
+        "client {frame:02x?}"
+    );
+    assert_eq!(
+        real_gateway(frame),
+        reference(frame, false),
+        "gateway {frame:02x?}"
+    );
     // The length prefix check agrees with the full decode on what a prefix
     // above the largest or below the smallest template means.
     if let Ok(Some(size)) = wire::frame_size(frame) {

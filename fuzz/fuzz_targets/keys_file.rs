@@ -1,7 +1,10 @@
 //! The keys-file parser on arbitrary text: it never panics, every refusal
-//! names the file, and no refusal repeats key material: no run of 32 or
-//! more hex digits in the input (a secret, or most of one) has any 16 of
-//! its digits in a row in the error's text or debug form. A run of decimal
+//! names the file and a line (`line N, column M`, which `location()` gives
+//! too) — except the two that are about the file as a whole, no `[[key]]`
+//! at all and more than `KEYS_MAX` of them — and no refusal repeats key
+//! material: no run of 32 or more hex digits in the input (a secret, or
+//! most of one) has any 16 of its digits in a row in the error's text or
+//! debug form. A run of decimal
 //! digits only, not opened by a quote, is a TOML integer (an `id` out of
 //! range, say), which an error rightly names: not key material (a secret
 //! is a string, and 32 random hex digits are all decimal with odds of
@@ -12,7 +15,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use ordergate::auth::keys::KeyTable;
+use ordergate::auth::keys::{KeyTable, KeysErrorKind};
 
 const ORIGIN: &str = "fuzz-keys.toml";
 
@@ -55,7 +58,7 @@ fn shifted(text: &str, at: usize, len: usize) -> String {
     String::from_utf8(bytes).expect("hex digits stay ASCII")
 }
 
-fn shown(text: &str) -> Option<String> {
+fn error_text(text: &str) -> Option<String> {
     let err = KeyTable::from_toml_str(text, ORIGIN).err()?;
     Some(format!("{err} {err:?} {err:#?}"))
 }
@@ -64,10 +67,23 @@ fuzz_target!(|data: &[u8]| {
     let Ok(text) = std::str::from_utf8(data) else {
         return;
     };
-    let Some(shown_text) = shown(text) else {
+    let Err(err) = KeyTable::from_toml_str(text, ORIGIN) else {
         return;
     };
+    let shown_text = format!("{err} {err:?} {err:#?}");
     assert!(shown_text.contains(ORIGIN), "{shown_text}");
+    let whole_file = matches!(
+        err.kind(),
+        KeysErrorKind::Empty | KeysErrorKind::TooManyKeys { .. }
+    );
+    if !whole_file {
+        let location = err
+            .location()
+            .unwrap_or_else(|| panic!("an error without a line: {err}"));
+        let line = format!(", line {}, column {}", location.line, location.column);
+        assert!(err.to_string().contains(&line), "{err}");
+        assert!(location.line <= text.lines().count().max(1) + 1, "{err}");
+    }
     for (at, run) in hex_runs(text) {
         // The error for the same input with this run's digits changed: a
         // window still there does not come from the run (an id or bound
@@ -79,7 +95,7 @@ fuzz_target!(|data: &[u8]| {
             if !shown_text.contains(window) {
                 continue;
             }
-            let other = other.get_or_insert_with(|| shown(&shifted(text, at, run.len())));
+            let other = other.get_or_insert_with(|| error_text(&shifted(text, at, run.len())));
             if other.as_deref().is_some_and(|o| o.contains(window)) {
                 continue;
             }

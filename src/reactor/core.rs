@@ -79,6 +79,25 @@
 //! [`crate::engine::risk::KeySweeps`] for `kill`'s answer. A sweep that
 //! finds the ring full waits in a preallocated queue and is retried every
 //! timer tick (`key_sweeps_deferred`).
+//!
+//! # Driving a core
+//!
+//! A driver owns the sockets (the io_uring worker, `reactor::worker`; the
+//! seeded simulation, `tests/common/sim.rs`) and feeds the core; what to do
+//! after each I/O completes is decided here, so that both run the same
+//! logic:
+//!
+//! ```text
+//!  new connection        admit → Open / Wait (next_waiting hands the slot later) / Refuse
+//!  bytes received        on_bytes → n taken; n < len: park the rest, pause, stop receiving
+//!  paused, touched       offer_parked(ParkedInput) → all taken: receive again
+//!  session touched       output(id, send in flight) → Send(bytes) / Close / Idle
+//!  send completed        on_sent(id, Some(n) | None) → Done / Failed (close) / Gone
+//!  end of stream, error  on_closed, then start closing
+//!  close completed       on_close_completed → released now, or by a later tick
+//!  every timer tick      tick(now, released) → then next_waiting
+//!  every turn            refresh_keys first; poll_events; pop_dirty → output
+//! ```
 
 use std::collections::VecDeque;
 use std::hash::BuildHasher;
@@ -296,10 +315,15 @@ pub struct ReactorCore {
     /// KeySwept reports taken from the event ring this turn, `(key id,
     /// tag, count)`, handled once the batch is drained.
     swept: Vec<(u64, u64, u32)>,
-    /// Key expiry: every `not_after` up to this instant has been swept.
+    /// Key expiry: every `not_after` up to this instant has been swept
+    /// (moved back with the wall clock: a key expires again).
     expiry_scanned: Nanos,
     /// The earliest `not_after` after `expiry_scanned` (u64::MAX: none).
     expiry_next: Nanos,
+    /// Sessions whose socket closed before they finished (a
+    /// cancel-on-disconnect waiting for ring room): released by a later
+    /// [`tick`](Self::tick). Preallocated to the slab size.
+    unreleased: Vec<SessionId>,
 }
 
 impl ReactorCore {
@@ -338,6 +362,7 @@ impl ReactorCore {
             swept: Vec::with_capacity(crate::constants::RING_BATCH_MAX),
             expiry_scanned: 0,
             expiry_next: 0,
+            unreleased: Vec::with_capacity(sessions),
         }
     }
 
@@ -634,6 +659,12 @@ impl ReactorCore {
             return false;
         }
         let keys = self.shared.key_set();
+        // First every key of the old table whose `not_after` passed since
+        // the last tick: below it counts as unusable in both tables, and a
+        // reload that removes it must not make this reactor skip its sweep
+        // (the other reactors' sweeps may reach the engine before the
+        // commands this reactor's sessions sent).
+        self.sweep_expired_keys(now);
         // Sweep every key that stops being usable here, before its sessions
         // are revoked: tagged with the new generation (see `KeySweeps`).
         let old = self.keys.clone();
@@ -748,6 +779,14 @@ impl ReactorCore {
     fn sweep_expired_keys(&mut self, now: Nanos) {
         if self.expiry_scanned == 0 {
             // First look: a key already expired at start-up has no orders.
+            self.expiry_scanned = now;
+            self.expiry_next = self.next_expiry(now);
+            return;
+        }
+        if now < self.expiry_scanned {
+            // The wall clock stepped back (NTP): a key whose `not_after`
+            // lies after `now` is usable again and may take orders, so it
+            // must be swept again when the clock passes it again.
             self.expiry_scanned = now;
             self.expiry_next = self.next_expiry(now);
             return;
@@ -945,6 +984,151 @@ impl ReactorCore {
     pub fn live_count(&self) -> usize {
         self.live.len()
     }
+
+    // The driver's seam (module docs, "Driving a core"): what a driver does
+    // with a connection after its I/O completes is decided here, for the
+    // io_uring worker and the simulation alike.
+
+    /// What `id`'s connection does next, once a turn touched its session
+    /// (the driver's flush; a paused connection is first offered its
+    /// parked input, [`offer_parked`](Self::offer_parked)): close, once
+    /// the session has ended and its queue drained (or was abandoned);
+    /// else send every waiting byte, marked in flight until
+    /// [`on_sent`](Self::on_sent), unless a send is already in flight
+    /// (`send_inflight`) or nothing waits.
+    #[inline]
+    pub fn output(&mut self, id: SessionId, send_inflight: bool) -> Output<'_> {
+        let Some(session) = self.session_mut(id) else {
+            return Output::Idle;
+        };
+        if session.wants_close() {
+            return Output::Close;
+        }
+        if send_inflight || session.tx().waiting().is_empty() {
+            return Output::Idle;
+        }
+        Output::Send(session.tx_mut().begin_send())
+    }
+
+    /// A send of `id`'s bytes completed: `Some(n)` bytes taken (a short
+    /// send puts the rest back to waiting), `None` the connection failed
+    /// (the session is then closed, and the driver must close the socket).
+    /// The session is marked for the driver's next flush either way.
+    pub fn on_sent(&mut self, id: SessionId, now: Nanos, sent: Option<usize>) -> Sent {
+        let Some(session) = self.session_mut(id) else {
+            return Sent::Gone;
+        };
+        let outcome = match sent {
+            Some(n) => {
+                session.tx_mut().complete_send(n);
+                Sent::Done
+            }
+            None => {
+                session.tx_mut().complete_send(0);
+                self.on_closed(id, now);
+                Sent::Failed
+            }
+        };
+        self.mark_dirty(id);
+        outcome
+    }
+
+    /// `id`'s socket is closed (its close completed): the session is told,
+    /// and its slot released if it has finished. Returns whether it was:
+    /// the driver may then forget the connection and hand the slot to a
+    /// waiting one ([`next_waiting`](Self::next_waiting)). Otherwise (a
+    /// cancel-on-disconnect still waits for ring room) a later
+    /// [`tick`](Self::tick) releases it.
+    pub fn on_close_completed(&mut self, id: SessionId, now: Nanos) -> bool {
+        self.on_closed(id, now);
+        if self.release(id) {
+            return true;
+        }
+        if !self.unreleased.contains(&id) {
+            self.unreleased.push(id);
+        }
+        false
+    }
+
+    /// The timer tick: session timers, key validity (and sweeps waiting
+    /// for ring room), the audit ring's pending gap record, then the
+    /// closed sessions that have finished since are released, each handed
+    /// to `released` (the driver forgets its connection; then it calls
+    /// [`next_waiting`](Self::next_waiting)). O(live sessions).
+    pub fn tick(&mut self, now: Nanos, mut released: impl FnMut(SessionId)) {
+        self.run_timers(now);
+        self.enforce_key_validity(now);
+        self.audit.flush_gap(now, self.index);
+        self.answer_listing();
+        let mut i = 0;
+        while i < self.unreleased.len() {
+            if self.release(self.unreleased[i]) {
+                released(self.unreleased.swap_remove(i));
+            } else {
+                i += 1;
+            }
+        }
+    }
+
+    /// Offers a paused connection's parked input to its session, oldest
+    /// first, once the session wants input again. Returns whether every
+    /// parked byte was taken (the connection may receive again); `false`
+    /// leaves it paused, the rest still parked.
+    pub fn offer_parked(
+        &mut self,
+        id: SessionId,
+        now: Nanos,
+        parked: &mut impl ParkedInput,
+    ) -> bool {
+        if !self.wants_input(id) {
+            return false;
+        }
+        while let Some(bytes) = parked.oldest() {
+            let len = bytes.len();
+            let before = self.counters.commands_out;
+            let taken = self.on_bytes(id, now, bytes);
+            parked.took(taken, self.counters.commands_out - before);
+            if taken < len {
+                return false;
+            }
+        }
+        true
+    }
+}
+
+/// What a driver does next with a connection ([`ReactorCore::output`]).
+#[derive(Debug, PartialEq, Eq)]
+pub enum Output<'a> {
+    /// Nothing now.
+    Idle,
+    /// Start closing the socket (shut it down; close it once its receive
+    /// and send have completed).
+    Close,
+    /// Send these bytes: they stay valid and unmoved until the send
+    /// completes ([`ReactorCore::on_sent`]).
+    Send(&'a [u8]),
+}
+
+/// How a completed send left the connection ([`ReactorCore::on_sent`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Sent {
+    /// Its session is no longer the slot's (a stale completion).
+    Gone,
+    Done,
+    /// The connection failed: the session is closed; close the socket.
+    Failed,
+}
+
+/// A paused connection's received bytes the session has not taken yet,
+/// oldest first, as the driver keeps them (the worker: provided buffers
+/// parked by id; the simulation: a queue of byte strings).
+pub trait ParkedInput {
+    /// The oldest parked bytes, if any.
+    fn oldest(&self) -> Option<&[u8]>;
+    /// The session took `n` of them (all: drop that chunk; fewer: keep the
+    /// rest, which is offered first next time). `commands` were handed to
+    /// the engine meanwhile (the worker's receive → ring latency).
+    fn took(&mut self, n: usize, commands: u64);
 }
 
 /// Whether a key may keep its sessions: active and within its validity
@@ -1374,6 +1558,55 @@ mod tests {
         assert_eq!(core.counters.key_sweeps, 5);
     }
 
+    /// Found by the seeded simulation (seed 43): the wall clock stepped
+    /// back over a key's `not_after`, the key was usable again and took new
+    /// orders, and when the clock passed `not_after` a second time its
+    /// sessions were revoked but its orders were never swept.
+    #[test]
+    fn a_key_that_expires_again_after_the_clock_stepped_back_is_swept_again() {
+        let (mut core, mut rx, _tx) = core_with_keys(&[1]);
+        let shared = core.shared().clone();
+        let mut expiring = entry(5);
+        expiring.not_after_ns = Some(NOW + 10);
+        let epoch = shared.publish_keys(KeyTable::from_entries(vec![entry(1), expiring]).unwrap());
+        core.refresh_keys(NOW);
+        core.enforce_key_validity(NOW);
+        core.enforce_key_validity(NOW + 10);
+        assert_eq!(sweeps(&mut rx), [(5, epoch)]);
+        // An NTP step back: key 5 is valid again (and may take orders).
+        core.enforce_key_validity(NOW + 2);
+        core.enforce_key_validity(NOW + 5);
+        assert_eq!(sweeps(&mut rx), []);
+        // Past its not_after again: swept again.
+        core.enforce_key_validity(NOW + 12);
+        assert_eq!(sweeps(&mut rx), [(5, epoch)], "swept again");
+        core.enforce_key_validity(NOW + 20);
+        assert_eq!(sweeps(&mut rx), []);
+    }
+
+    /// Found by the seeded simulation (seed 14961): a key expired, and a
+    /// reload removed it before this reactor's next tick; the reactor saw
+    /// it unusable in both tables and never swept it, so the commands its
+    /// sessions had queued reached the engine after the other reactors'
+    /// sweeps and rested under a removed key.
+    #[test]
+    fn a_key_that_expired_unswept_before_a_reload_removed_it_is_swept() {
+        let (mut core, mut rx, _tx) = core_with_keys(&[1]);
+        let shared = core.shared().clone();
+        let mut expiring = entry(5);
+        expiring.not_after_ns = Some(NOW + 10);
+        let epoch = shared.publish_keys(KeyTable::from_entries(vec![entry(1), expiring]).unwrap());
+        core.refresh_keys(NOW);
+        core.enforce_key_validity(NOW);
+        assert_eq!(sweeps(&mut rx), []);
+        // Expired at NOW + 10; removed before the next tick.
+        shared.publish_keys(table(&[1]));
+        core.refresh_keys(NOW + 20);
+        assert_eq!(sweeps(&mut rx), [(5, epoch)]);
+        core.enforce_key_validity(NOW + 21);
+        assert_eq!(sweeps(&mut rx), [], "once");
+    }
+
     #[test]
     fn a_sweep_that_finds_the_ring_full_waits_for_the_next_tick() {
         let (mut core, mut rx, _tx) = core_with_keys(&[1, 2]);
@@ -1423,5 +1656,133 @@ mod tests {
                 .wait(1, 1, std::time::Duration::from_secs(1)),
             Some(7)
         );
+    }
+
+    /// A core with key 1 and one session logged on (cancel-on-disconnect
+    /// as asked), its LogonAck still queued.
+    fn logged_on(cod: bool) -> (ReactorCore, Consumer<Command>, SessionId) {
+        let (mut core, rx, _tx) = core_with_keys(&[1]);
+        let id = core.accept(NOW, "127.0.0.1".parse().unwrap()).unwrap();
+        let flags = if cod {
+            crate::session::LOGON_FLAG_CANCEL_ON_DISCONNECT
+        } else {
+            0
+        };
+        let logon = ClientSession::new(1, [3; 32]).logon(NOW, [9; 16], 1000, 1, flags);
+        assert_eq!(core.on_bytes(id, NOW, &logon), logon.len());
+        assert!(core.session(id).unwrap().is_logged_on());
+        (core, rx, id)
+    }
+
+    #[test]
+    fn output_sends_what_waits_once_and_closes_an_ended_session_once_drained() {
+        let (mut core, _rx, id) = logged_on(false);
+        let ack = match core.output(id, false) {
+            Output::Send(bytes) => bytes.len(),
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(ack, wire::LOGON_ACK_SIZE);
+        // One send at a time; a short send puts the rest back.
+        assert_eq!(core.output(id, true), Output::Idle);
+        assert_eq!(core.on_sent(id, NOW, Some(10)), Sent::Done);
+        assert!(matches!(core.output(id, false), Output::Send(b) if b.len() == ack - 10));
+        assert_eq!(core.on_sent(id, NOW, Some(ack - 10)), Sent::Done);
+        assert_eq!(core.output(id, false), Output::Idle);
+        // Ended: the Terminate goes out, then the socket closes.
+        core.terminate(id, NOW, TerminateReason::LOGOUT);
+        let n = match core.output(id, false) {
+            Output::Send(bytes) => bytes.len(),
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(core.on_sent(id, NOW, Some(n)), Sent::Done);
+        assert_eq!(core.output(id, false), Output::Close);
+        assert!(core.on_close_completed(id, NOW));
+        assert_eq!(core.live_count(), 0);
+    }
+
+    #[test]
+    fn a_failed_send_closes_the_session() {
+        let (mut core, _rx, id) = logged_on(false);
+        assert!(matches!(core.output(id, false), Output::Send(_)));
+        assert_eq!(core.on_sent(id, NOW, None), Sent::Failed);
+        assert_eq!(
+            core.session(id).unwrap().close_reason(),
+            Some(CloseReason::TransportClosed)
+        );
+        assert!(core.on_close_completed(id, NOW));
+    }
+
+    #[test]
+    fn a_closed_session_waiting_for_ring_room_is_released_by_a_later_tick() {
+        let (mut core, mut rx, id) = logged_on(true);
+        for _ in 0..4 {
+            assert!(
+                core.commands
+                    .try_push(Command::empty(CommandKind::Cancel, SessionId(0)))
+                    .is_ok()
+            );
+        }
+        // Its cancel-on-disconnect finds the ring full: not released.
+        assert!(!core.on_close_completed(id, NOW));
+        assert!(!core.on_close_completed(id, NOW), "listed once");
+        let mut released = Vec::new();
+        core.tick(NOW, |id| released.push(id));
+        assert!(released.is_empty());
+        assert_eq!(core.live_count(), 1);
+        // The engine takes a command: the next tick delivers the
+        // cancel-on-disconnect and releases the slot.
+        assert_eq!(rx.pop().unwrap().kind, CommandKind::Cancel);
+        core.tick(NOW + 1, |id| released.push(id));
+        assert_eq!(released, [id]);
+        assert_eq!(core.live_count(), 0);
+        let kinds: Vec<_> = std::iter::from_fn(|| rx.pop()).map(|c| c.kind).collect();
+        assert_eq!(kinds.last(), Some(&CommandKind::CancelOnDisconnect));
+    }
+
+    /// Parked chunks as the simulation keeps them.
+    struct Chunks(VecDeque<Vec<u8>>);
+
+    impl ParkedInput for Chunks {
+        fn oldest(&self) -> Option<&[u8]> {
+            self.0.front().map(|v| &v[..])
+        }
+        fn took(&mut self, n: usize, _commands: u64) {
+            let front = self.0.front_mut().unwrap();
+            if n == front.len() {
+                self.0.pop_front();
+            } else {
+                front.drain(..n);
+            }
+        }
+    }
+
+    #[test]
+    fn parked_input_is_offered_in_order_until_all_is_taken() {
+        let (mut core, _rx, id) = logged_on(false);
+        let mut client = ClientSession::new(1, [3; 32]);
+        client.logon(NOW, [9; 16], 1000, 1, 0);
+        let ack = core.session(id).unwrap().tx().waiting().to_vec();
+        client.receive(&ack).expect("the LogonAck");
+        // Two heartbeats, parked in three chunks split mid-frame.
+        let a = client.seal(wire::Heartbeat { seq: 0 }.to_bytes());
+        let b = client.seal(wire::Heartbeat { seq: 0 }.to_bytes());
+        let bytes = [&a[..], &b[..]].concat();
+        let mut parked = Chunks(VecDeque::from([
+            bytes[..5].to_vec(),
+            bytes[5..40].to_vec(),
+            bytes[40..].to_vec(),
+        ]));
+        assert!(core.offer_parked(id, NOW, &mut parked));
+        assert!(parked.0.is_empty());
+        assert_eq!(core.counters.messages_in, 2);
+        assert!(
+            core.session(id).unwrap().is_logged_on(),
+            "both frames were whole and in order"
+        );
+        // A session that has gone takes (discards) everything.
+        parked.0.extend([vec![1, 2, 3], vec![4]]);
+        core.on_closed(id, NOW);
+        assert!(core.offer_parked(id, NOW, &mut parked));
+        assert!(parked.0.is_empty());
     }
 }

@@ -97,7 +97,7 @@ use std::time::{Duration, Instant};
 use hdrhistogram::Histogram;
 use io_uring::{IoUring, cqueue, types};
 
-use super::core::{Admission, ReactorCore, logon_reject_bytes};
+use super::core::{Admission, Output, ParkedInput, ReactorCore, Sent, logon_reject_bytes};
 use super::idle::{IdleKind, PARK_MAX, TurnIdle, Wait};
 use super::uring::{self, BufRing, Op, SqPoll};
 use crate::clock::wall_ns;
@@ -196,6 +196,57 @@ impl Parked {
     }
 }
 
+/// Removes the oldest parked buffer of `conn` and recycles it.
+fn unpark_head(conn: &mut Conn, parked: &Parked, bufs: &mut BufRing) {
+    let bid = conn.park_head;
+    conn.park_head = parked.next[bid as usize];
+    if conn.park_head == NO_BUF {
+        conn.park_tail = NO_BUF;
+    }
+    conn.parked -= 1;
+    bufs.recycle(bid);
+}
+
+/// One connection's parked buffers, as the core takes them
+/// ([`ReactorCore::offer_parked`]).
+struct ParkedOf<'a> {
+    conn: &'a mut Conn,
+    parked: &'a mut Parked,
+    bufs: &'a mut BufRing,
+    latency: &'a mut Histogram<u64>,
+    clock: &'a TurnClock,
+}
+
+impl ParkedInput for ParkedOf<'_> {
+    fn oldest(&self) -> Option<&[u8]> {
+        let bid = self.conn.park_head;
+        if bid == NO_BUF {
+            return None;
+        }
+        let (offset, len) = (
+            self.parked.offset[bid as usize],
+            self.parked.len[bid as usize],
+        );
+        Some(&self.bufs.bytes(bid, (offset + len) as usize)[offset as usize..])
+    }
+
+    fn took(&mut self, n: usize, commands: u64) {
+        let bid = self.conn.park_head as usize;
+        if commands > 0 {
+            let received = self.parked.received_mono[bid];
+            let ns = (self.clock.mono() - received).clamp(1, LATENCY_MAX_NS);
+            self.latency.saturating_record_n(ns, commands);
+        }
+        let n = n as u32;
+        if n < self.parked.len[bid] {
+            self.parked.offset[bid] += n;
+            self.parked.len[bid] -= n;
+        } else {
+            unpark_head(self.conn, self.parked, self.bufs);
+        }
+    }
+}
+
 /// What a reactor thread is given.
 pub struct ReactorArgs {
     pub index: u16,
@@ -229,9 +280,6 @@ struct Worker {
     accept_resume_at: u64,
     accept_backoff_ticks: u32,
     conns: Box<[Conn]>,
-    /// Closed connections whose session has not finished yet (a
-    /// cancel-on-disconnect waiting for ring space).
-    unreleased: Vec<SessionId>,
     core: ReactorCore,
     agent: Option<EngineAgent<MatchingEngine>>,
     uring: UringCounters,
@@ -328,7 +376,6 @@ pub fn run(args: ReactorArgs, ready: impl FnOnce(Result<String, String>)) -> Opt
         accept_resume_at: 0,
         accept_backoff_ticks: ACCEPT_BACKOFF_TICKS_MIN,
         conns: vec![Conn::EMPTY; slots].into_boxed_slice(),
-        unreleased: Vec::with_capacity(slots),
         core: args.core,
         agent: args.agent,
         uring: UringCounters::default(),
@@ -885,14 +932,7 @@ impl Worker {
 
     /// Removes the oldest parked buffer of the connection and recycles it.
     fn unpark_head(&mut self, slot: u16) {
-        let c = &mut self.conns[slot as usize];
-        let bid = c.park_head;
-        c.park_head = self.parked.next[bid as usize];
-        if c.park_head == NO_BUF {
-            c.park_tail = NO_BUF;
-        }
-        c.parked -= 1;
-        self.bufs.recycle(bid);
+        unpark_head(&mut self.conns[slot as usize], &self.parked, &mut self.bufs);
     }
 
     /// Stops reading a connection: its receive is canceled so that it
@@ -909,27 +949,23 @@ impl Worker {
     }
 
     /// A paused connection whose session has room again: offers its parked
-    /// bytes in order; once all are taken, unpauses and receives again.
+    /// bytes in order (`ReactorCore::offer_parked`); once all are taken,
+    /// unpauses and receives again.
     fn resume(&mut self, now: Nanos, slot: u16) {
         let c = self.conns[slot as usize];
-        if !c.paused || c.closing || !self.core.wants_input(c.id) {
+        if !c.paused || c.closing {
             return;
         }
-        while self.conns[slot as usize].park_head != NO_BUF {
-            let bid = self.conns[slot as usize].park_head;
-            let (offset, len) = (
-                self.parked.offset[bid as usize],
-                self.parked.len[bid as usize],
-            );
-            let received = self.parked.received_mono[bid as usize];
-            let taken = self.consume(now, slot, bid, offset, len, received);
-            if taken < len {
-                // Paused again (counted by the session): keep the rest.
-                self.parked.offset[bid as usize] = offset + taken;
-                self.parked.len[bid as usize] = len - taken;
-                return;
-            }
-            self.unpark_head(slot);
+        let mut parked = ParkedOf {
+            conn: &mut self.conns[slot as usize],
+            parked: &mut self.parked,
+            bufs: &mut self.bufs,
+            latency: &mut self.latency,
+            clock: &self.clock,
+        };
+        if !self.core.offer_parked(c.id, now, &mut parked) {
+            // Paused again (counted by the session): the rest stays parked.
+            return;
         }
         self.conns[slot as usize].paused = false;
         // If the cancel's end has not come back yet, it re-arms instead.
@@ -970,18 +1006,11 @@ impl Worker {
         conn.send_inflight = false;
         let id = conn.id;
         self.uring.send_completions += 1;
-        let Some(session) = self.core.session_mut(id) else {
-            return;
-        };
-        if res >= 0 {
-            session.tx_mut().complete_send(res as usize);
-            self.uring.bytes_out += res as u64;
-        } else {
-            session.tx_mut().complete_send(0);
-            self.core.on_closed(id, now);
-            self.start_close(slot);
+        match self.core.on_sent(id, now, usize::try_from(res).ok()) {
+            Sent::Gone => return,
+            Sent::Done => self.uring.bytes_out += res as u64,
+            Sent::Failed => self.start_close(slot),
         }
-        self.core.mark_dirty(id);
         self.maybe_submit_close(slot);
     }
 
@@ -992,12 +1021,11 @@ impl Worker {
         };
         let id = conn.id;
         conn.fd = -1;
-        self.core.on_closed(id, now);
-        if self.core.release(id) {
+        // Not finished yet (a cancel-on-disconnect waiting for ring room):
+        // the core releases it at a later tick.
+        if self.core.on_close_completed(id, now) {
             self.conns[slot as usize] = Conn::EMPTY;
             self.admit_waiting(now);
-        } else {
-            self.unreleased.push(id);
         }
     }
 
@@ -1036,44 +1064,29 @@ impl Worker {
                 // May mark it dirty again: it is then looked at once more.
                 self.resume(now, slot);
             }
-            let conn = self.conns[slot as usize];
-            let Some(session) = self.core.session_mut(id) else {
-                continue;
-            };
-            if session.wants_close() {
-                self.start_close(slot);
-                continue;
+            let send_inflight = self.conns[slot as usize].send_inflight;
+            match self.core.output(id, send_inflight) {
+                Output::Idle => {}
+                Output::Close => self.start_close(slot),
+                Output::Send(bytes) => {
+                    let e = uring::send(
+                        conn.fd,
+                        bytes.as_ptr(),
+                        bytes.len() as u32,
+                        slot,
+                        id.io_generation(),
+                    );
+                    self.conns[slot as usize].send_inflight = true;
+                    self.push(&e);
+                }
             }
-            if conn.send_inflight || session.tx().waiting().is_empty() {
-                continue;
-            }
-            let bytes = session.tx_mut().begin_send();
-            let e = uring::send(
-                conn.fd,
-                bytes.as_ptr(),
-                bytes.len() as u32,
-                slot,
-                id.io_generation(),
-            );
-            self.conns[slot as usize].send_inflight = true;
-            self.push(&e);
         }
     }
 
     fn tick(&mut self, now: Nanos) {
-        self.core.run_timers(now);
-        self.core.enforce_key_validity(now);
-        self.core.audit.flush_gap(now, self.core.index());
-        self.core.answer_listing();
-        let mut i = 0;
-        while i < self.unreleased.len() {
-            if self.core.release(self.unreleased[i]) {
-                let id = self.unreleased.swap_remove(i);
-                self.conns[id.slot() as usize] = Conn::EMPTY;
-            } else {
-                i += 1;
-            }
-        }
+        let conns = &mut self.conns;
+        self.core
+            .tick(now, |id| conns[id.slot() as usize] = Conn::EMPTY);
         self.admit_waiting(now);
         self.uring.cq_overflow = self.ring.completion().overflow() as u64;
         self.publish_stats(now);

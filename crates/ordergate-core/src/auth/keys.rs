@@ -1282,7 +1282,7 @@ fn hex_run_max(text: &str) -> usize {
 /// `name` if it is safe to repeat in an error: short, made of name
 /// characters, and without a run of hex digits that could be (part of) a
 /// secret pasted into the wrong place. `None` otherwise.
-fn echoable(name: &str) -> Option<String> {
+pub(crate) fn echoable(name: &str) -> Option<String> {
     let plain = name
         .chars()
         .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.' | ' '));
@@ -1311,7 +1311,7 @@ const WITHHELD: &str = "<withheld>";
 /// is not [`echoable`] replaced by `<withheld>`. serde quotes values it
 /// refuses (`invalid type: string "…"`), and those can be secrets. If text
 /// outside quotes still looks like key material, the whole message goes.
-fn scrub(message: &str) -> String {
+pub(crate) fn scrub(message: &str) -> String {
     let mut out = String::with_capacity(message.len());
     let mut rest = message;
     while let Some(open) = rest.find(['"', '`']) {
@@ -1332,7 +1332,9 @@ fn scrub(message: &str) -> String {
                 // Names, and the parser's one- or two-character tokens (`=`).
                 let token =
                     quoted.chars().count() <= 2 && quoted.chars().all(|c| c.is_ascii_punctuation());
-                match echoable(quoted) {
+                // Names, or an address (`localhost:9000` in a `listen`
+                // error): neither may hold a run of hex digits.
+                match echoable(quoted).or_else(|| echoable_cidr(quoted)) {
                     Some(safe) => out.push_str(&safe),
                     None if token => out.push_str(quoted),
                     None => out.push_str(WITHHELD),

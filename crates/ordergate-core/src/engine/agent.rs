@@ -152,6 +152,14 @@ impl<E: Engine> EngineAgent<E> {
         &self.engine
     }
 
+    /// The engine back, its rings dropped (a fuzz target or a simulation
+    /// that reuses one engine across runs: [`MatchingEngine::reset`]).
+    ///
+    /// [`MatchingEngine::reset`]: crate::engine::book::MatchingEngine::reset
+    pub fn into_engine(self) -> E {
+        self.engine
+    }
+
     /// Reactors whose rings this agent serves.
     pub fn reactors(&self) -> usize {
         self.commands.len()

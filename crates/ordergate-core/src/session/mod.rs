@@ -1559,6 +1559,15 @@ impl Session {
         }
     }
 
+    /// A logged-on session's rate state: its own rate cell, its heartbeat
+    /// allowance and its run of throttled messages (tests and fuzz
+    /// targets: a refused frame must leave it as it was).
+    pub fn rate_state(&self) -> Option<(LocalCell, HeartbeatAllowance, u32)> {
+        self.auth
+            .as_ref()
+            .map(|a| (a.cell, a.heartbeats, a.throttled_run))
+    }
+
     /// The gateway key of a logged-on session (tests and tools).
     pub fn gateway_key(&self) -> Option<&TagKey> {
         self.auth.as_ref().map(|a| &a.keys.gateway)
