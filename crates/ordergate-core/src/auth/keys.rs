@@ -1281,8 +1281,9 @@ fn hex_run_max(text: &str) -> usize {
 
 /// `name` if it is safe to repeat in an error: short, made of name
 /// characters, and without a run of hex digits that could be (part of) a
-/// secret pasted into the wrong place. `None` otherwise.
-pub(crate) fn echoable(name: &str) -> Option<String> {
+/// secret pasted into the wrong place. `None` otherwise. (Public: the
+/// config file's errors follow the same rule.)
+pub fn echoable(name: &str) -> Option<String> {
     let plain = name
         .chars()
         .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.' | ' '));
@@ -1311,7 +1312,7 @@ const WITHHELD: &str = "<withheld>";
 /// is not [`echoable`] replaced by `<withheld>`. serde quotes values it
 /// refuses (`invalid type: string "…"`), and those can be secrets. If text
 /// outside quotes still looks like key material, the whole message goes.
-pub(crate) fn scrub(message: &str) -> String {
+pub fn scrub(message: &str) -> String {
     let mut out = String::with_capacity(message.len());
     let mut rest = message;
     while let Some(open) = rest.find(['"', '`']) {
