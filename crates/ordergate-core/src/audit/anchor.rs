@@ -39,7 +39,11 @@ use std::fmt;
 use hmac::{Hmac, KeyInit, Mac};
 use sha2::Sha256;
 
-use super::format::{RECORD_ADDR_OFFSET, RECORD_COMMIT_OFFSET, RECORD_DETAIL_OFFSET, RECORD_SIZE};
+use super::event::{AuditEvent, AuditKind, CheckpointKind};
+use super::format::{
+    Extra, Hash, RECORD_ADDR_OFFSET, RECORD_COMMIT_OFFSET, RECORD_DETAIL_OFFSET, RECORD_SIZE,
+    commit, encode_record_with,
+};
 use crate::auth::secret::Secret;
 use crate::auth::tag::constant_time_eq;
 
@@ -115,6 +119,31 @@ impl AnchorKey {
     }
 }
 
+/// A checkpoint at global index `index`, chained to `prev_hash` (the chain
+/// head it authenticates): `kind`, written at `time_ns` by a writer that
+/// lets at most `interval` records pass between checkpoints, with `key`'s
+/// tag and MAC.
+pub fn encode_checkpoint(
+    index: u64,
+    prev_hash: &Hash,
+    time_ns: u64,
+    kind: CheckpointKind,
+    interval: u64,
+    key: &AnchorKey,
+) -> ([u8; RECORD_SIZE], Hash) {
+    let mut e = AuditEvent::empty(AuditKind::Checkpoint, time_ns);
+    e.detail = u32::try_from(interval).unwrap_or(u32::MAX);
+    e.reason = kind as u16;
+    let extra = Extra {
+        of_kind: 0,
+        last_ns: key.tag(),
+    };
+    let (mut b, _) = encode_record_with(index, prev_hash, &e, &extra);
+    let mac = key.mac(&b);
+    b[MAC_RANGE].copy_from_slice(&mac);
+    commit(b)
+}
+
 fn hmac(key: &[u8; 32], parts: &[&[u8]]) -> [u8; 32] {
     let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(key).expect("any key length");
     for part in parts {
@@ -126,6 +155,7 @@ fn hmac(key: &[u8; 32], parts: &[&[u8]]) -> [u8; 32] {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::audit::format::{Slot, decode_slot};
 
     #[test]
     fn the_tag_names_the_key_and_the_mac_covers_every_byte_but_its_own() {
@@ -144,5 +174,21 @@ mod tests {
             edited[at] ^= 1;
             assert!(!a.verifies(&edited), "edit at {at} went unnoticed");
         }
+    }
+
+    #[test]
+    fn a_checkpoint_carries_its_mac_and_key_tag() {
+        let key = AnchorKey::from_bytes([3; 32]);
+        let (b, _) = encode_checkpoint(9, &[1; 32], 7, CheckpointKind::Periodic, 64, &key);
+        let Slot::Committed(r) = decode_slot(&b) else {
+            panic!("not committed")
+        };
+        assert_eq!(r.check(9, &[1; 32]), Ok(()));
+        assert_eq!(
+            r.checkpoint(),
+            Some((CheckpointKind::Periodic, 64, key.tag()))
+        );
+        assert!(key.verifies(&b));
+        assert!(!AnchorKey::from_bytes([4; 32]).verifies(&b));
     }
 }

@@ -4,7 +4,6 @@
 
 use sha2::{Digest, Sha256};
 
-use super::anchor::{AnchorKey, MAC_RANGE};
 use super::event::{AuditEvent, AuditKind, CheckpointKind};
 
 /// First bytes of every journal file.
@@ -314,35 +313,10 @@ pub fn encode_record_with(
 }
 
 /// Hashes bytes `[0, RECORD_COMMIT_OFFSET)` and writes the commit.
-fn commit(mut b: [u8; RECORD_SIZE]) -> ([u8; RECORD_SIZE], Hash) {
+pub(crate) fn commit(mut b: [u8; RECORD_SIZE]) -> ([u8; RECORD_SIZE], Hash) {
     let hash = sha256(&b[..RECORD_COMMIT_OFFSET]);
     b[RECORD_COMMIT_OFFSET..RECORD_SIZE].copy_from_slice(&hash[..8]);
     (b, hash)
-}
-
-/// A checkpoint at global index `index`, chained to `prev_hash` (the chain
-/// head it authenticates): `kind`, written at `time_ns` by a writer that
-/// lets at most `interval` records pass between checkpoints, with `key`'s
-/// tag and MAC (see [`super::anchor`]).
-pub fn encode_checkpoint(
-    index: u64,
-    prev_hash: &Hash,
-    time_ns: u64,
-    kind: CheckpointKind,
-    interval: u64,
-    key: &AnchorKey,
-) -> ([u8; RECORD_SIZE], Hash) {
-    let mut e = AuditEvent::empty(AuditKind::Checkpoint, time_ns);
-    e.detail = u32::try_from(interval).unwrap_or(u32::MAX);
-    e.reason = kind as u16;
-    let extra = Extra {
-        of_kind: 0,
-        last_ns: key.tag(),
-    };
-    let (mut b, _) = encode_record_with(index, prev_hash, &e, &extra);
-    let mac = key.mac(&b);
-    b[MAC_RANGE].copy_from_slice(&mac);
-    commit(b)
 }
 
 /// What a record slot holds.
@@ -645,22 +619,6 @@ mod tests {
         };
         assert_eq!((r.request_time_ns(), r.check(0, &hash)), (Some(4), Ok(())));
         assert_eq!(r.event(), Some(e.with_request_time(4)));
-    }
-
-    #[test]
-    fn a_checkpoint_carries_its_mac_and_key_tag() {
-        let key = crate::audit::anchor::AnchorKey::from_bytes([3; 32]);
-        let (b, _) = encode_checkpoint(9, &[1; 32], 7, CheckpointKind::Periodic, 64, &key);
-        let Slot::Committed(r) = decode_slot(&b) else {
-            panic!("not committed")
-        };
-        assert_eq!(r.check(9, &[1; 32]), Ok(()));
-        assert_eq!(
-            r.checkpoint(),
-            Some((CheckpointKind::Periodic, 64, key.tag()))
-        );
-        assert!(key.verifies(&b));
-        assert!(!crate::audit::anchor::AnchorKey::from_bytes([4; 32]).verifies(&b));
     }
 
     #[test]
