@@ -8,17 +8,17 @@
 //! stats file — is the `ordergate` crate; the blocking TCP client firms
 //! link is `ordergate-client`.
 //!
-//! Layers, each importing only from those below it (README, "Crates and
-//! modules"):
+//! Layers, each importing only from the rows below it or along an arrow in
+//! its row (README, "Crates and modules"):
 //!
 //! ```text
-//!  client  session                         the two ends of a session
-//!  engine (book, risk, agent)  limits      matching and admission
-//!  audit (event, format, sink)             what the journal records
-//!  auth (keys → policy, tag, session_keys, secret, sha_ni)
-//!  ring  sync  rng                         hand-off and randomness
-//!  constants                               every limit, with its reason
-//!  wire (codes)                            the OGP v1 protocol
+//!  session (state machine, shared, counters, tx, listing)   client
+//!  limits (rate cells, nonce caches, floors)   audit (event, format, sink, anchor)
+//!  engine (records, Engine trait; book, risk, agent)
+//!  auth (keys → policy, secret;  session_keys → tag → sha_ni)
+//!  ring → sync   rng                        hand-off and randomness
+//!  constants                                every limit, with its reason
+//!  wire (codes)                             the OGP v1 protocol
 //! ```
 
 #![deny(unsafe_op_in_unsafe_fn)]
