@@ -23,7 +23,7 @@ use serde::de::{self, Deserializer};
 use toml::Spanned;
 use toml::de::{DeTable, DeValue};
 
-use crate::auth::keys::{BURST_MAX, MSGS_PER_SEC_MAX, echoable, scrub};
+use crate::auth::keys::{BURST_MAX, MSGS_PER_SEC_MAX, echoable};
 use crate::constants::*;
 use crate::engine::book::{ENGINE_ORDERS_MAX_BOUND, EngineConfig, InstrumentRisk};
 use crate::gateway::{EnginePlacement, GatewaySpec};
@@ -800,7 +800,7 @@ pub fn parse(text: &str, origin: &str) -> Result<Config, ConfigError> {
             origin,
             location,
             ConfigErrorKind::Syntax {
-                message: scrub(e.message()),
+                message: scrub_config(e.message()),
             },
         )
     })?;
@@ -822,7 +822,7 @@ pub fn parse(text: &str, origin: &str) -> Result<Config, ConfigError> {
                 // The index names a key at the error's span; if it found
                 // none, the name from the message is still the field.
                 field: echo_field(if field.is_empty() { name } else { &field }),
-                expected: scrub(expected),
+                expected: scrub_config(expected),
             },
             None => ConfigErrorKind::Invalid {
                 field: if field.is_empty() {
@@ -830,7 +830,7 @@ pub fn parse(text: &str, origin: &str) -> Result<Config, ConfigError> {
                 } else {
                     echo_field(&field)
                 },
-                message: scrub(message),
+                message: scrub_config(message),
             },
         };
         ConfigError::new(origin, location, kind)
@@ -942,14 +942,67 @@ fn field_at(fields: &[(String, Range<usize>)], offset: usize) -> Option<String> 
 /// A dotted field name from the file, if each part is a name an error may
 /// repeat ([`echoable`]: no run of hex digits that could be part of a
 /// secret pasted into the config); else a placeholder. toml's and serde's
-/// messages go through [`scrub`] for the same reason: a keys file given
-/// where the config belongs must not have its secrets printed.
+/// messages go through [`scrub_config`] for the same reason: a keys file
+/// given where the config belongs must not have its secrets printed.
 fn echo_field(name: &str) -> String {
     if name.split('.').all(|part| echoable(part).is_some()) {
         name.to_owned()
     } else {
         "<withheld: it looks like key material>".to_owned()
     }
+}
+
+/// Longest run of hex digits in a value a config error may quote. Values
+/// (addresses, paths, durations, names) are quoted as they are: they help
+/// and hold no secret; a run this long is a secret, or part of one, from a
+/// keys file given where the config belongs. (The keys file's errors quote
+/// only names, `keys::scrub`.)
+const CONFIG_HEX_RUN_MAX: usize = 15;
+
+fn hex_run(text: &str) -> usize {
+    text.split(|c: char| !c.is_ascii_hexdigit())
+        .map(str::len)
+        .max()
+        .unwrap_or(0)
+}
+
+/// toml's or serde's message with every quoted (`"…"` or `` `…` ``) part
+/// that holds more than [`CONFIG_HEX_RUN_MAX`] hex digits in a row replaced
+/// by `<withheld>`; if the rest still does, the whole message goes.
+fn scrub_config(message: &str) -> String {
+    let mut out = String::with_capacity(message.len());
+    let mut rest = message;
+    while let Some(open) = rest.find(['"', '`']) {
+        out.push_str(&rest[..open]);
+        let quote = rest.as_bytes()[open] as char;
+        let body = &rest[open + 1..];
+        out.push(quote);
+        match body.find(quote) {
+            Some(close) => {
+                let quoted = &body[..close];
+                if hex_run(quoted) > CONFIG_HEX_RUN_MAX {
+                    out.push_str("<withheld>");
+                } else {
+                    out.push_str(quoted);
+                }
+                out.push(quote);
+                rest = &body[close + 1..];
+            }
+            None => {
+                if hex_run(body) > CONFIG_HEX_RUN_MAX {
+                    out.push_str("<withheld>");
+                } else {
+                    out.push_str(body);
+                }
+                rest = "";
+            }
+        }
+    }
+    out.push_str(rest);
+    if hex_run(&out) > CONFIG_HEX_RUN_MAX {
+        return "<message withheld: it quotes text that looks like key material>".to_owned();
+    }
+    out
 }
 
 /// Splits serde's "unknown field `NAME`, expected …" into NAME and the

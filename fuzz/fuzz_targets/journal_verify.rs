@@ -146,6 +146,13 @@ fn event(r: &Rec) -> (AuditEvent, Extra) {
         reason: r.reason,
         reactor: r.reactor,
         kind,
+        // A LogonAccepted keeps the Logon's request time (the key's replay
+        // floor after a restart).
+        request_time_ns: if kind == AuditKind::LogonAccepted {
+            time_ns - u64::from(r.reactor)
+        } else {
+            0
+        },
     };
     if kind == AuditKind::PreAuthAggregate {
         // What the journal thread writes: a pre-auth kind folded, at least

@@ -2,9 +2,10 @@
 //! one reactor's real sans-I/O core (`reactor::core::ReactorCore`: its
 //! session slab, admission, key generations and key sweeps), its real SPSC
 //! rings and the real matching engine behind the real engine agent, driven
-//! the way `reactor::worker` drives them (turns, flushes, parked input,
-//! closes and releases, timer ticks) but without sockets, on a virtual
-//! clock.
+//! through the core's driver seam as `reactor::worker` drives it (turns;
+//! flushes with `output`, `offer_parked`; sends completed, short or failed,
+//! with `on_sent`; closes with `on_close_completed`; timer `tick`s) but
+//! without sockets, on a virtual clock.
 //!
 //! The input is a sequence of operations: connect (admitted, made to wait
 //! or refused), logons (good, wrongly signed, stale, replayed, malformed),
@@ -68,7 +69,9 @@ use ordergate::engine::{
     Command, CommandKind, EVENTS_PER_STEP_MAX, Engine, Event, EventKind, EventReason, EventSink,
     KeyLimits, Nanos, SessionId,
 };
-use ordergate::reactor::core::{Admission, ReactorCore, logon_reject_bytes};
+use ordergate::reactor::core::{
+    Admission, Output, ParkedInput, ReactorCore, Sent, logon_reject_bytes,
+};
 use ordergate::ring;
 use ordergate::session::{GatewayConfig, Shared};
 use ordergate::wire::codes::{CancelReason, Environment, Scopes};
@@ -471,7 +474,6 @@ struct Rig {
     running: bool,
     conns: Vec<Conn>,
     by_session: HashMap<u64, usize>,
-    unreleased: Vec<SessionId>,
     /// Commands of the engine log already checked.
     log_seen: usize,
     order_owner: HashMap<u64, usize>,
@@ -508,7 +510,6 @@ impl Rig {
             running: true,
             conns: Vec::new(),
             by_session: HashMap::new(),
-            unreleased: Vec::new(),
             log_seen: 0,
             order_owner: HashMap::new(),
             next_cl: 1,
@@ -549,20 +550,44 @@ impl Rig {
         panic!("engine and reactor never go idle");
     }
 
-    /// Offers received bytes to the session, as `worker::offer` does, and
-    /// checks that the rate state did not move when the first frame this
-    /// completes is a refused one.
+    /// Offers received bytes to the session, as `worker::offer` does
+    /// (the rest parked, the connection paused, if it stops short).
     fn offer(&mut self, c: usize, bytes: Vec<u8>) {
         let Some(id) = self.conns[c].id else { return };
         let before = self.rate_state(c);
         let taken = self.core.on_bytes(id, self.now, &bytes);
+        let conn = &mut self.conns[c];
+        conn.parked = bytes[taken..].to_vec();
+        conn.paused = taken < bytes.len();
+        self.took(c, taken, before);
+    }
+
+    /// A paused connection whose session may want input again: its parked
+    /// bytes offered through the core (`offer_parked`).
+    fn offer_parked(&mut self, c: usize) {
+        let Some(id) = self.conns[c].id else { return };
+        let before = self.rate_state(c);
+        let mut parked = Parked {
+            bytes: std::mem::take(&mut self.conns[c].parked),
+            taken: 0,
+        };
+        let all = self.core.offer_parked(id, self.now, &mut parked);
+        let conn = &mut self.conns[c];
+        conn.parked = parked.bytes;
+        conn.paused = !all;
+        self.took(c, parked.taken, before);
+    }
+
+    /// The session took `taken` more bytes of connection `c`: checks that
+    /// the rate state (as it was `before`) did not move when the first
+    /// frame they complete is a refused one.
+    fn took(&mut self, c: usize, taken: usize, before: (String, String, u64)) {
+        let id = self.conns[c].id.expect("bytes offered to a slot");
         if self.core.session(id).is_some_and(|s| s.key_id().is_some()) {
             self.conns[c].gw_logged_on = true;
         }
         let after = self.rate_state(c);
         let conn = &mut self.conns[c];
-        conn.parked = bytes[taken..].to_vec();
-        conn.paused = taken < bytes.len();
         conn.taken_total += taken as u64;
         let mut first = None;
         while let Some(&(end, refused)) = conn.units.front() {
@@ -634,28 +659,22 @@ impl Rig {
             if self.conns[c].phase != Phase::Open || self.conns[c].closing {
                 continue;
             }
-            if self.conns[c].paused && self.core.wants_input(id) {
-                let parked = std::mem::take(&mut self.conns[c].parked);
-                self.conns[c].paused = false;
-                self.offer(c, parked);
+            if self.conns[c].paused {
+                self.offer_parked(c);
             }
-            let Some(session) = self.core.session_mut(id) else {
-                continue;
-            };
-            if session.wants_close() {
-                self.start_close(c);
-                continue;
-            }
-            let conn = &mut self.conns[c];
-            if conn.inflight.is_empty() && !session.tx().waiting().is_empty() {
-                conn.inflight = session.tx_mut().begin_send().to_vec();
+            let in_flight = !self.conns[c].inflight.is_empty();
+            match self.core.output(id, in_flight) {
+                Output::Idle => {}
+                Output::Close => self.start_close(c),
+                Output::Send(bytes) => self.conns[c].inflight = bytes.to_vec(),
             }
         }
     }
 
-    /// Shutdown and close (`worker::start_close` … `on_close`): an unsent
-    /// flight fails, parked input is dropped, the slot is released if the
-    /// session has finished (else at a later tick), a waiter gets it.
+    /// Shutdown and close (`worker::start_close` … `on_close`): a flight
+    /// still out fails (`on_sent(None)`), parked input is dropped, the
+    /// close completes (`on_close_completed`: the slot is released if the
+    /// session has finished, else at a later tick) and a waiter gets it.
     fn start_close(&mut self, c: usize) {
         let conn = &mut self.conns[c];
         if conn.phase != Phase::Open || conn.closing {
@@ -667,15 +686,15 @@ impl Rig {
         let id = conn.id.expect("an open connection has a slot");
         if !conn.inflight.is_empty() {
             conn.inflight.clear();
-            if let Some(s) = self.core.session_mut(id) {
-                s.tx_mut().complete_send(0);
-            }
+            let sent = self.core.on_sent(id, self.now, None);
+            assert_ne!(
+                sent,
+                Sent::Gone,
+                "connection {c}: a flight of a session gone"
+            );
         }
-        self.core.on_closed(id, self.now);
         self.conns[c].phase = Phase::Gone;
-        if !self.core.release(id) {
-            self.unreleased.push(id);
-        }
+        self.core.on_close_completed(id, self.now);
         self.admit_waiting();
     }
 
@@ -686,9 +705,7 @@ impl Rig {
     }
 
     fn tick(&mut self) {
-        self.core.run_timers(self.now);
-        self.core.enforce_key_validity(self.now);
-        self.unreleased.retain(|&id| !self.core.release(id));
+        self.core.tick(self.now, |_| {});
         self.admit_waiting();
     }
 
@@ -708,11 +725,9 @@ impl Rig {
             let n = conn.inflight.len().min(conn.read_chunk);
             let bytes: Vec<u8> = conn.inflight.drain(..n).collect();
             conn.inflight.clear();
-            if let Some(id) = conn.id
-                && let Some(s) = self.core.session_mut(id)
-            {
-                s.tx_mut().complete_send(n);
-                self.core.mark_dirty(id);
+            if let Some(id) = conn.id {
+                let sent = self.core.on_sent(id, self.now, Some(n));
+                assert_eq!(sent, Sent::Done, "connection {c}: a send of a session gone");
             }
             read = true;
             for piece in bytes.chunks(4096) {
@@ -1486,6 +1501,24 @@ impl Rig {
                 );
             }
         }
+    }
+}
+
+/// A paused connection's parked bytes, as the core's `offer_parked` takes
+/// them (one chunk).
+struct Parked {
+    bytes: Vec<u8>,
+    taken: usize,
+}
+
+impl ParkedInput for Parked {
+    fn oldest(&self) -> Option<&[u8]> {
+        (!self.bytes.is_empty()).then_some(&self.bytes[..])
+    }
+
+    fn took(&mut self, n: usize, _commands: u64) {
+        self.bytes.drain(..n);
+        self.taken += n;
     }
 }
 

@@ -1312,7 +1312,7 @@ const WITHHELD: &str = "<withheld>";
 /// is not [`echoable`] replaced by `<withheld>`. serde quotes values it
 /// refuses (`invalid type: string "…"`), and those can be secrets. If text
 /// outside quotes still looks like key material, the whole message goes.
-pub fn scrub(message: &str) -> String {
+pub(crate) fn scrub(message: &str) -> String {
     let mut out = String::with_capacity(message.len());
     let mut rest = message;
     while let Some(open) = rest.find(['"', '`']) {
