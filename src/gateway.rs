@@ -708,7 +708,8 @@ impl Gateway {
             None => None,
         };
 
-        // Listeners first: the first resolves port 0, the rest share it.
+        // Listeners are bound first (they listen only once everything else
+        // is ready, below): the first resolves port 0, the rest share it.
         // A fixed port is probed first without SO_REUSEPORT, so that another
         // gateway's group there is refused, not joined (port 0 gets a free
         // port from the kernel).
@@ -729,15 +730,11 @@ impl Gateway {
             0 => None,
             _ => Some(uring::exclusive_probe(spec.listen).map_err(listen_error(spec.listen))?),
         };
-        let first = uring::reuseport_listener(spec.listen, LISTEN_BACKLOG)
-            .map_err(listen_error(spec.listen))?;
+        let first = uring::reuseport_bound(spec.listen).map_err(listen_error(spec.listen))?;
         let local_addr = first.local_addr().map_err(listen_error(spec.listen))?;
         let mut listeners = vec![first];
         for _ in 1..spec.reactors {
-            listeners.push(
-                uring::reuseport_listener(local_addr, LISTEN_BACKLOG)
-                    .map_err(listen_error(local_addr))?,
-            );
+            listeners.push(uring::reuseport_bound(local_addr).map_err(listen_error(local_addr))?);
         }
         drop(probe);
 
@@ -855,6 +852,12 @@ impl Gateway {
 
         let stop = Arc::new(AtomicBool::new(false));
         let engine_stop = Arc::new(AtomicBool::new(false));
+        // Ready: the journal is open and read, the stats file made. Only now
+        // does the kernel take connections (before, a client's Logon would
+        // wait in the backlog for the whole start-up and could time out).
+        for listener in &listeners {
+            uring::start_listening(listener, LISTEN_BACKLOG).map_err(listen_error(local_addr))?;
+        }
         let (ready_tx, ready_rx) = std::sync::mpsc::channel::<Result<String, String>>();
         let mut reactors = Vec::new();
         for (i, (listener, core)) in listeners.into_iter().zip(cores).enumerate() {

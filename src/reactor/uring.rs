@@ -336,12 +336,15 @@ pub fn exclusive_probe(addr: SocketAddr) -> io::Result<OwnedFd> {
     Ok(owned)
 }
 
-/// A TCP listener with SO_REUSEPORT, so that every reactor can bind its own
-/// on the same address and the kernel spreads connections across them.
+/// A TCP socket bound with SO_REUSEPORT, so that every reactor can bind its
+/// own on the same address and the kernel spreads connections across them.
 /// Binds wherever the kernel lets it: call [`exclusive_probe`] first, so
 /// that another process's group on the same port is refused rather than
-/// joined.
-pub fn reuseport_listener(addr: SocketAddr, backlog: i32) -> io::Result<std::net::TcpListener> {
+/// joined. Bound, not yet listening: [`start_listening`] opens it once the
+/// gateway is ready, so that no connection waits in a backlog while the
+/// journal is opened and read (a client connecting during start-up is
+/// refused at once instead of timing out on its Logon).
+pub fn reuseport_bound(addr: SocketAddr) -> io::Result<std::net::TcpListener> {
     let owned = tcp_socket(addr)?;
     let fd = owned.as_raw_fd();
     set_int_opt(fd, libc::SOL_SOCKET, libc::SO_REUSEPORT, 1)?;
@@ -350,11 +353,16 @@ pub fn reuseport_listener(addr: SocketAddr, backlog: i32) -> io::Result<std::net
     if unsafe { libc::bind(fd, (&raw const storage).cast(), len) } < 0 {
         return Err(io::Error::last_os_error());
     }
-    // SAFETY: fd is a bound stream socket.
-    if unsafe { libc::listen(fd, backlog) } < 0 {
+    Ok(std::net::TcpListener::from(owned))
+}
+
+/// Starts accepting on a socket from [`reuseport_bound`].
+pub fn start_listening(bound: &std::net::TcpListener, backlog: i32) -> io::Result<()> {
+    // SAFETY: the fd is a bound stream socket that `bound` keeps open.
+    if unsafe { libc::listen(bound.as_raw_fd(), backlog) } < 0 {
         return Err(io::Error::last_os_error());
     }
-    Ok(std::net::TcpListener::from(owned))
+    Ok(())
 }
 
 fn sockaddr(addr: SocketAddr) -> (libc::sockaddr_storage, libc::socklen_t) {
