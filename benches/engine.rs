@@ -16,6 +16,7 @@ use std::time::Duration;
 use criterion::{Criterion, criterion_group, criterion_main};
 use ordergate::engine::book::{EngineConfig, MatchingEngine};
 use ordergate::engine::{Command, CommandKind, Engine, Event, EventSink, SessionId};
+use ordergate::sys::HugePages;
 
 /// Unlimited room; the events only go through `black_box`.
 struct NullSink;
@@ -48,10 +49,13 @@ fn order(session: SessionId, cl_ord_id: u64, side: u8, price: i64, qty: u32) -> 
 
 /// Bids 980..=999 and asks 1001..=1020, five orders of 10 at each level.
 fn engine_with_book() -> MatchingEngine {
-    let mut engine = MatchingEngine::new(EngineConfig {
-        orders_max: 1 << 16,
-        ..EngineConfig::default()
-    });
+    let mut engine = MatchingEngine::new_in(
+        EngineConfig {
+            orders_max: 1 << 16,
+            ..EngineConfig::default()
+        },
+        &HugePages,
+    );
     let mut cl = 1_000_000;
     for level in 0..20 {
         for _ in 0..5 {
@@ -106,7 +110,8 @@ fn bench(c: &mut Criterion) {
     // client numbers its orders: each NewOrder's table probe lands on a slot
     // no recent command touched. The gap to `rest_then_cancel` is the
     // memory system's (cache and TLB misses), not the engine's logic.
-    let mut engine = MatchingEngine::new(EngineConfig::default());
+    // In huge pages, as the gateway builds it.
+    let mut engine = MatchingEngine::new_in(EngineConfig::default(), &HugePages);
     let mut next = 1u64;
     group.bench_function("rest_then_cancel_fresh_ids_1mi", |b| {
         b.iter(|| {

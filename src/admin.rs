@@ -64,8 +64,8 @@ pub const SOCKET_NAME: &str = "admin.sock";
 /// RuntimeDirectory made it but the caller has no `$RUNTIME_DIRECTORY`,
 /// as `ordergate admin` run by an operator).
 pub const RUN_DIR: &str = "/run/ordergate";
-/// Longest request line accepted.
-pub const REQUEST_MAX: usize = 256;
+/// Longest request line accepted (defined in `constants`).
+pub use crate::constants::ADMIN_REQUEST_MAX as REQUEST_MAX;
 /// How often the server thread looks at its stop flag.
 const POLL: Duration = Duration::from_millis(50);
 

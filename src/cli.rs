@@ -42,7 +42,7 @@ use hdrhistogram::Histogram;
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
 
-use crate::auth::keys::{KeyTable, MSGS_PER_SEC_MAX};
+use crate::auth::keys::{KeyTable, KeysFile, MSGS_PER_SEC_MAX};
 use crate::config::{self, Config, ConfigError, parse_socket_addr};
 use crate::constants::{SESSIONS_PER_REACTOR_DEFAULT, SESSIONS_PER_REACTOR_MAX};
 use crate::gateway::{

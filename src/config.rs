@@ -31,9 +31,8 @@ use crate::reactor::idle::IdleKind;
 use crate::session::GatewayConfig;
 use crate::wire::codes::Environment;
 
-/// Largest config file `load` reads. The complete example, comments and
-/// all, is under 8 KiB; anything much larger is not a config file.
-pub const CONFIG_FILE_SIZE_MAX: u64 = 64 * 1024;
+/// Defined in `constants` with its reason; here too for the old path.
+pub use crate::constants::CONFIG_FILE_SIZE_MAX;
 
 const NS_PER_MS: u64 = 1_000_000;
 

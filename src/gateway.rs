@@ -22,7 +22,7 @@ use std::thread::JoinHandle;
 
 use hdrhistogram::Histogram;
 
-use crate::auth::keys::KeyTable;
+use crate::auth::keys::{KeyTable, KeysFile};
 use crate::constants::*;
 use crate::engine::agent::{EngineAgent, EngineCounters};
 use crate::engine::book::{EngineConfig, MatchingEngine};
@@ -37,6 +37,7 @@ use crate::reactor::worker::{self, ReactorArgs};
 use crate::ring;
 use crate::session::{Audit, Counters, GatewayConfig, Shared};
 use crate::telemetry::StatsFile;
+use crate::waits::{KeysAppliedWait, SweepWait};
 
 /// The engine thread publishes its stats as often as a reactor ticks.
 const TIMER_TICK_NS: Nanos = worker::TIMER_TICK.as_nanos() as Nanos;
@@ -701,7 +702,9 @@ impl Gateway {
         let seed = os_random_32().map_err(|e| StartError::Spec(format!("/dev/urandom: {e}")))?;
         // Read before anything is opened: a bad key file names itself.
         let anchor_key = match &spec.audit_anchor_key_file {
-            Some(path) => Some(crate::journal::AnchorKey::load(path).map_err(StartError::Journal)?),
+            Some(path) => {
+                Some(crate::keys_file::load_anchor_key(path).map_err(StartError::Journal)?)
+            }
             None => None,
         };
 
@@ -828,7 +831,9 @@ impl Gateway {
                 WriterConfig::default(),
             )
         });
-        let engine = MatchingEngine::new(spec.engine_config);
+        // The engine's tables in transparent huge pages (the core makes no
+        // system call; the memory is asked for here).
+        let engine = MatchingEngine::new_in(spec.engine_config, &crate::sys::HugePages);
         // The engine enforces the keys' notional limits (risk): it follows
         // the key generations through the shared limits feed.
         let mut agent =

@@ -72,7 +72,6 @@ use std::fs::File;
 use std::io::{self, IsTerminal, Write as _};
 use std::net::SocketAddr;
 use std::os::fd::AsFd;
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, TryLockError, mpsc};
@@ -80,10 +79,9 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
-use zeroize::Zeroizing;
 
 use crate::auth::keys::MSGS_PER_SEC_MAX;
-use crate::auth::secret::{SECRET_HEX_LEN, Secret};
+
 use crate::net_client::{ClientError, ConnectOptions, Connection, NonceSource, Order, Reply};
 use crate::plot;
 use crate::rng::SplitMix;
@@ -457,46 +455,9 @@ impl LoadParams {
     }
 }
 
-/// Reads an API secret from a file holding its 64 hex digits (surrounding
-/// whitespace allowed). Refuses a file group or others may access, naming
-/// its mode. Errors never contain the secret.
-pub fn read_secret_file(path: &Path) -> Result<[u8; 32], String> {
-    /// Longer than any secret with its whitespace: refused unread.
-    const SECRET_FILE_SIZE_MAX: u64 = 4096;
-    let name = path.display();
-    let mut file = File::open(path).map_err(|e| format!("secret file {name}: cannot open: {e}"))?;
-    let meta = file
-        .metadata()
-        .map_err(|e| format!("secret file {name}: cannot inspect: {e}"))?;
-    if !meta.is_file() {
-        return Err(format!("secret file {name}: not a regular file"));
-    }
-    let mode = meta.permissions().mode() & 0o7777;
-    if mode & 0o077 != 0 {
-        return Err(format!(
-            "secret file {name} has mode {mode:04o}: it must not be accessible by group or others (chmod 600)"
-        ));
-    }
-    let mut text = Zeroizing::new(Vec::new());
-    crate::files::read_bounded(&mut file, SECRET_FILE_SIZE_MAX, &mut text).map_err(|e| {
-        use crate::files::ReadBoundedError as E;
-        match e {
-            E::Inspect(e) => format!("secret file {name}: cannot inspect: {e}"),
-            E::TooLarge { size } => {
-                format!("secret file {name} is {size} bytes: a secret file holds 64 hex digits")
-            }
-            E::Read(e) => format!("secret file {name}: cannot read: {e}"),
-            E::Changed => format!("secret file {name}: it changed size while being read"),
-        }
-    })?;
-    let trimmed = std::str::from_utf8(&text)
-        .map_err(|_| {
-            format!("secret file {name}: not text; it must hold {SECRET_HEX_LEN} hex digits")
-        })?
-        .trim();
-    let secret = Secret::from_hex(trimmed).map_err(|e| format!("secret file {name}: {e}"))?;
-    Ok(*secret.expose())
-}
+/// Reads an API secret from a 0600 file of 64 hex digits (`ordergate-os`,
+/// which the client library re-exports for firms).
+pub use ordergate_os::read_secret_file;
 
 /// What a load run (or one sweep step) saw. Counts cover requests intended
 /// after the warm-up (and Fills received after it).
@@ -3295,6 +3256,7 @@ impl Driver {
 #[cfg(test)]
 mod tests {
     use std::io::Write as _;
+    use std::os::unix::fs::PermissionsExt;
 
     use super::*;
     use crate::net_client::test_gateway::{KEY_ID, SECRET, TestGateway};

@@ -58,6 +58,17 @@ pub fn huge_vec<T: Clone>(n: usize, value: T) -> Vec<T> {
     v
 }
 
+/// The engine's table memory in transparent huge pages ([`huge_vec`]):
+/// what the gateway hands `MatchingEngine::new_in`.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct HugePages;
+
+impl ordergate_core::engine::book::TableMemory for HugePages {
+    fn table<T: Clone>(&self, n: usize, value: T) -> Vec<T> {
+        huge_vec(n, value)
+    }
+}
+
 /// Runs `f` with the process's file-creation mask set to `mask`, then puts
 /// the old mask back. The mask is process-wide: meant for start-up, before
 /// other threads create files.
@@ -129,14 +140,9 @@ pub fn is_dumpable() -> bool {
     unsafe { libc::prctl(libc::PR_GET_DUMPABLE, 0, 0, 0, 0) != 0 }
 }
 
-/// What [`protect_secret_memory`] obtained from the kernel.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct SecretMemory {
-    /// `MADV_DONTDUMP` applied: the pages are left out of core dumps.
-    pub excluded_from_dumps: bool,
-    /// `mlock` succeeded: the pages are never written to swap.
-    pub locked: bool,
-}
+/// What [`protect_secret_memory`] obtained from the kernel (defined in the
+/// core, whose key table records it).
+pub use ordergate_core::auth::keys::SecretMemory;
 
 /// Asks the kernel to leave the pages under `[ptr, ptr + len)` out of core
 /// dumps (`MADV_DONTDUMP`) and to keep them in RAM (`mlock`), for memory

@@ -11,7 +11,7 @@ use std::net::IpAddr;
 use std::num::{NonZeroU32, NonZeroU64};
 
 use ordergate::auth::keys::{
-    KEYS_FILE_SIZE_MAX, KeyIndex, KeyTable, KeyWarningKind, KeysError, KeysErrorKind,
+    KEYS_FILE_SIZE_MAX, KeyIndex, KeyTable, KeyWarningKind, KeysError, KeysErrorKind, KeysFile,
     new_key_entry_toml,
 };
 use ordergate::auth::policy::{

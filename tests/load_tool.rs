@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use clap::Parser;
-use ordergate::auth::keys::{BURST_MAX, KeyTable, MSGS_PER_SEC_MAX};
+use ordergate::auth::keys::{BURST_MAX, KeyTable, KeysFile, MSGS_PER_SEC_MAX};
 use ordergate::cli::{Cli, Command, plan_load};
 use ordergate::gateway::{Gateway, GatewaySpec};
 use ordergate::load::{

@@ -517,7 +517,7 @@ fn the_schema_is_well_formed_sbe() {
 /// Which code each coded field carries. Rust declares these fields as raw
 /// integers, so the layout check above only sees `uint16` and could not tell
 /// a Terminate.reason typed `CancelReason` from the right one; this table
-/// (from `src/session/mod.rs`, which writes each code into its field) can.
+/// (from `crates/ordergate-core/src/session/mod.rs`, which writes each code into its field) can.
 const CODE_FIELDS: &[(&str, &str, &str)] = &[
     ("Logon", "environment", "Environment"),
     ("Logon", "flags", "LogonFlags"),

@@ -9,12 +9,12 @@ use std::sync::atomic::{Ordering, fence};
 use crate::clock::wall_ns;
 
 use super::RECOVERY_WINDOW_RECORDS;
-use super::anchor::AnchorKey;
+use super::anchor::{AnchorKey, encode_checkpoint};
 use super::event::{AuditEvent, CheckpointKind, OpenKind};
 use super::format::{
     BASE_INDEX_MAX, CAPACITY_RECORDS_MAX, Extra, HEADER_INDEX, HEADER_SIZE, Hash, Header,
-    RECORD_COMMIT_OFFSET, RECORD_SIZE, SegmentLink, encode_checkpoint, encode_record,
-    encode_record_with, record_offset,
+    RECORD_COMMIT_OFFSET, RECORD_SIZE, SegmentLink, encode_record, encode_record_with,
+    record_offset,
 };
 use super::scan::Scanner;
 use super::storage::{

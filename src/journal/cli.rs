@@ -21,7 +21,6 @@
 use std::io::Write;
 use std::path::Path;
 
-use super::anchor::AnchorKey;
 use super::format::parse_hash;
 use super::verify::{Anchoring, VerifyOptions, show, verify_anchored};
 
@@ -67,7 +66,7 @@ fn run(args: &[String], out: &mut dyn Write, err: &mut dyn Write) -> Result<i32,
                     }
                     "--anchor-key" => {
                         let path = words.next().ok_or("--anchor-key needs a key file")?;
-                        key = Some(AnchorKey::load(Path::new(path))?);
+                        key = Some(crate::keys_file::load_anchor_key(Path::new(path))?);
                     }
                     "--expect-closed" => expect_closed = true,
                     w if w.starts_with('-') => return Err(format!("verify: unknown option {w}")),

@@ -280,16 +280,18 @@
 //! [`JOURNAL_HIGH_WATER_PERCENT`]: crate::constants::JOURNAL_HIGH_WATER_PERCENT
 
 pub mod aggregate;
-pub mod anchor;
 mod appender;
 mod cli;
-pub mod event;
 pub mod floors;
-pub mod format;
 mod scan;
 pub mod storage;
 mod verify;
 mod writer;
+
+/// The audit event and the record format are sans-I/O and live in
+/// `ordergate_core::audit`; re-exported here, where the journal's code and
+/// its callers have always found them.
+pub use ordergate_core::audit::{anchor, event, format};
 
 pub use anchor::AnchorKey;
 pub use appender::{Journal, JournalError};
@@ -310,38 +312,11 @@ pub use writer::{
     WriterConfig,
 };
 
-/// Unflushed records after which the journal thread flushes. Bounds what a
-/// power loss can take, and the crash residue `open` must accept. Each
-/// flush is one msync; 64 records is 8 KiB, two pages.
-pub const FLUSH_RECORDS_MAX: u64 = 64;
-
-/// Age of the oldest unflushed record after which the journal thread
-/// flushes: with security events as rare as logons, this is the bound that
-/// usually applies (10 ms of events lost at most on power loss).
-pub const FLUSH_INTERVAL_NS: u64 = 10_000_000;
-
-/// Slots after the last good record in which `open` accepts (and zeroes)
-/// crash residue. At least `FLUSH_RECORDS_MAX`: a crash can only leave
-/// residue in unflushed slots.
-pub const RECOVERY_WINDOW_RECORDS: u64 = FLUSH_RECORDS_MAX;
-
-/// What the journal thread sleeps when a turn finds every ring empty: audit
-/// latency, not throughput, and the thread costs nothing while idle. A ring
-/// of `AUDIT_RING_CAPACITY_DEFAULT` fills in one sleep only above ~1 M
-/// events/s from one reactor.
-pub const IDLE_SLEEP_NS: u64 = 1_000_000;
-
-/// Slots per journal segment when the config says nothing: 2^20 records,
-/// 128 MiB, is months of logons for a venue's members. A full segment rolls
-/// over to the next (or, with rollover off, fails closed).
-pub const CAPACITY_RECORDS_DEFAULT: u64 = 1 << 20;
-
-/// Slots of each audit ring: 1024 × 56 B = 56 KiB per reactor. A full ring
-/// drops and counts events; the count becomes a Gap record.
-pub const AUDIT_RING_CAPACITY_DEFAULT: usize = 1024;
-
-const _: () = assert!(FLUSH_RECORDS_MAX >= 1);
-const _: () = assert!(FLUSH_RECORDS_MAX <= RECOVERY_WINDOW_RECORDS);
-const _: () = assert!(AUDIT_RING_CAPACITY_DEFAULT.is_power_of_two());
-const _: () = assert!(CAPACITY_RECORDS_DEFAULT <= format::CAPACITY_RECORDS_MAX);
-const _: () = assert!(CAPACITY_RECORDS_DEFAULT >= crate::constants::JOURNAL_SEGMENT_RECORDS_MIN);
+// The journal's limits, defined in `constants` with their reasons; here
+// under the names the journal's code uses.
+pub use crate::constants::{
+    AUDIT_RING_CAPACITY_DEFAULT, JOURNAL_CAPACITY_RECORDS_DEFAULT as CAPACITY_RECORDS_DEFAULT,
+    JOURNAL_FLUSH_INTERVAL_NS as FLUSH_INTERVAL_NS, JOURNAL_FLUSH_RECORDS_MAX as FLUSH_RECORDS_MAX,
+    JOURNAL_IDLE_SLEEP_NS as IDLE_SLEEP_NS,
+    JOURNAL_RECOVERY_WINDOW_RECORDS as RECOVERY_WINDOW_RECORDS,
+};

@@ -107,7 +107,7 @@ use std::sync::Arc;
 use crate::engine::{Command, CommandKind, Event, EventKind, Nanos, SessionId};
 use crate::journal::{AuditEvent, from_ip};
 use crate::ring::{Consumer, Producer};
-use crate::session::{Audit, CommandSink, Counters, Io, KeySet, RingRefusal, Session, Shared};
+use crate::session::{Audit, Counters, Io, KeySet, Session, Shared};
 use crate::wire::codes::{LogonRejectReason, TerminateReason};
 use crate::wire::{self};
 
@@ -124,26 +124,6 @@ macro_rules! io {
             audit: &mut $core.audit,
         }
     };
-}
-
-impl CommandSink for Producer<Command> {
-    #[inline]
-    fn try_push(&mut self, command: Command) -> bool {
-        Producer::try_push(self, command).is_ok()
-    }
-
-    /// Reads the engine's `head` only when the cached view says the push
-    /// would reach into the reserve (`ring` module docs).
-    #[inline]
-    fn try_push_order(&mut self, command: Command) -> Result<(), RingRefusal> {
-        let reserve = crate::constants::command_ring_cancel_reserve(self.capacity());
-        match self.try_push_leaving(command, reserve) {
-            Ok(()) => Ok(()),
-            // Exact: a refused push has just looked at `head`.
-            Err(_) if self.free_seen() == 0 => Err(RingRefusal::Full),
-            Err(_) => Err(RingRefusal::Reserve),
-        }
-    }
 }
 
 /// No slot: the end of the pending list.
@@ -1186,6 +1166,7 @@ mod tests {
     use crate::auth::keys::{KeyEntry, KeyTable};
     use crate::auth::secret::Secret;
     use crate::session::{CloseReason, GatewayConfig};
+    use crate::waits::SweepWait;
     use crate::wire::codes::{Environment, Scopes};
 
     fn core(sessions: usize) -> ReactorCore {

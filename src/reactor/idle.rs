@@ -67,12 +67,8 @@ impl IdleKind {
 pub const BACKOFF_SPINS: u32 = 100;
 /// Turns without work spent yielding before parking.
 pub const BACKOFF_YIELDS: u32 = 100;
-/// Shortest and longest park. The longest bounds how late an idle reactor
-/// notices an engine event that arrives while it is parked (the event ring
-/// has no wake-up): 200 µs keeps an idle gateway at a fraction of a percent
-/// of a core while its first reply after a lull is still sub-millisecond.
-pub const PARK_MIN: Duration = Duration::from_micros(10);
-pub const PARK_MAX: Duration = Duration::from_micros(200);
+/// Shortest and longest park (defined in `constants` with their reason).
+pub use crate::constants::{IDLE_PARK_MAX as PARK_MAX, IDLE_PARK_MIN as PARK_MIN};
 
 /// What to do after an idle turn.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -132,9 +128,10 @@ impl Idle {
 /// is a few empty turns, never worth a second enter.
 pub const SPIN_FLOOR_NS: u64 = 1_000;
 /// Short blocked idle periods between two probe spins, at first and at
-/// most (each missed probe doubles it).
-pub const PROBE_EVERY_MIN: u32 = 16;
-pub const PROBE_EVERY_MAX: u32 = 1024;
+/// most (each missed probe doubles it; defined in `constants`).
+pub use crate::constants::{
+    IDLE_PROBE_EVERY_MAX as PROBE_EVERY_MAX, IDLE_PROBE_EVERY_MIN as PROBE_EVERY_MIN,
+};
 
 /// What a reactor does after a turn.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

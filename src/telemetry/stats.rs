@@ -100,9 +100,9 @@ pub const BLOCK_ALIGN: usize = 128;
 pub const PAGE: usize = 4096;
 /// `seq` and `publish_ns` before a block's values.
 pub const BLOCK_HEADER_VALUES: usize = 2;
-/// A reader refuses a file claiming more values per block than this (a
-/// corrupt header must not make it allocate gigabytes).
-pub const BLOCK_VALUES_MAX: usize = 4096;
+/// A reader refuses a file claiming more values per block than this
+/// (defined in `constants` with its reason).
+pub use crate::constants::STATS_BLOCK_VALUES_MAX as BLOCK_VALUES_MAX;
 /// How often (in publishes, so ticks of ~1 ms) the receive → ring
 /// percentiles are recomputed from the histogram. Counters are published
 /// every tick (about 20 ns); the percentile walk costs 2–10 µs depending
