@@ -2,7 +2,8 @@
 //! `std` normally, [`loom`](https://docs.rs/loom)'s model-checked twins under
 //! `cfg(loom)`, so [`crate::ring`] runs under loom unchanged.
 //!
-//! Only what the ring needs is here. The one difference from `std` is
+//! Only what the ring and the shared rate cells and nonce caches
+//! ([`crate::limits`]) need is here. The one difference from `std` is
 //! [`UnsafeCell`]: it is reached through `with` / `with_mut` closures (loom's
 //! API), so that under loom every slot read and write is tracked and a read
 //! racing a write is reported as a data race. Under `std` the closures inline
@@ -18,12 +19,12 @@
 #[cfg(loom)]
 pub use loom::sync::Arc;
 #[cfg(loom)]
-pub use loom::sync::atomic::{AtomicUsize, Ordering};
+pub use loom::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 #[cfg(not(loom))]
 pub use std::sync::Arc;
 #[cfg(not(loom))]
-pub use std::sync::atomic::{AtomicUsize, Ordering};
+pub use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 #[cfg(loom)]
 pub use loom::cell::UnsafeCell;
