@@ -1759,7 +1759,7 @@ mod tests {
     use crate::auth::keys::KeyEntry;
     use crate::auth::secret::Secret;
     use crate::engine::agent::EngineCounters;
-    use crate::gateway::ReactorReport;
+    use crate::reactor::report::ReactorReport;
     use crate::session::Counters;
     use crate::wire::codes::Scopes;
     use clap::CommandFactory;

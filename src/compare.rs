@@ -87,10 +87,10 @@ use crate::echo::{
     EchoClient, EchoThreads, WARMUP_ROUND_TRIPS, ordergate_round_trips_into,
     spawn_echo_server_tracked,
 };
-use crate::gateway::UringCounters;
 use crate::load::new_histogram;
 use crate::net_client::{ConnectOptions, Connection, read_urandom};
 use crate::reactor::idle::IdleKind;
+use crate::reactor::report::UringCounters;
 
 /// Recorded round trips per row per round when `--round-trips` is not
 /// given. With [`ROUNDS_DEFAULT`], 40 000 samples a row (40 beyond p99.9)

@@ -3,5 +3,6 @@
 
 pub mod core;
 pub mod idle;
+pub mod report;
 pub mod uring;
 pub mod worker;

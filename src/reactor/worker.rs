@@ -106,7 +106,7 @@ use crate::constants::{RECV_PARKED_PER_CONN, SLOW_SEND_CREDIT};
 use crate::engine::agent::EngineAgent;
 use crate::engine::book::MatchingEngine;
 use crate::engine::{Nanos, SessionId};
-use crate::gateway::{ReactorReport, UringCounters};
+use crate::reactor::report::{ReactorReport, UringCounters};
 use crate::telemetry::{DutyMeter, EngineStatsWriter, StatsWriter};
 use crate::wire::codes::{LogonRejectReason, TerminateReason};
 

@@ -80,7 +80,7 @@ use memmap2::{MmapOptions, MmapRaw};
 use crate::constants::REACTORS_MAX;
 use crate::engine::Nanos;
 use crate::engine::agent::EngineCounters;
-use crate::gateway::UringCounters;
+use crate::reactor::report::UringCounters;
 use crate::session::Counters;
 use crate::wire::codes::{LogonRejectReason, RejectReason, TerminateReason};
 
