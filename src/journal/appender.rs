@@ -668,10 +668,7 @@ fn check_capacity(capacity: u64) -> Result<(), JournalError> {
 /// secret.
 fn random_id() -> [u8; 16] {
     let mut id = [0u8; 16];
-    // SAFETY: `id` is a valid, writable buffer of `id.len()` bytes for the
-    // duration of the call.
-    let got = unsafe { libc::getrandom(id.as_mut_ptr().cast(), id.len(), 0) };
-    if got == id.len() as isize {
+    if getrandom::fill(&mut id).is_ok() {
         return id;
     }
     use sha2::{Digest, Sha256};
