@@ -566,11 +566,13 @@ pub fn new_key_entry(
 fn write_secret_file(path: &Path, secret: &crate::auth::secret::Secret) -> Result<(), String> {
     use std::io::Write as _;
     use std::os::unix::fs::OpenOptionsExt as _;
-    let mut hex = zeroize::Zeroizing::new(String::with_capacity(65));
-    for byte in secret.expose() {
-        let _ = write!(hex, "{byte:02x}");
-    }
-    hex.push('\n');
+    // Encoded into a buffer wiped on drop: the file's text is the secret.
+    let mut hex = zeroize::Zeroizing::new([b'\n'; crate::auth::secret::SECRET_HEX_LEN + 1]);
+    hex::encode_to_slice(
+        secret.expose(),
+        &mut hex[..crate::auth::secret::SECRET_HEX_LEN],
+    )
+    .expect("64 digits for 32 bytes");
     let name = path.display();
     let mut file = std::fs::OpenOptions::new()
         .write(true)
@@ -583,7 +585,7 @@ fn write_secret_file(path: &Path, secret: &crate::auth::secret::Secret) -> Resul
             ),
             _ => format!("keys new: --secret-file {name}: cannot create it: {e}"),
         })?;
-    file.write_all(hex.as_bytes())
+    file.write_all(&hex[..])
         .and_then(|()| file.sync_all())
         .map_err(|e| format!("keys new: --secret-file {name}: cannot write it: {e}"))
 }
@@ -591,14 +593,24 @@ fn write_secret_file(path: &Path, secret: &crate::auth::secret::Secret) -> Resul
 fn keys_new(key: &NewKey) -> ExitCode {
     let seed = match crate::gateway::os_random_32() {
         Ok(seed) => seed,
-        Err(e) => return fail(EXIT_FAILURE, format!("cannot read /dev/urandom: {e}")),
+        Err(e) => {
+            return fail(
+                EXIT_FAILURE,
+                format!("cannot read the OS random source: {e}"),
+            );
+        }
     };
     let id = key
         .id
         .unwrap_or_else(|| u64::from_le_bytes(seed[..8].try_into().expect("8 bytes")) >> 12);
     let mut secret_bytes = match crate::gateway::os_random_32() {
         Ok(s) => s,
-        Err(e) => return fail(EXIT_FAILURE, format!("cannot read /dev/urandom: {e}")),
+        Err(e) => {
+            return fail(
+                EXIT_FAILURE,
+                format!("cannot read the OS random source: {e}"),
+            );
+        }
     };
     let secret = crate::auth::secret::Secret::from_bytes(secret_bytes);
     zeroize::Zeroize::zeroize(&mut secret_bytes);

@@ -70,22 +70,11 @@ impl Secret {
     /// secret exists nowhere else. Nothing is written unless `hex` is valid.
     pub(crate) fn fill_from_hex(&mut self, hex: &str) -> Result<(), SecretError> {
         Secret::check_hex(hex)?;
-        let digits = hex.as_bytes();
-        for (i, byte) in self.0.iter_mut().enumerate() {
-            *byte = (nibble(digits[2 * i]) << 4) | nibble(digits[2 * i + 1]);
-        }
+        // `decode_to_slice` writes into the wiped buffer itself (no
+        // intermediate `Vec`, unlike `hex::decode`): the one copy of the
+        // secret stays the one `Drop` zeroizes. `check_hex` made it valid.
+        hex::decode_to_slice(hex, &mut self.0).expect("checked: 64 hex digits");
         Ok(())
-    }
-}
-
-/// Value of one hex digit; `check_hex` has already refused anything else.
-#[inline]
-fn nibble(digit: u8) -> u8 {
-    match digit {
-        b'0'..=b'9' => digit - b'0',
-        b'a'..=b'f' => digit - b'a' + 10,
-        b'A'..=b'F' => digit - b'A' + 10,
-        _ => unreachable!("checked hex digit"),
     }
 }
 
