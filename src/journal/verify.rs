@@ -992,34 +992,11 @@ fn write_json(record: &Record, out: &mut dyn Write) -> io::Result<()> {
     writeln!(out, "}}")
 }
 
-/// `time_ns` (Unix epoch) as `YYYY-MM-DDTHH:MM:SS.nnnnnnnnnZ`, UTC.
+/// `time_ns` (Unix epoch) as `YYYY-MM-DDTHH:MM:SS.nnnnnnnnnZ`, UTC: the
+/// keys file's [`Rfc3339`](crate::auth::policy::Rfc3339) (jiff) with all
+/// nine digits of the fraction, so every line has the same width.
 pub fn rfc3339(time_ns: u64) -> String {
-    let secs = time_ns / 1_000_000_000;
-    let nanos = time_ns % 1_000_000_000;
-    let days = secs / 86_400;
-    let rem = secs % 86_400;
-    let (y, m, d) = civil_from_days(days as i64);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{nanos:09}Z",
-        rem / 3600,
-        rem / 60 % 60,
-        rem % 60
-    )
-}
-
-/// Year, month (1..=12), day (1..=31) of the proleptic Gregorian calendar
-/// for `days` since 1970-01-01 (Howard Hinnant's `civil_from_days`).
-pub fn civil_from_days(days: i64) -> (i64, u32, u32) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097); // [0, 146096]
-    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365; // [0, 399]
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100); // [0, 365]
-    let mp = (5 * doy + 2) / 153; // [0, 11], March-based
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    (y, m, d)
+    format!("{:.9}", crate::auth::policy::Rfc3339(time_ns))
 }
 
 #[cfg(test)]
@@ -1209,48 +1186,16 @@ mod tests {
     }
 
     #[test]
-    fn civil_dates_match_known_days() {
-        assert_eq!(civil_from_days(0), (1970, 1, 1));
-        assert_eq!(civil_from_days(59), (1970, 3, 1));
-        assert_eq!(civil_from_days(11_016), (2000, 2, 29));
-        assert_eq!(civil_from_days(19_782), (2024, 2, 29));
-        assert_eq!(civil_from_days(-1), (1969, 12, 31));
+    fn timestamps_print_known_days() {
+        const DAY: u64 = 86_400_000_000_000;
+        assert_eq!(rfc3339(59 * DAY), "1970-03-01T00:00:00.000000000Z");
+        assert_eq!(rfc3339(11_016 * DAY), "2000-02-29T00:00:00.000000000Z");
+        assert_eq!(rfc3339(19_782 * DAY), "2024-02-29T00:00:00.000000000Z");
         assert_eq!(rfc3339(0), "1970-01-01T00:00:00.000000000Z");
         assert_eq!(
             rfc3339(1_700_000_000_123_456_789),
             "2023-11-14T22:13:20.123456789Z"
         );
-    }
-
-    #[test]
-    fn civil_dates_agree_with_a_day_by_day_walk() {
-        let mut ymd = (1970i64, 1u32, 1u32);
-        for days in 0..200_000i64 {
-            assert_eq!(civil_from_days(days), ymd, "day {days}");
-            let leap = ymd.0 % 4 == 0 && (ymd.0 % 100 != 0 || ymd.0 % 400 == 0);
-            let month_days = [
-                31,
-                if leap { 29 } else { 28 },
-                31,
-                30,
-                31,
-                30,
-                31,
-                31,
-                30,
-                31,
-                30,
-                31,
-            ];
-            ymd.2 += 1;
-            if ymd.2 > month_days[ymd.1 as usize - 1] {
-                ymd.2 = 1;
-                ymd.1 += 1;
-                if ymd.1 > 12 {
-                    ymd.1 = 1;
-                    ymd.0 += 1;
-                }
-            }
-        }
+        assert_eq!(rfc3339(u64::MAX), "2554-07-21T23:34:33.709551615Z");
     }
 }

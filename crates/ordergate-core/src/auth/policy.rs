@@ -56,11 +56,12 @@
 //! # Timestamps
 //!
 //! [`parse_rfc3339`] reads the RFC 3339 `date-time` form, and nothing
-//! looser: `YYYY-MM-DDTHH:MM:SS[.fraction](Z|±hh:mm)`. It is written here
-//! (about a hundred lines with its tests' help) rather than taken from a
-//! crate: the grammar is small, the result must be a `u64` of nanoseconds
-//! since the Unix epoch with its own range checks anyway, and the gateway's
-//! dependency list is part of its attack surface.
+//! looser: `YYYY-MM-DDTHH:MM:SS[.fraction](Z|±hh:mm)`. The calendar (month
+//! lengths, leap years, offsets, the instant) is jiff's; the grammar is
+//! checked here, because jiff's parser takes more than RFC 3339 (basic
+//! format, hour-only offsets, bracketed time zones, `,` fractions, and it
+//! reads `:60` as `:59`) and each refusal here names its character
+//! position without quoting the text (a keys file's errors never do).
 //!
 //! - `T` may be `t` or a space (RFC 3339 §5.6 note), `Z` may be `z`;
 //! - the fraction has 1 to 9 digits (nanoseconds; more would be precision
@@ -567,52 +568,6 @@ impl Cursor<'_> {
     }
 }
 
-/// Whether `year` has a Feb 29 (proleptic Gregorian).
-const fn is_leap_year(year: u32) -> bool {
-    year.is_multiple_of(4) && (!year.is_multiple_of(100) || year.is_multiple_of(400))
-}
-
-const fn days_in_month(year: u32, month: u32) -> u32 {
-    match month {
-        1 | 3 | 5 | 7 | 8 | 10 | 12 => 31,
-        4 | 6 | 9 | 11 => 30,
-        _ if is_leap_year(year) => 29,
-        _ => 28,
-    }
-}
-
-/// Days from 1970-01-01 to `year-month-day` (proleptic Gregorian), after
-/// Howard Hinnant's `days_from_civil`: years start on March 1, so the leap
-/// day is the last day of its year and a 400-year era has 146097 days.
-const fn days_from_civil(year: i64, month: u32, day: u32) -> i64 {
-    let year = if month <= 2 { year - 1 } else { year };
-    let era = year.div_euclid(400);
-    let year_of_era = year.rem_euclid(400); // 0..=399
-    let month_from_march = (month + 9) % 12; // March 0 .. February 11
-    let day_of_year = ((153 * month_from_march + 2) / 5 + day - 1) as i64; // 0..=365
-    let day_of_era = year_of_era * 365 + year_of_era / 4 - year_of_era / 100 + day_of_year;
-    era * 146_097 + day_of_era - 719_468
-}
-
-/// The inverse of `days_from_civil` for days on or after 1970-01-01.
-const fn civil_from_days(days: u64) -> (u64, u32, u32) {
-    let z = days + 719_468;
-    let era = z / 146_097;
-    let day_of_era = z % 146_097; // 0..=146096
-    let year_of_era =
-        (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
-    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
-    let month_from_march = (5 * day_of_year + 2) / 153; // 0..=11
-    let day = (day_of_year - (153 * month_from_march + 2) / 5 + 1) as u32;
-    let month = if month_from_march < 10 {
-        month_from_march + 3
-    } else {
-        month_from_march - 9
-    } as u32;
-    let year = year_of_era + era * 400 + if month <= 2 { 1 } else { 0 };
-    (year, month, day)
-}
-
 /// Parses an RFC 3339 `date-time` into nanoseconds since the Unix epoch.
 /// See the module docs for exactly what is accepted.
 ///
@@ -635,9 +590,10 @@ pub fn parse_rfc3339(text: &str) -> Result<u64, TimestampError> {
     }
     c.expect(b"-", "'-'")?;
     let day = c.digits(2)?;
-    if day == 0 || day > days_in_month(year, month) {
-        return Err(TimestampError::NoSuchDay { year, month, day });
-    }
+    // jiff knows the calendar (month lengths, leap years); the four-digit
+    // year, month 1..=12 and day 0..=99 all fit its i16/i8.
+    let date = jiff::civil::Date::new(year as i16, month as i8, day as i8)
+        .map_err(|_| TimestampError::NoSuchDay { year, month, day })?;
     c.expect(b"Tt ", "'T'")?;
     let hour = c.digits(2)?;
     c.expect(b":", "':'")?;
@@ -700,11 +656,19 @@ pub fn parse_rfc3339(text: &str) -> Result<u64, TimestampError> {
         return Err(c.fail("the end (nothing may follow the offset)"));
     }
 
-    // Local time minus its offset is UTC. |secs| < 2^39: no overflow.
-    let secs = days_from_civil(year.into(), month, day) * 86_400
-        + i64::from(hour * 3600 + minute * 60 + second)
-        - offset_secs;
-    let Ok(secs) = u64::try_from(secs) else {
+    // Local time minus its offset is UTC (jiff). Its range is years
+    // -9999..=9999: what falls outside lies before 1970 or after 2554.
+    let local = date.at(hour as i8, minute as i8, second as i8, 0);
+    let utc = jiff::tz::Offset::from_seconds(offset_secs as i32)
+        .and_then(|offset| offset.to_timestamp(local))
+        .map_err(|_| {
+            if year < 1970 {
+                TimestampError::BeforeEpoch
+            } else {
+                TimestampError::AfterMax
+            }
+        })?;
+    let Ok(secs) = u64::try_from(utc.as_second()) else {
         return Err(TimestampError::BeforeEpoch);
     };
     secs.checked_mul(NS_PER_SEC)
@@ -718,29 +682,14 @@ pub fn parse_rfc3339(text: &str) -> Result<u64, TimestampError> {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Rfc3339(pub u64);
 
+/// Printed by jiff. A precision (`{:.9}`) fixes the fraction's digits, as
+/// the audit journal's lines want.
 impl fmt::Display for Rfc3339 {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let secs = self.0 / NS_PER_SEC;
-        let nanos = self.0 % NS_PER_SEC;
-        let (year, month, day) = civil_from_days(secs / 86_400);
-        let in_day = secs % 86_400;
-        write!(
-            f,
-            "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}",
-            in_day / 3600,
-            in_day / 60 % 60,
-            in_day % 60
-        )?;
-        if nanos != 0 {
-            let mut digits = 9;
-            let mut fraction = nanos;
-            while fraction.is_multiple_of(10) {
-                fraction /= 10;
-                digits -= 1;
-            }
-            write!(f, ".{fraction:0digits$}")?;
-        }
-        f.write_str("Z")
+        // Every u64 of nanoseconds (up to the year 2554) is in jiff's range.
+        let instant = jiff::Timestamp::from_nanosecond(i128::from(self.0))
+            .expect("u64 nanoseconds are within jiff's range");
+        fmt::Display::fmt(&instant, f)
     }
 }
 
@@ -1189,21 +1138,6 @@ mod tests {
                 assert_eq!(parse_rfc3339(&text), Ok(ns), "{text}");
             }
             day += 1;
-        }
-        // Calendar agrees with days_from_civil on every day from 1970 to 2554.
-        let (mut y, mut m, mut d) = (1970u32, 1u32, 1u32);
-        for days in 0..213_500u64 {
-            assert_eq!(civil_from_days(days), (u64::from(y), m, d));
-            assert_eq!(days_from_civil(y.into(), m, d), days as i64);
-            d += 1;
-            if d > days_in_month(y, m) {
-                d = 1;
-                m += 1;
-                if m > 12 {
-                    m = 1;
-                    y += 1;
-                }
-            }
         }
     }
 
