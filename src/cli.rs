@@ -118,9 +118,8 @@ pub enum Command {
     },
     /// Check or print an audit journal: `audit verify FILE [--expect-records N] [--expect-last HASH] [--anchor-key KEYFILE [--expect-closed]]`, `audit show FILE [--json]`
     Audit {
-        /// verify FILE [--expect-records N] [--expect-last HASH] [--anchor-key KEYFILE [--expect-closed]] | show FILE [--json]
-        #[arg(trailing_var_arg = true, allow_hyphen_values = true, num_args = 1..)]
-        args: Vec<String>,
+        #[command(subcommand)]
+        command: crate::journal::AuditCommand,
     },
     /// Show a running gateway's counters from its stats file: a live table, or one snapshot with --once
     Stat(crate::telemetry::stat::StatArgs),
@@ -469,9 +468,9 @@ pub fn main() -> ExitCode {
             burst,
             secret_file,
         }),
-        Command::Audit { args } => {
+        Command::Audit { command } => {
             let code =
-                crate::journal::audit_main(&args, &mut std::io::stdout(), &mut std::io::stderr());
+                crate::journal::audit_run(&command, &mut std::io::stdout(), &mut std::io::stderr());
             ExitCode::from(code.clamp(0, 255) as u8)
         }
         Command::Stat(args) => crate::telemetry::stat::run(&args),
