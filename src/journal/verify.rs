@@ -12,6 +12,9 @@ use std::fs::File;
 use std::io::{self, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
 
+use serde::ser::{Serialize, SerializeMap, Serializer};
+use serde_json::Value;
+
 use super::anchor::AnchorKey;
 use super::appender::JournalError;
 use super::event::{AuditEvent, AuditKind, CheckpointKind, to_ip};
@@ -874,8 +877,9 @@ struct Shown {
     addr: Option<String>,
     session: Option<String>,
     reactor: Option<u16>,
-    /// Extra `name=value` pairs, in order (text) / keys (JSON).
-    more: Vec<(&'static str, String, bool)>,
+    /// Extra `name=value` pairs, in order (text) / keys (JSON): strings
+    /// or numbers.
+    more: Vec<(&'static str, Value)>,
 }
 
 fn shown(record: &Record) -> Shown {
@@ -887,7 +891,7 @@ fn shown(record: &Record) -> Shown {
             addr: None,
             session: None,
             reactor,
-            more: vec![("prev_segment_hash", hex(&prev), true)],
+            more: vec![("prev_segment_hash", hex(&prev).into())],
         };
     }
     if let Some((_, _, tag)) = record.checkpoint() {
@@ -902,24 +906,24 @@ fn shown(record: &Record) -> Shown {
             session: None,
             reactor,
             more: vec![
-                ("key_tag", format!("{tag:016x}"), true),
-                ("mac", hex(&mac), true),
+                ("key_tag", format!("{tag:016x}").into()),
+                ("mac", hex(&mac).into()),
             ],
         };
     }
     let mut more = Vec::new();
     if let Some(request) = record.request_time_ns() {
-        more.push(("request_time", rfc3339(request), true));
-        more.push(("request_time_ns", request.to_string(), false));
+        more.push(("request_time", rfc3339(request).into()));
+        more.push(("request_time_ns", request.into()));
     }
     if kind == Some(AuditKind::PreAuthAggregate) {
         let of = AuditKind::from_code(record.of_kind).map_or_else(
             || format!("Kind{}", record.of_kind),
             |k| k.name().to_string(),
         );
-        more.push(("of_kind", of, true));
-        more.push(("last_time", rfc3339(record.last_ns), true));
-        more.push(("last_time_ns", record.last_ns.to_string(), false));
+        more.push(("of_kind", of.into()));
+        more.push(("last_time", rfc3339(record.last_ns).into()));
+        more.push(("last_time_ns", record.last_ns.into()));
     }
     Shown {
         key_id: record.key_id,
@@ -946,50 +950,48 @@ fn write_line(record: &Record, out: &mut dyn Write) -> io::Result<()> {
         s.reactor.map_or_else(dash, |r| r.to_string()),
         record.detail,
     )?;
-    for (name, value, _) in s
+    for (name, value) in s
         .more
         .iter()
-        .filter(|(n, _, _)| *n != "last_time_ns" && *n != "request_time_ns")
+        .filter(|(n, _)| *n != "last_time_ns" && *n != "request_time_ns")
     {
-        write!(out, " {name}={value}")?;
+        match value {
+            Value::String(text) => write!(out, " {name}={text}")?,
+            number => write!(out, " {name}={number}")?,
+        }
     }
     writeln!(out)
 }
 
-/// Every string written is ASCII with no `"` or `\` (kind and reason names,
-/// IP addresses, digits, hex, the time), so no escaping is needed: the JSON
-/// is written by hand and `serde_json` stays a dev-dependency.
+/// One record as a JSON object on one line (serde_json), keys in the
+/// order listed: a map serialized entry by entry keeps it.
 fn write_json(record: &Record, out: &mut dyn Write) -> io::Result<()> {
-    fn string_or_null(s: Option<String>) -> String {
-        s.map_or_else(|| "null".to_string(), |s| format!("\"{s}\""))
-    }
-    let s = shown(record);
-    write!(
-        out,
-        "{{\"index\":{},\"time\":\"{}\",\"time_ns\":{},\"kind\":\"{}\",\"key_id\":{},\"addr\":{},\
-         \"reason\":{},\"reason_code\":{},\"session\":{},\"reactor\":{},\"detail\":{},\"hash\":\"{}\"",
-        record.index,
-        rfc3339(record.time_ns),
-        record.time_ns,
-        kind_name(record.kind_code),
-        s.key_id,
-        string_or_null(s.addr),
-        string_or_null(reason_text(record)),
-        record.reason,
-        string_or_null(s.session),
-        s.reactor
-            .map_or_else(|| "null".to_string(), |r| r.to_string()),
-        record.detail,
-        hex(&record.hash),
-    )?;
-    for (name, value, quoted) in &s.more {
-        if *quoted {
-            write!(out, ",\"{name}\":\"{value}\"")?;
-        } else {
-            write!(out, ",\"{name}\":{value}")?;
+    struct Json<'a>(&'a Record);
+    impl Serialize for Json<'_> {
+        fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+            let record = self.0;
+            let s = shown(record);
+            let mut map = serializer.serialize_map(None)?;
+            map.serialize_entry("index", &record.index)?;
+            map.serialize_entry("time", &rfc3339(record.time_ns))?;
+            map.serialize_entry("time_ns", &record.time_ns)?;
+            map.serialize_entry("kind", &kind_name(record.kind_code))?;
+            map.serialize_entry("key_id", &s.key_id)?;
+            map.serialize_entry("addr", &s.addr)?;
+            map.serialize_entry("reason", &reason_text(record))?;
+            map.serialize_entry("reason_code", &record.reason)?;
+            map.serialize_entry("session", &s.session)?;
+            map.serialize_entry("reactor", &s.reactor)?;
+            map.serialize_entry("detail", &record.detail)?;
+            map.serialize_entry("hash", &hex(&record.hash))?;
+            for (name, value) in &s.more {
+                map.serialize_entry(name, value)?;
+            }
+            map.end()
         }
     }
-    writeln!(out, "}}")
+    serde_json::to_writer(&mut *out, &Json(record))?;
+    writeln!(out)
 }
 
 /// `time_ns` (Unix epoch) as `YYYY-MM-DDTHH:MM:SS.nnnnnnnnnZ`, UTC: the
