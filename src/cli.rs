@@ -1700,13 +1700,19 @@ fn latency(h: &Histogram<u64>) -> String {
     )
 }
 
-/// A duration in ns, in the unit that keeps it short.
+/// A duration in ns, in the unit that keeps it short: "999 ns", "1.5 ms".
 fn nanos(ns: u64) -> String {
+    short_ns(ns, " ")
+}
+
+/// A duration in ns in the unit that keeps it short, `sep` between number
+/// and unit: the stop summary's and `stat`'s one formatter.
+pub(crate) fn short_ns(ns: u64, sep: &str) -> String {
     match ns {
-        0..1_000 => format!("{ns} ns"),
-        1_000..1_000_000 => format!("{:.1} µs", ns as f64 / 1e3),
-        1_000_000..1_000_000_000 => format!("{:.1} ms", ns as f64 / 1e6),
-        _ => format!("{:.2} s", ns as f64 / 1e9),
+        0..1_000 => format!("{ns}{sep}ns"),
+        1_000..1_000_000 => format!("{:.1}{sep}µs", ns as f64 / 1e3),
+        1_000_000..1_000_000_000 => format!("{:.1}{sep}ms", ns as f64 / 1e6),
+        _ => format!("{:.2}{sep}s", ns as f64 / 1e9),
     }
 }
 
