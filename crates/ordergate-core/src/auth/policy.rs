@@ -85,6 +85,8 @@ use core::fmt;
 use core::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use core::str::FromStr;
 
+use ipnet::{IpNet, Ipv4Net, Ipv6Net};
+
 use crate::wire::codes::{LogonRejectReason, RejectReason};
 
 /// Defined in `constants` with its reason; here too for the old path.
@@ -98,36 +100,12 @@ pub use crate::constants::ALLOW_CIDRS_MAX;
 ///
 /// Build one with [`Cidr::parse`] (or `str::parse`), [`Cidr::new`] or
 /// [`Cidr::host`]. `Display` and `Debug` print the usual `10.0.0.0/8` form.
+///
+/// The network itself is an [`ipnet::IpNet`], always truncated (host bits
+/// zero) and never an IPv4-mapped IPv6 network of prefix >= 96 (that is
+/// stored as the IPv4 network it names).
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
-pub struct Cidr(Net);
-
-#[derive(Clone, Copy, PartialEq, Eq, Hash)]
-enum Net {
-    /// `prefix_len <= 32`; `network & !mask_v4(prefix_len) == 0`.
-    V4 { network: u32, prefix_len: u8 },
-    /// `prefix_len <= 128`; `network & !mask_v6(prefix_len) == 0`; never an
-    /// IPv4-mapped network of prefix >= 96 (that is stored as `V4`).
-    V6 { network: u128, prefix_len: u8 },
-}
-
-/// The first `prefix_len` bits set. `prefix_len <= 32`.
-#[inline]
-const fn mask_v4(prefix_len: u8) -> u32 {
-    // A shift by 32 is `None` (it would be an overflow): /0 masks nothing.
-    match u32::MAX.checked_shl(32 - prefix_len as u32) {
-        Some(mask) => mask,
-        None => 0,
-    }
-}
-
-/// The first `prefix_len` bits set. `prefix_len <= 128`.
-#[inline]
-const fn mask_v6(prefix_len: u8) -> u128 {
-    match u128::MAX.checked_shl(128 - prefix_len as u32) {
-        Some(mask) => mask,
-        None => 0,
-    }
-}
+pub struct Cidr(IpNet);
 
 /// Why a CIDR was refused. Holds none of the text.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -176,16 +154,10 @@ impl std::error::Error for CidrError {}
 
 impl Cidr {
     /// Every IPv4 address (and every IPv4-mapped IPv6 one).
-    pub const ANY_V4: Cidr = Cidr(Net::V4 {
-        network: 0,
-        prefix_len: 0,
-    });
+    pub const ANY_V4: Cidr = Cidr(IpNet::V4(Ipv4Net::new_assert(Ipv4Addr::UNSPECIFIED, 0)));
 
     /// Every IPv6 address that is not IPv4-mapped.
-    pub const ANY_V6: Cidr = Cidr(Net::V6 {
-        network: 0,
-        prefix_len: 0,
-    });
+    pub const ANY_V6: Cidr = Cidr(IpNet::V6(Ipv6Net::new_assert(Ipv6Addr::UNSPECIFIED, 0)));
 
     /// The network `address/prefix_len`. An IPv4-mapped IPv6 network with a
     /// prefix of at least 96 becomes the IPv4 network it names.
@@ -201,38 +173,15 @@ impl Cidr {
                 max,
             });
         }
+        // `prefix_len <= max`: `new` cannot fail.
         let net = match address {
-            IpAddr::V4(v4) => Net::V4 {
-                network: u32::from(v4),
-                prefix_len,
-            },
+            IpAddr::V4(v4) => IpNet::V4(Ipv4Net::new_assert(v4, prefix_len)),
             IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
-                Some(v4) if prefix_len >= 96 => Net::V4 {
-                    network: u32::from(v4),
-                    prefix_len: prefix_len - 96,
-                },
-                _ => Net::V6 {
-                    network: u128::from(v6),
-                    prefix_len,
-                },
+                Some(v4) if prefix_len >= 96 => IpNet::V4(Ipv4Net::new_assert(v4, prefix_len - 96)),
+                _ => IpNet::V6(Ipv6Net::new_assert(v6, prefix_len)),
             },
         };
-        let masked = match net {
-            Net::V4 {
-                network,
-                prefix_len,
-            } => Net::V4 {
-                network: network & mask_v4(prefix_len),
-                prefix_len,
-            },
-            Net::V6 {
-                network,
-                prefix_len,
-            } => Net::V6 {
-                network: network & mask_v6(prefix_len),
-                prefix_len,
-            },
-        };
+        let masked = net.trunc();
         if masked != net {
             return Err(CidrError::HostBitsSet {
                 network: Cidr(masked),
@@ -244,16 +193,7 @@ impl Cidr {
     /// One address: `/32` or `/128` (an IPv4-mapped address is its IPv4
     /// address).
     pub fn host(address: IpAddr) -> Cidr {
-        match address.to_canonical() {
-            IpAddr::V4(v4) => Cidr(Net::V4 {
-                network: u32::from(v4),
-                prefix_len: 32,
-            }),
-            IpAddr::V6(v6) => Cidr(Net::V6 {
-                network: u128::from(v6),
-                prefix_len: 128,
-            }),
-        }
+        Cidr(IpNet::from(address.to_canonical()))
     }
 
     /// Parses `address/prefix_len`, or a bare `address` (one host). The
@@ -290,17 +230,12 @@ impl Cidr {
 
     /// The network address (host bits zero).
     pub fn address(self) -> IpAddr {
-        match self.0 {
-            Net::V4 { network, .. } => IpAddr::V4(Ipv4Addr::from(network)),
-            Net::V6 { network, .. } => IpAddr::V6(Ipv6Addr::from(network)),
-        }
+        self.0.network()
     }
 
     /// The prefix length: `0..=32` for IPv4, `0..=128` for IPv6.
     pub fn prefix_len(self) -> u8 {
-        match self.0 {
-            Net::V4 { prefix_len, .. } | Net::V6 { prefix_len, .. } => prefix_len,
-        }
+        self.0.prefix_len()
     }
 
     /// Whether `peer` is in this network. An IPv4-mapped IPv6 `peer` is
@@ -313,21 +248,11 @@ impl Cidr {
     /// `contains` for a peer already in canonical form (never IPv4-mapped).
     #[inline]
     pub(crate) fn contains_canonical(&self, peer: IpAddr) -> bool {
-        match (self.0, peer) {
-            (
-                Net::V4 {
-                    network,
-                    prefix_len,
-                },
-                IpAddr::V4(v4),
-            ) => u32::from(v4) & mask_v4(prefix_len) == network,
-            (
-                Net::V6 {
-                    network,
-                    prefix_len,
-                },
-                IpAddr::V6(v6),
-            ) => u128::from(v6) & mask_v6(prefix_len) == network,
+        // ipnet compares with the network and broadcast addresses: no
+        // allocation (tests/policy_alloc.rs), as the logon path needs.
+        match (&self.0, peer) {
+            (IpNet::V4(net), IpAddr::V4(v4)) => net.contains(&v4),
+            (IpNet::V6(net), IpAddr::V6(v6)) => net.contains(&v6),
             _ => false,
         }
     }
@@ -343,7 +268,7 @@ impl FromStr for Cidr {
 
 impl fmt::Display for Cidr {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}/{}", self.address(), self.prefix_len())
+        fmt::Display::fmt(&self.0, f)
     }
 }
 
@@ -703,23 +628,6 @@ mod tests {
 
     fn ip(text: &str) -> IpAddr {
         text.parse().unwrap()
-    }
-
-    #[test]
-    fn masks_cover_every_prefix() {
-        assert_eq!(mask_v4(0), 0);
-        assert_eq!(mask_v4(1), 0x8000_0000);
-        assert_eq!(mask_v4(31), 0xffff_fffe);
-        assert_eq!(mask_v4(32), u32::MAX);
-        assert_eq!(mask_v6(0), 0);
-        assert_eq!(mask_v6(64), u128::MAX << 64);
-        assert_eq!(mask_v6(128), u128::MAX);
-        for p in 0..=32u8 {
-            assert_eq!(mask_v4(p).count_ones(), u32::from(p));
-        }
-        for p in 0..=128u8 {
-            assert_eq!(mask_v6(p).count_ones(), u32::from(p));
-        }
     }
 
     #[test]
