@@ -390,63 +390,41 @@ const NS_PER_SEC: u64 = 1_000_000_000;
 
 /// Why a timestamp was refused. Holds none of the text, only the numbers
 /// read from it and positions (1-based, in characters).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum TimestampError {
     /// At `position` the text should have `expected` (or ends too early, or
     /// goes on after the offset).
+    #[error("character {position} should be {expected} (the form is {RFC3339_FORM})")]
     Format {
         position: usize,
         expected: &'static str,
     },
     /// A field outside its range (`month`, `hour`, `minute`, `second`,
     /// `offset hour`, `offset minute`).
+    #[error("{field} {value} is out of range")]
     OutOfRange { field: &'static str, value: u32 },
     /// No such day in that month (Feb 30, Apr 31, Feb 29 of a common year).
+    #[error("{year:04}-{month:02} has no day {day}")]
     NoSuchDay { year: u32, month: u32, day: u32 },
     /// Second 60.
+    #[error("second 60 (a leap second) cannot be represented in Unix time")]
     LeapSecond,
     /// More than 9 digits of fraction.
+    #[error("the fraction has {digits} digits; at most 9 (nanoseconds)")]
     FractionTooLong { digits: usize },
     /// Before 1970-01-01T00:00:00Z.
+    #[error("it is before 1970-01-01T00:00:00Z")]
     BeforeEpoch,
     /// After 2554-07-21T23:34:33.709551615Z.
+    #[error(
+        "it is after {}, the last instant u64 nanoseconds can hold",
+        Rfc3339(u64::MAX)
+    )]
     AfterMax,
 }
 
 /// The form every timestamp must have, for messages.
 pub const RFC3339_FORM: &str = "YYYY-MM-DDTHH:MM:SS[.fraction]Z or ...±hh:mm";
-
-impl fmt::Display for TimestampError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            TimestampError::Format { position, expected } => write!(
-                f,
-                "character {position} should be {expected} (the form is {RFC3339_FORM})"
-            ),
-            TimestampError::OutOfRange { field, value } => {
-                write!(f, "{field} {value} is out of range")
-            }
-            TimestampError::NoSuchDay { year, month, day } => {
-                write!(f, "{year:04}-{month:02} has no day {day}")
-            }
-            TimestampError::LeapSecond => {
-                f.write_str("second 60 (a leap second) cannot be represented in Unix time")
-            }
-            TimestampError::FractionTooLong { digits } => write!(
-                f,
-                "the fraction has {digits} digits; at most 9 (nanoseconds)"
-            ),
-            TimestampError::BeforeEpoch => f.write_str("it is before 1970-01-01T00:00:00Z"),
-            TimestampError::AfterMax => write!(
-                f,
-                "it is after {}, the last instant u64 nanoseconds can hold",
-                Rfc3339(u64::MAX)
-            ),
-        }
-    }
-}
-
-impl std::error::Error for TimestampError {}
 
 /// A cursor over the ASCII bytes of a timestamp.
 struct Cursor<'a> {

@@ -99,31 +99,18 @@ impl fmt::Debug for Secret {
 }
 
 /// Why a written secret was refused. Holds no part of the input.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum SecretError {
     /// The text is not 64 characters long.
+    #[error(
+        "secret has {found} characters; it must be exactly {SECRET_HEX_LEN} hex digits ({SECRET_SIZE} bytes)"
+    )]
     Length { found: usize },
     /// The character at `position` (1-based, in characters) is not a hex
     /// digit; the length was right.
+    #[error("secret character {position} of {SECRET_HEX_LEN} is not a hex digit (0-9, a-f, A-F)")]
     NotHex { position: usize },
 }
-
-impl fmt::Display for SecretError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            SecretError::Length { found } => write!(
-                f,
-                "secret has {found} characters; it must be exactly {SECRET_HEX_LEN} hex digits ({SECRET_SIZE} bytes)"
-            ),
-            SecretError::NotHex { position } => write!(
-                f,
-                "secret character {position} of {SECRET_HEX_LEN} is not a hex digit (0-9, a-f, A-F)"
-            ),
-        }
-    }
-}
-
-impl std::error::Error for SecretError {}
 
 #[cfg(test)]
 mod tests {
