@@ -118,9 +118,8 @@ pub enum Command {
     },
     /// Check or print an audit journal: `audit verify FILE [--expect-records N] [--expect-last HASH] [--anchor-key KEYFILE [--expect-closed]]`, `audit show FILE [--json]`
     Audit {
-        /// verify FILE [--expect-records N] [--expect-last HASH] [--anchor-key KEYFILE [--expect-closed]] | show FILE [--json]
-        #[arg(trailing_var_arg = true, allow_hyphen_values = true, num_args = 1..)]
-        args: Vec<String>,
+        #[command(subcommand)]
+        command: crate::journal::AuditCommand,
     },
     /// Show a running gateway's counters from its stats file: a live table, or one snapshot with --once
     Stat(crate::telemetry::stat::StatArgs),
@@ -469,9 +468,9 @@ pub fn main() -> ExitCode {
             burst,
             secret_file,
         }),
-        Command::Audit { args } => {
+        Command::Audit { command } => {
             let code =
-                crate::journal::audit_main(&args, &mut std::io::stdout(), &mut std::io::stderr());
+                crate::journal::audit_run(&command, &mut std::io::stdout(), &mut std::io::stderr());
             ExitCode::from(code.clamp(0, 255) as u8)
         }
         Command::Stat(args) => crate::telemetry::stat::run(&args),
@@ -566,11 +565,13 @@ pub fn new_key_entry(
 fn write_secret_file(path: &Path, secret: &crate::auth::secret::Secret) -> Result<(), String> {
     use std::io::Write as _;
     use std::os::unix::fs::OpenOptionsExt as _;
-    let mut hex = zeroize::Zeroizing::new(String::with_capacity(65));
-    for byte in secret.expose() {
-        let _ = write!(hex, "{byte:02x}");
-    }
-    hex.push('\n');
+    // Encoded into a buffer wiped on drop: the file's text is the secret.
+    let mut hex = zeroize::Zeroizing::new([b'\n'; crate::auth::secret::SECRET_HEX_LEN + 1]);
+    hex::encode_to_slice(
+        secret.expose(),
+        &mut hex[..crate::auth::secret::SECRET_HEX_LEN],
+    )
+    .expect("64 digits for 32 bytes");
     let name = path.display();
     let mut file = std::fs::OpenOptions::new()
         .write(true)
@@ -583,7 +584,7 @@ fn write_secret_file(path: &Path, secret: &crate::auth::secret::Secret) -> Resul
             ),
             _ => format!("keys new: --secret-file {name}: cannot create it: {e}"),
         })?;
-    file.write_all(hex.as_bytes())
+    file.write_all(&hex[..])
         .and_then(|()| file.sync_all())
         .map_err(|e| format!("keys new: --secret-file {name}: cannot write it: {e}"))
 }
@@ -591,14 +592,24 @@ fn write_secret_file(path: &Path, secret: &crate::auth::secret::Secret) -> Resul
 fn keys_new(key: &NewKey) -> ExitCode {
     let seed = match crate::gateway::os_random_32() {
         Ok(seed) => seed,
-        Err(e) => return fail(EXIT_FAILURE, format!("cannot read /dev/urandom: {e}")),
+        Err(e) => {
+            return fail(
+                EXIT_FAILURE,
+                format!("cannot read the OS random source: {e}"),
+            );
+        }
     };
     let id = key
         .id
         .unwrap_or_else(|| u64::from_le_bytes(seed[..8].try_into().expect("8 bytes")) >> 12);
     let mut secret_bytes = match crate::gateway::os_random_32() {
         Ok(s) => s,
-        Err(e) => return fail(EXIT_FAILURE, format!("cannot read /dev/urandom: {e}")),
+        Err(e) => {
+            return fail(
+                EXIT_FAILURE,
+                format!("cannot read the OS random source: {e}"),
+            );
+        }
     };
     let secret = crate::auth::secret::Secret::from_bytes(secret_bytes);
     zeroize::Zeroize::zeroize(&mut secret_bytes);
@@ -1689,13 +1700,19 @@ fn latency(h: &Histogram<u64>) -> String {
     )
 }
 
-/// A duration in ns, in the unit that keeps it short.
+/// A duration in ns, in the unit that keeps it short: "999 ns", "1.5 ms".
 fn nanos(ns: u64) -> String {
+    short_ns(ns, " ")
+}
+
+/// A duration in ns in the unit that keeps it short, `sep` between number
+/// and unit: the stop summary's and `stat`'s one formatter.
+pub(crate) fn short_ns(ns: u64, sep: &str) -> String {
     match ns {
-        0..1_000 => format!("{ns} ns"),
-        1_000..1_000_000 => format!("{:.1} µs", ns as f64 / 1e3),
-        1_000_000..1_000_000_000 => format!("{:.1} ms", ns as f64 / 1e6),
-        _ => format!("{:.2} s", ns as f64 / 1e9),
+        0..1_000 => format!("{ns}{sep}ns"),
+        1_000..1_000_000 => format!("{:.1}{sep}µs", ns as f64 / 1e3),
+        1_000_000..1_000_000_000 => format!("{:.1}{sep}ms", ns as f64 / 1e6),
+        _ => format!("{:.2}{sep}s", ns as f64 / 1e9),
     }
 }
 

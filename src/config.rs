@@ -959,12 +959,7 @@ fn echo_field(name: &str) -> String {
 /// only names, `keys::scrub`.)
 const CONFIG_HEX_RUN_MAX: usize = 15;
 
-fn hex_run(text: &str) -> usize {
-    text.split(|c: char| !c.is_ascii_hexdigit())
-        .map(str::len)
-        .max()
-        .unwrap_or(0)
-}
+use crate::auth::keys::hex_run_max as hex_run;
 
 /// toml's or serde's message with every quoted (`"…"` or `` `…` ``) part
 /// that holds more than [`CONFIG_HEX_RUN_MAX`] hex digits in a row replaced

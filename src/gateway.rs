@@ -581,9 +581,8 @@ impl GatewaySpec {
 
 /// 32 bytes from the OS random source (start-up only).
 pub fn os_random_32() -> std::io::Result<[u8; 32]> {
-    use std::io::Read;
     let mut seed = [0u8; 32];
-    std::fs::File::open("/dev/urandom")?.read_exact(&mut seed)?;
+    getrandom::fill(&mut seed)?;
     Ok(seed)
 }
 
@@ -621,7 +620,8 @@ impl Gateway {
                  times more and the latency goals will not be met"
             );
         }
-        let seed = os_random_32().map_err(|e| StartError::Spec(format!("/dev/urandom: {e}")))?;
+        let seed =
+            os_random_32().map_err(|e| StartError::Spec(format!("OS random source: {e}")))?;
         // Read before anything is opened: a bad key file names itself.
         let anchor_key = match &spec.audit_anchor_key_file {
             Some(path) => {

@@ -239,3 +239,41 @@ fn a_host_name_to_listen_on_is_explained_from_the_flag_and_from_the_config_file(
         )
     );
 }
+
+#[test]
+fn audit_subcommands_have_help_and_refuse_bad_arguments() {
+    let out = ordergate(&["audit", "verify", "--help"]);
+    assert_eq!(out.status.code(), Some(0), "stderr: {}", stderr(&out));
+    let help = String::from_utf8(out.stdout).unwrap();
+    for word in [
+        "FILE",
+        "--expect-records",
+        "--expect-last",
+        "--anchor-key",
+        "--expect-closed",
+    ] {
+        assert!(
+            help.contains(word),
+            "audit verify --help lacks {word}:\n{help}"
+        );
+    }
+    let out = ordergate(&["audit", "show", "--help"]);
+    assert_eq!(out.status.code(), Some(0), "stderr: {}", stderr(&out));
+    assert!(String::from_utf8(out.stdout).unwrap().contains("--json"));
+    let out = ordergate(&["audit", "--help"]);
+    assert_eq!(out.status.code(), Some(0), "stderr: {}", stderr(&out));
+    let help = String::from_utf8(out.stdout).unwrap();
+    assert!(help.contains("verify") && help.contains("show"), "{help}");
+
+    let err = refused(&ordergate(&["audit", "verify"]), 2);
+    assert!(err.contains("FILE"), "{err}");
+    let err = refused(&ordergate(&["audit", "show", "x.journal", "--yaml"]), 2);
+    assert!(err.contains("--yaml"), "{err}");
+    let err = refused(&ordergate(&["audit", "frobnicate"]), 2);
+    assert!(err.contains("frobnicate"), "{err}");
+    let err = refused(
+        &ordergate(&["audit", "verify", "x.journal", "--expect-closed"]),
+        2,
+    );
+    assert!(err.contains("--expect-closed needs --anchor-key"), "{err}");
+}

@@ -1,7 +1,6 @@
 //! [`Journal`]: open (create, or reopen and recover), append, flush, and
 //! roll over to the next segment when one is full.
 
-use std::fmt;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{Ordering, fence};
@@ -22,59 +21,48 @@ use super::storage::{
 };
 
 /// Why the journal cannot take a record, or cannot be opened.
-#[derive(Debug)]
+#[derive(Debug, thiserror::Error)]
 pub enum JournalError {
     /// Every slot is used. The journal fails closed: the gateway must stop
     /// admitting logons until an operator rotates the file.
+    #[error("audit journal full ({capacity} records)")]
     Full { capacity: u64 },
     /// The storage failed. The record being appended, if any, may be torn;
     /// the journal takes no more appends (`Broken`).
+    #[error("audit journal I/O error: {0}")]
     Io(io::Error),
     /// An earlier write failed; nothing more is appended.
+    #[error("audit journal stopped after an earlier write error")]
     Broken,
     /// The file is held by another process (exclusive `flock`).
+    #[error("audit journal is in use by another process")]
     Locked,
     /// The file is not a journal this build can continue: bad header, a
     /// record that does not belong in the chain, or residue beyond what a
     /// crash can leave. Nothing was changed. `index` is the first bad record
     /// ([`HEADER_INDEX`] for the header).
+    #[error("audit journal {}: {problem}", record_name(*index))]
     Corrupt { index: u64, problem: String },
     /// A capacity of 0 or above `CAPACITY_RECORDS_MAX`, or a storage whose
     /// length does not fit the capacity (or, with rollover, a capacity
     /// below 2: a segment holds its SegmentStart and at least one record).
+    #[error("audit journal capacity {capacity} records does not fit (1..={CAPACITY_RECORDS_MAX})")]
     BadCapacity { capacity: u64 },
     /// The segment was full and the next one could not be created (a full
     /// disk, a file in the way). Nothing was appended; the journal stays
     /// full (fail closed).
+    #[error("audit journal segment full, and segment {segment} cannot be created: {error}")]
     Rollover { segment: u64, error: io::Error },
 }
 
-impl fmt::Display for JournalError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            JournalError::Full { capacity } => write!(f, "audit journal full ({capacity} records)"),
-            JournalError::Io(e) => write!(f, "audit journal I/O error: {e}"),
-            JournalError::Broken => write!(f, "audit journal stopped after an earlier write error"),
-            JournalError::Locked => write!(f, "audit journal is in use by another process"),
-            JournalError::Corrupt { index, problem } if *index == HEADER_INDEX => {
-                write!(f, "audit journal header: {problem}")
-            }
-            JournalError::Corrupt { index, problem } => {
-                write!(f, "audit journal record {index}: {problem}")
-            }
-            JournalError::BadCapacity { capacity } => write!(
-                f,
-                "audit journal capacity {capacity} records does not fit (1..={CAPACITY_RECORDS_MAX})"
-            ),
-            JournalError::Rollover { segment, error } => write!(
-                f,
-                "audit journal segment full, and segment {segment} cannot be created: {error}"
-            ),
-        }
+/// `header`, or `record N`: where a corrupt journal goes wrong.
+fn record_name(index: u64) -> String {
+    if index == HEADER_INDEX {
+        "header".to_owned()
+    } else {
+        format!("record {index}")
     }
 }
-
-impl std::error::Error for JournalError {}
 
 impl From<io::Error> for JournalError {
     fn from(e: io::Error) -> JournalError {
@@ -668,10 +656,7 @@ fn check_capacity(capacity: u64) -> Result<(), JournalError> {
 /// secret.
 fn random_id() -> [u8; 16] {
     let mut id = [0u8; 16];
-    // SAFETY: `id` is a valid, writable buffer of `id.len()` bytes for the
-    // duration of the call.
-    let got = unsafe { libc::getrandom(id.as_mut_ptr().cast(), id.len(), 0) };
-    if got == id.len() as isize {
+    if getrandom::fill(&mut id).is_ok() {
         return id;
     }
     use sha2::{Digest, Sha256};

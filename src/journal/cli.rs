@@ -1,5 +1,7 @@
-//! `ordergate audit ...`: argument handling for the two offline commands, so
-//! the CLI only forwards its arguments.
+//! `ordergate audit ...`: the two offline commands as clap subcommands
+//! ([`AuditCommand`], part of the binary's parser, so `ordergate audit
+//! verify --help` works), and [`audit_main`], which parses the words after
+//! `audit` with the same definitions (tests call it in-process).
 //!
 //! ```text
 //! ordergate audit verify FILE [--expect-records N] [--expect-last HASH] [--anchor-key KEYFILE [--expect-closed]]
@@ -19,18 +21,91 @@
 //! them).
 
 use std::io::Write;
-use std::path::Path;
+use std::path::PathBuf;
 
-use super::format::parse_hash;
+use clap::{Args, Parser, Subcommand};
+
+use super::format::{Hash, parse_hash};
 use super::verify::{Anchoring, VerifyOptions, show, verify_anchored};
 
 pub const USAGE: &str = "usage: ordergate audit verify FILE [--expect-records N] [--expect-last HASH] [--anchor-key KEYFILE [--expect-closed]]\n       \
                          ordergate audit show FILE [--json]\n";
 
+/// `ordergate audit`'s commands, parsed by clap like every other command
+/// (so `ordergate audit verify --help` works).
+#[derive(Clone, Debug, PartialEq, Eq, Subcommand)]
+pub enum AuditCommand {
+    /// Check FILE and every later segment of its journal (exit 1 if it fails)
+    Verify(VerifyArgs),
+    /// Print the records of the one segment FILE, as text or JSON lines
+    Show(ShowArgs),
+}
+
+/// `ordergate audit verify`.
+#[derive(Clone, Debug, PartialEq, Eq, Args)]
+pub struct VerifyArgs {
+    /// The journal's segment to start from (`FILE.1`, `FILE.2`, … follow)
+    pub file: PathBuf,
+    /// Fail unless the journal holds at least N records
+    #[arg(long, value_name = "N")]
+    pub expect_records: Option<u64>,
+    /// Fail unless record N-1's hash (with --expect-records N), or else the last one's, is HASH (64 hex digits)
+    #[arg(long, value_name = "HASH", value_parser = parse_expect_last)]
+    pub expect_last: Option<Hash>,
+    /// Check every checkpoint against this anchor key file (0600)
+    #[arg(long, value_name = "KEYFILE")]
+    pub anchor_key: Option<PathBuf>,
+    /// Fail unless the last run ended with a clean stop (needs --anchor-key)
+    #[arg(long)]
+    pub expect_closed: bool,
+}
+
+/// `ordergate audit show`.
+#[derive(Clone, Debug, PartialEq, Eq, Args)]
+pub struct ShowArgs {
+    /// The one segment to print
+    pub file: PathBuf,
+    /// One JSON object a line instead of text
+    #[arg(long)]
+    pub json: bool,
+}
+
+fn parse_expect_last(text: &str) -> Result<Hash, String> {
+    parse_hash(text).ok_or_else(|| format!("not 64 hex digits: {text:?}"))
+}
+
+/// `audit` alone, for [`audit_main`].
+#[derive(Debug, Parser)]
+#[command(name = "ordergate audit", about = "Check or print an audit journal")]
+struct AuditCli {
+    #[command(subcommand)]
+    command: AuditCommand,
+}
+
 /// Runs `audit` with `args` (the words after `audit`); reports go to `out`,
 /// problems to `err`. Returns the exit code.
 pub fn audit_main(args: &[String], out: &mut dyn Write, err: &mut dyn Write) -> i32 {
-    match run(args, out, err) {
+    let words = std::iter::once("audit").chain(args.iter().map(String::as_str));
+    match AuditCli::try_parse_from(words) {
+        Ok(cli) => audit_run(&cli.command, out, err),
+        Err(e) if !e.use_stderr() => {
+            let _ = write!(out, "{}", e.render());
+            0
+        }
+        Err(e) => {
+            let _ = write!(err, "{}", e.render());
+            2
+        }
+    }
+}
+
+/// Runs a parsed `audit` command. Returns the exit code.
+pub fn audit_run(command: &AuditCommand, out: &mut dyn Write, err: &mut dyn Write) -> i32 {
+    let result = match command {
+        AuditCommand::Verify(args) => verify(args, out, err),
+        AuditCommand::Show(args) => Ok(show_file(args, out, err)),
+    };
+    match result {
         Ok(code) => code,
         Err(usage) => {
             let _ = write!(err, "{usage}\n{USAGE}");
@@ -39,81 +114,41 @@ pub fn audit_main(args: &[String], out: &mut dyn Write, err: &mut dyn Write) -> 
     }
 }
 
-fn run(args: &[String], out: &mut dyn Write, err: &mut dyn Write) -> Result<i32, String> {
-    let (command, rest) = args.split_first().ok_or("audit: missing command")?;
-    match command.as_str() {
-        "verify" => {
-            let mut file = None;
-            let mut opts = VerifyOptions::default();
-            let mut key = None;
-            let mut expect_closed = false;
-            let mut words = rest.iter();
-            while let Some(word) = words.next() {
-                match word.as_str() {
-                    "--expect-records" => {
-                        let n = words.next().ok_or("--expect-records needs a count")?;
-                        opts.expect_records = Some(
-                            n.parse()
-                                .map_err(|_| format!("--expect-records: bad count {n:?}"))?,
-                        );
-                    }
-                    "--expect-last" => {
-                        let h = words.next().ok_or("--expect-last needs a hash")?;
-                        opts.expect_last =
-                            Some(parse_hash(h).ok_or_else(|| {
-                                format!("--expect-last: not 64 hex digits: {h:?}")
-                            })?);
-                    }
-                    "--anchor-key" => {
-                        let path = words.next().ok_or("--anchor-key needs a key file")?;
-                        key = Some(crate::keys_file::load_anchor_key(Path::new(path))?);
-                    }
-                    "--expect-closed" => expect_closed = true,
-                    w if w.starts_with('-') => return Err(format!("verify: unknown option {w}")),
-                    w if file.is_none() => file = Some(w.to_string()),
-                    w => return Err(format!("verify: unexpected argument {w}")),
-                }
-            }
-            let file = file.ok_or("verify: missing FILE")?;
-            if expect_closed && key.is_none() {
-                return Err(
-                    "--expect-closed needs --anchor-key: only a checkpoint can show a \
-                            clean stop"
-                        .into(),
-                );
-            }
-            let anchoring = key.as_ref().map(|key| Anchoring { key, expect_closed });
-            match verify_anchored(Path::new(&file), &opts, anchoring) {
-                Ok(report) => {
-                    let _ = writeln!(out, "ok {file}: {report}");
-                    Ok(0)
-                }
-                Err(e) => {
-                    let _ = writeln!(err, "FAILED {file}: {e}");
-                    Ok(1)
-                }
-            }
+fn verify(args: &VerifyArgs, out: &mut dyn Write, err: &mut dyn Write) -> Result<i32, String> {
+    let opts = VerifyOptions {
+        expect_records: args.expect_records,
+        expect_last: args.expect_last,
+    };
+    let key = match &args.anchor_key {
+        Some(path) => Some(crate::keys_file::load_anchor_key(path)?),
+        None => None,
+    };
+    if args.expect_closed && key.is_none() {
+        return Err(
+            "--expect-closed needs --anchor-key: only a checkpoint can show a clean stop".into(),
+        );
+    }
+    let expect_closed = args.expect_closed;
+    let anchoring = key.as_ref().map(|key| Anchoring { key, expect_closed });
+    let file = args.file.display();
+    match verify_anchored(&args.file, &opts, anchoring) {
+        Ok(report) => {
+            let _ = writeln!(out, "ok {file}: {report}");
+            Ok(0)
         }
-        "show" => {
-            let mut file = None;
-            let mut json = false;
-            for word in rest {
-                match word.as_str() {
-                    "--json" => json = true,
-                    w if w.starts_with('-') => return Err(format!("show: unknown option {w}")),
-                    w if file.is_none() => file = Some(w.to_string()),
-                    w => return Err(format!("show: unexpected argument {w}")),
-                }
-            }
-            let file = file.ok_or("show: missing FILE")?;
-            match show(Path::new(&file), json, out) {
-                Ok(_) => Ok(0),
-                Err(e) => {
-                    let _ = writeln!(err, "{file}: {e}");
-                    Ok(1)
-                }
-            }
+        Err(e) => {
+            let _ = writeln!(err, "FAILED {file}: {e}");
+            Ok(1)
         }
-        other => Err(format!("audit: unknown command {other:?}")),
+    }
+}
+
+fn show_file(args: &ShowArgs, out: &mut dyn Write, err: &mut dyn Write) -> i32 {
+    match show(&args.file, args.json, out) {
+        Ok(_) => 0,
+        Err(e) => {
+            let _ = writeln!(err, "{}: {e}", args.file.display());
+            1
+        }
     }
 }

@@ -295,7 +295,7 @@ pub use ordergate_core::audit::{anchor, event, format};
 
 pub use anchor::AnchorKey;
 pub use appender::{Journal, JournalError};
-pub use cli::{USAGE, audit_main};
+pub use cli::{AuditCommand, ShowArgs, USAGE, VerifyArgs, audit_main, audit_run};
 pub use event::{ADDR_NONE, AuditEvent, AuditKind, CheckpointKind, OpenKind, from_ip, to_ip};
 pub use floors::{LogonFloors, read_logon_floors};
 pub use format::{Extra, HEADER_INDEX, Hash, hex, parse_hash};

@@ -12,6 +12,9 @@ use std::fs::File;
 use std::io::{self, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
 
+use serde::ser::{Serialize, SerializeMap, Serializer};
+use serde_json::Value;
+
 use super::anchor::AnchorKey;
 use super::appender::JournalError;
 use super::event::{AuditEvent, AuditKind, CheckpointKind, to_ip};
@@ -874,8 +877,9 @@ struct Shown {
     addr: Option<String>,
     session: Option<String>,
     reactor: Option<u16>,
-    /// Extra `name=value` pairs, in order (text) / keys (JSON).
-    more: Vec<(&'static str, String, bool)>,
+    /// Extra `name=value` pairs, in order (text) / keys (JSON): strings
+    /// or numbers.
+    more: Vec<(&'static str, Value)>,
 }
 
 fn shown(record: &Record) -> Shown {
@@ -887,7 +891,7 @@ fn shown(record: &Record) -> Shown {
             addr: None,
             session: None,
             reactor,
-            more: vec![("prev_segment_hash", hex(&prev), true)],
+            more: vec![("prev_segment_hash", hex(&prev).into())],
         };
     }
     if let Some((_, _, tag)) = record.checkpoint() {
@@ -902,24 +906,24 @@ fn shown(record: &Record) -> Shown {
             session: None,
             reactor,
             more: vec![
-                ("key_tag", format!("{tag:016x}"), true),
-                ("mac", hex(&mac), true),
+                ("key_tag", format!("{tag:016x}").into()),
+                ("mac", hex(&mac).into()),
             ],
         };
     }
     let mut more = Vec::new();
     if let Some(request) = record.request_time_ns() {
-        more.push(("request_time", rfc3339(request), true));
-        more.push(("request_time_ns", request.to_string(), false));
+        more.push(("request_time", rfc3339(request).into()));
+        more.push(("request_time_ns", request.into()));
     }
     if kind == Some(AuditKind::PreAuthAggregate) {
         let of = AuditKind::from_code(record.of_kind).map_or_else(
             || format!("Kind{}", record.of_kind),
             |k| k.name().to_string(),
         );
-        more.push(("of_kind", of, true));
-        more.push(("last_time", rfc3339(record.last_ns), true));
-        more.push(("last_time_ns", record.last_ns.to_string(), false));
+        more.push(("of_kind", of.into()));
+        more.push(("last_time", rfc3339(record.last_ns).into()));
+        more.push(("last_time_ns", record.last_ns.into()));
     }
     Shown {
         key_id: record.key_id,
@@ -946,80 +950,55 @@ fn write_line(record: &Record, out: &mut dyn Write) -> io::Result<()> {
         s.reactor.map_or_else(dash, |r| r.to_string()),
         record.detail,
     )?;
-    for (name, value, _) in s
+    for (name, value) in s
         .more
         .iter()
-        .filter(|(n, _, _)| *n != "last_time_ns" && *n != "request_time_ns")
+        .filter(|(n, _)| *n != "last_time_ns" && *n != "request_time_ns")
     {
-        write!(out, " {name}={value}")?;
+        match value {
+            Value::String(text) => write!(out, " {name}={text}")?,
+            number => write!(out, " {name}={number}")?,
+        }
     }
     writeln!(out)
 }
 
-/// Every string written is ASCII with no `"` or `\` (kind and reason names,
-/// IP addresses, digits, hex, the time), so no escaping is needed: the JSON
-/// is written by hand and `serde_json` stays a dev-dependency.
+/// One record as a JSON object on one line (serde_json), keys in the
+/// order listed: a map serialized entry by entry keeps it.
 fn write_json(record: &Record, out: &mut dyn Write) -> io::Result<()> {
-    fn string_or_null(s: Option<String>) -> String {
-        s.map_or_else(|| "null".to_string(), |s| format!("\"{s}\""))
-    }
-    let s = shown(record);
-    write!(
-        out,
-        "{{\"index\":{},\"time\":\"{}\",\"time_ns\":{},\"kind\":\"{}\",\"key_id\":{},\"addr\":{},\
-         \"reason\":{},\"reason_code\":{},\"session\":{},\"reactor\":{},\"detail\":{},\"hash\":\"{}\"",
-        record.index,
-        rfc3339(record.time_ns),
-        record.time_ns,
-        kind_name(record.kind_code),
-        s.key_id,
-        string_or_null(s.addr),
-        string_or_null(reason_text(record)),
-        record.reason,
-        string_or_null(s.session),
-        s.reactor
-            .map_or_else(|| "null".to_string(), |r| r.to_string()),
-        record.detail,
-        hex(&record.hash),
-    )?;
-    for (name, value, quoted) in &s.more {
-        if *quoted {
-            write!(out, ",\"{name}\":\"{value}\"")?;
-        } else {
-            write!(out, ",\"{name}\":{value}")?;
+    struct Json<'a>(&'a Record);
+    impl Serialize for Json<'_> {
+        fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+            let record = self.0;
+            let s = shown(record);
+            let mut map = serializer.serialize_map(None)?;
+            map.serialize_entry("index", &record.index)?;
+            map.serialize_entry("time", &rfc3339(record.time_ns))?;
+            map.serialize_entry("time_ns", &record.time_ns)?;
+            map.serialize_entry("kind", &kind_name(record.kind_code))?;
+            map.serialize_entry("key_id", &s.key_id)?;
+            map.serialize_entry("addr", &s.addr)?;
+            map.serialize_entry("reason", &reason_text(record))?;
+            map.serialize_entry("reason_code", &record.reason)?;
+            map.serialize_entry("session", &s.session)?;
+            map.serialize_entry("reactor", &s.reactor)?;
+            map.serialize_entry("detail", &record.detail)?;
+            map.serialize_entry("hash", &hex(&record.hash))?;
+            for (name, value) in &s.more {
+                map.serialize_entry(name, value)?;
+            }
+            map.end()
         }
     }
-    writeln!(out, "}}")
+    serde_json::to_writer(&mut *out, &Json(record))?;
+    writeln!(out)
 }
 
-/// `time_ns` (Unix epoch) as `YYYY-MM-DDTHH:MM:SS.nnnnnnnnnZ`, UTC.
+/// `time_ns` (Unix epoch) as `YYYY-MM-DDTHH:MM:SS.nnnnnnnnnZ`, UTC: the
+/// keys file's [`Rfc3339`](crate::auth::policy::Rfc3339) (jiff) with all
+/// nine digits of the fraction, so every line has the same width.
 pub fn rfc3339(time_ns: u64) -> String {
-    let secs = time_ns / 1_000_000_000;
-    let nanos = time_ns % 1_000_000_000;
-    let days = secs / 86_400;
-    let rem = secs % 86_400;
-    let (y, m, d) = civil_from_days(days as i64);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{nanos:09}Z",
-        rem / 3600,
-        rem / 60 % 60,
-        rem % 60
-    )
-}
-
-/// Year, month (1..=12), day (1..=31) of the proleptic Gregorian calendar
-/// for `days` since 1970-01-01 (Howard Hinnant's `civil_from_days`).
-pub fn civil_from_days(days: i64) -> (i64, u32, u32) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097); // [0, 146096]
-    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365; // [0, 399]
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100); // [0, 365]
-    let mp = (5 * doy + 2) / 153; // [0, 11], March-based
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    (y, m, d)
+    format!("{:.9}", crate::auth::policy::Rfc3339(time_ns))
 }
 
 #[cfg(test)]
@@ -1209,48 +1188,16 @@ mod tests {
     }
 
     #[test]
-    fn civil_dates_match_known_days() {
-        assert_eq!(civil_from_days(0), (1970, 1, 1));
-        assert_eq!(civil_from_days(59), (1970, 3, 1));
-        assert_eq!(civil_from_days(11_016), (2000, 2, 29));
-        assert_eq!(civil_from_days(19_782), (2024, 2, 29));
-        assert_eq!(civil_from_days(-1), (1969, 12, 31));
+    fn timestamps_print_known_days() {
+        const DAY: u64 = 86_400_000_000_000;
+        assert_eq!(rfc3339(59 * DAY), "1970-03-01T00:00:00.000000000Z");
+        assert_eq!(rfc3339(11_016 * DAY), "2000-02-29T00:00:00.000000000Z");
+        assert_eq!(rfc3339(19_782 * DAY), "2024-02-29T00:00:00.000000000Z");
         assert_eq!(rfc3339(0), "1970-01-01T00:00:00.000000000Z");
         assert_eq!(
             rfc3339(1_700_000_000_123_456_789),
             "2023-11-14T22:13:20.123456789Z"
         );
-    }
-
-    #[test]
-    fn civil_dates_agree_with_a_day_by_day_walk() {
-        let mut ymd = (1970i64, 1u32, 1u32);
-        for days in 0..200_000i64 {
-            assert_eq!(civil_from_days(days), ymd, "day {days}");
-            let leap = ymd.0 % 4 == 0 && (ymd.0 % 100 != 0 || ymd.0 % 400 == 0);
-            let month_days = [
-                31,
-                if leap { 29 } else { 28 },
-                31,
-                30,
-                31,
-                30,
-                31,
-                31,
-                30,
-                31,
-                30,
-                31,
-            ];
-            ymd.2 += 1;
-            if ymd.2 > month_days[ymd.1 as usize - 1] {
-                ymd.2 = 1;
-                ymd.1 += 1;
-                if ymd.1 > 12 {
-                    ymd.1 = 1;
-                    ymd.0 += 1;
-                }
-            }
-        }
+        assert_eq!(rfc3339(u64::MAX), "2554-07-21T23:34:33.709551615Z");
     }
 }

@@ -36,11 +36,12 @@
 
 use std::io;
 use std::net::SocketAddr;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::sync::atomic::{AtomicU16, Ordering};
 
 use io_uring::types::{self, BufRingEntry, Fd};
 use io_uring::{IoUring, opcode, squeue};
+use socket2::{Domain, SockRef, Socket, Type};
 
 /// What a completion is for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -297,21 +298,11 @@ unsafe impl Send for BufRing {}
 
 /// A TCP socket of `addr`'s family with SO_REUSEADDR (leftover TIME_WAIT
 /// sockets do not block a bind): what the probe and the listeners share.
-fn tcp_socket(addr: SocketAddr) -> io::Result<OwnedFd> {
-    let domain = if addr.is_ipv4() {
-        libc::AF_INET
-    } else {
-        libc::AF_INET6
-    };
-    // SAFETY: plain socket(2); the result is checked and owned at once.
-    let fd = unsafe { libc::socket(domain, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0) };
-    if fd < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: fd is a fresh descriptor we own.
-    let owned = unsafe { OwnedFd::from_raw_fd(fd) };
-    set_int_opt(fd, libc::SOL_SOCKET, libc::SO_REUSEADDR, 1)?;
-    Ok(owned)
+/// socket2 opens it close-on-exec.
+fn tcp_socket(addr: SocketAddr) -> io::Result<Socket> {
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
+    socket.set_reuse_address(true)?;
+    Ok(socket)
 }
 
 /// Binds a TCP socket to `addr` with SO_REUSEADDR but *without*
@@ -326,14 +317,9 @@ fn tcp_socket(addr: SocketAddr) -> io::Result<OwnedFd> {
 /// are bound (they may share the port with it: it has SO_REUSEADDR and
 /// does not listen), then drop it.
 pub fn exclusive_probe(addr: SocketAddr) -> io::Result<OwnedFd> {
-    let owned = tcp_socket(addr)?;
-    let fd = owned.as_raw_fd();
-    let (storage, len) = sockaddr(addr);
-    // SAFETY: storage holds a valid sockaddr of `len` bytes for the domain.
-    if unsafe { libc::bind(fd, (&raw const storage).cast(), len) } < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(owned)
+    let socket = tcp_socket(addr)?;
+    socket.bind(&addr.into())?;
+    Ok(socket.into())
 }
 
 /// A TCP socket bound with SO_REUSEPORT, so that every reactor can bind its
@@ -345,110 +331,33 @@ pub fn exclusive_probe(addr: SocketAddr) -> io::Result<OwnedFd> {
 /// journal is opened and read (a client connecting during start-up is
 /// refused at once instead of timing out on its Logon).
 pub fn reuseport_bound(addr: SocketAddr) -> io::Result<std::net::TcpListener> {
-    let owned = tcp_socket(addr)?;
-    let fd = owned.as_raw_fd();
-    set_int_opt(fd, libc::SOL_SOCKET, libc::SO_REUSEPORT, 1)?;
-    let (storage, len) = sockaddr(addr);
-    // SAFETY: storage holds a valid sockaddr of `len` bytes for the domain.
-    if unsafe { libc::bind(fd, (&raw const storage).cast(), len) } < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(std::net::TcpListener::from(owned))
+    let socket = tcp_socket(addr)?;
+    socket.set_reuse_port(true)?;
+    socket.bind(&addr.into())?;
+    Ok(socket.into())
 }
 
 /// Starts accepting on a socket from [`reuseport_bound`].
 pub fn start_listening(bound: &std::net::TcpListener, backlog: i32) -> io::Result<()> {
-    // SAFETY: the fd is a bound stream socket that `bound` keeps open.
-    if unsafe { libc::listen(bound.as_raw_fd(), backlog) } < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(())
+    SockRef::from(bound).listen(backlog)
 }
 
-fn sockaddr(addr: SocketAddr) -> (libc::sockaddr_storage, libc::socklen_t) {
-    // SAFETY: sockaddr_storage is plain data for which all-zero is valid.
-    let mut storage: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
-    let len = match addr {
-        SocketAddr::V4(a) => {
-            let sin = libc::sockaddr_in {
-                sin_family: libc::AF_INET as libc::sa_family_t,
-                sin_port: a.port().to_be(),
-                sin_addr: libc::in_addr {
-                    s_addr: u32::from_ne_bytes(a.ip().octets()),
-                },
-                sin_zero: [0; 8],
-            };
-            // SAFETY: sockaddr_storage is larger than and aligned for sockaddr_in.
-            unsafe { std::ptr::write((&raw mut storage).cast(), sin) };
-            std::mem::size_of::<libc::sockaddr_in>()
-        }
-        SocketAddr::V6(a) => {
-            let sin6 = libc::sockaddr_in6 {
-                sin6_family: libc::AF_INET6 as libc::sa_family_t,
-                sin6_port: a.port().to_be(),
-                sin6_flowinfo: a.flowinfo(),
-                sin6_addr: libc::in6_addr {
-                    s6_addr: a.ip().octets(),
-                },
-                sin6_scope_id: a.scope_id(),
-            };
-            // SAFETY: sockaddr_storage is larger than and aligned for sockaddr_in6.
-            unsafe { std::ptr::write((&raw mut storage).cast(), sin6) };
-            std::mem::size_of::<libc::sockaddr_in6>()
-        }
-    };
-    (storage, len as libc::socklen_t)
-}
-
-fn set_int_opt(fd: RawFd, level: i32, name: i32, value: i32) -> io::Result<()> {
-    // SAFETY: value is a live i32 and its size is passed exactly.
-    let r = unsafe {
-        libc::setsockopt(
-            fd,
-            level,
-            name,
-            (&raw const value).cast(),
-            std::mem::size_of::<i32>() as libc::socklen_t,
-        )
-    };
-    if r < 0 {
-        Err(io::Error::last_os_error())
-    } else {
-        Ok(())
-    }
-}
-
-/// TCP_NODELAY on an accepted connection.
+/// TCP_NODELAY on an accepted connection. No allocation (accept path).
 pub fn set_nodelay(fd: RawFd) -> io::Result<()> {
-    set_int_opt(fd, libc::IPPROTO_TCP, libc::TCP_NODELAY, 1)
+    // SAFETY: `fd` came from accept and the reactor keeps it open until it
+    // closes the session, after this call.
+    let fd = unsafe { BorrowedFd::borrow_raw(fd) };
+    SockRef::from(&fd).set_tcp_nodelay(true)
 }
 
-/// The peer address of an accepted connection.
+/// The peer address of an accepted connection. No allocation (accept path:
+/// `SockAddr` is a `sockaddr_storage` on the stack).
 pub fn peer_addr(fd: RawFd) -> io::Result<SocketAddr> {
-    // SAFETY: sockaddr_storage is plain data for which all-zero is valid.
-    let mut storage: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
-    let mut len = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
-    // SAFETY: storage/len describe a writable buffer of the stated size.
-    if unsafe { libc::getpeername(fd, (&raw mut storage).cast(), &mut len) } < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    match storage.ss_family as i32 {
-        libc::AF_INET => {
-            // SAFETY: the kernel wrote a sockaddr_in for an AF_INET socket.
-            let sin: libc::sockaddr_in = unsafe { std::ptr::read((&raw const storage).cast()) };
-            let ip = std::net::Ipv4Addr::from(u32::from_be(sin.sin_addr.s_addr));
-            Ok(SocketAddr::new(ip.into(), u16::from_be(sin.sin_port)))
-        }
-        libc::AF_INET6 => {
-            // SAFETY: the kernel wrote a sockaddr_in6 for an AF_INET6 socket.
-            let sin6: libc::sockaddr_in6 = unsafe { std::ptr::read((&raw const storage).cast()) };
-            let ip = std::net::Ipv6Addr::from(sin6.sin6_addr.s6_addr);
-            Ok(SocketAddr::new(ip.into(), u16::from_be(sin6.sin6_port)))
-        }
-        family => Err(io::Error::other(format!(
-            "unexpected address family {family}"
-        ))),
-    }
+    // SAFETY: as in `set_nodelay`.
+    let fd = unsafe { BorrowedFd::borrow_raw(fd) };
+    let addr = SockRef::from(&fd).peer_addr()?;
+    addr.as_socket()
+        .ok_or_else(|| io::Error::other(format!("unexpected address family {}", addr.family())))
 }
 
 /// Writes a small reply straight to a socket without waiting (the

@@ -87,14 +87,9 @@ pub fn run(args: &StatArgs) -> ExitCode {
     }
 }
 
-/// A duration in ns, in the unit that keeps it short.
+/// A duration in ns, in the unit that keeps it short: "999ns", "1.5ms".
 fn ns(v: u64) -> String {
-    match v {
-        0..1_000 => format!("{v}ns"),
-        1_000..1_000_000 => format!("{:.1}µs", v as f64 / 1e3),
-        1_000_000..1_000_000_000 => format!("{:.1}ms", v as f64 / 1e6),
-        _ => format!("{:.2}s", v as f64 / 1e9),
-    }
+    crate::cli::short_ns(v, "")
 }
 
 fn uptime(ns: u64) -> String {

@@ -5,7 +5,6 @@
 
 use std::io::{self, ErrorKind, Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpStream};
-use std::os::fd::{AsRawFd, FromRawFd};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
@@ -16,6 +15,7 @@ use ordergate::engine::book::EngineConfig;
 use ordergate::gateway::{Gateway, GatewayReport, GatewaySpec};
 use ordergate::telemetry::prometheus::PrometheusServer;
 use ordergate::wire::{self, GatewayFrame};
+use socket2::{Domain, SockRef, Socket, Type};
 
 use super::serve::TempDir;
 
@@ -259,40 +259,13 @@ pub fn finish(gw: Gateway) -> GatewayReport {
 // these use libc (a dependency of the crate) and hand the socket to a
 // `TcpStream`.
 
-fn sockaddr_in(ip: Ipv4Addr, port: u16) -> libc::sockaddr_in {
-    libc::sockaddr_in {
-        sin_family: libc::AF_INET as libc::sa_family_t,
-        sin_port: port.to_be(),
-        sin_addr: libc::in_addr {
-            s_addr: u32::from_ne_bytes(ip.octets()),
-        },
-        sin_zero: [0; 8],
-    }
-}
-
 /// An unconnected IPv4 stream socket bound to `local` (any port).
 pub fn bound_socket(local: Ipv4Addr) -> io::Result<TcpStream> {
-    // SAFETY: plain socket(2); the result is checked and owned at once.
-    let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0) };
-    if fd < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: fd is a fresh descriptor nothing else owns.
-    let stream = unsafe { TcpStream::from_raw_fd(fd) };
-    let sin = sockaddr_in(local, 0);
-    // SAFETY: sin is a valid sockaddr_in and its exact size is passed.
-    let r = unsafe {
-        libc::bind(
-            fd,
-            (&raw const sin).cast(),
-            std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t,
-        )
-    };
-    if r < 0 {
-        let e = io::Error::last_os_error();
-        return Err(io::Error::new(e.kind(), format!("bind {local}: {e}")));
-    }
-    Ok(stream)
+    let socket = Socket::new(Domain::IPV4, Type::STREAM, None)?;
+    socket
+        .bind(&SocketAddr::from((local, 0)).into())
+        .map_err(|e| io::Error::new(e.kind(), format!("bind {local}: {e}")))?;
+    Ok(socket.into())
 }
 
 /// Connects `stream` (from [`bound_socket`]) to `to`, blocking.
@@ -300,21 +273,9 @@ pub fn connect(stream: &TcpStream, to: SocketAddr) -> io::Result<()> {
     let SocketAddr::V4(to) = to else {
         return Err(io::Error::other("IPv4 only"));
     };
-    let sin = sockaddr_in(*to.ip(), to.port());
-    // SAFETY: sin is a valid sockaddr_in and its exact size is passed; the
-    // descriptor is owned by `stream`, which outlives the call.
-    let r = unsafe {
-        libc::connect(
-            stream.as_raw_fd(),
-            (&raw const sin).cast(),
-            std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t,
-        )
-    };
-    if r < 0 {
-        let e = io::Error::last_os_error();
-        return Err(io::Error::new(e.kind(), format!("connect {to}: {e}")));
-    }
-    Ok(())
+    SockRef::from(stream)
+        .connect(&SocketAddr::V4(to).into())
+        .map_err(|e| io::Error::new(e.kind(), format!("connect {to}: {e}")))
 }
 
 /// A TCP connection to `to` from the loopback address `local` (port

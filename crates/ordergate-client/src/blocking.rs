@@ -22,7 +22,7 @@
 //! cached, so a steady pattern of calls makes no extra system call.
 //!
 //! Client nonces come from a [`NonceSource`]: by default 16 bytes read once
-//! from `/dev/urandom` for the whole process, then a counter added to them,
+//! from the OS (`getrandom`) for the whole process, then a counter added to them,
 //! so no two logons of one process ever repeat a nonce.
 
 use std::fmt;
@@ -55,7 +55,7 @@ pub use ordergate_core::constants::CLIENT_SEND_STALL_MAX as SEND_STALL_MAX;
 /// Where Logon nonces come from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub enum NonceSource {
-    /// The process-wide source: 16 bytes from `/dev/urandom`, read on first
+    /// The process-wide source: 16 bytes from the OS ([`read_urandom`]), read on first
     /// use, plus a counter. Never repeats within a process.
     #[default]
     Process,
@@ -68,7 +68,7 @@ impl NonceSource {
     ///
     /// # Errors
     ///
-    /// `/dev/urandom` could not be read (first use of `Process` only).
+    /// The OS random source failed (first use of `Process` only).
     pub fn next(self) -> io::Result<[u8; 16]> {
         match self {
             NonceSource::Fixed(n) => Ok(n),
@@ -98,9 +98,10 @@ fn nonce_from(seed: [u8; 16], counter: u64) -> [u8; 16] {
     out
 }
 
-/// Fills `buf` from `/dev/urandom` (the OS random source; no crate needed).
+/// Fills `buf` from the OS random source (the `getrandom` crate: the
+/// getrandom(2) system call, or `/dev/urandom` where that is missing).
 pub fn read_urandom(buf: &mut [u8]) -> io::Result<()> {
-    std::fs::File::open("/dev/urandom")?.read_exact(buf)
+    getrandom::fill(buf).map_err(io::Error::from)
 }
 
 /// How to log on.

@@ -205,7 +205,7 @@ use crate::auth::policy::{
     Cidr, CidrError, KeyDisabled, KeyStatus, Rfc3339, RiskReject, TimestampError, order_notional,
     parse_rfc3339,
 };
-use crate::auth::secret::{SECRET_SIZE, Secret, SecretError};
+use crate::auth::secret::{SECRET_HEX_LEN, SECRET_SIZE, Secret, SecretError};
 use crate::constants::{ALLOW_CIDRS_MAX, BURST_DEFAULT, KEYS_MAX, MSGS_PER_SEC_DEFAULT};
 use crate::wire::codes::{Environment, Scopes};
 
@@ -804,11 +804,10 @@ pub fn new_key_entry_toml(id: u64, scopes: &[&str], environment: &str, secret: &
          id = {id}"
     );
     out.push_str("secret = \"");
-    const HEX_DIGITS: &[u8; 16] = b"0123456789abcdef";
-    for byte in secret.expose() {
-        out.push(HEX_DIGITS[usize::from(byte >> 4)] as char);
-        out.push(HEX_DIGITS[usize::from(byte & 0xf)] as char);
-    }
+    // Encoded into a buffer wiped on drop, then copied into `out`.
+    let mut digits = zeroize::Zeroizing::new([0u8; SECRET_HEX_LEN]);
+    hex::encode_to_slice(secret.expose(), &mut digits[..]).expect("64 digits for 32 bytes");
+    out.push_str(core::str::from_utf8(&digits[..]).expect("hex is ASCII"));
     out.push_str("\"\nscopes = [");
     for (i, scope) in scopes.iter().enumerate() {
         if i > 0 {
@@ -1272,7 +1271,9 @@ const ECHO_LEN_MAX: usize = 32;
 /// A run of this many hex digits makes text look like key material.
 const ECHO_HEX_RUN_MIN: usize = 8;
 
-fn hex_run_max(text: &str) -> usize {
+/// The longest run of hex digits in `text` (public: the config file's
+/// errors measure with it too).
+pub fn hex_run_max(text: &str) -> usize {
     text.split(|c: char| !c.is_ascii_hexdigit())
         .map(str::len)
         .max()

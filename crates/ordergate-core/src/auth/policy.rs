@@ -56,11 +56,12 @@
 //! # Timestamps
 //!
 //! [`parse_rfc3339`] reads the RFC 3339 `date-time` form, and nothing
-//! looser: `YYYY-MM-DDTHH:MM:SS[.fraction](Z|±hh:mm)`. It is written here
-//! (about a hundred lines with its tests' help) rather than taken from a
-//! crate: the grammar is small, the result must be a `u64` of nanoseconds
-//! since the Unix epoch with its own range checks anyway, and the gateway's
-//! dependency list is part of its attack surface.
+//! looser: `YYYY-MM-DDTHH:MM:SS[.fraction](Z|±hh:mm)`. The calendar (month
+//! lengths, leap years, offsets, the instant) is jiff's; the grammar is
+//! checked here, because jiff's parser takes more than RFC 3339 (basic
+//! format, hour-only offsets, bracketed time zones, `,` fractions, and it
+//! reads `:60` as `:59`) and each refusal here names its character
+//! position without quoting the text (a keys file's errors never do).
 //!
 //! - `T` may be `t` or a space (RFC 3339 §5.6 note), `Z` may be `z`;
 //! - the fraction has 1 to 9 digits (nanoseconds; more would be precision
@@ -84,6 +85,8 @@ use core::fmt;
 use core::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use core::str::FromStr;
 
+use ipnet::{IpNet, Ipv4Net, Ipv6Net};
+
 use crate::wire::codes::{LogonRejectReason, RejectReason};
 
 /// Defined in `constants` with its reason; here too for the old path.
@@ -97,36 +100,12 @@ pub use crate::constants::ALLOW_CIDRS_MAX;
 ///
 /// Build one with [`Cidr::parse`] (or `str::parse`), [`Cidr::new`] or
 /// [`Cidr::host`]. `Display` and `Debug` print the usual `10.0.0.0/8` form.
+///
+/// The network itself is an [`ipnet::IpNet`], always truncated (host bits
+/// zero) and never an IPv4-mapped IPv6 network of prefix >= 96 (that is
+/// stored as the IPv4 network it names).
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
-pub struct Cidr(Net);
-
-#[derive(Clone, Copy, PartialEq, Eq, Hash)]
-enum Net {
-    /// `prefix_len <= 32`; `network & !mask_v4(prefix_len) == 0`.
-    V4 { network: u32, prefix_len: u8 },
-    /// `prefix_len <= 128`; `network & !mask_v6(prefix_len) == 0`; never an
-    /// IPv4-mapped network of prefix >= 96 (that is stored as `V4`).
-    V6 { network: u128, prefix_len: u8 },
-}
-
-/// The first `prefix_len` bits set. `prefix_len <= 32`.
-#[inline]
-const fn mask_v4(prefix_len: u8) -> u32 {
-    // A shift by 32 is `None` (it would be an overflow): /0 masks nothing.
-    match u32::MAX.checked_shl(32 - prefix_len as u32) {
-        Some(mask) => mask,
-        None => 0,
-    }
-}
-
-/// The first `prefix_len` bits set. `prefix_len <= 128`.
-#[inline]
-const fn mask_v6(prefix_len: u8) -> u128 {
-    match u128::MAX.checked_shl(128 - prefix_len as u32) {
-        Some(mask) => mask,
-        None => 0,
-    }
-}
+pub struct Cidr(IpNet);
 
 /// Why a CIDR was refused. Holds none of the text.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -175,16 +154,10 @@ impl std::error::Error for CidrError {}
 
 impl Cidr {
     /// Every IPv4 address (and every IPv4-mapped IPv6 one).
-    pub const ANY_V4: Cidr = Cidr(Net::V4 {
-        network: 0,
-        prefix_len: 0,
-    });
+    pub const ANY_V4: Cidr = Cidr(IpNet::V4(Ipv4Net::new_assert(Ipv4Addr::UNSPECIFIED, 0)));
 
     /// Every IPv6 address that is not IPv4-mapped.
-    pub const ANY_V6: Cidr = Cidr(Net::V6 {
-        network: 0,
-        prefix_len: 0,
-    });
+    pub const ANY_V6: Cidr = Cidr(IpNet::V6(Ipv6Net::new_assert(Ipv6Addr::UNSPECIFIED, 0)));
 
     /// The network `address/prefix_len`. An IPv4-mapped IPv6 network with a
     /// prefix of at least 96 becomes the IPv4 network it names.
@@ -200,38 +173,15 @@ impl Cidr {
                 max,
             });
         }
+        // `prefix_len <= max`: `new` cannot fail.
         let net = match address {
-            IpAddr::V4(v4) => Net::V4 {
-                network: u32::from(v4),
-                prefix_len,
-            },
+            IpAddr::V4(v4) => IpNet::V4(Ipv4Net::new_assert(v4, prefix_len)),
             IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
-                Some(v4) if prefix_len >= 96 => Net::V4 {
-                    network: u32::from(v4),
-                    prefix_len: prefix_len - 96,
-                },
-                _ => Net::V6 {
-                    network: u128::from(v6),
-                    prefix_len,
-                },
+                Some(v4) if prefix_len >= 96 => IpNet::V4(Ipv4Net::new_assert(v4, prefix_len - 96)),
+                _ => IpNet::V6(Ipv6Net::new_assert(v6, prefix_len)),
             },
         };
-        let masked = match net {
-            Net::V4 {
-                network,
-                prefix_len,
-            } => Net::V4 {
-                network: network & mask_v4(prefix_len),
-                prefix_len,
-            },
-            Net::V6 {
-                network,
-                prefix_len,
-            } => Net::V6 {
-                network: network & mask_v6(prefix_len),
-                prefix_len,
-            },
-        };
+        let masked = net.trunc();
         if masked != net {
             return Err(CidrError::HostBitsSet {
                 network: Cidr(masked),
@@ -243,16 +193,7 @@ impl Cidr {
     /// One address: `/32` or `/128` (an IPv4-mapped address is its IPv4
     /// address).
     pub fn host(address: IpAddr) -> Cidr {
-        match address.to_canonical() {
-            IpAddr::V4(v4) => Cidr(Net::V4 {
-                network: u32::from(v4),
-                prefix_len: 32,
-            }),
-            IpAddr::V6(v6) => Cidr(Net::V6 {
-                network: u128::from(v6),
-                prefix_len: 128,
-            }),
-        }
+        Cidr(IpNet::from(address.to_canonical()))
     }
 
     /// Parses `address/prefix_len`, or a bare `address` (one host). The
@@ -289,17 +230,12 @@ impl Cidr {
 
     /// The network address (host bits zero).
     pub fn address(self) -> IpAddr {
-        match self.0 {
-            Net::V4 { network, .. } => IpAddr::V4(Ipv4Addr::from(network)),
-            Net::V6 { network, .. } => IpAddr::V6(Ipv6Addr::from(network)),
-        }
+        self.0.network()
     }
 
     /// The prefix length: `0..=32` for IPv4, `0..=128` for IPv6.
     pub fn prefix_len(self) -> u8 {
-        match self.0 {
-            Net::V4 { prefix_len, .. } | Net::V6 { prefix_len, .. } => prefix_len,
-        }
+        self.0.prefix_len()
     }
 
     /// Whether `peer` is in this network. An IPv4-mapped IPv6 `peer` is
@@ -312,21 +248,11 @@ impl Cidr {
     /// `contains` for a peer already in canonical form (never IPv4-mapped).
     #[inline]
     pub(crate) fn contains_canonical(&self, peer: IpAddr) -> bool {
-        match (self.0, peer) {
-            (
-                Net::V4 {
-                    network,
-                    prefix_len,
-                },
-                IpAddr::V4(v4),
-            ) => u32::from(v4) & mask_v4(prefix_len) == network,
-            (
-                Net::V6 {
-                    network,
-                    prefix_len,
-                },
-                IpAddr::V6(v6),
-            ) => u128::from(v6) & mask_v6(prefix_len) == network,
+        // ipnet compares with the network and broadcast addresses: no
+        // allocation (tests/policy_alloc.rs), as the logon path needs.
+        match (&self.0, peer) {
+            (IpNet::V4(net), IpAddr::V4(v4)) => net.contains(&v4),
+            (IpNet::V6(net), IpAddr::V6(v6)) => net.contains(&v6),
             _ => false,
         }
     }
@@ -342,7 +268,7 @@ impl FromStr for Cidr {
 
 impl fmt::Display for Cidr {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}/{}", self.address(), self.prefix_len())
+        fmt::Display::fmt(&self.0, f)
     }
 }
 
@@ -464,63 +390,41 @@ const NS_PER_SEC: u64 = 1_000_000_000;
 
 /// Why a timestamp was refused. Holds none of the text, only the numbers
 /// read from it and positions (1-based, in characters).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum TimestampError {
     /// At `position` the text should have `expected` (or ends too early, or
     /// goes on after the offset).
+    #[error("character {position} should be {expected} (the form is {RFC3339_FORM})")]
     Format {
         position: usize,
         expected: &'static str,
     },
     /// A field outside its range (`month`, `hour`, `minute`, `second`,
     /// `offset hour`, `offset minute`).
+    #[error("{field} {value} is out of range")]
     OutOfRange { field: &'static str, value: u32 },
     /// No such day in that month (Feb 30, Apr 31, Feb 29 of a common year).
+    #[error("{year:04}-{month:02} has no day {day}")]
     NoSuchDay { year: u32, month: u32, day: u32 },
     /// Second 60.
+    #[error("second 60 (a leap second) cannot be represented in Unix time")]
     LeapSecond,
     /// More than 9 digits of fraction.
+    #[error("the fraction has {digits} digits; at most 9 (nanoseconds)")]
     FractionTooLong { digits: usize },
     /// Before 1970-01-01T00:00:00Z.
+    #[error("it is before 1970-01-01T00:00:00Z")]
     BeforeEpoch,
     /// After 2554-07-21T23:34:33.709551615Z.
+    #[error(
+        "it is after {}, the last instant u64 nanoseconds can hold",
+        Rfc3339(u64::MAX)
+    )]
     AfterMax,
 }
 
 /// The form every timestamp must have, for messages.
 pub const RFC3339_FORM: &str = "YYYY-MM-DDTHH:MM:SS[.fraction]Z or ...±hh:mm";
-
-impl fmt::Display for TimestampError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            TimestampError::Format { position, expected } => write!(
-                f,
-                "character {position} should be {expected} (the form is {RFC3339_FORM})"
-            ),
-            TimestampError::OutOfRange { field, value } => {
-                write!(f, "{field} {value} is out of range")
-            }
-            TimestampError::NoSuchDay { year, month, day } => {
-                write!(f, "{year:04}-{month:02} has no day {day}")
-            }
-            TimestampError::LeapSecond => {
-                f.write_str("second 60 (a leap second) cannot be represented in Unix time")
-            }
-            TimestampError::FractionTooLong { digits } => write!(
-                f,
-                "the fraction has {digits} digits; at most 9 (nanoseconds)"
-            ),
-            TimestampError::BeforeEpoch => f.write_str("it is before 1970-01-01T00:00:00Z"),
-            TimestampError::AfterMax => write!(
-                f,
-                "it is after {}, the last instant u64 nanoseconds can hold",
-                Rfc3339(u64::MAX)
-            ),
-        }
-    }
-}
-
-impl std::error::Error for TimestampError {}
 
 /// A cursor over the ASCII bytes of a timestamp.
 struct Cursor<'a> {
@@ -567,52 +471,6 @@ impl Cursor<'_> {
     }
 }
 
-/// Whether `year` has a Feb 29 (proleptic Gregorian).
-const fn is_leap_year(year: u32) -> bool {
-    year.is_multiple_of(4) && (!year.is_multiple_of(100) || year.is_multiple_of(400))
-}
-
-const fn days_in_month(year: u32, month: u32) -> u32 {
-    match month {
-        1 | 3 | 5 | 7 | 8 | 10 | 12 => 31,
-        4 | 6 | 9 | 11 => 30,
-        _ if is_leap_year(year) => 29,
-        _ => 28,
-    }
-}
-
-/// Days from 1970-01-01 to `year-month-day` (proleptic Gregorian), after
-/// Howard Hinnant's `days_from_civil`: years start on March 1, so the leap
-/// day is the last day of its year and a 400-year era has 146097 days.
-const fn days_from_civil(year: i64, month: u32, day: u32) -> i64 {
-    let year = if month <= 2 { year - 1 } else { year };
-    let era = year.div_euclid(400);
-    let year_of_era = year.rem_euclid(400); // 0..=399
-    let month_from_march = (month + 9) % 12; // March 0 .. February 11
-    let day_of_year = ((153 * month_from_march + 2) / 5 + day - 1) as i64; // 0..=365
-    let day_of_era = year_of_era * 365 + year_of_era / 4 - year_of_era / 100 + day_of_year;
-    era * 146_097 + day_of_era - 719_468
-}
-
-/// The inverse of `days_from_civil` for days on or after 1970-01-01.
-const fn civil_from_days(days: u64) -> (u64, u32, u32) {
-    let z = days + 719_468;
-    let era = z / 146_097;
-    let day_of_era = z % 146_097; // 0..=146096
-    let year_of_era =
-        (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
-    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
-    let month_from_march = (5 * day_of_year + 2) / 153; // 0..=11
-    let day = (day_of_year - (153 * month_from_march + 2) / 5 + 1) as u32;
-    let month = if month_from_march < 10 {
-        month_from_march + 3
-    } else {
-        month_from_march - 9
-    } as u32;
-    let year = year_of_era + era * 400 + if month <= 2 { 1 } else { 0 };
-    (year, month, day)
-}
-
 /// Parses an RFC 3339 `date-time` into nanoseconds since the Unix epoch.
 /// See the module docs for exactly what is accepted.
 ///
@@ -635,9 +493,10 @@ pub fn parse_rfc3339(text: &str) -> Result<u64, TimestampError> {
     }
     c.expect(b"-", "'-'")?;
     let day = c.digits(2)?;
-    if day == 0 || day > days_in_month(year, month) {
-        return Err(TimestampError::NoSuchDay { year, month, day });
-    }
+    // jiff knows the calendar (month lengths, leap years); the four-digit
+    // year, month 1..=12 and day 0..=99 all fit its i16/i8.
+    let date = jiff::civil::Date::new(year as i16, month as i8, day as i8)
+        .map_err(|_| TimestampError::NoSuchDay { year, month, day })?;
     c.expect(b"Tt ", "'T'")?;
     let hour = c.digits(2)?;
     c.expect(b":", "':'")?;
@@ -700,11 +559,19 @@ pub fn parse_rfc3339(text: &str) -> Result<u64, TimestampError> {
         return Err(c.fail("the end (nothing may follow the offset)"));
     }
 
-    // Local time minus its offset is UTC. |secs| < 2^39: no overflow.
-    let secs = days_from_civil(year.into(), month, day) * 86_400
-        + i64::from(hour * 3600 + minute * 60 + second)
-        - offset_secs;
-    let Ok(secs) = u64::try_from(secs) else {
+    // Local time minus its offset is UTC (jiff). Its range is years
+    // -9999..=9999: what falls outside lies before 1970 or after 2554.
+    let local = date.at(hour as i8, minute as i8, second as i8, 0);
+    let utc = jiff::tz::Offset::from_seconds(offset_secs as i32)
+        .and_then(|offset| offset.to_timestamp(local))
+        .map_err(|_| {
+            if year < 1970 {
+                TimestampError::BeforeEpoch
+            } else {
+                TimestampError::AfterMax
+            }
+        })?;
+    let Ok(secs) = u64::try_from(utc.as_second()) else {
         return Err(TimestampError::BeforeEpoch);
     };
     secs.checked_mul(NS_PER_SEC)
@@ -718,29 +585,14 @@ pub fn parse_rfc3339(text: &str) -> Result<u64, TimestampError> {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Rfc3339(pub u64);
 
+/// Printed by jiff. A precision (`{:.9}`) fixes the fraction's digits, as
+/// the audit journal's lines want.
 impl fmt::Display for Rfc3339 {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let secs = self.0 / NS_PER_SEC;
-        let nanos = self.0 % NS_PER_SEC;
-        let (year, month, day) = civil_from_days(secs / 86_400);
-        let in_day = secs % 86_400;
-        write!(
-            f,
-            "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}",
-            in_day / 3600,
-            in_day / 60 % 60,
-            in_day % 60
-        )?;
-        if nanos != 0 {
-            let mut digits = 9;
-            let mut fraction = nanos;
-            while fraction.is_multiple_of(10) {
-                fraction /= 10;
-                digits -= 1;
-            }
-            write!(f, ".{fraction:0digits$}")?;
-        }
-        f.write_str("Z")
+        // Every u64 of nanoseconds (up to the year 2554) is in jiff's range.
+        let instant = jiff::Timestamp::from_nanosecond(i128::from(self.0))
+            .expect("u64 nanoseconds are within jiff's range");
+        fmt::Display::fmt(&instant, f)
     }
 }
 
@@ -754,23 +606,6 @@ mod tests {
 
     fn ip(text: &str) -> IpAddr {
         text.parse().unwrap()
-    }
-
-    #[test]
-    fn masks_cover_every_prefix() {
-        assert_eq!(mask_v4(0), 0);
-        assert_eq!(mask_v4(1), 0x8000_0000);
-        assert_eq!(mask_v4(31), 0xffff_fffe);
-        assert_eq!(mask_v4(32), u32::MAX);
-        assert_eq!(mask_v6(0), 0);
-        assert_eq!(mask_v6(64), u128::MAX << 64);
-        assert_eq!(mask_v6(128), u128::MAX);
-        for p in 0..=32u8 {
-            assert_eq!(mask_v4(p).count_ones(), u32::from(p));
-        }
-        for p in 0..=128u8 {
-            assert_eq!(mask_v6(p).count_ones(), u32::from(p));
-        }
     }
 
     #[test]
@@ -1189,21 +1024,6 @@ mod tests {
                 assert_eq!(parse_rfc3339(&text), Ok(ns), "{text}");
             }
             day += 1;
-        }
-        // Calendar agrees with days_from_civil on every day from 1970 to 2554.
-        let (mut y, mut m, mut d) = (1970u32, 1u32, 1u32);
-        for days in 0..213_500u64 {
-            assert_eq!(civil_from_days(days), (u64::from(y), m, d));
-            assert_eq!(days_from_civil(y.into(), m, d), days as i64);
-            d += 1;
-            if d > days_in_month(y, m) {
-                d = 1;
-                m += 1;
-                if m > 12 {
-                    m = 1;
-                    y += 1;
-                }
-            }
         }
     }
 

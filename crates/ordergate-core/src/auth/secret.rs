@@ -70,22 +70,11 @@ impl Secret {
     /// secret exists nowhere else. Nothing is written unless `hex` is valid.
     pub(crate) fn fill_from_hex(&mut self, hex: &str) -> Result<(), SecretError> {
         Secret::check_hex(hex)?;
-        let digits = hex.as_bytes();
-        for (i, byte) in self.0.iter_mut().enumerate() {
-            *byte = (nibble(digits[2 * i]) << 4) | nibble(digits[2 * i + 1]);
-        }
+        // `decode_to_slice` writes into the wiped buffer itself (no
+        // intermediate `Vec`, unlike `hex::decode`): the one copy of the
+        // secret stays the one `Drop` zeroizes. `check_hex` made it valid.
+        hex::decode_to_slice(hex, &mut self.0).expect("checked: 64 hex digits");
         Ok(())
-    }
-}
-
-/// Value of one hex digit; `check_hex` has already refused anything else.
-#[inline]
-fn nibble(digit: u8) -> u8 {
-    match digit {
-        b'0'..=b'9' => digit - b'0',
-        b'a'..=b'f' => digit - b'a' + 10,
-        b'A'..=b'F' => digit - b'A' + 10,
-        _ => unreachable!("checked hex digit"),
     }
 }
 
@@ -110,31 +99,18 @@ impl fmt::Debug for Secret {
 }
 
 /// Why a written secret was refused. Holds no part of the input.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum SecretError {
     /// The text is not 64 characters long.
+    #[error(
+        "secret has {found} characters; it must be exactly {SECRET_HEX_LEN} hex digits ({SECRET_SIZE} bytes)"
+    )]
     Length { found: usize },
     /// The character at `position` (1-based, in characters) is not a hex
     /// digit; the length was right.
+    #[error("secret character {position} of {SECRET_HEX_LEN} is not a hex digit (0-9, a-f, A-F)")]
     NotHex { position: usize },
 }
-
-impl fmt::Display for SecretError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            SecretError::Length { found } => write!(
-                f,
-                "secret has {found} characters; it must be exactly {SECRET_HEX_LEN} hex digits ({SECRET_SIZE} bytes)"
-            ),
-            SecretError::NotHex { position } => write!(
-                f,
-                "secret character {position} of {SECRET_HEX_LEN} is not a hex digit (0-9, a-f, A-F)"
-            ),
-        }
-    }
-}
-
-impl std::error::Error for SecretError {}
 
 #[cfg(test)]
 mod tests {
