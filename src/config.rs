@@ -328,6 +328,7 @@ impl Config {
             spin_max: std::time::Duration::from_micros(r.spin_max_us.into()),
             sqpoll: r.sqpoll,
             sqpoll_cores: r.sqpoll_cores.clone(),
+            ..GatewaySpec::default()
         }
     }
 

@@ -103,6 +103,11 @@ pub struct GatewaySpec {
     /// 64 hex digits, mode 0600); None = no checkpoints. docs/JOURNAL.md,
     /// "Checkpoints".
     pub audit_anchor_key_file: Option<std::path::PathBuf>,
+    /// How long after the last checkpoint the journal thread writes a
+    /// periodic one, when records came since (with an anchor key). Default
+    /// `JOURNAL_CHECKPOINT_INTERVAL_NS`; not in the config file: a test or
+    /// an embedder that needs the records of a run exactly sets it.
+    pub audit_checkpoint_interval: std::time::Duration,
 }
 
 impl Default for GatewaySpec {
@@ -129,6 +134,9 @@ impl Default for GatewaySpec {
             sqpoll: false,
             sqpoll_cores: Vec::new(),
             audit_anchor_key_file: None,
+            audit_checkpoint_interval: std::time::Duration::from_nanos(
+                JOURNAL_CHECKPOINT_INTERVAL_NS,
+            ),
         }
     }
 }
@@ -750,7 +758,10 @@ impl Gateway {
                 audit_rx,
                 health.clone().expect("a journal has a health"),
                 journal_stop.clone(),
-                WriterConfig::default(),
+                WriterConfig {
+                    checkpoint_interval: spec.audit_checkpoint_interval,
+                    ..WriterConfig::default()
+                },
             )
         });
         // The engine's tables in transparent huge pages (the core makes no

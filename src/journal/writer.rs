@@ -62,6 +62,9 @@ pub struct WriterConfig {
     /// Fill of a segment, in percent (1..=100), that raises the high-water
     /// alarm; with rollover off, also where the reserve begins.
     pub high_water_percent: u64,
+    /// A periodic checkpoint this long after the last one, if records came
+    /// since (with an anchor key).
+    pub checkpoint_interval: Duration,
 }
 
 impl Default for WriterConfig {
@@ -70,6 +73,7 @@ impl Default for WriterConfig {
             flush: FlushPolicy::default(),
             aggregate: true,
             high_water_percent: JOURNAL_HIGH_WATER_PERCENT,
+            checkpoint_interval: Duration::from_nanos(JOURNAL_CHECKPOINT_INTERVAL_NS),
         }
     }
 }
@@ -134,6 +138,8 @@ pub struct JournalWriter {
     reserve_told: bool,
     /// When the last checkpoint was written (or the thread started).
     checkpointed_at: Instant,
+    /// How long after it the next periodic one is due.
+    checkpoint_interval: Duration,
     checkpoints_seen: u64,
 }
 
@@ -226,6 +232,7 @@ impl JournalWriter {
             high_water_segment: None,
             reserve_told: false,
             checkpointed_at: Instant::now(),
+            checkpoint_interval: config.checkpoint_interval,
             checkpoints_seen: 0,
         };
         thread::Builder::new()
@@ -284,8 +291,7 @@ impl JournalWriter {
             self.write_aggregates();
         }
         if self.journal.since_checkpoint() > 0
-            && self.checkpointed_at.elapsed()
-                >= Duration::from_nanos(JOURNAL_CHECKPOINT_INTERVAL_NS)
+            && self.checkpointed_at.elapsed() >= self.checkpoint_interval
         {
             self.checkpoint(CheckpointKind::Periodic);
         }
