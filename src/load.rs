@@ -80,13 +80,15 @@ use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
 
-use crate::auth::keys::MSGS_PER_SEC_MAX;
+use ordergate::auth::keys::MSGS_PER_SEC_MAX;
 
-use crate::net_client::{ClientError, ConnectOptions, Connection, NonceSource, Order, Reply};
 use crate::plot;
-use crate::rng::SplitMix;
-use crate::sys::Readiness;
-use crate::wire::codes::{CancelReason, Environment, RejectReason, Side, TerminateReason};
+use ordergate::rng::SplitMix;
+use ordergate::sys::Readiness;
+use ordergate::wire::codes::{CancelReason, Environment, RejectReason, Side, TerminateReason};
+use ordergate_client::blocking::{
+    ClientError, ConnectOptions, Connection, NonceSource, Order, Reply,
+};
 
 /// Resting (or pending) orders one session keeps at most: bounds the book
 /// the generator leaves in the engine, and the per-session order table.
@@ -3259,7 +3261,7 @@ mod tests {
     use std::os::unix::fs::PermissionsExt;
 
     use super::*;
-    use crate::net_client::test_gateway::{KEY_ID, SECRET, TestGateway};
+    use ordergate::net_client::test_gateway::{KEY_ID, SECRET, TestGateway};
 
     fn temp_file(name: &str, text: &str, mode: u32) -> std::path::PathBuf {
         let dir = std::env::temp_dir().join(format!("ordergate-load-{}", std::process::id()));

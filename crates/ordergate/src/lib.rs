@@ -7,24 +7,21 @@
 //! machine, the engine, rings, audit events) is the `ordergate-core` crate:
 //! it takes bytes and a `now` and returns bytes and engine commands; only
 //! `reactor` touches sockets, rings and clocks. The blocking TCP client is
-//! `ordergate-client`. README, "Crates and modules", draws the map.
+//! `ordergate-client`. The load generator, sweep, comparison, echo
+//! baseline, plots and demo are the `ordergate-bench` package (the
+//! repository's root), which depends on this one and never the other way.
+//! README, "Crates and modules", draws the map.
 
 #![deny(unsafe_op_in_unsafe_fn)]
 
 pub mod admin;
 pub mod cli;
-pub mod compare;
 pub mod config;
-pub mod demo;
-pub mod echo;
 pub mod gateway;
 pub mod journal;
 pub mod keys_file;
-pub mod load;
-pub mod plot;
 pub mod reactor;
 pub mod sys;
-pub mod taskstat;
 pub mod telemetry;
 pub mod waits;
 
@@ -58,8 +55,10 @@ pub mod auth {
 pub mod net_client {
     pub use ordergate_client::blocking::*;
 
-    #[cfg(test)]
-    pub(crate) mod test_gateway;
+    /// The std-socket gateway unit tests connect the client to (here and,
+    /// with the `test-gateway` feature, in `ordergate-bench`).
+    #[cfg(any(test, feature = "test-gateway"))]
+    pub mod test_gateway;
     #[cfg(test)]
     mod tests;
 }
