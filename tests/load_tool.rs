@@ -856,7 +856,7 @@ fn the_readme_first_run_is_clean() {
     let dir = temp_dir("readme");
     let keys = dir.join("keys.toml");
     let secret = dir.join("key.hex");
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_ordergate-bench"))
+    let out = std::process::Command::new(common::serve::ordergate_bin())
         .args([
             "keys",
             "new",
@@ -931,7 +931,7 @@ fn keys_new_errors_name_the_flag_not_a_file() {
         (&["--environment", "prod"], "--environment"),
         (&["--allow", "not-an-address"], "--allow"),
     ] {
-        let out = std::process::Command::new(env!("CARGO_BIN_EXE_ordergate-bench"))
+        let out = std::process::Command::new(common::serve::ordergate_bin())
             .args(["keys", "new"])
             .args(args)
             .output()
