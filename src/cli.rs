@@ -74,7 +74,7 @@ pub enum Command {
     Compare(CompareArgs),
 }
 
-/// `ordergate demo`: what `demo::run` takes.
+/// `ordergate-bench demo`: what `demo::run` takes.
 #[derive(Clone, Debug, PartialEq, Eq, Args)]
 pub struct DemoArgs {
     /// How long the load runs, in seconds (1..=3600)
@@ -98,7 +98,7 @@ pub struct DemoArgs {
     pub no_compare: bool,
 }
 
-/// `ordergate load`: what `load::execute` takes, once [`plan_load`] has
+/// `ordergate-bench load`: what `load::execute` takes, once [`plan_load`] has
 /// checked that the flags agree.
 #[derive(Clone, Debug, PartialEq, Args)]
 pub struct LoadArgs {
@@ -203,7 +203,7 @@ pub struct LoadArgs {
     pub accept_rejects: bool,
 }
 
-/// `ordergate compare`: what `compare::run_compare` takes (see
+/// `ordergate-bench compare`: what `compare::run_compare` takes (see
 /// `compare.rs` for the method).
 #[derive(Clone, Debug, PartialEq, Eq, Args)]
 pub struct CompareArgs {
@@ -283,7 +283,7 @@ pub fn main() -> ExitCode {
     }
 }
 
-/// `ordergate demo`: a gateway on loopback with a fresh key, driven for
+/// `ordergate-bench demo`: a gateway on loopback with a fresh key, driven for
 /// `--seconds` by `--sessions` sessions, then the report.
 pub fn run_demo(args: DemoArgs) -> ExitCode {
     let params = crate::demo::DemoParams {
@@ -301,7 +301,7 @@ pub fn run_demo(args: DemoArgs) -> ExitCode {
     }
 }
 
-/// `ordergate compare`: the report on stdout (and `--json`); exit 0 also
+/// `ordergate-bench compare`: the report on stdout (and `--json`); exit 0 also
 /// when row (c) was skipped (the report says why), 1 when a row failed.
 pub fn run_compare(args: &CompareArgs) -> ExitCode {
     use crate::compare::{CompareParams, HaproxyBinary, Install, locate_haproxy};
@@ -335,7 +335,7 @@ pub fn run_compare(args: &CompareArgs) -> ExitCode {
     ExitCode::SUCCESS
 }
 
-/// `ordergate load`: signed order traffic against a running gateway.
+/// `ordergate-bench load`: signed order traffic against a running gateway.
 pub fn run_load(args: LoadArgs) -> ExitCode {
     let mut plan = match plan_load(&args, config::available_cores().as_deref()) {
         Ok(plan) => plan,
@@ -360,7 +360,7 @@ pub fn run_load(args: LoadArgs) -> ExitCode {
     }
 }
 
-/// What `ordergate load` runs, once its flags agree. The secret is not in
+/// What `ordergate-bench load` runs, once its flags agree. The secret is not in
 /// it yet (all zeros): it is read from its file after the flags are checked.
 #[derive(Debug)]
 pub struct LoadPlan {

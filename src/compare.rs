@@ -1,4 +1,4 @@
-//! `ordergate compare`: what ordergate adds to a loopback round trip, next
+//! `ordergate-bench compare`: what ordergate adds to a loopback round trip, next
 //! to what HAProxy in TCP mode adds, measured in the same run by the same
 //! client code.
 //!
@@ -203,7 +203,9 @@ pub fn locate_haproxy(explicit: Option<&Path>, install: Install) -> HaproxyBinar
             ),
         };
     }
-    eprintln!("ordergate compare: haproxy not found on PATH; running `{HAPROXY_INSTALL_COMMAND}`");
+    eprintln!(
+        "ordergate-bench compare: haproxy not found on PATH; running `{HAPROXY_INSTALL_COMMAND}`"
+    );
     match apt_get_install() {
         Ok(()) => match find_haproxy() {
             Some(path) => HaproxyBinary::At(path),
@@ -417,7 +419,7 @@ impl Drop for Haproxy {
 /// empty ACK after the backend connect; nothing per message changes.
 pub fn haproxy_config(listen: SocketAddr, backend: SocketAddr) -> String {
     format!(
-        "# Written by `ordergate compare`: row (c), HAProxy forwarding to the bare echo.
+        "# Written by `ordergate-bench compare`: row (c), HAProxy forwarding to the bare echo.
 global
     nbthread 1
     maxconn 64
@@ -706,7 +708,7 @@ impl CompareReport {
         let mut s = String::new();
         let _ = writeln!(
             s,
-            "ordergate compare: closed-loop round trips, {}-byte requests, {} rounds × {} per row, \
+            "ordergate-bench compare: closed-loop round trips, {}-byte requests, {} rounds × {} per row, \
              interleaved a, b, c (unrecorded warm-up per row: {} in round 1, {} in later rounds)",
             self.frame_len,
             self.rounds,

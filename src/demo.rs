@@ -1,4 +1,4 @@
-//! `ordergate demo`: the gateway embedded on loopback, driven for a few
+//! `ordergate-bench demo`: the gateway embedded on loopback, driven for a few
 //! seconds by the load generator, then a short report.
 //!
 //! ```text
@@ -105,7 +105,7 @@ impl DemoReport {
 
     pub fn render(&self) -> String {
         let mut s = String::new();
-        let _ = writeln!(s, "ordergate demo: gateway on {}", self.addr);
+        let _ = writeln!(s, "ordergate-bench demo: gateway on {}", self.addr);
         s.push_str(&self.load.render());
         if let Some(g) = &self.gateway {
             if let Some(h) = self.recv_to_ring_ns() {
@@ -192,7 +192,7 @@ pub fn run_demo(params: &DemoParams) -> Result<DemoReport, String> {
         s
     });
     // The reactor on the last CPU, and the comparison's client and echo
-    // with it, as `ordergate compare` places them: unpinned, a wake-up that
+    // with it, as `ordergate-bench compare` places them: unpinned, a wake-up that
     // lands on the other CPU costs tens of µs on a small VM and the line
     // would measure the scheduler (seen: echo 4.4 µs, ordergate 22.5 µs).
     let cpu = default_cpu();

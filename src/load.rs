@@ -1,4 +1,4 @@
-//! The load generator behind `ordergate load` and the demo: open or closed
+//! The load generator behind `ordergate-bench load` and the demo: open or closed
 //! loop, one run or a capacity sweep, a progress line while it runs, and
 //! the outputs (`.hgrm`, JSON, SVG; see [`execute`]).
 //!
@@ -34,7 +34,7 @@
 //! **Honest reports.** [`LoadReport::problems`] lists what makes a run's
 //! figures something other than the gateway's answer to the load (rejects,
 //! sessions ended or failed, replies lost); a run with any says `NOT A
-//! CLEAN RUN` first, and `ordergate load` exits 3.
+//! CLEAN RUN` first, and `ordergate-bench load` exits 3.
 //!
 //! **Closed loop.** Each session has one request outstanding: it sends the
 //! next as soon as the previous got its first reply, and the latency is
@@ -729,7 +729,7 @@ impl LoadReport {
     }
 
     /// As [`render`](Self::render), with the round trip as a percentile
-    /// table (p50, p90, p99, p99.9, p99.99, max): what `ordergate load`
+    /// table (p50, p90, p99, p99.9, p99.99, max): what `ordergate-bench load`
     /// prints.
     pub fn render_table(&self) -> String {
         self.render_with(true)
@@ -1566,7 +1566,7 @@ fn result_json(r: &LoadReport) -> Vec<(String, Json)> {
 /// The JSON summary of a run: `{"tool", "version", "params", "result"}`.
 pub fn report_json(params: &LoadParams, report: &LoadReport) -> String {
     Json::obj([
-        ("tool", Json::str("ordergate load")),
+        ("tool", Json::str("ordergate-bench load")),
         ("version", Json::str(env!("CARGO_PKG_VERSION"))),
         ("params", params_json(params, false)),
         ("result", Json::Obj(result_json(report))),
@@ -1596,7 +1596,7 @@ pub fn sweep_json(params: &LoadParams, sweep: &SweepReport) -> String {
         .collect();
     let s = &sweep.sweep;
     Json::obj([
-        ("tool", Json::str("ordergate load --sweep")),
+        ("tool", Json::str("ordergate-bench load --sweep")),
         ("version", Json::str(env!("CARGO_PKG_VERSION"))),
         ("params", params_json(params, true)),
         (
@@ -1674,11 +1674,11 @@ fn legend_figures(h: &Histogram<u64>) -> String {
 pub fn report_chart(params: &LoadParams, report: &LoadReport) -> plot::Chart {
     let title = match report.mode {
         Mode::Open => format!(
-            "ordergate load: open loop at {} orders/s offered",
+            "ordergate-bench load: open loop at {} orders/s offered",
             report.rate
         ),
         Mode::Closed => {
-            "ordergate load: closed loop, one request outstanding per session".to_owned()
+            "ordergate-bench load: closed loop, one request outstanding per session".to_owned()
         }
     };
     let subtitle = format!(
@@ -1730,10 +1730,10 @@ pub fn sweep_chart(params: &LoadParams, sweep: &SweepReport) -> plot::Chart {
     let slo = plot::fmt_latency_us(sweep.sweep.slo_p99.as_nanos() as f64 / 1_000.0);
     let title = match sweep.highest_sustainable() {
         Some(r) => format!(
-            "ordergate load --sweep: highest sustainable {} orders/s at p99 ≤ {slo}",
+            "ordergate-bench load --sweep: highest sustainable {} orders/s at p99 ≤ {slo}",
             plot::fmt_rate(r as f64)
         ),
-        None => format!("ordergate load --sweep: no step met p99 ≤ {slo}"),
+        None => format!("ordergate-bench load --sweep: no step met p99 ≤ {slo}"),
     };
     let verdict = match sweep.steps.iter().find(|s| !s.ok()) {
         Some(failed) => format!(
@@ -1762,7 +1762,7 @@ pub fn sweep_chart(params: &LoadParams, sweep: &SweepReport) -> plot::Chart {
 // ---------------------------------------------------------------------------
 // Outputs and the command
 
-/// The files `ordergate load` writes besides its report on stdout.
+/// The files `ordergate-bench load` writes besides its report on stdout.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Outputs {
     /// The round trip's percentile distribution (`.hgrm`, µs); a sweep
@@ -1898,7 +1898,7 @@ pub fn write_sweep_outputs(
     Ok(())
 }
 
-/// `ordergate load`: one run, or a sweep; the report on stdout (a sweep's
+/// `ordergate-bench load`: one run, or a sweep; the report on stdout (a sweep's
 /// rows as its steps end), the progress line on stderr if
 /// `params.progress`, then the files of `outputs`. Returns whether a run
 /// was clean ([`LoadReport::problems`]; its report then says so first). A

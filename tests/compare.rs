@@ -1,4 +1,4 @@
-//! `ordergate compare`: the same-run comparison of a bare TCP echo,
+//! `ordergate-bench compare`: the same-run comparison of a bare TCP echo,
 //! ordergate and HAProxy, kept small (200 round trips × 3 rounds). Row (c)
 //! is measured when HAProxy is installed and skipped, with a note, when it
 //! is not; nothing here installs it (only the command line may, and every

@@ -1,4 +1,4 @@
-//! `ordergate load` against the real gateway (`Gateway::start`: io_uring
+//! `ordergate-bench load` against the real gateway (`Gateway::start`: io_uring
 //! reactor, rings, embedded engine) in this process: open and closed loop
 //! with exact accounting, the `.hgrm`, JSON and SVG outputs read back, a
 //! tiny sweep, the flags, and the binary itself end to end.

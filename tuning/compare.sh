@@ -8,9 +8,9 @@
 #   tuning/compare.sh [RUNS] [compare flags...]     e.g. tuning/compare.sh 5 --cpu any
 #
 # RUNS defaults to 5. The binary is $ORDERGATE_BENCH, else
-# target/release/ordergate-bench (build it first: cargo build --release). Each run's full table goes to
-# stdout as it finishes; the JSON files are kept in $COMPARE_OUT if set, else
-# in a temp dir removed at exit.
+# target/release/ordergate-bench (build it first: cargo build --release).
+# Each run's full table goes to stdout as it finishes; the JSON files are
+# kept in $COMPARE_OUT if set, else in a temp dir removed at exit.
 set -euo pipefail
 
 runs=5

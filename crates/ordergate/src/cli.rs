@@ -128,7 +128,7 @@ pub enum KeysAction {
         /// Comma-separated addresses or networks the key may connect from, e.g. 127.0.0.1 or 203.0.113.0/24 [default: none; the key connects from nowhere until `allow` is set]
         #[arg(long, value_name = "CIDRS", value_delimiter = ',')]
         allow: Vec<String>,
-        /// The key's rate, messages per second for all its sessions together; `ordergate load --rate R` needs R here
+        /// The key's rate, messages per second for all its sessions together; `ordergate-bench load --rate R` needs R here
         #[arg(
             long,
             value_name = "N",
@@ -144,7 +144,7 @@ pub enum KeysAction {
             value_parser = clap::value_parser!(u32).range(1..=i64::from(crate::auth::keys::BURST_MAX)),
         )]
         burst: u32,
-        /// Also write the secret (64 hex digits) to this new file, mode 0600, for `ordergate load --secret-file` (an existing file is not overwritten)
+        /// Also write the secret (64 hex digits) to this new file, mode 0600, for `ordergate-bench load --secret-file` (an existing file is not overwritten)
         #[arg(long, value_name = "FILE")]
         secret_file: Option<PathBuf>,
     },
@@ -288,7 +288,7 @@ pub fn new_key_entry(
     text.push_str(&entry[..split]);
     let _ = writeln!(
         text,
-        "# The key's rate, all its sessions together (`ordergate load --rate R` needs R\n\
+        "# The key's rate, all its sessions together (`ordergate-bench load --rate R` needs R\n\
          # here, and each session also has the gateway's [session] limit).\n\
          msgs_per_sec = {}\nburst = {}",
         key.msgs_per_sec, key.burst
@@ -385,7 +385,7 @@ fn keys_new(key: &NewKey) -> ExitCode {
             return fail(EXIT_FAILURE, e);
         }
         eprintln!(
-            "keys new: key {id}'s secret is in {} (mode 0600): ordergate load --key-id {id} --secret-file {}",
+            "keys new: key {id}'s secret is in {} (mode 0600): ordergate-bench load --key-id {id} --secret-file {}",
             path.display(),
             path.display()
         );
