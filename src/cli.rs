@@ -64,6 +64,9 @@ pub struct Cli {
     pub command: Command,
 }
 
+// Parsed once per process and matched at once: the size difference
+// between the variants costs nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run a gateway and a load generator against it on loopback, then print both sides' figures
