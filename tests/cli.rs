@@ -1,6 +1,6 @@
-//! The `ordergate` binary: its help, that it carries none of the bench
-//! tools (they are `ordergate-bench`'s), and every refusal `serve` makes
-//! before it would start a gateway. No test here starts one (each case
+//! The `ordergate` binary: its help (and `ordergate-bench`'s), and every
+//! refusal `serve` makes before it would start a gateway (that it carries
+//! none of the bench tools is tests/ordergate/binary.rs). No test here starts one (each case
 //! fails before `Gateway::start`), so they hold whatever the reactor does.
 
 mod common;
@@ -86,57 +86,6 @@ fn help_lists_every_command_and_flag() {
             help.contains(word),
             "ordergate-bench --help does not mention {word}:\n{help}"
         );
-    }
-}
-
-/// Issue 11: the production binary is the runtime only. `demo`, `load` and
-/// `compare` are not its commands (clap refuses them as it refuses any
-/// unknown one), its help names none of them, and its package depends on
-/// no plotting, benchmarking or comparison crate and has none of the tools'
-/// source files. `ordergate-bench` has all three commands.
-#[test]
-fn the_gateway_binary_carries_no_bench_tool() {
-    let out = ordergate(&["--help"]);
-    let help = String::from_utf8(out.stdout).unwrap();
-    for tool in ["demo", "load", "compare"] {
-        let err = refused(&ordergate(&[tool, "--help"]), 2);
-        assert!(err.contains("unrecognized subcommand"), "{tool}: {err}");
-        assert!(
-            !help.contains(&format!("ordergate {tool}")),
-            "ordergate --help names {tool}:\n{help}"
-        );
-        assert_eq!(bench(&[tool, "--help"]).status.code(), Some(0), "{tool}");
-    }
-
-    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
-    let manifest = std::fs::read_to_string(root.join("crates/ordergate/Cargo.toml")).unwrap();
-    let table: toml::Table = manifest.parse().unwrap();
-    let deps: Vec<&String> = ["dependencies", "dev-dependencies"]
-        .iter()
-        .filter_map(|section| table.get(*section).and_then(|d| d.as_table()))
-        .flat_map(|d| d.keys())
-        .collect();
-    assert!(deps.contains(&&"io-uring".to_owned()), "{deps:?}");
-    for dep in &deps {
-        assert!(
-            ![
-                "plotters",
-                "plotters-svg",
-                "svg",
-                "criterion",
-                "ordergate-bench"
-            ]
-            .contains(&dep.as_str()),
-            "crates/ordergate depends on {dep}"
-        );
-    }
-    for tool in ["load", "demo", "compare", "echo", "plot", "taskstat"] {
-        let file = format!("{tool}.rs");
-        assert!(
-            !root.join("crates/ordergate/src").join(&file).exists(),
-            "crates/ordergate/src/{file}"
-        );
-        assert!(root.join("src").join(&file).exists(), "src/{file}");
     }
 }
 

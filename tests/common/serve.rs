@@ -81,11 +81,13 @@ pub fn text(bytes: &[u8]) -> String {
 /// The gateway binary, `target/<profile>/ordergate`, beside this test's
 /// own `target/<profile>/deps/` executable. The tests belong to the root
 /// package (ordergate-bench), and Cargo gives a test `CARGO_BIN_EXE_*` only
-/// for its own package's binaries; `cargo test --all-targets` at the root
-/// builds every default member's binaries before it runs a test, so the
-/// gateway's is there. Missing, or older than a source file of the gateway
-/// or the crates it links (a `--test NAME` run builds only the root
-/// package): the test fails, saying how to build it.
+/// for its own package's binaries (and builds only those). The `ordergate`
+/// package has one integration test (tests/ordergate/binary.rs), so
+/// `cargo test --all-targets` at the root builds its executable before it
+/// runs any test. A `--test NAME` run builds the root package only: when
+/// the binary is missing, or older than a source file of the gateway or the
+/// crates it links, the test fails saying how to build it (a test cannot:
+/// Cargo holds the build directory's lock while tests run).
 pub fn ordergate_bin() -> PathBuf {
     let exe = std::env::current_exe().expect("the test executable's path");
     let dir = exe
