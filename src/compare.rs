@@ -1,4 +1,4 @@
-//! `ordergate compare`: what ordergate adds to a loopback round trip, next
+//! `ordergate-bench compare`: what ordergate adds to a loopback round trip, next
 //! to what HAProxy in TCP mode adds, measured in the same run by the same
 //! client code.
 //!
@@ -60,7 +60,7 @@
 //! reactor's own enter count over the whole run (the `serve` summary's
 //! line) closes the table.
 //!
-//! The gateway runs in process as `demo` starts it ([`crate::demo::unthrottled_gateway`]:
+//! The gateway runs in process as `demo` starts it ([`crate::inprocess::unthrottled_gateway`]:
 //! one reactor with the engine on its thread, a fresh key); only the idle
 //! strategy (`--idle`, see [`IDLE_DEFAULT`]) and the reactor's CPU (the
 //! pinned one) are chosen here. HAProxy is a
@@ -82,15 +82,16 @@ use std::time::{Duration, Instant};
 use hdrhistogram::Histogram;
 use zeroize::Zeroizing;
 
-use crate::constants::KEEPALIVE_MS_MAX;
 use crate::echo::{
     EchoClient, EchoThreads, WARMUP_ROUND_TRIPS, ordergate_round_trips_into,
     spawn_echo_server_tracked,
 };
+use crate::inprocess::{default_cpu, unthrottled_gateway_sqpoll};
 use crate::load::new_histogram;
-use crate::net_client::{ConnectOptions, Connection, read_urandom};
-use crate::reactor::idle::IdleKind;
-use crate::reactor::report::UringCounters;
+use ordergate::constants::KEEPALIVE_MS_MAX;
+use ordergate::reactor::report::UringCounters;
+use ordergate::reactor::idle::IdleKind;
+use ordergate_client::blocking::{ConnectOptions, Connection, read_urandom};
 
 /// Recorded round trips per row per round when `--round-trips` is not
 /// given. With [`ROUNDS_DEFAULT`], 40 000 samples a row (40 beyond p99.9)
@@ -194,7 +195,7 @@ pub fn locate_haproxy(explicit: Option<&Path>, install: Install) -> HaproxyBinar
             note: format!("haproxy not found on PATH; row (c) skipped: {how}"),
         };
     }
-    if !crate::sys::is_root() || find_on_path("apt-get").is_none() {
+    if !ordergate::sys::is_root() || find_on_path("apt-get").is_none() {
         return HaproxyBinary::Missing {
             note: format!(
                 "haproxy not found on PATH (and not root with apt-get, so not installing); \
@@ -202,7 +203,9 @@ pub fn locate_haproxy(explicit: Option<&Path>, install: Install) -> HaproxyBinar
             ),
         };
     }
-    eprintln!("ordergate compare: haproxy not found on PATH; running `{HAPROXY_INSTALL_COMMAND}`");
+    eprintln!(
+        "ordergate-bench compare: haproxy not found on PATH; running `{HAPROXY_INSTALL_COMMAND}`"
+    );
     match apt_get_install() {
         Ok(()) => match find_haproxy() {
             Some(path) => HaproxyBinary::At(path),
@@ -335,7 +338,7 @@ impl Haproxy {
             .stderr(out.1);
         // Killed when the thread that started it ends: covers an abort or
         // SIGKILL of ordergate, where Drop never runs.
-        crate::sys::die_with_parent(&mut command);
+        ordergate::sys::die_with_parent(&mut command);
         let child = command.spawn();
         let child = match child {
             Ok(child) => child,
@@ -416,7 +419,7 @@ impl Drop for Haproxy {
 /// empty ACK after the backend connect; nothing per message changes.
 pub fn haproxy_config(listen: SocketAddr, backend: SocketAddr) -> String {
     format!(
-        "# Written by `ordergate compare`: row (c), HAProxy forwarding to the bare echo.
+        "# Written by `ordergate-bench compare`: row (c), HAProxy forwarding to the bare echo.
 global
     nbthread 1
     maxconn 64
@@ -447,7 +450,7 @@ fn free_loopback_port() -> io::Result<SocketAddr> {
 fn private_temp_dir() -> io::Result<PathBuf> {
     use std::os::unix::fs::DirBuilderExt;
     static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let nanos = crate::clock::wall_ns() % 1_000_000_000;
+    let nanos = ordergate::clock::wall_ns() % 1_000_000_000;
     let dir = std::env::temp_dir().join(format!(
         "ordergate-compare-{}-{}-{nanos}",
         std::process::id(),
@@ -705,7 +708,7 @@ impl CompareReport {
         let mut s = String::new();
         let _ = writeln!(
             s,
-            "ordergate compare: closed-loop round trips, {}-byte requests, {} rounds × {} per row, \
+            "ordergate-bench compare: closed-loop round trips, {}-byte requests, {} rounds × {} per row, \
              interleaved a, b, c (unrecorded warm-up per row: {} in round 1, {} in later rounds)",
             self.frame_len,
             self.rounds,
@@ -786,7 +789,7 @@ impl CompareReport {
         }
         if let Some((u, messages)) = &self.reactor {
             let mut line = String::new();
-            crate::cli::enters_line(&mut line, u, *messages);
+            ordergate::cli::enters_line(&mut line, u, *messages);
             if !line.is_empty() {
                 let _ = write!(s, "  reactor's own count, whole run:\n  {line}");
             }
@@ -1148,13 +1151,6 @@ impl CpuChoice {
     }
 }
 
-/// The CPU the comparison runs on unless told: the last one this process
-/// may run on (CPU 0 usually takes the most interrupts and housekeeping).
-/// None if the allowed CPUs cannot be read.
-pub fn default_cpu() -> Option<usize> {
-    crate::config::available_cores()?.last().copied()
-}
-
 /// Refuses parameters the comparison cannot run with (the command line
 /// calls it before it looks for HAProxy, so a bad command installs
 /// nothing).
@@ -1198,7 +1194,7 @@ pub fn check(params: &CompareParams) -> Result<(), String> {
              the echo and HAProxy need; add --cpu any to spin unpinned"
         ));
     }
-    let allowed = crate::config::available_cores().unwrap_or_default();
+    let allowed = ordergate::config::available_cores().unwrap_or_default();
     if !allowed.contains(&cpu) {
         return Err(format!(
             "--cpu {cpu}: not a CPU this process may run on (allowed: {allowed:?})"
@@ -1251,7 +1247,7 @@ fn run_here(params: &CompareParams, started: Instant) -> Result<CompareReport, S
         read_urandom(&mut s).map_err(|e| format!("cannot read /dev/urandom: {e}"))?;
         s
     });
-    let gateway = crate::demo::unthrottled_gateway_sqpoll(
+    let gateway = unthrottled_gateway_sqpoll(
         COMPARE_KEY_ID,
         &secret,
         params.idle,
@@ -1284,7 +1280,7 @@ fn run_here(params: &CompareParams, started: Instant) -> Result<CompareReport, S
         rounds: params.rounds,
         warmup_first_round: WARMUP_FIRST_ROUND,
         warmup_per_round: WARMUP_PER_ROUND,
-        frame_len: crate::wire::NewOrder::SIZE,
+        frame_len: ordergate::wire::NewOrder::SIZE,
         idle: params.idle,
         cpu: params.cpu,
         rows,
@@ -1386,7 +1382,7 @@ fn measure(
     servers: Servers<'_>,
     secret: &[u8; 32],
 ) -> Result<(Vec<Row>, Option<String>), String> {
-    let frame = crate::wire::NewOrder::default().to_bytes();
+    let frame = ordergate::wire::NewOrder::default().to_bytes();
     let mut echo = EchoClient::connect(servers.echo, frame.len())
         .map_err(|e| format!("echo: connect: {e}"))?;
     let mut proxied = match servers.haproxy {

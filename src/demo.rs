@@ -1,4 +1,4 @@
-//! `ordergate demo`: the gateway embedded on loopback, driven for a few
+//! `ordergate-bench demo`: the gateway embedded on loopback, driven for a few
 //! seconds by the load generator, then a short report.
 //!
 //! ```text
@@ -20,14 +20,12 @@ use std::time::{Duration, Instant};
 use hdrhistogram::Histogram;
 use zeroize::Zeroizing;
 
-use crate::auth::keys::{BURST_MAX, KeyEntry, KeyTable, MSGS_PER_SEC_MAX};
-use crate::auth::secret::Secret;
 use crate::echo::{compare_interleaved, spawn_echo_server};
-use crate::gateway::{Gateway, GatewayReport, GatewaySpec};
+use crate::inprocess::{default_cpu, unthrottled_gateway};
 use crate::load::{LoadParams, LoadReport, Mix, new_histogram, percentiles_us, run_load};
-use crate::net_client::{ConnectOptions, Connection, read_urandom};
-use crate::reactor::idle::IdleKind;
-use crate::wire::codes::{Environment, RejectReason, Scopes};
+use ordergate::gateway::{GatewayReport, GatewaySpec};
+use ordergate::wire::codes::RejectReason;
+use ordergate_client::blocking::{ConnectOptions, Connection, read_urandom};
 
 /// The demo's one API key id.
 pub const DEMO_KEY_ID: u64 = 1;
@@ -107,7 +105,7 @@ impl DemoReport {
 
     pub fn render(&self) -> String {
         let mut s = String::new();
-        let _ = writeln!(s, "ordergate demo: gateway on {}", self.addr);
+        let _ = writeln!(s, "ordergate-bench demo: gateway on {}", self.addr);
         s.push_str(&self.load.render());
         if let Some(g) = &self.gateway {
             if let Some(h) = self.recv_to_ring_ns() {
@@ -153,7 +151,7 @@ impl DemoReport {
                 if g.reactors.len() > 1 {
                     let _ = writeln!(s, "  reactor {i}:");
                 }
-                crate::cli::uring_health(&mut s, &r.uring);
+                ordergate::cli::uring_health(&mut s, &r.uring);
             }
         }
         if let Some(c) = &self.comparison {
@@ -194,10 +192,10 @@ pub fn run_demo(params: &DemoParams) -> Result<DemoReport, String> {
         s
     });
     // The reactor on the last CPU, and the comparison's client and echo
-    // with it, as `ordergate compare` places them: unpinned, a wake-up that
+    // with it, as `ordergate-bench compare` places them: unpinned, a wake-up that
     // lands on the other CPU costs tens of µs on a small VM and the line
     // would measure the scheduler (seen: echo 4.4 µs, ordergate 22.5 µs).
-    let cpu = crate::compare::default_cpu();
+    let cpu = default_cpu();
     let gateway = unthrottled_gateway(DEMO_KEY_ID, &secret, GatewaySpec::default().idle, cpu)?;
     let addr = gateway.local_addr();
     let driven = drive(addr, DEMO_KEY_ID, *secret, params, cpu);
@@ -210,64 +208,6 @@ pub fn run_demo(params: &DemoParams) -> Result<DemoReport, String> {
         gateway: Some(gateway_report),
         elapsed: started.elapsed(),
     })
-}
-
-/// The gateway `demo` and `compare` measure: `GatewaySpec::default()` with
-/// `idle`, its reactor on `cpu` if given, and one key, `key_id` with
-/// `secret`, allowed trade and cancel from anywhere at the highest rate, the
-/// per-session limit raised to match (they measure the pipeline, not the
-/// throttle, which has its own tests).
-///
-/// # Errors
-///
-/// The gateway did not start (named).
-pub fn unthrottled_gateway(
-    key_id: u64,
-    secret: &[u8; 32],
-    idle: IdleKind,
-    cpu: Option<usize>,
-) -> Result<Gateway, String> {
-    unthrottled_gateway_sqpoll(key_id, secret, idle, cpu, None)
-}
-
-/// [`unthrottled_gateway`], with an SQPOLL thread on the reactor's ring
-/// when `sqpoll` is given (bound to its CPU if that is given too).
-///
-/// # Errors
-///
-/// The gateway did not start (named).
-pub fn unthrottled_gateway_sqpoll(
-    key_id: u64,
-    secret: &[u8; 32],
-    idle: IdleKind,
-    cpu: Option<usize>,
-    sqpoll: Option<Option<usize>>,
-) -> Result<Gateway, String> {
-    let keys = KeyTable::from_entries(vec![
-        KeyEntry::new(
-            key_id,
-            Secret::from_bytes(*secret),
-            Scopes::TRADE.union(Scopes::CANCEL),
-            Environment::Production,
-        )
-        .with_rate(MSGS_PER_SEC_MAX, BURST_MAX)
-        .allow_any(),
-    ])
-    .map_err(|e| e.to_string())?;
-    let mut spec = GatewaySpec {
-        idle,
-        reactor_cores: cpu.into_iter().collect(),
-        sqpoll: sqpoll.is_some(),
-        sqpoll_cores: sqpoll.flatten().into_iter().collect(),
-        ..GatewaySpec::default()
-    };
-    spec.session.session_msgs_per_sec = MSGS_PER_SEC_MAX;
-    spec.session.session_burst = BURST_MAX;
-    // Every demo session logs on with the one key from 127.0.0.1 at once
-    // (up to `DEMO_SESSIONS_MAX`): beyond the defaults' logon bursts.
-    spec.session.logon_burst_per_key = crate::constants::LOGON_BURST_MAX;
-    spec.session.logon_burst_per_address = crate::constants::LOGON_BURST_MAX;
-    Gateway::start(spec, keys).map_err(|e| format!("gateway: {e}"))
 }
 
 fn check(params: &DemoParams) -> Result<(), String> {
@@ -345,7 +285,7 @@ fn compare(addr: SocketAddr, key_id: u64, secret: [u8; 32]) -> Result<Comparison
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::net_client::test_gateway::{KEY_ID, SECRET, TestGateway};
+    use ordergate::net_client::test_gateway::{KEY_ID, SECRET, TestGateway};
 
     #[test]
     fn seconds_split_into_a_capped_warm_up_and_the_rest() {

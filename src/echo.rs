@@ -21,8 +21,8 @@ use std::time::{Duration, Instant};
 use hdrhistogram::Histogram;
 
 use crate::load::new_histogram;
-use crate::net_client::{Connection, Order, Reply};
-use crate::wire::codes::Side;
+use ordergate::wire::codes::Side;
+use ordergate_client::blocking::{Connection, Order, Reply};
 
 /// Unrecorded round trips before the measured ones: connection set-up,
 /// page faults, caches and CPU frequency settle.
@@ -247,7 +247,7 @@ pub fn compare_interleaved(
     n: usize,
     rounds: usize,
 ) -> Result<(Histogram<u64>, Histogram<u64>), String> {
-    let frame = crate::wire::NewOrder::default().to_bytes();
+    let frame = ordergate::wire::NewOrder::default().to_bytes();
     let mut echo = EchoClient::connect(echo_addr, frame.len()).map_err(|e| format!("echo: {e}"))?;
     let (mut echo_h, mut gate_h) = (new_histogram(), new_histogram());
     let mut ids = ROUND_TRIP_ID_BASE;
@@ -288,9 +288,9 @@ fn first_reply(conn: &mut Connection, cl_ord_id: u64) -> Result<Reply, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::net_client::ConnectOptions;
-    use crate::net_client::test_gateway::{KEY_ID, SECRET, TestGateway};
-    use crate::wire;
+    use ordergate::net_client::ConnectOptions;
+    use ordergate::net_client::test_gateway::{KEY_ID, SECRET, TestGateway};
+    use ordergate::wire;
 
     #[test]
     fn echo_returns_every_byte_and_times_each_round_trip() {

@@ -1,65 +1,34 @@
-//! ordergate: an order-entry gateway for colocated trading.
+//! ordergate-bench: the tools that measure an ordergate gateway, apart from
+//! the gateway binary so that a production host carries none of them.
 //!
-//! This crate is the runtime: the io_uring reactors, the keys-file and
-//! config loading, the journal's storage and thread, the stats file, the
-//! Prometheus endpoint, the admin socket and the `ordergate` commands. The
-//! sans-I/O core (wire codec, tags and keys, limits, the session state
-//! machine, the engine, rings, audit events) is the `ordergate-core` crate:
-//! it takes bytes and a `now` and returns bytes and engine commands; only
-//! `reactor` touches sockets, rings and clocks. The blocking TCP client is
-//! `ordergate-client`. README, "Crates and modules", draws the map.
+//! - [`load`]: the load generator behind `ordergate-bench load` (open or
+//!   closed loop, one run or a capacity sweep) and the demo.
+//! - [`compare`]: bare TCP echo vs ordergate vs HAProxy round trips
+//!   (`ordergate-bench compare`).
+//! - [`echo`]: the echo server and client both of those compare against.
+//! - [`demo`]: `cargo run --release -- demo`, a gateway in process driven by
+//!   [`load`] and compared with [`echo`].
+//! - [`inprocess`]: the unthrottled gateway `demo` and `compare` start in
+//!   process, and the CPU they run on.
+//! - [`plot`]: the SVG charts `load --plot` draws.
+//! - [`taskstat`]: per-thread CPU time, sleeps and syscall counts that
+//!   `compare` reads from /proc and perf.
+//! - [`cli`]: the command line.
+//!
+//! Layering (README, "Crates and modules"): this crate uses `ordergate`
+//! (the runtime, for the in-process gateway of `demo` and `compare`) and
+//! `ordergate-client` (the blocking client the load sessions are); nothing
+//! depends on it. Inside it, each module uses only those below it:
+//! `cli` → `demo`, `compare` → `inprocess`, `echo` → `load` → `plot`, and
+//! `taskstat` (used by `compare` and `echo`) at the bottom.
 
 #![deny(unsafe_op_in_unsafe_fn)]
 
-pub mod admin;
 pub mod cli;
 pub mod compare;
-pub mod config;
 pub mod demo;
 pub mod echo;
-pub mod gateway;
-pub mod journal;
-pub mod keys_file;
+pub mod inprocess;
 pub mod load;
 pub mod plot;
-pub mod reactor;
-pub mod sys;
 pub mod taskstat;
-pub mod telemetry;
-pub mod waits;
-
-// Compatibility: the modules that moved to `ordergate-core`,
-// `ordergate-os` and `ordergate-client` (issue 11) are re-exported at their old paths, so
-// `ordergate::wire`, `ordergate::session`, … and the tests, benches and fuzz
-// targets written against them keep working. New code may name the crates
-// directly.
-pub use ordergate_core::{client, constants, engine, limits, ring, rng, session, sync, wire};
-pub use ordergate_os::{clock, files};
-
-/// Authentication (compatibility path; the code is
-/// `ordergate_core::auth`), plus the keys-file loader that stays here
-/// because it reads a file ([`crate::keys_file`]).
-pub mod auth {
-    #[cfg(target_arch = "x86_64")]
-    pub use ordergate_core::auth::sha_ni;
-    pub use ordergate_core::auth::{policy, secret, session_keys, tag};
-
-    /// `ordergate_core::auth::keys`, and [`KeysFile`](crate::keys_file::KeysFile)
-    /// for `KeyTable::load`.
-    pub mod keys {
-        pub use crate::keys_file::KeysFile;
-        pub use ordergate_core::auth::keys::*;
-    }
-}
-
-/// The blocking TCP client (compatibility path; the code is
-/// `ordergate_client::blocking`), and the test gateway the runtime's own
-/// unit tests connect it to.
-pub mod net_client {
-    pub use ordergate_client::blocking::*;
-
-    #[cfg(test)]
-    pub(crate) mod test_gateway;
-    #[cfg(test)]
-    mod tests;
-}

@@ -1,4 +1,4 @@
-//! The load generator behind `ordergate load` and the demo: open or closed
+//! The load generator behind `ordergate-bench load` and the demo: open or closed
 //! loop, one run or a capacity sweep, a progress line while it runs, and
 //! the outputs (`.hgrm`, JSON, SVG; see [`execute`]).
 //!
@@ -34,7 +34,7 @@
 //! **Honest reports.** [`LoadReport::problems`] lists what makes a run's
 //! figures something other than the gateway's answer to the load (rejects,
 //! sessions ended or failed, replies lost); a run with any says `NOT A
-//! CLEAN RUN` first, and `ordergate load` exits 3.
+//! CLEAN RUN` first, and `ordergate-bench load` exits 3.
 //!
 //! **Closed loop.** Each session has one request outstanding: it sends the
 //! next as soon as the previous got its first reply, and the latency is
@@ -79,14 +79,17 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
+use serde_json::{Map, Value, json};
 
-use crate::auth::keys::MSGS_PER_SEC_MAX;
+use ordergate::auth::keys::MSGS_PER_SEC_MAX;
 
-use crate::net_client::{ClientError, ConnectOptions, Connection, NonceSource, Order, Reply};
 use crate::plot;
-use crate::rng::SplitMix;
-use crate::sys::Readiness;
-use crate::wire::codes::{CancelReason, Environment, RejectReason, Side, TerminateReason};
+use ordergate::rng::SplitMix;
+use ordergate::sys::Readiness;
+use ordergate::wire::codes::{CancelReason, Environment, RejectReason, Side, TerminateReason};
+use ordergate_client::blocking::{
+    ClientError, ConnectOptions, Connection, NonceSource, Order, Reply,
+};
 
 /// Resting (or pending) orders one session keeps at most: bounds the book
 /// the generator leaves in the engine, and the per-session order table.
@@ -727,7 +730,7 @@ impl LoadReport {
     }
 
     /// As [`render`](Self::render), with the round trip as a percentile
-    /// table (p50, p90, p99, p99.9, p99.99, max): what `ordergate load`
+    /// table (p50, p90, p99, p99.9, p99.99, max): what `ordergate-bench load`
     /// prints.
     pub fn render_table(&self) -> String {
         self.render_with(true)
@@ -1313,97 +1316,21 @@ pub fn run_sweep(
 // ---------------------------------------------------------------------------
 // JSON
 
-/// A JSON value, written by hand: the summary needs objects, arrays,
-/// numbers and escaped strings, not a serializer.
-#[derive(Clone, Debug)]
-enum Json {
-    Null,
-    Bool(bool),
-    Int(u64),
-    Num(f64),
-    Str(String),
-    Arr(Vec<Json>),
-    Obj(Vec<(String, Json)>),
-}
-
-impl Json {
-    fn obj<const N: usize>(pairs: [(&str, Json); N]) -> Json {
-        Json::Obj(pairs.into_iter().map(|(k, v)| (k.to_owned(), v)).collect())
-    }
-
-    fn str(s: impl Into<String>) -> Json {
-        Json::Str(s.into())
-    }
-
-    fn write(&self, out: &mut String, depth: usize) {
-        let pad = |out: &mut String, depth: usize| {
-            for _ in 0..depth {
-                out.push_str("  ");
-            }
-        };
-        match self {
-            Json::Null => out.push_str("null"),
-            Json::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
-            Json::Int(n) => {
-                let _ = write!(out, "{n}");
-            }
-            Json::Num(x) if x.is_finite() => {
-                let text = format!("{x:.3}");
-                out.push_str(text.trim_end_matches('0').trim_end_matches('.'));
-            }
-            Json::Num(_) => out.push_str("null"),
-            Json::Str(s) => json_string(out, s),
-            Json::Arr(items) if items.is_empty() => out.push_str("[]"),
-            Json::Arr(items) => {
-                out.push_str("[\n");
-                for (i, item) in items.iter().enumerate() {
-                    pad(out, depth + 1);
-                    item.write(out, depth + 1);
-                    out.push_str(if i + 1 < items.len() { ",\n" } else { "\n" });
-                }
-                pad(out, depth);
-                out.push(']');
-            }
-            Json::Obj(pairs) if pairs.is_empty() => out.push_str("{}"),
-            Json::Obj(pairs) => {
-                out.push_str("{\n");
-                for (i, (key, value)) in pairs.iter().enumerate() {
-                    pad(out, depth + 1);
-                    json_string(out, key);
-                    out.push_str(": ");
-                    value.write(out, depth + 1);
-                    out.push_str(if i + 1 < pairs.len() { ",\n" } else { "\n" });
-                }
-                pad(out, depth);
-                out.push('}');
-            }
-        }
-    }
-
-    fn render(&self) -> String {
-        let mut out = String::new();
-        self.write(&mut out, 0);
-        out.push('\n');
-        out
+/// A JSON number with 3 decimals (ns resolution for µs and seconds),
+/// `null` if not finite.
+fn num(x: f64) -> Value {
+    if x.is_finite() {
+        json!((x * 1_000.0).round() / 1_000.0)
+    } else {
+        Value::Null
     }
 }
 
-fn json_string(out: &mut String, s: &str) {
-    out.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            c if (c as u32) < 0x20 => {
-                let _ = write!(out, "\\u{:04x}", c as u32);
-            }
-            c => out.push(c),
-        }
-    }
-    out.push('"');
+/// The document, indented, with a final newline.
+fn render(value: &Value) -> String {
+    let mut text = serde_json::to_string_pretty(value).expect("a Value has string keys");
+    text.push('\n');
+    text
 }
 
 fn environment_name(environment: Environment) -> &'static str {
@@ -1415,238 +1342,157 @@ fn environment_name(environment: Environment) -> &'static str {
 
 /// The parameters, never the secret. A sweep sets the rate and the
 /// duration per step: they are null here and in the sweep object.
-fn params_json(params: &LoadParams, sweep: bool) -> Json {
+fn params_json(params: &LoadParams, sweep: bool) -> Value {
     let fixed_rate = params.mode == Mode::Open && !sweep;
-    Json::obj([
-        ("connect", Json::str(params.connect.to_string())),
-        ("key_id", Json::Int(params.key_id)),
-        ("sessions", Json::Int(params.sessions as u64)),
-        ("threads", Json::Int(params.thread_count() as u64)),
-        (
-            "pin_cores",
-            Json::Arr(
-                params
-                    .pin_cores
-                    .iter()
-                    .map(|&c| Json::Int(c as u64))
-                    .collect(),
-            ),
-        ),
-        ("mode", Json::str(params.mode.name())),
-        (
-            "rate",
-            if fixed_rate {
-                Json::Int(params.rate)
-            } else {
-                Json::Null
-            },
-        ),
-        (
-            "duration_s",
-            if sweep {
-                Json::Null
-            } else {
-                Json::Num(params.duration.as_secs_f64())
-            },
-        ),
-        ("warmup_s", Json::Num(params.warmup.as_secs_f64())),
-        (
-            "mix",
-            Json::obj([
-                ("new", Json::Int(u64::from(params.mix.new))),
-                ("cancel", Json::Int(u64::from(params.mix.cancel))),
-                ("replace", Json::Int(u64::from(params.mix.replace))),
-                ("crossing", Json::Int(u64::from(params.mix.crossing))),
-            ]),
-        ),
-        ("instrument_id", Json::Int(u64::from(params.instrument_id))),
-        (
-            "environment",
-            Json::str(environment_name(params.environment)),
-        ),
-    ])
+    json!({
+        "connect": params.connect.to_string(),
+        "key_id": params.key_id,
+        "sessions": params.sessions,
+        "threads": params.thread_count(),
+        "pin_cores": params.pin_cores,
+        "mode": params.mode.name(),
+        "rate": fixed_rate.then_some(params.rate),
+        "duration_s": if sweep { Value::Null } else { num(params.duration.as_secs_f64()) },
+        "warmup_s": num(params.warmup.as_secs_f64()),
+        "mix": {
+            "new": params.mix.new,
+            "cancel": params.mix.cancel,
+            "replace": params.mix.replace,
+            "crossing": params.mix.crossing,
+        },
+        "instrument_id": params.instrument_id,
+        "environment": environment_name(params.environment),
+    })
 }
 
 /// Count, min, mean, the [`PERCENTILES`] and max, in ns (null when empty).
-fn latency_json(h: &Histogram<u64>) -> Json {
-    let mut pairs = vec![("count".to_owned(), Json::Int(h.len()))];
-    let value = |v: u64| {
-        if h.is_empty() {
-            Json::Null
-        } else {
-            Json::Int(v)
-        }
-    };
-    pairs.push(("min".into(), value(h.min())));
-    pairs.push((
+fn latency_json(h: &Histogram<u64>) -> Value {
+    let value = |v: u64| if h.is_empty() { Value::Null } else { json!(v) };
+    let mut map = Map::new();
+    map.insert("count".into(), json!(h.len()));
+    map.insert("min".into(), value(h.min()));
+    map.insert(
         "mean".into(),
         if h.is_empty() {
-            Json::Null
+            Value::Null
         } else {
-            Json::Num(h.mean())
+            num(h.mean())
         },
-    ));
+    );
     for (_, key, q) in PERCENTILES {
-        pairs.push((key.into(), value(h.value_at_quantile(q))));
+        map.insert(key.into(), value(h.value_at_quantile(q)));
     }
-    pairs.push(("max".into(), value(h.max())));
-    Json::Obj(pairs)
+    map.insert("max".into(), value(h.max()));
+    Value::Object(map)
 }
 
-fn by_name(pairs: Vec<(&'static str, u64)>) -> Json {
-    Json::Obj(
+fn by_name(pairs: Vec<(&'static str, u64)>) -> Value {
+    Value::Object(
         pairs
             .into_iter()
-            .map(|(n, c)| (n.to_owned(), Json::Int(c)))
+            .map(|(n, c)| (n.to_owned(), json!(c)))
+            .collect(),
+    )
+}
+
+/// The terminate reasons that ended sessions, by name (those that did).
+fn terminates_json(terminates: &[u64]) -> Value {
+    by_name(
+        TerminateReason::ALL
+            .iter()
+            .map(|t| (t.name(), terminates[t.wire() as usize]))
+            .filter(|&(_, n)| n > 0)
             .collect(),
     )
 }
 
 /// Counts, rates and percentiles of one run or step.
-fn result_json(r: &LoadReport) -> Vec<(String, Json)> {
-    let terminates = TerminateReason::ALL
-        .iter()
-        .map(|t| (t.name(), r.terminates[t.wire() as usize]))
-        .filter(|&(_, n)| n > 0)
-        .collect();
-    let pairs = [
-        ("clean", Json::Bool(r.clean())),
-        (
-            "problems",
-            Json::Arr(r.problems().into_iter().map(Json::Str).collect()),
-        ),
-        (
-            "offered_rate",
-            r.offered_rate().map_or(Json::Null, Json::Int),
-        ),
-        ("achieved_rate", Json::Num(r.achieved_rate())),
-        ("duration_s", Json::Num(r.duration.as_secs_f64())),
-        ("warmup_s", Json::Num(r.warmup.as_secs_f64())),
-        (
-            "sent",
-            Json::obj([
-                ("total", Json::Int(r.sent())),
-                ("new", Json::Int(r.sent_new)),
-                ("cancel", Json::Int(r.sent_cancel)),
-                ("replace", Json::Int(r.sent_replace)),
-            ]),
-        ),
-        (
-            "replies",
-            Json::obj([
-                ("total", Json::Int(r.replies())),
-                ("accepted", Json::Int(r.accepted)),
-                ("rejected", Json::Int(r.rejected)),
-                ("canceled", Json::Int(r.canceled)),
-                ("replaced", Json::Int(r.replaced)),
-            ]),
-        ),
-        ("rejects", by_name(r.rejects_by_name())),
-        ("fills", Json::Int(r.fills)),
-        ("unanswered", Json::Int(r.unanswered)),
-        ("behind_schedule", Json::Int(r.behind)),
-        ("deferred", Json::Int(r.deferred)),
-        ("unsent_ended_sessions", Json::Int(r.unsent_ended)),
-        ("unknown_order_raced_fill", Json::Int(r.raced_fill)),
-        ("heartbeats", Json::Int(r.heartbeats)),
-        ("cleanup_canceled", Json::Int(r.cleanup_canceled)),
-        ("terminates", by_name(terminates)),
-        (
-            "errors",
-            Json::Arr(r.errors.iter().map(|e| Json::str(e.as_str())).collect()),
-        ),
-        ("latency_ns", latency_json(&r.latency_ns)),
-        ("send_lag_ns", latency_json(&r.send_lag_ns)),
-    ];
-    pairs.into_iter().map(|(k, v)| (k.to_owned(), v)).collect()
+fn result_json(r: &LoadReport) -> Map<String, Value> {
+    let value = json!({
+        "clean": r.clean(),
+        "problems": r.problems(),
+        "offered_rate": r.offered_rate(),
+        "achieved_rate": num(r.achieved_rate()),
+        "duration_s": num(r.duration.as_secs_f64()),
+        "warmup_s": num(r.warmup.as_secs_f64()),
+        "sent": {
+            "total": r.sent(),
+            "new": r.sent_new,
+            "cancel": r.sent_cancel,
+            "replace": r.sent_replace,
+        },
+        "replies": {
+            "total": r.replies(),
+            "accepted": r.accepted,
+            "rejected": r.rejected,
+            "canceled": r.canceled,
+            "replaced": r.replaced,
+        },
+        "rejects": by_name(r.rejects_by_name()),
+        "fills": r.fills,
+        "unanswered": r.unanswered,
+        "behind_schedule": r.behind,
+        "deferred": r.deferred,
+        "unsent_ended_sessions": r.unsent_ended,
+        "unknown_order_raced_fill": r.raced_fill,
+        "heartbeats": r.heartbeats,
+        "cleanup_canceled": r.cleanup_canceled,
+        "terminates": terminates_json(&r.terminates),
+        "errors": r.errors,
+        "latency_ns": latency_json(&r.latency_ns),
+        "send_lag_ns": latency_json(&r.send_lag_ns),
+    });
+    match value {
+        Value::Object(map) => map,
+        _ => unreachable!("json! with braces makes an object"),
+    }
 }
 
 /// The JSON summary of a run: `{"tool", "version", "params", "result"}`.
 pub fn report_json(params: &LoadParams, report: &LoadReport) -> String {
-    Json::obj([
-        ("tool", Json::str("ordergate load")),
-        ("version", Json::str(env!("CARGO_PKG_VERSION"))),
-        ("params", params_json(params, false)),
-        ("result", Json::Obj(result_json(report))),
-    ])
-    .render()
+    render(&json!({
+        "tool": "ordergate-bench load",
+        "version": env!("CARGO_PKG_VERSION"),
+        "params": params_json(params, false),
+        "result": result_json(report),
+    }))
 }
 
 /// The JSON summary of a sweep: `{"tool", "version", "params", "sweep":
 /// {…, "highest_sustainable_rate", "steps": [...], "teardown"}}`.
 pub fn sweep_json(params: &LoadParams, sweep: &SweepReport) -> String {
-    let steps = sweep
+    let steps: Vec<Value> = sweep
         .steps
         .iter()
         .map(|step| {
-            let mut pairs = vec![
-                ("offered_rate".to_owned(), Json::Int(step.offered)),
-                ("ok".to_owned(), Json::Bool(step.ok())),
-                ("verdict".to_owned(), Json::str(step.verdict())),
-            ];
-            pairs.extend(
-                result_json(&step.report)
-                    .into_iter()
-                    .filter(|(k, _)| k != "offered_rate"),
-            );
-            Json::Obj(pairs)
+            let mut map = result_json(&step.report);
+            map.insert("offered_rate".into(), json!(step.offered));
+            map.insert("ok".into(), json!(step.ok()));
+            map.insert("verdict".into(), json!(step.verdict()));
+            Value::Object(map)
         })
         .collect();
     let s = &sweep.sweep;
-    Json::obj([
-        ("tool", Json::str("ordergate load --sweep")),
-        ("version", Json::str(env!("CARGO_PKG_VERSION"))),
-        ("params", params_json(params, true)),
-        (
-            "sweep",
-            Json::obj([
-                ("slo_p99_ns", Json::Int(s.slo_p99.as_nanos() as u64)),
-                ("start", Json::Int(s.start)),
-                ("factor", Json::Num(s.factor)),
-                ("max", Json::Int(s.max)),
-                ("step_duration_s", Json::Num(s.step_duration.as_secs_f64())),
-                ("settle_s", Json::Num(s.settle().as_secs_f64())),
-                (
-                    "highest_sustainable_rate",
-                    sweep.highest_sustainable().map_or(Json::Null, Json::Int),
-                ),
-                ("steps", Json::Arr(steps)),
-                (
-                    "teardown",
-                    Json::obj([
-                        (
-                            "cleanup_canceled",
-                            Json::Int(sweep.teardown.cleanup_canceled),
-                        ),
-                        (
-                            "terminates",
-                            by_name(
-                                TerminateReason::ALL
-                                    .iter()
-                                    .map(|t| {
-                                        (t.name(), sweep.teardown.terminates[t.wire() as usize])
-                                    })
-                                    .filter(|&(_, n)| n > 0)
-                                    .collect(),
-                            ),
-                        ),
-                        (
-                            "errors",
-                            Json::Arr(
-                                sweep
-                                    .teardown
-                                    .errors
-                                    .iter()
-                                    .map(|e| Json::str(e.as_str()))
-                                    .collect(),
-                            ),
-                        ),
-                    ]),
-                ),
-            ]),
-        ),
-    ])
-    .render()
+    render(&json!({
+        "tool": "ordergate-bench load --sweep",
+        "version": env!("CARGO_PKG_VERSION"),
+        "params": params_json(params, true),
+        "sweep": {
+            "slo_p99_ns": s.slo_p99.as_nanos() as u64,
+            "start": s.start,
+            "factor": num(s.factor),
+            "max": s.max,
+            "step_duration_s": num(s.step_duration.as_secs_f64()),
+            "settle_s": num(s.settle().as_secs_f64()),
+            "highest_sustainable_rate": sweep.highest_sustainable(),
+            "steps": steps,
+            "teardown": {
+                "cleanup_canceled": sweep.teardown.cleanup_canceled,
+                "terminates": terminates_json(&sweep.teardown.terminates),
+                "errors": sweep.teardown.errors,
+            },
+        },
+    }))
 }
 
 // ---------------------------------------------------------------------------
@@ -1672,11 +1518,11 @@ fn legend_figures(h: &Histogram<u64>) -> String {
 pub fn report_chart(params: &LoadParams, report: &LoadReport) -> plot::Chart {
     let title = match report.mode {
         Mode::Open => format!(
-            "ordergate load: open loop at {} orders/s offered",
+            "ordergate-bench load: open loop at {} orders/s offered",
             report.rate
         ),
         Mode::Closed => {
-            "ordergate load: closed loop, one request outstanding per session".to_owned()
+            "ordergate-bench load: closed loop, one request outstanding per session".to_owned()
         }
     };
     let subtitle = format!(
@@ -1728,10 +1574,10 @@ pub fn sweep_chart(params: &LoadParams, sweep: &SweepReport) -> plot::Chart {
     let slo = plot::fmt_latency_us(sweep.sweep.slo_p99.as_nanos() as f64 / 1_000.0);
     let title = match sweep.highest_sustainable() {
         Some(r) => format!(
-            "ordergate load --sweep: highest sustainable {} orders/s at p99 ≤ {slo}",
+            "ordergate-bench load --sweep: highest sustainable {} orders/s at p99 ≤ {slo}",
             plot::fmt_rate(r as f64)
         ),
-        None => format!("ordergate load --sweep: no step met p99 ≤ {slo}"),
+        None => format!("ordergate-bench load --sweep: no step met p99 ≤ {slo}"),
     };
     let verdict = match sweep.steps.iter().find(|s| !s.ok()) {
         Some(failed) => format!(
@@ -1760,7 +1606,7 @@ pub fn sweep_chart(params: &LoadParams, sweep: &SweepReport) -> plot::Chart {
 // ---------------------------------------------------------------------------
 // Outputs and the command
 
-/// The files `ordergate load` writes besides its report on stdout.
+/// The files `ordergate-bench load` writes besides its report on stdout.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Outputs {
     /// The round trip's percentile distribution (`.hgrm`, µs); a sweep
@@ -1896,7 +1742,7 @@ pub fn write_sweep_outputs(
     Ok(())
 }
 
-/// `ordergate load`: one run, or a sweep; the report on stdout (a sweep's
+/// `ordergate-bench load`: one run, or a sweep; the report on stdout (a sweep's
 /// rows as its steps end), the progress line on stderr if
 /// `params.progress`, then the files of `outputs`. Returns whether a run
 /// was clean ([`LoadReport::problems`]; its report then says so first). A
@@ -3259,7 +3105,7 @@ mod tests {
     use std::os::unix::fs::PermissionsExt;
 
     use super::*;
-    use crate::net_client::test_gateway::{KEY_ID, SECRET, TestGateway};
+    use ordergate::net_client::test_gateway::{KEY_ID, SECRET, TestGateway};
 
     fn temp_file(name: &str, text: &str, mode: u32) -> std::path::PathBuf {
         let dir = std::env::temp_dir().join(format!("ordergate-load-{}", std::process::id()));
@@ -3568,9 +3414,9 @@ mod tests {
             progress_text("load", Duration::from_secs(1), true, 0, 0, None),
             "load    1 s warm-up: sent 0, replies 0, p99 -"
         );
-        let mut out = String::new();
-        json_string(&mut out, "a\"b\\c\nd\u{1}é");
-        assert_eq!(out, r#""a\"b\\c\nd\u0001é""#);
+        assert_eq!(num(1.23456), json!(1.235));
+        assert_eq!(num(f64::NAN), Value::Null);
+        assert_eq!(render(&json!({"a": "b\"c"})), "{\n  \"a\": \"b\\\"c\"\n}\n");
         assert_eq!(
             step_hgrm_path(Path::new("/tmp/x/run.hgrm"), 1500),
             Path::new("/tmp/x/run-1500.hgrm")

@@ -1,6 +1,6 @@
-//! `ordergate`: see `ordergate --help`, and `cli.rs` for what each command
-//! does and its exit codes.
+//! `ordergate-bench`: see `ordergate-bench --help`, and `cli.rs` for what
+//! each command does and its exit codes.
 
 fn main() -> std::process::ExitCode {
-    ordergate::cli::main()
+    ordergate_bench::cli::main()
 }

@@ -1,4 +1,4 @@
-//! What `ordergate load` writes for people and for other tools: the
+//! What `ordergate-bench load` writes for people and for other tools: the
 //! HdrHistogram percentile-distribution text (`.hgrm`) and SVG charts.
 //!
 //! ```text

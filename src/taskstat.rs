@@ -1,4 +1,4 @@
-//! What a thread costs the machine, for `ordergate compare`: its CPU time
+//! What a thread costs the machine, for `ordergate-bench compare`: its CPU time
 //! (the kernel's per-thread and per-process CPU-time clocks, ns, no
 //! privilege needed)
 //! and its system calls (a counting perf event on the

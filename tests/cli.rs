@@ -1,12 +1,21 @@
-//! The `ordergate` binary: its help, and every refusal `serve` makes before
-//! it would start a gateway. No test here starts one (each case fails
-//! before `Gateway::start`), so they hold whatever the reactor does.
+//! The `ordergate` binary: its help (and `ordergate-bench`'s), and every
+//! refusal `serve` makes before it would start a gateway (that it carries
+//! none of the bench tools is tests/ordergate/binary.rs). No test here starts one (each case
+//! fails before `Gateway::start`), so they hold whatever the reactor does.
 
 mod common;
 
-use std::process::Output;
+use std::process::{Command, Output};
 
 use common::serve::{KEY, SECRET_HEX as SECRET, TempDir, ordergate, p as path};
+
+/// `ordergate-bench ARGS…`, run to its end.
+fn bench(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_ordergate-bench"))
+        .args(args)
+        .output()
+        .expect("run ordergate-bench")
+}
 
 fn keys_text(environment: &str) -> String {
     format!(
@@ -33,22 +42,17 @@ fn help_lists_every_command_and_flag() {
     assert_eq!(out.status.code(), Some(0));
     let help = String::from_utf8(out.stdout).unwrap();
     for word in [
-        "serve",
+        "ordergate serve",
         "--listen",
         "--keys",
         "--config",
         "--idle",
         "busy-spin",
         "backoff",
-        "demo",
-        "--seconds",
-        "--sessions",
-        "load",
-        "--connect",
-        "--key-id",
-        "--secret-file",
-        "--rate",
-        "--duration",
+        "ordergate stat",
+        "ordergate audit",
+        "ordergate keys",
+        "ordergate admin",
         "Exit codes",
     ] {
         assert!(
@@ -59,6 +63,30 @@ fn help_lists_every_command_and_flag() {
     let out = ordergate(&["serve", "--help"]);
     assert_eq!(out.status.code(), Some(0));
     assert!(String::from_utf8(out.stdout).unwrap().contains("--keys"));
+
+    let out = bench(&["--help"]);
+    assert_eq!(out.status.code(), Some(0));
+    let help = String::from_utf8(out.stdout).unwrap();
+    for word in [
+        "ordergate-bench demo",
+        "--seconds",
+        "--sessions",
+        "ordergate-bench load",
+        "--connect",
+        "--key-id",
+        "--secret-file",
+        "--rate",
+        "--duration",
+        "--sweep",
+        "ordergate-bench compare",
+        "--haproxy",
+        "Exit codes",
+    ] {
+        assert!(
+            help.contains(word),
+            "ordergate-bench --help does not mention {word}:\n{help}"
+        );
+    }
 }
 
 #[test]
@@ -186,7 +214,7 @@ fn serve_refuses_a_bad_idle_flag() {
 
 #[test]
 fn load_refuses_a_duration_without_unit() {
-    let out = ordergate(&[
+    let out = bench(&[
         "load",
         "--connect",
         "127.0.0.1:9000",
@@ -207,7 +235,7 @@ fn load_refuses_a_duration_without_unit() {
 
 #[test]
 fn demo_refuses_zero_sessions() {
-    let err = refused(&ordergate(&["demo", "--sessions", "0"]), 2);
+    let err = refused(&bench(&["demo", "--sessions", "0"]), 2);
     assert!(err.contains("--sessions"), "{err}");
 }
 

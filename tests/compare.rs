@@ -1,4 +1,4 @@
-//! `ordergate compare`: the same-run comparison of a bare TCP echo,
+//! `ordergate-bench compare`: the same-run comparison of a bare TCP echo,
 //! ordergate and HAProxy, kept small (200 round trips × 3 rounds). Row (c)
 //! is measured when HAProxy is installed and skipped, with a note, when it
 //! is not; nothing here installs it (only the command line may, and every
@@ -9,11 +9,11 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use ordergate::compare::{
+use ordergate_bench::compare::{
     CompareParams, CompareReport, Haproxy, HaproxyBinary, Install, RowKind, locate_haproxy,
     run_compare,
 };
-use ordergate::echo::{EchoClient, spawn_echo_server};
+use ordergate_bench::echo::{EchoClient, spawn_echo_server};
 
 const ROUND_TRIPS: usize = 200;
 const ROUNDS: usize = 3;
@@ -122,7 +122,7 @@ fn the_haproxy_guard_forwards_then_kills_it_and_removes_its_dir() {
     let (addr, pid, dir) = (haproxy.addr(), haproxy.pid(), haproxy.dir().to_path_buf());
     assert!(dir.join("haproxy.cfg").is_file());
     let mut client = EchoClient::connect(addr, 64).unwrap();
-    let mut h = ordergate::load::new_histogram();
+    let mut h = ordergate_bench::load::new_histogram();
     client.round_trips(&[7u8; 64], 5, 20, &mut h).unwrap();
     assert_eq!(h.len(), 20);
     drop(client);
@@ -138,7 +138,7 @@ fn the_haproxy_guard_forwards_then_kills_it_and_removes_its_dir() {
 #[test]
 fn a_haproxy_that_cannot_start_is_an_error_naming_it() {
     // `false` exits at once: the start must fail, not hang or skip.
-    let Some(bin) = ordergate::compare::find_on_path("false") else {
+    let Some(bin) = ordergate_bench::compare::find_on_path("false") else {
         return;
     };
     let (echo, _server) = spawn_echo_server();
@@ -153,7 +153,7 @@ fn cli_json(tag: &str, haproxy: &Path) -> (serde_json::Value, String) {
     ));
     std::fs::create_dir_all(&dir).unwrap();
     let json = dir.join("compare.json");
-    let out = Command::new(env!("CARGO_BIN_EXE_ordergate"))
+    let out = Command::new(env!("CARGO_BIN_EXE_ordergate-bench"))
         .args([
             "compare",
             "--round-trips",
@@ -206,7 +206,7 @@ fn check_json(v: &serde_json::Value, rows: &[&str]) {
     assert_eq!(v["idle"], "backoff");
     assert_eq!(
         v["cpu"].as_u64(),
-        ordergate::compare::default_cpu().map(|c| c as u64),
+        ordergate_bench::inprocess::default_cpu().map(|c| c as u64),
         "pinned by default"
     );
     let got: Vec<&str> = v["rows"]
@@ -320,7 +320,7 @@ fn the_command_refuses_bad_flags_before_looking_for_haproxy() {
     for (args, named) in cases {
         // No --haproxy: were the flags accepted, it might install HAProxy;
         // they are refused first.
-        let out = Command::new(env!("CARGO_BIN_EXE_ordergate"))
+        let out = Command::new(env!("CARGO_BIN_EXE_ordergate-bench"))
             .arg("compare")
             .args(args)
             .output()

@@ -85,7 +85,7 @@ fn show(u: &UringCounters, messages: u64) -> String {
 fn the_blocking_turn_makes_at_most_one_enter_per_request_in_a_closed_loop() {
     // No spin: every turn ends in the blocking enter (the adaptive spin,
     // which trades a second enter for a wake-up, has unit tests of its own
-    // in src/reactor/idle.rs).
+    // in crates/ordergate/src/reactor/idle.rs).
     let spec = GatewaySpec {
         idle: IdleKind::Backoff,
         spin_max: Duration::ZERO,

@@ -1,4 +1,4 @@
-//! `ordergate load` against the real gateway (`Gateway::start`: io_uring
+//! `ordergate-bench load` against the real gateway (`Gateway::start`: io_uring
 //! reactor, rings, embedded engine) in this process: open and closed loop
 //! with exact accounting, the `.hgrm`, JSON and SVG outputs read back, a
 //! tiny sweep, the flags, and the binary itself end to end.
@@ -11,13 +11,13 @@ use std::time::Duration;
 
 use clap::Parser;
 use ordergate::auth::keys::{BURST_MAX, KeyTable, KeysFile, MSGS_PER_SEC_MAX};
-use ordergate::cli::{Cli, Command, plan_load};
 use ordergate::gateway::{Gateway, GatewaySpec};
-use ordergate::load::{
+use ordergate::wire::codes::{RejectReason, TerminateReason};
+use ordergate_bench::cli::{Cli, Command, plan_load};
+use ordergate_bench::load::{
     LoadParams, LoadReport, Mode, Outputs, SweepParams, run_load, run_sweep, step_hgrm_path,
     write_report_outputs, write_sweep_outputs,
 };
-use ordergate::wire::codes::{RejectReason, TerminateReason};
 
 const KEY: u64 = 5151;
 const SECRET: [u8; 32] = [0x6d; 32];
@@ -387,9 +387,9 @@ fn a_tiny_sweep_reports_each_step_and_the_last_as_sustainable() {
     gw.shutdown();
 }
 
-fn parse(args: &[&str]) -> Result<ordergate::cli::LoadArgs, String> {
+fn parse(args: &[&str]) -> Result<ordergate_bench::cli::LoadArgs, String> {
     let argv = [
-        "ordergate",
+        "ordergate-bench",
         "load",
         "--connect",
         "127.0.0.1:9",
@@ -476,7 +476,7 @@ fn the_command_runs_against_the_gateway() {
     std::fs::write(&secret_file, format!("{}\n", SECRET_HEX.repeat(2))).unwrap();
     std::fs::set_permissions(&secret_file, std::fs::Permissions::from_mode(0o600)).unwrap();
     let addr = gw.local_addr().to_string();
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_ordergate"))
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_ordergate-bench"))
         .args(["load", "--connect", &addr, "--key-id", &KEY.to_string()])
         .arg("--secret-file")
         .arg(&secret_file)
@@ -564,7 +564,7 @@ fn secret_file(dir: &Path) -> PathBuf {
 }
 
 fn ordergate_load(gw: &Gateway, secret: &Path, extra: &[&str]) -> std::process::Output {
-    std::process::Command::new(env!("CARGO_BIN_EXE_ordergate"))
+    std::process::Command::new(env!("CARGO_BIN_EXE_ordergate-bench"))
         .args(["load", "--connect", &gw.local_addr().to_string()])
         .args(["--key-id", &KEY.to_string()])
         .arg("--secret-file")
@@ -798,7 +798,7 @@ fn addresses_must_be_ip_literals_and_the_error_says_so() {
             "k.toml",
         ][..],
         &[
-            "ordergate",
+            "ordergate-bench",
             "load",
             "--connect",
             "localhost:9000",
@@ -822,10 +822,13 @@ fn addresses_must_be_ip_literals_and_the_error_says_so() {
             "k.toml",
         ],
     ] {
-        let e = Cli::try_parse_from(argv.iter().copied())
-            .map(|_| ())
-            .unwrap_err()
-            .to_string();
+        // `serve` is the gateway's command, `load` the bench tool's.
+        let parsed = if argv[1] == "load" {
+            Cli::try_parse_from(argv.iter().copied()).map(|_| ())
+        } else {
+            ordergate::cli::Cli::try_parse_from(argv.iter().copied()).map(|_| ())
+        };
+        let e = parsed.unwrap_err().to_string();
         assert!(
             e.contains("an IP address and a port") && e.contains("127.0.0.1:9000"),
             "{argv:?}: {e}"
@@ -833,7 +836,7 @@ fn addresses_must_be_ip_literals_and_the_error_says_so() {
         assert!(e.contains("host names are not looked up"), "{e}");
     }
     assert!(
-        Cli::try_parse_from([
+        ordergate::cli::Cli::try_parse_from([
             "ordergate",
             "serve",
             "--listen",
@@ -853,7 +856,7 @@ fn the_readme_first_run_is_clean() {
     let dir = temp_dir("readme");
     let keys = dir.join("keys.toml");
     let secret = dir.join("key.hex");
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_ordergate"))
+    let out = std::process::Command::new(common::serve::ordergate_bin())
         .args([
             "keys",
             "new",
@@ -890,7 +893,7 @@ fn the_readme_first_run_is_clean() {
     std::fs::set_permissions(&keys, std::fs::Permissions::from_mode(0o600)).unwrap();
     let table = KeyTable::load(&keys).unwrap();
     let gw = Gateway::start(GatewaySpec::default(), table).expect("the gateway starts");
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_ordergate"))
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_ordergate-bench"))
         .args(["load", "--connect", &gw.local_addr().to_string()])
         .args(["--key-id", "1001", "--secret-file"])
         .arg(&secret)
@@ -928,7 +931,7 @@ fn keys_new_errors_name_the_flag_not_a_file() {
         (&["--environment", "prod"], "--environment"),
         (&["--allow", "not-an-address"], "--allow"),
     ] {
-        let out = std::process::Command::new(env!("CARGO_BIN_EXE_ordergate"))
+        let out = std::process::Command::new(common::serve::ordergate_bin())
             .args(["keys", "new"])
             .args(args)
             .output()

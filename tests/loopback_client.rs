@@ -7,15 +7,15 @@ mod common;
 use std::time::Duration;
 
 use ordergate::auth::keys::KeyTable;
-use ordergate::demo::{DemoParams, run_demo};
 use ordergate::engine::book::EngineConfig;
 use ordergate::gateway::{Gateway, GatewaySpec};
-use ordergate::load::{LoadParams, run_load};
 use ordergate::net_client::{ClientError, ConnectOptions, Connection, Order, Reply};
 use ordergate::wire::{
     self,
     codes::{CancelReason, LogonRejectReason, RejectReason, Side, TerminateReason},
 };
+use ordergate_bench::demo::{DemoParams, run_demo};
+use ordergate_bench::load::{LoadParams, run_load};
 
 const KEY: u64 = 4242;
 const SECRET: [u8; 32] = [0x3c; 32];
@@ -310,5 +310,5 @@ fn the_demo_runs_for_one_second_with_two_sessions() {
         report.elapsed
     );
     // The plain entry point too.
-    ordergate::demo::run(1, 2).expect("demo::run");
+    ordergate_bench::demo::run(1, 2).expect("demo::run");
 }

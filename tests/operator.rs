@@ -21,7 +21,7 @@ use ordergate::wire::codes::TerminateReason as TR;
 
 /// `ordergate admin [--socket PATH] ARGS…` with `env`.
 fn admin(socket: Option<&Path>, args: &[&str], env: &[(&str, &Path)]) -> Output {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_ordergate"));
+    let mut cmd = Command::new(ordergate_bin());
     cmd.arg("admin").env_remove("RUNTIME_DIRECTORY");
     if let Some(socket) = socket {
         cmd.args(["--socket", p(socket)]);
@@ -325,7 +325,7 @@ fn an_admin_peer_of_another_uid_is_refused_and_counted() {
     let (serve, _, _) = serve_on_socket(&dir, "gw", &sock);
     // Widen the socket: only the peer check is left to refuse.
     std::fs::set_permissions(&sock, std::fs::Permissions::from_mode(0o666)).unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_ordergate"))
+    let out = Command::new(ordergate_bin())
         .args(["admin", "--socket", p(&sock), "sessions"])
         .uid(NOBODY)
         .gid(NOBODY)
@@ -426,7 +426,7 @@ fn mistyped_and_repeated_admin_commands_fail_and_every_kill_is_journaled() {
          from another serve"
     );
 
-    let out = Command::new(env!("CARGO_BIN_EXE_ordergate"))
+    let out = Command::new(ordergate_bin())
         .args(["audit", "show", p(&dir.join("gw.journal"))])
         .output()
         .unwrap();
@@ -598,7 +598,7 @@ fn admin_takes_the_socket_before_or_after_the_request() {
         ["admin", "--socket", p(&sock), "sessions"],
         ["admin", "sessions", "--socket", p(&sock)],
     ] {
-        let out = Command::new(env!("CARGO_BIN_EXE_ordergate"))
+        let out = Command::new(ordergate_bin())
             .args(args)
             .env_remove("RUNTIME_DIRECTORY")
             .output()
@@ -611,7 +611,7 @@ fn admin_takes_the_socket_before_or_after_the_request() {
         );
         assert_eq!(text(&out.stdout), want, "{args:?}");
     }
-    let out = Command::new(env!("CARGO_BIN_EXE_ordergate"))
+    let out = Command::new(ordergate_bin())
         .args(["admin", "kill", &KEY.to_string(), "--socket", p(&sock)])
         .output()
         .unwrap();

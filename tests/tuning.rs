@@ -4,6 +4,8 @@
 //! formed. Nothing here changes the host: `irq-affinity.sh` only ever runs
 //! into its refusals.
 
+mod common;
+
 use std::collections::BTreeSet;
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -447,7 +449,8 @@ fn sweep_script_runs_a_whole_sweep_against_a_gateway_it_starts() {
             "--slo-p99",
             "2s",
         ])
-        .env("ORDERGATE", env!("CARGO_BIN_EXE_ordergate"))
+        .env("ORDERGATE", common::serve::ordergate_bin())
+        .env("ORDERGATE_BENCH", env!("CARGO_BIN_EXE_ordergate-bench"))
         .env("SWEEP_OUT", &out_dir)
         .current_dir(root())
         .output()

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Runs `ordergate compare` several times and prints each run's headline
+# Runs `ordergate-bench compare` several times and prints each run's headline
 # numbers and their median across runs. One run already interleaves its rows
 # so that noise lands on all of them alike; on a shared or small host the
 # noise also changes from one run to the next (other jobs come and go), so
@@ -7,10 +7,10 @@
 #
 #   tuning/compare.sh [RUNS] [compare flags...]     e.g. tuning/compare.sh 5 --cpu any
 #
-# RUNS defaults to 5. The binary is $ORDERGATE, else target/release/ordergate
-# (build it first: cargo build --release). Each run's full table goes to
-# stdout as it finishes; the JSON files are kept in $COMPARE_OUT if set, else
-# in a temp dir removed at exit.
+# RUNS defaults to 5. The binary is $ORDERGATE_BENCH, else
+# target/release/ordergate-bench (build it first: cargo build --release).
+# Each run's full table goes to stdout as it finishes; the JSON files are
+# kept in $COMPARE_OUT if set, else in a temp dir removed at exit.
 set -euo pipefail
 
 runs=5
@@ -18,9 +18,9 @@ if [[ $# -gt 0 && $1 =~ ^[0-9]+$ ]]; then
     runs=$1
     shift
 fi
-bin=${ORDERGATE:-target/release/ordergate}
+bin=${ORDERGATE_BENCH:-target/release/ordergate-bench}
 if [[ ! -x $bin ]]; then
-    echo "compare.sh: no $bin: run cargo build --release, or set ORDERGATE" >&2
+    echo "compare.sh: no $bin: run cargo build --release, or set ORDERGATE_BENCH" >&2
     exit 2
 fi
 if [[ -n ${COMPARE_OUT:-} ]]; then

@@ -1,15 +1,15 @@
 #!/usr/bin/env bash
-# A capacity sweep from a fresh checkout, in one command: builds ordergate,
-# makes a throwaway API key, starts `ordergate serve` on a loopback port
-# (one busy-spinning reactor pinned to the last CPU, the engine on its
-# thread), runs `ordergate load --sweep` against it from the first CPU, then
-# stops the gateway and removes the key.
+# A capacity sweep from a fresh checkout, in one command: builds ordergate
+# and ordergate-bench, makes a throwaway API key, starts `ordergate serve` on
+# a loopback port (one busy-spinning reactor pinned to the last CPU, the
+# engine on its thread), runs `ordergate-bench load --sweep` against it from
+# the first CPU, then stops the gateway and removes the key.
 #
 #   tuning/sweep.sh [load flags...]     e.g. tuning/sweep.sh --slo-p99 500us
 #
 # Prints the sweep's table and its verdict; writes sweep.json and sweep.svg
 # (p50/p99/p99.9 against the offered rate, with the SLO) to $SWEEP_OUT,
-# default ./sweep-out. Any `ordergate load` flag may follow; one that the
+# default ./sweep-out. Any `ordergate-bench load` flag may follow; one that the
 # defaults below also set replaces the default (--sessions, --threads,
 # --pin, --slo-p99, --sweep-start, --sweep-step-factor, --sweep-max,
 # --step-duration, --warmup, --json, --plot).
@@ -17,8 +17,10 @@
 # The key and the session limits are set far above any offered rate, so a
 # step ends on latency or achieved rate, never on THROTTLED. The gateway's
 # stop summary (its io_uring health counters among them) goes to
-# $SWEEP_OUT/serve.log. $ORDERGATE names a binary to use instead of
-# building one (the test suite runs the script that way).
+# $SWEEP_OUT/serve.log. $ORDERGATE and $ORDERGATE_BENCH name the gateway
+# and the bench binaries to use instead of building them (the test suite
+# runs the script that way; $ORDERGATE_BENCH defaults to ordergate-bench
+# beside $ORDERGATE).
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -26,9 +28,12 @@ out=${SWEEP_OUT:-sweep-out}
 mkdir -p "$out"
 if [[ -n ${ORDERGATE:-} ]]; then
     bin=$ORDERGATE
+    bench=${ORDERGATE_BENCH:-$(dirname "$ORDERGATE")/ordergate-bench}
 else
+    # The root's default members: both binaries.
     cargo build --release --quiet
     bin=target/release/ordergate
+    bench=${ORDERGATE_BENCH:-target/release/ordergate-bench}
 fi
 
 cpus=$(nproc)
@@ -123,5 +128,5 @@ for ((i = 0; i < ${#defaults[@]}; i += 2)); do
         args+=("$flag" "${defaults[i + 1]}")
     fi
 done
-"$bin" load --connect "127.0.0.1:$port" --key-id "$key_id" --secret-file "$dir/secret.hex" \
+"$bench" load --connect "127.0.0.1:$port" --key-id "$key_id" --secret-file "$dir/secret.hex" \
     --sweep "${args[@]}" "$@"

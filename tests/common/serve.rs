@@ -78,9 +78,72 @@ pub fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
 
+/// The gateway binary, `target/<profile>/ordergate`, beside this test's
+/// own `target/<profile>/deps/` executable. The tests belong to the root
+/// package (ordergate-bench), and Cargo gives a test `CARGO_BIN_EXE_*` only
+/// for its own package's binaries (and builds only those). The `ordergate`
+/// package has one integration test (tests/ordergate/binary.rs), so
+/// `cargo test --all-targets` at the root builds its executable before it
+/// runs any test. A `--test NAME` run builds the root package only: when
+/// the binary is missing, or older than a source file of the gateway or the
+/// crates it links, the test fails saying how to build it (a test cannot:
+/// Cargo holds the build directory's lock while tests run).
+pub fn ordergate_bin() -> PathBuf {
+    let exe = std::env::current_exe().expect("the test executable's path");
+    let dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("target/<profile>/deps/<test>");
+    let bin = dir.join("ordergate");
+    let profile = match dir.file_name().and_then(|n| n.to_str()) {
+        Some("debug") => String::new(),
+        Some("release") => " --release".to_owned(),
+        Some(other) => format!(" --profile {other}"),
+        None => String::new(),
+    };
+    let build = format!("cargo build{profile} -p ordergate");
+    let built = match std::fs::metadata(&bin).and_then(|m| m.modified()) {
+        Ok(built) => built,
+        Err(e) => panic!(
+            "the gateway binary {} is missing ({e}): run `{build}` (or `cargo test --all-targets` at the repository's root, which builds it)",
+            bin.display()
+        ),
+    };
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut stack: Vec<PathBuf> = [
+        "ordergate",
+        "ordergate-core",
+        "ordergate-os",
+        "ordergate-client",
+    ]
+    .iter()
+    .flat_map(|c| {
+        [
+            root.join("crates").join(c).join("src"),
+            root.join("crates").join(c).join("Cargo.toml"),
+        ]
+    })
+    .collect();
+    while let Some(path) = stack.pop() {
+        let Ok(meta) = std::fs::metadata(&path) else {
+            continue;
+        };
+        if meta.is_dir() {
+            stack.extend(std::fs::read_dir(&path).unwrap().map(|e| e.unwrap().path()));
+        } else if meta.modified().is_ok_and(|m| m > built) {
+            panic!(
+                "the gateway binary {} is older than {}: run `{build}`",
+                bin.display(),
+                path.display()
+            );
+        }
+    }
+    bin
+}
+
 /// `ordergate ARGS…`, run to its end.
 pub fn ordergate(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_ordergate"))
+    Command::new(ordergate_bin())
         .args(args)
         .output()
         .expect("run ordergate")
@@ -89,7 +152,7 @@ pub fn ordergate(args: &[&str]) -> Output {
 /// `ordergate serve` with `args`: no stdin, stdout and stderr piped, and no
 /// `RUNTIME_DIRECTORY` from the test's environment.
 pub fn serve_with(args: &[&str]) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_ordergate"));
+    let mut cmd = Command::new(ordergate_bin());
     cmd.arg("serve")
         .args(args)
         .env_remove("RUNTIME_DIRECTORY")

@@ -1,5 +1,5 @@
 //! Reading a key's secret from a file, as `ordergate keys new
-//! --secret-file` writes it and `ordergate load --secret-file` reads it:
+//! --secret-file` writes it and `ordergate-bench load --secret-file` reads it:
 //! 64 hex digits, mode 0600.
 
 use std::fs::File;

@@ -76,7 +76,7 @@
 //! `MADV_HUGEPAGE`), because a lookup lands anywhere in a 16 MiB table,
 //! and on 4 KiB pages that is a TLB miss per command — under a hypervisor's
 //! nested paging, measured at ≈0.4 µs of the ≈0.5 µs the engine took per
-//! command in `ordergate compare`.
+//! command in `ordergate-bench compare`.
 //!
 //! # Semantics, and the choices this engine makes
 //!

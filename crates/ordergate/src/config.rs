@@ -9,7 +9,7 @@
 //!
 //! The reference below is `docs/CONFIG.md`, included as is.
 //!
-#![doc = include_str!("../docs/CONFIG.md")]
+#![doc = include_str!("../../../docs/CONFIG.md")]
 
 use std::fmt;
 use std::fs::File;
@@ -1257,8 +1257,8 @@ mod tests {
     use super::*;
     use ConfigErrorKind::*;
 
-    const EXAMPLE: &str = include_str!("../tuning/ordergate.example.toml");
-    const REFERENCE: &str = include_str!("../docs/CONFIG.md");
+    const EXAMPLE: &str = include_str!("../../../tuning/ordergate.example.toml");
+    const REFERENCE: &str = include_str!("../../../docs/CONFIG.md");
 
     fn refused(text: &str) -> ConfigError {
         match parse(text, "test.toml") {

@@ -595,7 +595,7 @@ impl Worker {
     ///   reactor asleep while another session's request waits. No timer is
     ///   armed per wait: the multishot tick's completion ends it at the
     ///   latest (a timer armed and cancelled around every sleep cost ~10 µs
-    ///   of CPU per request on a VM, measured with `ordergate compare`);
+    ///   of CPU per request on a VM, measured with `ordergate-bench compare`);
     ///   only a kernel without multishot timeouts (< 6.4) gets a timeout.
     fn enter(&mut self, wait: Wait, mono: u64, tick_at: u64) {
         let oneshot = std::mem::take(&mut self.oneshot);

@@ -20,7 +20,7 @@
 //! (the receive's task work needs an enter of its own when the reactor is
 //! not waiting in the kernel) and a CPU. Whether it arrives depends on
 //! where the client runs, which the reactor cannot see — on one CPU shared
-//! with its client (a small VM, `ordergate compare`) a spinning reactor only
+//! with its client (a small VM, `ordergate-bench compare`) a spinning reactor only
 //! delays the client, and no spin is ever hit. So the budget is learnt from
 //! the reactor's own hits and misses:
 //!

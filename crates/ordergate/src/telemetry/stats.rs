@@ -1571,7 +1571,7 @@ mod tests {
 
     #[test]
     fn docs_list_every_counter_with_its_id() {
-        let doc = include_str!("../../docs/STATS.md");
+        let doc = include_str!("../../../../docs/STATS.md");
         for c in catalog() {
             let scope = match c.scope {
                 Scope::Reactor => "reactor",
