@@ -1597,6 +1597,9 @@ const RECV_ENOBUFS_HINT: &str = "the provided receive buffers ran dry and receiv
 const CQ_OVERFLOW_HINT: &str = "completions did not fit the completion queue (4 × \
      uring_entries) and the kernel held them back until the next enter; raise \
      reactors.uring_entries";
+const CQ_DROPPED_HINT: &str = "the kernel lost completions it could not even hold \
+     back (out of memory): a connection may wait for a completion that never comes; \
+     restart the gateway and raise reactors.uring_entries";
 const TURN_NS_MAX_HINT: &str = "every message that arrived during the longest turn waited \
      for it; compare with the latency goal (long: preemption or interrupts on the core, or \
      too many sessions per reactor)";
@@ -1618,6 +1621,7 @@ pub fn uring_health(out: &mut String, u: &UringCounters) {
         ("recv_enobufs", u.recv_enobufs, RECV_ENOBUFS_HINT),
         ("cq_overflow", u.cq_overflow, CQ_OVERFLOW_HINT),
         ("turn_ns_max", u.turn_ns_max, TURN_NS_MAX_HINT),
+        ("cq_dropped", u.cq_dropped, CQ_DROPPED_HINT),
     ] {
         if value > 0 {
             let _ = writeln!(out, "    {name}: {hint}");
