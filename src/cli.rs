@@ -967,6 +967,18 @@ pub fn plan_serve(args: &ServeArgs, available: Option<&[usize]>) -> Result<Serve
     })
 }
 
+/// The first order id of a `serve` run started at `wall_ns`: the start
+/// time in nanoseconds. The book lives in memory and dies with the process
+/// (a crash, a restart), but clients keep the order ids they were given:
+/// ids counting from 1 again would name a dead order and a new one alike.
+/// A run accepts at most one order per nanosecond it lives, so a later
+/// run's ids are above every id of an earlier one — unless the wall clock
+/// stepped back between the two runs by more than the earlier one lived.
+/// u64 nanoseconds last until 2554.
+pub fn run_first_order_id(wall_ns: u64) -> u64 {
+    wall_ns.max(1)
+}
+
 /// Refuses a key table with no key for `environment`: every logon would be
 /// refused WRONG_ENVIRONMENT, so it is a misconfiguration (as an empty keys
 /// file is).
@@ -1105,7 +1117,9 @@ fn serve(args: &ServeArgs) -> ExitCode {
     let audit_journal = plan.spec.audit_journal.clone().unwrap_or_default();
     let stats_file = plan.spec.stats_file.clone().unwrap_or_default();
     let anchor_key_file = plan.spec.audit_anchor_key_file.clone();
-    let gateway = match Gateway::start(plan.spec, keys) {
+    let mut spec = plan.spec;
+    spec.engine_config.first_order_id = run_first_order_id(crate::clock::wall_ns());
+    let gateway = match Gateway::start(spec, keys) {
         Ok(gateway) => gateway,
         Err(e) => return fail(EXIT_FAILURE, format!("cannot start: {e}")),
     };
