@@ -2553,6 +2553,25 @@ mod tests {
     }
 
     #[test]
+    fn lost_completions_get_a_line_of_their_own_only_when_there_are_any() {
+        let mut out = String::new();
+        uring_health(&mut out, &UringCounters::default());
+        assert!(!out.contains("cq_dropped"), "{out}");
+        let mut out = String::new();
+        uring_health(
+            &mut out,
+            &UringCounters {
+                cq_dropped: 2,
+                ..UringCounters::default()
+            },
+        );
+        assert!(
+            out.ends_with(&format!("    cq_dropped: {CQ_DROPPED_HINT}\n")),
+            "{out}"
+        );
+    }
+
+    #[test]
     fn the_kernel_entries_line_divides_by_the_messages_and_leaves_out_idle_wake_ups() {
         let u = UringCounters {
             enters: 2100,
