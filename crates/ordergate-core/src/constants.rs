@@ -214,6 +214,20 @@ pub const CANCEL_RESERVE_DIVISOR: u32 = 4;
 /// often is misbehaving, and its traffic costs other sessions.
 pub const THROTTLE_BREACH_RUN_DEFAULT: u32 = 100;
 
+/// How far ahead of `now` a rate cell's TAT may be found, beyond one whole
+/// burst (`B·T`, the most a monotonic clock can leave it ahead), before it
+/// is taken for a clock step and pulled back to `now + B·T + slack`. A
+/// session's `now` is the wall clock (`reactor::worker::TurnClock`), so an
+/// NTP step back of D would otherwise throttle an honest client for D and
+/// a long enough D end it THROTTLE_BREACH. Reason for 100 ms: more than
+/// any reactor turn (a reactor's `now` is its turn's start, so two
+/// reactors sharing a key cell may see times that far apart without any
+/// step). Cost: a step back stalls a session for at most this plus one
+/// burst's refill; and a reactor whose turn started more than this before
+/// another's may find a key's shared cell pulled back by the excess (a
+/// few tokens early), never below empty.
+pub const RATE_CLOCK_STEP_SLACK_NS: u64 = 100_000_000;
+
 /// Failed logons from one address within the lockout window before further
 /// logons from it are refused THROTTLED without any HMAC work (CME: 5 in 60 s).
 pub const LOGON_FAILURES_MAX_DEFAULT: u32 = 5;

@@ -23,6 +23,16 @@
 //!   `AtomicU64` updated by compare-and-swap ([`SharedCell`]) — no lock;
 //! - `retry_after_ns` is exact: `max(TAT, now) − now − (B − 1)·T`.
 //!
+//! **Clock steps.** `now` is the reactor's wall clock, which an NTP step can
+//! move back. With a monotonic clock a TAT is never more than `B·T` ahead
+//! of `now`; one found further ahead than `B·T + RATE_CLOCK_STEP_SLACK_NS`
+//! is pulled back to that (an empty bucket at `now`), and stored so
+//! (`settle`, before each admission: the one case where a throttled
+//! message moves a cell). So a step back of D stalls a session for at most
+//! the slack plus one burst's refill, not D, and never grants a token an
+//! unbroken clock would not have. A step forward refills the bucket, to
+//! its burst at most.
+//!
 //! **Cancel headroom.** New orders and replaces may only use `B − R` of the
 //! burst (`R = B / CANCEL_RESERVE_DIVISOR`); cancels may use all `B`. A flood
 //! of new orders therefore leaves `R` tokens that only a cancel can take.
@@ -43,6 +53,7 @@ use std::hash::{BuildHasher, Hash, RandomState};
 
 use crate::constants::{
     CANCEL_RESERVE_DIVISOR, HEARTBEAT_BURST, HEARTBEATS_PER_KEEPALIVE, NONCE_CACHE_PROBES_MAX,
+    RATE_CLOCK_STEP_SLACK_NS,
 };
 use crate::engine::Nanos;
 
@@ -106,11 +117,21 @@ impl Rate {
         }
     }
 
+    /// The furthest ahead of `now` a TAT can be on a clock that never
+    /// stepped back: one whole burst, plus `RATE_CLOCK_STEP_SLACK_NS`.
+    #[inline(always)]
+    fn ceiling(&self, now: Nanos) -> u64 {
+        now.saturating_add(self.cancel_tolerance_ns)
+            .saturating_add(self.interval_ns)
+            .saturating_add(RATE_CLOCK_STEP_SLACK_NS)
+    }
+
     /// The TAT after admitting a message at `now`, or the wait until one
     /// would be admitted.
     #[inline(always)]
     fn step(&self, tat: u64, now: Nanos, class: Class) -> Result<u64, u64> {
-        let base = tat.max(now);
+        // A TAT beyond the ceiling: the clock stepped back (module docs).
+        let base = tat.max(now).min(self.ceiling(now));
         let ahead = base - now;
         let tolerance = self.tolerance(class);
         if ahead > tolerance {
@@ -139,6 +160,15 @@ impl LocalCell {
     pub fn commit(&mut self, tat: u64) {
         self.tat = tat;
     }
+
+    /// Pulls a TAT that only a clock step back can have left beyond
+    /// `rate`'s ceiling back to it (module docs, "Clock steps"), so that
+    /// the stall ends even while every message is throttled. Moves nothing
+    /// on a clock that did not step back.
+    #[inline]
+    pub fn settle(&mut self, rate: &Rate, now: Nanos) {
+        self.tat = self.tat.min(rate.ceiling(now));
+    }
 }
 
 /// A session's heartbeat allowance: `HEARTBEATS_PER_KEEPALIVE` per
@@ -165,6 +195,7 @@ impl HeartbeatAllowance {
     /// Takes one heartbeat's token, or `Err(retry_after_ns)`.
     #[inline]
     pub fn admit(&mut self, now: Nanos) -> Result<(), u64> {
+        self.cell.settle(&self.rate, now);
         let tat = self.cell.peek(&self.rate, now, Class::Cancel)?;
         self.cell.commit(tat);
         Ok(())
@@ -178,6 +209,20 @@ pub struct SharedCell {
 }
 
 impl SharedCell {
+    /// [`LocalCell::settle`] for the shared cell: one compare-and-swap,
+    /// and only when the TAT is beyond the ceiling (a lost race leaves it
+    /// to the next message).
+    #[inline]
+    pub fn settle(&self, rate: &Rate, now: Nanos) {
+        let tat = self.tat.load(Ordering::Relaxed);
+        let ceiling = rate.ceiling(now);
+        if tat > ceiling {
+            let _ = self
+                .tat
+                .compare_exchange(tat, ceiling, Ordering::Relaxed, Ordering::Relaxed);
+        }
+    }
+
     /// Takes a token if one is free. `Err(retry_after_ns)` otherwise.
     #[inline]
     pub fn take(&self, rate: &Rate, now: Nanos, class: Class) -> Result<(), u64> {
@@ -216,6 +261,9 @@ pub fn admit(
     now: Nanos,
     class: Class,
 ) -> Result<(), u64> {
+    // After a clock step back (module docs): no-ops otherwise.
+    session.settle(session_rate, now);
+    key.settle(key_rate, now);
     match session.peek(session_rate, now, class) {
         Ok(tat) => {
             key.take(key_rate, now, class)?;
@@ -934,6 +982,60 @@ mod tests {
             admit(&mut s, &rate, &key, &key_rate, T0 + 2_000_000, Class::Order),
             Ok(())
         );
+    }
+
+    /// Messages `cell` admits when offered one every 100 µs for `span`
+    /// from `from` (settled before each, as `admit` does).
+    fn admitted(cell: &mut LocalCell, rate: &Rate, from: Nanos, span: u64) -> u64 {
+        let mut n = 0;
+        let mut now = from;
+        while now < from + span {
+            cell.settle(rate, now);
+            if let Ok(tat) = cell.peek(rate, now, Class::Cancel) {
+                cell.commit(tat);
+                n += 1;
+            }
+            now += MS / 10;
+        }
+        n
+    }
+
+    #[test]
+    fn a_clock_step_back_stalls_boundedly_and_grants_no_extra_token() {
+        let rate = Rate::new(1000, 8); // T = 1 ms, B·T = 8 ms
+        for d in [1, MS, 7 * MS, 9 * MS, 100 * MS, SEC, 3600 * SEC, T0] {
+            // A cell used at twice its rate for a second up to T0.
+            let mut cell = LocalCell::default();
+            admitted(&mut cell, &rate, T0 - SEC, SEC);
+            let mut unstepped = cell;
+            // The clock steps back by d: the wait is bounded, not d.
+            let back = T0 - d;
+            let wait = cell.peek(&rate, back, Class::Cancel).err().unwrap_or(0);
+            assert!(
+                wait <= RATE_CLOCK_STEP_SLACK_NS + 8 * MS,
+                "a step back of {d} ns stalls {wait} ns"
+            );
+            // And over the next second the stepped cell admits no more
+            // than the same cell on a clock that did not step.
+            let with_step = admitted(&mut cell, &rate, back, SEC);
+            let without = admitted(&mut unstepped, &rate, T0, SEC);
+            assert!(
+                with_step <= without,
+                "a step back of {d} ns: {with_step} admitted, {without} without the step"
+            );
+            assert!(with_step >= 1000 - (RATE_CLOCK_STEP_SLACK_NS + 8 * MS) / MS - 1);
+        }
+        // No panic or overflow at the ends of time, and never a token more
+        // than a whole burst.
+        let mut cell = LocalCell::default();
+        cell.commit(u64::MAX);
+        assert!(cell.peek(&rate, 0, Class::Cancel).is_err());
+        let mut cell = LocalCell::default();
+        assert_eq!(admitted(&mut cell, &rate, u64::MAX - SEC, MS / 10), 1);
+        let key = SharedCell::default();
+        key.tat.store(T0 + 3600 * SEC, Ordering::Relaxed);
+        let wait = key.take(&rate, T0, Class::Cancel).unwrap_err();
+        assert!(wait <= RATE_CLOCK_STEP_SLACK_NS + 8 * MS, "{wait}");
     }
 
     #[test]

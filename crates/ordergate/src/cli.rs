@@ -506,6 +506,18 @@ pub fn plan_serve(args: &ServeArgs, available: Option<&[usize]>) -> Result<Serve
     })
 }
 
+/// The first order id of a `serve` run started at `wall_ns`: the start
+/// time in nanoseconds. The book lives in memory and dies with the process
+/// (a crash, a restart), but clients keep the order ids they were given:
+/// ids counting from 1 again would name a dead order and a new one alike.
+/// A run accepts at most one order per nanosecond it lives, so a later
+/// run's ids are above every id of an earlier one — unless the wall clock
+/// stepped back between the two runs by more than the earlier one lived.
+/// u64 nanoseconds last until 2554.
+pub fn run_first_order_id(wall_ns: u64) -> u64 {
+    wall_ns.max(1)
+}
+
 /// Refuses a key table with no key for `environment`: every logon would be
 /// refused WRONG_ENVIRONMENT, so it is a misconfiguration (as an empty keys
 /// file is).
@@ -644,7 +656,9 @@ fn serve(args: &ServeArgs) -> ExitCode {
     let audit_journal = plan.spec.audit_journal.clone().unwrap_or_default();
     let stats_file = plan.spec.stats_file.clone().unwrap_or_default();
     let anchor_key_file = plan.spec.audit_anchor_key_file.clone();
-    let gateway = match Gateway::start(plan.spec, keys) {
+    let mut spec = plan.spec;
+    spec.engine_config.first_order_id = run_first_order_id(crate::clock::wall_ns());
+    let gateway = match Gateway::start(spec, keys) {
         Ok(gateway) => gateway,
         Err(e) => return fail(EXIT_FAILURE, format!("cannot start: {e}")),
     };
@@ -1136,6 +1150,9 @@ const RECV_ENOBUFS_HINT: &str = "the provided receive buffers ran dry and receiv
 const CQ_OVERFLOW_HINT: &str = "completions did not fit the completion queue (4 × \
      uring_entries) and the kernel held them back until the next enter; raise \
      reactors.uring_entries";
+const CQ_DROPPED_HINT: &str = "the kernel lost completions it could not even hold \
+     back (out of memory): a connection may wait for a completion that never comes; \
+     restart the gateway and raise reactors.uring_entries";
 const TURN_NS_MAX_HINT: &str = "every message that arrived during the longest turn waited \
      for it; compare with the latency goal (long: preemption or interrupts on the core, or \
      too many sessions per reactor)";
@@ -1157,6 +1174,7 @@ pub fn uring_health(out: &mut String, u: &UringCounters) {
         ("recv_enobufs", u.recv_enobufs, RECV_ENOBUFS_HINT),
         ("cq_overflow", u.cq_overflow, CQ_OVERFLOW_HINT),
         ("turn_ns_max", u.turn_ns_max, TURN_NS_MAX_HINT),
+        ("cq_dropped", u.cq_dropped, CQ_DROPPED_HINT),
     ] {
         if value > 0 {
             let _ = writeln!(out, "    {name}: {hint}");
@@ -1754,6 +1772,25 @@ mod tests {
                  notional; 2 key sweeps canceled 5 orders; 1 limit sets installed\n"
             ),
             "{text}"
+        );
+    }
+
+    #[test]
+    fn lost_completions_get_a_line_of_their_own_only_when_there_are_any() {
+        let mut out = String::new();
+        uring_health(&mut out, &UringCounters::default());
+        assert!(!out.contains("cq_dropped"), "{out}");
+        let mut out = String::new();
+        uring_health(
+            &mut out,
+            &UringCounters {
+                cq_dropped: 2,
+                ..UringCounters::default()
+            },
+        );
+        assert!(
+            out.ends_with(&format!("    cq_dropped: {CQ_DROPPED_HINT}\n")),
+            "{out}"
         );
     }
 

@@ -25,8 +25,11 @@ pub struct UringCounters {
     pub recv_enobufs: u64,
     /// Times the submission queue was full and had to be flushed early.
     pub sq_full: u64,
-    /// Times the completion queue overflowed (the kernel kept the
-    /// completions; they were flushed by the next enter).
+    /// Turns that found the completion queue overflowed (the kernel's
+    /// `IORING_SQ_CQ_OVERFLOW` flag: it kept the completions that did not
+    /// fit, IORING_FEAT_NODROP, and flushes them at the next enter). An
+    /// overflow also ends multishot receives, which are re-armed
+    /// (`recv_rearms`).
     pub cq_overflow: u64,
     /// Completions whose generation no longer matched their slot.
     pub stale_completions: u64,
@@ -72,6 +75,11 @@ pub struct UringCounters {
     pub spin_budget_ns: u64,
     /// Enters made only to wake a sleeping SQPOLL thread (0 while it polls).
     pub sqpoll_wakeups: u64,
+    /// Completions the kernel lost: it could not even hold an overflowed
+    /// one (its `cq_overflow` ring field, which counts only those). Must
+    /// stay 0; anything else means a connection may wait for a completion
+    /// that never comes.
+    pub cq_dropped: u64,
 }
 
 /// One reactor's figures at shutdown.

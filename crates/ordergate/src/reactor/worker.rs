@@ -678,6 +678,11 @@ impl Worker {
     /// Handles up to CQE_BATCH completions. Returns how many, the timer
     /// tick's not counted (it is time passing, not work).
     fn reap(&mut self, now: Nanos) -> usize {
+        // Completions that did not fit wait in the kernel (NODROP) until
+        // an enter flushes them: counted once per turn that sees it.
+        if self.ring.submission().cq_overflow() {
+            self.uring.cq_overflow += 1;
+        }
         let mut n = 0;
         for cqe in self.ring.completion().take(CQE_BATCH) {
             self.cqes[n] = (cqe.user_data(), cqe.result(), cqe.flags());
@@ -1088,7 +1093,7 @@ impl Worker {
         self.core
             .tick(now, |id| conns[id.slot() as usize] = Conn::EMPTY);
         self.admit_waiting(now);
-        self.uring.cq_overflow = self.ring.completion().overflow() as u64;
+        self.uring.cq_dropped = u64::from(self.ring.completion().overflow());
         self.publish_stats(now);
     }
 

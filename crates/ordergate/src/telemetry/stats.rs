@@ -476,6 +476,7 @@ fn visit_reactor(sink: &mut impl Sink, s: &ReactorSample<'_>) {
         spin_misses,
         spin_budget_ns,
         sqpoll_wakeups,
+        cq_dropped,
     } = s.uring;
     #[rustfmt::skip]
     let uring = [
@@ -488,7 +489,7 @@ fn visit_reactor(sink: &mut impl Sink, s: &ReactorSample<'_>) {
         (406, Counter, *recv_rearms, "recv_rearms", "Multishot receives re-armed."),
         (407, Counter, *recv_enobufs, "recv_enobufs", "Receives that found no provided buffer free."),
         (408, Counter, *sq_full, "sq_full", "Times the submission queue was full and flushed early."),
-        (409, Counter, *cq_overflow, "cq_overflow", "Completion queue overflows."),
+        (409, Counter, *cq_overflow, "cq_overflow", "Turns that found the completion queue overflowed (completions kept by the kernel, flushed at the next enter)."),
         (410, Counter, *stale_completions, "stale_completions", "Completions for a slot that had moved on."),
         (411, Counter, *turns, "turns", "Turns of the reactor loop."),
         (412, Gauge, *turn_ns_max, "turn_ns_max", "Longest reactor turn since start, ns."),
@@ -505,6 +506,7 @@ fn visit_reactor(sink: &mut impl Sink, s: &ReactorSample<'_>) {
         (425, Counter, *spin_misses, "spin_misses", "Spins that ran out their budget and blocked."),
         (426, Gauge, *spin_budget_ns, "spin_budget_ns", "The adaptive spin budget before blocking, ns."),
         (427, Counter, *sqpoll_wakeups, "sqpoll_wakeups", "Enters made only to wake a sleeping SQPOLL thread."),
+        (80, Counter, *cq_dropped, "cq_dropped", "Completions the kernel lost (could not hold an overflowed one); must stay 0."),
     ];
     for (id, kind, value, family, help) in uring {
         sink.put(info(id, kind, family, "", help), value);
