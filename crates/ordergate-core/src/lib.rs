@@ -14,6 +14,7 @@
 //! ```text
 //!  session (state machine, shared, counters, tx, listing)   client
 //!  limits (rate cells, nonce caches, floors)   audit (event, format, sink, anchor)
+//!  link (CommandTx/EventRx/…: in-process rings or shared memory)
 //!  engine (records, Engine trait; book, risk, agent)
 //!  auth (keys → policy, secret;  session_keys → tag → sha_ni)
 //!  ring → sync   rng                        hand-off and randomness
@@ -29,6 +30,7 @@ pub mod client;
 pub mod constants;
 pub mod engine;
 pub mod limits;
+pub mod link;
 pub mod ring;
 pub mod rng;
 pub mod session;

@@ -14,7 +14,7 @@ pub struct Counters {
     pub logon_rejects: [u64; LogonRejectReason::ALL.len() + 1],
     /// OrderRejected sent, by reason code (index = code). Engine rejects are
     /// counted here too when their event is delivered.
-    pub order_rejects: [u64; 13],
+    pub order_rejects: [u64; RejectReason::ALL.len() + 1],
     /// Terminate sent, by reason code (index = code).
     pub terminates: [u64; TerminateReason::ALL.len()],
     /// Orders, cancels, replaces and mass cancels handed to the engine.

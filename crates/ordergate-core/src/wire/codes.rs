@@ -97,6 +97,12 @@ wire_enum!(
         /// remainder would take the key's open notional above its
         /// `max_open_notional`.
         RISK_MAX_OPEN_NOTIONAL = 12,
+        /// Added in v1 without changing any frame: the gateway's engine (in
+        /// another process) stopped answering — its liveness beat was
+        /// unchanged for the link's timeout, or it stopped — so the gateway
+        /// answers the order itself. Orders the engine had not finished are
+        /// answered so too.
+        ENGINE_UNAVAILABLE = 13,
     }
 );
 
