@@ -124,6 +124,8 @@ pub enum Command {
     },
     /// Show a running gateway's counters from its stats file: a live table, or one snapshot with --once
     Stat(crate::telemetry::stat::StatArgs),
+    /// Run the matching engine as its own process, serving a gateway over shared memory (`serve --engine shm:PATH`) until SIGINT or SIGTERM
+    Engine(EngineArgs),
 }
 
 /// `ordergate admin`.
@@ -221,6 +223,23 @@ pub struct ServeArgs {
     /// Serve GET /metrics (Prometheus text format) on this address, e.g. 127.0.0.1:9464 [default: off]
     #[arg(long, value_name = "ADDR", value_parser = parse_socket_addr)]
     pub prometheus: Option<SocketAddr>,
+    /// Where the matching engine is: in-process, or shm:PATH for an `ordergate engine --shm PATH` on this host [overrides `engine.link`; default in-process]
+    #[arg(long, value_name = "LINK", value_parser = crate::gateway::EngineLink::parse)]
+    pub engine: Option<crate::gateway::EngineLink>,
+}
+
+/// `ordergate engine`.
+#[derive(Clone, Debug, PartialEq, Eq, Args)]
+pub struct EngineArgs {
+    /// The link file to create (replaced if it exists), e.g. /dev/shm/ordergate-engine; gateways attach with `serve --engine shm:PATH`
+    #[arg(long, value_name = "PATH")]
+    pub shm: PathBuf,
+    /// Config file, TOML: its [engine] table (instruments, collars, orders) and `reactors.count` and `reactors.ring_capacity` are used [default: every setting at its default]
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Ring pairs: the most reactors the gateway may run [overrides `reactors.count`]
+    #[arg(long, value_name = "N")]
+    pub reactors: Option<usize>,
 }
 
 /// `--idle`.
@@ -445,6 +464,7 @@ pub struct CoreList(pub Vec<usize>);
 pub fn main() -> ExitCode {
     match Cli::parse().command {
         Command::Serve(args) => serve(&args),
+        Command::Engine(args) => run_engine(&args),
         Command::Demo(args) => run_demo(args),
         Command::Load(args) => run_load(args),
         Command::Compare(args) => run_compare(&args),
@@ -949,6 +969,9 @@ pub fn plan_serve(args: &ServeArgs, available: Option<&[usize]>) -> Result<Serve
     if let Some(path) = &args.stats_file {
         config.stats_file = Some(path.clone());
     }
+    if let Some(link) = &args.engine {
+        config.engine.link = link.to_string();
+    }
     let Some(keys) = config.keys.clone() else {
         return Err(match &args.config {
             Some(path) => format!(
@@ -998,6 +1021,67 @@ fn environment_name(environment: Environment) -> &'static str {
     match environment {
         Environment::Production => "production",
         Environment::Sandbox => "sandbox",
+    }
+}
+
+/// `ordergate engine`: the matching engine over a shared-memory link file
+/// until SIGINT or SIGTERM (or until its gateway judges it dead), then its
+/// stop summary.
+fn run_engine(args: &EngineArgs) -> ExitCode {
+    let config = match &args.config {
+        Some(path) => match config::load(path) {
+            Ok(c) => c,
+            Err(e) => return fail(EXIT_USAGE, e.to_string()),
+        },
+        None => Config::default(),
+    };
+    let spec = config.to_spec();
+    let pairs = args.reactors.unwrap_or(spec.reactors);
+    if pairs == 0 || pairs > crate::constants::REACTORS_MAX {
+        return fail(
+            EXIT_USAGE,
+            format!(
+                "--reactors {pairs}: give 1 to {}",
+                crate::constants::REACTORS_MAX
+            ),
+        );
+    }
+    let signals = match Signals::new([SIGINT, SIGTERM]) {
+        Ok(signals) => signals,
+        Err(e) => return fail(EXIT_FAILURE, format!("cannot catch SIGINT/SIGTERM: {e}")),
+    };
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let handle = signals.handle();
+    let watcher = {
+        let stop = stop.clone();
+        let mut signals = signals;
+        std::thread::spawn(move || {
+            if signals.forever().next().is_some() {
+                stop.store(true, std::sync::atomic::Ordering::Release);
+            }
+        })
+    };
+    let process = crate::link_shm::EngineProcessSpec {
+        shm: args.shm.clone(),
+        pairs,
+        ring_capacity: spec.ring_capacity,
+        engine_config: spec.engine_config,
+        liveness_timeout_ns: crate::constants::ENGINE_LIVENESS_TIMEOUT_NS,
+    };
+    let started = std::time::Instant::now();
+    let result = crate::link_shm::run_engine(&process, &stop, |line| eprintln!("ordergate: {line}"));
+    handle.close();
+    let _ = watcher.join();
+    match result {
+        Ok(report) => {
+            print!("{}", crate::link_shm::summary(&report, started.elapsed()));
+            if report.disowned {
+                ExitCode::from(EXIT_FAILURE)
+            } else {
+                ExitCode::SUCCESS
+            }
+        }
+        Err(e) => fail(EXIT_FAILURE, e),
     }
 }
 
@@ -1412,6 +1496,16 @@ pub fn summary(report: &GatewayReport, ran: Duration) -> String {
         uring_health(&mut out, u);
         admission(&mut out, c, u);
         logon_defences(&mut out, c);
+        if c.engine_lost + c.engine_unavailable + c.link_bad_records > 0 {
+            let _ = writeln!(
+                out,
+                "  engine link: engine judged dead {}, commands answered ENGINE_UNAVAILABLE {}, \
+                 bad event records {}",
+                if c.engine_lost > 0 { "yes" } else { "no" },
+                c.engine_unavailable,
+                c.link_bad_records
+            );
+        }
         if c.key_sweeps > 0 || c.key_sweeps_deferred > 0 {
             let _ = writeln!(
                 out,

@@ -20,6 +20,7 @@ pub mod echo;
 pub mod gateway;
 pub mod journal;
 pub mod keys_file;
+pub mod link_shm;
 pub mod load;
 pub mod plot;
 pub mod reactor;
