@@ -90,10 +90,7 @@ fn hops(c: &mut Criterion) {
     });
 
     let link = shm_link();
-    let (mut tx, mut rx) = (
-        EventTx::shm(&link, 0),
-        EventRx::shm(&link, 0, u64::MAX),
-    );
+    let (mut tx, mut rx) = (EventTx::shm(&link, 0), EventRx::shm(&link, 0, u64::MAX));
     let mut now = 1u64;
     group.bench_function("shm/event", |b| {
         b.iter(|| {

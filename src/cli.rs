@@ -1069,7 +1069,8 @@ fn run_engine(args: &EngineArgs) -> ExitCode {
         liveness_timeout_ns: crate::constants::ENGINE_LIVENESS_TIMEOUT_NS,
     };
     let started = std::time::Instant::now();
-    let result = crate::link_shm::run_engine(&process, &stop, |line| eprintln!("ordergate: {line}"));
+    let result =
+        crate::link_shm::run_engine(&process, &stop, |line| eprintln!("ordergate: {line}"));
     handle.close();
     let _ = watcher.join();
     match result {
@@ -1895,6 +1896,7 @@ mod tests {
                 audit_journal: None,
                 stats_file: None,
                 prometheus: None,
+                engine: None,
             }
         );
         let Command::Serve(args) = cli(&["serve"]).unwrap() else {
@@ -1902,6 +1904,15 @@ mod tests {
         };
         assert_eq!(args.idle, None);
         assert!(cli(&["serve", "--idle", "spin"]).is_err());
+        let Command::Serve(args) = cli(&["serve", "--engine", "shm:/dev/shm/e"]).unwrap() else {
+            panic!("not serve")
+        };
+        assert_eq!(
+            args.engine,
+            Some(crate::gateway::EngineLink::Shm("/dev/shm/e".into()))
+        );
+        assert!(cli(&["serve", "--engine", "aeron:udp"]).is_err());
+        assert!(cli(&["serve", "--engine", "shm:"]).is_err());
         assert!(cli(&["serve", "--listen", "localhost:9000"]).is_err());
     }
 
@@ -2293,6 +2304,7 @@ mod tests {
             audit_journal: None,
             stats_file: None,
             prometheus: None,
+            engine: None,
         };
         let plan = plan_serve(&from_file, None).unwrap();
         assert_eq!(plan.keys, dir.join("k.toml"));
@@ -2313,6 +2325,7 @@ mod tests {
             audit_journal: Some("flag.journal".into()),
             stats_file: Some("/tmp/flag.stats".into()),
             prometheus: None,
+            engine: None,
         };
         let plan = plan_serve(&over, None).unwrap();
         assert_eq!(plan.keys, PathBuf::from("/other/keys.toml"));
@@ -2341,6 +2354,7 @@ mod tests {
             audit_journal: None,
             stats_file: None,
             prometheus: None,
+            engine: None,
         };
         let e = plan_serve(&bare, None).unwrap_err();
         assert!(e.contains("--keys"), "{e}");

@@ -27,10 +27,10 @@ use crate::constants::*;
 use crate::engine::agent::{EngineAgent, EngineCounters};
 use crate::engine::book::{EngineConfig, MatchingEngine};
 use crate::engine::{Command, Event, Nanos};
-use crate::link::{CommandTx, EventRx};
 use crate::journal::{
     AuditEvent, AuditSink, Journal, JournalHealth, JournalStats, JournalWriter, WriterConfig,
 };
+use crate::link::{CommandTx, EventRx};
 use crate::reactor::core::ReactorCore;
 use crate::reactor::idle::{Idle, IdleAction, IdleKind};
 use crate::reactor::uring;
@@ -74,7 +74,9 @@ impl EngineLink {
         match s {
             "in-process" => Ok(EngineLink::InProcess),
             _ => match s.strip_prefix("shm:") {
-                Some("") => Err("`shm:` needs the engine's file, e.g. shm:/dev/shm/ordergate-engine".into()),
+                Some("") => {
+                    Err("`shm:` needs the engine's file, e.g. shm:/dev/shm/ordergate-engine".into())
+                }
                 Some(path) => Ok(EngineLink::Shm(path.into())),
                 None => Err(format!(
                     "`{s}` is not an engine link: give `in-process` or `shm:PATH` \

@@ -173,7 +173,8 @@ fn an_engine_killed_mid_stream_leaves_no_order_unanswered() {
         if cl == 2 + ORDERS / 2 {
             // Half of them wait for the verdict; the rest come after it.
             // The client keeps its session alive meanwhile.
-            let until = Instant::now() + Duration::from_nanos(ENGINE_LIVENESS_TIMEOUT_NS) + SLACK / 5;
+            let until =
+                Instant::now() + Duration::from_nanos(ENGINE_LIVENESS_TIMEOUT_NS) + SLACK / 5;
             while Instant::now() < until {
                 let hb = a.c.seal(ordergate::wire::Heartbeat { seq: 0 }.to_bytes());
                 a.send(&hb);
@@ -219,7 +220,9 @@ fn an_engine_killed_mid_stream_leaves_no_order_unanswered() {
     assert_eq!(c.order_reject(RejectReason::ENGINE_UNAVAILABLE), ORDERS + 1);
     let summary = ordergate::cli::summary(&report, Duration::from_secs(1));
     assert!(
-        summary.contains("engine link: engine judged dead yes, commands answered ENGINE_UNAVAILABLE 21"),
+        summary.contains(
+            "engine link: engine judged dead yes, commands answered ENGINE_UNAVAILABLE 21"
+        ),
         "{summary}"
     );
 }
@@ -243,7 +246,12 @@ fn a_killed_gateway_has_its_cancel_on_disconnect_orders_canceled_by_the_engine()
         &dir,
         "gw",
         "127.0.0.1:0",
-        &["--engine", &link, "--admin-socket", p(&dir.join("admin.sock"))],
+        &[
+            "--engine",
+            &link,
+            "--admin-socket",
+            p(&dir.join("admin.sock")),
+        ],
         &[],
     ));
     let addr: std::net::SocketAddr = serving

@@ -56,13 +56,13 @@ fn event(n: u64) -> Event {
         price: -(n as i64),
         qty: n as u32,
         leaves_qty: (n >> 32) as u32 ^ 0x5A5A,
-        reason: if n % 3 == 0 {
+        reason: if n.is_multiple_of(3) {
             EventReason::Reject(RejectReason::ENGINE_BUSY)
         } else {
             EventReason::None
         },
         ..Event::empty(
-            if n % 3 == 0 {
+            if n.is_multiple_of(3) {
                 EventKind::Rejected
             } else {
                 EventKind::Fill
@@ -103,7 +103,11 @@ fn two_threads_move_a_million_records_each_way_without_loss_tear_or_reorder() {
             if expected < RECORDS
                 && let Some(c) = commands.pop()
             {
-                assert_eq!(c, command(expected), "command {expected} lost, torn or reordered");
+                assert_eq!(
+                    c,
+                    command(expected),
+                    "command {expected} lost, torn or reordered"
+                );
                 expected += 1;
                 progressed = true;
             }
@@ -136,7 +140,11 @@ fn two_threads_move_a_million_records_each_way_without_loss_tear_or_reorder() {
             }
         }
         let n = events.drain(16, |e| {
-            assert_eq!(e, event(expected), "event {expected} lost, torn or reordered");
+            assert_eq!(
+                e,
+                event(expected),
+                "event {expected} lost, torn or reordered"
+            );
             expected += 1;
         });
         if n > 0 {

@@ -83,7 +83,10 @@ impl Rig {
     fn pump(&mut self, peers: &mut [&mut Peer]) {
         loop {
             if let Some(watch) = &mut self.watch {
-                assert!(!watch.poll(self.now), "both sides beat: neither judged dead");
+                assert!(
+                    !watch.poll(self.now),
+                    "both sides beat: neither judged dead"
+                );
             }
             let work = self.agent.do_work(self.now) + self.core.poll_events(self.now);
             if work == 0 {

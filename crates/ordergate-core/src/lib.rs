@@ -12,9 +12,9 @@
 //! its row (README, "Crates and modules"):
 //!
 //! ```text
+//!  link (CommandTx/EventRx/…: in-process rings or shm_ring; records)
 //!  session (state machine, shared, counters, tx, listing)   client
 //!  limits (rate cells, nonce caches, floors)   audit (event, format, sink, anchor)
-//!  link (CommandTx/EventRx/…: in-process rings or shared memory)
 //!  engine (records, Engine trait; book, risk, agent)
 //!  auth (keys → policy, secret;  session_keys → tag → sha_ni)
 //!  ring → sync   rng                        hand-off and randomness

@@ -157,9 +157,15 @@ pub enum ShmError {
 impl std::fmt::Display for ShmError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            ShmError::Region => write!(f, "the mapping is misaligned or shorter than its header says"),
+            ShmError::Region => write!(
+                f,
+                "the mapping is misaligned or shorter than its header says"
+            ),
             ShmError::NotReady => write!(f, "no engine has initialised the file (magic missing)"),
-            ShmError::Header(field) => write!(f, "header field `{field}` is out of bounds or of another version"),
+            ShmError::Header(field) => write!(
+                f,
+                "header field `{field}` is out of bounds or of another version"
+            ),
             ShmError::Attached(pid) => write!(
                 f,
                 "a gateway (pid {pid}) attached to this engine already; restart the engine to attach another"
@@ -420,7 +426,9 @@ impl CodTable {
 
     pub fn get(&self, slot: usize) -> u64 {
         if slot < self.slots {
-            self.region.word(self.base + slot * 8).load(Ordering::Acquire)
+            self.region
+                .word(self.base + slot * 8)
+                .load(Ordering::Acquire)
         } else {
             0
         }
@@ -467,7 +475,9 @@ impl Ring {
     /// The producer's verdict on its peer.
     #[inline(always)]
     pub fn verdict(&self) -> u64 {
-        self.region.word(self.base + R_VERDICT).load(Ordering::Acquire)
+        self.region
+            .word(self.base + R_VERDICT)
+            .load(Ordering::Acquire)
     }
     /// Records the producer's verdict (producer side only).
     pub fn set_verdict(&self, v: u64) {
@@ -777,7 +787,10 @@ mod tests {
             cod_slots: 4,
         };
         let region = ShmRegion::heap(params.file_size());
-        assert_eq!(ShmLink::open(region.clone()).err(), Some(ShmError::NotReady));
+        assert_eq!(
+            ShmLink::open(region.clone()).err(),
+            Some(ShmError::NotReady)
+        );
         ShmLink::create(region.clone(), params).unwrap();
         region.word(H_CAPACITY).store(63, Ordering::Relaxed);
         assert_eq!(
@@ -785,7 +798,10 @@ mod tests {
             Some(ShmError::Header("capacity"))
         );
         region.word(H_CAPACITY).store(1 << 40, Ordering::Relaxed);
-        assert_eq!(ShmLink::open(region).err(), Some(ShmError::Header("capacity")));
+        assert_eq!(
+            ShmLink::open(region).err(),
+            Some(ShmError::Header("capacity"))
+        );
     }
 
     #[test]
