@@ -95,7 +95,7 @@ fn hops(c: &mut Criterion) {
     group.bench_function("shm/event", |b| {
         b.iter(|| {
             now += 1;
-            rx.poll(now);
+            rx.poll(now, now);
             tx.try_push(black_box(event())).unwrap();
             rx.drain(1, |e| {
                 black_box(e);

@@ -160,11 +160,15 @@ pub fn run_engine(
         spec.pairs,
         spec.ring_capacity
     ));
+    // Liveness runs on a monotonic clock: a stepped wall clock must not
+    // look like a silent gateway.
+    let base = std::time::Instant::now();
     loop {
         let now = crate::clock::wall_ns();
+        let mono = base.elapsed().as_nanos() as u64;
         let mut work = agent.do_work(now);
         for (pair, watch) in watches.iter_mut().enumerate() {
-            if watch.poll(now) {
+            if watch.poll(mono) {
                 sweeps_due.push(pair);
                 on_event(&format!(
                     "gateway on pair {pair} judged dead (no beat for {} ms): cancelling its \

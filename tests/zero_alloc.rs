@@ -88,6 +88,7 @@ impl Rig {
                     "both sides beat: neither judged dead"
                 );
             }
+            self.core.poll_link(self.now, self.now);
             let work = self.agent.do_work(self.now) + self.core.poll_events(self.now);
             if work == 0 {
                 break;

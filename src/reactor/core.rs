@@ -874,10 +874,15 @@ impl ReactorCore {
 
     /// Drains up to a batch of engine events into their sessions. Returns
     /// the number of events.
+    /// Once per turn, before [`poll_events`](Self::poll_events): on a link
+    /// to an engine in another process, this side's beat and the engine's
+    /// judged (`link` module docs); nothing for an in-process ring. `mono`
+    /// is the turn's monotonic clock, `now` its wall clock.
+    pub fn poll_link(&mut self, mono: Nanos, now: Nanos) {
+        self.events.poll(mono, now);
+    }
+
     pub fn poll_events(&mut self, now: Nanos) -> usize {
-        // A link to an engine in another process: this side's beat, and
-        // the engine's judged (`link` module docs). Nothing for a ring.
-        self.events.poll(now);
         let sessions = &mut self.sessions;
         let mut io = io!(self, now, &self.keys);
         let mut undeliverable = 0;

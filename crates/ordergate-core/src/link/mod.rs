@@ -179,8 +179,10 @@ pub struct GatewayEvents {
     timeout_ns: u64,
     last_beat_sent: Nanos,
     engine_beat: u64,
-    /// When `engine_beat` last changed (0: not yet looked).
+    /// When `engine_beat` last changed (monotonic), once `watching`.
     engine_beat_at: Nanos,
+    watching: bool,
+    /// The wall clock of the turn: answers are stamped with it.
     now: Nanos,
     dead: bool,
     /// Next command to answer once the engine is dead.
@@ -200,6 +202,7 @@ impl EventRx {
             last_beat_sent: 0,
             engine_beat: 0,
             engine_beat_at: 0,
+            watching: false,
             now: 0,
             dead: false,
             answered: 0,
@@ -208,10 +211,13 @@ impl EventRx {
     }
 
     /// Once per reactor turn: the gateway's beat, and the engine's judged.
+    /// `mono` is a monotonic clock (a wall clock stepped by NTP must not
+    /// look like a silent engine); `now`, the wall clock, stamps the
+    /// answers the gateway gives for a dead engine.
     #[inline]
-    pub fn poll(&mut self, now: Nanos) {
+    pub fn poll(&mut self, mono: Nanos, now: Nanos) {
         if let EventRx::Shm(g) = self {
-            g.poll(now);
+            g.poll(mono, now);
         }
     }
 
@@ -250,22 +256,23 @@ impl EventRx {
 }
 
 impl GatewayEvents {
-    fn poll(&mut self, now: Nanos) {
+    fn poll(&mut self, mono: Nanos, now: Nanos) {
         self.now = now;
-        if now.wrapping_sub(self.last_beat_sent) >= shm_ring::BEAT_INTERVAL_NS {
+        if mono.wrapping_sub(self.last_beat_sent) >= shm_ring::BEAT_INTERVAL_NS {
             self.commands.bump_beat();
-            self.last_beat_sent = now;
+            self.last_beat_sent = mono;
         }
         if self.dead {
             return;
         }
         let beat = self.events.ring().beat();
-        if beat != self.engine_beat || self.engine_beat_at == 0 {
+        if beat != self.engine_beat || !self.watching {
             self.engine_beat = beat;
-            self.engine_beat_at = now;
+            self.engine_beat_at = mono;
+            self.watching = true;
         }
         if self.link.engine_state() == shm_ring::ENGINE_STOPPED
-            || now.saturating_sub(self.engine_beat_at) >= self.timeout_ns
+            || mono.saturating_sub(self.engine_beat_at) >= self.timeout_ns
             || self.events.corrupt()
         {
             self.dead = true;
@@ -425,6 +432,7 @@ pub struct EngineWatch {
     last_beat_sent: Nanos,
     gateway_beat: u64,
     gateway_beat_at: Nanos,
+    watching: bool,
     dead: bool,
     pub counters: EngineWatchCounters,
 }
@@ -440,28 +448,31 @@ impl EngineWatch {
             last_beat_sent: 0,
             gateway_beat: 0,
             gateway_beat_at: 0,
+            watching: false,
             dead: false,
             counters: EngineWatchCounters::default(),
         }
     }
 
-    /// Once per engine turn: the engine's beat, and the gateway judged.
-    /// Returns true on the turn the gateway is first judged dead.
-    pub fn poll(&mut self, now: Nanos) -> bool {
-        if now.wrapping_sub(self.last_beat_sent) >= shm_ring::BEAT_INTERVAL_NS {
+    /// Once per engine turn, `mono` a monotonic clock: the engine's beat,
+    /// and the gateway judged. Returns true on the turn the gateway is
+    /// first judged dead.
+    pub fn poll(&mut self, mono: Nanos) -> bool {
+        if mono.wrapping_sub(self.last_beat_sent) >= shm_ring::BEAT_INTERVAL_NS {
             self.events.bump_beat();
-            self.last_beat_sent = now;
+            self.last_beat_sent = mono;
         }
         if self.dead || self.link.attached() == 0 {
             return false;
         }
         let beat = self.commands.beat();
-        if beat != self.gateway_beat || self.gateway_beat_at == 0 {
+        if beat != self.gateway_beat || !self.watching {
             self.gateway_beat = beat;
-            self.gateway_beat_at = now;
+            self.gateway_beat_at = mono;
+            self.watching = true;
             return false;
         }
-        if now.saturating_sub(self.gateway_beat_at) < self.timeout_ns {
+        if mono.saturating_sub(self.gateway_beat_at) < self.timeout_ns {
             return false;
         }
         self.dead = true;
