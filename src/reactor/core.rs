@@ -874,6 +874,15 @@ impl ReactorCore {
 
     /// Drains up to a batch of engine events into their sessions. Returns
     /// the number of events.
+    /// The shared-memory link's figures into the counters (tick, and after
+    /// a drain that answered for a dead engine).
+    fn sync_link_counters(&mut self) {
+        let link = self.events.link_counters();
+        self.counters.engine_unavailable = link.unavailable;
+        self.counters.engine_lost = link.engine_lost;
+        self.counters.link_bad_records = link.bad_records;
+    }
+
     /// Once per turn, before [`poll_events`](Self::poll_events): on a link
     /// to an engine in another process, this side's beat and the engine's
     /// judged (`link` module docs); nothing for an in-process ring. `mono`
@@ -908,6 +917,9 @@ impl ReactorCore {
                 }
             });
         self.counters.events_undeliverable += undeliverable;
+        if n > 0 && self.events.is_shm() {
+            self.sync_link_counters();
+        }
         if !self.swept.is_empty() {
             self.key_swept(now);
         }
@@ -1066,10 +1078,7 @@ impl ReactorCore {
     /// to `released` (the driver forgets its connection; then it calls
     /// [`next_waiting`](Self::next_waiting)). O(live sessions).
     pub fn tick(&mut self, now: Nanos, mut released: impl FnMut(SessionId)) {
-        let link = self.events.link_counters();
-        self.counters.engine_unavailable = link.unavailable;
-        self.counters.engine_lost = link.engine_lost;
-        self.counters.link_bad_records = link.bad_records;
+        self.sync_link_counters();
         self.run_timers(now);
         self.enforce_key_validity(now);
         self.audit.flush_gap(now, self.index);

@@ -221,6 +221,12 @@ impl EventRx {
         }
     }
 
+    /// Whether this is a shared-memory pair.
+    #[inline]
+    pub fn is_shm(&self) -> bool {
+        matches!(self, EventRx::Shm(_))
+    }
+
     /// The shared-memory pair's counters (zero for a local ring).
     pub fn link_counters(&self) -> GatewayLinkCounters {
         match self {
@@ -508,5 +514,158 @@ impl EngineWatch {
             self.counters.cod_sessions += 1;
             f(Command::empty(CommandKind::CancelOnDisconnect, session));
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::shm_ring::{ShmParams, ShmRegion};
+    use super::*;
+    use crate::constants::ENGINE_LIVENESS_TIMEOUT_NS as T;
+
+    fn link() -> ShmLink {
+        let params = ShmParams {
+            capacity: 64,
+            pairs: 1,
+            gateway_id: 0,
+            cod_slots: 16,
+        };
+        let link = ShmLink::create(ShmRegion::heap(params.file_size()), params).unwrap();
+        link.attach(7).unwrap();
+        link
+    }
+
+    fn order(cl: u64) -> Command {
+        Command {
+            cl_ord_id: cl,
+            ..Command::empty(CommandKind::NewOrder, SessionId::new(0, 3, 1))
+        }
+    }
+
+    fn drain_all(rx: &mut EventRx) -> Vec<Event> {
+        let mut out = Vec::new();
+        while rx.drain(4, |e| out.push(e)) > 0 {}
+        out
+    }
+
+    #[test]
+    fn a_silent_engine_gets_every_unfinished_and_later_command_answered_once() {
+        let l = link();
+        let mut tx = CommandTx::shm(&l, 0);
+        let mut rx = EventRx::shm(&l, 0, T);
+        let mut engine_in = CommandRx::shm(&l, 0);
+        let mut engine_out = EventTx::shm(&l, 0);
+        let mut watch = EngineWatch::new(&l, 0, T);
+        for cl in 1..=3 {
+            tx.try_push(order(cl)).unwrap();
+        }
+        let sweep = Command {
+            key_id: 9,
+            orig_cl_ord_id: 77,
+            ..Command::empty(CommandKind::CancelForKey, SessionId::new(0, 0, 0))
+        };
+        tx.try_push(sweep).unwrap();
+        tx.try_push(Command::empty(
+            CommandKind::CancelOnDisconnect,
+            SessionId::new(0, 3, 1),
+        ))
+        .unwrap();
+        // The engine finishes order 1 (answered), takes order 2 and dies
+        // before answering it.
+        rx.poll(1, 1);
+        watch.poll(1);
+        assert_eq!(engine_in.pop().unwrap().cl_ord_id, 1);
+        let accepted = Event {
+            cl_ord_id: 1,
+            ..Event::empty(EventKind::Accepted, SessionId::new(0, 3, 1))
+        };
+        engine_out.try_push(accepted).unwrap();
+        assert_eq!(engine_in.pop().unwrap().cl_ord_id, 2);
+        // Within the timeout: nothing but the real answer.
+        rx.poll(T, 5);
+        assert_eq!(drain_all(&mut rx), vec![accepted]);
+        assert_eq!(rx.link_counters().engine_lost, 0);
+        // Past it: orders 2 and 3, the sweep's end, nothing for the COD.
+        rx.poll(T + 2, 6);
+        assert!(!rx.is_empty());
+        let answers = drain_all(&mut rx);
+        let unavailable = |cl| Event {
+            cl_ord_id: cl,
+            transact_time_ns: 6,
+            reason: EventReason::Reject(RejectReason::ENGINE_UNAVAILABLE),
+            ..Event::empty(EventKind::Rejected, SessionId::new(0, 3, 1))
+        };
+        assert_eq!(answers.len(), 3, "{answers:?}");
+        assert_eq!(answers[0], unavailable(2));
+        assert_eq!(answers[1], unavailable(3));
+        assert_eq!(
+            (
+                answers[2].kind,
+                answers[2].cl_ord_id,
+                answers[2].order_id,
+                answers[2].qty
+            ),
+            (EventKind::KeySwept, 9, 77, 0)
+        );
+        // Later commands: answered at the next drain, the ring reused.
+        for cl in 10..200 {
+            tx.try_push(order(cl)).unwrap();
+            assert_eq!(drain_all(&mut rx), vec![unavailable(cl)]);
+        }
+        assert!(rx.is_empty());
+        let c = rx.link_counters();
+        assert_eq!((c.engine_lost, c.unavailable), (1, 2 + 190));
+        // The engine, were it to run again, sees it was disowned.
+        assert!(watch.disowned());
+    }
+
+    #[test]
+    fn a_silent_gateway_gets_its_cod_sessions_swept_and_its_events_dropped() {
+        let l = link();
+        let mut tx = CommandTx::shm(&l, 0);
+        let mut rx = EventRx::shm(&l, 0, T);
+        let mut engine_out = EventTx::shm(&l, 0);
+        let mut watch = EngineWatch::new(&l, 0, T);
+        let cod = SessionId::new(0, 3, 5);
+        tx.logged_on(cod, true);
+        tx.logged_on(SessionId::new(0, 4, 1), false);
+        // Another program's entry: slot 6 claiming to be slot 7.
+        l.cod_table(0).set(6, SessionId::new(0, 7, 1).0);
+        rx.poll(1, 1);
+        assert!(!watch.poll(1));
+        // The event ring fills: the engine would wait for the reader.
+        while engine_out.free() > 0 {
+            engine_out
+                .try_push(Event::empty(EventKind::Fill, cod))
+                .unwrap();
+        }
+        assert!(!watch.poll(T));
+        assert!(
+            watch.poll(T + 2),
+            "judged dead once the beat is a timeout old"
+        );
+        assert!(!watch.poll(T + 3), "once");
+        assert_eq!(
+            engine_out.free(),
+            usize::MAX,
+            "a dead reader's ring never blocks"
+        );
+        engine_out
+            .try_push(Event::empty(EventKind::Fill, cod))
+            .unwrap();
+        let mut sweeps = Vec::new();
+        watch.cod_commands(|c| sweeps.push(c));
+        assert_eq!(
+            sweeps,
+            vec![Command::empty(CommandKind::CancelOnDisconnect, cod)]
+        );
+        assert_eq!(
+            watch.counters,
+            EngineWatchCounters {
+                gateway_lost: 1,
+                cod_sessions: 1,
+                cod_bad_entries: 1
+            }
+        );
     }
 }

@@ -194,7 +194,11 @@ mod tests {
             LogonRejectReason::from_wire(10),
             Some(LogonRejectReason::STALE_LOGON)
         );
-        assert_eq!(RejectReason::from_wire(13), None);
+        assert_eq!(RejectReason::from_wire(14), None);
+        assert_eq!(
+            RejectReason::from_wire(13),
+            Some(RejectReason::ENGINE_UNAVAILABLE)
+        );
         assert_eq!(
             RejectReason::from_wire(11),
             Some(RejectReason::PRICE_OUT_OF_BAND)
