@@ -501,7 +501,7 @@ pub struct LoadReport {
     pub fills: u64,
     pub heartbeats: u64,
     /// OrderRejected by reason code (index = code).
-    pub rejects: [u64; 13],
+    pub rejects: [u64; RejectReason::ALL.len() + 1],
     /// Requests that never got their first reply.
     pub unanswered: u64,
     /// Orders canceled by the end-of-run MassCancel.
@@ -543,7 +543,7 @@ impl LoadReport {
             replaced: 0,
             fills: 0,
             heartbeats: 0,
-            rejects: [0; 13],
+            rejects: [0; RejectReason::ALL.len() + 1],
             unanswered: 0,
             cleanup_canceled: 0,
             terminates: [0; TerminateReason::ALL.len()],

@@ -349,7 +349,7 @@ fn every_rejected_frame_is_refused_for_its_stated_reason() {
 }
 
 /// The reject codes added within v1 (PRICE_OUT_OF_BAND 11,
-/// RISK_MAX_OPEN_NOTIONAL 12) travel in the OrderRejected frame of the
+/// RISK_MAX_OPEN_NOTIONAL 12, ENGINE_UNAVAILABLE 13) travel in the OrderRejected frame of the
 /// vectors unchanged: the same size and header; only `retry_after_ns`
 /// (frame offsets 36..44, 0 for every reason but THROTTLED), `reason`
 /// (44..46) and the tag differ. Prints the frames for docs/PROTOCOL.md.
@@ -368,6 +368,7 @@ fn the_reject_codes_added_to_v1_change_only_the_reason_bytes_and_the_tag() {
     for code in [
         RejectReason::PRICE_OUT_OF_BAND,
         RejectReason::RISK_MAX_OPEN_NOTIONAL,
+        RejectReason::ENGINE_UNAVAILABLE,
     ] {
         let mut frame = vector.clone();
         frame["fields"]["reason"] = code.wire().into();

@@ -31,6 +31,8 @@ use ordergate::client::{ClientSession, FrameReader};
 use ordergate::engine::agent::EngineAgent;
 use ordergate::engine::book::{EngineConfig, MatchingEngine};
 use ordergate::engine::{Command, Event, SessionId};
+use ordergate::link::shm_ring::{ShmLink, ShmParams, ShmRegion};
+use ordergate::link::{CommandRx, CommandTx, EngineWatch, EventRx, EventTx};
 use ordergate::reactor::core::{Admission, ReactorCore};
 use ordergate::ring;
 use ordergate::session::{GatewayConfig, Shared};
@@ -70,6 +72,8 @@ impl Peer {
 struct Rig {
     core: ReactorCore,
     agent: EngineAgent<MatchingEngine>,
+    /// The engine process's liveness watch, on the shared-memory link.
+    watch: Option<EngineWatch>,
     now: u64,
 }
 
@@ -78,6 +82,13 @@ impl Rig {
     /// takes events, and each peer reads and checks what it was sent.
     fn pump(&mut self, peers: &mut [&mut Peer]) {
         loop {
+            if let Some(watch) = &mut self.watch {
+                assert!(
+                    !watch.poll(self.now),
+                    "both sides beat: neither judged dead"
+                );
+            }
+            self.core.poll_link(self.now, self.now);
             let work = self.agent.do_work(self.now) + self.core.poll_events(self.now);
             if work == 0 {
                 break;
@@ -139,6 +150,11 @@ fn start_with_ring(ring: usize) -> Rig {
 
 /// A rig with `ring` slots and the logon replay floors `floors`.
 fn start_with(ring: usize, floors: ordergate::limits::FloorBook) -> Rig {
+    start_linked(ring, floors, false)
+}
+
+/// [`start_with`], over the shared-memory engine link if `shm`.
+fn start_linked(ring: usize, floors: ordergate::limits::FloorBook, shm: bool) -> Rig {
     let mut key = common::unthrottled_key(1, SECRET);
     // Engine-side limits for the key, so every order is risk-checked.
     key.max_order_notional = std::num::NonZeroU64::new(1_000_000);
@@ -155,24 +171,72 @@ fn start_with(ring: usize, floors: ordergate::limits::FloorBook) -> Rig {
     };
     let shared = Arc::new(Shared::with_logon_floors(config, keys, [9; 32], floors));
     let limits = shared.limits.clone();
-    let (command_tx, command_rx) = ring::channel::<Command>(ring);
-    let (event_tx, event_rx) = ring::channel::<Event>(ring);
-    let core = ReactorCore::new(0, shared, 8, command_tx, event_rx);
     let engine = MatchingEngine::new(EngineConfig {
         orders_max: 4096,
         ..EngineConfig::default()
     });
+    if shm {
+        // The shared-memory link over a heap region: the gateway's and the
+        // engine process's ends on this thread, liveness included.
+        let params = ShmParams {
+            capacity: ring,
+            pairs: 1,
+            gateway_id: 0,
+            cod_slots: 8,
+        };
+        let link = ShmLink::create(ShmRegion::heap(params.file_size()), params).unwrap();
+        link.attach(1).unwrap();
+        let timeout = ordergate::constants::ENGINE_LIVENESS_TIMEOUT_NS;
+        let core = ReactorCore::new(
+            0,
+            shared,
+            8,
+            CommandTx::shm(&link, 0),
+            EventRx::shm(&link, 0, timeout),
+        );
+        let agent = EngineAgent::linked(
+            engine,
+            vec![CommandRx::shm(&link, 0)],
+            vec![EventTx::shm(&link, 0)],
+        )
+        .with_limits(limits);
+        return Rig {
+            core,
+            agent,
+            watch: Some(EngineWatch::new(&link, 0, timeout)),
+            now: T0,
+        };
+    }
+    let (command_tx, command_rx) = ring::channel::<Command>(ring);
+    let (event_tx, event_rx) = ring::channel::<Event>(ring);
+    let core = ReactorCore::new(0, shared, 8, command_tx, event_rx);
     let agent = EngineAgent::new(engine, vec![command_rx], vec![event_tx]).with_limits(limits);
     Rig {
         core,
         agent,
+        watch: None,
         now: T0,
     }
 }
 
 #[test]
 fn ten_thousand_of_every_client_message_allocate_nothing_after_start_up() {
-    let mut rig = start();
+    every_message_allocates_nothing(start());
+}
+
+/// The same path with the engine behind the shared-memory link (issue 14):
+/// records cross as checked words, both sides beat and watch each other,
+/// and still nothing is allocated.
+#[test]
+fn the_same_over_the_shared_memory_engine_link_allocates_nothing() {
+    every_message_allocates_nothing(start_linked(
+        1024,
+        ordergate::limits::FloorBook::new(),
+        true,
+    ));
+}
+
+fn every_message_allocates_nothing(mut rig: Rig) {
     let peer_addr = "127.0.0.1".parse().unwrap();
     // Peer structs (their readers) are client-side start-up.
     let a_id = rig.core.accept(rig.now, peer_addr).unwrap();

@@ -84,6 +84,7 @@ local REJECT_REASON = {
     [10] = "DUPLICATE_ORDER_ID",
     [11] = "PRICE_OUT_OF_BAND",
     [12] = "RISK_MAX_OPEN_NOTIONAL",
+    [13] = "ENGINE_UNAVAILABLE",
 }
 
 local CANCEL_REASON = {

@@ -777,3 +777,16 @@ const _: () = assert!(JOURNAL_CHECKPOINT_RECORDS >= 2);
 /// a terminal: past a thousand lines a list is for a script, which wants
 /// the stats file or the journal instead.
 pub const ADMIN_SESSIONS_LISTED_MAX: usize = 1_000;
+
+/// How long a shared-memory engine link's peer may leave its liveness beat
+/// unchanged before it is judged dead (`link` module docs): the gateway
+/// then answers every order ENGINE_UNAVAILABLE, and the engine cancels the
+/// dead gateway's cancel-on-disconnect orders. Each side beats on its turn
+/// at least every millisecond (the reactor's timer tick; the engine loop's
+/// longest sleep is 1 ms), so a live side misses 1000 beats before this
+/// fires: a scheduling stall, a page fault storm or a debugger can pause a
+/// process for tens of milliseconds, not a second. Cost: for up to one
+/// second after an engine dies, orders wait for their answer (they are
+/// then answered ENGINE_UNAVAILABLE, not lost); a gateway's COD orders
+/// stay in the book up to one second after it dies.
+pub const ENGINE_LIVENESS_TIMEOUT_NS: u64 = 1_000_000_000;

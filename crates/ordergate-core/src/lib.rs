@@ -12,6 +12,7 @@
 //! its row (README, "Crates and modules"):
 //!
 //! ```text
+//!  link (CommandTx/EventRx/…: in-process rings or shm_ring; records)
 //!  session (state machine, shared, counters, tx, listing)   client
 //!  limits (rate cells, nonce caches, floors)   audit (event, format, sink, anchor)
 //!  engine (records, Engine trait; book, risk, agent)
@@ -29,6 +30,7 @@ pub mod client;
 pub mod constants;
 pub mod engine;
 pub mod limits;
+pub mod link;
 pub mod ring;
 pub mod rng;
 pub mod session;

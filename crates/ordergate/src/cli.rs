@@ -98,6 +98,8 @@ pub enum Command {
     },
     /// Show a running gateway's counters from its stats file: a live table, or one snapshot with --once
     Stat(crate::telemetry::stat::StatArgs),
+    /// Run the matching engine as its own process, serving a gateway over shared memory (`serve --engine shm:PATH`) until SIGINT or SIGTERM
+    Engine(EngineArgs),
 }
 
 /// `ordergate admin`.
@@ -195,6 +197,23 @@ pub struct ServeArgs {
     /// Serve GET /metrics (Prometheus text format) on this address, e.g. 127.0.0.1:9464 [default: off]
     #[arg(long, value_name = "ADDR", value_parser = parse_socket_addr)]
     pub prometheus: Option<SocketAddr>,
+    /// Where the matching engine is: in-process, or shm:PATH for an `ordergate engine --shm PATH` on this host [overrides `engine.link`; default in-process]
+    #[arg(long, value_name = "LINK", value_parser = crate::gateway::EngineLink::parse)]
+    pub engine: Option<crate::gateway::EngineLink>,
+}
+
+/// `ordergate engine`.
+#[derive(Clone, Debug, PartialEq, Eq, Args)]
+pub struct EngineArgs {
+    /// The link file to create (replaced if it exists), e.g. /dev/shm/ordergate-engine; gateways attach with `serve --engine shm:PATH`
+    #[arg(long, value_name = "PATH")]
+    pub shm: PathBuf,
+    /// Config file, TOML: its [engine] table (instruments, collars, orders) and `reactors.count` and `reactors.ring_capacity` are used [default: every setting at its default]
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Ring pairs: the most reactors the gateway may run [overrides `reactors.count`]
+    #[arg(long, value_name = "N")]
+    pub reactors: Option<usize>,
 }
 
 /// `--idle`.
@@ -219,6 +238,7 @@ impl From<IdleArg> for IdleKind {
 pub fn main() -> ExitCode {
     match Cli::parse().command {
         Command::Serve(args) => serve(&args),
+        Command::Engine(args) => run_engine(&args),
         Command::Admin(args) => run_admin(&args),
         Command::Keys {
             action:
@@ -488,6 +508,9 @@ pub fn plan_serve(args: &ServeArgs, available: Option<&[usize]>) -> Result<Serve
     if let Some(path) = &args.stats_file {
         config.stats_file = Some(path.clone());
     }
+    if let Some(link) = &args.engine {
+        config.engine.link = link.to_string();
+    }
     let Some(keys) = config.keys.clone() else {
         return Err(match &args.config {
             Some(path) => format!(
@@ -549,6 +572,68 @@ fn environment_name(environment: Environment) -> &'static str {
     match environment {
         Environment::Production => "production",
         Environment::Sandbox => "sandbox",
+    }
+}
+
+/// `ordergate engine`: the matching engine over a shared-memory link file
+/// until SIGINT or SIGTERM (or until its gateway judges it dead), then its
+/// stop summary.
+fn run_engine(args: &EngineArgs) -> ExitCode {
+    let config = match &args.config {
+        Some(path) => match config::load(path) {
+            Ok(c) => c,
+            Err(e) => return fail(EXIT_USAGE, e.to_string()),
+        },
+        None => Config::default(),
+    };
+    let spec = config.to_spec();
+    let pairs = args.reactors.unwrap_or(spec.reactors);
+    if pairs == 0 || pairs > crate::constants::REACTORS_MAX {
+        return fail(
+            EXIT_USAGE,
+            format!(
+                "--reactors {pairs}: give 1 to {}",
+                crate::constants::REACTORS_MAX
+            ),
+        );
+    }
+    let signals = match Signals::new([SIGINT, SIGTERM]) {
+        Ok(signals) => signals,
+        Err(e) => return fail(EXIT_FAILURE, format!("cannot catch SIGINT/SIGTERM: {e}")),
+    };
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let handle = signals.handle();
+    let watcher = {
+        let stop = stop.clone();
+        let mut signals = signals;
+        std::thread::spawn(move || {
+            if signals.forever().next().is_some() {
+                stop.store(true, std::sync::atomic::Ordering::Release);
+            }
+        })
+    };
+    let process = crate::link_shm::EngineProcessSpec {
+        shm: args.shm.clone(),
+        pairs,
+        ring_capacity: spec.ring_capacity,
+        engine_config: spec.engine_config,
+        liveness_timeout_ns: crate::constants::ENGINE_LIVENESS_TIMEOUT_NS,
+    };
+    let started = std::time::Instant::now();
+    let result =
+        crate::link_shm::run_engine(&process, &stop, |line| eprintln!("ordergate: {line}"));
+    handle.close();
+    let _ = watcher.join();
+    match result {
+        Ok(report) => {
+            print!("{}", crate::link_shm::summary(&report, started.elapsed()));
+            if report.disowned {
+                ExitCode::from(EXIT_FAILURE)
+            } else {
+                ExitCode::SUCCESS
+            }
+        }
+        Err(e) => fail(EXIT_FAILURE, e),
     }
 }
 
@@ -965,6 +1050,16 @@ pub fn summary(report: &GatewayReport, ran: Duration) -> String {
         uring_health(&mut out, u);
         admission(&mut out, c, u);
         logon_defences(&mut out, c);
+        if c.engine_lost + c.engine_unavailable + c.link_bad_records > 0 {
+            let _ = writeln!(
+                out,
+                "  engine link: engine judged dead {}, commands answered ENGINE_UNAVAILABLE {}, \
+                 bad event records {}",
+                if c.engine_lost > 0 { "yes" } else { "no" },
+                c.engine_unavailable,
+                c.link_bad_records
+            );
+        }
         if c.key_sweeps > 0 || c.key_sweeps_deferred > 0 {
             let _ = writeln!(
                 out,
@@ -1349,6 +1444,7 @@ mod tests {
                 audit_journal: None,
                 stats_file: None,
                 prometheus: None,
+                engine: None,
             }
         );
         let Command::Serve(args) = cli(&["serve"]).unwrap() else {
@@ -1356,6 +1452,15 @@ mod tests {
         };
         assert_eq!(args.idle, None);
         assert!(cli(&["serve", "--idle", "spin"]).is_err());
+        let Command::Serve(args) = cli(&["serve", "--engine", "shm:/dev/shm/e"]).unwrap() else {
+            panic!("not serve")
+        };
+        assert_eq!(
+            args.engine,
+            Some(crate::gateway::EngineLink::Shm("/dev/shm/e".into()))
+        );
+        assert!(cli(&["serve", "--engine", "aeron:udp"]).is_err());
+        assert!(cli(&["serve", "--engine", "shm:"]).is_err());
         assert!(cli(&["serve", "--listen", "localhost:9000"]).is_err());
     }
 
@@ -1440,6 +1545,7 @@ mod tests {
             audit_journal: None,
             stats_file: None,
             prometheus: None,
+            engine: None,
         };
         let plan = plan_serve(&from_file, None).unwrap();
         assert_eq!(plan.keys, dir.join("k.toml"));
@@ -1460,6 +1566,7 @@ mod tests {
             audit_journal: Some("flag.journal".into()),
             stats_file: Some("/tmp/flag.stats".into()),
             prometheus: None,
+            engine: None,
         };
         let plan = plan_serve(&over, None).unwrap();
         assert_eq!(plan.keys, PathBuf::from("/other/keys.toml"));
@@ -1488,6 +1595,7 @@ mod tests {
             audit_journal: None,
             stats_file: None,
             prometheus: None,
+            engine: None,
         };
         let e = plan_serve(&bare, None).unwrap_err();
         assert!(e.contains("--keys"), "{e}");

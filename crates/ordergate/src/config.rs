@@ -120,6 +120,11 @@ pub struct EngineSection {
     pub keys_max: usize,
     /// `[[engine.instrument]]`: per-instrument price settings.
     pub instrument: Vec<InstrumentSection>,
+    /// Where the engine is: `"in-process"` (default) or `"shm:PATH"`, the
+    /// file of an `ordergate engine --shm PATH` on this host
+    /// (docs/ENGINE.md). With `shm:` the other `[engine]` settings are the
+    /// engine process's business and are not used here.
+    pub link: String,
 }
 
 /// One `[[engine.instrument]]` table.
@@ -246,6 +251,7 @@ impl Config {
                         nonpositive_prices: r.nonpositive_prices,
                     })
                     .collect(),
+                link: spec.engine_link.to_string(),
             },
             session: SessionSection {
                 environment: s.environment,
@@ -275,6 +281,8 @@ impl Config {
         let e = &self.engine;
         let s = &self.session;
         GatewaySpec {
+            // Validated; an unparsable one (never from `load`) stays in-process.
+            engine_link: crate::gateway::EngineLink::parse(&e.link).unwrap_or_default(),
             listen: self.listen,
             reactors: r.count,
             reactor_cores: r.cores.clone(),
@@ -487,6 +495,12 @@ impl Config {
         }
 
         let e = &self.engine;
+        if let Err(message) = crate::gateway::EngineLink::parse(&e.link) {
+            return Err(Invalid {
+                field: "engine.link".into(),
+                message,
+            });
+        }
         if let Some(core) = e.core {
             if e.placement == Placement::Shared {
                 return Err(EngineCoreWhenShared { core });

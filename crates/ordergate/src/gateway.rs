@@ -28,6 +28,7 @@ use crate::engine::{Command, Event, Nanos};
 use crate::journal::{
     AuditEvent, AuditSink, Journal, JournalHealth, JournalStats, JournalWriter, WriterConfig,
 };
+use crate::link::{CommandTx, EventRx};
 use crate::reactor::core::ReactorCore;
 use crate::reactor::idle::{Idle, IdleAction, IdleKind};
 pub use crate::reactor::report::{ReactorReport, UringCounters};
@@ -52,6 +53,46 @@ pub enum EnginePlacement {
     /// On reactor 0's thread, after each of its turns, still through the
     /// rings: small hosts (2 cores), so nothing spins against anything else.
     SharedWithReactor0,
+}
+
+/// Where the matching engine is (issue 14; docs/ENGINE.md).
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub enum EngineLink {
+    /// In this process, through in-process rings (`placement` says which
+    /// thread): the default, and the demo's.
+    #[default]
+    InProcess,
+    /// `ordergate engine --shm PATH`, another process on this host, through
+    /// the rings of the file it made.
+    Shm(std::path::PathBuf),
+}
+
+impl EngineLink {
+    /// `in-process` or `shm:PATH` (the `--engine` flag and `engine.link`).
+    pub fn parse(s: &str) -> Result<EngineLink, String> {
+        match s {
+            "in-process" => Ok(EngineLink::InProcess),
+            _ => match s.strip_prefix("shm:") {
+                Some("") => {
+                    Err("`shm:` needs the engine's file, e.g. shm:/dev/shm/ordergate-engine".into())
+                }
+                Some(path) => Ok(EngineLink::Shm(path.into())),
+                None => Err(format!(
+                    "`{s}` is not an engine link: give `in-process` or `shm:PATH` \
+                     (aeron: is not supported yet)"
+                )),
+            },
+        }
+    }
+}
+
+impl std::fmt::Display for EngineLink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            EngineLink::InProcess => f.write_str("in-process"),
+            EngineLink::Shm(p) => write!(f, "shm:{}", p.display()),
+        }
+    }
 }
 
 /// Everything needed to start a gateway. `Default` is the embedded default
@@ -108,6 +149,8 @@ pub struct GatewaySpec {
     /// `JOURNAL_CHECKPOINT_INTERVAL_NS`; not in the config file: a test or
     /// an embedder that needs the records of a run exactly sets it.
     pub audit_checkpoint_interval: std::time::Duration,
+    /// Where the engine is: in this process (default) or another.
+    pub engine_link: EngineLink,
 }
 
 impl Default for GatewaySpec {
@@ -137,6 +180,7 @@ impl Default for GatewaySpec {
             audit_checkpoint_interval: std::time::Duration::from_nanos(
                 JOURNAL_CHECKPOINT_INTERVAL_NS,
             ),
+            engine_link: EngineLink::InProcess,
         }
     }
 }
@@ -734,17 +778,47 @@ impl Gateway {
         let mut command_rx = Vec::new();
         let mut event_tx = Vec::new();
         let mut cores = Vec::new();
+        let shm = match &spec.engine_link {
+            EngineLink::InProcess => None,
+            EngineLink::Shm(path) => {
+                let link = crate::link_shm::attach(path).map_err(StartError::Spec)?;
+                let p = link.params();
+                if spec.reactors > p.pairs || spec.sessions_per_reactor > p.cod_slots {
+                    return Err(StartError::Spec(format!(
+                        "the engine link {} has {} ring pairs for {} sessions each; this \
+                         gateway runs {} reactors of {} sessions (start the engine with \
+                         --reactors {})",
+                        path.display(),
+                        p.pairs,
+                        p.cod_slots,
+                        spec.reactors,
+                        spec.sessions_per_reactor,
+                        spec.reactors
+                    )));
+                }
+                Some(link)
+            }
+        };
         for i in 0..spec.reactors {
-            let (ctx, crx) = ring::channel::<Command>(spec.ring_capacity);
-            let (etx, erx) = ring::channel::<Event>(spec.ring_capacity);
-            command_rx.push(crx);
-            event_tx.push(etx);
+            let (link_tx, link_rx): (CommandTx, EventRx) = match &shm {
+                None => {
+                    let (ctx, crx) = ring::channel::<Command>(spec.ring_capacity);
+                    let (etx, erx) = ring::channel::<Event>(spec.ring_capacity);
+                    command_rx.push(crx);
+                    event_tx.push(etx);
+                    (ctx.into(), erx.into())
+                }
+                Some(link) => (
+                    CommandTx::shm(link, i),
+                    EventRx::shm(link, i, crate::constants::ENGINE_LIVENESS_TIMEOUT_NS),
+                ),
+            };
             let mut core = ReactorCore::new(
                 i as u16,
                 shared.clone(),
                 spec.sessions_per_reactor,
-                ctx,
-                erx,
+                link_tx,
+                link_rx,
             );
             core.audit = new_audit();
             core.set_pending_logons_per_address(spec.pending_logons_per_address);
@@ -766,11 +840,13 @@ impl Gateway {
         });
         // The engine's tables in transparent huge pages (the core makes no
         // system call; the memory is asked for here).
-        let engine = MatchingEngine::new_in(spec.engine_config, &crate::sys::HugePages);
+        // (None when the engine is another process.)
         // The engine enforces the keys' notional limits (risk): it follows
         // the key generations through the shared limits feed.
-        let mut agent =
-            Some(EngineAgent::new(engine, command_rx, event_tx).with_limits(shared.limits.clone()));
+        let mut agent = shm.is_none().then(|| {
+            let engine = MatchingEngine::new_in(spec.engine_config.clone(), &crate::sys::HugePages);
+            EngineAgent::new(engine, command_rx, event_tx).with_limits(shared.limits.clone())
+        });
 
         // Stats: one writer per reactor, the engine's goes with the agent.
         let (mut stats_writers, mut engine_stats) = match &spec.stats_file {

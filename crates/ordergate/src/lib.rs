@@ -20,6 +20,7 @@ pub mod config;
 pub mod gateway;
 pub mod journal;
 pub mod keys_file;
+pub mod link_shm;
 pub mod reactor;
 pub mod sys;
 pub mod telemetry;
@@ -30,7 +31,7 @@ pub mod waits;
 // `ordergate::wire`, `ordergate::session`, … and the tests, benches and fuzz
 // targets written against them keep working. New code may name the crates
 // directly.
-pub use ordergate_core::{client, constants, engine, limits, ring, rng, session, sync, wire};
+pub use ordergate_core::{client, constants, engine, limits, link, ring, rng, session, sync, wire};
 pub use ordergate_os::{clock, files};
 
 /// Authentication (compatibility path; the code is

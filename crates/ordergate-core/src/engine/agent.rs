@@ -23,6 +23,7 @@ use std::sync::Arc;
 use crate::constants::RING_BATCH_MAX;
 use crate::engine::risk::LimitsFeed;
 use crate::engine::{Command, Engine, Event, EventKind, EventReason, EventSink, Nanos, SessionId};
+use crate::link::{CommandRx, EventTx};
 use crate::ring::{Consumer, Producer};
 use crate::wire::codes::RejectReason;
 
@@ -51,7 +52,7 @@ pub struct EngineCounters {
 }
 
 struct RingSink<'a> {
-    events: &'a mut [Producer<Event>],
+    events: &'a mut [EventTx],
     counters: &'a mut EngineCounters,
 }
 
@@ -93,8 +94,8 @@ impl EventSink for RingSink<'_> {
 
 pub struct EngineAgent<E: Engine> {
     engine: E,
-    commands: Box<[Consumer<Command>]>,
-    events: Box<[Producer<Event>]>,
+    commands: Box<[CommandRx]>,
+    events: Box<[EventTx]>,
     /// The engine stopped mid-command for lack of event-ring room.
     blocked: bool,
     /// Reactor whose ring is drained first next turn (fairness).
@@ -113,6 +114,16 @@ impl<E: Engine> EngineAgent<E> {
         commands: Vec<Consumer<Command>>,
         events: Vec<Producer<Event>>,
     ) -> EngineAgent<E> {
+        EngineAgent::linked(
+            engine,
+            commands.into_iter().map(CommandRx::from).collect(),
+            events.into_iter().map(EventTx::from).collect(),
+        )
+    }
+
+    /// One command end and one event end per reactor, of any transport
+    /// (`crate::link`), index = reactor number.
+    pub fn linked(engine: E, commands: Vec<CommandRx>, events: Vec<EventTx>) -> EngineAgent<E> {
         assert_eq!(commands.len(), events.len(), "one ring pair per reactor");
         EngineAgent {
             engine,
@@ -170,6 +181,29 @@ impl<E: Engine> EngineAgent<E> {
     /// does not block while this holds.
     pub fn pending(&mut self) -> bool {
         self.blocked || self.commands.iter_mut().any(|c| !c.is_empty())
+    }
+
+    /// Records refused by the record check on shared-memory command rings
+    /// (another program's bad bytes; skipped).
+    pub fn bad_records(&self) -> u64 {
+        self.commands.iter().map(CommandRx::bad_records).sum()
+    }
+
+    /// Hands the engine one command that came from no ring (the engine
+    /// process cancelling a dead gateway's cancel-on-disconnect sessions).
+    /// Only while nothing is `pending`; a step stopped for room is resumed
+    /// by `do_work` as usual.
+    pub fn inject(&mut self, now: Nanos, command: &Command) {
+        debug_assert!(!self.blocked);
+        self.counters.commands += 1;
+        let mut sink = RingSink {
+            events: &mut self.events,
+            counters: &mut self.counters,
+        };
+        if !self.engine.submit(now, command, &mut sink) {
+            self.blocked = true;
+            self.counters.blocked_turns += 1;
+        }
     }
 
     /// Takes at most `RING_BATCH_MAX` commands from each reactor. Returns

@@ -3917,7 +3917,8 @@ mod tests {
             );
             // The walk reaches every outcome (including both capacity limits).
             for r in RejectReason::ALL.iter().skip(4) {
-                if *r != RejectReason::ENGINE_BUSY {
+                // The gateway gives these two, never the engine.
+                if *r != RejectReason::ENGINE_BUSY && *r != RejectReason::ENGINE_UNAVAILABLE {
                     let key = format!("{:?}", EventReason::Reject(*r));
                     let n = reasons.get(&key).copied().unwrap_or(0);
                     assert!(n > 5, "{r:?}: {n}");

@@ -14,7 +14,7 @@ pub struct Counters {
     pub logon_rejects: [u64; LogonRejectReason::ALL.len() + 1],
     /// OrderRejected sent, by reason code (index = code). Engine rejects are
     /// counted here too when their event is delivered.
-    pub order_rejects: [u64; 13],
+    pub order_rejects: [u64; RejectReason::ALL.len() + 1],
     /// Terminate sent, by reason code (index = code).
     pub terminates: [u64; TerminateReason::ALL.len()],
     /// Orders, cancels, replaces and mass cancels handed to the engine.
@@ -109,6 +109,17 @@ pub struct Counters {
     /// cache started empty: read from the audit journal at start-up) — a
     /// Logon captured before a restart and replayed after it.
     pub logons_stale: u64,
+    /// Orders, cancels, replaces and mass cancels the gateway answered
+    /// OrderRejected ENGINE_UNAVAILABLE itself because its shared-memory
+    /// engine was judged dead (`link` module docs). Also counted in
+    /// `order_rejects`.
+    pub engine_unavailable: u64,
+    /// 1 once this reactor judged its shared-memory engine dead (no beat
+    /// for `ENGINE_LIVENESS_TIMEOUT_NS`, stopped, or a corrupt ring).
+    pub engine_lost: u64,
+    /// Events from the engine process refused by the record check (a bad
+    /// enum or reserved byte): skipped and counted, never trusted.
+    pub link_bad_records: u64,
 }
 
 /// What the admin thread counts, written by it and read by reactor 0 once

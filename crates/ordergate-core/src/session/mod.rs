@@ -149,6 +149,13 @@ pub trait CommandSink {
     /// free after it; otherwise nothing is sent and the refusal says whether
     /// the ring was full or only the reserve was left.
     fn try_push_order(&mut self, command: Command) -> Result<(), RingRefusal>;
+
+    /// A session has logged on (once per session, never per message): a
+    /// link to an engine in another process records the sessions that
+    /// asked for cancel-on-disconnect (`link::CommandTx`). Others ignore it.
+    fn logged_on(&mut self, session: SessionId, cancel_on_disconnect: bool) {
+        let _ = (session, cancel_on_disconnect);
+    }
 }
 
 /// Why a command ring took no order.
@@ -997,6 +1004,8 @@ impl Session {
         self.state = State::Active;
         self.last_rx = now;
         io.counters.logons_accepted += 1;
+        io.commands
+            .logged_on(self.id, flags & LOGON_FLAG_CANCEL_ON_DISCONNECT != 0);
         if let Some(auth) = &self.auth {
             auth.key_state.logon_floor.raise(request_time_ns);
         }

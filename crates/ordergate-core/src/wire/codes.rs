@@ -97,6 +97,12 @@ wire_enum!(
         /// remainder would take the key's open notional above its
         /// `max_open_notional`.
         RISK_MAX_OPEN_NOTIONAL = 12,
+        /// Added in v1 without changing any frame: the gateway's engine (in
+        /// another process) stopped answering — its liveness beat was
+        /// unchanged for the link's timeout, or it stopped — so the gateway
+        /// answers the order itself. Orders the engine had not finished are
+        /// answered so too.
+        ENGINE_UNAVAILABLE = 13,
     }
 );
 
@@ -188,7 +194,11 @@ mod tests {
             LogonRejectReason::from_wire(10),
             Some(LogonRejectReason::STALE_LOGON)
         );
-        assert_eq!(RejectReason::from_wire(13), None);
+        assert_eq!(RejectReason::from_wire(14), None);
+        assert_eq!(
+            RejectReason::from_wire(13),
+            Some(RejectReason::ENGINE_UNAVAILABLE)
+        );
         assert_eq!(
             RejectReason::from_wire(11),
             Some(RejectReason::PRICE_OUT_OF_BAND)

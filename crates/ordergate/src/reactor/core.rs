@@ -106,6 +106,8 @@ use std::sync::Arc;
 
 use crate::engine::{Command, CommandKind, Event, EventKind, Nanos, SessionId};
 use crate::journal::{AuditEvent, from_ip};
+use crate::link::{CommandTx, EventRx};
+#[cfg(test)]
 use crate::ring::{Consumer, Producer};
 use crate::session::{Audit, Counters, Io, KeySet, Session, Shared};
 use crate::wire::codes::{LogonRejectReason, TerminateReason};
@@ -295,8 +297,8 @@ pub struct ReactorCore {
     /// is listed.
     dirty: Vec<u16>,
     dirty_mark: Box<[bool]>,
-    commands: Producer<Command>,
-    events: Consumer<Event>,
+    commands: CommandTx,
+    events: EventRx,
     pub counters: Counters,
     /// This reactor's audit ring to the journal thread.
     pub audit: Audit,
@@ -332,8 +334,8 @@ impl ReactorCore {
         index: u16,
         shared: Arc<Shared>,
         sessions: usize,
-        commands: Producer<Command>,
-        events: Consumer<Event>,
+        commands: impl Into<CommandTx>,
+        events: impl Into<EventRx>,
     ) -> ReactorCore {
         assert!(sessions > 0 && sessions <= crate::constants::SESSIONS_PER_REACTOR_MAX);
         shared.listing.reserve(index, sessions);
@@ -347,8 +349,8 @@ impl ReactorCore {
             live: Vec::with_capacity(sessions),
             dirty: Vec::with_capacity(sessions),
             dirty_mark: vec![false; sessions].into_boxed_slice(),
-            commands,
-            events,
+            commands: commands.into(),
+            events: events.into(),
             counters: Counters::default(),
             audit: Audit::disabled(),
             pending: vec![Pending::NONE; sessions].into_boxed_slice(),
@@ -600,7 +602,7 @@ impl ReactorCore {
         &mut self,
         id: SessionId,
         now: Nanos,
-        f: impl FnOnce(&mut Session, &mut Io<'_, Producer<Command>>),
+        f: impl FnOnce(&mut Session, &mut Io<'_, CommandTx>),
     ) {
         let gen_ok = self.generations.get(id.slot() as usize) == Some(&id.generation());
         let Some(session) = self.sessions.get_mut(id.slot() as usize) else {
@@ -872,6 +874,23 @@ impl ReactorCore {
 
     /// Drains up to a batch of engine events into their sessions. Returns
     /// the number of events.
+    /// The shared-memory link's figures into the counters (tick, and after
+    /// a drain that answered for a dead engine).
+    fn sync_link_counters(&mut self) {
+        let link = self.events.link_counters();
+        self.counters.engine_unavailable = link.unavailable;
+        self.counters.engine_lost = link.engine_lost;
+        self.counters.link_bad_records = link.bad_records;
+    }
+
+    /// Once per turn, before [`poll_events`](Self::poll_events): on a link
+    /// to an engine in another process, this side's beat and the engine's
+    /// judged (`link` module docs); nothing for an in-process ring. `mono`
+    /// is the turn's monotonic clock, `now` its wall clock.
+    pub fn poll_link(&mut self, mono: Nanos, now: Nanos) {
+        self.events.poll(mono, now);
+    }
+
     pub fn poll_events(&mut self, now: Nanos) -> usize {
         let sessions = &mut self.sessions;
         let mut io = io!(self, now, &self.keys);
@@ -898,6 +917,9 @@ impl ReactorCore {
                 }
             });
         self.counters.events_undeliverable += undeliverable;
+        if n > 0 && self.events.is_shm() {
+            self.sync_link_counters();
+        }
         if !self.swept.is_empty() {
             self.key_swept(now);
         }
@@ -1056,6 +1078,7 @@ impl ReactorCore {
     /// to `released` (the driver forgets its connection; then it calls
     /// [`next_waiting`](Self::next_waiting)). O(live sessions).
     pub fn tick(&mut self, now: Nanos, mut released: impl FnMut(SessionId)) {
+        self.sync_link_counters();
         self.run_timers(now);
         self.enforce_key_validity(now);
         self.audit.flush_gap(now, self.index);

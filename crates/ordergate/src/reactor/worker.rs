@@ -502,6 +502,7 @@ impl Worker {
             if let Some(agent) = &mut self.agent {
                 work += agent.do_work(now);
             }
+            self.core.poll_link(mono, now);
             work += self.core.poll_events(now);
             let ticked = mono - last_tick >= tick_ns;
             if ticked {

@@ -370,6 +370,9 @@ fn visit_reactor(sink: &mut impl Sink, s: &ReactorSample<'_>) {
         key_sweep_canceled,
         key_sweeps_deferred,
         logons_stale,
+        engine_unavailable,
+        engine_lost,
+        link_bad_records,
     } = s.counters;
     #[rustfmt::skip]
     let scalars = [
@@ -408,6 +411,9 @@ fn visit_reactor(sink: &mut impl Sink, s: &ReactorSample<'_>) {
         (61, *key_sweep_canceled, "key_sweep_canceled", "Resting orders canceled by this reactor's key sweeps."),
         (62, *key_sweeps_deferred, "key_sweeps_deferred", "Times a key sweep found the command ring full and waited a tick."),
         (72, *logons_stale, "logons_stale", "Logons refused STALE_LOGON: request time not later than the key's replay floor (its last logon before a restart, from the audit journal)."),
+        (90, *engine_unavailable, "engine_unavailable", "Orders, cancels, replaces and mass cancels answered ENGINE_UNAVAILABLE by the gateway: its shared-memory engine was judged dead."),
+        (91, *engine_lost, "engine_lost", "1 once this reactor judged its shared-memory engine dead (no beat for the liveness timeout, stopped, or a corrupt ring)."),
+        (92, *link_bad_records, "link_bad_records", "Events from the engine process refused by the record check (bad enum or reserved byte)."),
     ];
     for (id, value, family, help) in scalars {
         sink.put(info(id, Counter, family, "", help), value);
