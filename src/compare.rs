@@ -89,8 +89,8 @@ use crate::echo::{
 use crate::inprocess::{default_cpu, unthrottled_gateway_sqpoll};
 use crate::load::new_histogram;
 use ordergate::constants::KEEPALIVE_MS_MAX;
-use ordergate::reactor::report::UringCounters;
 use ordergate::reactor::idle::IdleKind;
+use ordergate::reactor::report::UringCounters;
 use ordergate_client::blocking::{ConnectOptions, Connection, read_urandom};
 
 /// Recorded round trips per row per round when `--round-trips` is not
