@@ -15,6 +15,7 @@
 #![deny(unsafe_op_in_unsafe_fn)]
 
 pub mod admin;
+pub mod args;
 pub mod cli;
 pub mod config;
 pub mod gateway;

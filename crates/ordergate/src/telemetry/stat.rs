@@ -34,7 +34,7 @@ pub struct StatArgs {
     #[arg(long, value_name = "PATH", default_value = STATS_FILE_DEFAULT)]
     pub file: PathBuf,
     /// Time between refreshes: a whole number and a unit, ms, s, m or h
-    #[arg(long, value_name = "D", default_value = "1s", value_parser = crate::cli::parse_duration)]
+    #[arg(long, value_name = "D", default_value = "1s", value_parser = crate::args::parse_duration)]
     pub interval: Duration,
     /// Print one snapshot and exit
     #[arg(long)]
@@ -47,7 +47,7 @@ pub fn run(args: &StatArgs) -> ExitCode {
         Ok(reader) => reader,
         Err(e) => {
             eprintln!("ordergate: {e}");
-            return ExitCode::from(crate::cli::EXIT_FAILURE);
+            return ExitCode::from(crate::args::EXIT_FAILURE);
         }
     };
     let mut out = std::io::stdout();
@@ -89,7 +89,7 @@ pub fn run(args: &StatArgs) -> ExitCode {
 
 /// A duration in ns, in the unit that keeps it short: "999ns", "1.5ms".
 fn ns(v: u64) -> String {
-    crate::cli::short_ns(v, "")
+    crate::args::short_ns(v, "")
 }
 
 fn uptime(ns: u64) -> String {
