@@ -1590,6 +1590,35 @@ mod tests {
         }
     }
 
+    /// The layout example in docs/STATS.md is this build's: every counter
+    /// added moves it, and a stale figure there misleads whoever sizes a
+    /// reader by it.
+    #[test]
+    fn docs_state_this_builds_layout() {
+        let doc = include_str!("../../../../docs/STATS.md");
+        let all = catalog();
+        let reactor = all.iter().filter(|c| c.scope == Scope::Reactor).count();
+        let engine = all.len() - reactor;
+        let one = Shape::new(1, reactor, engine);
+        let many = Shape::new(64, reactor, engine);
+        let sentence = format!(
+            "* With version 1's {reactor} reactor values and {engine} engine values: labels end at\n  \
+             {}, values start at {}, blocks are {} bytes; one reactor makes a\n  \
+             {} KiB file ({} bytes), 64 reactors {} KiB ({} bytes).",
+            HEADER_SIZE + one.label_count * LABEL_SIZE,
+            one.values_offset,
+            one.block_stride,
+            one.file_size / 1024,
+            one.file_size,
+            many.file_size / 1024,
+            many.file_size,
+        );
+        assert!(
+            doc.contains(&sentence),
+            "docs/STATS.md should say:\n{sentence}"
+        );
+    }
+
     #[test]
     fn blocks_never_share_a_cache_line_pair() {
         let shape = Shape::new(3, 70, 4);
