@@ -72,6 +72,8 @@
 //! line may install it (`Install::IfRoot`).
 
 use std::fmt::Write as _;
+
+use serde_json::{Value, json};
 use std::io;
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
@@ -913,139 +915,102 @@ impl CompareReport {
         })
     }
 
-    /// Every number, as one JSON object (keys in `tests/compare.rs`).
+    /// Every number, as one JSON object (keys in `tests/compare.rs`),
+    /// written by serde_json; numbers in µs keep 3 decimals (ns), a figure
+    /// that is not finite is `null`.
     pub fn to_json(&self) -> String {
-        let mut s = String::from("{\n");
-        let _ = writeln!(s, "  \"round_trips_per_round\": {},", self.round_trips);
-        let _ = writeln!(s, "  \"rounds\": {},", self.rounds);
-        let _ = writeln!(s, "  \"warmup_first_round\": {},", self.warmup_first_round);
-        let _ = writeln!(s, "  \"warmup_per_round\": {},", self.warmup_per_round);
-        let _ = writeln!(s, "  \"frame_bytes\": {},", self.frame_len);
-        let _ = writeln!(s, "  \"idle\": {},", json_str(self.idle.name()));
-        let _ = writeln!(
-            s,
-            "  \"cpu\": {},",
-            self.cpu.map_or("null".to_string(), |c| c.to_string())
-        );
-        let _ = writeln!(
-            s,
-            "  \"haproxy\": {{\"path\": {}, \"version\": {}, \"skipped\": {}}},",
-            json_opt_str(
-                self.haproxy_path
-                    .as_ref()
-                    .map(|p| p.display().to_string())
-                    .as_deref()
-            ),
-            json_opt_str(self.haproxy_version.as_deref()),
-            json_opt_str(self.haproxy_skipped.as_deref()),
-        );
-        s.push_str("  \"rows\": [\n");
-        for (i, row) in self.rows.iter().enumerate() {
-            let rounds: Vec<String> = row
-                .rounds_p50_ns
-                .iter()
-                .map(|&ns| json_num(ns as f64 / 1_000.0))
-                .collect();
-            let _ = write!(
-                s,
-                "    {{\"name\": {}, \"label\": {}, \"samples\": {}, \"p50_us\": {}, \"p99_us\": {}, \
-                 \"p999_us\": {}, \"max_us\": {}, \"mean_us\": {}, \"rounds_p50_us\": [{}], \
-                 \"server_syscalls_per_request\": {}, \"server_wakeups_per_request\": {}, \
-                 \"server_cpu_us_per_request\": {}}}",
-                json_str(row.kind.name()),
-                json_str(row.kind.label()),
-                row.ns.len(),
-                json_num(row.us(0.50)),
-                json_num(row.us(0.99)),
-                json_num(row.us(0.999)),
-                json_num(row.ns.max() as f64 / 1_000.0),
-                json_num(row.ns.mean() / 1_000.0),
-                rounds.join(", "),
-                json_opt_num(row.server.syscalls_per_request()),
-                json_opt_num(row.server.sleeps_per_request()),
-                json_opt_num(row.server.cpu_us_per_request()),
-            );
-            s.push_str(if i + 1 < self.rows.len() { ",\n" } else { "\n" });
-        }
-        s.push_str("  ],\n");
-        let added = |kind| {
-            if self.row(kind).is_none() {
-                return "null".to_string();
-            }
-            format!(
-                "{{\"p50_us\": {}, \"p99_us\": {}, \"p999_us\": {}}}",
-                json_opt_num(self.added_us(kind, 0.50)),
-                json_opt_num(self.added_us(kind, 0.99)),
-                json_opt_num(self.added_us(kind, 0.999)),
-            )
+        let rows: Vec<Value> = self
+            .rows
+            .iter()
+            .map(|row| {
+                json!({
+                    "name": row.kind.name(),
+                    "label": row.kind.label(),
+                    "samples": row.ns.len(),
+                    "p50_us": num(row.us(0.50)),
+                    "p99_us": num(row.us(0.99)),
+                    "p999_us": num(row.us(0.999)),
+                    "max_us": num(row.ns.max() as f64 / 1_000.0),
+                    "mean_us": num(row.ns.mean() / 1_000.0),
+                    "rounds_p50_us": row
+                        .rounds_p50_ns
+                        .iter()
+                        .map(|&ns| num(ns as f64 / 1_000.0))
+                        .collect::<Vec<_>>(),
+                    "server_syscalls_per_request": opt_num(row.server.syscalls_per_request()),
+                    "server_wakeups_per_request": opt_num(row.server.sleeps_per_request()),
+                    "server_cpu_us_per_request": opt_num(row.server.cpu_us_per_request()),
+                })
+            })
+            .collect();
+        let added = |kind| match self.row(kind) {
+            None => Value::Null,
+            Some(_) => json!({
+                "p50_us": opt_num(self.added_us(kind, 0.50)),
+                "p99_us": opt_num(self.added_us(kind, 0.99)),
+                "p999_us": opt_num(self.added_us(kind, 0.999)),
+            }),
         };
-        let _ = writeln!(
-            s,
-            "  \"added\": {{\"ordergate\": {}, \"haproxy\": {}}},",
-            added(RowKind::Ordergate),
-            added(RowKind::Haproxy)
-        );
-        let _ = writeln!(
-            s,
-            "  \"ratio_ordergate_to_haproxy\": {{\"p50\": {}, \"p99\": {}, \"p999\": {}}},",
-            json_opt_num(self.ratio(0.50)),
-            json_opt_num(self.ratio(0.99)),
-            json_opt_num(self.ratio(0.999)),
-        );
-        let median_of = |v: Option<Vec<f64>>| json_opt_num(v.as_deref().and_then(median));
-        let _ = writeln!(
-            s,
-            "  \"rounds_median\": {{\"ordergate_added_p50_us\": {}, \"haproxy_added_p50_us\": {}, \
-             \"ratio_p50\": {}}},",
-            median_of(self.rounds_added_p50_us(RowKind::Ordergate)),
-            median_of(self.rounds_added_p50_us(RowKind::Haproxy)),
-            median_of(self.rounds_ratio_p50()),
-        );
-        let _ = writeln!(
-            s,
-            "  \"goals\": {{\"ratio_p50_max\": {}, \"ordergate_added_p50_us_max\": {}}},",
-            json_num(GOAL_RATIO_P50),
-            json_num(GOAL_ADDED_P50_US)
-        );
-        let _ = writeln!(s, "  \"noisy\": {},", self.noisy());
-        let _ = writeln!(
-            s,
-            "  \"sqpoll_cpu\": {},",
-            match self.sqpoll {
-                None => "null".to_string(),
-                Some(None) => "\"any\"".to_string(),
-                Some(Some(c)) => c.to_string(),
-            }
-        );
-        let _ = writeln!(
-            s,
-            "  \"syscalls_note\": {},",
-            json_opt_str(self.syscalls_note.as_deref())
-        );
-        let _ = match &self.reactor {
-            Some((u, messages)) => writeln!(
-                s,
-                "  \"reactor\": {{\"messages_in\": {messages}, \"enters\": {}, \"enter_waits\": {}, \
-                 \"enter_wait_timeouts\": {}, \"enter_wait_own\": {}, \"spin_hits\": {}, \
-                 \"spin_misses\": {}, \"spin_budget_ns\": {}, \"sqpoll_wakeups\": {}}},",
-                u.enters,
-                u.enter_waits,
-                u.enter_wait_timeouts,
-                u.enter_wait_own,
-                u.spin_hits,
-                u.spin_misses,
-                u.spin_budget_ns,
-                u.sqpoll_wakeups
-            ),
-            None => writeln!(s, "  \"reactor\": null,"),
+        let median_of = |v: Option<Vec<f64>>| opt_num(v.as_deref().and_then(median));
+        let reactor = match &self.reactor {
+            Some((u, messages)) => json!({
+                "messages_in": messages,
+                "enters": u.enters,
+                "enter_waits": u.enter_waits,
+                "enter_wait_timeouts": u.enter_wait_timeouts,
+                "enter_wait_own": u.enter_wait_own,
+                "spin_hits": u.spin_hits,
+                "spin_misses": u.spin_misses,
+                "spin_budget_ns": u.spin_budget_ns,
+                "sqpoll_wakeups": u.sqpoll_wakeups,
+            }),
+            None => Value::Null,
         };
-        let _ = writeln!(
-            s,
-            "  \"elapsed_s\": {}",
-            json_num(self.elapsed.as_secs_f64())
-        );
-        s.push_str("}\n");
-        s
+        let all = json!({
+            "round_trips_per_round": self.round_trips,
+            "rounds": self.rounds,
+            "warmup_first_round": self.warmup_first_round,
+            "warmup_per_round": self.warmup_per_round,
+            "frame_bytes": self.frame_len,
+            "idle": self.idle.name(),
+            "cpu": self.cpu,
+            "haproxy": {
+                "path": self.haproxy_path.as_ref().map(|p| p.display().to_string()),
+                "version": self.haproxy_version,
+                "skipped": self.haproxy_skipped,
+            },
+            "rows": rows,
+            "added": {
+                "ordergate": added(RowKind::Ordergate),
+                "haproxy": added(RowKind::Haproxy),
+            },
+            "ratio_ordergate_to_haproxy": {
+                "p50": opt_num(self.ratio(0.50)),
+                "p99": opt_num(self.ratio(0.99)),
+                "p999": opt_num(self.ratio(0.999)),
+            },
+            "rounds_median": {
+                "ordergate_added_p50_us": median_of(self.rounds_added_p50_us(RowKind::Ordergate)),
+                "haproxy_added_p50_us": median_of(self.rounds_added_p50_us(RowKind::Haproxy)),
+                "ratio_p50": median_of(self.rounds_ratio_p50()),
+            },
+            "goals": {
+                "ratio_p50_max": num(GOAL_RATIO_P50),
+                "ordergate_added_p50_us_max": num(GOAL_ADDED_P50_US),
+            },
+            "noisy": self.noisy(),
+            "sqpoll_cpu": match self.sqpoll {
+                None => Value::Null,
+                Some(None) => json!("any"),
+                Some(Some(c)) => json!(c),
+            },
+            "syscalls_note": self.syscalls_note,
+            "reactor": reactor,
+            "elapsed_s": num(self.elapsed.as_secs_f64()),
+        });
+        let mut text = serde_json::to_string_pretty(&all).expect("a Value always serializes");
+        text.push('\n');
+        text
     }
 }
 
@@ -1082,41 +1047,18 @@ fn min_max(values: &[u64]) -> (u64, u64) {
     (lo, hi)
 }
 
-/// A JSON number: 3 decimals (ns resolution for µs), `null` if not finite.
-fn json_num(v: f64) -> String {
+/// A JSON number rounded to 3 decimals (ns resolution for µs), `null` if
+/// not finite.
+fn num(v: f64) -> Value {
     if v.is_finite() {
-        format!("{v:.3}")
+        json!((v * 1_000.0).round() / 1_000.0)
     } else {
-        "null".into()
+        Value::Null
     }
 }
 
-fn json_opt_num(v: Option<f64>) -> String {
-    v.map_or("null".into(), json_num)
-}
-
-fn json_str(v: &str) -> String {
-    let mut s = String::with_capacity(v.len() + 2);
-    s.push('"');
-    for c in v.chars() {
-        match c {
-            '"' => s.push_str("\\\""),
-            '\\' => s.push_str("\\\\"),
-            '\n' => s.push_str("\\n"),
-            '\r' => s.push_str("\\r"),
-            '\t' => s.push_str("\\t"),
-            c if (c as u32) < 0x20 => {
-                let _ = write!(s, "\\u{:04x}", c as u32);
-            }
-            c => s.push(c),
-        }
-    }
-    s.push('"');
-    s
-}
-
-fn json_opt_str(v: Option<&str>) -> String {
-    v.map_or("null".into(), json_str)
+fn opt_num(v: Option<f64>) -> Value {
+    v.map_or(Value::Null, num)
 }
 
 /// `--cpu`: one CPU, or `any` (let the scheduler place every thread).
@@ -1521,10 +1463,10 @@ mod tests {
     use super::*;
 
     #[test]
-    fn json_strings_are_escaped() {
-        assert_eq!(json_str("a\"b\\c\nd\u{1}"), "\"a\\\"b\\\\c\\nd\\u0001\"");
-        assert_eq!(json_num(f64::NAN), "null");
-        assert_eq!(json_num(1.23456), "1.235");
+    fn json_numbers_keep_three_decimals_and_null_what_is_not_finite() {
+        assert_eq!(num(f64::NAN), Value::Null);
+        assert_eq!(num(f64::INFINITY), Value::Null);
+        assert_eq!(num(1.23456).to_string(), "1.235");
     }
 
     #[test]

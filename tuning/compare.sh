@@ -36,10 +36,16 @@ for ((i = 1; i <= runs; i++)); do
     "$bin" compare --json "$out/run-$i.json" "$@"
 done
 
-# The JSON is ordergate's own (one object per line for these keys): the
-# first "p50_us" on the "added" line is ordergate's, the second HAProxy's.
-field() { # FILE LINE-KEY NTH
-    grep "\"$2\":" "$1" | grep -oE '"p50(_us)?": (-?[0-9.]+|null)' | sed -n "${3}p" | awk '{print $2} END {if (NR == 0) print "n/a"}'
+# One number from a run's JSON (ordergate-bench compare --json), by its
+# path of keys: "n/a" where it is null or absent (no HAProxy row).
+field() { # FILE KEY...
+    python3 - "$@" <<'PY'
+import json, sys
+value = json.load(open(sys.argv[1]))
+for key in sys.argv[2:]:
+    value = value.get(key) if isinstance(value, dict) else None
+print("n/a" if value is None else value)
+PY
 }
 median() {
     grep -E '^-?[0-9.]+$' | sort -g | awk '{v[NR] = $1} END {
@@ -51,11 +57,11 @@ echo
 printf '%-6s %22s %22s %20s\n' run "ordergate added p50" "HAProxy added p50" "ratio p50"
 for ((i = 1; i <= runs; i++)); do
     f=$out/run-$i.json
-    printf '%-6s %19s µs %19s µs %20s\n' "$i" "$(field "$f" added 1)" "$(field "$f" added 2)" \
-        "$(field "$f" ratio_ordergate_to_haproxy 1)"
+    printf '%-6s %19s µs %19s µs %20s\n' "$i" "$(field "$f" added ordergate p50_us)" \
+        "$(field "$f" added haproxy p50_us)" "$(field "$f" ratio_ordergate_to_haproxy p50)"
 done
 printf '%-6s %19s µs %19s µs %20s\n' median \
-    "$(for f in "$out"/run-*.json; do field "$f" added 1; done | median)" \
-    "$(for f in "$out"/run-*.json; do field "$f" added 2; done | median)" \
-    "$(for f in "$out"/run-*.json; do field "$f" ratio_ordergate_to_haproxy 1; done | median)"
+    "$(for f in "$out"/run-*.json; do field "$f" added ordergate p50_us; done | median)" \
+    "$(for f in "$out"/run-*.json; do field "$f" added haproxy p50_us; done | median)" \
+    "$(for f in "$out"/run-*.json; do field "$f" ratio_ordergate_to_haproxy p50; done | median)"
 echo "(goals, for context: ratio ≤ 0.10, ordergate added p50 ≤ 1.5 µs)"
