@@ -790,3 +790,40 @@ pub const ADMIN_SESSIONS_LISTED_MAX: usize = 1_000;
 /// then answered ENGINE_UNAVAILABLE, not lost); a gateway's COD orders
 /// stay in the book up to one second after it dies.
 pub const ENGINE_LIVENESS_TIMEOUT_NS: u64 = 1_000_000_000;
+
+// ---------------------------------------------------------------------------
+// The runtime's own bounds (crates/ordergate: the reactor's io_uring loop,
+// the listener, start-up and the stats reader). Here with the others so
+// that every limit is in one place; their modules re-export them.
+
+/// Completions handled per turn before the rest of the turn runs: bounds
+/// the time between two looks at the engine rings and the timers.
+pub const CQE_BATCH: usize = 256;
+/// How long a stopping reactor waits for its sessions to flush their
+/// Terminate before it shuts every connection down hard.
+pub const STOP_GRACE: Duration = Duration::from_secs(2);
+/// How long it then waits for the kernel to finish the connections'
+/// operations before it gives up (and leaks the buffers rather than free
+/// memory the kernel may still write).
+pub const STOP_HARD: Duration = Duration::from_secs(2);
+/// Latency histogram range: 1 ns to 10 s, 3 significant digits.
+pub const LATENCY_MAX_NS: u64 = 10_000_000_000;
+/// How long a reactor whose engine runs on another thread spins after
+/// handing it a command, rather than block: the answer comes through a
+/// ring, which wakes nobody. The engine answers in well under a
+/// microsecond when it polls; this covers an engine thread that was
+/// descheduled, beyond which the reactor blocks for at most `PARK_MAX` (the reactor's).
+pub const REMOTE_ANSWER_HOLD: Duration = Duration::from_micros(50);
+/// Pending connections the kernel queues per listener before accept.
+pub const LISTEN_BACKLOG: i32 = 1024;
+/// Keys whose floor is ahead of the clock that are named at start-up.
+pub const AHEAD_NAMED_MAX: usize = 4;
+/// Longest run of hex digits in a value a config error may quote. Values
+/// (addresses, paths, durations, names) are quoted as they are: they help
+/// and hold no secret; a run this long is a secret, or part of one, from a
+/// keys file given where the config belongs. (The keys file's errors quote
+/// only names, `keys::scrub`.)
+pub const CONFIG_HEX_RUN_MAX: usize = 15;
+/// Times a reader retries a block whose `seq` moved under it before it
+/// takes the values as they are (flagged inconsistent).
+pub const SNAPSHOT_RETRIES: u32 = 64;

@@ -967,12 +967,7 @@ fn echo_field(name: &str) -> String {
     }
 }
 
-/// Longest run of hex digits in a value a config error may quote. Values
-/// (addresses, paths, durations, names) are quoted as they are: they help
-/// and hold no secret; a run this long is a secret, or part of one, from a
-/// keys file given where the config belongs. (The keys file's errors quote
-/// only names, `keys::scrub`.)
-const CONFIG_HEX_RUN_MAX: usize = 15;
+use crate::constants::CONFIG_HEX_RUN_MAX;
 
 use crate::auth::keys::hex_run_max as hex_run;
 

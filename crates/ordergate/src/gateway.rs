@@ -42,8 +42,7 @@ use crate::waits::{KeysAppliedWait, SweepWait};
 /// The engine thread publishes its stats as often as a reactor ticks.
 const TIMER_TICK_NS: Nanos = worker::TIMER_TICK.as_nanos() as Nanos;
 
-/// Pending connections the kernel queues per listener before accept.
-pub const LISTEN_BACKLOG: i32 = 1024;
+pub use crate::constants::LISTEN_BACKLOG;
 
 /// Where the engine agent runs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

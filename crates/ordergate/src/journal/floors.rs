@@ -35,8 +35,7 @@ use super::storage::{latest_segment, segment_path};
 use super::verify::{VerifyOptions, scan_file_with};
 use crate::limits::FloorBook;
 
-/// Keys whose floor is ahead of the clock that are named at start-up.
-const AHEAD_NAMED_MAX: usize = 4;
+use crate::constants::AHEAD_NAMED_MAX;
 
 /// What [`read_logon_floors`] found.
 #[derive(Clone, Debug, Default)]

@@ -110,28 +110,15 @@ use crate::reactor::report::{ReactorReport, UringCounters};
 use crate::telemetry::{DutyMeter, EngineStatsWriter, StatsWriter};
 use crate::wire::codes::{LogonRejectReason, TerminateReason};
 
-/// Completions handled per turn before the rest of the turn runs: bounds
-/// the time between two looks at the engine rings and the timers.
-pub const CQE_BATCH: usize = 256;
+pub use crate::constants::CQE_BATCH;
 /// How often session timers run (logon deadlines, heartbeats).
 pub const TIMER_TICK: Duration = Duration::from_millis(1);
-/// How long a stopping reactor waits for its sessions to flush their
-/// Terminate before it shuts every connection down hard.
-pub const STOP_GRACE: Duration = Duration::from_secs(2);
-/// How long it then waits for the kernel to finish the connections'
-/// operations before it gives up (and leaks the buffers rather than free
-/// memory the kernel may still write).
-pub const STOP_HARD: Duration = Duration::from_secs(2);
-/// Latency histogram range: 1 ns to 10 s, 3 significant digits.
-pub const LATENCY_MAX_NS: u64 = 10_000_000_000;
+pub use crate::constants::LATENCY_MAX_NS;
+pub use crate::constants::STOP_GRACE;
+pub use crate::constants::STOP_HARD;
 /// Provided-buffer group id of every reactor (each has its own ring).
 const BGID: u16 = 0;
-/// How long a reactor whose engine runs on another thread spins after
-/// handing it a command, rather than block: the answer comes through a
-/// ring, which wakes nobody. The engine answers in well under a
-/// microsecond when it polls; this covers an engine thread that was
-/// descheduled, beyond which the reactor blocks for at most [`PARK_MAX`].
-pub const REMOTE_ANSWER_HOLD: Duration = Duration::from_micros(50);
+pub use crate::constants::REMOTE_ANSWER_HOLD;
 
 #[derive(Clone, Copy, Debug)]
 struct Conn {

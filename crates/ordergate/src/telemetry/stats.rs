@@ -111,9 +111,7 @@ pub use crate::constants::STATS_BLOCK_VALUES_MAX as BLOCK_VALUES_MAX;
 /// 0.01% of the reactor, and the published percentiles are at most
 /// ~100 ms behind.
 pub const LATENCY_EVERY_PUBLISHES: u32 = 100;
-/// Times a reader retries a block whose `seq` moved under it before it
-/// takes the values as they are (flagged inconsistent).
-pub const SNAPSHOT_RETRIES: u32 = 64;
+pub use crate::constants::SNAPSHOT_RETRIES;
 /// File mode: the values show each reactor's trading volume, so only the
 /// gateway's user reads them (the Prometheus endpoint, in-process, serves
 /// them to whoever may reach its address).
