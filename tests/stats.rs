@@ -461,6 +461,23 @@ fn serve_takes_both_paths_from_its_config_file() {
     assert!(journal.is_file() && stats_path.is_file(), "{files}");
     assert_eq!(std::fs::read_dir(&elsewhere).unwrap().count(), 0);
 
+    // Give the reactor work before the stop: a stop right after "serving"
+    // could come before its first timer tick, and a reactor that never
+    // turned with work has no longest turn to explain (turn_ns_max 0, seen
+    // under load). A garbage frame before logon is closed by the gateway:
+    // the read returns once the reactor has handled it.
+    {
+        let addr = serving["ordergate serving on ".len()..]
+            .split_whitespace()
+            .next()
+            .unwrap();
+        let mut conn = TcpStream::connect(addr).unwrap();
+        conn.set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        let _ = conn.write_all(&[0xff; 64]);
+        let _ = conn.read(&mut [0u8; 64]);
+    }
+
     let (status, rest) = child.stop();
     assert!(status.success());
     let uring = rest
