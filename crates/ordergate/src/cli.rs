@@ -1353,6 +1353,21 @@ mod tests {
     use crate::wire::codes::Scopes;
     use clap::CommandFactory;
 
+    /// One reactor's report with these counters and nothing else: what
+    /// the summary tests vary.
+    fn one_reactor(counters: Counters, uring: UringCounters) -> GatewayReport {
+        GatewayReport {
+            reactors: vec![ReactorReport {
+                counters,
+                uring,
+                recv_to_ring_ns: Histogram::new(3).unwrap(),
+                engine: None,
+            }],
+            engine: EngineCounters::default(),
+            journal: None,
+        }
+    }
+
     fn cli(args: &[&str]) -> Result<Command, clap::Error> {
         let argv = std::iter::once("ordergate").chain(args.iter().copied());
         Cli::try_parse_from(argv).map(|c| c.command)
@@ -1729,21 +1744,15 @@ mod tests {
 
     #[test]
     fn summary_shows_throttled_heartbeats_and_cancel_reserve_refusals() {
-        let report = GatewayReport {
-            reactors: vec![ReactorReport {
-                counters: Counters {
-                    ring_full: 392,
-                    heartbeats_throttled: 100,
-                    ring_reserve_refusals: 344,
-                    ..Counters::default()
-                },
-                uring: UringCounters::default(),
-                recv_to_ring_ns: Histogram::new(3).unwrap(),
-                engine: None,
-            }],
-            engine: EngineCounters::default(),
-            journal: None,
-        };
+        let report = one_reactor(
+            Counters {
+                ring_full: 392,
+                heartbeats_throttled: 100,
+                ring_reserve_refusals: 344,
+                ..Counters::default()
+            },
+            UringCounters::default(),
+        );
         let text = summary(&report, Duration::from_secs(1));
         let lines: Vec<&str> = text.lines().collect();
         assert_eq!(
@@ -1757,25 +1766,19 @@ mod tests {
 
     #[test]
     fn summary_reports_back_pressure_when_there_was_any() {
-        let report = GatewayReport {
-            reactors: vec![ReactorReport {
-                counters: Counters {
-                    slow_consumers: 1,
-                    input_paused: 41,
-                    tx_abandoned: 1,
-                    ..Counters::default()
-                },
-                uring: UringCounters {
-                    recv_parked: 265,
-                    recv_parked_max: 19,
-                    ..UringCounters::default()
-                },
-                recv_to_ring_ns: Histogram::new(3).unwrap(),
-                engine: None,
-            }],
-            engine: EngineCounters::default(),
-            journal: None,
-        };
+        let report = one_reactor(
+            Counters {
+                slow_consumers: 1,
+                input_paused: 41,
+                tx_abandoned: 1,
+                ..Counters::default()
+            },
+            UringCounters {
+                recv_parked: 265,
+                recv_parked_max: 19,
+                ..UringCounters::default()
+            },
+        );
         let text = summary(&report, Duration::from_secs(1));
         let lines: Vec<&str> = text.lines().collect();
         assert_eq!(
@@ -1886,19 +1889,13 @@ mod tests {
 
     #[test]
     fn summary_explains_a_dry_receive_buffer_pool() {
-        let report = GatewayReport {
-            reactors: vec![ReactorReport {
-                counters: Counters::default(),
-                uring: UringCounters {
-                    recv_enobufs: 12,
-                    ..UringCounters::default()
-                },
-                recv_to_ring_ns: Histogram::new(3).unwrap(),
-                engine: None,
-            }],
-            engine: EngineCounters::default(),
-            journal: None,
-        };
+        let report = one_reactor(
+            Counters::default(),
+            UringCounters {
+                recv_enobufs: 12,
+                ..UringCounters::default()
+            },
+        );
         let text = summary(&report, Duration::from_secs(1));
         let lines: Vec<&str> = text.lines().collect();
         assert_eq!(
@@ -1955,20 +1952,14 @@ mod tests {
 
     #[test]
     fn summary_names_each_control_that_acted() {
-        let report = GatewayReport {
-            reactors: vec![ReactorReport {
-                counters: Counters {
-                    reload_ended: 2,
-                    slots_retired: 1,
-                    ..Counters::default()
-                },
-                uring: UringCounters::default(),
-                recv_to_ring_ns: Histogram::new(3).unwrap(),
-                engine: None,
-            }],
-            engine: EngineCounters::default(),
-            journal: None,
-        };
+        let report = one_reactor(
+            Counters {
+                reload_ended: 2,
+                slots_retired: 1,
+                ..Counters::default()
+            },
+            UringCounters::default(),
+        );
         let text = summary(&report, Duration::from_secs(1));
         let lines: Vec<&str> = text.lines().collect();
         assert_eq!(lines[6], "  controls: reload_ended 2, slots_retired 1");
@@ -1977,25 +1968,19 @@ mod tests {
 
     #[test]
     fn summary_shows_the_logon_defences_when_they_acted() {
-        let report = GatewayReport {
-            reactors: vec![ReactorReport {
-                counters: Counters {
-                    lockouts: 2,
-                    logons_locked_out: 7,
-                    logons_throttled_address: 300,
-                    logons_throttled_key: 40,
-                    logons_nonce_share_full: 1,
-                    lockout_evictions: 9000,
-                    logon_rate_evictions: 12,
-                    ..Counters::default()
-                },
-                uring: UringCounters::default(),
-                recv_to_ring_ns: Histogram::new(3).unwrap(),
-                engine: None,
-            }],
-            engine: EngineCounters::default(),
-            journal: None,
-        };
+        let report = one_reactor(
+            Counters {
+                lockouts: 2,
+                logons_locked_out: 7,
+                logons_throttled_address: 300,
+                logons_throttled_key: 40,
+                logons_nonce_share_full: 1,
+                lockout_evictions: 9000,
+                logon_rate_evictions: 12,
+                ..Counters::default()
+            },
+            UringCounters::default(),
+        );
         let text = summary(&report, Duration::from_secs(1));
         let lines: Vec<&str> = text.lines().collect();
         assert_eq!(
