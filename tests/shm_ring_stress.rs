@@ -13,39 +13,16 @@
 
 use std::thread;
 
-use ordergate::engine::{Command, CommandKind, Event, EventKind, EventReason, SessionId};
+use ordergate::engine::{Command, Event, EventKind, EventReason, SessionId};
 use ordergate::link::shm_ring::{ShmLink, ShmParams, ShmRegion};
 use ordergate::wire::codes::RejectReason;
 
 const RECORDS: u64 = 1_000_000;
 const SPINS_BEFORE_YIELD: u32 = 64;
 
-const KINDS: [CommandKind; 7] = [
-    CommandKind::NewOrder,
-    CommandKind::Cancel,
-    CommandKind::Replace,
-    CommandKind::MassCancel,
-    CommandKind::CancelOnDisconnect,
-    CommandKind::CancelForRevocation,
-    CommandKind::CancelForKey,
-];
-
-fn command(n: u64) -> Command {
-    Command {
-        session: SessionId(n.rotate_left(32) ^ 0x5555_5555_5555_5555),
-        cl_ord_id: n,
-        orig_cl_ord_id: !n,
-        price: n as i64 * 3,
-        time_ns: n.wrapping_mul(0x9E37_79B9_7F4A_7C15),
-        key_id: n.wrapping_mul(0xC2B2_AE3D_27D4_EB4F),
-        qty: n as u32 ^ 0xA5A5,
-        instrument_id: (n as u32).wrapping_mul(2_654_435_761),
-        kind: KINDS[(n % 7) as usize],
-        side: n as u8,
-        ord_type: (n >> 8) as u8,
-        tif: (n >> 16) as u8,
-    }
-}
+#[path = "support/records.rs"]
+mod records;
+use records::record as command;
 
 fn event(n: u64) -> Event {
     Event {
