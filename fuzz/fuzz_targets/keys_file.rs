@@ -19,44 +19,9 @@ use ordergate::auth::keys::{KeyTable, KeysErrorKind};
 
 const ORIGIN: &str = "fuzz-keys.toml";
 
-/// Every maximal run of at least 32 hex digits in `text`, with its offset.
-fn hex_runs(text: &str) -> Vec<(usize, &str)> {
-    let mut runs = Vec::new();
-    let bytes = text.as_bytes();
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i].is_ascii_hexdigit() {
-            let start = i;
-            while i < bytes.len() && bytes[i].is_ascii_hexdigit() {
-                i += 1;
-            }
-            let run = &text[start..i];
-            let quoted = start > 0 && matches!(bytes[start - 1], b'"' | b'\'');
-            let integer = run.bytes().all(|b| b.is_ascii_digit()) && !quoted;
-            if run.len() >= 32 && !integer {
-                runs.push((start, run));
-            }
-        } else {
-            i += 1;
-        }
-    }
-    runs
-}
-
-/// `text` with the `len` digits at `at` each moved one step round
-/// 0–9a–f: the same shape, other digits.
-fn shifted(text: &str, at: usize, len: usize) -> String {
-    let mut bytes = text.as_bytes().to_vec();
-    for b in &mut bytes[at..at + len] {
-        *b = match *b {
-            b'9' => b'a',
-            b'f' | b'F' => b'0',
-            b'0'..=b'8' | b'a'..=b'e' | b'A'..=b'E' => *b + 1,
-            other => other,
-        };
-    }
-    String::from_utf8(bytes).expect("hex digits stay ASCII")
-}
+#[path = "leak_oracle.rs"]
+mod leak_oracle;
+use leak_oracle::{hex_runs, shifted};
 
 fn error_text(text: &str) -> Option<String> {
     let err = KeyTable::from_toml_str(text, ORIGIN).err()?;
